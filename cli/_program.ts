@@ -1,0 +1,89 @@
+import { Command, CommanderError } from "npm:commander@^15.1.0";
+
+/** Exit codes shared by both executables (foundry design, "Exit Codes"). */
+export const ExitCode = {
+  OK: 0,
+  CONFIG: 1,
+  VALIDATION: 2,
+  CONNECTION: 3,
+  VM_OPERATION: 4,
+  STORAGE: 5,
+} as const;
+
+/** An error that knows the exit code the CLI should end with. */
+export interface HasExitCode {
+  exitCode: number;
+}
+
+/** Error classes register their exit code here so cli/ maps them without lib/ knowing the CLI. */
+const codeByErrorName = new Map<string, number>([
+  ["ValidationError", ExitCode.VALIDATION],
+  ["ConfigError", ExitCode.CONFIG],
+  ["ConnectionError", ExitCode.CONNECTION],
+  ["LibvirtError", ExitCode.VM_OPERATION],
+  ["StorageError", ExitCode.STORAGE],
+]);
+
+/** Maps an error thrown by lib/ to the exit code of the design. */
+export function exitCodeFor(err: unknown): number {
+  if (err && typeof err === "object") {
+    const c = (err as Partial<HasExitCode>).exitCode;
+    if (typeof c === "number") return c;
+    const name = (err as { name?: unknown }).name;
+    if (typeof name === "string") return codeByErrorName.get(name) ?? 1;
+  }
+  return 1;
+}
+
+/** Output streams of a command run, so tests can capture what a command printed. */
+export interface Io {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+/** Writes to the process's stdout and stderr. */
+export const processIo: Io = {
+  out: (s) => Deno.stdout.writeSync(new TextEncoder().encode(s)),
+  err: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)),
+};
+
+/**
+ * Runs a commander program in-process: usage errors exit 2, lib errors exit with their mapped code,
+ * and a stack trace is shown only with `--verbose`.
+ */
+export async function runProgram(program: Command, args: string[], io: Io): Promise<number> {
+  let exit = 0;
+  const setup = (cmd: Command) => {
+    cmd.exitOverride();
+    cmd.configureOutput({ writeOut: io.out, writeErr: io.err });
+    for (const sub of cmd.commands) setup(sub);
+  };
+  setup(program);
+  try {
+    await program.parseAsync(args, { from: "user" });
+    const code = (program as Command & { _foundryExit?: number })._foundryExit;
+    if (typeof code === "number") exit = code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version print and end with code 0; every other commander error is a usage error.
+      if (
+        err.code === "commander.helpDisplayed" || err.code === "commander.version" ||
+        err.code === "commander.help"
+      ) return 0;
+      return 2;
+    }
+    const verbose = args.includes("--verbose") || args.includes("-v");
+    const msg = err instanceof Error ? err.message : String(err);
+    io.err(`Error: ${msg}\n`);
+    if (verbose && err instanceof Error && err.stack) io.err(`${err.stack}\n`);
+    exit = exitCodeFor(err);
+  }
+  return exit;
+}
+
+/** Sets the exit code a command wants when it returns normally (e.g. a check that found problems). */
+export function setExitCode(cmd: Command, code: number): void {
+  let root: Command = cmd;
+  while (root.parent) root = root.parent;
+  (root as Command & { _foundryExit?: number })._foundryExit = code;
+}
