@@ -1,0 +1,149 @@
+import assert from "node:assert/strict";
+import { parse } from "npm:yaml@^2.9.1";
+import { buildCloudConfig, carriesCredentials, type CloudConfigOptions } from "./cloud_config.ts";
+import { assertCloudInitSchema, missingTool } from "../../tests/virtwork/guest_checks.ts";
+
+const noCloudInit = missingTool("cloud-init", "cloud-init");
+
+function parsed(opts: CloudConfigOptions): Record<string, unknown> {
+  return parse(buildCloudConfig(opts)) ?? {};
+}
+
+function firstUser(opts: CloudConfigOptions): Record<string, unknown> {
+  const users = parsed(opts).users as Record<string, unknown>[];
+  assert.equal(users.length, 1);
+  return users[0]!;
+}
+
+Deno.test("buildCloudConfig() starts with the exact #cloud-config header line", () => {
+  assert.equal(buildCloudConfig({}), "#cloud-config\n{}\n");
+  assert.match(buildCloudConfig({ packages: ["fio"] }), /^#cloud-config\n[^\n]/);
+});
+
+Deno.test("buildCloudConfig() writes packages, write_files and runcmd", () => {
+  const doc = parsed({
+    packages: ["fio", "stress-ng"],
+    writeFiles: [{ path: "/etc/x.conf", content: "a: 1\n", permissions: "0600" }],
+    runcmd: ["echo hi", ["systemctl", "enable", "--now", "x.service"]],
+  });
+  assert.deepEqual(doc.packages, ["fio", "stress-ng"]);
+  assert.deepEqual(doc.write_files, [{
+    path: "/etc/x.conf",
+    content: "a: 1\n",
+    permissions: "0600",
+  }]);
+  assert.deepEqual(doc.runcmd, ["echo hi", ["systemctl", "enable", "--now", "x.service"]]);
+});
+
+Deno.test("buildCloudConfig() omits empty lists and absent fields", () => {
+  const doc = parsed({ packages: [], writeFiles: [], runcmd: [], sshUser: "" });
+  assert.deepEqual(Object.keys(doc), []);
+});
+
+Deno.test("buildCloudConfig() merges extra keys at the top level and rejects managed ones", () => {
+  const doc = parsed({ packages: ["fio"], extra: { timezone: "UTC", bootcmd: ["true"] } });
+  assert.equal(doc.timezone, "UTC");
+  assert.deepEqual(doc.bootcmd, ["true"]);
+  assert.throws(() => buildCloudConfig({ extra: { packages: ["x"] } }), TypeError);
+});
+
+Deno.test("buildCloudConfig() rejects a relative write_files path", () => {
+  assert.throws(
+    () => buildCloudConfig({ writeFiles: [{ path: "etc/x", content: "" }] }),
+    /must be absolute/,
+  );
+});
+
+Deno.test("buildCloudConfig() keeps long lines and multi-line content intact", () => {
+  const long = "x".repeat(300);
+  const content = `[Unit]\nDescription=${long}\n\n[Service]\nExecStart=/bin/true\n`;
+  const doc = parsed({ writeFiles: [{ path: "/a", content }], runcmd: [long] });
+  assert.equal((doc.write_files as { content: string }[])[0]!.content, content);
+  assert.deepEqual(doc.runcmd, [long]);
+});
+
+Deno.test("users block: key-only user is locked and gets sudo, bash and keys", () => {
+  const keys = ["ssh-ed25519 AAAA1 a@b", "ssh-rsa AAAA2 c@d"];
+  const opts = { sshUser: "virtwork", sshAuthorizedKeys: keys };
+  const user = firstUser(opts);
+  assert.equal(user.name, "virtwork");
+  assert.equal(user.sudo, "ALL=(ALL) NOPASSWD:ALL");
+  assert.equal(user.shell, "/bin/bash");
+  assert.equal(user.lock_passwd, true);
+  assert.equal(user.plain_text_passwd, undefined);
+  assert.deepEqual(user.ssh_authorized_keys, keys);
+  assert.equal(parsed(opts).ssh_pwauth, undefined);
+});
+
+Deno.test("users block: a password unlocks the user and enables ssh_pwauth", () => {
+  const opts = { sshUser: "virtwork", sshPassword: "s3cret" };
+  const user = firstUser(opts);
+  assert.equal(user.lock_passwd, false);
+  assert.equal(user.plain_text_passwd, "s3cret");
+  assert.equal(user.ssh_authorized_keys, undefined);
+  assert.equal(parsed(opts).ssh_pwauth, true);
+});
+
+Deno.test("users block: password and keys combine; empty key list adds no key entry", () => {
+  const both = firstUser({ sshUser: "u", sshPassword: "p", sshAuthorizedKeys: ["ssh-ed25519 K"] });
+  assert.equal(both.lock_passwd, false);
+  assert.deepEqual(both.ssh_authorized_keys, ["ssh-ed25519 K"]);
+  const none = firstUser({ sshUser: "u", sshAuthorizedKeys: [] });
+  assert.equal(none.ssh_authorized_keys, undefined);
+});
+
+Deno.test("users block: absent when sshUser is empty, even with a password", () => {
+  const doc = parsed({ sshPassword: "p", sshAuthorizedKeys: ["k"], packages: ["fio"] });
+  assert.equal(doc.users, undefined);
+  assert.equal(doc.ssh_pwauth, undefined);
+});
+
+Deno.test("carriesCredentials() is true only for a user with a password or keys", () => {
+  assert.equal(carriesCredentials({}), false);
+  assert.equal(carriesCredentials({ sshUser: "u" }), false);
+  assert.equal(carriesCredentials({ sshPassword: "p" }), false);
+  assert.equal(carriesCredentials({ sshUser: "u", sshPassword: "p" }), true);
+  assert.equal(carriesCredentials({ sshUser: "u", sshAuthorizedKeys: ["k"] }), true);
+});
+
+Deno.test({
+  name: "buildCloudConfig() output passes cloud-init schema for every users variant",
+  ignore: noCloudInit !== undefined,
+  async fn() {
+    const base: CloudConfigOptions = {
+      packages: ["stress-ng"],
+      writeFiles: [{
+        path: "/etc/systemd/system/a.service",
+        content: "[Unit]\n",
+        permissions: "0644",
+      }],
+      runcmd: [["systemctl", "daemon-reload"], "echo done"],
+      extra: { package_update: true },
+    };
+    const variants: CloudConfigOptions[] = [
+      {},
+      base,
+      { ...base, sshUser: "virtwork" },
+      { ...base, sshUser: "virtwork", sshPassword: "pw" },
+      { ...base, sshUser: "virtwork", sshAuthorizedKeys: ["ssh-ed25519 AAAA k"] },
+      { ...base, sshUser: "virtwork", sshPassword: "pw", sshAuthorizedKeys: ["ssh-rsa AAAA k"] },
+    ];
+    for (const v of variants) await assertCloudInitSchema(buildCloudConfig(v));
+  },
+});
+
+Deno.test({
+  name: "cloud-init schema check catches an invalid document (the check can fail)",
+  ignore: noCloudInit !== undefined,
+  async fn() {
+    await assert.rejects(
+      () =>
+        assertCloudInitSchema(
+          buildCloudConfig({
+            extra: { bootcmd: 5 },
+          }),
+        ),
+      /cloud-init schema rejected/,
+    );
+  },
+});
