@@ -1,0 +1,53 @@
+/**
+ * KubeVirt and CDI API coordinates, virtwork's defaults and label keys.
+ * @module
+ */
+
+/** KubeVirt API coordinates. */
+export const KUBEVIRT_API = {
+  GROUP: "kubevirt.io",
+  VERSION: "v1",
+  VM_PLURAL: "virtualmachines",
+  VMI_PLURAL: "virtualmachineinstances",
+} as const;
+
+/** CDI API coordinates (DataVolumeTemplates). */
+export const CDI_API = {
+  GROUP: "cdi.kubevirt.io",
+  VERSION: "v1beta1",
+  DV_PLURAL: "datavolumes",
+} as const;
+
+/** Label keys virtwork puts on everything it creates. */
+export const LABELS = {
+  APP_NAME: "app.kubernetes.io/name",
+  MANAGED_BY: "app.kubernetes.io/managed-by",
+  COMPONENT: "app.kubernetes.io/component",
+  ROLE: "virtwork/role",
+  RUN_ID: "virtwork/run-id",
+} as const;
+
+/** Value of {@linkcode LABELS.MANAGED_BY} and {@linkcode LABELS.APP_NAME}. */
+export const MANAGED_BY_VALUE = "virtwork";
+
+/** Defaults of the configuration chain. */
+export const DEFAULTS = {
+  NAMESPACE: "virtwork",
+  CONTAINER_DISK_IMAGE: "quay.io/containerdisks/fedora:41",
+  CPU_CORES: 2,
+  MEMORY: "2Gi",
+  DATA_DISK_SIZE: "10Gi",
+  SSH_USER: "virtwork",
+  READY_TIMEOUT_SECONDS: 600,
+  POLL_INTERVAL_SECONDS: 15,
+  VM_COUNT: 1,
+  QPS: 20,
+  BURST: 20,
+} as const;
+
+/** The label selector of everything virtwork manages, optionally narrowed to one run. */
+export function managedSelector(runId?: string): string {
+  const parts = [`${LABELS.MANAGED_BY}=${MANAGED_BY_VALUE}`];
+  if (runId) parts.push(`${LABELS.RUN_ID}=${runId}`);
+  return parts.join(",");
+}
