@@ -1,0 +1,853 @@
+/**
+ * Loads `VirtualMachine` documents from YAML, normalises them and checks every rule of the format.
+ *
+ * All problems of a file are collected and thrown together as one {@link ValidationError}; each names the
+ * file, line, column and field path of the offending node.
+ *
+ * @example
+ * ```ts
+ * import { loadVirtualMachines } from "./loader.ts";
+ * const [vm] = await loadVirtualMachines("examples/simple-vm.yaml");
+ * console.log(vm?.metadata.name);
+ * ```
+ *
+ * @module
+ */
+
+// deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
+import { isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments } from "npm:yaml@^2.9.1";
+// deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
+import type { Document, Node, Pair, YAMLMap } from "npm:yaml@^2.9.1";
+import { type Problem, ValidationError } from "./errors.ts";
+import { ipv4ToNumber, isIPv6, parseCidr, parseIPv4 } from "./_net.ts";
+import {
+  API_VERSION,
+  type BootDisk,
+  type CloudInit,
+  CPU_MODES,
+  type CpuMode,
+  type DataDisk,
+  DOMAIN_TYPES,
+  type DomainType,
+  KIND,
+  type NetworkInterface,
+  type ObjectMeta,
+  type VirtualMachine,
+  type VirtualMachineSpec,
+} from "./types.ts";
+
+/** Pattern of `metadata.name` after lowercasing. */
+export const NAME_PATTERN = /^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$/;
+
+/** Longest `metadata.name`: it doubles as the hostname when no FQDN is given, so one DNS label. */
+export const NAME_MAX_LENGTH = 63;
+
+/** Key types accepted in `spec.cloudInit.sshAuthorizedKeys`. */
+export const SSH_KEY_TYPES = [
+  "ssh-ed25519",
+  "ssh-rsa",
+  "ssh-dss",
+  "ecdsa-sha2-nistp256",
+  "ecdsa-sha2-nistp384",
+  "ecdsa-sha2-nistp521",
+  "sk-ssh-ed25519@openssh.com",
+  "sk-ecdsa-sha2-nistp256@openssh.com",
+] as const;
+
+const DATA_DEVICE_PATTERN = /^vd([b-z]|[a-z]{2})$/;
+const POOL_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,254}$/;
+const VOLUME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,254}$/;
+const BRIDGE_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
+const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const LABEL_NAME = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
+
+/**
+ * Reads a YAML file and returns its `VirtualMachine` documents, normalised and validated.
+ *
+ * @param path file to read; its name appears in every problem
+ * @throws {ValidationError} listing every problem of the file
+ */
+export async function loadVirtualMachines(path: string): Promise<VirtualMachine[]> {
+  const text = await Deno.readTextFile(path);
+  return parseVirtualMachines(text, path);
+}
+
+/**
+ * Parses YAML text holding one or more `VirtualMachine` documents (separated by `---`).
+ *
+ * Normalisation: `metadata.name` and `spec.cloudInit.fqdn` are lowercased, `metadata.generation` defaults
+ * to 1, and a `status` section is dropped (foundry computes status; it never reads it from a file).
+ *
+ * @param text the YAML (JSON, being YAML, works too)
+ * @param file name used in problems, e.g. `vm.yaml`
+ * @throws {ValidationError} listing every problem of the text
+ */
+export function parseVirtualMachines(text: string, file: string): VirtualMachine[] {
+  const lineCounter = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+  const checker = new Checker(file, lineCounter);
+  const vms: VirtualMachine[] = [];
+  for (const doc of Array.isArray(docs) ? docs : []) {
+    if (doc.errors.length > 0) {
+      for (const err of doc.errors) {
+        const message = err.message.replace(/ at line \d+, column \d+.*$/s, "");
+        checker.problemAt(err.pos[0], "", `invalid YAML: ${lowerFirst(message)}`);
+      }
+      continue;
+    }
+    const contents = doc.contents;
+    if (contents === null || (isScalar(contents) && contents.value === null)) continue;
+    checker.doc = doc;
+    const vm = checker.virtualMachine(contents);
+    if (vm !== undefined) vms.push(vm);
+  }
+  if (checker.problems.length === 0 && vms.length === 0) {
+    checker.problemAt(0, "", `no ${KIND} document found`);
+  }
+  if (checker.problems.length > 0) {
+    throw new ValidationError(
+      [...checker.problems].sort((a, b) => a.line - b.line || a.column - b.column),
+    );
+  }
+  return vms;
+}
+
+/**
+ * Parses a file that must hold exactly one `VirtualMachine`.
+ *
+ * @throws {ValidationError} on any problem, or when the text holds more than one document
+ */
+export function parseVirtualMachine(text: string, file: string): VirtualMachine {
+  const vms = parseVirtualMachines(text, file);
+  const [vm] = vms;
+  if (vm === undefined || vms.length !== 1) {
+    throw new ValidationError([{
+      file,
+      line: 1,
+      column: 1,
+      path: "",
+      message: `expected exactly one ${KIND} document, got ${vms.length}`,
+    }]);
+  }
+  return vm;
+}
+
+/**
+ * The valid name closest to `name` (case-insensitive edit distance), or undefined when none is close.
+ *
+ * @example
+ * ```ts
+ * suggest("vcpu", ["vcpus", "memoryGiB"]); // "vcpus"
+ * ```
+ */
+export function suggest(name: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(name.toLowerCase(), c.toLowerCase());
+    if (d < bestDistance) {
+      best = c;
+      bestDistance = d;
+    }
+  }
+  const limit = Math.max(2, Math.floor(name.length / 3));
+  return bestDistance <= limit ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      cur.push(Math.min((prev[j] ?? 0) + 1, (cur[j - 1] ?? 0) + 1, (prev[j - 1] ?? 0) + cost));
+    }
+    prev = cur;
+  }
+  return prev[b.length] ?? 0;
+}
+
+function lowerFirst(s: string): string {
+  return s.length > 0 ? s[0]!.toLowerCase() + s.slice(1) : s;
+}
+
+/** A short, safe rendering of a scalar for "got ..." in messages. */
+function describe(node: unknown): string {
+  if (isMap(node)) return "a mapping";
+  if (isSeq(node)) return "a list";
+  if (isScalar(node)) {
+    const v = node.value;
+    if (typeof v === "string") {
+      return v.length > 60 ? `${JSON.stringify(v.slice(0, 57))}...` : JSON.stringify(v);
+    }
+    return String(v);
+  }
+  return "nothing";
+}
+
+/** Where the value of an absent key is reported: at the key when there is one, else at the map. */
+interface Field {
+  node: Node | undefined;
+  keyNode: Node | undefined;
+}
+
+class Checker {
+  readonly problems: Problem[] = [];
+  doc: Document.Parsed | undefined;
+  /** Field paths already suggested for a misspelt key: their absence is not reported again. */
+  readonly #suggested = new Set<string>();
+
+  constructor(readonly file: string, readonly lineCounter: LineCounter) {}
+
+  problemAt(offset: number, path: string, message: string): void {
+    const { line, col } = this.lineCounter.linePos(offset);
+    this.problems.push({ file: this.file, line, column: col, path, message });
+  }
+
+  problem(node: Node | Pair | undefined, path: string, message: string): void {
+    const range = node === undefined ? undefined : "range" in node ? node.range : undefined;
+    const keyRange = node !== undefined && "key" in node && isScalar(node.key)
+      ? node.key.range
+      : undefined;
+    this.problemAt(range?.[0] ?? keyRange?.[0] ?? 0, path, message);
+  }
+
+  deref(node: unknown): Node | undefined {
+    if (isAlias(node) && this.doc !== undefined) return this.deref(node.resolve(this.doc));
+    if (node === null || node === undefined) return undefined;
+    if (isScalar(node) && node.value === null) return undefined;
+    return node as Node;
+  }
+
+  /** Checks that `node` is a mapping with only `allowed` keys; returns its fields by name. */
+  fields(
+    node: Node,
+    path: string,
+    allowed: readonly string[],
+  ): Map<string, Field> | undefined {
+    if (!isMap(node)) {
+      this.problem(node, path, `must be a mapping, got ${describe(node)}`);
+      return undefined;
+    }
+    const out = new Map<string, Field>();
+    for (const pair of (node as YAMLMap<unknown, unknown>).items) {
+      const keyNode = this.deref(pair.key);
+      const key = isScalar(keyNode) ? keyNode.value : undefined;
+      if (typeof key !== "string") {
+        this.problem(keyNode, path, `field names must be strings, got ${describe(keyNode)}`);
+        continue;
+      }
+      const fieldPath = join(path, key);
+      if (!allowed.includes(key)) {
+        const hint = suggest(key, allowed);
+        if (hint !== undefined) this.#suggested.add(join(path, hint));
+        this.problem(
+          keyNode,
+          fieldPath,
+          hint !== undefined
+            ? `unknown field "${key}", did you mean "${hint}"?`
+            : `unknown field "${key}"; valid fields: ${allowed.join(", ")}`,
+        );
+        continue;
+      }
+      out.set(key, { node: this.deref(pair.value), keyNode });
+    }
+    return out;
+  }
+
+  /** Reports a required field that is absent, at its key when present (empty value), else at `parent`. */
+  missing(parent: Node, f: Field | undefined, path: string, what = "is required"): void {
+    if (f === undefined && this.#suggested.has(path)) return;
+    this.problem(f?.keyNode ?? parent, path, what);
+  }
+
+  string(f: Field | undefined, path: string, parent: Node, required: boolean): string | undefined {
+    if (f?.node === undefined) {
+      if (required) this.missing(parent, f, path);
+      return undefined;
+    }
+    if (!isScalar(f.node) || typeof f.node.value !== "string") {
+      this.problem(f.node, path, `must be a string, got ${describe(f.node)}`);
+      return undefined;
+    }
+    return f.node.value;
+  }
+
+  /** A string value whose content must never be echoed (keys, hashes). */
+  secret(node: Node | undefined, path: string): string | undefined {
+    if (node === undefined) return undefined;
+    if (!isScalar(node) || typeof node.value !== "string") {
+      const what = isMap(node) ? "a mapping" : isSeq(node) ? "a list" : `a ${typeof node}`;
+      this.problem(
+        node,
+        path,
+        `must be a string, got ${isScalar(node) ? typeof node.value : what}`,
+      );
+      return undefined;
+    }
+    return node.value;
+  }
+
+  boolean(f: Field | undefined, path: string): boolean | undefined {
+    if (f?.node === undefined) return undefined;
+    if (!isScalar(f.node) || typeof f.node.value !== "boolean") {
+      this.problem(f.node, path, `must be true or false, got ${describe(f.node)}`);
+      return undefined;
+    }
+    return f.node.value;
+  }
+
+  positiveInteger(
+    f: Field | undefined,
+    path: string,
+    parent: Node,
+    required: boolean,
+  ): number | undefined {
+    if (f?.node === undefined) {
+      if (required) this.missing(parent, f, path);
+      return undefined;
+    }
+    const v = isScalar(f.node) ? f.node.value : undefined;
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) {
+      this.problem(f.node, path, `must be a positive integer, got ${describe(f.node)}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  list(f: Field | undefined, path: string): Node[] | undefined {
+    if (f?.node === undefined) return undefined;
+    if (!isSeq(f.node)) {
+      this.problem(f.node, path, `must be a list, got ${describe(f.node)}`);
+      return undefined;
+    }
+    return f.node.items.map((item) => this.deref(item) ?? (item as Node));
+  }
+
+  stringMap(
+    f: Field | undefined,
+    path: string,
+    check?: (key: string, value: string, keyNode: Node, valueNode: Node) => void,
+  ): Record<string, string> | undefined {
+    if (f?.node === undefined) return undefined;
+    if (!isMap(f.node)) {
+      this.problem(f.node, path, `must be a mapping of strings, got ${describe(f.node)}`);
+      return undefined;
+    }
+    const out: Record<string, string> = {};
+    for (const pair of (f.node as YAMLMap<unknown, unknown>).items) {
+      const keyNode = this.deref(pair.key);
+      const key = isScalar(keyNode) ? keyNode.value : undefined;
+      if (typeof key !== "string" || keyNode === undefined) {
+        this.problem(keyNode, path, `keys must be strings, got ${describe(keyNode)}`);
+        continue;
+      }
+      const valueNode = this.deref(pair.value);
+      const keyPath = join(path, key);
+      if (!isScalar(valueNode) || typeof valueNode.value !== "string") {
+        this.problem(
+          valueNode ?? keyNode,
+          keyPath,
+          `must be a string, got ${describe(valueNode)}` +
+            (isScalar(valueNode) && valueNode.value !== null ? " (quote it)" : ""),
+        );
+        continue;
+      }
+      check?.(key, valueNode.value, keyNode, valueNode);
+      out[key] = valueNode.value;
+    }
+    return out;
+  }
+
+  virtualMachine(node: Node): VirtualMachine | undefined {
+    const before = this.problems.length;
+    const f = this.fields(node, "", ["apiVersion", "kind", "metadata", "spec", "status"]);
+    if (f === undefined) return undefined;
+    const apiVersion = this.string(f.get("apiVersion"), "apiVersion", node, true);
+    if (apiVersion !== undefined && apiVersion !== API_VERSION) {
+      this.problem(
+        f.get("apiVersion")?.node,
+        "apiVersion",
+        `must be ${API_VERSION}, got "${apiVersion}"`,
+      );
+    }
+    const kind = this.string(f.get("kind"), "kind", node, true);
+    if (kind !== undefined && kind !== KIND) {
+      this.problem(f.get("kind")?.node, "kind", `must be ${KIND}, got "${kind}"`);
+    }
+    const metaField = f.get("metadata");
+    const metadata = metaField?.node === undefined
+      ? this.missing(node, metaField, "metadata")
+      : this.metadata(metaField.node);
+    const specField = f.get("spec");
+    const spec = specField?.node === undefined
+      ? this.missing(node, specField, "spec")
+      : this.spec(specField.node);
+    if (this.problems.length > before || metadata === undefined || spec === undefined) {
+      return undefined;
+    }
+    return { apiVersion: API_VERSION, kind: KIND, metadata, spec };
+  }
+
+  metadata(node: Node): ObjectMeta | undefined {
+    const f = this.fields(node, "metadata", ["name", "labels", "annotations", "generation"]);
+    if (f === undefined) return undefined;
+    const raw = this.string(f.get("name"), "metadata.name", node, true);
+    let name: string | undefined;
+    if (raw !== undefined) {
+      const lower = raw.toLowerCase();
+      if (lower.length > NAME_MAX_LENGTH) {
+        this.problem(
+          f.get("name")?.node,
+          "metadata.name",
+          `must be at most ${NAME_MAX_LENGTH} characters, got ${lower.length}`,
+        );
+      } else if (!NAME_PATTERN.test(lower)) {
+        this.problem(
+          f.get("name")?.node,
+          "metadata.name",
+          `must start and end with a letter or digit and contain only letters, digits, "-" and "_", got ${
+            JSON.stringify(raw)
+          }`,
+        );
+      } else {
+        name = lower;
+      }
+    }
+    const labels = this.stringMap(f.get("labels"), "metadata.labels", (k, v, kn, vn) => {
+      if (!isLabelKey(k)) {
+        this.problem(
+          kn,
+          join("metadata.labels", k),
+          `label keys must be [prefix/]name with a name of at most 63 letters, digits, "-", "_", "." starting and ending with a letter or digit, got ${
+            JSON.stringify(k)
+          }`,
+        );
+      }
+      if (v !== "" && !LABEL_NAME.test(v)) {
+        this.problem(
+          vn,
+          join("metadata.labels", k),
+          `label values must be empty or at most 63 letters, digits, "-", "_", "." starting and ending with a letter or digit, got ${
+            JSON.stringify(v)
+          }`,
+        );
+      }
+    });
+    const annotations = this.stringMap(f.get("annotations"), "metadata.annotations");
+    const generation = this.positiveInteger(
+      f.get("generation"),
+      "metadata.generation",
+      node,
+      false,
+    );
+    if (name === undefined) return undefined;
+    const meta: ObjectMeta = { name, generation: generation ?? 1 };
+    if (labels !== undefined) meta.labels = labels;
+    if (annotations !== undefined) meta.annotations = annotations;
+    return meta;
+  }
+
+  spec(node: Node): VirtualMachineSpec | undefined {
+    const before = this.problems.length;
+    const f = this.fields(node, "spec", [
+      "vcpus",
+      "memoryGiB",
+      "bootDisk",
+      "dataDisks",
+      "networkInterfaces",
+      "cloudInit",
+      "cpuMode",
+      "autostart",
+      "storagePool",
+      "domainType",
+    ]);
+    if (f === undefined) return undefined;
+    const vcpus = this.positiveInteger(f.get("vcpus"), "spec.vcpus", node, true);
+    const memoryGiB = this.memory(f.get("memoryGiB"), node);
+    const bootField = f.get("bootDisk");
+    const bootDisk = bootField?.node === undefined
+      ? this.missing(node, bootField, "spec.bootDisk")
+      : this.bootDisk(bootField.node);
+    const dataDisks = this.dataDisks(f.get("dataDisks"));
+    const nicField = f.get("networkInterfaces");
+    const networkInterfaces = nicField?.node === undefined
+      ? this.missing(node, nicField, "spec.networkInterfaces", "needs at least one interface")
+      : this.networkInterfaces(nicField.node);
+    const ciField = f.get("cloudInit");
+    const cloudInit = ciField?.node === undefined ? undefined : this.cloudInit(ciField.node);
+    const cpuMode = this.oneOf(f.get("cpuMode"), "spec.cpuMode", CPU_MODES);
+    const autostart = this.boolean(f.get("autostart"), "spec.autostart");
+    const storagePool = this.pool(f.get("storagePool"), "spec.storagePool", node);
+    const domainType = this.oneOf(f.get("domainType"), "spec.domainType", DOMAIN_TYPES);
+    if (
+      this.problems.length > before || vcpus === undefined || memoryGiB === undefined ||
+      bootDisk === undefined || networkInterfaces === undefined
+    ) {
+      return undefined;
+    }
+    const spec: VirtualMachineSpec = { vcpus, memoryGiB, bootDisk, networkInterfaces };
+    if (dataDisks !== undefined) spec.dataDisks = dataDisks;
+    if (cloudInit !== undefined) spec.cloudInit = cloudInit;
+    if (cpuMode !== undefined) spec.cpuMode = cpuMode as CpuMode;
+    if (autostart !== undefined) spec.autostart = autostart;
+    if (storagePool !== undefined) spec.storagePool = storagePool;
+    if (domainType !== undefined) spec.domainType = domainType as DomainType;
+    return spec;
+  }
+
+  memory(f: Field | undefined, parent: Node): number | undefined {
+    const path = "spec.memoryGiB";
+    if (f?.node === undefined) {
+      this.missing(parent, f, path);
+      return undefined;
+    }
+    const v = isScalar(f.node) ? f.node.value : undefined;
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) {
+      this.problem(f.node, path, `must be a positive number, got ${describe(f.node)}`);
+      return undefined;
+    }
+    if (!Number.isInteger(v * 1024)) {
+      this.problem(f.node, path, `must be a whole number of MiB (a multiple of 1/1024), got ${v}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  oneOf(f: Field | undefined, path: string, values: readonly string[]): string | undefined {
+    if (f?.node === undefined) return undefined;
+    const v = isScalar(f.node) ? f.node.value : undefined;
+    if (typeof v !== "string" || !values.includes(v)) {
+      this.problem(
+        f.node,
+        path,
+        `must be one of ${values.join(", ")}, got ${describe(f.node)}`,
+      );
+      return undefined;
+    }
+    return v;
+  }
+
+  pool(f: Field | undefined, path: string, parent: Node): string | undefined {
+    const v = this.string(f, path, parent, false);
+    if (v !== undefined && !POOL_PATTERN.test(v)) {
+      this.problem(
+        f?.node,
+        path,
+        `must be a pool name of letters, digits, "_", ".", "+", "-", got ${JSON.stringify(v)}`,
+      );
+      return undefined;
+    }
+    return v;
+  }
+
+  bootDisk(node: Node): BootDisk | undefined {
+    const before = this.problems.length;
+    const f = this.fields(node, "spec.bootDisk", ["sizeGB", "image", "imagePool", "empty"]);
+    if (f === undefined) return undefined;
+    const sizeGB = this.positiveInteger(f.get("sizeGB"), "spec.bootDisk.sizeGB", node, true);
+    const image = this.string(f.get("image"), "spec.bootDisk.image", node, false);
+    const imagePool = this.pool(f.get("imagePool"), "spec.bootDisk.imagePool", node);
+    const empty = this.boolean(f.get("empty"), "spec.bootDisk.empty");
+    if (empty === true && image !== undefined) {
+      this.problem(
+        f.get("image")?.node,
+        "spec.bootDisk.image",
+        "must not be set together with empty: true",
+      );
+    } else if (empty !== true && image === undefined && f.get("image")?.node === undefined) {
+      this.problem(
+        f.get("image")?.keyNode ?? node,
+        "spec.bootDisk.image",
+        "is required unless empty: true",
+      );
+    }
+    if (image !== undefined) this.imageReference(f.get("image")?.node, image, imagePool);
+    if (this.problems.length > before || sizeGB === undefined) return undefined;
+    const disk: BootDisk = { sizeGB };
+    if (image !== undefined) disk.image = image;
+    if (imagePool !== undefined) disk.imagePool = imagePool;
+    if (empty !== undefined) disk.empty = empty;
+    return disk;
+  }
+
+  imageReference(node: Node | undefined, image: string, imagePool: string | undefined): void {
+    const path = "spec.bootDisk.image";
+    if (image.startsWith("/")) {
+      if (image.endsWith("/") || image.includes("\0")) {
+        this.problem(node, path, `must be a file path, got ${JSON.stringify(image)}`);
+      }
+      return;
+    }
+    const colon = image.indexOf(":");
+    const pool = colon >= 0 ? image.slice(0, colon) : undefined;
+    const volume = colon >= 0 ? image.slice(colon + 1) : image;
+    if (pool !== undefined && !POOL_PATTERN.test(pool)) {
+      this.problem(
+        node,
+        path,
+        `must be volume, pool:volume or /path, got ${JSON.stringify(image)}`,
+      );
+      return;
+    }
+    if (!VOLUME_PATTERN.test(volume)) {
+      this.problem(
+        node,
+        path,
+        `must be volume, pool:volume or /path, got ${JSON.stringify(image)}`,
+      );
+      return;
+    }
+    if (pool !== undefined && imagePool !== undefined && pool !== imagePool) {
+      this.problem(
+        node,
+        path,
+        `names pool "${pool}" but spec.bootDisk.imagePool is "${imagePool}"`,
+      );
+    }
+  }
+
+  dataDisks(f: Field | undefined): DataDisk[] | undefined {
+    const items = this.list(f, "spec.dataDisks");
+    if (items === undefined) return undefined;
+    const disks: DataDisk[] = [];
+    const seen = new Map<string, string>();
+    items.forEach((item, i) => {
+      const path = `spec.dataDisks[${i}]`;
+      const g = this.fields(item, path, ["device", "sizeGB"]);
+      if (g === undefined) return;
+      const device = this.string(g.get("device"), `${path}.device`, item, true);
+      const sizeGB = this.positiveInteger(g.get("sizeGB"), `${path}.sizeGB`, item, true);
+      let deviceOk = device !== undefined;
+      if (device !== undefined && !DATA_DEVICE_PATTERN.test(device)) {
+        this.problem(
+          g.get("device")?.node,
+          `${path}.device`,
+          device === "vda"
+            ? `must not be "vda", the boot disk`
+            : `must be a virtio disk name vdb to vdz (or vdaa...), got ${JSON.stringify(device)}`,
+        );
+        deviceOk = false;
+      } else if (device !== undefined && seen.has(device)) {
+        this.problem(
+          g.get("device")?.node,
+          `${path}.device`,
+          `duplicate device "${device}", also used by ${seen.get(device)}`,
+        );
+        deviceOk = false;
+      }
+      if (device !== undefined) seen.set(device, `${path}.device`);
+      if (deviceOk && device !== undefined && sizeGB !== undefined) disks.push({ device, sizeGB });
+    });
+    return disks;
+  }
+
+  networkInterfaces(node: Node): NetworkInterface[] | undefined {
+    const path = "spec.networkInterfaces";
+    const items = this.list({ node, keyNode: undefined }, path);
+    if (items === undefined) return undefined;
+    if (items.length === 0) {
+      this.problem(node, path, "needs at least one interface, got an empty list");
+      return undefined;
+    }
+    const before = this.problems.length;
+    const nics: NetworkInterface[] = [];
+    const seenIps = new Map<string, string>();
+    let defaultRoutes = 0;
+    items.forEach((item, i) => {
+      const p = `${path}[${i}]`;
+      const g = this.fields(item, p, ["ip", "gateway", "dnsServers", "bridge", "defaultRoute"]);
+      if (g === undefined) return;
+      const ip = this.string(g.get("ip"), `${p}.ip`, item, true);
+      if (ip !== undefined) {
+        const cidr = parseCidr(ip);
+        if (cidr === undefined) {
+          this.problem(
+            g.get("ip")?.node,
+            `${p}.ip`,
+            `must be an IPv4 address with prefix length, like 192.0.2.10/24, got ${
+              JSON.stringify(ip)
+            }`,
+          );
+        } else {
+          const hostBits = 32 - cidr.prefix;
+          const n = ipv4ToNumber(cidr.octets);
+          const hostPart = hostBits === 0 ? 0 : n % 2 ** hostBits;
+          if (cidr.prefix <= 30 && (hostPart === 0 || hostPart === 2 ** hostBits - 1)) {
+            this.problem(
+              g.get("ip")?.node,
+              `${p}.ip`,
+              `is the ${hostPart === 0 ? "network" : "broadcast"} address of its subnet, got ${ip}`,
+            );
+          }
+          const other = seenIps.get(cidr.address);
+          if (other !== undefined) {
+            this.problem(
+              g.get("ip")?.node,
+              `${p}.ip`,
+              `duplicate address ${cidr.address}, also used by ${other}`,
+            );
+          }
+          seenIps.set(cidr.address, `${p}.ip`);
+        }
+      }
+      const gateway = this.string(g.get("gateway"), `${p}.gateway`, item, true);
+      if (gateway !== undefined && parseIPv4(gateway) === undefined) {
+        this.problem(
+          g.get("gateway")?.node,
+          `${p}.gateway`,
+          `must be an IPv4 address, got ${JSON.stringify(gateway)}`,
+        );
+      }
+      const dnsItems = this.list(g.get("dnsServers"), `${p}.dnsServers`);
+      const dnsServers: string[] = [];
+      dnsItems?.forEach((d, j) => {
+        const s = this.string({ node: d, keyNode: undefined }, `${p}.dnsServers[${j}]`, d, true);
+        if (s === undefined) return;
+        if (parseIPv4(s) === undefined && !isIPv6(s)) {
+          this.problem(
+            d,
+            `${p}.dnsServers[${j}]`,
+            `must be an IPv4 or IPv6 address, got ${JSON.stringify(s)}`,
+          );
+          return;
+        }
+        dnsServers.push(s);
+      });
+      const bridge = this.string(g.get("bridge"), `${p}.bridge`, item, true);
+      if (bridge !== undefined && !BRIDGE_PATTERN.test(bridge)) {
+        this.problem(
+          g.get("bridge")?.node,
+          `${p}.bridge`,
+          `must be a Linux interface name (1 to 15 letters, digits, "_", ".", "-"), got ${
+            JSON.stringify(bridge)
+          }`,
+        );
+      }
+      const defaultRoute = this.boolean(g.get("defaultRoute"), `${p}.defaultRoute`);
+      if (defaultRoute ?? i === 0) {
+        defaultRoutes++;
+        if (defaultRoutes > 1) {
+          this.problem(
+            g.get("defaultRoute")?.node ?? item,
+            `${p}.defaultRoute`,
+            "only one interface may carry the default route (the first does unless told otherwise)",
+          );
+        }
+      }
+      if (ip !== undefined && gateway !== undefined && bridge !== undefined) {
+        const nic: NetworkInterface = { ip, gateway, bridge };
+        if (dnsItems !== undefined) nic.dnsServers = dnsServers;
+        if (defaultRoute !== undefined) nic.defaultRoute = defaultRoute;
+        nics.push(nic);
+      }
+    });
+    return this.problems.length > before ? undefined : nics;
+  }
+
+  cloudInit(node: Node): CloudInit | undefined {
+    const before = this.problems.length;
+    const path = "spec.cloudInit";
+    const f = this.fields(node, path, ["fqdn", "sshAuthorizedKeys", "passwordHash", "sshPwauth"]);
+    if (f === undefined) return undefined;
+    const rawFqdn = this.string(f.get("fqdn"), `${path}.fqdn`, node, false);
+    let fqdn: string | undefined;
+    if (rawFqdn !== undefined) {
+      fqdn = rawFqdn.toLowerCase();
+      const labels = fqdn.split(".");
+      if (
+        fqdn.length > 253 || labels.length < 2 || !labels.every((l) => DNS_LABEL.test(l)) ||
+        /^[0-9]+$/.test(labels[labels.length - 1] ?? "")
+      ) {
+        this.problem(
+          f.get("fqdn")?.node,
+          `${path}.fqdn`,
+          `must be a fully qualified domain name like host.example.com, got ${
+            JSON.stringify(rawFqdn)
+          }`,
+        );
+      }
+    }
+    const keyItems = this.list(f.get("sshAuthorizedKeys"), `${path}.sshAuthorizedKeys`);
+    const keys: string[] = [];
+    keyItems?.forEach((k, i) => {
+      const p = `${path}.sshAuthorizedKeys[${i}]`;
+      const key = this.secret(k, p);
+      if (key === undefined) return;
+      const trouble = sshKeyProblem(key);
+      if (trouble !== undefined) this.problem(k, p, trouble);
+      else keys.push(key.trim());
+    });
+    const hashNode = f.get("passwordHash")?.node;
+    const passwordHash = this.secret(hashNode, `${path}.passwordHash`);
+    if (passwordHash !== undefined) {
+      if (!passwordHash.startsWith("$")) {
+        this.problem(
+          hashNode,
+          `${path}.passwordHash`,
+          "must be a crypt(3) hash starting with $ (mkpasswd --method=SHA-512), got a value that does not",
+        );
+      } else if (/[\s:]/.test(passwordHash)) {
+        this.problem(
+          hashNode,
+          `${path}.passwordHash`,
+          "must not contain white space or colons, got a value that does",
+        );
+      }
+    }
+    const sshPwauth = this.boolean(f.get("sshPwauth"), `${path}.sshPwauth`);
+    if (this.problems.length > before) return undefined;
+    const ci: CloudInit = {};
+    if (fqdn !== undefined) ci.fqdn = fqdn;
+    if (keyItems !== undefined) ci.sshAuthorizedKeys = keys;
+    if (passwordHash !== undefined) ci.passwordHash = passwordHash;
+    if (sshPwauth !== undefined) ci.sshPwauth = sshPwauth;
+    return ci;
+  }
+}
+
+function join(path: string, key: string): string {
+  return path === "" ? key : `${path}.${key}`;
+}
+
+function isLabelKey(key: string): boolean {
+  const slash = key.lastIndexOf("/");
+  const name = slash >= 0 ? key.slice(slash + 1) : key;
+  if (slash >= 0) {
+    const prefix = key.slice(0, slash);
+    const labels = prefix.split(".");
+    if (prefix.length > 253 || !labels.every((l) => DNS_LABEL.test(l))) return false;
+  }
+  return LABEL_NAME.test(name);
+}
+
+/**
+ * Why `line` is not an OpenSSH public key, or undefined when it is one. The key material is checked
+ * (base64 whose embedded type matches the declared type) but never quoted back.
+ */
+export function sshKeyProblem(line: string): string | undefined {
+  const expected = 'must be an OpenSSH public key like "ssh-ed25519 AAAA... comment"';
+  const fields = line.trim().split(/\s+/);
+  const [type, blob] = fields;
+  if (type === undefined || !(SSH_KEY_TYPES as readonly string[]).includes(type)) {
+    return `${expected} with a type of ${SSH_KEY_TYPES.join(", ")}, got another type`;
+  }
+  if (blob === undefined || !/^[A-Za-z0-9+/]+={0,2}$/.test(blob) || blob.length % 4 !== 0) {
+    return `${expected}, got a ${type} key whose key data is not base64`;
+  }
+  let bytes: Uint8Array;
+  try {
+    bytes = Uint8Array.from(atob(blob), (c) => c.charCodeAt(0));
+  } catch {
+    return `${expected}, got a ${type} key whose key data is not base64`;
+  }
+  const view = new DataView(bytes.buffer);
+  const len = bytes.length >= 4 ? view.getUint32(0) : -1;
+  const inner = len >= 0 && 4 + len <= bytes.length
+    ? new TextDecoder().decode(bytes.subarray(4, 4 + len))
+    : undefined;
+  if (inner !== type) {
+    return `${expected}, got a ${type} key whose key data is not a ${type} key`;
+  }
+  return undefined;
+}

@@ -1,0 +1,511 @@
+import assert from "node:assert/strict";
+// deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
+import { stringify } from "npm:yaml@^2.9.1";
+import { ValidationError } from "./errors.ts";
+import {
+  loadVirtualMachines,
+  parseVirtualMachine,
+  parseVirtualMachines,
+  sshKeyProblem,
+  suggest,
+} from "./loader.ts";
+import { FAKE_PASSWORD_HASH, fakeSshKey, sampleVm } from "./_testdata.ts";
+import type { VirtualMachine } from "./types.ts";
+
+// deno-lint-ignore no-explicit-any
+type Loose = any;
+
+/** sampleVm() as a plain object that a test may bend out of shape. */
+function doc(mutate: (vm: Loose) => void = () => {}): string {
+  const vm: Loose = structuredClone(sampleVm());
+  mutate(vm);
+  return stringify(vm);
+}
+
+function problems(text: string): ValidationError {
+  try {
+    parseVirtualMachines(text, "vm.yaml");
+  } catch (e) {
+    if (e instanceof ValidationError) return e;
+    throw e;
+  }
+  assert.fail("expected a ValidationError");
+}
+
+/** Asserts that the text yields a problem at `path` whose message contains `fragment`. */
+function rejects(text: string, path: string, fragment: string): void {
+  const err = problems(text);
+  const hit = err.problems.find((p) => p.path === path && p.message.includes(fragment));
+  assert.ok(
+    hit,
+    `no problem at ${path} containing ${JSON.stringify(fragment)} in:\n${err.message}`,
+  );
+}
+
+function accepts(text: string): VirtualMachine {
+  const [vm] = parseVirtualMachines(text, "vm.yaml");
+  assert.ok(vm);
+  return vm;
+}
+
+Deno.test("parseVirtualMachines() returns a valid document unchanged", () => {
+  assert.deepEqual(accepts(doc()), sampleVm());
+});
+
+Deno.test("parseVirtualMachines() lowercases metadata.name and cloudInit.fqdn", () => {
+  const vm = accepts(doc((v) => {
+    v.metadata.name = "Web-01";
+    v.spec.cloudInit.fqdn = "Web-01.Example.ORG";
+  }));
+  assert.equal(vm.metadata.name, "web-01");
+  assert.equal(vm.spec.cloudInit?.fqdn, "web-01.example.org");
+});
+
+Deno.test("parseVirtualMachines() defaults generation to 1 and drops status", () => {
+  const vm = accepts(doc((v) => {
+    delete v.metadata.generation;
+    v.status = { phase: "Running", observedGeneration: 7 };
+  }));
+  assert.equal(vm.metadata.generation, 1);
+  assert.equal(vm.status, undefined);
+  assert.equal(accepts(doc((v) => (v.metadata.generation = 3))).metadata.generation, 3);
+});
+
+Deno.test("parseVirtualMachines() reads several documents and skips empty ones", () => {
+  const text = `---\n${doc()}---\n# nothing here\n---\n${doc((v) => (v.metadata.name = "db-01"))}`;
+  const vms = parseVirtualMachines(text, "vms.yaml");
+  assert.deepEqual(vms.map((v) => v.metadata.name), ["web-01", "db-01"]);
+});
+
+Deno.test("parseVirtualMachines() keeps optional fields absent when the file omits them", () => {
+  const vm = accepts(doc((v) => {
+    delete v.metadata.labels;
+    delete v.metadata.annotations;
+    delete v.spec.dataDisks;
+    delete v.spec.cloudInit;
+    delete v.spec.cpuMode;
+    delete v.spec.autostart;
+    delete v.spec.storagePool;
+    delete v.spec.networkInterfaces[0].dnsServers;
+  }));
+  assert.ok(!("labels" in vm.metadata));
+  assert.ok(!("dataDisks" in vm.spec) && !("cloudInit" in vm.spec) && !("cpuMode" in vm.spec));
+  assert.ok(!("dnsServers" in (vm.spec.networkInterfaces[0] ?? {})));
+});
+
+Deno.test("parseVirtualMachines() resolves YAML aliases", () => {
+  const text = doc().replace("dnsServers:", "dnsServers: &dns").replace(
+    "bridge: br1",
+    "bridge: br1\n      dnsServers: *dns",
+  );
+  const vm = accepts(text);
+  assert.deepEqual(vm.spec.networkInterfaces[1]?.dnsServers, ["192.0.2.53", "2001:db8::53"]);
+});
+
+Deno.test("a problem names file, line, column and field path", () => {
+  const text = [
+    "apiVersion: foundry.cofront.xyz/v1alpha1", //  1
+    "kind: VirtualMachine", //                      2
+    "metadata:", //                                  3
+    "  name: vm", //                                 4
+    "spec:", //                                      5
+    "  memoryGiB: 1", //                             6
+    "  bootDisk:", //                                7
+    "    sizeGB: 1", //                              8
+    "    empty: true", //                            9
+    "  networkInterfaces:", //                       10
+    "    - {ip: 192.0.2.9/24, gateway: 192.0.2.1, bridge: br0}", // 11
+    "  vcpus:", //                                   12
+    "    0", //                                      13
+  ].join("\n");
+  const err = problems(text);
+  assert.equal(err.message, "vm.yaml:13:5 spec.vcpus: must be a positive integer, got 0");
+  assert.equal(err.name, "ValidationError");
+  assert.equal(err.file, "vm.yaml");
+  assert.equal(err.line, 13);
+  assert.equal(err.column, 5);
+  assert.equal(err.path, "spec.vcpus");
+  assert.equal(err.problems.length, 1);
+});
+
+Deno.test("every problem of a file is reported at once, across documents, in order", () => {
+  const text = doc((v) => {
+    v.spec.vcpus = 0;
+    v.spec.memoryGiB = -1;
+    v.spec.networkInterfaces[0].ip = "192.0.2.300/24";
+  }) + "---\n" + doc((v) => (v.metadata.name = "-bad"));
+  const err = problems(text);
+  assert.deepEqual(err.problems.map((p) => p.path), [
+    "spec.vcpus",
+    "spec.memoryGiB",
+    "spec.networkInterfaces[0].ip",
+    "metadata.name",
+  ]);
+  const lines = err.problems.map((p) => p.line);
+  assert.deepEqual(lines, [...lines].sort((a, b) => a - b));
+  assert.equal(err.message.split("\n").length, 4);
+  assert.equal(err.line, err.problems[0]?.line);
+});
+
+Deno.test("YAML syntax errors and duplicate keys are problems with a position", () => {
+  const err = problems("apiVersion: x\nkind: [VirtualMachine\n");
+  assert.equal(err.problems[0]?.path, "");
+  assert.match(err.message, /^vm\.yaml:\d+:\d+ invalid YAML: /);
+  const dup = problems(doc().replace("vcpus: 2", "vcpus: 2\n  vcpus: 3"));
+  assert.match(dup.message, /vm\.yaml:\d+:3 invalid YAML: map keys must be unique/);
+});
+
+Deno.test("a file without documents is rejected", () => {
+  assert.match(problems("").message, /no VirtualMachine document found/);
+  assert.match(problems("# just a comment\n").message, /no VirtualMachine document found/);
+});
+
+Deno.test("apiVersion and kind must be the foundry ones", () => {
+  rejects(doc((v) => (v.apiVersion = "v1")), "apiVersion", "must be foundry.cofront.xyz/v1alpha1");
+  rejects(doc((v) => (v.kind = "Pod")), "kind", 'must be VirtualMachine, got "Pod"');
+  rejects(doc((v) => delete v.apiVersion), "apiVersion", "is required");
+  rejects(doc((v) => delete v.kind), "kind", "is required");
+  rejects(doc((v) => delete v.metadata), "metadata", "is required");
+  rejects(doc((v) => delete v.spec), "spec", "is required");
+  rejects("- a\n- b\n", "", "must be a mapping, got a list");
+});
+
+Deno.test("unknown fields are rejected with the nearest valid name", () => {
+  rejects(
+    doc((v) => (v.spec.vcpu = 2)),
+    "spec.vcpu",
+    'unknown field "vcpu", did you mean "vcpus"?',
+  );
+  rejects(
+    doc((v) => (v.spec.memorygib = 2)),
+    "spec.memorygib",
+    'did you mean "memoryGiB"?',
+  );
+  rejects(
+    doc((v) => (v.spec.networkInterfaces[0].gatway = "192.0.2.1")),
+    "spec.networkInterfaces[0].gatway",
+    'did you mean "gateway"?',
+  );
+  rejects(doc((v) => (v.metdata = {})), "metdata", 'did you mean "metadata"?');
+  rejects(
+    doc((v) => (v.spec.cloudInit.zzzzzz = 1)),
+    "spec.cloudInit.zzzzzz",
+    "valid fields: fqdn, sshAuthorizedKeys, passwordHash, sshPwauth",
+  );
+});
+
+Deno.test("a misspelt required field is reported once, as unknown", () => {
+  const err = problems(doc((v) => {
+    v.spec.vcpu = v.spec.vcpus;
+    delete v.spec.vcpus;
+  }));
+  assert.deepEqual(err.problems.map((p) => p.path), ["spec.vcpu"]);
+});
+
+Deno.test("suggest() finds close names and nothing for distant ones", () => {
+  assert.equal(suggest("bootdisk", ["bootDisk", "dataDisks"]), "bootDisk");
+  assert.equal(suggest("sizeGiB", ["sizeGB", "image"]), "sizeGB");
+  assert.equal(suggest("colour", ["vcpus", "bootDisk"]), undefined);
+});
+
+Deno.test("metadata.name must be a valid lowercase name", () => {
+  for (const bad of ["-web", "web-", "web_", "_web", "web.01", "web 01", "wéb", "a".repeat(64)]) {
+    rejects(doc((v) => (v.metadata.name = bad)), "metadata.name", "must");
+  }
+  rejects(doc((v) => (v.metadata.name = 42)), "metadata.name", "must be a string, got 42");
+  rejects(doc((v) => delete v.metadata.name), "metadata.name", "is required");
+  for (const good of ["a", "7", "web_01", "web-01-a", "a".repeat(63)]) {
+    assert.equal(accepts(doc((v) => (v.metadata.name = good))).metadata.name, good);
+  }
+});
+
+Deno.test("labels and annotations are maps of strings; label syntax is checked", () => {
+  rejects(doc((v) => (v.metadata.labels.tier = 1)), "metadata.labels.tier", "got 1 (quote it)");
+  rejects(doc((v) => (v.metadata.labels["a b"] = "x")), "metadata.labels.a b", "label keys");
+  rejects(doc((v) => (v.metadata.labels.k = "x y")), "metadata.labels.k", "label values");
+  rejects(doc((v) => (v.metadata.labels = ["a"])), "metadata.labels", "must be a mapping");
+  rejects(
+    doc((v) => (v.metadata.annotations.n = true)),
+    "metadata.annotations.n",
+    "must be a string, got true",
+  );
+  const vm = accepts(doc((v) => {
+    v.metadata.labels = { "example.org/tier": "front_1", empty: "" };
+    v.metadata.annotations = { "free text": "any: thing, at all" };
+  }));
+  assert.deepEqual(vm.metadata.labels, { "example.org/tier": "front_1", empty: "" });
+  assert.deepEqual(vm.metadata.annotations, { "free text": "any: thing, at all" });
+});
+
+Deno.test("metadata.generation must be a positive integer", () => {
+  rejects(
+    doc((v) => (v.metadata.generation = 0)),
+    "metadata.generation",
+    "positive integer, got 0",
+  );
+});
+
+Deno.test("spec.vcpus must be a positive integer", () => {
+  rejects(doc((v) => (v.spec.vcpus = 0)), "spec.vcpus", "must be a positive integer, got 0");
+  rejects(doc((v) => (v.spec.vcpus = -2)), "spec.vcpus", "got -2");
+  rejects(doc((v) => (v.spec.vcpus = 1.5)), "spec.vcpus", "got 1.5");
+  rejects(doc((v) => (v.spec.vcpus = "4")), "spec.vcpus", 'got "4"');
+  rejects(doc((v) => delete v.spec.vcpus), "spec.vcpus", "is required");
+  rejects(doc().replace("vcpus: 2", "vcpus:"), "spec.vcpus", "is required");
+});
+
+Deno.test("spec.memoryGiB must be positive and a whole number of MiB", () => {
+  rejects(doc((v) => (v.spec.memoryGiB = 0)), "spec.memoryGiB", "must be a positive number, got 0");
+  rejects(doc((v) => (v.spec.memoryGiB = "8")), "spec.memoryGiB", 'got "8"');
+  rejects(doc((v) => (v.spec.memoryGiB = 0.0001)), "spec.memoryGiB", "whole number of MiB");
+  rejects(doc((v) => delete v.spec.memoryGiB), "spec.memoryGiB", "is required");
+  assert.equal(accepts(doc((v) => (v.spec.memoryGiB = 0.5))).spec.memoryGiB, 0.5);
+});
+
+Deno.test("spec.bootDisk needs sizeGB and exactly one of image and empty: true", () => {
+  rejects(doc((v) => delete v.spec.bootDisk), "spec.bootDisk", "is required");
+  rejects(doc((v) => (v.spec.bootDisk.sizeGB = 0)), "spec.bootDisk.sizeGB", "positive integer");
+  rejects(doc((v) => delete v.spec.bootDisk.sizeGB), "spec.bootDisk.sizeGB", "is required");
+  rejects(
+    doc((v) => delete v.spec.bootDisk.image),
+    "spec.bootDisk.image",
+    "is required unless empty: true",
+  );
+  rejects(
+    doc((v) => (v.spec.bootDisk.empty = true)),
+    "spec.bootDisk.image",
+    "must not be set together with empty: true",
+  );
+  rejects(
+    doc((v) => {
+      delete v.spec.bootDisk.image;
+      v.spec.bootDisk.empty = false;
+    }),
+    "spec.bootDisk.image",
+    "is required unless empty: true",
+  );
+  rejects(doc((v) => (v.spec.bootDisk.empty = "yes")), "spec.bootDisk.empty", "true or false");
+  const vm = accepts(doc((v) => {
+    delete v.spec.bootDisk.image;
+    v.spec.bootDisk.empty = true;
+  }));
+  assert.deepEqual(vm.spec.bootDisk, { sizeGB: 20, empty: true });
+});
+
+Deno.test("spec.bootDisk.image is volume, pool:volume or an absolute path", () => {
+  for (const good of ["fedora-43.qcow2", "images:fedora-43.qcow2", "/srv/images/f.qcow2"]) {
+    assert.equal(accepts(doc((v) => (v.spec.bootDisk.image = good))).spec.bootDisk.image, good);
+  }
+  for (const bad of ["", "a:b:c", ":vol", "pool:", "dir/vol", "/srv/images/", "with space"]) {
+    rejects(doc((v) => (v.spec.bootDisk.image = bad)), "spec.bootDisk.image", "must be");
+  }
+  rejects(
+    doc((v) => {
+      v.spec.bootDisk.image = "a:x.qcow2";
+      v.spec.bootDisk.imagePool = "b";
+    }),
+    "spec.bootDisk.image",
+    'names pool "a" but spec.bootDisk.imagePool is "b"',
+  );
+  rejects(doc((v) => (v.spec.bootDisk.imagePool = "a/b")), "spec.bootDisk.imagePool", "pool name");
+});
+
+Deno.test("spec.dataDisks: virtio names other than vda, no duplicates, positive sizes", () => {
+  rejects(
+    doc((v) => (v.spec.dataDisks[1].device = "vdb")),
+    "spec.dataDisks[1].device",
+    'duplicate device "vdb", also used by spec.dataDisks[0].device',
+  );
+  rejects(
+    doc((v) => (v.spec.dataDisks[0].device = "vda")),
+    "spec.dataDisks[0].device",
+    "boot disk",
+  );
+  rejects(
+    doc((v) => (v.spec.dataDisks[0].device = "sdb")),
+    "spec.dataDisks[0].device",
+    "vdb to vdz",
+  );
+  rejects(doc((v) => (v.spec.dataDisks[0].sizeGB = 0)), "spec.dataDisks[0].sizeGB", "got 0");
+  rejects(doc((v) => delete v.spec.dataDisks[0].device), "spec.dataDisks[0].device", "is required");
+  rejects(doc((v) => (v.spec.dataDisks = { vdb: 1 })), "spec.dataDisks", "must be a list");
+  rejects(doc((v) => (v.spec.dataDisks = ["vdb"])), "spec.dataDisks[0]", "must be a mapping");
+  assert.deepEqual(accepts(doc((v) => (v.spec.dataDisks = []))).spec.dataDisks, []);
+});
+
+Deno.test("spec.networkInterfaces needs at least one interface with ip, gateway and bridge", () => {
+  rejects(doc((v) => delete v.spec.networkInterfaces), "spec.networkInterfaces", "at least one");
+  rejects(doc((v) => (v.spec.networkInterfaces = [])), "spec.networkInterfaces", "at least one");
+  for (const field of ["ip", "gateway", "bridge"]) {
+    rejects(
+      doc((v) => delete v.spec.networkInterfaces[0][field]),
+      `spec.networkInterfaces[0].${field}`,
+      "is required",
+    );
+  }
+});
+
+Deno.test("interface addresses must be IPv4 with a prefix, unique, not network or broadcast", () => {
+  const p = "spec.networkInterfaces[0].ip";
+  for (
+    const bad of ["192.0.2.10", "192.0.2.256/24", "192.0.2.10/33", "192.0.2.10/0", "192.0.02.1/24"]
+  ) {
+    rejects(doc((v) => (v.spec.networkInterfaces[0].ip = bad)), p, "IPv4 address with prefix");
+  }
+  rejects(doc((v) => (v.spec.networkInterfaces[0].ip = "2001:db8::1/64")), p, "IPv4");
+  rejects(doc((v) => (v.spec.networkInterfaces[0].ip = "192.0.2.0/24")), p, "network address");
+  rejects(doc((v) => (v.spec.networkInterfaces[0].ip = "192.0.2.255/24")), p, "broadcast address");
+  rejects(
+    doc((v) => (v.spec.networkInterfaces[1].ip = "192.0.2.10/25")),
+    "spec.networkInterfaces[1].ip",
+    "duplicate address 192.0.2.10, also used by spec.networkInterfaces[0].ip",
+  );
+  for (const good of ["192.0.2.0/31", "192.0.2.1/32", "10.0.0.0/8".replace("0/8", "1/8")]) {
+    accepts(doc((v) => (v.spec.networkInterfaces[0].ip = good)));
+  }
+});
+
+Deno.test("gateway, bridge and DNS servers are checked", () => {
+  const p = "spec.networkInterfaces[0]";
+  rejects(doc((v) => (v.spec.networkInterfaces[0].gateway = "gw")), `${p}.gateway`, "IPv4 address");
+  rejects(
+    doc((v) => (v.spec.networkInterfaces[0].bridge = "a-very-long-bridge")),
+    `${p}.bridge`,
+    "Linux interface name",
+  );
+  rejects(doc((v) => (v.spec.networkInterfaces[0].bridge = "br 0")), `${p}.bridge`, "Linux");
+  rejects(
+    doc((v) => (v.spec.networkInterfaces[0].dnsServers = ["8.8.8"])),
+    `${p}.dnsServers[0]`,
+    'must be an IPv4 or IPv6 address, got "8.8.8"',
+  );
+  rejects(
+    doc((v) => (v.spec.networkInterfaces[0].dnsServers = "192.0.2.53")),
+    `${p}.dnsServers`,
+    "must be a list",
+  );
+  rejects(
+    doc((v) => (v.spec.networkInterfaces[0].dnsServers = ["::g"])),
+    `${p}.dnsServers[0]`,
+    "IPv6",
+  );
+});
+
+Deno.test("only one interface carries the default route; the first does by default", () => {
+  rejects(
+    doc((v) => (v.spec.networkInterfaces[1].defaultRoute = true)),
+    "spec.networkInterfaces[1].defaultRoute",
+    "only one interface",
+  );
+  rejects(
+    doc((v) => (v.spec.networkInterfaces[1].defaultRoute = "no")),
+    "spec.networkInterfaces[1].defaultRoute",
+    "must be true or false",
+  );
+  const vm = accepts(doc((v) => {
+    v.spec.networkInterfaces[0].defaultRoute = false;
+    v.spec.networkInterfaces[1].defaultRoute = true;
+  }));
+  assert.deepEqual(vm.spec.networkInterfaces.map((n) => n.defaultRoute), [false, true]);
+});
+
+Deno.test("cloudInit.fqdn must be a fully qualified name", () => {
+  for (
+    const bad of ["web", "web..example.org", "-web.example.org", "web_01.example.org", "a.123"]
+  ) {
+    rejects(doc((v) => (v.spec.cloudInit.fqdn = bad)), "spec.cloudInit.fqdn", "fully qualified");
+  }
+  rejects(
+    doc((v) => (v.spec.cloudInit.fqdn = "a".repeat(64) + ".org")),
+    "spec.cloudInit.fqdn",
+    "fully",
+  );
+});
+
+Deno.test("SSH keys must be OpenSSH public keys, and are never quoted back", () => {
+  const secretish = "AAAAC3NzaC1lZDI1NTE5AAAAIKEYMATERIALKEYMATERIAL";
+  for (const bad of [`ssh-foo ${secretish}`, `ssh-ed25519 ${secretish}!`, "ssh-ed25519", ""]) {
+    const err = problems(doc((v) => (v.spec.cloudInit.sshAuthorizedKeys = [bad])));
+    assert.equal(err.problems[0]?.path, "spec.cloudInit.sshAuthorizedKeys[0]");
+    assert.ok(!err.message.includes(secretish), err.message);
+  }
+  const mismatched = fakeSshKey("ssh-ed25519").replace(/^ssh-ed25519/, "ssh-rsa");
+  rejects(
+    doc((v) => (v.spec.cloudInit.sshAuthorizedKeys = [mismatched])),
+    "spec.cloudInit.sshAuthorizedKeys[0]",
+    "is not a ssh-rsa key",
+  );
+  rejects(
+    doc((v) => (v.spec.cloudInit.sshAuthorizedKeys = [42])),
+    "spec.cloudInit.sshAuthorizedKeys[0]",
+    "must be a string, got number",
+  );
+  for (const type of ["ecdsa-sha2-nistp256", "sk-ssh-ed25519@openssh.com", "ssh-rsa"]) {
+    assert.equal(sshKeyProblem(fakeSshKey(type)), undefined);
+  }
+});
+
+Deno.test("passwordHash must be a crypt hash, and is never quoted back", () => {
+  for (const bad of ["hunter2secret", "$6$abc$de:f", "$6$abc def"]) {
+    const err = problems(doc((v) => (v.spec.cloudInit.passwordHash = bad)));
+    assert.equal(err.path, "spec.cloudInit.passwordHash");
+    assert.ok(!err.message.includes(bad), err.message);
+  }
+  const err = problems(doc((v) => (v.spec.cloudInit.passwordHash = 123456)));
+  assert.ok(!err.message.includes("123456"), err.message);
+  assert.equal(accepts(doc()).spec.cloudInit?.passwordHash, FAKE_PASSWORD_HASH);
+});
+
+Deno.test("cpuMode, autostart, storagePool, domainType and sshPwauth are checked", () => {
+  rejects(
+    doc((v) => (v.spec.cpuMode = "max")),
+    "spec.cpuMode",
+    'must be one of host-model, host-passthrough, got "max"',
+  );
+  rejects(doc((v) => (v.spec.autostart = "true")), "spec.autostart", "must be true or false");
+  rejects(doc((v) => (v.spec.storagePool = "my pool")), "spec.storagePool", "pool name");
+  rejects(doc((v) => (v.spec.domainType = "xen")), "spec.domainType", "must be one of kvm, qemu");
+  rejects(
+    doc((v) => (v.spec.cloudInit.sshPwauth = 1)),
+    "spec.cloudInit.sshPwauth",
+    "true or false",
+  );
+  const vm = accepts(doc((v) => {
+    v.spec.cpuMode = "host-passthrough";
+    v.spec.domainType = "qemu";
+  }));
+  assert.equal(vm.spec.cpuMode, "host-passthrough");
+  assert.equal(vm.spec.domainType, "qemu");
+});
+
+Deno.test("parseVirtualMachine() wants exactly one document", () => {
+  assert.equal(parseVirtualMachine(doc(), "vm.yaml").metadata.name, "web-01");
+  assert.throws(
+    () => parseVirtualMachine(doc() + "---\n" + doc((v) => (v.metadata.name = "b")), "two.yaml"),
+    (e: unknown) =>
+      e instanceof ValidationError && /exactly one VirtualMachine document, got 2/.test(e.message),
+  );
+});
+
+Deno.test("loadVirtualMachines() reads a file and names it in problems", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const good = `${dir}/good.yaml`;
+    await Deno.writeTextFile(good, doc());
+    assert.deepEqual(await loadVirtualMachines(good), [sampleVm()]);
+    const bad = `${dir}/bad.yaml`;
+    await Deno.writeTextFile(bad, doc((v) => (v.spec.vcpus = 0)));
+    await assert.rejects(loadVirtualMachines(bad), (e: unknown) => {
+      assert.ok(e instanceof ValidationError);
+      assert.equal(e.file, bad);
+      assert.ok(e.message.startsWith(`${bad}:`));
+      return true;
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ValidationError refuses to be built without problems", () => {
+  assert.throws(() => new ValidationError([]), RangeError);
+});

@@ -1,0 +1,163 @@
+/**
+ * The `foundry.cofront.xyz/v1alpha1` `VirtualMachine` API: what a user writes in a YAML file, what foundry
+ * stores in a domain's metadata, and the status it reports.
+ *
+ * @module
+ */
+
+/** The API group and version of every foundry document. */
+export const API_VERSION = "foundry.cofront.xyz/v1alpha1";
+
+/** The kind of a foundry virtual machine document. */
+export const KIND = "VirtualMachine";
+
+/** The pool that holds base images unless a spec or the configuration names another. */
+export const DEFAULT_IMAGE_POOL = "foundry-images";
+
+/** The pool that holds a VM's disks unless a spec or the configuration names another. */
+export const DEFAULT_VM_POOL = "foundry-vms";
+
+/** CPU modes a spec may ask for; they apply to KVM domains only (TCG domains use `maximum`). */
+export const CPU_MODES = ["host-model", "host-passthrough"] as const;
+
+/** A CPU mode a spec may ask for. */
+export type CpuMode = typeof CPU_MODES[number];
+
+/** Libvirt domain types foundry creates: `kvm` (hardware virtualisation) or `qemu` (TCG emulation). */
+export const DOMAIN_TYPES = ["kvm", "qemu"] as const;
+
+/** A libvirt domain type foundry creates. */
+export type DomainType = typeof DOMAIN_TYPES[number];
+
+/** Lifecycle phases of a VM as foundry reports them. */
+export const PHASES = [
+  "Pending",
+  "Creating",
+  "Running",
+  "Stopped",
+  "Failed",
+  "Destroying",
+] as const;
+
+/** A lifecycle phase of a VM. */
+export type Phase = typeof PHASES[number];
+
+/** Identity and free-form data of a VM. */
+export interface ObjectMeta {
+  /** Libvirt domain name; lowercase, `^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$`. */
+  name: string;
+  /** Key-value labels that `foundry list -l key=value` filters on. */
+  labels?: Record<string, string>;
+  /** Arbitrary key-value data. */
+  annotations?: Record<string, string>;
+  /** Sequence number of the spec; 1 when a file does not say. */
+  generation?: number;
+}
+
+/** The boot disk: a copy-on-write overlay of a base image, or an empty disk. */
+export interface BootDisk {
+  /** Capacity in GB. */
+  sizeGB: number;
+  /** Base image: `volume`, `pool:volume` or an absolute file path. Absent when `empty` is true. */
+  image?: string;
+  /** Pool of a bare volume name in `image`; `foundry-images` by default. */
+  imagePool?: string;
+  /** Create an empty disk instead of an overlay of `image`. */
+  empty?: boolean;
+}
+
+/** An additional disk attached to the VM. */
+export interface DataDisk {
+  /** Guest device name, `vdb`, `vdc`, ...; `vda` is the boot disk. */
+  device: string;
+  /** Capacity in GB. */
+  sizeGB: number;
+}
+
+/** A network interface attached to a host bridge with a static IPv4 address. */
+export interface NetworkInterface {
+  /** IPv4 address with prefix length, `10.20.30.40/24`. */
+  ip: string;
+  /** IPv4 gateway address. */
+  gateway: string;
+  /** DNS server addresses. */
+  dnsServers?: string[];
+  /** Host bridge the interface is attached to. */
+  bridge: string;
+  /** Whether the default route goes through this interface; true for the first interface by default. */
+  defaultRoute?: boolean;
+}
+
+/** What cloud-init sets up in the guest. */
+export interface CloudInit {
+  /** Fully qualified domain name, lowercase; the hostname is its first label. */
+  fqdn?: string;
+  /** OpenSSH public keys authorised for root. */
+  sshAuthorizedKeys?: string[];
+  /** Root password as a crypt(3) hash (`$6$...`). */
+  passwordHash?: string;
+  /** Whether sshd accepts password authentication; false by default. */
+  sshPwauth?: boolean;
+}
+
+/** The desired state of a VM. */
+export interface VirtualMachineSpec {
+  /** Number of virtual CPUs. */
+  vcpus: number;
+  /** Memory in GiB; a whole number of MiB. */
+  memoryGiB: number;
+  /** The boot disk. */
+  bootDisk: BootDisk;
+  /** Additional disks. */
+  dataDisks?: DataDisk[];
+  /** Network interfaces, at least one. */
+  networkInterfaces: NetworkInterface[];
+  /** Guest setup through cloud-init. */
+  cloudInit?: CloudInit;
+  /** CPU mode on KVM; `host-model` by default. */
+  cpuMode?: CpuMode;
+  /** Start the VM when the host boots; true by default. */
+  autostart?: boolean;
+  /** Pool that holds the VM's disks; `foundry-vms` by default. */
+  storagePool?: string;
+  /** Libvirt domain type; by default from the configuration, else from the host's capabilities. */
+  domainType?: DomainType;
+}
+
+/** One observation of a VM's state, Kubernetes style. */
+export interface Condition {
+  /** What the condition is about, e.g. `Ready`. */
+  type: string;
+  /** Whether the condition holds. */
+  status: "True" | "False" | "Unknown";
+  /** RFC 3339 time of the last change of `status`. */
+  lastTransitionTime: string;
+  /** Machine-readable CamelCase reason. */
+  reason: string;
+  /** Human-readable explanation. */
+  message: string;
+}
+
+/** The observed state of a VM, filled in by foundry. */
+export interface VirtualMachineStatus {
+  /** Lifecycle phase. */
+  phase?: Phase;
+  /** Current conditions. */
+  conditions?: Condition[];
+  /** The `metadata.generation` that this status describes. */
+  observedGeneration?: number;
+}
+
+/** A foundry virtual machine document. */
+export interface VirtualMachine {
+  /** Always {@link API_VERSION}. */
+  apiVersion: typeof API_VERSION;
+  /** Always {@link KIND}. */
+  kind: typeof KIND;
+  /** Identity and labels. */
+  metadata: ObjectMeta;
+  /** Desired state. */
+  spec: VirtualMachineSpec;
+  /** Observed state; never read from a user's file. */
+  status?: VirtualMachineStatus;
+}
