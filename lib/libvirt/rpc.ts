@@ -1,0 +1,689 @@
+import { XdrReader, XdrWriter } from "../xdr/mod.ts";
+import {
+  KeepaliveProcedure,
+  Limits,
+  MessageStatus,
+  MessageType,
+  Program,
+  PROTOCOL_VERSION,
+} from "./constants.ts";
+import { CallTimeoutError, ConnectionError, LibvirtError, ProtocolError } from "./errors.ts";
+import type { Transport } from "./transport.ts";
+import { decodeRemoteError } from "./wire.ts";
+
+const HEADER_END = Limits.LENGTH_SIZE + Limits.HEADER_SIZE;
+const KNOWN_PROGRAMS = new Set<number>([Program.REMOTE, Program.QEMU, Program.KEEPALIVE]);
+/** Stream chunks stay within the payload size every daemon version accepts. */
+export const STREAM_CHUNK = Limits.LEGACY_PAYLOAD_MAX;
+/** A download pauses reading the socket while this much data waits for its consumer. */
+const STREAM_HIGH_WATER = 8 * 1024 * 1024;
+const STREAM_LOW_WATER = 2 * 1024 * 1024;
+/** How many timed-out serials to remember, so their late replies are dropped, not fatal. */
+const TIMED_OUT_MEMORY = 4096;
+
+/** Tuning of an RPC connection. */
+export interface RpcOptions {
+  /** URI for error messages. */
+  uri: string;
+  /** Default timeout of every call, in milliseconds (default 120000). */
+  callTimeoutMs?: number;
+  /** Ping the daemon after this much silence, in milliseconds (default 5000). */
+  keepaliveIntervalMs?: number;
+  /** Declare the daemon dead after this many silent intervals (default 5). */
+  keepaliveCount?: number;
+}
+
+/** Options of one call. */
+export interface CallOptions {
+  /** Overrides the connection's call timeout; 0 waits forever. */
+  timeoutMs?: number;
+}
+
+/** Encodes a call's arguments into the frame writer. */
+export type ArgsEncoder = (w: XdrWriter) => void;
+
+interface Pending {
+  proc: number;
+  resolve: (payload: Uint8Array) => void;
+  reject: (err: Error) => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+interface WriteBatch {
+  frames: Uint8Array[];
+  done: Promise<void>;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** State of one open data stream (volume upload or download), keyed by the call's serial. */
+class StreamState {
+  readonly chunks: Uint8Array[] = [];
+  queued = 0;
+  eof = false;
+  finished = false;
+  error: Error | null = null;
+  #wake: (() => void) | null = null;
+
+  constructor(readonly serial: number, readonly prog: number, readonly proc: number) {}
+
+  /** Resolves when something happens on the stream. */
+  changed(): Promise<void> {
+    return new Promise((resolve) => (this.#wake = resolve));
+  }
+
+  notify(): void {
+    const w = this.#wake;
+    this.#wake = null;
+    w?.();
+  }
+}
+
+/**
+ * One libvirt RPC connection: framing, serials, many calls in flight, events, keepalive and
+ * streams. It knows nothing of procedures' meaning; {@linkcode Libvirt} builds on it.
+ */
+export class RpcConnection {
+  readonly #t: Transport;
+  readonly #opts: Required<RpcOptions>;
+  #serial = 0;
+  readonly #pending = new Map<number, Pending>();
+  readonly #streams = new Map<number, StreamState>();
+  readonly #timedOut = new Set<number>();
+  readonly #events = new Map<number, (payload: Uint8Array) => void>();
+  readonly #closeListeners = new Set<(err: Error) => void>();
+  #closed: Error | null = null;
+  #batch: WriteBatch | null = null;
+  #writing = false;
+  #lastReceived = performance.now();
+  #keepaliveTimer: ReturnType<typeof setInterval> | undefined;
+  #readPaused: Promise<void> | null = null;
+  #resumeRead: (() => void) | null = null;
+  readonly #readLoopDone: Promise<void>;
+
+  /** Starts reading from `transport` at once. */
+  constructor(transport: Transport, opts: RpcOptions) {
+    this.#t = transport;
+    this.#opts = {
+      callTimeoutMs: 120_000,
+      keepaliveIntervalMs: 5_000,
+      keepaliveCount: 5,
+      ...opts,
+    };
+    this.#readLoopDone = this.#readLoop();
+  }
+
+  /** True once the connection has ended, for whatever reason. */
+  get closed(): boolean {
+    return this.#closed !== null;
+  }
+
+  /** Number of calls waiting for a reply. */
+  get pendingCalls(): number {
+    return this.#pending.size;
+  }
+
+  /** Calls `fn` once when the connection ends, with the reason. Returns an unsubscribe function. */
+  onClose(fn: (err: Error) => void): () => void {
+    if (this.#closed) {
+      queueMicrotask(() => fn(this.#closed!));
+      return () => {};
+    }
+    this.#closeListeners.add(fn);
+    return () => this.#closeListeners.delete(fn);
+  }
+
+  /** Routes MESSAGE frames of `prog`/`proc` (events) to `handler`. */
+  onMessage(prog: number, proc: number, handler: (payload: Uint8Array) => void): () => void {
+    const key = eventKey(prog, proc);
+    this.#events.set(key, handler);
+    return () => this.#events.delete(key);
+  }
+
+  /**
+   * Starts answering and sending keepalive pings. Call it only when the daemon said it supports
+   * the keepalive program; without it, dead daemons are still caught by call timeouts.
+   */
+  startKeepalive(): void {
+    if (this.#keepaliveTimer !== undefined || this.#closed) return;
+    const interval = this.#opts.keepaliveIntervalMs;
+    this.#keepaliveTimer = setInterval(() => {
+      const idle = performance.now() - this.#lastReceived;
+      if (idle >= interval * this.#opts.keepaliveCount) {
+        this.#fail(
+          new ConnectionError(
+            `libvirtd did not answer keepalive pings for ${Math.round(idle / 1000)} s`,
+            this.#opts.uri,
+          ),
+        );
+      } else if (idle >= interval) {
+        this.#send(frame(Program.KEEPALIVE, KeepaliveProcedure.PING, MessageType.MESSAGE, 0, 0))
+          .catch(() => {});
+      }
+    }, Math.max(50, Math.floor(interval / 2)));
+    Deno.unrefTimer(this.#keepaliveTimer);
+  }
+
+  /**
+   * Sends a call and resolves to the reply's payload; rejects with {@linkcode LibvirtError} when
+   * the daemon reports an error, {@linkcode CallTimeoutError} on timeout and
+   * {@linkcode ConnectionError} when the connection ends first.
+   */
+  call(
+    prog: number,
+    proc: number,
+    args?: ArgsEncoder,
+    opts: CallOptions = {},
+  ): Promise<Uint8Array> {
+    if (this.#closed) return Promise.reject(this.#closed);
+    const serial = this.#nextSerial();
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeFrame(prog, proc, MessageType.CALL, serial, MessageStatus.OK, args);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#await(serial, proc, bytes, opts.timeoutMs ?? this.#opts.callTimeoutMs);
+  }
+
+  #await(serial: number, proc: number, bytes: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const p: Pending = { proc, resolve, reject, timer: undefined };
+      if (timeoutMs > 0) {
+        p.timer = setTimeout(() => {
+          if (this.#pending.get(serial) !== p) return;
+          this.#pending.delete(serial);
+          this.#rememberTimedOut(serial);
+          reject(new CallTimeoutError(proc, timeoutMs));
+        }, timeoutMs);
+      }
+      this.#pending.set(serial, p);
+      this.#send(bytes).catch(() => {/* #fail rejects every pending call */});
+    });
+  }
+
+  /**
+   * Uploads `source` through a stream procedure (e.g. STORAGE_VOL_UPLOAD). Each chunk is sent only
+   * after the previous one left, so memory stays flat whatever the size. On an error either way the
+   * stream is aborted and the daemon's error (if any) is thrown.
+   */
+  async upload(
+    prog: number,
+    proc: number,
+    args: ArgsEncoder,
+    source: AsyncIterable<Uint8Array>,
+    onChunk?: (bytes: number) => void,
+  ): Promise<void> {
+    const st = await this.#openStream(prog, proc, args);
+    try {
+      for await (const chunk of source) {
+        for (let off = 0; off < chunk.length; off += STREAM_CHUNK) {
+          if (st.error) throw st.error;
+          const part = chunk.subarray(off, Math.min(chunk.length, off + STREAM_CHUNK));
+          await this.#send(streamFrame(st, MessageStatus.CONTINUE, part));
+          onChunk?.(part.length);
+        }
+      }
+      if (st.error) throw st.error;
+      await this.#send(streamFrame(st, MessageStatus.OK));
+      await this.#streamSettled(st);
+      if (st.error) throw st.error;
+    } catch (err) {
+      throw await this.#abortStream(st, err);
+    } finally {
+      this.#streams.delete(st.serial);
+    }
+  }
+
+  /**
+   * Downloads through a stream procedure (e.g. STORAGE_VOL_DOWNLOAD), yielding chunks as they
+   * arrive. Reading the socket pauses while the consumer lags, so memory stays bounded. Breaking
+   * out of the loop aborts the stream.
+   */
+  async *download(prog: number, proc: number, args: ArgsEncoder): AsyncGenerator<Uint8Array> {
+    const st = await this.#openStream(prog, proc, args);
+    let settled = false;
+    try {
+      while (true) {
+        const chunk = st.chunks.shift();
+        if (chunk) {
+          st.queued -= chunk.length;
+          if (st.queued <= STREAM_LOW_WATER) this.#resume();
+          yield chunk;
+          continue;
+        }
+        if (st.error) throw st.error;
+        if (st.eof) break;
+        await st.changed();
+      }
+      if (!st.finished) {
+        await this.#send(streamFrame(st, MessageStatus.OK));
+        await this.#streamSettled(st);
+      }
+      if (st.error) throw st.error;
+      settled = true;
+    } catch (err) {
+      settled = true;
+      throw await this.#abortStream(st, err);
+    } finally {
+      // The consumer stopped early (break or return): abort so the daemon stops sending.
+      if (!settled) await this.#abortStream(st, null);
+      this.#streams.delete(st.serial);
+      this.#resume();
+    }
+  }
+
+  async #openStream(prog: number, proc: number, args: ArgsEncoder): Promise<StreamState> {
+    if (this.#closed) throw this.#closed;
+    const serial = this.#nextSerial();
+    const st = new StreamState(serial, prog, proc);
+    // Registered before the call goes out: data may follow the reply in the same read.
+    this.#streams.set(serial, st);
+    try {
+      const bytes = encodeFrame(prog, proc, MessageType.CALL, serial, MessageStatus.OK, args);
+      await this.#await(serial, proc, bytes, this.#opts.callTimeoutMs);
+    } catch (err) {
+      this.#streams.delete(serial);
+      throw err;
+    }
+    return st;
+  }
+
+  async #streamSettled(st: StreamState): Promise<void> {
+    const deadline = this.#opts.callTimeoutMs;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        st.error ??= new CallTimeoutError(st.proc, deadline);
+        resolve();
+      }, deadline);
+    });
+    try {
+      while (!st.finished && !st.error) await Promise.race([st.changed(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Aborts a stream (status ERROR, as virStreamAbort) and returns the error worth reporting. */
+  async #abortStream(st: StreamState, cause: unknown): Promise<unknown> {
+    if (!this.#closed && !st.finished && !st.error) {
+      try {
+        await this.#send(streamFrame(st, MessageStatus.ERROR));
+        // The daemon confirms an abort; wait briefly so the next call sees a clean state.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          (async () => {
+            while (!st.finished && !st.error) await st.changed();
+          })(),
+          new Promise<void>((r) => (timer = setTimeout(r, 5_000))),
+        ]);
+        clearTimeout(timer);
+      } catch { /* the connection is going away; #fail reports it */ }
+    }
+    // A daemon-side error explains more than "aborted by the client".
+    if (st.error && !(cause instanceof LibvirtError) && st.error instanceof LibvirtError) {
+      return st.error;
+    }
+    return cause;
+  }
+
+  /** Closes the connection; pending calls reject with a {@linkcode ConnectionError}. */
+  async close(): Promise<void> {
+    this.#fail(new ConnectionError("Connection closed by the client", this.#opts.uri));
+    await this.#readLoopDone;
+  }
+
+  #nextSerial(): number {
+    this.#serial = this.#serial >= 0x7fffffff ? 1 : this.#serial + 1;
+    return this.#serial;
+  }
+
+  #rememberTimedOut(serial: number): void {
+    this.#timedOut.add(serial);
+    if (this.#timedOut.size > TIMED_OUT_MEMORY) {
+      const first = this.#timedOut.values().next().value;
+      if (first !== undefined) this.#timedOut.delete(first);
+    }
+  }
+
+  /** Queues a frame; frames queued in the same tick go out in one write. */
+  #send(bytes: Uint8Array): Promise<void> {
+    if (this.#closed) return Promise.reject(this.#closed);
+    let b = this.#batch;
+    if (!b) {
+      let resolve!: () => void;
+      let reject!: (err: Error) => void;
+      const done = new Promise<void>((res, rej) => {
+        resolve = res;
+        reject = rej;
+      });
+      done.catch(() => {});
+      b = this.#batch = { frames: [], done, resolve, reject };
+      if (!this.#writing) queueMicrotask(() => this.#flush());
+    }
+    b.frames.push(bytes);
+    return b.done;
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#writing) return;
+    this.#writing = true;
+    let current: WriteBatch | null = null;
+    try {
+      while (this.#batch && !this.#closed) {
+        current = this.#batch;
+        this.#batch = null;
+        await this.#writeAll(concat(current.frames));
+        current.resolve();
+        current = null;
+      }
+    } catch (err) {
+      const e = new ConnectionError(
+        `Writing to libvirtd failed: ${(err as Error).message}`,
+        this.#opts.uri,
+        { cause: err },
+      );
+      current?.reject(e);
+      this.#fail(e);
+    } finally {
+      this.#writing = false;
+      if (this.#closed) {
+        this.#batch?.reject(this.#closed);
+        this.#batch = null;
+      }
+    }
+  }
+
+  async #writeAll(bytes: Uint8Array): Promise<void> {
+    let off = 0;
+    while (off < bytes.length) off += await this.#t.write(bytes.subarray(off));
+  }
+
+  #pauseRead(): void {
+    if (this.#readPaused) return;
+    this.#readPaused = new Promise((r) => (this.#resumeRead = r));
+  }
+
+  #resume(): void {
+    const r = this.#resumeRead;
+    this.#readPaused = null;
+    this.#resumeRead = null;
+    r?.();
+  }
+
+  async #readLoop(): Promise<void> {
+    let buf = new Uint8Array(256 * 1024);
+    let view = new DataView(buf.buffer);
+    let start = 0;
+    let end = 0;
+    try {
+      while (!this.#closed) {
+        if (this.#readPaused) await this.#readPaused;
+        if (end === buf.length) {
+          // Make room: slide the unread part to the front, or grow for a frame larger than the buffer.
+          const need = end - start >= 4 ? view.getUint32(start) : 0;
+          if (start > 0 && need <= buf.length) {
+            buf.copyWithin(0, start, end);
+          } else {
+            const next = new Uint8Array(Math.max(buf.length * 2, need));
+            next.set(buf.subarray(start, end));
+            buf = next;
+            view = new DataView(buf.buffer);
+          }
+          end -= start;
+          start = 0;
+        }
+        let n: number | null;
+        try {
+          n = await this.#t.read(buf.subarray(end));
+        } catch (err) {
+          if (this.#closed) break;
+          if (err instanceof ConnectionError) throw err;
+          throw new ConnectionError(
+            `Reading from libvirtd failed: ${(err as Error).message}`,
+            this.#opts.uri,
+            { cause: err },
+          );
+        }
+        if (n === null) {
+          if (this.#closed) break;
+          const partial = end - start;
+          throw new ConnectionError(
+            partial
+              ? `libvirtd closed the connection in the middle of a message (${partial} bytes of a frame received)`
+              : "libvirtd closed the connection",
+            this.#opts.uri,
+          );
+        }
+        end += n;
+        this.#lastReceived = performance.now();
+        while (end - start >= 4) {
+          const len = view.getUint32(start);
+          if (len < HEADER_END) {
+            throw new ProtocolError(
+              `Received a frame of ${len} bytes, below the ${HEADER_END}-byte minimum`,
+            );
+          }
+          if (len - Limits.LENGTH_SIZE > Limits.MESSAGE_MAX) {
+            throw new ProtocolError(
+              `Received a frame of ${len} bytes, above libvirt's maximum of ${
+                Limits.MESSAGE_MAX + Limits.LENGTH_SIZE
+              }`,
+            );
+          }
+          if (end - start < len) {
+            if (len > buf.length - start) {
+              const next = new Uint8Array(Math.max(len, buf.length));
+              next.set(buf.subarray(start, end));
+              buf = next;
+              view = new DataView(buf.buffer);
+              end -= start;
+              start = 0;
+            }
+            break;
+          }
+          this.#dispatch(view, start, buf.slice(start + HEADER_END, start + len));
+          start += len;
+        }
+        if (start === end) start = end = 0;
+      }
+    } catch (err) {
+      const e = err instanceof ConnectionError ? err : new ConnectionError(
+        `Protocol error from libvirtd: ${(err as Error).message}`,
+        this.#opts.uri,
+        { cause: err },
+      );
+      this.#fail(e);
+    }
+  }
+
+  #dispatch(view: DataView, at: number, payload: Uint8Array): void {
+    const prog = view.getUint32(at + 4);
+    const vers = view.getUint32(at + 8);
+    const proc = view.getInt32(at + 12);
+    const type = view.getInt32(at + 16);
+    const serial = view.getUint32(at + 20);
+    const status = view.getInt32(at + 24);
+    if (!KNOWN_PROGRAMS.has(prog)) {
+      throw new ProtocolError(`Received a message for unknown program 0x${prog.toString(16)}`);
+    }
+    if (vers !== PROTOCOL_VERSION) {
+      throw new ProtocolError(`Received protocol version ${vers}, expected ${PROTOCOL_VERSION}`);
+    }
+    if (prog === Program.KEEPALIVE) {
+      if (proc === KeepaliveProcedure.PING) {
+        this.#send(frame(Program.KEEPALIVE, KeepaliveProcedure.PONG, MessageType.MESSAGE, 0, 0))
+          .catch(() => {});
+      }
+      return;
+    }
+    switch (type) {
+      case MessageType.REPLY:
+      case MessageType.REPLY_WITH_FDS: {
+        const p = this.#pending.get(serial);
+        if (!p) {
+          if (this.#timedOut.delete(serial)) return;
+          throw new ProtocolError(
+            `Received a reply for unknown serial ${serial} (procedure ${proc})`,
+          );
+        }
+        if (p.proc !== proc) {
+          throw new ProtocolError(
+            `Received a reply for procedure ${proc} on serial ${serial}, which called ${p.proc}`,
+          );
+        }
+        this.#pending.delete(serial);
+        clearTimeout(p.timer);
+        if (status === MessageStatus.OK) p.resolve(payload);
+        else if (status === MessageStatus.ERROR) p.reject(decodeRemoteError(payload));
+        else throw new ProtocolError(`Received a reply with invalid status ${status}`);
+        return;
+      }
+      case MessageType.MESSAGE: {
+        this.#events.get(eventKey(prog, proc))?.(payload);
+        return;
+      }
+      case MessageType.STREAM:
+      case MessageType.STREAM_HOLE: {
+        const st = this.#streams.get(serial);
+        if (!st) {
+          // Data may still be in flight after an abort or a timeout.
+          if (this.#timedOut.has(serial) || serial <= this.#serial) return;
+          throw new ProtocolError(`Received stream data for unknown serial ${serial}`);
+        }
+        if (type === MessageType.STREAM_HOLE) {
+          st.error = new ProtocolError("Received a sparse-stream hole that was not asked for");
+        } else if (status === MessageStatus.CONTINUE) {
+          if (payload.length === 0) st.eof = true;
+          else {
+            st.chunks.push(payload);
+            st.queued += payload.length;
+            if (st.queued >= STREAM_HIGH_WATER) this.#pauseRead();
+          }
+        } else if (status === MessageStatus.OK) {
+          st.eof = true;
+          st.finished = true;
+        } else if (status === MessageStatus.ERROR) {
+          st.error = payload.length
+            ? decodeRemoteError(payload)
+            : new ProtocolError("Stream aborted");
+          st.finished = true;
+        } else {
+          throw new ProtocolError(`Received stream data with invalid status ${status}`);
+        }
+        st.notify();
+        return;
+      }
+      default:
+        throw new ProtocolError(`Received a message of unknown type ${type}`);
+    }
+  }
+
+  #fail(err: Error): void {
+    if (this.#closed) return;
+    this.#closed = err;
+    clearInterval(this.#keepaliveTimer);
+    this.#resume();
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.#pending.clear();
+    for (const st of this.#streams.values()) {
+      st.error ??= err;
+      st.notify();
+    }
+    this.#batch?.reject(err);
+    this.#batch = null;
+    try {
+      this.#t.close();
+    } catch { /* already closed */ }
+    for (const fn of this.#closeListeners) {
+      try {
+        fn(err);
+      } catch { /* a listener's bug must not stop the others */ }
+    }
+    this.#closeListeners.clear();
+  }
+}
+
+function eventKey(prog: number, proc: number): number {
+  return (prog === Program.QEMU ? 0x100000 : 0) + proc;
+}
+
+/** Builds a frame whose body is produced by `args`, with the header filled in afterwards. */
+export function encodeFrame(
+  prog: number,
+  proc: number,
+  type: number,
+  serial: number,
+  status: number,
+  args?: ArgsEncoder,
+): Uint8Array {
+  const w = new XdrWriter(256, HEADER_END);
+  args?.(w);
+  const len = w.length;
+  if (len - Limits.LENGTH_SIZE > Limits.MESSAGE_MAX) {
+    throw new RangeError(
+      `The call's arguments take ${len} bytes, above libvirt's maximum of ${Limits.MESSAGE_MAX}`,
+    );
+  }
+  w.patchUint(0, len).patchUint(4, prog).patchUint(8, PROTOCOL_VERSION).patchUint(12, proc)
+    .patchUint(16, type).patchUint(20, serial).patchUint(24, status);
+  return w.bytes();
+}
+
+function frame(prog: number, proc: number, type: number, serial: number, status: number) {
+  return encodeFrame(prog, proc, type, serial, status);
+}
+
+function streamFrame(st: StreamState, status: number, data?: Uint8Array): Uint8Array {
+  const len = HEADER_END + (data?.length ?? 0);
+  const out = new Uint8Array(len);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, len);
+  v.setUint32(4, st.prog);
+  v.setUint32(8, PROTOCOL_VERSION);
+  v.setUint32(12, st.proc);
+  v.setUint32(16, MessageType.STREAM);
+  v.setUint32(20, st.serial);
+  v.setUint32(24, status);
+  if (data) out.set(data, HEADER_END);
+  return out;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/** Parses the 28-byte frame header at the start of `bytes` (for tests and tools). */
+export function decodeHeader(bytes: Uint8Array): {
+  length: number;
+  prog: number;
+  vers: number;
+  proc: number;
+  type: number;
+  serial: number;
+  status: number;
+} {
+  const r = new XdrReader(bytes.subarray(0, HEADER_END));
+  return {
+    length: r.readUint(),
+    prog: r.readUint(),
+    vers: r.readUint(),
+    proc: r.readInt(),
+    type: r.readInt(),
+    serial: r.readUint(),
+    status: r.readInt(),
+  };
+}
