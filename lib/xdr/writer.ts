@@ -58,7 +58,9 @@ export class XdrWriter {
 
   #pad(len: number): void {
     const pad = (4 - (len & 3)) & 3;
-    if (pad) this.#buf.fill(0, this.#grow(pad), this.#pos);
+    if (pad === 0) return;
+    const at = this.#grow(pad);
+    this.#buf.fill(0, at, this.#pos);
   }
 
   /** Writes a signed 32-bit integer. */
@@ -67,7 +69,8 @@ export class XdrWriter {
     if (v < INT_MIN || v > INT_MAX) {
       throw new XdrError("out-of-range", this.#pos, `Expected a 32-bit signed integer, got ${v}`);
     }
-    this.#view.setInt32(this.#grow(4), v);
+    const at = this.#grow(4);
+    this.#view.setInt32(at, v);
     return this;
   }
 
@@ -77,7 +80,8 @@ export class XdrWriter {
     if (v < 0 || v > UINT_MAX) {
       throw new XdrError("out-of-range", this.#pos, `Expected a 32-bit unsigned integer, got ${v}`);
     }
-    this.#view.setUint32(this.#grow(4), v);
+    const at = this.#grow(4);
+    this.#view.setUint32(at, v);
     return this;
   }
 
@@ -87,7 +91,8 @@ export class XdrWriter {
     if (b < -(1n << 63n) || b >= 1n << 63n) {
       throw new XdrError("out-of-range", this.#pos, `Expected a 64-bit signed integer, got ${b}`);
     }
-    this.#view.setBigInt64(this.#grow(8), b);
+    const at = this.#grow(8);
+    this.#view.setBigInt64(at, b);
     return this;
   }
 
@@ -97,13 +102,15 @@ export class XdrWriter {
     if (b < 0n || b >= 1n << 64n) {
       throw new XdrError("out-of-range", this.#pos, `Expected a 64-bit unsigned integer, got ${b}`);
     }
-    this.#view.setBigUint64(this.#grow(8), b);
+    const at = this.#grow(8);
+    this.#view.setBigUint64(at, b);
     return this;
   }
 
   /** Writes a boolean as 0 or 1. */
   writeBool(v: boolean): this {
-    this.#view.setInt32(this.#grow(4), v ? 1 : 0);
+    const at = this.#grow(4);
+    this.#view.setInt32(at, v ? 1 : 0);
     return this;
   }
 
@@ -121,13 +128,15 @@ export class XdrWriter {
 
   /** Writes a 32-bit IEEE float. */
   writeFloat(v: number): this {
-    this.#view.setFloat32(this.#grow(4), v);
+    const at = this.#grow(4);
+    this.#view.setFloat32(at, v);
     return this;
   }
 
   /** Writes a 64-bit IEEE double. */
   writeDouble(v: number): this {
-    this.#view.setFloat64(this.#grow(8), v);
+    const at = this.#grow(8);
+    this.#view.setFloat64(at, v);
     return this;
   }
 
@@ -136,7 +145,8 @@ export class XdrWriter {
     if (data.length !== len) {
       throw new XdrError("out-of-range", this.#pos, `Expected ${len} bytes, got ${data.length}`);
     }
-    this.#buf.set(data, this.#grow(len));
+    const at = this.#grow(len);
+    this.#buf.set(data, at);
     this.#pad(len);
     return this;
   }
