@@ -1,0 +1,134 @@
+/**
+ * The three documents of a cloud-init NoCloud seed (`user-data`, `meta-data`, `network-config`) for a
+ * guest with static IPv4 interfaces matched by MAC address and root access by SSH key.
+ *
+ * The documents are written as YAML 1.1-safe text (strings such as `on` or `12:30` are quoted), since
+ * cloud-init reads them with PyYAML, a YAML 1.1 parser.
+ *
+ * @example
+ * ```ts
+ * import { noCloudFiles } from "./nocloud.ts";
+ * const files = noCloudFiles({
+ *   instanceId: "web-01-1",
+ *   hostname: "web-01",
+ *   fqdn: "web-01.example.org",
+ *   rootSshAuthorizedKeys: ["ssh-ed25519 AAAA... me@example.org"],
+ *   interfaces: [{ macAddress: "be:ef:c0:00:02:0a", addresses: ["192.0.2.10/24"], gateway: "192.0.2.1" }],
+ * });
+ * console.log(files["user-data"]);
+ * ```
+ *
+ * @module
+ */
+
+// deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
+import { Scalar, stringify } from "npm:yaml@^2.9.1";
+
+/** One guest network interface with static addresses. */
+export interface NoCloudInterface {
+  /** MAC address the interface is matched by, lowercase `aa:bb:cc:dd:ee:ff`. */
+  macAddress: string;
+  /** Addresses with prefix length, `192.0.2.10/24`. */
+  addresses: string[];
+  /** When set, the default route (`0.0.0.0/0`) goes through this gateway. */
+  gateway?: string;
+  /** DNS servers reached through this interface. */
+  nameservers?: string[];
+}
+
+/** What the seed sets up in the guest. */
+export interface NoCloudConfig {
+  /** Instance ID; cloud-init runs its once-per-instance modules again when it changes. */
+  instanceId: string;
+  /** Short host name, one DNS label. */
+  hostname: string;
+  /** Fully qualified domain name. */
+  fqdn?: string;
+  /** OpenSSH public keys authorised for root. */
+  rootSshAuthorizedKeys?: string[];
+  /** Root's password as a crypt(3) hash. */
+  rootPasswordHash?: string;
+  /** Whether sshd accepts password authentication; false when absent. */
+  sshPwauth?: boolean;
+  /** Network interfaces, in guest order: the first is `eth0`. */
+  interfaces: NoCloudInterface[];
+}
+
+/** The three files of a NoCloud seed, by file name. */
+export interface NoCloudFiles {
+  /** `#cloud-config` document. */
+  "user-data": string;
+  /** Instance metadata. */
+  "meta-data": string;
+  /** Network configuration version 2. */
+  "network-config": string;
+}
+
+const YAML_OPTIONS = { version: "1.1", lineWidth: 0 } as const;
+
+/**
+ * The `user-data` cloud-config: hostname and FQDN, root with its SSH keys, the root password hash and
+ * whether sshd allows password logins.
+ *
+ * The password is set with `chpasswd.users` (type `hash`), which cloud-init has understood since 22.3; the
+ * older `chpasswd.list` is deprecated there. `disable_root: false` keeps cloud-init from prefixing root's
+ * keys with a "log in as the default user" command.
+ */
+export function userData(config: NoCloudConfig): string {
+  const doc: Record<string, unknown> = { hostname: config.hostname };
+  if (config.fqdn !== undefined) doc.fqdn = config.fqdn;
+  doc.disable_root = false;
+  const root: Record<string, unknown> = { name: "root" };
+  if (config.rootSshAuthorizedKeys !== undefined && config.rootSshAuthorizedKeys.length > 0) {
+    root.ssh_authorized_keys = [...config.rootSshAuthorizedKeys];
+  }
+  doc.users = [root];
+  if (config.rootPasswordHash !== undefined) {
+    doc.chpasswd = {
+      users: [{ name: "root", password: config.rootPasswordHash, type: "hash" }],
+      expire: false,
+    };
+  }
+  doc.ssh_pwauth = config.sshPwauth ?? false;
+  return `#cloud-config\n${stringify(doc, YAML_OPTIONS)}`;
+}
+
+/** The `meta-data` document: instance ID and local hostname. */
+export function metaData(config: NoCloudConfig): string {
+  return stringify(
+    { "instance-id": config.instanceId, "local-hostname": config.hostname },
+    YAML_OPTIONS,
+  );
+}
+
+/**
+ * The `network-config` document, version 2: interface `ethN` matched by MAC with its static addresses,
+ * the default route as `to: 0.0.0.0/0` (Debian 12's cloud-init 22.4 rejects `to: default`) and its DNS
+ * servers.
+ */
+export function networkConfig(config: NoCloudConfig): string {
+  const ethernets: Record<string, unknown> = {};
+  config.interfaces.forEach((nic, i) => {
+    const mac = new Scalar(nic.macAddress.toLowerCase());
+    mac.type = "QUOTE_DOUBLE";
+    const eth: Record<string, unknown> = {
+      match: { macaddress: mac },
+      addresses: [...nic.addresses],
+    };
+    if (nic.gateway !== undefined) eth.routes = [{ to: "0.0.0.0/0", via: nic.gateway }];
+    if (nic.nameservers !== undefined && nic.nameservers.length > 0) {
+      eth.nameservers = { addresses: [...nic.nameservers] };
+    }
+    ethernets[`eth${i}`] = eth;
+  });
+  return stringify({ version: 2, ethernets }, YAML_OPTIONS);
+}
+
+/** All three documents of the seed. */
+export function noCloudFiles(config: NoCloudConfig): NoCloudFiles {
+  return {
+    "user-data": userData(config),
+    "meta-data": metaData(config),
+    "network-config": networkConfig(config),
+  };
+}

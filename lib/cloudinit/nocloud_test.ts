@@ -1,0 +1,214 @@
+import assert from "node:assert/strict";
+// deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
+import { parse } from "npm:yaml@^2.9.1";
+import { metaData, networkConfig, type NoCloudConfig, noCloudFiles, userData } from "./nocloud.ts";
+
+const KEY =
+  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBESTEXAMPLEKEYBESTEXAMPLEKEYBESTEXAMPLE1 me@example.org";
+const HASH =
+  "$6$saltsalt$0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ./0123456789abcdef";
+
+function full(): NoCloudConfig {
+  return {
+    instanceId: "web-01-abc",
+    hostname: "web-01",
+    fqdn: "web-01.example.org",
+    rootSshAuthorizedKeys: [KEY],
+    rootPasswordHash: HASH,
+    sshPwauth: true,
+    interfaces: [
+      {
+        macAddress: "be:ef:c0:00:02:0a",
+        addresses: ["192.0.2.10/24"],
+        gateway: "192.0.2.1",
+        nameservers: ["192.0.2.53", "2001:db8::53"],
+      },
+      { macAddress: "BE:EF:C6:33:64:0A", addresses: ["198.51.100.10/24"] },
+    ],
+  };
+}
+
+function minimal(): NoCloudConfig {
+  return {
+    instanceId: "m-1",
+    hostname: "m",
+    interfaces: [{ macAddress: "be:ef:c0:00:02:0b", addresses: ["192.0.2.11/24"] }],
+  };
+}
+
+/** PyYAML reads these files: parse as YAML 1.1 to see what cloud-init sees. */
+function read(text: string): unknown {
+  return parse(text, { version: "1.1" });
+}
+
+async function has(command: string): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command("sh", {
+      args: ["-c", `command -v ${command}`],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+const CLOUD_INIT = await has("cloud-init");
+const SKIP_REASON = "skipped: cloud-init is not installed (Debian package cloud-init)";
+
+async function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
+  const r = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  const dec = new TextDecoder();
+  return { code: r.code, out: dec.decode(r.stdout) + dec.decode(r.stderr) };
+}
+
+Deno.test("userData() writes hostname, root's keys, the password hash and ssh_pwauth", () => {
+  const text = userData(full());
+  assert.ok(text.startsWith("#cloud-config\n"));
+  assert.deepEqual(read(text), {
+    hostname: "web-01",
+    fqdn: "web-01.example.org",
+    disable_root: false,
+    users: [{ name: "root", ssh_authorized_keys: [KEY] }],
+    chpasswd: { users: [{ name: "root", password: HASH, type: "hash" }], expire: false },
+    ssh_pwauth: true,
+  });
+});
+
+Deno.test("userData() leaves out what the config does not ask for", () => {
+  assert.deepEqual(read(userData(minimal())), {
+    hostname: "m",
+    disable_root: false,
+    users: [{ name: "root" }],
+    ssh_pwauth: false,
+  });
+});
+
+Deno.test("userData() quotes strings that YAML 1.1 would read as something else", () => {
+  const text = userData({ ...minimal(), hostname: "on", fqdn: "yes.no" });
+  const doc = read(text) as Record<string, unknown>;
+  assert.equal(doc.hostname, "on");
+  assert.equal(doc.fqdn, "yes.no");
+});
+
+Deno.test("metaData() writes instance-id and local-hostname", () => {
+  assert.deepEqual(read(metaData(full())), {
+    "instance-id": "web-01-abc",
+    "local-hostname": "web-01",
+  });
+});
+
+Deno.test("networkConfig() matches by MAC and routes the default via the gateway as 0.0.0.0/0", () => {
+  const text = networkConfig(full());
+  assert.deepEqual(read(text), {
+    version: 2,
+    ethernets: {
+      eth0: {
+        match: { macaddress: "be:ef:c0:00:02:0a" },
+        addresses: ["192.0.2.10/24"],
+        routes: [{ to: "0.0.0.0/0", via: "192.0.2.1" }],
+        nameservers: { addresses: ["192.0.2.53", "2001:db8::53"] },
+      },
+      eth1: { match: { macaddress: "be:ef:c6:33:64:0a" }, addresses: ["198.51.100.10/24"] },
+    },
+  });
+  assert.match(text, /macaddress: "be:ef:c0:00:02:0a"/);
+  assert.doesNotMatch(text, /default/);
+});
+
+Deno.test("noCloudFiles() is deterministic and names the three files", () => {
+  const a = noCloudFiles(full());
+  assert.deepEqual(Object.keys(a).sort(), ["meta-data", "network-config", "user-data"]);
+  assert.deepEqual(noCloudFiles(full()), a);
+  assert.equal(a["user-data"], userData(full()));
+});
+
+Deno.test({
+  name: "every generated user-data passes cloud-init schema --config-file",
+  ignore: !CLOUD_INIT,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const configs = [full(), minimal(), {
+        ...minimal(),
+        sshPwauth: false,
+        rootPasswordHash: HASH,
+      }];
+      for (const [i, c] of configs.entries()) {
+        const file = `${dir}/user-data-${i}`;
+        await Deno.writeTextFile(file, userData(c));
+        const { code, out } = await run("cloud-init", ["schema", "--config-file", file]);
+        assert.equal(code, 0, out);
+        assert.match(out, /Valid cloud-config/);
+        assert.doesNotMatch(out, /DEPRECATED/, out);
+      }
+      // The check can fail: a broken document is refused.
+      const bad = `${dir}/bad`;
+      await Deno.writeTextFile(bad, userData(minimal()).replace("ssh_pwauth: false", "users: 5"));
+      assert.notEqual((await run("cloud-init", ["schema", "--config-file", bad])).code, 0);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+if (!CLOUD_INIT) console.warn(`cloud-init schema tests ${SKIP_REASON}`);
+
+Deno.test({
+  name: "cloud-init renders the network-config for Debian (ENI) and netplan",
+  ignore: !CLOUD_INIT,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const file = `${dir}/network-config`;
+      await Deno.writeTextFile(file, networkConfig(full()));
+      for (const kind of ["eni", "netplan"]) {
+        const out = `${dir}/${kind}`;
+        const r = await run("cloud-init", [
+          "devel",
+          "net-convert",
+          "--network-data",
+          file,
+          "--kind",
+          "yaml",
+          "--output-kind",
+          kind,
+          "--distro",
+          "debian",
+          "-d",
+          out,
+        ]);
+        assert.equal(r.code, 0, r.out);
+        const rendered = kind === "eni"
+          ? await Deno.readTextFile(`${out}/etc/network/interfaces.d/50-cloud-init`)
+          : await Deno.readTextFile(`${out}/etc/netplan/50-cloud-init.yaml`);
+        assert.match(rendered, /192\.0\.2\.10\/24/);
+        assert.match(rendered, /198\.51\.100\.10\/24/);
+        assert.match(rendered, /192\.0\.2\.1\b/);
+      }
+      const udev = await Deno.readTextFile(`${dir}/eni/etc/udev/rules.d/70-persistent-net.rules`);
+      assert.match(udev, /be:ef:c0:00:02:0a.*NAME="eth0"/);
+      assert.match(udev, /be:ef:c6:33:64:0a.*NAME="eth1"/);
+      // The check can fail: `to: default` is what cloud-init 22.4 refuses.
+      await Deno.writeTextFile(file, networkConfig(full()).replace("0.0.0.0/0", "default"));
+      const refused = await run("cloud-init", [
+        "devel",
+        "net-convert",
+        "--network-data",
+        file,
+        "--kind",
+        "yaml",
+        "--output-kind",
+        "eni",
+        "--distro",
+        "debian",
+        "-d",
+        `${dir}/refused`,
+      ]);
+      const version = (await run("cloud-init", ["--version"])).out;
+      if (/ 22\./.test(version)) assert.notEqual(refused.code, 0, refused.out);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

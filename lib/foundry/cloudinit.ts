@@ -1,0 +1,84 @@
+/**
+ * Turns a `VirtualMachine` into its cloud-init NoCloud seed: the configuration for
+ * `lib/cloudinit/nocloud.ts` and the three files that go on the `cidata` ISO.
+ *
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { type NoCloudConfig, type NoCloudFiles, noCloudFiles } from "../cloudinit/nocloud.ts";
+import { macFromIp } from "./naming.ts";
+import type { VirtualMachine } from "./types.ts";
+
+/** Options of {@link noCloudConfigFromVm}. */
+export interface NoCloudOptions {
+  /** Instance ID to use instead of the one derived from the VM. */
+  instanceId?: string;
+}
+
+/**
+ * The guest's short hostname: the first label of `spec.cloudInit.fqdn`, else the VM name with `_` turned
+ * into `-` (underscores are not allowed in host names).
+ */
+export function hostnameOf(vm: VirtualMachine): string {
+  const fqdn = vm.spec.cloudInit?.fqdn;
+  if (fqdn !== undefined) {
+    return fqdn.slice(0, fqdn.indexOf(".") < 0 ? undefined : fqdn.indexOf("."));
+  }
+  return vm.metadata.name.replaceAll("_", "-");
+}
+
+/**
+ * The default instance ID: `{name}-{12 hex digits of the SHA-256 of name and spec}`. It is the same for
+ * the same spec, so the seed (and the ISO) is deterministic, and it changes whenever the spec does.
+ */
+export function instanceIdOf(vm: VirtualMachine): string {
+  const digest = createHash("sha256").update(canonicalJson([vm.metadata.name, vm.spec])).digest(
+    "hex",
+  );
+  return `${vm.metadata.name}-${digest.slice(0, 12)}`;
+}
+
+/**
+ * The NoCloud seed configuration of a VM: one interface per `spec.networkInterfaces` entry, matched by
+ * the MAC derived from its address; the default route on the interface whose `defaultRoute` is true
+ * (the first one unless the spec says otherwise).
+ */
+export function noCloudConfigFromVm(
+  vm: VirtualMachine,
+  options: NoCloudOptions = {},
+): NoCloudConfig {
+  const ci = vm.spec.cloudInit;
+  const config: NoCloudConfig = {
+    instanceId: options.instanceId ?? instanceIdOf(vm),
+    hostname: hostnameOf(vm),
+    interfaces: vm.spec.networkInterfaces.map((nic, i) => {
+      const out: NoCloudConfig["interfaces"][number] = {
+        macAddress: macFromIp(nic.ip),
+        addresses: [nic.ip],
+      };
+      if (nic.defaultRoute ?? i === 0) out.gateway = nic.gateway;
+      if (nic.dnsServers !== undefined) out.nameservers = [...nic.dnsServers];
+      return out;
+    }),
+  };
+  if (ci?.fqdn !== undefined) config.fqdn = ci.fqdn;
+  if (ci?.sshAuthorizedKeys !== undefined) config.rootSshAuthorizedKeys = [...ci.sshAuthorizedKeys];
+  if (ci?.passwordHash !== undefined) config.rootPasswordHash = ci.passwordHash;
+  config.sshPwauth = ci?.sshPwauth ?? false;
+  return config;
+}
+
+/** The three seed files of a VM, ready to be written to the `cidata` ISO. */
+export function noCloudFilesFromVm(vm: VirtualMachine, options: NoCloudOptions = {}): NoCloudFiles {
+  return noCloudFiles(noCloudConfigFromVm(vm, options));
+}
+
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (v === null || typeof v !== "object" || Array.isArray(v)) return v;
+    return Object.fromEntries(
+      Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+    );
+  });
+}

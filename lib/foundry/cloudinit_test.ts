@@ -1,0 +1,63 @@
+import assert from "node:assert/strict";
+// deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
+import { parse } from "npm:yaml@^2.9.1";
+import { hostnameOf, instanceIdOf, noCloudConfigFromVm, noCloudFilesFromVm } from "./cloudinit.ts";
+import { sampleVm } from "./_testdata.ts";
+
+Deno.test("hostnameOf() takes the FQDN's first label, else the name without underscores", () => {
+  const vm = sampleVm();
+  assert.equal(hostnameOf(vm), "web-01");
+  delete vm.spec.cloudInit;
+  vm.metadata.name = "db_primary";
+  assert.equal(hostnameOf(vm), "db-primary");
+});
+
+Deno.test("instanceIdOf() is stable for a spec and changes with it", () => {
+  const vm = sampleVm();
+  const id = instanceIdOf(vm);
+  assert.match(id, /^web-01-[0-9a-f]{12}$/);
+  assert.equal(instanceIdOf(sampleVm()), id);
+  vm.spec.vcpus = 3;
+  assert.notEqual(instanceIdOf(vm), id);
+});
+
+Deno.test("noCloudConfigFromVm() derives MACs and puts the gateway on the default-route interface", () => {
+  const vm = sampleVm();
+  const c = noCloudConfigFromVm(vm);
+  assert.equal(c.hostname, "web-01");
+  assert.equal(c.fqdn, "web-01.example.org");
+  assert.deepEqual(c.rootSshAuthorizedKeys, vm.spec.cloudInit?.sshAuthorizedKeys);
+  assert.equal(c.rootPasswordHash, vm.spec.cloudInit?.passwordHash);
+  assert.equal(c.sshPwauth, false);
+  assert.deepEqual(c.interfaces, [
+    {
+      macAddress: "be:ef:c0:00:02:0a",
+      addresses: ["192.0.2.10/24"],
+      gateway: "192.0.2.1",
+      nameservers: ["192.0.2.53", "2001:db8::53"],
+    },
+    { macAddress: "be:ef:c6:33:64:0a", addresses: ["198.51.100.10/24"] },
+  ]);
+  const flipped = sampleVm();
+  flipped.spec.networkInterfaces[0]!.defaultRoute = false;
+  flipped.spec.networkInterfaces[1]!.defaultRoute = true;
+  const f = noCloudConfigFromVm(flipped, { instanceId: "given" });
+  assert.equal(f.instanceId, "given");
+  assert.deepEqual(f.interfaces.map((i) => i.gateway), [undefined, "198.51.100.1"]);
+});
+
+Deno.test("noCloudFilesFromVm() writes the VM's seed; without cloudInit root gets no keys", () => {
+  const vm = sampleVm();
+  delete vm.spec.cloudInit;
+  const files = noCloudFilesFromVm(vm);
+  assert.deepEqual(parse(files["user-data"]), {
+    hostname: "web-01",
+    disable_root: false,
+    users: [{ name: "root" }],
+    ssh_pwauth: false,
+  });
+  assert.deepEqual(parse(files["meta-data"]), {
+    "instance-id": instanceIdOf(vm),
+    "local-hostname": "web-01",
+  });
+});
