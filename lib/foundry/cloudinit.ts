@@ -7,6 +7,7 @@
 
 import { createHash } from "node:crypto";
 import { type NoCloudConfig, type NoCloudFiles, noCloudFiles } from "../cloudinit/nocloud.ts";
+import { buildIso } from "../iso9660/mod.ts";
 import { macFromIp } from "./naming.ts";
 import type { VirtualMachine } from "./types.ts";
 
@@ -72,6 +73,32 @@ export function noCloudConfigFromVm(
 /** The three seed files of a VM, ready to be written to the `cidata` ISO. */
 export function noCloudFilesFromVm(vm: VirtualMachine, options: NoCloudOptions = {}): NoCloudFiles {
   return noCloudFiles(noCloudConfigFromVm(vm, options));
+}
+
+/** Volume ID cloud-init's NoCloud data source looks for. */
+export const CIDATA_VOLUME_ID = "cidata";
+
+/**
+ * The VM's cloud-init seed as an ISO 9660 image (volume `cidata`, Joliet and Rock Ridge), ready to be
+ * uploaded into the `{vm}_cloudinit` volume. The same VM gives the same bytes.
+ *
+ * @example
+ * ```ts
+ * import { cidataIsoFromVm } from "./cloudinit.ts";
+ * import { loadVirtualMachines } from "./loader.ts";
+ * const [vm] = await loadVirtualMachines("examples/simple-vm.yaml");
+ * if (vm) await Deno.writeFile("seed.iso", cidataIsoFromVm(vm));
+ * ```
+ */
+export function cidataIsoFromVm(vm: VirtualMachine, options: NoCloudOptions = {}): Uint8Array {
+  const files = noCloudFilesFromVm(vm, options);
+  return buildIso(
+    (["user-data", "meta-data", "network-config"] as const).map((name) => ({
+      name,
+      data: files[name],
+    })),
+    { volumeId: CIDATA_VOLUME_ID },
+  );
 }
 
 function canonicalJson(value: unknown): string {

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 // deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
 import { parse } from "npm:yaml@^2.9.1";
-import { hostnameOf, instanceIdOf, noCloudConfigFromVm, noCloudFilesFromVm } from "./cloudinit.ts";
+import {
+  cidataIsoFromVm,
+  hostnameOf,
+  instanceIdOf,
+  noCloudConfigFromVm,
+  noCloudFilesFromVm,
+} from "./cloudinit.ts";
 import { sampleVm } from "./_testdata.ts";
 
 Deno.test("hostnameOf() takes the FQDN's first label, else the name without underscores", () => {
@@ -60,4 +66,41 @@ Deno.test("noCloudFilesFromVm() writes the VM's seed; without cloudInit root get
     "instance-id": instanceIdOf(vm),
     "local-hostname": "web-01",
   });
+});
+
+Deno.test("cidataIsoFromVm() is deterministic and holds the three seed files", async () => {
+  const vm = sampleVm();
+  const iso = cidataIsoFromVm(vm);
+  assert.deepEqual(cidataIsoFromVm(sampleVm()), iso);
+  assert.equal(new TextDecoder().decode(iso.subarray(16 * 2048 + 40, 16 * 2048 + 46)), "cidata");
+  const changed = sampleVm();
+  changed.spec.vcpus = 8;
+  assert.notDeepEqual(cidataIsoFromVm(changed), iso);
+  let isoinfo = true;
+  try {
+    await new Deno.Command("isoinfo", { args: ["-version"], stdout: "null", stderr: "null" })
+      .output();
+  } catch {
+    isoinfo = false;
+  }
+  if (!isoinfo) {
+    console.warn(
+      "skipped reading the ISO back: isoinfo is not installed (Debian package genisoimage)",
+    );
+    return;
+  }
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeFile(`${dir}/seed.iso`, iso);
+    const files = noCloudFilesFromVm(vm);
+    for (const name of ["user-data", "meta-data", "network-config"] as const) {
+      const out = await new Deno.Command("isoinfo", {
+        args: ["-R", "-i", `${dir}/seed.iso`, "-x", `/${name}`],
+        stdout: "piped",
+      }).output();
+      assert.equal(new TextDecoder().decode(out.stdout), files[name]);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
