@@ -1,0 +1,65 @@
+/**
+ * virtwork on KubeVirt: VM manifests, run plans, the cluster client, run orchestration and cleanup.
+ *
+ * @example
+ * ```ts
+ * import { buildRunPlan, connect, executeRun } from "./mod.ts";
+ * import { defaultRegistry, withNamespace } from "../workloads/mod.ts";
+ * const cpu = defaultRegistry().get("cpu", { enabled: true, vmCount: 1, cpuCores: 2, memory: "2Gi" },
+ *   withNamespace("virtwork"));
+ * const plan = buildRunPlan([cpu], {
+ *   namespace: "virtwork",
+ *   runId: crypto.randomUUID(),
+ *   containerDiskImage: "quay.io/containerdisks/fedora:41",
+ * });
+ * const { client } = connect();
+ * const result = await executeRun(client, plan, { timeoutSeconds: 600, pollIntervalSeconds: 15 });
+ * ```
+ * @module
+ */
+export { noopAuditor } from "./audit.ts";
+export type {
+  Auditor,
+  CleanupRecord,
+  ObjectRecord,
+  RunEndRecord,
+  RunStartRecord,
+  VmRecord,
+} from "./audit.ts";
+export { cleanup, CLEANUP_ORDER } from "./cleanup.ts";
+export type { CleanupFailure, CleanupOptions, CleanupResult } from "./cleanup.ts";
+export { connect, KubeClient, loadKubeConfig, SERVICE_ACCOUNT_ROOT } from "./client.ts";
+export type {
+  ApiObject,
+  ClientOptions,
+  ClusterApi,
+  ConnectOptions,
+  LoadedConfig,
+  Resource,
+} from "./client.ts";
+export {
+  CDI_API,
+  DEFAULTS,
+  KUBEVIRT_API,
+  LABELS,
+  MANAGED_BY_VALUE,
+  managedSelector,
+} from "./constants.ts";
+export { ConnectionError, isStatus, KubeApiError } from "./errors.ts";
+export {
+  baseLabels,
+  buildNamespace,
+  buildService,
+  buildUserDataSecret,
+  buildVirtualMachine,
+  dataVolumeName,
+  decodeBase64,
+  encodeBase64,
+  SECRET_USERDATA_KEY,
+} from "./manifests.ts";
+export type { KubeObject, ObjectMeta, VirtualMachineOptions } from "./manifests.ts";
+export { buildRunPlan, planObjects, vmName } from "./plan.ts";
+export type { PlannedVm, PlanOptions, RunPlan } from "./plan.ts";
+export { RateLimiter, sleep } from "./rate_limit.ts";
+export { apiFailure, executeRun, isConnectionFailure, RunFailedError, vmiReady } from "./run.ts";
+export type { CreateOutcome, RunOptions, RunResult, VmOutcome } from "./run.ts";

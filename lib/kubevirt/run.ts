@@ -1,0 +1,297 @@
+/**
+ * Executes a run plan against a cluster: ensures the Namespace, creates Services before any VM (the
+ * client VMs need their DNS names), creates Secrets and VMs concurrently, and waits until every VMI is
+ * Ready or the timeout passes. Creation fails fast on a non-transient error; waiting can be
+ * interrupted with an AbortSignal and still reports what exists.
+ *
+ * @example
+ * ```ts
+ * const result = await executeRun(client, plan, { timeoutSeconds: 600, pollIntervalSeconds: 15 });
+ * for (const vm of result.vms) console.log(vm.name, vm.phase, vm.secondsToReady);
+ * ```
+ * @module
+ */
+import { type Auditor, noopAuditor } from "./audit.ts";
+import type { ApiObject, ClusterApi, Resource } from "./client.ts";
+import { managedSelector } from "./constants.ts";
+import { ConnectionError, isStatus, KubeApiError } from "./errors.ts";
+import type { KubeObject } from "./manifests.ts";
+import type { RunPlan } from "./plan.ts";
+import { sleep } from "./rate_limit.ts";
+
+/** How a run behaves. */
+export interface RunOptions {
+  /** Wait for readiness (default true). */
+  wait?: boolean;
+  /** Seconds to wait for every VMI to become Ready. */
+  timeoutSeconds: number;
+  /** Seconds between readiness polls (fractions allowed). */
+  pollIntervalSeconds: number;
+  /** VM creations in flight at once (default 20). */
+  concurrency?: number;
+  /** Aborting stops creating and waiting; the result says what exists. */
+  signal?: AbortSignal;
+  /** Receives audit records (default: none). */
+  auditor?: Auditor;
+  /** Progress messages for verbose output. */
+  onProgress?: (message: string) => void;
+}
+
+/** What became of a created object. */
+export type CreateOutcome = "created" | "exists" | "failed" | "skipped";
+
+/** One VM of a run. */
+export interface VmOutcome {
+  workload: string;
+  role: string;
+  name: string;
+  outcome: CreateOutcome;
+  /** VMI phase at the last poll (`Pending` when no VMI was seen, `-` when not waited for). */
+  phase: string;
+  ready: boolean;
+  secondsToReady?: number;
+  error?: string;
+}
+
+/** The outcome of a run. */
+export interface RunResult {
+  runId: string;
+  namespace: string;
+  namespaceOutcome: CreateOutcome;
+  services: { name: string; outcome: CreateOutcome }[];
+  secrets: { name: string; outcome: CreateOutcome }[];
+  vms: VmOutcome[];
+  waited: boolean;
+  interrupted: boolean;
+  timedOut: boolean;
+  elapsedSeconds: number;
+}
+
+/** A run stopped by an error; `result` tells what had been created by then. */
+export class RunFailedError extends Error {
+  /** The partial result. */
+  readonly result: RunResult;
+  /** Wraps the error that stopped the run. */
+  constructor(cause: Error, result: RunResult) {
+    super(cause.message, { cause });
+    this.name = "RunFailedError";
+    this.result = result;
+  }
+}
+
+/** True when a VMI counts as ready: its `Ready` condition is True, or, without conditions, Running. */
+export function vmiReady(vmi: ApiObject | undefined): boolean {
+  if (!vmi) return false;
+  const conditions = (vmi.status?.conditions ?? []) as { type?: string; status?: string }[];
+  const ready = conditions.find((c) => c.type === "Ready");
+  if (ready) return ready.status === "True";
+  return vmi.status?.phase === "Running";
+}
+
+/**
+ * Executes `plan` with `api`.
+ * @throws {RunFailedError} when a create or poll fails with a non-transient error
+ */
+export async function executeRun(
+  api: ClusterApi,
+  plan: RunPlan,
+  opts: RunOptions,
+): Promise<RunResult> {
+  const started = performance.now();
+  const auditor = opts.auditor ?? noopAuditor;
+  const progress = opts.onProgress ?? (() => {});
+  const ns = plan.namespace.metadata.name;
+  const result: RunResult = {
+    runId: plan.runId,
+    namespace: ns,
+    namespaceOutcome: "skipped",
+    services: plan.services.map((s) => ({ name: s.metadata.name, outcome: "skipped" })),
+    secrets: plan.secrets.map((s) => ({ name: s.metadata.name, outcome: "skipped" })),
+    vms: plan.vms.map((v) => ({
+      workload: v.workload,
+      role: v.role,
+      name: v.name,
+      outcome: "skipped",
+      phase: "-",
+      ready: false,
+    })),
+    waited: false,
+    interrupted: false,
+    timedOut: false,
+    elapsedSeconds: 0,
+  };
+  const audit = async (f: () => void | Promise<void>) => {
+    try {
+      await f();
+    } catch (e) {
+      progress(`audit: ${(e as Error).message}`);
+    }
+  };
+  const create = async (resource: Resource, obj: KubeObject): Promise<CreateOutcome> => {
+    let outcome: CreateOutcome = "created";
+    try {
+      await api.create(resource, ns, obj);
+    } catch (e) {
+      if (!isStatus(e, 409)) {
+        await audit(() =>
+          auditor.objectCreated({
+            runId: plan.runId,
+            kind: obj.kind,
+            namespace: ns,
+            name: obj.metadata.name,
+            outcome: "failed",
+            error: (e as Error).message,
+          })
+        );
+        throw e;
+      }
+      outcome = "exists";
+    }
+    progress(`${obj.kind} ${obj.metadata.name}: ${outcome}`);
+    await audit(() =>
+      auditor.objectCreated({
+        runId: plan.runId,
+        kind: obj.kind,
+        namespace: ns,
+        name: obj.metadata.name,
+        outcome,
+      })
+    );
+    return outcome;
+  };
+  const fail = (e: unknown): never => {
+    result.elapsedSeconds = (performance.now() - started) / 1000;
+    const err = e instanceof Error ? e : new Error(String(e));
+    throw new RunFailedError(err, result);
+  };
+
+  // Namespace and Services first, in order: the network clients resolve the Service by DNS.
+  try {
+    result.namespaceOutcome = await create("namespaces", plan.namespace);
+    for (const [i, svc] of plan.services.entries()) {
+      result.services[i]!.outcome = await create("services", svc);
+    }
+  } catch (e) {
+    fail(e);
+  }
+
+  // Secrets and VMs: a pool of workers; the first non-transient failure stops new creations.
+  const abort = new AbortController();
+  const stop = () => abort.abort(opts.signal?.reason);
+  opts.signal?.addEventListener("abort", stop, { once: true });
+  let firstError: unknown;
+  const created = new Map<string, number>();
+  let next = 0;
+  const worker = async () => {
+    while (!abort.signal.aborted && next < plan.vms.length) {
+      const i = next++;
+      const v = plan.vms[i]!;
+      const out = result.vms[i]!;
+      try {
+        if (v.secret) {
+          const si = plan.secrets.indexOf(v.secret);
+          result.secrets[si]!.outcome = await create("secrets", v.secret);
+        }
+        out.outcome = await create("virtualmachines", v.vm);
+        created.set(v.name, performance.now());
+      } catch (e) {
+        out.outcome = "failed";
+        out.error = (e as Error).message;
+        if (firstError === undefined) firstError = e;
+        abort.abort(e);
+      }
+    }
+  };
+  const workers = Math.max(1, Math.min(opts.concurrency ?? 20, plan.vms.length));
+  await Promise.all(Array.from({ length: workers }, worker));
+  opts.signal?.removeEventListener("abort", stop);
+  if (firstError !== undefined) fail(firstError);
+  if (opts.signal?.aborted) result.interrupted = true;
+
+  if (opts.wait !== false && !result.interrupted) {
+    result.waited = true;
+    try {
+      await waitForReady(api, plan, result, created, opts, progress);
+    } catch (e) {
+      fail(e);
+    }
+  }
+  for (const v of result.vms) {
+    const rec = {
+      runId: plan.runId,
+      namespace: ns,
+      name: v.name,
+      workload: v.workload,
+      role: v.role,
+      phase: v.phase,
+      ready: v.ready,
+      ...(v.secondsToReady !== undefined ? { secondsToReady: v.secondsToReady } : {}),
+      ...(v.error !== undefined ? { error: v.error } : {}),
+    };
+    await audit(() => auditor.vmFinished(rec));
+  }
+  result.elapsedSeconds = (performance.now() - started) / 1000;
+  return result;
+}
+
+async function waitForReady(
+  api: ClusterApi,
+  plan: RunPlan,
+  result: RunResult,
+  created: Map<string, number>,
+  opts: RunOptions,
+  progress: (m: string) => void,
+): Promise<void> {
+  const ns = result.namespace;
+  const deadline = performance.now() + opts.timeoutSeconds * 1000;
+  const pending = new Map(
+    result.vms.filter((v) => v.outcome === "created" || v.outcome === "exists").map((
+      v,
+    ) => [v.name, v]),
+  );
+  // One list per poll instead of one GET per VM keeps a 200-VM run within the rate limit.
+  const selector = managedSelector();
+  while (pending.size > 0) {
+    const vmis = await api.list("virtualmachineinstances", ns, selector);
+    const byName = new Map(vmis.map((v) => [v.metadata.name, v]));
+    const now = performance.now();
+    for (const [name, v] of pending) {
+      const vmi = byName.get(name);
+      v.phase = (vmi?.status?.phase as string | undefined) ?? "Pending";
+      if (vmiReady(vmi)) {
+        v.ready = true;
+        v.secondsToReady = (now - (created.get(name) ?? now)) / 1000;
+        pending.delete(name);
+        progress(`VM ${name}: ready after ${v.secondsToReady.toFixed(1)}s`);
+      }
+    }
+    if (pending.size === 0) break;
+    const left = deadline - performance.now();
+    if (left <= 0) {
+      result.timedOut = true;
+      for (const v of pending.values()) {
+        v.error = `not ready after ${opts.timeoutSeconds}s (phase ${v.phase})`;
+      }
+      break;
+    }
+    progress(`waiting for ${pending.size} of ${plan.vms.length} VMs`);
+    try {
+      await sleep(Math.min(opts.pollIntervalSeconds * 1000, left), opts.signal);
+    } catch {
+      result.interrupted = true;
+      break;
+    }
+  }
+}
+
+/** True when `err` (or the error a RunFailedError wraps) is a connection failure. */
+export function isConnectionFailure(err: unknown): boolean {
+  const e = err instanceof RunFailedError ? err.cause : err;
+  return e instanceof ConnectionError;
+}
+
+/** True when `err` (or the error a RunFailedError wraps) is an API error status. */
+export function apiFailure(err: unknown): KubeApiError | undefined {
+  const e = err instanceof RunFailedError ? err.cause : err;
+  return e instanceof KubeApiError ? e : undefined;
+}
