@@ -85,9 +85,14 @@ export function loadKubeConfig(o: ConnectOptions = {}): LoadedConfig {
       env.KUBERNETES_SERVICE_HOST && env.KUBERNETES_SERVICE_PORT &&
       exists(`${prefix}${SERVICE_ACCOUNT_ROOT}/token`)
     ) {
-      const kc = new KubeConfig();
-      kc.loadFromCluster(prefix);
-      loaded = { kubeConfig: kc, source: "in-cluster service account" };
+      loaded = {
+        kubeConfig: inClusterConfig(
+          env.KUBERNETES_SERVICE_HOST,
+          env.KUBERNETES_SERVICE_PORT,
+          `${prefix}${SERVICE_ACCOUNT_ROOT}`,
+        ),
+        source: "in-cluster service account",
+      };
     }
     for (const path of (env.KUBECONFIG ?? "").split(":").filter((p) => p !== "")) {
       if (loaded) break;
@@ -110,6 +115,30 @@ export function loadKubeConfig(o: ConnectOptions = {}): LoadedConfig {
     throw new ConnectionError(`${loaded.source} has no cluster for its current context`, tried);
   }
   return loaded;
+}
+
+/**
+ * The in-cluster configuration, built from the given environment rather than `process.env` (which
+ * client-node's `loadFromCluster` reads) so the caller decides what environment applies.
+ */
+function inClusterConfig(host: string, port: string, saDir: string): KubeConfig {
+  const kc = new KubeConfig();
+  const h = host.includes(":") ? `[${host}]` : host;
+  kc.loadFromOptions({
+    clusters: [{
+      name: "in-cluster",
+      server: `https://${h}:${port}`,
+      caFile: `${saDir}/ca.crt`,
+      skipTLSVerify: false,
+    }],
+    users: [{
+      name: "in-cluster",
+      authProvider: { name: "tokenFile", config: { tokenFile: `${saDir}/token` } },
+    }],
+    contexts: [{ name: "in-cluster", cluster: "in-cluster", user: "in-cluster" }],
+    currentContext: "in-cluster",
+  });
+  return kc;
 }
 
 /** The resources virtwork manages. */

@@ -159,11 +159,29 @@ export async function executeRun(
     );
     return outcome;
   };
-  const fail = (e: unknown): never => {
+  const fail = async (e: unknown): Promise<never> => {
     result.elapsedSeconds = (performance.now() - started) / 1000;
     const err = e instanceof Error ? e : new Error(String(e));
+    await audit(() =>
+      auditor.runFinished({
+        runId: plan.runId,
+        ok: false,
+        interrupted: result.interrupted,
+        error: err.message,
+      })
+    );
     throw new RunFailedError(err, result);
   };
+  await audit(() =>
+    auditor.runStarted({
+      runId: plan.runId,
+      namespace: ns,
+      workloads: [...new Set(plan.vms.map((v) => v.workload))],
+      vmCount: plan.vms.length,
+      dryRun: false,
+      sshAuthConfigured: plan.secrets.length > 0,
+    })
+  );
 
   // Namespace and Services first, in order: the network clients resolve the Service by DNS.
   try {
@@ -172,7 +190,7 @@ export async function executeRun(
       result.services[i]!.outcome = await create("services", svc);
     }
   } catch (e) {
-    fail(e);
+    await fail(e);
   }
 
   // Secrets and VMs: a pool of workers; the first non-transient failure stops new creations.
@@ -205,7 +223,7 @@ export async function executeRun(
   const workers = Math.max(1, Math.min(opts.concurrency ?? 20, plan.vms.length));
   await Promise.all(Array.from({ length: workers }, worker));
   opts.signal?.removeEventListener("abort", stop);
-  if (firstError !== undefined) fail(firstError);
+  if (firstError !== undefined) await fail(firstError);
   if (opts.signal?.aborted) result.interrupted = true;
 
   if (opts.wait !== false && !result.interrupted) {
@@ -213,7 +231,7 @@ export async function executeRun(
     try {
       await waitForReady(api, plan, result, created, opts, progress);
     } catch (e) {
-      fail(e);
+      await fail(e);
     }
   }
   for (const v of result.vms) {
@@ -231,6 +249,13 @@ export async function executeRun(
     await audit(() => auditor.vmFinished(rec));
   }
   result.elapsedSeconds = (performance.now() - started) / 1000;
+  await audit(() =>
+    auditor.runFinished({
+      runId: plan.runId,
+      ok: !result.timedOut && !result.interrupted,
+      interrupted: result.interrupted,
+    })
+  );
   return result;
 }
 

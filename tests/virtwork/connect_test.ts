@@ -1,0 +1,118 @@
+/** Finding the cluster: in-cluster, --kubeconfig, KUBECONFIG, ~/.kube/config, --context. */
+import assert from "node:assert/strict";
+import { KubeConfig } from "npm:@kubernetes/client-node@^2.0.1";
+import { KubeClient, loadKubeConfig, SERVICE_ACCOUNT_ROOT } from "../../lib/kubevirt/client.ts";
+import { ConnectionError } from "../../lib/kubevirt/errors.ts";
+
+function kubeconfig(server: string, contexts = ["main"]): string {
+  return JSON.stringify({
+    apiVersion: "v1",
+    kind: "Config",
+    clusters: [{ name: "c", cluster: { server, "insecure-skip-tls-verify": true } }],
+    users: [{ name: "u", user: { token: "t" } }],
+    contexts: contexts.map((name) => ({ name, context: { cluster: "c", user: "u" } })),
+    "current-context": contexts[0],
+  });
+}
+
+async function tempTree(): Promise<string> {
+  return await Deno.makeTempDir({ prefix: "virtwork-connect-" });
+}
+
+Deno.test("loadKubeConfig(): nothing found names everything tried", async () => {
+  const dir = await tempTree();
+  try {
+    assert.throws(
+      () =>
+        loadKubeConfig({
+          env: { HOME: dir, KUBECONFIG: `${dir}/a:${dir}/b` },
+          serviceAccountPrefix: dir,
+        }),
+      (e: unknown) => {
+        assert.ok(e instanceof ConnectionError);
+        assert.match(e.message, /no cluster configuration found/);
+        assert.deepEqual(e.tried, [
+          "in-cluster service account",
+          `KUBECONFIG ${dir}/a`,
+          `KUBECONFIG ${dir}/b`,
+          `default ${dir}/.kube/config`,
+        ]);
+        return true;
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadKubeConfig(): in-cluster service account comes first", async () => {
+  const dir = await tempTree();
+  try {
+    await Deno.mkdir(`${dir}${SERVICE_ACCOUNT_ROOT}`, { recursive: true });
+    await Deno.writeTextFile(`${dir}${SERVICE_ACCOUNT_ROOT}/token`, "sa-token");
+    await Deno.mkdir(`${dir}/.kube`);
+    await Deno.writeTextFile(`${dir}/.kube/config`, kubeconfig("http://127.0.0.1:1"));
+    const { kubeConfig, source } = loadKubeConfig({
+      env: { HOME: dir, KUBERNETES_SERVICE_HOST: "10.0.0.1", KUBERNETES_SERVICE_PORT: "443" },
+      serviceAccountPrefix: dir,
+    });
+    assert.equal(source, "in-cluster service account");
+    assert.equal(kubeConfig.getCurrentCluster()?.server, "https://10.0.0.1:443");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadKubeConfig(): KUBECONFIG before ~/.kube/config; first existing entry wins", async () => {
+  const dir = await tempTree();
+  try {
+    await Deno.writeTextFile(`${dir}/kc`, kubeconfig("http://127.0.0.1:2"));
+    await Deno.mkdir(`${dir}/.kube`);
+    await Deno.writeTextFile(`${dir}/.kube/config`, kubeconfig("http://127.0.0.1:3"));
+    const env = { HOME: dir, KUBECONFIG: `${dir}/missing:${dir}/kc` };
+    const a = loadKubeConfig({ env, serviceAccountPrefix: dir });
+    assert.equal(a.source, `KUBECONFIG ${dir}/kc`);
+    assert.equal(a.kubeConfig.getCurrentCluster()?.server, "http://127.0.0.1:2");
+    const b = loadKubeConfig({ env: { HOME: dir }, serviceAccountPrefix: dir });
+    assert.equal(b.source, `default ${dir}/.kube/config`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("loadKubeConfig(): --kubeconfig is used alone; --context selects a context", async () => {
+  const dir = await tempTree();
+  try {
+    await Deno.writeTextFile(`${dir}/kc`, kubeconfig("http://127.0.0.1:4", ["one", "two"]));
+    const { kubeConfig } = loadKubeConfig({ kubeconfig: `${dir}/kc`, context: "two", env: {} });
+    assert.equal(kubeConfig.getCurrentContext(), "two");
+    assert.throws(
+      () => loadKubeConfig({ kubeconfig: `${dir}/kc`, context: "three", env: {} }),
+      /context "three" not found .* \(contexts: one, two\)/,
+    );
+    assert.throws(
+      () => loadKubeConfig({ kubeconfig: `${dir}/nope`, env: { KUBECONFIG: `${dir}/kc` } }),
+      (e: unknown) => e instanceof ConnectionError && e.tried.length === 1,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("KubeClient: an unreachable server is a ConnectionError after retries", async () => {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close(); // nothing listens on this port now
+  const kc = new KubeConfig();
+  kc.loadFromString(kubeconfig(`http://127.0.0.1:${port}`));
+  const retries: number[] = [];
+  const client = new KubeClient(kc, {
+    maxAttempts: 3,
+    baseBackoffMs: 1,
+    onRetry: (_op, attempt) => retries.push(attempt),
+  });
+  const err = await client.list("secrets", "x").catch((e) => e);
+  assert.ok(err instanceof ConnectionError, String(err));
+  assert.match(err.message, new RegExp(`cannot reach http://127.0.0.1:${port}`));
+  assert.deepEqual(retries, [1, 2]);
+});

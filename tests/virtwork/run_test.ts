@@ -1,0 +1,261 @@
+/** Run orchestration against the test server, through the real client. */
+import assert from "node:assert/strict";
+import { LABELS } from "../../lib/kubevirt/constants.ts";
+import type { Auditor } from "../../lib/kubevirt/audit.ts";
+import { buildRunPlan, type RunPlan } from "../../lib/kubevirt/plan.ts";
+import { executeRun, RunFailedError, vmiReady } from "../../lib/kubevirt/run.ts";
+import { KubeApiError } from "../../lib/kubevirt/errors.ts";
+import { defaultRegistry, withNamespace, withSshCredentials } from "../../lib/workloads/mod.ts";
+import { startCluster } from "./_helpers.ts";
+
+const cfg = { enabled: true, vmCount: 1, cpuCores: 2, memory: "2Gi" };
+
+function plan(
+  names: string[],
+  opts: { ns?: string; vmCount?: number; ssh?: boolean } = {},
+): RunPlan {
+  const r = defaultRegistry();
+  const ns = opts.ns ?? "virtwork";
+  const ssh = opts.ssh ? { user: "virtwork", password: "pw-secret" } : {};
+  return buildRunPlan(
+    names.map((n) =>
+      r.get(n, { ...cfg, vmCount: opts.vmCount ?? 1 }, withNamespace(ns), withSshCredentials(ssh))
+    ),
+    { namespace: ns, runId: "run-42", containerDiskImage: "quay.io/containerdisks/fedora:41" },
+  );
+}
+
+function recordingAuditor(): Auditor & { events: string[] } {
+  const events: string[] = [];
+  return {
+    events,
+    runStarted: (r) => void events.push(`start ${r.runId}`),
+    objectCreated: (r) => void events.push(`${r.outcome} ${r.kind} ${r.name}`),
+    vmFinished: (r) => void events.push(`vm ${r.name} ${r.ready}`),
+    runFinished: (r) => void events.push(`end ${r.ok}`),
+    cleanupFinished: () => void events.push("cleanup"),
+  };
+}
+
+Deno.test("vmiReady(): Ready condition wins, phase Running is the fallback", () => {
+  assert.equal(vmiReady(undefined), false);
+  const vmi = (status: unknown) => ({ metadata: { name: "a" }, status });
+  assert.equal(
+    vmiReady(vmi({ phase: "Running", conditions: [{ type: "Ready", status: "False" }] })),
+    false,
+  );
+  assert.equal(
+    vmiReady(vmi({ phase: "Scheduled", conditions: [{ type: "Ready", status: "True" }] })),
+    true,
+  );
+  assert.equal(vmiReady(vmi({ phase: "Running" })), true);
+  assert.equal(vmiReady(vmi({ phase: "Scheduling" })), false);
+});
+
+Deno.test("default run: namespace, network Service before any VM, 6 VMs, all Ready", async () => {
+  const { server, client, close } = await startCluster({ readyAfterMs: () => 50 });
+  try {
+    const auditor = recordingAuditor();
+    const result = await executeRun(
+      client,
+      plan(["cpu", "memory", "disk", "database", "network"]),
+      { timeoutSeconds: 10, pollIntervalSeconds: 0.05, auditor },
+    );
+    assert.equal(result.vms.length, 6);
+    assert.ok(result.vms.every((v) => v.outcome === "created" && v.ready && v.phase === "Running"));
+    assert.ok(result.vms.every((v) => (v.secondsToReady ?? -1) >= 0.04));
+    assert.equal(server.objects("virtualmachines", "virtwork").length, 6);
+    assert.equal(server.objects("services", "virtwork").length, 1);
+    const svcPost = server.requests.findIndex((r) =>
+      r.method === "POST" && r.path.endsWith("/services")
+    );
+    const firstVmPost = server.requests.findIndex((r) =>
+      r.method === "POST" && r.path.endsWith("/virtualmachines")
+    );
+    assert.ok(svcPost >= 0 && svcPost < firstVmPost, "Service is created before the first VM");
+    assert.ok(auditor.events.includes("created Service virtwork-iperf3-server"));
+    assert.equal(
+      auditor.events.filter((e) => e.startsWith("vm ") && e.endsWith(" true")).length,
+      6,
+    );
+    const counts = Object.groupBy(result.vms, (v) => v.workload);
+    assert.deepEqual(
+      Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, v!.length])),
+      { cpu: 1, memory: 1, disk: 1, database: 1, network: 2 },
+    );
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("run: VMs are created concurrently", async () => {
+  const { server, client, close } = await startCluster({ latencyMs: 30 });
+  try {
+    await executeRun(client, plan(["cpu"], { vmCount: 12 }), {
+      wait: false,
+      timeoutSeconds: 1,
+      pollIntervalSeconds: 1,
+      concurrency: 6,
+    });
+    assert.equal(server.objects("virtualmachines").length, 12);
+    assert.ok(server.maxInFlight >= 4, `max in flight ${server.maxInFlight}`);
+    assert.ok(server.maxInFlight <= 6, `max in flight ${server.maxInFlight}`);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("run: credentials travel in Secrets; no VM on the server contains them", async () => {
+  const { server, client, close } = await startCluster();
+  try {
+    const result = await executeRun(client, plan(["cpu", "network"], { ssh: true }), {
+      wait: false,
+      timeoutSeconds: 1,
+      pollIntervalSeconds: 1,
+    });
+    assert.equal(result.secrets.length, 3);
+    assert.ok(result.secrets.every((s) => s.outcome === "created"));
+    assert.equal(server.objects("secrets", "virtwork").length, 3);
+    for (const vm of server.objects("virtualmachines")) {
+      assert.equal(JSON.stringify(vm).includes("pw-secret"), false);
+    }
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("run: existing objects are skipped as AlreadyExists, not failed", async () => {
+  const { client, close } = await startCluster();
+  try {
+    const p = plan(["cpu"]);
+    const opts = { wait: false, timeoutSeconds: 1, pollIntervalSeconds: 1 };
+    await executeRun(client, p, opts);
+    const again = await executeRun(client, p, opts);
+    assert.equal(again.namespaceOutcome, "exists");
+    assert.deepEqual(again.vms.map((v) => v.outcome), ["exists"]);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("run: transient 429/500 on VM creates are retried and the run succeeds", async () => {
+  let n = 0;
+  const { client, close } = await startCluster({
+    inject: (r) => {
+      if (r.method !== "POST" || r.resource !== "virtualmachines") return undefined;
+      n++;
+      return n % 3 === 1 ? { status: n % 2 ? 500 : 429, retryAfterSeconds: 0 } : undefined;
+    },
+  });
+  try {
+    const result = await executeRun(client, plan(["cpu"], { vmCount: 5 }), {
+      wait: false,
+      timeoutSeconds: 1,
+      pollIntervalSeconds: 1,
+    });
+    assert.ok(result.vms.every((v) => v.outcome === "created"));
+    assert.ok(n > 5, "some creates were retried");
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("run: a 422 fails fast, stops further creates and reports what exists", async () => {
+  let posts = 0;
+  const { server, client, close } = await startCluster({
+    inject: (r) =>
+      r.method === "POST" && r.resource === "virtualmachines" && ++posts === 3
+        ? { status: 422, message: "VirtualMachine is invalid: spec.template: forbidden" }
+        : undefined,
+  });
+  try {
+    const err = await executeRun(client, plan(["cpu"], { vmCount: 30 }), {
+      timeoutSeconds: 1,
+      pollIntervalSeconds: 1,
+      concurrency: 1,
+    }).catch((e) => e);
+    assert.ok(err instanceof RunFailedError);
+    assert.ok(err.cause instanceof KubeApiError && err.cause.status === 422);
+    assert.match(err.message, /create VirtualMachine virtwork\/virtwork-cpu-3: 422/);
+    assert.equal(err.result.vms.filter((v) => v.outcome === "created").length, 2);
+    assert.equal(err.result.vms.filter((v) => v.outcome === "skipped").length, 27);
+    assert.equal(server.objects("virtualmachines").length, 2);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("run: a VM that never becomes ready times out with its phase", async () => {
+  const { client, close } = await startCluster({
+    readyAfterMs: (name) => (name.endsWith("-2") ? undefined : 10),
+  });
+  try {
+    const result = await executeRun(client, plan(["cpu"], { vmCount: 2 }), {
+      timeoutSeconds: 0.3,
+      pollIntervalSeconds: 0.05,
+    });
+    assert.equal(result.timedOut, true);
+    const [one, two] = result.vms;
+    assert.equal(one!.ready, true);
+    assert.equal(two!.ready, false);
+    assert.equal(two!.phase, "Scheduling");
+    assert.match(two!.error!, /not ready after 0.3s \(phase Scheduling\)/);
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("run: aborting while waiting stops at once and reports what exists", async () => {
+  const { client, close } = await startCluster({ readyAfterMs: () => undefined });
+  try {
+    const ctl = new AbortController();
+    setTimeout(() => ctl.abort(new Error("SIGINT")), 150);
+    const t0 = performance.now();
+    const result = await executeRun(client, plan(["cpu", "memory"]), {
+      timeoutSeconds: 60,
+      pollIntervalSeconds: 5,
+      signal: ctl.signal,
+    });
+    assert.ok(performance.now() - t0 < 2000, "did not wait for the poll interval or timeout");
+    assert.equal(result.interrupted, true);
+    assert.deepEqual(result.vms.map((v) => v.outcome), ["created", "created"]);
+    assert.ok(result.vms.every((v) => !v.ready));
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("run: --no-wait does not poll VMIs", async () => {
+  const { server, client, close } = await startCluster();
+  try {
+    const result = await executeRun(client, plan(["cpu"]), {
+      wait: false,
+      timeoutSeconds: 1,
+      pollIntervalSeconds: 1,
+    });
+    assert.equal(result.waited, false);
+    assert.equal(server.requestsMatching("GET", /virtualmachineinstances/).length, 0);
+    assert.equal(result.vms[0]!.phase, "-");
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("run: every created object carries managed-by and the run id", async () => {
+  const { server, client, close } = await startCluster();
+  try {
+    await executeRun(client, plan(["network"], { ssh: true }), {
+      wait: false,
+      timeoutSeconds: 1,
+      pollIntervalSeconds: 1,
+    });
+    for (const r of ["secrets", "services", "virtualmachines"]) {
+      for (const o of server.objects(r)) {
+        assert.equal(o.metadata.labels[LABELS.MANAGED_BY], "virtwork", `${r} ${o.metadata.name}`);
+        assert.equal(o.metadata.labels[LABELS.RUN_ID], "run-42");
+      }
+    }
+  } finally {
+    await close();
+  }
+});
