@@ -1,0 +1,273 @@
+/**
+ * Configuration layering, generic over a schema: command-line flags > environment variables > a YAML
+ * file > defaults, field by field, with the source of each value recorded. Lists come as YAML lists,
+ * comma-separated environment values, or repeated flags.
+ *
+ * @example
+ * ```ts
+ * import { resolveConfig, type ConfigSchema } from "./layered.ts";
+ * const schema = {
+ *   namespace: { kind: "string", default: "virtwork" },
+ *   vmCount: { kind: "integer", default: 1 },
+ *   sshAuthorizedKeys: { kind: "list", default: [] },
+ * } as const satisfies ConfigSchema;
+ * const { values, sources } = resolveConfig(schema, {
+ *   flags: { vmCount: 3 },
+ *   env: { APP_NAMESPACE: "perf", APP_SSH_AUTHORIZED_KEYS: "ssh-ed25519 A,ssh-ed25519 B" },
+ *   file: { namespace: "ignored", vm_count: 2 },
+ * }, { envPrefix: "APP_" });
+ * // values.namespace === "perf" (env), values.vmCount === 3 (flag), sources.vmCount === "flag"
+ * ```
+ * @module
+ */
+import { parseDocument } from "npm:yaml@^2.9.1";
+
+/** The kinds of value a field holds. */
+export type FieldKind = "string" | "integer" | "number" | "boolean" | "list";
+
+/** One configuration field. */
+export interface FieldSpec {
+  kind: FieldKind;
+  /** Value when no layer sets it. */
+  default: string | number | boolean | readonly string[];
+  /** Environment variable; default: prefix + the key in SCREAMING_SNAKE_CASE. */
+  env?: string;
+  /** Key in the YAML file; default: the key in snake_case. */
+  fileKey?: string;
+  /** Smallest allowed value of integer and number fields. */
+  min?: number;
+  /** Allowed values of string fields. */
+  choices?: readonly string[];
+}
+
+/** Fields by key (camelCase). */
+export type ConfigSchema = Record<string, FieldSpec>;
+
+/** The TypeScript type of a field kind. */
+export type ValueOf<K extends FieldKind> = K extends "list" ? string[]
+  : K extends "boolean" ? boolean
+  : K extends "string" ? string
+  : number;
+
+/** Resolved values of a schema. */
+export type ConfigValues<S extends ConfigSchema> = { [P in keyof S]: ValueOf<S[P]["kind"]> };
+
+/** Where a value came from. */
+export type ConfigSource = "flag" | "env" | "file" | "default";
+
+/** The layers to resolve from. */
+export interface ConfigLayers {
+  /** Values given on the command line, by key; only flags the user actually set. */
+  flags?: Readonly<Record<string, unknown>>;
+  /** The environment. */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** The parsed YAML file (a mapping). */
+  file?: Readonly<Record<string, unknown>>;
+  /** Name of the file, for messages. */
+  fileName?: string;
+}
+
+/** Resolution settings. */
+export interface ResolveOptions {
+  /** Prefix of environment variables, e.g. `VIRTWORK_`. */
+  envPrefix?: string;
+  /** Reject file keys the schema does not know (default true); `allowFileKeys` are exempt. */
+  strictFile?: boolean;
+  /** File keys handled by the caller. */
+  allowFileKeys?: readonly string[];
+}
+
+/** A configuration value that cannot be used. */
+export class ConfigError extends Error {
+  /** Field key, when the error is about one field. */
+  readonly key: string | undefined;
+  /** Where the bad value came from, e.g. `env VIRTWORK_VM_COUNT` or `virtwork.yaml:3:11`. */
+  readonly source: string | undefined;
+  /** Builds the error; `source` and `key` prefix the message. */
+  constructor(message: string, key?: string, source?: string, options?: ErrorOptions) {
+    super(source ? `${source} ${key ?? ""}${key ? ": " : ""}${message}` : message, options);
+    this.name = "ConfigError";
+    this.key = key;
+    this.source = source;
+  }
+}
+
+/** `vmCount` → `vm_count`. */
+export function snakeCase(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+}
+
+/** The environment variable of a field. */
+export function envName(key: string, spec: FieldSpec, prefix = ""): string {
+  return spec.env ?? `${prefix}${snakeCase(key).toUpperCase()}`;
+}
+
+/** Resolves every field of `schema` from the layers; returns the values and their sources. */
+export function resolveConfig<S extends ConfigSchema>(
+  schema: S,
+  layers: ConfigLayers,
+  opts: ResolveOptions = {},
+): { values: ConfigValues<S>; sources: Record<keyof S, ConfigSource> } {
+  const values: Record<string, unknown> = {};
+  const sources: Record<string, ConfigSource> = {};
+  const file = layers.file ?? {};
+  const fileName = layers.fileName ?? "config file";
+  if (opts.strictFile !== false) {
+    const known = new Set([
+      ...Object.entries(schema).map(([k, s]) => s.fileKey ?? snakeCase(k)),
+      ...(opts.allowFileKeys ?? []),
+    ]);
+    for (const k of Object.keys(file)) {
+      if (!known.has(k)) {
+        throw new ConfigError(
+          `unknown key, expected one of: ${[...known].sort().join(", ")}`,
+          k,
+          fileName,
+        );
+      }
+    }
+  }
+  for (const [key, spec] of Object.entries(schema)) {
+    const env = envName(key, spec, opts.envPrefix);
+    const fileKey = spec.fileKey ?? snakeCase(key);
+    let value: unknown;
+    let source: ConfigSource;
+    let where: string;
+    if (layers.flags?.[key] !== undefined) {
+      where = "flag";
+      value = fromTyped(spec, layers.flags[key], key, where);
+      source = "flag";
+    } else if (layers.env?.[env] !== undefined && layers.env[env] !== "") {
+      where = `env ${env}`;
+      value = fromString(spec, layers.env[env]!, key, where);
+      source = "env";
+    } else if (file[fileKey] !== undefined && file[fileKey] !== null) {
+      where = fileName;
+      value = fromTyped(spec, file[fileKey], key, where);
+      source = "file";
+    } else {
+      where = "default";
+      value = Array.isArray(spec.default) ? [...spec.default] : spec.default;
+      source = "default";
+    }
+    check(spec, value, key, where);
+    values[key] = value;
+    sources[key] = source;
+  }
+  return {
+    values: values as ConfigValues<S>,
+    sources: sources as Record<keyof S, ConfigSource>,
+  };
+}
+
+function fromString(spec: FieldSpec, raw: string, key: string, where: string): unknown {
+  const s = raw.trim();
+  switch (spec.kind) {
+    case "string":
+      return raw;
+    case "integer":
+      if (!/^-?\d+$/.test(s)) throw new ConfigError(`must be an integer, got "${raw}"`, key, where);
+      return Number(s);
+    case "number":
+      if (s === "" || !Number.isFinite(Number(s))) {
+        throw new ConfigError(`must be a number, got "${raw}"`, key, where);
+      }
+      return Number(s);
+    case "boolean":
+      if (/^(true|1|yes|on)$/i.test(s)) return true;
+      if (/^(false|0|no|off)$/i.test(s)) return false;
+      throw new ConfigError(`must be true or false, got "${raw}"`, key, where);
+    case "list":
+      return s.split(",").map((x) => x.trim()).filter((x) => x !== "");
+  }
+}
+
+function fromTyped(spec: FieldSpec, v: unknown, key: string, where: string): unknown {
+  if (typeof v === "string" && spec.kind !== "string" && spec.kind !== "list") {
+    return fromString(spec, v, key, where);
+  }
+  switch (spec.kind) {
+    case "string":
+      if (typeof v !== "string" && typeof v !== "number") {
+        throw new ConfigError(`must be a string, got ${describe(v)}`, key, where);
+      }
+      return String(v);
+    case "integer":
+      if (!Number.isInteger(v)) {
+        throw new ConfigError(`must be an integer, got ${describe(v)}`, key, where);
+      }
+      return v;
+    case "number":
+      if (typeof v !== "number") {
+        throw new ConfigError(`must be a number, got ${describe(v)}`, key, where);
+      }
+      return v;
+    case "boolean":
+      if (typeof v !== "boolean") {
+        throw new ConfigError(`must be true or false, got ${describe(v)}`, key, where);
+      }
+      return v;
+    case "list":
+      if (typeof v === "string") return fromString(spec, v, key, where);
+      if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) {
+        throw new ConfigError(`must be a list of strings, got ${describe(v)}`, key, where);
+      }
+      return [...v];
+  }
+}
+
+function check(spec: FieldSpec, v: unknown, key: string, where: string): void {
+  if ((spec.kind === "integer" || spec.kind === "number") && spec.min !== undefined) {
+    if ((v as number) < spec.min) {
+      throw new ConfigError(`must be at least ${spec.min}, got ${v}`, key, where);
+    }
+  }
+  if (spec.kind === "string" && spec.choices && !spec.choices.includes(v as string)) {
+    throw new ConfigError(
+      `must be one of ${spec.choices.join(", ")}, got "${v}"`,
+      key,
+      where,
+    );
+  }
+}
+
+function describe(v: unknown): string {
+  if (Array.isArray(v)) return "a list";
+  if (v === null) return "null";
+  if (typeof v === "object") return "a mapping";
+  return `${typeof v} ${JSON.stringify(v)}`;
+}
+
+/**
+ * Reads a YAML configuration file that must hold a mapping.
+ * @throws {ConfigError} for a missing file, invalid YAML (with line and column) or a non-mapping
+ */
+export async function readYamlConfig(path: string): Promise<Record<string, unknown>> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    const why = e instanceof Deno.errors.NotFound ? "file not found" : (e as Error).message;
+    throw new ConfigError(`cannot read config file ${path}: ${why}`, undefined, undefined, {
+      cause: e,
+    });
+  }
+  return parseYamlConfig(text, path);
+}
+
+/** Parses YAML configuration text; see {@linkcode readYamlConfig}. */
+export function parseYamlConfig(text: string, name: string): Record<string, unknown> {
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    const pos = e.linePos?.[0];
+    const where = pos ? `${name}:${pos.line}:${pos.col}` : name;
+    throw new ConfigError(`${where}: invalid YAML: ${e.message.split("\n")[0]}`);
+  }
+  const v = doc.toJS() as unknown;
+  if (v === null || v === undefined) return {};
+  if (typeof v !== "object" || Array.isArray(v)) {
+    throw new ConfigError(`${name}: must be a mapping of settings, got ${describe(v)}`);
+  }
+  return v as Record<string, unknown>;
+}

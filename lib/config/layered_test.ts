@@ -1,0 +1,112 @@
+import assert from "node:assert/strict";
+import {
+  ConfigError,
+  type ConfigSchema,
+  parseYamlConfig,
+  readYamlConfig,
+  resolveConfig,
+} from "./mod.ts";
+
+const schema = {
+  namespace: { kind: "string", default: "virtwork" },
+  vmCount: { kind: "integer", default: 1, min: 0 },
+  dryRun: { kind: "boolean", default: false },
+  keys: { kind: "list", default: [], env: "APP_SSH_KEYS" },
+  output: { kind: "string", default: "table", choices: ["table", "json"] },
+} as const satisfies ConfigSchema;
+
+Deno.test("resolveConfig(): defaults when no layer sets a field", () => {
+  const { values, sources } = resolveConfig(schema, {});
+  assert.deepEqual(values, {
+    namespace: "virtwork",
+    vmCount: 1,
+    dryRun: false,
+    keys: [],
+    output: "table",
+  });
+  assert.equal(sources.namespace, "default");
+});
+
+Deno.test("resolveConfig(): flags > env > file > defaults, field by field", () => {
+  const layers = {
+    flags: { vmCount: 5 },
+    env: { APP_VM_COUNT: "4", APP_NAMESPACE: "from-env" },
+    file: { namespace: "from-file", vm_count: 3, dry_run: true },
+  };
+  const { values, sources } = resolveConfig(schema, layers, { envPrefix: "APP_" });
+  assert.equal(values.vmCount, 5);
+  assert.equal(sources.vmCount, "flag");
+  assert.equal(values.namespace, "from-env");
+  assert.equal(sources.namespace, "env");
+  assert.equal(values.dryRun, true);
+  assert.equal(sources.dryRun, "file");
+  const noFlag = resolveConfig(schema, { ...layers, flags: {} }, { envPrefix: "APP_" });
+  assert.equal(noFlag.values.vmCount, 4);
+  const fileOnly = resolveConfig(schema, { file: layers.file }, { envPrefix: "APP_" });
+  assert.equal(fileOnly.values.vmCount, 3);
+  assert.equal(fileOnly.values.namespace, "from-file");
+});
+
+Deno.test("resolveConfig(): lists from YAML lists, comma-separated env and flags", () => {
+  const file = resolveConfig(schema, { file: { keys: ["ssh-ed25519 A x", "ssh-rsa B y"] } });
+  assert.deepEqual(file.values.keys, ["ssh-ed25519 A x", "ssh-rsa B y"]);
+  const env = resolveConfig(schema, { env: { APP_SSH_KEYS: "ssh-ed25519 A x, ssh-rsa B y,," } });
+  assert.deepEqual(env.values.keys, ["ssh-ed25519 A x", "ssh-rsa B y"]);
+  const flag = resolveConfig(schema, {
+    flags: { keys: ["k1", "k2"] },
+    env: { APP_SSH_KEYS: "e" },
+  });
+  assert.deepEqual(flag.values.keys, ["k1", "k2"]);
+});
+
+Deno.test("resolveConfig(): bad values name their source and what was expected", () => {
+  assert.throws(
+    () => resolveConfig(schema, { env: { APP_VM_COUNT: "three" } }, { envPrefix: "APP_" }),
+    /env APP_VM_COUNT vmCount: must be an integer, got "three"/,
+  );
+  assert.throws(
+    () => resolveConfig(schema, { file: { vm_count: -1 }, fileName: "v.yaml" }),
+    /v.yaml vmCount: must be at least 0, got -1/,
+  );
+  assert.throws(
+    () => resolveConfig(schema, { file: { dry_run: "maybe" } }),
+    /must be true or false, got "maybe"/,
+  );
+  assert.throws(
+    () => resolveConfig(schema, { flags: { output: "xml" } }),
+    /must be one of table, json/,
+  );
+  assert.throws(
+    () => resolveConfig(schema, { file: { namespce: "x" }, fileName: "v.yaml" }),
+    (e: unknown) =>
+      e instanceof ConfigError && /unknown key/.test(e.message) && e.key === "namespce",
+  );
+  assert.doesNotThrow(() =>
+    resolveConfig(schema, { file: { workloads: {} } }, { allowFileKeys: ["workloads"] })
+  );
+});
+
+Deno.test("parseYamlConfig(): invalid YAML reports line and column; non-mappings are rejected", () => {
+  assert.throws(
+    () => parseYamlConfig("a: 1\nb: [1, 2\n", "c.yaml"),
+    /c\.yaml:\d+:\d+: invalid YAML/,
+  );
+  assert.throws(() => parseYamlConfig("- a\n- b\n", "c.yaml"), /must be a mapping/);
+  assert.deepEqual(parseYamlConfig("", "c.yaml"), {});
+  assert.deepEqual(parseYamlConfig("namespace: x\n", "c.yaml"), { namespace: "x" });
+});
+
+Deno.test("readYamlConfig(): a missing file is a ConfigError naming the path", async () => {
+  await assert.rejects(
+    () => readYamlConfig("/nonexistent/virtwork.yaml"),
+    (e: unknown) =>
+      e instanceof ConfigError && /\/nonexistent\/virtwork.yaml: file not found/.test(e.message),
+  );
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/c.yaml`, "vm_count: 2\n");
+    assert.deepEqual(await readYamlConfig(`${dir}/c.yaml`), { vm_count: 2 });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,30 @@
+/**
+ * Configuration layering shared by the executables: flags > environment > YAML file > defaults.
+ *
+ * @example
+ * ```ts
+ * import { resolveConfig } from "./mod.ts";
+ * const { values } = resolveConfig({ namespace: { kind: "string", default: "virtwork" } }, {
+ *   env: { VIRTWORK_NAMESPACE: "perf" },
+ * }, { envPrefix: "VIRTWORK_" });
+ * ```
+ * @module
+ */
+export {
+  ConfigError,
+  envName,
+  parseYamlConfig,
+  readYamlConfig,
+  resolveConfig,
+  snakeCase,
+} from "./layered.ts";
+export type {
+  ConfigLayers,
+  ConfigSchema,
+  ConfigSource,
+  ConfigValues,
+  FieldKind,
+  FieldSpec,
+  ResolveOptions,
+  ValueOf,
+} from "./layered.ts";

@@ -1,0 +1,78 @@
+/**
+ * Output formatting for the CLIs: aligned tables, JSON, multi-document YAML, and colour only on a
+ * terminal and never when `NO_COLOR` is set (https://no-color.org).
+ *
+ * @example
+ * ```ts
+ * import { formatTable } from "./format.ts";
+ * console.log(formatTable(["NAME", "PHASE"], [["vm-1", "Running"]]));
+ * ```
+ * @module
+ */
+import { stringify } from "npm:yaml@^2.9.1";
+
+/** Where output goes and what the environment says about colour. */
+export interface ColorContext {
+  /** True when the output stream is a terminal. */
+  isTerminal: boolean;
+  /** The environment (only `NO_COLOR` and `TERM` are read). */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** True when colour may be used: a terminal, `NO_COLOR` unset or empty, and `TERM` not `dumb`. */
+export function useColor(ctx: ColorContext): boolean {
+  const env = ctx.env ?? {};
+  if (env.NO_COLOR !== undefined && env.NO_COLOR !== "") return false;
+  if (env.TERM === "dumb") return false;
+  return ctx.isTerminal;
+}
+
+/** ANSI SGR codes used by {@linkcode paint}. */
+export const COLORS = {
+  red: 31,
+  green: 32,
+  yellow: 33,
+  bold: 1,
+  dim: 2,
+} as const;
+
+/** Wraps `text` in an ANSI colour when `enabled`, else returns it unchanged. */
+export function paint(text: string, color: keyof typeof COLORS, enabled: boolean): string {
+  return enabled ? `\x1b[${COLORS[color]}m${text}\x1b[0m` : text;
+}
+
+// deno-lint-ignore no-control-regex
+const ANSI = /\x1b\[[0-9;]*m/g;
+
+/** Length of `s` as shown, ignoring ANSI escapes. */
+export function visibleLength(s: string): number {
+  return [...s.replace(ANSI, "")].length;
+}
+
+/**
+ * Formats rows as a table with a header, columns separated by two spaces and padded to the widest
+ * cell (ANSI colours do not count towards width). Ends with a newline.
+ */
+export function formatTable(
+  headers: readonly string[],
+  rows: readonly (readonly string[])[],
+): string {
+  const widths = headers.map((h, i) =>
+    Math.max(visibleLength(h), ...rows.map((r) => visibleLength(r[i] ?? "")))
+  );
+  const line = (cells: readonly string[]) =>
+    cells.map((c, i) => i === cells.length - 1 ? c : c + " ".repeat(widths[i]! - visibleLength(c)))
+      .join("  ").trimEnd();
+  return [line(headers), ...rows.map((r) => line(headers.map((_, i) => r[i] ?? "")))].join("\n") +
+    "\n";
+}
+
+/** Pretty JSON with a final newline. */
+export function formatJson(value: unknown): string {
+  return `${JSON.stringify(value, null, 2)}\n`;
+}
+
+/** Objects as a multi-document YAML stream (`---` between documents), long lines not folded. */
+export function formatYamlDocuments(docs: readonly unknown[]): string {
+  return docs.map((d) => stringify(d, { lineWidth: 0 })).join("---\n");
+}

@@ -1,0 +1,50 @@
+import assert from "node:assert/strict";
+import { parseAllDocuments } from "npm:yaml@^2.9.1";
+import {
+  formatJson,
+  formatTable,
+  formatYamlDocuments,
+  paint,
+  useColor,
+  visibleLength,
+} from "./mod.ts";
+
+Deno.test("useColor(): only on a terminal, never with NO_COLOR or TERM=dumb", () => {
+  assert.equal(useColor({ isTerminal: true, env: {} }), true);
+  assert.equal(useColor({ isTerminal: false, env: {} }), false);
+  assert.equal(useColor({ isTerminal: true, env: { NO_COLOR: "1" } }), false);
+  assert.equal(useColor({ isTerminal: true, env: { NO_COLOR: "" } }), true);
+  assert.equal(useColor({ isTerminal: true, env: { TERM: "dumb" } }), false);
+});
+
+Deno.test("paint(): ANSI only when enabled", () => {
+  assert.equal(paint("ok", "green", false), "ok");
+  assert.equal(paint("ok", "green", true), "\x1b[32mok\x1b[0m");
+  assert.equal(visibleLength(paint("ok", "green", true)), 2);
+});
+
+Deno.test("formatTable(): columns aligned to the widest cell, colours ignored for width", () => {
+  const out = formatTable(["WORKLOAD", "VM", "PHASE"], [
+    ["cpu", "virtwork-cpu-1", paint("Running", "green", true)],
+    ["network", "virtwork-network-server-1", "Scheduling"],
+  ]);
+  const lines = out.trimEnd().split("\n");
+  assert.equal(lines.length, 3);
+  const col = (l: string) =>
+    l.replaceAll("\x1b[32m", "").replaceAll("\x1b[0m", "").indexOf("virtwork-");
+  assert.equal(lines[0]!.indexOf("VM"), col(lines[1]!));
+  assert.equal(col(lines[1]!), col(lines[2]!));
+  const phaseCol = lines[0]!.indexOf("PHASE");
+  assert.equal(lines[2]!.indexOf("Scheduling"), phaseCol);
+  assert.ok(out.endsWith("\n"));
+});
+
+Deno.test("formatJson() and formatYamlDocuments() round-trip", () => {
+  const docs = [{ kind: "Namespace", metadata: { name: "a" } }, {
+    kind: "Secret",
+    data: { x: "y".repeat(200) },
+  }];
+  assert.deepEqual(JSON.parse(formatJson(docs)), docs);
+  const parsed = parseAllDocuments(formatYamlDocuments(docs)).map((d) => d.toJS());
+  assert.deepEqual(parsed, docs);
+});

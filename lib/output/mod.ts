@@ -1,0 +1,21 @@
+/**
+ * Output formatting shared by the executables: tables, JSON, multi-document YAML and colour rules.
+ *
+ * @example
+ * ```ts
+ * import { formatTable, paint, useColor } from "./mod.ts";
+ * const color = useColor({ isTerminal: Deno.stdout.isTerminal(), env: Deno.env.toObject() });
+ * console.log(formatTable(["VM", "PHASE"], [["vm-1", paint("Running", "green", color)]]));
+ * ```
+ * @module
+ */
+export {
+  COLORS,
+  formatJson,
+  formatTable,
+  formatYamlDocuments,
+  paint,
+  useColor,
+  visibleLength,
+} from "./format.ts";
+export type { ColorContext } from "./format.ts";
