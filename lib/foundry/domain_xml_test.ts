@@ -1,0 +1,250 @@
+import assert from "node:assert/strict";
+// deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
+import { XMLParser } from "npm:fast-xml-parser@^5.12.1";
+import { buildDomainXml, chooseDomainType, GUEST_AGENT_CHANNEL } from "./domain_xml.ts";
+import { parseDomainMetadata } from "./metadata.ts";
+import { sampleVm } from "./_testdata.ts";
+import type { VirtualMachine } from "./types.ts";
+
+// deno-lint-ignore no-explicit-any
+type Loose = any;
+
+const parser = new XMLParser({
+  ignoreAttributes: false,
+  parseTagValue: false,
+  parseAttributeValue: false,
+  isArray: (name) => ["disk", "interface", "feature"].includes(name),
+});
+
+function parsed(vm: VirtualMachine, domainType: "kvm" | "qemu" = "qemu"): Loose {
+  return parser.parse(buildDomainXml(vm, { domainType })).domain;
+}
+
+async function has(command: string): Promise<boolean> {
+  try {
+    const { success } = await new Deno.Command("sh", {
+      args: ["-c", `command -v ${command}`],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return success;
+  } catch {
+    return false;
+  }
+}
+
+// virt-xml-validate needs xmllint (Debian libxml2-utils) besides libvirt-clients.
+const VALIDATOR = (await has("virt-xml-validate")) && (await has("xmllint"));
+if (!VALIDATOR) {
+  console.warn(
+    "virt-xml-validate tests skipped: needs virt-xml-validate (libvirt-clients) and xmllint (libxml2-utils)",
+  );
+}
+
+async function validate(xml: string): Promise<{ ok: boolean; out: string }> {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/domain.xml`, xml);
+    const r = await new Deno.Command("virt-xml-validate", {
+      args: [`${dir}/domain.xml`, "domain"],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const dec = new TextDecoder();
+    return { ok: r.success, out: dec.decode(r.stdout) + dec.decode(r.stderr) };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** VMs that cover the variations of the XML. */
+function variants(): [string, VirtualMachine, "kvm" | "qemu"][] {
+  const minimal = sampleVm();
+  delete minimal.spec.dataDisks;
+  delete minimal.spec.cloudInit;
+  delete minimal.spec.cpuMode;
+  minimal.spec.networkInterfaces = minimal.spec.networkInterfaces.slice(0, 1);
+  const passthrough = sampleVm();
+  passthrough.spec.cpuMode = "host-passthrough";
+  const odd = sampleVm();
+  odd.metadata.annotations = { note: `quotes " ' and <tags> & ]]> end` };
+  odd.spec.memoryGiB = 0.5;
+  return [
+    ["full on qemu", sampleVm(), "qemu"],
+    ["full on kvm", sampleVm(), "kvm"],
+    ["minimal on kvm", minimal, "kvm"],
+    ["host-passthrough on kvm", passthrough, "kvm"],
+    ["markup in annotations", odd, "qemu"],
+  ];
+}
+
+Deno.test("buildDomainXml() describes a q35 UEFI machine with secure boot off", () => {
+  const d = parsed(sampleVm());
+  assert.equal(d["@_type"], "qemu");
+  assert.equal(d.name, "web-01");
+  assert.deepEqual(d.memory, { "@_unit": "MiB", "#text": "4096" });
+  assert.deepEqual(d.vcpu, { "@_placement": "static", "#text": "2" });
+  assert.equal(d.os["@_firmware"], "efi");
+  assert.deepEqual(d.os.type, { "@_arch": "x86_64", "@_machine": "q35", "#text": "hvm" });
+  assert.deepEqual(
+    d.os.firmware.feature.map((f: Loose) => [f["@_name"], f["@_enabled"]]).sort(),
+    [["enrolled-keys", "no"], ["secure-boot", "no"]],
+  );
+  assert.equal(d.os.loader, undefined);
+});
+
+Deno.test("buildDomainXml() uses the spec's CPU mode on KVM and maximum on TCG", () => {
+  assert.equal(parsed(sampleVm(), "kvm").cpu["@_mode"], "host-model");
+  const vm = sampleVm();
+  vm.spec.cpuMode = "host-passthrough";
+  assert.equal(parsed(vm, "kvm").cpu["@_mode"], "host-passthrough");
+  delete vm.spec.cpuMode;
+  assert.equal(parsed(vm, "kvm").cpu["@_mode"], "host-model");
+  vm.spec.cpuMode = "host-passthrough";
+  assert.equal(parsed(vm, "qemu").cpu["@_mode"], "maximum");
+});
+
+Deno.test("buildDomainXml() attaches boot and data volumes on virtio and the seed on virtio-scsi", () => {
+  const d = parsed(sampleVm());
+  const disks = d.devices.disk.map((x: Loose) => ({
+    device: x["@_device"],
+    pool: x.source["@_pool"],
+    volume: x.source["@_volume"],
+    dev: x.target["@_dev"],
+    bus: x.target["@_bus"],
+    format: x.driver["@_type"],
+  }));
+  assert.deepEqual(disks, [
+    {
+      device: "disk",
+      pool: "foundry-vms",
+      volume: "web-01_boot",
+      dev: "vda",
+      bus: "virtio",
+      format: "qcow2",
+    },
+    {
+      device: "disk",
+      pool: "foundry-vms",
+      volume: "web-01_data-vdb",
+      dev: "vdb",
+      bus: "virtio",
+      format: "qcow2",
+    },
+    {
+      device: "disk",
+      pool: "foundry-vms",
+      volume: "web-01_data-vdc",
+      dev: "vdc",
+      bus: "virtio",
+      format: "qcow2",
+    },
+    {
+      device: "cdrom",
+      pool: "foundry-vms",
+      volume: "web-01_cloudinit",
+      dev: "sda",
+      bus: "scsi",
+      format: "raw",
+    },
+  ]);
+  assert.ok("readonly" in d.devices.disk[3]);
+  assert.equal(d.devices.controller["@_type"], "scsi");
+  assert.equal(d.devices.controller["@_model"], "virtio-scsi");
+  assert.ok(!JSON.stringify(d.devices).includes("sata"));
+});
+
+Deno.test("buildDomainXml() takes the pool from options, else the spec, else foundry-vms", () => {
+  const vm = sampleVm();
+  vm.spec.storagePool = "fast";
+  const pools = (x: string) =>
+    new Set(parser.parse(x).domain.devices.disk.map((d: Loose) => d.source["@_pool"]));
+  assert.deepEqual(pools(buildDomainXml(vm, { domainType: "kvm" })), new Set(["fast"]));
+  assert.deepEqual(
+    pools(buildDomainXml(vm, { domainType: "kvm", pool: "flag" })),
+    new Set(["flag"]),
+  );
+  delete vm.spec.storagePool;
+  assert.deepEqual(pools(buildDomainXml(vm, { domainType: "kvm" })), new Set(["foundry-vms"]));
+});
+
+Deno.test("buildDomainXml() bridges every interface with the derived MAC and tap name", () => {
+  const d = parsed(sampleVm());
+  assert.deepEqual(
+    d.devices.interface.map((i: Loose) => ({
+      type: i["@_type"],
+      mac: i.mac["@_address"],
+      bridge: i.source["@_bridge"],
+      tap: i.target["@_dev"],
+      model: i.model["@_type"],
+    })),
+    [
+      {
+        type: "bridge",
+        mac: "be:ef:c0:00:02:0a",
+        bridge: "br0",
+        tap: "vmc000020a",
+        model: "virtio",
+      },
+      {
+        type: "bridge",
+        mac: "be:ef:c6:33:64:0a",
+        bridge: "br1",
+        tap: "vmc633640a",
+        model: "virtio",
+      },
+    ],
+  );
+});
+
+Deno.test("buildDomainXml() has a serial console and the guest agent channel", () => {
+  const d = parsed(sampleVm());
+  assert.equal(d.devices.serial["@_type"], "pty");
+  assert.equal(d.devices.console.target["@_type"], "serial");
+  assert.equal(d.devices.channel["@_type"], "unix");
+  assert.deepEqual(d.devices.channel.target, { "@_type": "virtio", "@_name": GUEST_AGENT_CHANNEL });
+  assert.equal(GUEST_AGENT_CHANNEL, "org.qemu.guest_agent.0");
+});
+
+Deno.test("buildDomainXml() escapes user strings and stores the spec in metadata", () => {
+  const [, odd] = variants()[4]!;
+  const xml = buildDomainXml(odd, { domainType: "qemu" });
+  assert.ok(!xml.includes("<tags>"));
+  assert.deepEqual(parseDomainMetadata(xml), odd);
+  assert.equal(parsed(odd).memory["#text"], "512");
+});
+
+Deno.test("buildDomainXml() sets a UUID only when given", () => {
+  const uuid = "4a0e8f4c-6d7a-4b7e-9a51-0c2e2a3b5d6f";
+  assert.equal(
+    parser.parse(buildDomainXml(sampleVm(), { domainType: "kvm", uuid })).domain.uuid,
+    uuid,
+  );
+  assert.equal(parsed(sampleVm()).uuid, undefined);
+});
+
+Deno.test("chooseDomainType(): spec, then configuration, then the host's capabilities", () => {
+  const vm = sampleVm();
+  assert.equal(chooseDomainType(vm, "auto", true), "kvm");
+  assert.equal(chooseDomainType(vm, "auto", false), "qemu");
+  assert.equal(chooseDomainType(vm, "qemu", true), "qemu");
+  vm.spec.domainType = "kvm";
+  assert.equal(chooseDomainType(vm, "qemu", false), "kvm");
+});
+
+Deno.test({
+  name: "every generated domain XML passes virt-xml-validate",
+  ignore: !VALIDATOR,
+  fn: async () => {
+    for (const [label, vm, type] of variants()) {
+      const r = await validate(buildDomainXml(vm, { domainType: type }));
+      assert.ok(r.ok, `${label}: ${r.out}`);
+    }
+    // The check can fail: a domain without its required <name> is refused.
+    const broken = buildDomainXml(sampleVm(), { domainType: "qemu" }).replace(
+      /<name>.*<\/name>/,
+      "",
+    );
+    assert.equal((await validate(broken)).ok, false);
+  },
+});

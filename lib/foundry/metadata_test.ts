@@ -1,0 +1,66 @@
+import assert from "node:assert/strict";
+import { ValidationError } from "./errors.ts";
+import {
+  buildMetadataXml,
+  METADATA_NAMESPACE,
+  parseDomainMetadata,
+  parseMetadataXml,
+} from "./metadata.ts";
+import { sampleVm } from "./_testdata.ts";
+
+Deno.test("buildMetadataXml() writes one element in the foundry namespace", () => {
+  const xml = buildMetadataXml(sampleVm());
+  assert.match(xml, /^<foundry:vm xmlns:foundry="https:\/\/foundry\.cofront\.xyz\/v1alpha1">/);
+  assert.match(xml, /<\/foundry:vm>$/);
+  assert.equal(METADATA_NAMESPACE, "https://foundry.cofront.xyz/v1alpha1");
+});
+
+Deno.test("parseMetadataXml() reads back exactly what was stored, without status", () => {
+  const vm = sampleVm();
+  vm.metadata.annotations = { tricky: `<a href="x">&amp; ' ]]>` };
+  vm.status = { phase: "Running", observedGeneration: 1 };
+  const back = parseMetadataXml(buildMetadataXml(vm));
+  delete vm.status;
+  assert.deepEqual(back, vm);
+});
+
+Deno.test("parseMetadataXml() accepts any prefix bound to the foundry namespace", () => {
+  const json = JSON.stringify(sampleVm());
+  const escaped = json.replaceAll("&", "&amp;").replaceAll("<", "&lt;");
+  const other = `<f:vm xmlns:f="${METADATA_NAMESPACE}">${escaped}</f:vm>`;
+  assert.deepEqual(parseMetadataXml(other), sampleVm());
+  const unprefixed = `<vm xmlns="${METADATA_NAMESPACE}">${escaped}</vm>`;
+  assert.deepEqual(parseMetadataXml(unprefixed), sampleVm());
+});
+
+Deno.test("metadata of other tools is not taken for foundry's", () => {
+  assert.equal(
+    parseMetadataXml(`<foundry:vm xmlns:foundry="https://example.org/x">{}</foundry:vm>`),
+    undefined,
+  );
+  assert.equal(parseMetadataXml(`<other:vm xmlns:other="urn:x">{}</other:vm>`), undefined);
+  const domain = `<domain type="kvm"><name>alien</name><metadata>` +
+    `<libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0">` +
+    `<libosinfo:os id="http://debian.org/debian/12"/></libosinfo:libosinfo></metadata></domain>`;
+  assert.equal(parseDomainMetadata(domain), undefined);
+  assert.equal(parseDomainMetadata(`<domain type="kvm"><name>bare</name></domain>`), undefined);
+});
+
+Deno.test("parseDomainMetadata() finds foundry's element among others", () => {
+  const domain = `<domain type="kvm"><name>web-01</name><metadata>` +
+    `<libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0"/>` +
+    buildMetadataXml(sampleVm()) + `</metadata><vcpu>2</vcpu></domain>`;
+  assert.deepEqual(parseDomainMetadata(domain), sampleVm());
+});
+
+Deno.test("a damaged record is a ValidationError naming the domain", () => {
+  const spec = JSON.stringify({ ...sampleVm(), spec: { ...sampleVm().spec, vcpus: 0 } });
+  const domain = `<domain type="kvm"><name>web-01</name><metadata>` +
+    `<foundry:vm xmlns:foundry="${METADATA_NAMESPACE}">${spec}</foundry:vm></metadata></domain>`;
+  assert.throws(
+    () => parseDomainMetadata(domain),
+    (e: unknown) =>
+      e instanceof ValidationError && e.file === "domain web-01 metadata" &&
+      e.path === "spec.vcpus",
+  );
+});
