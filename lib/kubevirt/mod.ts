@@ -63,3 +63,10 @@ export type { PlannedVm, PlanOptions, RunPlan } from "./plan.ts";
 export { RateLimiter, sleep } from "./rate_limit.ts";
 export { apiFailure, executeRun, isConnectionFailure, RunFailedError, vmiReady } from "./run.ts";
 export type { CreateOutcome, RunOptions, RunResult, VmOutcome } from "./run.ts";
+export { ENV_PREFIX, loadVirtworkConfig, VIRTWORK_CONFIG_SCHEMA } from "./config.ts";
+export type {
+  LoadConfigOptions,
+  SelectedWorkload,
+  VirtworkConfig,
+  VirtworkSettings,
+} from "./config.ts";
