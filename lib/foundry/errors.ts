@@ -49,6 +49,8 @@ export class ValidationError extends Error {
   readonly problems: readonly Problem[];
 
   /**
+   * Creates the error from the problems of one file.
+   *
    * @param problems at least one problem
    * @param options standard error options (`cause`)
    */

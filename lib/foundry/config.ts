@@ -1,0 +1,346 @@
+/**
+ * Foundry's configuration, in layers: command-line flags over `FOUNDRY_*` environment variables over the
+ * configuration files (`~/.config/foundry/config.yaml` over `/etc/foundry/config.yaml`) over defaults.
+ *
+ * @example
+ * ```ts
+ * import { loadConfig } from "./config.ts";
+ * const config = await loadConfig({ flags: { uri: "qemu:///system" } });
+ * console.log(config.vmsPool, config.vmsPath);
+ * ```
+ *
+ * @module
+ */
+
+// deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
+import { isMap, isScalar, LineCounter, parseDocument } from "npm:yaml@^2.9.1";
+import { formatProblem, type Problem } from "./errors.ts";
+import { resolveImage } from "./naming.ts";
+import {
+  DEFAULT_IMAGE_POOL,
+  DEFAULT_VM_POOL,
+  DOMAIN_TYPES,
+  type DomainType,
+  type VirtualMachine,
+} from "./types.ts";
+
+/** Foundry's resolved configuration. */
+export interface FoundryConfig {
+  /** Libvirt connection URI. */
+  uri: string;
+  /** Domain type for specs that do not name one; `auto` picks `kvm` when the host offers it. */
+  domainType: DomainType | "auto";
+  /** Seconds `destroy` waits for a graceful shutdown before it forces the VM off. */
+  destroyTimeoutSeconds: number;
+  /** Directory under which the two default pools live unless their paths are set. */
+  storagePath: string;
+  /** Pool of base images. */
+  imagesPool: string;
+  /** Target directory of the images pool when foundry creates it. */
+  imagesPath: string;
+  /** Default pool of VM disks. */
+  vmsPool: string;
+  /** Target directory of the VM pool when foundry creates it. */
+  vmsPath: string;
+}
+
+/** Configuration given on the command line; every field optional. */
+export interface ConfigFlags {
+  /** `--config FILE`: read only this file (it must exist). */
+  config?: string;
+  /** `--connect URI`. */
+  uri?: string;
+  /** `--domain-type kvm|qemu|auto`. */
+  domainType?: string;
+  /** `--destroy-timeout SECONDS`. */
+  destroyTimeoutSeconds?: number;
+  /** `--storage-path DIR`. */
+  storagePath?: string;
+  /** `--image-pool NAME`. */
+  imagesPool?: string;
+  /** `--vm-pool NAME`. */
+  vmsPool?: string;
+}
+
+/** Built-in defaults, the lowest layer. */
+export const DEFAULT_CONFIG: Readonly<FoundryConfig> = Object.freeze({
+  uri: "qemu:///system",
+  domainType: "auto",
+  destroyTimeoutSeconds: 5,
+  storagePath: "/var/lib/libvirt/images/foundry",
+  imagesPool: DEFAULT_IMAGE_POOL,
+  imagesPath: "/var/lib/libvirt/images/foundry/images",
+  vmsPool: DEFAULT_VM_POOL,
+  vmsPath: "/var/lib/libvirt/images/foundry/vms",
+});
+
+/** Environment variables read, by configuration field. */
+export const CONFIG_ENV = {
+  config: "FOUNDRY_CONFIG",
+  uri: "FOUNDRY_URI",
+  domainType: "FOUNDRY_DOMAIN_TYPE",
+  destroyTimeoutSeconds: "FOUNDRY_DESTROY_TIMEOUT",
+  storagePath: "FOUNDRY_STORAGE_PATH",
+  imagesPool: "FOUNDRY_IMAGE_POOL",
+  imagesPath: "FOUNDRY_IMAGES_PATH",
+  vmsPool: "FOUNDRY_VM_POOL",
+  vmsPath: "FOUNDRY_VMS_PATH",
+} as const;
+
+/** The system-wide configuration file. */
+export const SYSTEM_CONFIG_FILE = "/etc/foundry/config.yaml";
+
+/** A configuration that cannot be used; the CLI exits with 1. */
+export class ConfigError extends Error {
+  /** Every problem found. */
+  readonly problems: readonly Problem[];
+
+  /**
+   * Creates the error.
+   *
+   * @param message what is wrong
+   * @param problems positioned problems of a configuration file, when there are any
+   * @param options standard error options (`cause`)
+   */
+  constructor(message: string, problems: readonly Problem[] = [], options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ConfigError";
+    this.problems = problems;
+  }
+}
+
+/** Where {@link loadConfig} gets its outside inputs; tests replace them. */
+export interface ConfigSources {
+  /** Command-line flags. */
+  flags?: ConfigFlags;
+  /** Environment lookup; `Deno.env.get` by default. */
+  env?: (name: string) => string | undefined;
+  /** Reads a file, resolving to undefined when it does not exist; `Deno.readTextFile` by default. */
+  readFile?: (path: string) => Promise<string | undefined>;
+}
+
+type Layer = Partial<FoundryConfig>;
+
+const FILE_FIELDS = [
+  "uri",
+  "domainType",
+  "destroyTimeoutSeconds",
+  "storage",
+] as const;
+const STORAGE_FIELDS = ["basePath", "imagesPool", "imagesPath", "vmsPool", "vmsPath"] as const;
+
+/** The per-user configuration file: `$XDG_CONFIG_HOME/foundry/config.yaml`, else under `~/.config`. */
+export function userConfigFile(env: (name: string) => string | undefined): string | undefined {
+  const xdg = env("XDG_CONFIG_HOME");
+  if (xdg !== undefined && xdg !== "") return `${xdg}/foundry/config.yaml`;
+  const home = env("HOME");
+  return home === undefined || home === "" ? undefined : `${home}/.config/foundry/config.yaml`;
+}
+
+/**
+ * Resolves the configuration from all layers. When `--config` or `FOUNDRY_CONFIG` names a file, only that
+ * file is read and it must exist; otherwise the user file overrides the system file and both are optional.
+ *
+ * @throws {ConfigError} on an unreadable or invalid file, flag or variable
+ */
+export async function loadConfig(sources: ConfigSources = {}): Promise<FoundryConfig> {
+  const env = sources.env ?? ((name: string) => Deno.env.get(name));
+  const readFile = sources.readFile ?? readIfExists;
+  const flags = sources.flags ?? {};
+  const explicit = flags.config ?? nonEmpty(env(CONFIG_ENV.config));
+  const fileLayers: Layer[] = [];
+  if (explicit !== undefined) {
+    const text = await readFile(explicit);
+    if (text === undefined) throw new ConfigError(`Configuration file ${explicit} does not exist`);
+    fileLayers.push(parseConfigFile(text, explicit));
+  } else {
+    for (const path of [SYSTEM_CONFIG_FILE, userConfigFile(env)]) {
+      if (path === undefined) continue;
+      const text = await readFile(path);
+      if (text !== undefined) fileLayers.push(parseConfigFile(text, path));
+    }
+  }
+  const layers: Layer[] = [...fileLayers, envLayer(env), flagLayer(flags)];
+  const pick = <K extends keyof FoundryConfig>(key: K): FoundryConfig[K] | undefined => {
+    let value: FoundryConfig[K] | undefined;
+    for (const layer of layers) if (layer[key] !== undefined) value = layer[key];
+    return value;
+  };
+  const storagePath = pick("storagePath") ?? DEFAULT_CONFIG.storagePath;
+  return {
+    uri: pick("uri") ?? DEFAULT_CONFIG.uri,
+    domainType: pick("domainType") ?? DEFAULT_CONFIG.domainType,
+    destroyTimeoutSeconds: pick("destroyTimeoutSeconds") ?? DEFAULT_CONFIG.destroyTimeoutSeconds,
+    storagePath,
+    imagesPool: pick("imagesPool") ?? DEFAULT_CONFIG.imagesPool,
+    imagesPath: pick("imagesPath") ?? `${storagePath}/images`,
+    vmsPool: pick("vmsPool") ?? DEFAULT_CONFIG.vmsPool,
+    vmsPath: pick("vmsPath") ?? `${storagePath}/vms`,
+  };
+}
+
+/**
+ * The pool a VM's disks go to: the `--pool` flag of `create`, else the spec's `storagePool`, else the
+ * configured `vmsPool`.
+ */
+export function vmPoolFor(vm: VirtualMachine, config: FoundryConfig, poolFlag?: string): string {
+  return poolFlag ?? vm.spec.storagePool ?? config.vmsPool;
+}
+
+/** Where a VM's boot image is, with the configured images pool as the default pool. */
+export function imageLocationFor(
+  vm: VirtualMachine,
+  config: FoundryConfig,
+): ReturnType<typeof resolveImage> | undefined {
+  const image = vm.spec.bootDisk.image;
+  if (image === undefined) return undefined;
+  return resolveImage(image, vm.spec.bootDisk.imagePool, config.imagesPool);
+}
+
+async function readIfExists(path: string): Promise<string | undefined> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw new ConfigError(`Cannot read configuration file ${path}: ${(e as Error).message}`, [], {
+      cause: e,
+    });
+  }
+}
+
+function nonEmpty(s: string | undefined): string | undefined {
+  return s === undefined || s === "" ? undefined : s;
+}
+
+function checkDomainType(value: string, where: string): DomainType | "auto" {
+  if (value === "auto" || (DOMAIN_TYPES as readonly string[]).includes(value)) {
+    return value as DomainType | "auto";
+  }
+  throw new ConfigError(
+    `${where}: must be one of auto, ${DOMAIN_TYPES.join(", ")}, got "${value}"`,
+  );
+}
+
+function checkTimeout(value: number, where: string): number {
+  if (!Number.isFinite(value) || value < 0) {
+    throw new ConfigError(`${where}: must be a number of seconds of 0 or more, got ${value}`);
+  }
+  return value;
+}
+
+function envLayer(env: (name: string) => string | undefined): Layer {
+  const layer: Layer = {};
+  const get = (key: keyof typeof CONFIG_ENV) => nonEmpty(env(CONFIG_ENV[key]));
+  const uri = get("uri");
+  if (uri !== undefined) layer.uri = uri;
+  const domainType = get("domainType");
+  if (domainType !== undefined) {
+    layer.domainType = checkDomainType(domainType, CONFIG_ENV.domainType);
+  }
+  const timeout = get("destroyTimeoutSeconds");
+  if (timeout !== undefined) {
+    layer.destroyTimeoutSeconds = checkTimeout(
+      /^\d+(\.\d+)?$/.test(timeout) ? Number(timeout) : NaN,
+      CONFIG_ENV.destroyTimeoutSeconds,
+    );
+  }
+  for (const key of ["storagePath", "imagesPool", "imagesPath", "vmsPool", "vmsPath"] as const) {
+    const v = get(key);
+    if (v !== undefined) layer[key] = v;
+  }
+  return layer;
+}
+
+function flagLayer(flags: ConfigFlags): Layer {
+  const layer: Layer = {};
+  if (flags.uri !== undefined) layer.uri = flags.uri;
+  if (flags.domainType !== undefined) {
+    layer.domainType = checkDomainType(flags.domainType, "--domain-type");
+  }
+  if (flags.destroyTimeoutSeconds !== undefined) {
+    layer.destroyTimeoutSeconds = checkTimeout(flags.destroyTimeoutSeconds, "--destroy-timeout");
+  }
+  if (flags.storagePath !== undefined) layer.storagePath = flags.storagePath;
+  if (flags.imagesPool !== undefined) layer.imagesPool = flags.imagesPool;
+  if (flags.vmsPool !== undefined) layer.vmsPool = flags.vmsPool;
+  return layer;
+}
+
+/**
+ * Parses one configuration file (see `examples/config.yaml`); an empty file is an empty layer.
+ *
+ * @throws {ConfigError} listing every problem with file, line and column
+ */
+export function parseConfigFile(text: string, file: string): Partial<FoundryConfig> {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+  const problems: Problem[] = [];
+  const at = (offset: number | undefined, path: string, message: string) => {
+    const { line, col } = lineCounter.linePos(offset ?? 0);
+    problems.push({ file, line, column: col, path, message });
+  };
+  for (const err of doc.errors) {
+    at(err.pos[0], "", `invalid YAML: ${err.message.replace(/ at line \d+, column \d+.*$/s, "")}`);
+  }
+  const layer: Layer = {};
+  const contents = doc.contents;
+  if (
+    problems.length === 0 && contents !== null && !(isScalar(contents) && contents.value === null)
+  ) {
+    if (!isMap(contents)) {
+      at(contents.range?.[0], "", "must be a mapping");
+    } else {
+      const visit = (
+        map: typeof contents,
+        prefix: string,
+        allowed: readonly string[],
+        handle: (key: string, value: unknown, offset: number | undefined, path: string) => void,
+      ) => {
+        for (const pair of map.items) {
+          const key = isScalar(pair.key) ? String(pair.key.value) : "";
+          const path = prefix === "" ? key : `${prefix}.${key}`;
+          const keyOffset = isScalar(pair.key) ? pair.key.range?.[0] : undefined;
+          if (!allowed.includes(key)) {
+            at(keyOffset, path, `unknown field "${key}"; valid fields: ${allowed.join(", ")}`);
+            continue;
+          }
+          const node = pair.value;
+          const offset = isScalar(node) || isMap(node) ? node.range?.[0] : keyOffset;
+          if (key === "storage") {
+            if (!isMap(node)) at(offset, path, "must be a mapping");
+            else visit(node as typeof contents, path, STORAGE_FIELDS, handle);
+            continue;
+          }
+          handle(key, isScalar(node) ? node.value : node, offset, path);
+        }
+      };
+      visit(contents, "", FILE_FIELDS, (key, value, offset, path) => {
+        const fail = (what: string) => at(offset, path, `${what}, got ${JSON.stringify(value)}`);
+        switch (key) {
+          case "destroyTimeoutSeconds":
+            if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+              fail("must be a number of seconds of 0 or more");
+            } else layer.destroyTimeoutSeconds = value;
+            return;
+          case "domainType":
+            if (value !== "auto" && !(DOMAIN_TYPES as readonly unknown[]).includes(value)) {
+              fail(`must be one of auto, ${DOMAIN_TYPES.join(", ")}`);
+            } else layer.domainType = value as DomainType | "auto";
+            return;
+          default: {
+            if (typeof value !== "string" || value === "") {
+              fail("must be a non-empty string");
+              return;
+            }
+            const field = key === "basePath" ? "storagePath" : key;
+            (layer as Record<string, unknown>)[field] = value;
+          }
+        }
+      });
+    }
+  }
+  if (problems.length > 0) {
+    throw new ConfigError(problems.map(formatProblem).join("\n"), problems);
+  }
+  return layer;
+}

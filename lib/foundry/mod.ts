@@ -1,0 +1,95 @@
+/**
+ * Foundry's libvirt-independent core: the `foundry.cofront.xyz/v1alpha1` `VirtualMachine` API, its YAML
+ * loader and validation, resource naming, the cloud-init seed and ISO of a VM, its domain XML and the
+ * metadata record, and the layered configuration.
+ *
+ * @example
+ * ```ts
+ * import { buildDomainXml, cidataIsoFromVm, loadVirtualMachines } from "./mod.ts";
+ * for (const vm of await loadVirtualMachines("examples/simple-vm.yaml")) {
+ *   const xml = buildDomainXml(vm, { domainType: "qemu" });
+ *   const iso = cidataIsoFromVm(vm);
+ *   console.log(vm.metadata.name, xml.length, iso.length);
+ * }
+ * ```
+ *
+ * @module
+ */
+
+export {
+  API_VERSION,
+  CPU_MODES,
+  DEFAULT_IMAGE_POOL,
+  DEFAULT_VM_POOL,
+  DOMAIN_TYPES,
+  KIND,
+  PHASES,
+} from "./types.ts";
+export type {
+  BootDisk,
+  CloudInit,
+  Condition,
+  CpuMode,
+  DataDisk,
+  DomainType,
+  NetworkInterface,
+  ObjectMeta,
+  Phase,
+  VirtualMachine,
+  VirtualMachineSpec,
+  VirtualMachineStatus,
+} from "./types.ts";
+export { formatProblem, ValidationError } from "./errors.ts";
+export type { Problem } from "./errors.ts";
+export {
+  loadVirtualMachines,
+  NAME_MAX_LENGTH,
+  NAME_PATTERN,
+  parseVirtualMachine,
+  parseVirtualMachines,
+  SSH_KEY_TYPES,
+  sshKeyProblem,
+  suggest,
+} from "./loader.ts";
+export {
+  interfaceNameFromIp,
+  ipFromInterfaceName,
+  macFromIp,
+  resolveImage,
+  volumeNameBoot,
+  volumeNameCloudInit,
+  volumeNameData,
+} from "./naming.ts";
+export type { ImageLocation } from "./naming.ts";
+export {
+  CIDATA_VOLUME_ID,
+  cidataIsoFromVm,
+  hostnameOf,
+  instanceIdOf,
+  noCloudConfigFromVm,
+  noCloudFilesFromVm,
+} from "./cloudinit.ts";
+export type { NoCloudOptions } from "./cloudinit.ts";
+export { buildDomainXml, chooseDomainType, GUEST_AGENT_CHANNEL } from "./domain_xml.ts";
+export type { DomainXmlOptions } from "./domain_xml.ts";
+export {
+  buildMetadataXml,
+  METADATA_ELEMENT,
+  METADATA_NAMESPACE,
+  METADATA_PREFIX,
+  metadataNode,
+  parseDomainMetadata,
+  parseMetadataXml,
+} from "./metadata.ts";
+export {
+  CONFIG_ENV,
+  ConfigError,
+  DEFAULT_CONFIG,
+  imageLocationFor,
+  loadConfig,
+  parseConfigFile,
+  SYSTEM_CONFIG_FILE,
+  userConfigFile,
+  vmPoolFor,
+} from "./config.ts";
+export type { ConfigFlags, ConfigSources, FoundryConfig } from "./config.ts";
