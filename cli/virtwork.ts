@@ -12,20 +12,30 @@
 import { Command } from "npm:commander@^15.1.0";
 import denoConfig from "../deno.json" with { type: "json" };
 import { type Io, processIo, runProgram } from "./_program.ts";
+import type { VirtworkDeps } from "./virtwork/_shared.ts";
+import { cleanupCommand } from "./virtwork/cleanup.ts";
+import { runCommand } from "./virtwork/run.ts";
 
-/** Builds virtwork's command tree; `io` receives everything the commands print. */
-export function virtworkProgram(_io: Io = processIo): Command {
+export type { VirtworkDeps } from "./virtwork/_shared.ts";
+
+/**
+ * Builds virtwork's command tree; `io` receives everything the commands print and `deps` replaces
+ * the environment, Ctrl-C handling, audit sink and client settings (for tests).
+ */
+export function virtworkProgram(io: Io = processIo, deps: VirtworkDeps = {}): Command {
   const program = new Command("virtwork")
     .description("Deploy synthetic workload VMs onto KubeVirt / OpenShift Virtualization")
     .version(denoConfig.version, "-V, --version")
     .option("-v, --verbose", "show stack traces and debug output")
     .showHelpAfterError();
+  program.addCommand(runCommand(io, deps));
+  program.addCommand(cleanupCommand(io, deps));
   return program;
 }
 
 /** Runs virtwork with `args` (without the program name) and returns the exit code. */
-export function main(args: string[], io: Io = processIo): Promise<number> {
-  return runProgram(virtworkProgram(io), args, io);
+export function main(args: string[], io: Io = processIo, deps: VirtworkDeps = {}): Promise<number> {
+  return runProgram(virtworkProgram(io, deps), args, io);
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

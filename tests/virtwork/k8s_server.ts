@@ -42,7 +42,20 @@ export interface InjectedFault {
   status: number;
   retryAfterSeconds?: number;
   message?: string;
+  /** `Status.reason`; derived from the status when omitted. */
+  reason?: string;
 }
+
+const REASONS: Record<number, string> = {
+  400: "BadRequest",
+  401: "Unauthorized",
+  403: "Forbidden",
+  404: "NotFound",
+  409: "AlreadyExists",
+  422: "Invalid",
+  429: "TooManyRequests",
+  503: "ServiceUnavailable",
+};
 
 /** Options of the test server. */
 export interface K8sTestServerOptions {
@@ -271,7 +284,7 @@ export class K8sTestServer {
       if (fault.retryAfterSeconds !== undefined) {
         headers["retry-after"] = String(fault.retryAfterSeconds);
       }
-      const reason = fault.status === 429 ? "TooManyRequests" : "InternalError";
+      const reason = fault.reason ?? REASONS[fault.status] ?? "InternalError";
       return status(fault.status, reason, fault.message ?? `injected ${fault.status}`, {}, headers);
     }
     const { resource, namespace, name } = route;

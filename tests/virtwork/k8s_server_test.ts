@@ -193,7 +193,7 @@ Deno.test("client: retries give up after maxAttempts on persistent 503", async (
     { maxAttempts: 3 },
   );
   try {
-    const err = await rejects(client.list("secrets", "x"), 503, "InternalError");
+    const err = await rejects(client.list("secrets", "x"), 503, "ServiceUnavailable");
     assert.match(err.message, /^list Secret in x: 503/);
     assert.equal(server.requests.length, 3);
   } finally {

@@ -1,0 +1,120 @@
+/**
+ * `virtwork cleanup`: delete what virtwork created, and only that.
+ * @module
+ */
+import { Command } from "npm:commander@^15.1.0";
+import { cleanup, type CleanupResult } from "../../lib/kubevirt/cleanup.ts";
+import { loadVirtworkConfig, type VirtworkSettings } from "../../lib/kubevirt/config.ts";
+import { formatJson } from "../../lib/output/format.ts";
+import { ExitCode, type Io, setExitCode } from "../_program.ts";
+import {
+  clusterClient,
+  interruptSignal,
+  numberArg,
+  type VirtworkDeps,
+  withExitCode,
+} from "./_shared.ts";
+
+const FLAG_KEYS: (keyof VirtworkSettings)[] = [
+  "namespace",
+  "kubeconfig",
+  "context",
+  "qps",
+  "burst",
+  "output",
+  "timeout",
+];
+
+/** The `cleanup` subcommand. */
+export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
+  return new Command("cleanup")
+    .description(
+      "Delete the VMs, Services and Secrets virtwork created (label managed-by=virtwork)",
+    )
+    .option("--config <file>", "YAML configuration file (env VIRTWORK_CONFIG)")
+    .option("-n, --namespace <name>", "namespace to clean (default virtwork)")
+    .option("--run-id <id>", "only objects of this run (label virtwork/run-id)")
+    .option("--delete-namespace", "delete the namespace last (only if virtwork created it)")
+    .option("--wait", "wait until the deleted objects are gone")
+    .option("--timeout <seconds>", "how long --wait waits (default 600)", (v) => {
+      const n = numberArg(v);
+      if (!Number.isInteger(n)) throw new TypeError(`expected an integer, got "${v}"`);
+      return n;
+    })
+    .option("--poll-interval <seconds>", "seconds between polls with --wait (default 2)", numberArg)
+    .option(
+      "--kubeconfig <path>",
+      "kubeconfig file (default: in-cluster, KUBECONFIG, ~/.kube/config)",
+    )
+    .option("--context <name>", "kubeconfig context")
+    .option("--qps <n>", "client-side API requests per second (default 20)", numberArg)
+    .option("--burst <n>", "client-side API request burst (default 20)", numberArg)
+    .option("-o, --output <format>", "table or json (default table)")
+    .action(async (_o: unknown, cmd: Command) => {
+      const opts = cmd.opts() as Record<string, unknown>;
+      const verbose = Boolean(cmd.optsWithGlobals().verbose);
+      const env = deps.env ?? Deno.env.toObject();
+      const flags: Partial<Record<keyof VirtworkSettings, unknown>> = {};
+      for (const k of FLAG_KEYS) {
+        if (cmd.getOptionValueSource(k) === "cli") flags[k] = opts[k];
+      }
+      let cfg;
+      try {
+        cfg = await loadVirtworkConfig({
+          flags,
+          env,
+          ...(typeof opts.config === "string" ? { configPath: opts.config } : {}),
+        });
+      } catch (e) {
+        throw withExitCode(e);
+      }
+      const { signal, dispose } = interruptSignal(deps);
+      const progress = (m: string) => {
+        if (verbose) io.err(`${m}\n`);
+      };
+      try {
+        let client;
+        try {
+          client = clusterClient(cfg, deps, signal).client;
+        } catch (e) {
+          throw withExitCode(e);
+        }
+        const result = await cleanup(client, {
+          namespace: cfg.namespace,
+          ...(typeof opts.runId === "string" ? { runId: opts.runId } : {}),
+          deleteNamespace: Boolean(opts.deleteNamespace),
+          wait: Boolean(opts.wait),
+          timeoutSeconds: cfg.timeout,
+          ...(typeof opts.pollInterval === "number"
+            ? { pollIntervalSeconds: opts.pollInterval }
+            : {}),
+          signal,
+          ...(deps.auditor ? { auditor: deps.auditor } : {}),
+          onProgress: progress,
+        });
+        io.out(cfg.output === "json" ? formatJson(result) : cleanupSummary(result));
+        for (const e of result.errors) io.err(`error: ${e.kind} ${e.name}: ${e.message}\n`);
+        if (result.errors.length > 0) setExitCode(cmd, ExitCode.VM_OPERATION);
+      } finally {
+        dispose();
+      }
+    });
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+/** One line per kind, then the namespace and errors count. */
+export function cleanupSummary(r: CleanupResult): string {
+  const lines = [
+    `Cleanup of namespace ${r.namespace}:`,
+    `  deleted ${plural(r.deleted.virtualmachines, "VirtualMachine")}`,
+    `  deleted ${plural(r.deleted.services, "Service")}`,
+    `  deleted ${plural(r.deleted.secrets, "Secret")}`,
+    `  namespace ${r.namespaceDeleted ? "deleted" : "kept"}`,
+  ];
+  if (r.runIds.length > 0) lines.push(`  runs: ${r.runIds.join(", ")}`);
+  lines.push(`  ${plural(r.errors.length, "error")}`);
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,256 @@
+/**
+ * `virtwork run`: deploy workload VMs, wait until they are ready and print a summary.
+ * @module
+ */
+import { Command } from "npm:commander@^15.1.0";
+import { ConfigError } from "../../lib/config/layered.ts";
+import { loadVirtworkConfig, type VirtworkSettings } from "../../lib/kubevirt/config.ts";
+import type { KubeObject } from "../../lib/kubevirt/manifests.ts";
+import { buildRunPlan, planObjects, type RunPlan } from "../../lib/kubevirt/plan.ts";
+import { executeRun, RunFailedError, type RunResult } from "../../lib/kubevirt/run.ts";
+import {
+  formatJson,
+  formatTable,
+  formatYamlDocuments,
+  paint,
+  useColor,
+} from "../../lib/output/format.ts";
+import {
+  defaultRegistry,
+  withDataDiskSize,
+  withNamespace,
+  withSshCredentials,
+} from "../../lib/workloads/registry.ts";
+import { ExitCode, type Io, setExitCode } from "../_program.ts";
+import {
+  clusterClient,
+  collect,
+  csv,
+  givenFlags,
+  interruptSignal,
+  numberArg,
+  type VirtworkDeps,
+  withExitCode,
+} from "./_shared.ts";
+
+/** Exit code after Ctrl-C (128 + SIGINT), as shells report it. */
+export const EXIT_INTERRUPTED = 130;
+
+const FLAG_KEYS: (keyof VirtworkSettings)[] = [
+  "namespace",
+  "workloads",
+  "vmCount",
+  "cpuCores",
+  "memory",
+  "diskSize",
+  "containerDiskImage",
+  "timeout",
+  "pollInterval",
+  "dryRun",
+  "sshUser",
+  "sshPassword",
+  "kubeconfig",
+  "context",
+  "qps",
+  "burst",
+  "output",
+];
+
+function intArg(v: string): number {
+  const n = numberArg(v);
+  if (!Number.isInteger(n)) throw new TypeError(`expected an integer, got "${v}"`);
+  return n;
+}
+
+/** Reads authorised keys from files: one key per line, blank lines and `#` comments skipped. */
+async function readKeyFiles(paths: readonly string[]): Promise<string[]> {
+  const keys: string[] = [];
+  for (const p of paths) {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(p);
+    } catch (e) {
+      throw new ConfigError(`cannot read SSH key file ${p}: ${(e as Error).message}`);
+    }
+    for (const line of text.split("\n")) {
+      const k = line.trim();
+      if (k !== "" && !k.startsWith("#")) keys.push(k);
+    }
+  }
+  return keys;
+}
+
+/** A Secret with its data replaced by a note, so dry-run output does not reveal credentials. */
+function redactSecret(o: KubeObject): KubeObject {
+  if (o.kind !== "Secret") return o;
+  const { data, ...rest } = o as KubeObject & { data?: Record<string, string> };
+  const stringData = Object.fromEntries(
+    Object.keys(data ?? {}).map((k) => [k, "<redacted: holds credentials, see --show-secrets>"]),
+  );
+  return { ...rest, stringData };
+}
+
+/** The `run` subcommand. */
+export function runCommand(io: Io, deps: VirtworkDeps = {}): Command {
+  return new Command("run")
+    .description("Deploy workload VMs and wait until they are ready")
+    .option("--config <file>", "YAML configuration file (env VIRTWORK_CONFIG)")
+    .option("-n, --namespace <name>", "namespace for the VMs (default virtwork)")
+    .option("--workloads <list>", "comma-separated workloads (default: all five)", csv)
+    .option("--vm-count <n>", "VMs per workload; network runs this many pairs (default 1)", intArg)
+    .option("--cpu-cores <n>", "vCPU cores per VM (default 2)", intArg)
+    .option("--memory <quantity>", "memory per VM (default 2Gi)")
+    .option("--disk-size <quantity>", "size of data disks (default 10Gi)")
+    .option("--container-disk-image <image>", "OS container disk image")
+    .option("--no-wait", "do not wait for the VMs to become ready")
+    .option("--timeout <seconds>", "readiness timeout (default 600)", intArg)
+    .option("--poll-interval <seconds>", "seconds between readiness polls (default 15)", numberArg)
+    .option("--dry-run", "print every object as YAML and contact no cluster")
+    .option("--show-secrets", "with --dry-run, print Secret data instead of redacting it")
+    .option("--ssh-user <name>", "login user created in every VM (default virtwork)")
+    .option("--ssh-password <password>", "password for the login user (env VIRTWORK_SSH_PASSWORD)")
+    .option("--ssh-key <key>", "authorised SSH public key (repeatable)", collect)
+    .option("--ssh-key-file <path>", "file of authorised SSH public keys (repeatable)", collect)
+    .option(
+      "--kubeconfig <path>",
+      "kubeconfig file (default: in-cluster, KUBECONFIG, ~/.kube/config)",
+    )
+    .option("--context <name>", "kubeconfig context")
+    .option("--qps <n>", "client-side API requests per second (default 20)", numberArg)
+    .option("--burst <n>", "client-side API request burst (default 20)", intArg)
+    .option("-o, --output <format>", "summary format: table or json (default table)")
+    .action(async (_o: unknown, cmd: Command) => {
+      const opts = cmd.opts() as Record<string, unknown>;
+      const verbose = Boolean(cmd.optsWithGlobals().verbose);
+      const env = deps.env ?? Deno.env.toObject();
+      const flags = givenFlags(cmd, FLAG_KEYS);
+      if (cmd.getOptionValueSource("wait") === "cli") flags.noWait = opts.wait === false;
+      const keyFlags = (opts.sshKey as string[] | undefined) ?? [];
+      const keyFiles = (opts.sshKeyFile as string[] | undefined) ?? [];
+      if (keyFlags.length > 0 || keyFiles.length > 0) {
+        flags.sshAuthorizedKeys = [...keyFlags, ...(await readKeyFiles(keyFiles))];
+      }
+      let cfg;
+      try {
+        cfg = await loadVirtworkConfig({
+          flags,
+          env,
+          ...(typeof opts.config === "string" ? { configPath: opts.config } : {}),
+        });
+      } catch (e) {
+        throw withExitCode(e);
+      }
+      const registry = defaultRegistry();
+      const ssh = {
+        user: cfg.sshUser,
+        ...(cfg.sshPassword ? { password: cfg.sshPassword } : {}),
+        authorizedKeys: cfg.sshAuthorizedKeys,
+      };
+      const workloads = cfg.selected.map((w) =>
+        registry.get(
+          w.name,
+          w.config,
+          withNamespace(cfg.namespace),
+          withSshCredentials(ssh),
+          withDataDiskSize(cfg.diskSize),
+        )
+      );
+      const plan = buildRunPlan(workloads, {
+        namespace: cfg.namespace,
+        runId: crypto.randomUUID(),
+        containerDiskImage: cfg.containerDiskImage,
+      });
+
+      if (cfg.dryRun) {
+        const objects = planObjects(plan).map((o) => opts.showSecrets ? o : redactSecret(o));
+        io.out(
+          cfg.output === "json"
+            ? formatJson({ apiVersion: "v1", kind: "List", items: objects })
+            : formatYamlDocuments(objects),
+        );
+        return;
+      }
+
+      const { signal, dispose } = interruptSignal(deps);
+      const progress = (m: string) => {
+        if (verbose) io.err(`${m}\n`);
+      };
+      try {
+        const { client, source } = (() => {
+          try {
+            return clusterClient(
+              cfg,
+              deps,
+              signal,
+              (op, attempt, delay, why) =>
+                progress(`retry ${attempt} of ${op} in ${Math.round(delay)} ms: ${why}`),
+            );
+          } catch (e) {
+            throw withExitCode(e);
+          }
+        })();
+        progress(`cluster ${client.server} (${source}); run id ${plan.runId}`);
+        let result: RunResult;
+        try {
+          result = await executeRun(client, plan, {
+            wait: !cfg.noWait,
+            timeoutSeconds: cfg.timeout,
+            pollIntervalSeconds: cfg.pollInterval,
+            signal,
+            concurrency: cfg.burst,
+            ...(deps.auditor ? { auditor: deps.auditor } : {}),
+            onProgress: progress,
+          });
+        } catch (e) {
+          if (e instanceof RunFailedError) {
+            io.err(existsReport(e.result, plan));
+          }
+          throw withExitCode(e);
+        }
+        const color = useColor({ isTerminal: deps.isTerminal ?? false, env });
+        io.out(cfg.output === "json" ? formatJson(result) : summary(result, color));
+        if (result.interrupted) {
+          io.err(existsReport(result, plan));
+          setExitCode(cmd, EXIT_INTERRUPTED);
+        } else if (result.timedOut) {
+          for (const v of result.vms.filter((v) => v.error)) io.err(`${v.name}: ${v.error}\n`);
+          setExitCode(cmd, ExitCode.VM_OPERATION);
+        }
+      } finally {
+        dispose();
+      }
+    });
+}
+
+/** The summary table and a closing line. */
+export function summary(r: RunResult, color: boolean): string {
+  const rows = r.vms.map((v) => [
+    v.workload,
+    v.name,
+    v.role,
+    v.ready ? paint(v.phase, "green", color) : paint(v.phase, r.waited ? "yellow" : "dim", color),
+    v.secondsToReady !== undefined ? `${v.secondsToReady.toFixed(1)}s` : "-",
+  ]);
+  const table = formatTable(["WORKLOAD", "VM", "ROLE", "PHASE", "READY IN"], rows);
+  const ready = r.vms.filter((v) => v.ready).length;
+  const state = r.waited
+    ? `${ready}/${r.vms.length} VMs ready`
+    : `${r.vms.length} VMs created (not waited for)`;
+  return `${table}\n${state} in namespace ${r.namespace}, run id ${r.runId}, ${
+    r.elapsedSeconds.toFixed(1)
+  }s\n`;
+}
+
+/** Tells what exists after a failed or interrupted run and how to remove it. */
+function existsReport(r: RunResult, plan: RunPlan): string {
+  const vms = r.vms.filter((v) => v.outcome === "created" || v.outcome === "exists");
+  const services = r.services.filter((s) => s.outcome === "created" || s.outcome === "exists");
+  const secrets = r.secrets.filter((s) => s.outcome === "created" || s.outcome === "exists");
+  const lines = [
+    `${r.interrupted ? "Interrupted" : "Stopped"}: in namespace ${r.namespace} there are now ` +
+    `${vms.length} of ${plan.vms.length} VMs, ${services.length} Services and ${secrets.length} Secrets of run ${r.runId}`,
+  ];
+  if (vms.length > 0) lines.push(`VMs: ${vms.map((v) => v.name).join(", ")}`);
+  lines.push(`Remove them with: virtwork cleanup --namespace ${r.namespace} --run-id ${r.runId}`);
+  return `${lines.join("\n")}\n`;
+}
