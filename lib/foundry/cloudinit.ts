@@ -11,6 +11,8 @@ import { buildIso } from "../iso9660/mod.ts";
 import { macFromIp } from "./naming.ts";
 import type { VirtualMachine } from "./types.ts";
 
+export type { NoCloudConfig, NoCloudFiles, NoCloudInterface } from "../cloudinit/nocloud.ts";
+
 /** Options of {@link noCloudConfigFromVm}. */
 export interface NoCloudOptions {
   /** Instance ID to use instead of the one derived from the VM. */

@@ -19,7 +19,7 @@
  */
 
 // deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
-import { XMLBuilder } from "npm:fast-xml-parser@^5.12.1";
+import { XMLBuilder, XMLParser } from "npm:fast-xml-parser@^5.12.1";
 import { metadataNode } from "./metadata.ts";
 import {
   interfaceNameFromIp,
@@ -55,6 +55,32 @@ export function chooseDomainType(
   if (vm.spec.domainType !== undefined) return vm.spec.domainType;
   if (configured !== "auto") return configured;
   return kvmAvailable ? "kvm" : "qemu";
+}
+
+/**
+ * Whether the host's capabilities (`virConnectGetCapabilities`) offer `kvm` domains for `arch`.
+ *
+ * Some hosts offer KVM that cannot run OVMF (nested setups that stop with "emulation failure"); the
+ * configuration's or the spec's domain type overrides what this finds.
+ */
+export function kvmOffered(capabilitiesXml: string, arch = "x86_64"): boolean {
+  const parser = new XMLParser({
+    ignoreAttributes: false,
+    isArray: (name) => ["guest", "arch", "domain"].includes(name),
+  });
+  // deno-lint-ignore no-explicit-any
+  const caps: any = parser.parse(capabilitiesXml);
+  // deno-lint-ignore no-explicit-any
+  const guests: any[] = caps?.capabilities?.guest ?? [];
+  return guests.some((g) =>
+    g.os_type === "hvm" &&
+    // deno-lint-ignore no-explicit-any
+    (g.arch ?? []).some((a: any) =>
+      a["@_name"] === arch &&
+      // deno-lint-ignore no-explicit-any
+      (a.domain ?? []).some((d: any) => d["@_type"] === "kvm")
+    )
+  );
 }
 
 /**

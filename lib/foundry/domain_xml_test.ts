@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 // deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
 import { XMLParser } from "npm:fast-xml-parser@^5.12.1";
-import { buildDomainXml, chooseDomainType, GUEST_AGENT_CHANNEL } from "./domain_xml.ts";
+import { buildDomainXml, chooseDomainType, GUEST_AGENT_CHANNEL, kvmOffered } from "./domain_xml.ts";
 import { parseDomainMetadata } from "./metadata.ts";
 import { sampleVm } from "./_testdata.ts";
 import type { VirtualMachine } from "./types.ts";
@@ -247,4 +247,22 @@ Deno.test({
     );
     assert.equal((await validate(broken)).ok, false);
   },
+});
+
+function capabilities(domainTypes: Record<string, string[]>): string {
+  const guests = Object.entries(domainTypes).map(([arch, types]) =>
+    `<guest><os_type>hvm</os_type><arch name='${arch}'><wordsize>64</wordsize>` +
+    `<machine maxCpus='288'>pc-q35-7.2</machine>` +
+    types.map((t) => `<domain type='${t}'/>`).join("") +
+    `</arch><features><acpi/></features></guest>`
+  ).join("");
+  return `<capabilities><host><cpu><arch>x86_64</arch></cpu></host>${guests}</capabilities>`;
+}
+
+Deno.test("kvmOffered() reads the host capabilities for the architecture", () => {
+  assert.equal(kvmOffered(capabilities({ i686: ["qemu", "kvm"], x86_64: ["qemu", "kvm"] })), true);
+  assert.equal(kvmOffered(capabilities({ x86_64: ["qemu"] })), false);
+  assert.equal(kvmOffered(capabilities({ i686: ["qemu", "kvm"], x86_64: ["qemu"] })), false);
+  assert.equal(kvmOffered(capabilities({ aarch64: ["kvm"] }), "aarch64"), true);
+  assert.equal(kvmOffered("<capabilities><host/></capabilities>"), false);
 });

@@ -69,8 +69,15 @@ export {
   noCloudConfigFromVm,
   noCloudFilesFromVm,
 } from "./cloudinit.ts";
-export type { NoCloudOptions } from "./cloudinit.ts";
-export { buildDomainXml, chooseDomainType, GUEST_AGENT_CHANNEL } from "./domain_xml.ts";
+export type { NoCloudConfig, NoCloudFiles, NoCloudInterface, NoCloudOptions } from "./cloudinit.ts";
+export { buildDomainXml, chooseDomainType, GUEST_AGENT_CHANNEL, kvmOffered } from "./domain_xml.ts";
+export {
+  DOMAIN_STATE,
+  phaseFromDomainState,
+  setCondition,
+  statusFromDomainState,
+} from "./status.ts";
+export type { ConditionUpdate } from "./status.ts";
 export type { DomainXmlOptions } from "./domain_xml.ts";
 export {
   buildMetadataXml,

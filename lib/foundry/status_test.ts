@@ -1,0 +1,76 @@
+import assert from "node:assert/strict";
+import {
+  DOMAIN_STATE,
+  phaseFromDomainState,
+  setCondition,
+  statusFromDomainState,
+} from "./status.ts";
+
+Deno.test("phaseFromDomainState() maps every libvirt state", () => {
+  const phases = Object.fromEntries(
+    Object.entries(DOMAIN_STATE).map(([name, v]) => [name, phaseFromDomainState(v)]),
+  );
+  assert.deepEqual(phases, {
+    NOSTATE: "Pending",
+    RUNNING: "Running",
+    BLOCKED: "Running",
+    PAUSED: "Stopped",
+    SHUTDOWN: "Running",
+    SHUTOFF: "Stopped",
+    CRASHED: "Failed",
+    PMSUSPENDED: "Stopped",
+  });
+  assert.equal(phaseFromDomainState(99), "Pending");
+});
+
+Deno.test("setCondition() keeps the transition time while the status holds", () => {
+  const t1 = new Date("2026-01-01T10:00:00.123Z");
+  const t2 = new Date("2026-01-01T11:00:00Z");
+  const up = { type: "Ready", status: "True", reason: "VMRunning", message: "up" } as const;
+  const a = setCondition([], up, t1);
+  assert.deepEqual(a, [{ ...up, lastTransitionTime: "2026-01-01T10:00:00Z" }]);
+  const b = setCondition(a, { ...up, message: "still up" }, t2);
+  assert.equal(b[0]?.lastTransitionTime, "2026-01-01T10:00:00Z");
+  assert.equal(b[0]?.message, "still up");
+  const c = setCondition(b, { ...up, status: "False", reason: "VMStopped" }, t2);
+  assert.equal(c[0]?.lastTransitionTime, "2026-01-01T11:00:00Z");
+  const d = setCondition(
+    c,
+    { type: "AgentConnected", status: "True", reason: "r", message: "m" },
+    t2,
+  );
+  assert.deepEqual(d.map((x) => x.type), ["Ready", "AgentConnected"]);
+  assert.equal(a.length, 1, "the input is not modified");
+});
+
+Deno.test("statusFromDomainState() sets phase, Ready and observedGeneration", () => {
+  const t1 = new Date("2026-01-01T10:00:00Z");
+  const running = statusFromDomainState(DOMAIN_STATE.RUNNING, 3, t1);
+  assert.equal(running.phase, "Running");
+  assert.equal(running.observedGeneration, 3);
+  assert.deepEqual(running.conditions?.map((c) => [c.type, c.status, c.reason]), [
+    ["Ready", "True", "VMRunning"],
+  ]);
+  const later = statusFromDomainState(
+    DOMAIN_STATE.RUNNING,
+    3,
+    new Date("2026-01-02T00:00:00Z"),
+    running,
+  );
+  assert.equal(later.conditions?.[0]?.lastTransitionTime, "2026-01-01T10:00:00Z");
+  const off = statusFromDomainState(
+    DOMAIN_STATE.SHUTOFF,
+    3,
+    new Date("2026-01-03T00:00:00Z"),
+    later,
+  );
+  assert.equal(off.phase, "Stopped");
+  assert.deepEqual(
+    off.conditions?.map((c) => [c.status, c.lastTransitionTime]),
+    [["False", "2026-01-03T00:00:00Z"]],
+  );
+  assert.equal(
+    statusFromDomainState(DOMAIN_STATE.CRASHED, 1, t1).conditions?.[0]?.reason,
+    "VMCrashed",
+  );
+});
