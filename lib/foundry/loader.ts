@@ -98,6 +98,7 @@ export function parseVirtualMachines(text: string, file: string): VirtualMachine
     const contents = doc.contents;
     if (contents === null || (isScalar(contents) && contents.value === null)) continue;
     checker.doc = doc;
+    checker.docLine = lineCounter.linePos(contents.range?.[0] ?? 0).line;
     const vm = checker.virtualMachine(contents);
     if (vm !== undefined) vms.push(vm);
   }
@@ -194,6 +195,12 @@ interface Field {
 class Checker {
   readonly problems: Problem[] = [];
   doc: Document.Parsed | undefined;
+  /** Addresses used by earlier documents of the file: tap names and MACs derive from them. */
+  readonly fileIps = new Map<string, string>();
+  /** Names used by earlier documents of the file, with the line of their document. */
+  readonly fileNames = new Map<string, number>();
+  /** Line where the current document starts. */
+  docLine = 1;
   /** Field paths already suggested for a misspelt key: their absence is not reported again. */
   readonly #suggested = new Set<string>();
 
@@ -412,6 +419,16 @@ class Checker {
         );
       } else {
         name = lower;
+        const earlier = this.fileNames.get(lower);
+        if (earlier !== undefined) {
+          this.problem(
+            f.get("name")?.node,
+            "metadata.name",
+            `duplicate name "${lower}", also used by the VirtualMachine at line ${earlier}`,
+          );
+        } else {
+          this.fileNames.set(lower, this.docLine);
+        }
       }
     }
     const labels = this.stringMap(f.get("labels"), "metadata.labels", (k, v, kn, vn) => {
@@ -680,7 +697,7 @@ class Checker {
               `is the ${hostPart === 0 ? "network" : "broadcast"} address of its subnet, got ${ip}`,
             );
           }
-          const other = seenIps.get(cidr.address);
+          const other = seenIps.get(cidr.address) ?? this.fileIps.get(cidr.address);
           if (other !== undefined) {
             this.problem(
               g.get("ip")?.node,
@@ -689,6 +706,9 @@ class Checker {
             );
           }
           seenIps.set(cidr.address, `${p}.ip`);
+          if (!this.fileIps.has(cidr.address)) {
+            this.fileIps.set(cidr.address, `${p}.ip of the VirtualMachine at line ${this.docLine}`);
+          }
         }
       }
       const gateway = this.string(g.get("gateway"), `${p}.gateway`, item, true);

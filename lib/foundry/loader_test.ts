@@ -22,6 +22,15 @@ function doc(mutate: (vm: Loose) => void = () => {}): string {
   return stringify(vm);
 }
 
+/** Another VM of the same file: its own name and addresses. */
+function other(name: string): string {
+  return doc((v) => {
+    v.metadata.name = name;
+    v.spec.networkInterfaces[0].ip = "192.0.2.20/24";
+    v.spec.networkInterfaces[1].ip = "198.51.100.20/24";
+  });
+}
+
 function problems(text: string): ValidationError {
   try {
     parseVirtualMachines(text, "vm.yaml");
@@ -72,9 +81,27 @@ Deno.test("parseVirtualMachines() defaults generation to 1 and drops status", ()
 });
 
 Deno.test("parseVirtualMachines() reads several documents and skips empty ones", () => {
-  const text = `---\n${doc()}---\n# nothing here\n---\n${doc((v) => (v.metadata.name = "db-01"))}`;
+  const text = `---\n${doc()}---\n# nothing here\n---\n${other("db-01")}`;
   const vms = parseVirtualMachines(text, "vms.yaml");
   assert.deepEqual(vms.map((v) => v.metadata.name), ["web-01", "db-01"]);
+});
+
+Deno.test("names and addresses must be unique across the documents of a file", () => {
+  const second = doc((v) => {
+    v.metadata.name = "WEB-01";
+    v.spec.networkInterfaces[0].ip = "192.0.2.99/24";
+  });
+  const err = problems(doc() + "---\n" + second);
+  assert.equal(err.problems.length, 2, err.message);
+  const name = err.problems.find((p) => p.path === "metadata.name");
+  assert.match(
+    name?.message ?? "",
+    /duplicate name "web-01", also used by the VirtualMachine at line 1$/,
+  );
+  assert.match(
+    err.problems.find((p) => p.path === "spec.networkInterfaces[1].ip")?.message ?? "",
+    /duplicate address 198\.51\.100\.10, also used by spec\.networkInterfaces\[1\]\.ip of the VirtualMachine at line 1/,
+  );
 });
 
 Deno.test("parseVirtualMachines() keeps optional fields absent when the file omits them", () => {
@@ -133,7 +160,7 @@ Deno.test("every problem of a file is reported at once, across documents, in ord
     v.spec.vcpus = 0;
     v.spec.memoryGiB = -1;
     v.spec.networkInterfaces[0].ip = "192.0.2.300/24";
-  }) + "---\n" + doc((v) => (v.metadata.name = "-bad"));
+  }) + "---\n" + other("-bad");
   const err = problems(text);
   assert.deepEqual(err.problems.map((p) => p.path), [
     "spec.vcpus",
@@ -481,7 +508,7 @@ Deno.test("cpuMode, autostart, storagePool, domainType and sshPwauth are checked
 Deno.test("parseVirtualMachine() wants exactly one document", () => {
   assert.equal(parseVirtualMachine(doc(), "vm.yaml").metadata.name, "web-01");
   assert.throws(
-    () => parseVirtualMachine(doc() + "---\n" + doc((v) => (v.metadata.name = "b")), "two.yaml"),
+    () => parseVirtualMachine(doc() + "---\n" + other("b"), "two.yaml"),
     (e: unknown) =>
       e instanceof ValidationError && /exactly one VirtualMachine document, got 2/.test(e.message),
   );
