@@ -322,10 +322,11 @@ class Checker {
     return v;
   }
 
-  list(f: Field | undefined, path: string): Node[] | undefined {
+  list(f: Field | undefined, path: string, sensitive = false): Node[] | undefined {
     if (f?.node === undefined) return undefined;
     if (!isSeq(f.node)) {
-      this.problem(f.node, path, `must be a list, got ${describe(f.node)}`);
+      const got = sensitive && isScalar(f.node) ? `a ${typeof f.node.value}` : describe(f.node);
+      this.problem(f.node, path, `must be a list, got ${got}`);
       return undefined;
     }
     return f.node.items.map((item) => this.deref(item) ?? (item as Node));
@@ -788,7 +789,7 @@ class Checker {
         );
       }
     }
-    const keyItems = this.list(f.get("sshAuthorizedKeys"), `${path}.sshAuthorizedKeys`);
+    const keyItems = this.list(f.get("sshAuthorizedKeys"), `${path}.sshAuthorizedKeys`, true);
     const keys: string[] = [];
     keyItems?.forEach((k, i) => {
       const p = `${path}.sshAuthorizedKeys[${i}]`;

@@ -456,6 +456,8 @@ Deno.test("SSH keys must be OpenSSH public keys, and are never quoted back", () 
     assert.equal(err.problems[0]?.path, "spec.cloudInit.sshAuthorizedKeys[0]");
     assert.ok(!err.message.includes(secretish), err.message);
   }
+  const single = problems(doc((v) => (v.spec.cloudInit.sshAuthorizedKeys = fakeSshKey())));
+  assert.equal(single.message.split(": ").slice(1).join(": "), "must be a list, got a string");
   const mismatched = fakeSshKey("ssh-ed25519").replace(/^ssh-ed25519/, "ssh-rsa");
   rejects(
     doc((v) => (v.spec.cloudInit.sshAuthorizedKeys = [mismatched])),
