@@ -27,6 +27,7 @@ export type FieldKind = "string" | "integer" | "number" | "boolean" | "list";
 
 /** One configuration field. */
 export interface FieldSpec {
+  /** What kind of value the field holds. */
   kind: FieldKind;
   /** Value when no layer sets it. */
   default: string | number | boolean | readonly string[];

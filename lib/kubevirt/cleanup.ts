@@ -20,6 +20,7 @@ import { sleep } from "./rate_limit.ts";
 
 /** What to clean up. */
 export interface CleanupOptions {
+  /** Namespace to clean. */
   namespace: string;
   /** Only objects of this run. */
   runId?: string;
@@ -31,26 +32,35 @@ export interface CleanupOptions {
   timeoutSeconds?: number;
   /** Seconds between polls while waiting (default 2). */
   pollIntervalSeconds?: number;
+  /** Aborts waiting. */
   signal?: AbortSignal;
+  /** Receives the cleanup record. */
   auditor?: Auditor;
+  /** Progress messages for verbose output. */
   onProgress?: (message: string) => void;
 }
 
 /** One failed deletion (or a refusal), with enough to act on it. */
 export interface CleanupFailure {
+  /** Kind of the object, or `wait`. */
   kind: string;
+  /** Object name (`*` for a failed list). */
   name: string;
+  /** What went wrong. */
   message: string;
 }
 
 /** The outcome of a cleanup. */
 export interface CleanupResult {
+  /** Namespace cleaned. */
   namespace: string;
   /** Successful deletions by resource. */
   deleted: Record<"virtualmachines" | "services" | "secrets", number>;
+  /** Whether the Namespace was deleted. */
   namespaceDeleted: boolean;
   /** Run ids found on the deleted objects. */
   runIds: string[];
+  /** Failures, in the order they happened. */
   errors: CleanupFailure[];
   /** True when waiting ended with everything gone; false when not waited or timed out. */
   gone: boolean;

@@ -39,7 +39,9 @@ export interface ConnectOptions {
 
 /** A loaded configuration and a description of where it came from. */
 export interface LoadedConfig {
+  /** The loaded configuration. */
   kubeConfig: KubeConfig;
+  /** Where it came from, e.g. `KUBECONFIG /home/me/kc`. */
   source: string;
 }
 
@@ -159,6 +161,7 @@ const KIND_OF: Record<Resource, string> = {
 
 /** An object as returned by the API (metadata always present). */
 export interface ApiObject {
+  /** Object metadata as the API returns it. */
   metadata: {
     name: string;
     namespace?: string;
@@ -167,6 +170,7 @@ export interface ApiObject {
     deletionTimestamp?: unknown;
   };
   // deno-lint-ignore no-explicit-any
+  /** Kind-specific fields (spec, status, data, ...). */
   [key: string]: any;
 }
 

@@ -53,7 +53,9 @@ export type VirtworkSettings = ConfigValues<typeof VIRTWORK_CONFIG_SCHEMA>;
 
 /** One selected workload and its settings. */
 export interface SelectedWorkload {
+  /** Workload name. */
   name: string;
+  /** Its resolved settings. */
   config: WorkloadConfig;
 }
 

@@ -8,16 +8,23 @@ import { CDI_API, KUBEVIRT_API, LABELS, MANAGED_BY_VALUE } from "./constants.ts"
 
 /** Object metadata as sent on create. */
 export interface ObjectMeta {
+  /** Object name. */
   name: string;
+  /** Namespace (absent for cluster-scoped objects). */
   namespace?: string;
+  /** Labels. */
   labels?: Record<string, string>;
 }
 
 /** Any Kubernetes object: apiVersion, kind, metadata and the rest. */
 export interface KubeObject {
+  /** API group/version, e.g. `kubevirt.io/v1`. */
   apiVersion: string;
+  /** Kind, e.g. `VirtualMachine`. */
   kind: string;
+  /** Name, namespace and labels. */
   metadata: ObjectMeta;
+  /** Kind-specific fields. */
   [key: string]: unknown;
 }
 
@@ -32,11 +39,17 @@ export const SECRET_USERDATA_KEY = "userdata";
 
 /** What a VirtualMachine needs. */
 export interface VirtualMachineOptions {
+  /** VM name. */
   name: string;
+  /** Namespace of the VM. */
   namespace: string;
+  /** OS container disk image. */
   containerDiskImage: string;
+  /** vCPU cores. */
   cpuCores: number;
+  /** Guest memory as a quantity. */
   memory: string;
+  /** Labels of the VM, its pod template and DataVolumes. */
   labels: Record<string, string>;
   /** Inline user data (no credentials in it). Exactly one of this and `userDataSecret`. */
   userData?: string;

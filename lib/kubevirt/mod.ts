@@ -28,15 +28,9 @@ export type {
 } from "./audit.ts";
 export { cleanup, CLEANUP_ORDER } from "./cleanup.ts";
 export type { CleanupFailure, CleanupOptions, CleanupResult } from "./cleanup.ts";
-export { connect, KubeClient, loadKubeConfig, SERVICE_ACCOUNT_ROOT } from "./client.ts";
-export type {
-  ApiObject,
-  ClientOptions,
-  ClusterApi,
-  ConnectOptions,
-  LoadedConfig,
-  Resource,
-} from "./client.ts";
+// loadKubeConfig stays in client.ts: its result exposes client-node's KubeConfig type.
+export { connect, KubeClient, SERVICE_ACCOUNT_ROOT } from "./client.ts";
+export type { ApiObject, ClientOptions, ClusterApi, ConnectOptions, Resource } from "./client.ts";
 export {
   CDI_API,
   DEFAULTS,

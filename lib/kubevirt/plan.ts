@@ -16,26 +16,39 @@ import {
 
 /** Settings shared by every object of a run. */
 export interface PlanOptions {
+  /** Namespace of every object. */
   namespace: string;
+  /** Run id label value. */
   runId: string;
+  /** OS container disk image of every VM. */
   containerDiskImage: string;
 }
 
 /** One VM of the plan and, when its user data carries credentials, the Secret holding it. */
 export interface PlannedVm {
+  /** Workload name. */
   workload: string;
+  /** VM role. */
   role: string;
+  /** VM name. */
   name: string;
+  /** The VirtualMachine object. */
   vm: KubeObject;
+  /** The user-data Secret, when the user data carries credentials. */
   secret?: KubeObject;
 }
 
 /** Every object of a run, in creation order within each kind. */
 export interface RunPlan {
+  /** Run id. */
   runId: string;
+  /** The Namespace object. */
   namespace: KubeObject;
+  /** User-data Secrets. */
   secrets: KubeObject[];
+  /** Services, created before the VMs. */
   services: KubeObject[];
+  /** VMs with their Secrets. */
   vms: PlannedVm[];
 }
 

@@ -12,6 +12,8 @@ export class RateLimiter {
   readonly #now: () => number;
 
   /**
+   * Creates a full bucket.
+   *
    * @param qps average permits per second (> 0)
    * @param burst permits available at once (>= 1)
    * @param now clock in milliseconds, for tests

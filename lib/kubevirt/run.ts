@@ -42,28 +42,45 @@ export type CreateOutcome = "created" | "exists" | "failed" | "skipped";
 
 /** One VM of a run. */
 export interface VmOutcome {
+  /** Workload name. */
   workload: string;
+  /** VM role. */
   role: string;
+  /** VM name. */
   name: string;
+  /** What became of the create. */
   outcome: CreateOutcome;
   /** VMI phase at the last poll (`Pending` when no VMI was seen, `-` when not waited for). */
   phase: string;
+  /** Whether its VMI became Ready. */
   ready: boolean;
+  /** Seconds from creation to Ready. */
   secondsToReady?: number;
+  /** Why it failed or is not ready. */
   error?: string;
 }
 
 /** The outcome of a run. */
 export interface RunResult {
+  /** Run id. */
   runId: string;
+  /** Namespace of the run. */
   namespace: string;
+  /** What became of the Namespace. */
   namespaceOutcome: CreateOutcome;
+  /** Services and what became of them. */
   services: { name: string; outcome: CreateOutcome }[];
+  /** Secrets and what became of them. */
   secrets: { name: string; outcome: CreateOutcome }[];
+  /** VMs and their states. */
   vms: VmOutcome[];
+  /** Whether readiness was waited for. */
   waited: boolean;
+  /** True after Ctrl-C (or another abort). */
   interrupted: boolean;
+  /** True when some VM was not ready by the timeout. */
   timedOut: boolean;
+  /** Wall time of the run. */
   elapsedSeconds: number;
 }
 

@@ -15,8 +15,11 @@ export type WorkloadFactory = (params: WorkloadParams) => Workload;
 
 /** Options a registry lookup passes to the factory. */
 export interface RegistryOptions {
+  /** Namespace of the VMs (the network workload builds DNS names from it). */
   namespace?: string;
+  /** Login credentials injected into every document. */
   ssh?: SshCredentials;
+  /** Size of data disks. */
   dataDiskSize?: string;
 }
 

@@ -29,7 +29,9 @@ export interface SshCredentials {
 
 /** CPU and memory of one VM. */
 export interface VmResources {
+  /** vCPU cores. */
   cpuCores: number;
+  /** Guest memory as a Kubernetes quantity. */
   memory: string;
 }
 
@@ -50,9 +52,13 @@ export interface DataDisk {
 
 /** One port of a workload's Service. */
 export interface ServicePort {
+  /** Port name. */
   name: string;
+  /** Service port. */
   port: number;
+  /** Port on the VM. */
   targetPort: number;
+  /** Transport protocol. */
   protocol: "TCP" | "UDP";
 }
 
@@ -62,6 +68,7 @@ export interface ServiceSpec {
   name: string;
   /** Labels selecting the VMs (pods) that back the Service, beyond the workload's own labels. */
   selector: Readonly<Record<string, string>>;
+  /** Ports the Service exposes. */
   ports: readonly ServicePort[];
 }
 
@@ -92,7 +99,9 @@ export interface Workload {
 
 /** What every workload constructor receives. */
 export interface WorkloadParams {
+  /** Per-workload settings. */
   config: WorkloadConfig;
+  /** Login credentials for the cloud-config users block. */
   ssh?: SshCredentials;
   /** Namespace the VMs run in (for DNS names). */
   namespace?: string;
