@@ -28,3 +28,57 @@ export async function startCluster(
   });
   return { server, client, close: () => server.close() };
 }
+
+/**
+ * A TCP proxy in front of a test server that drops the first `drops` connections after forwarding
+ * the request but before any response byte reaches the client: the server acted, the client saw
+ * its connection closed (as after a reset).
+ */
+export function startDroppingProxy(
+  targetPort: number,
+  drops: number,
+): { port: number; dropped: () => number; close: () => void } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let dropped = 0;
+  const conns = new Set<Deno.Conn>();
+  (async () => {
+    for await (const client of listener) {
+      conns.add(client);
+      const drop = dropped < drops;
+      if (drop) dropped++;
+      (async () => {
+        const target = await Deno.connect({ hostname: "127.0.0.1", port: targetPort });
+        conns.add(target);
+        const up = client.readable.pipeTo(target.writable).catch(() => {});
+        if (drop) {
+          const reader = target.readable.getReader();
+          await reader.read().catch(() => {}); // the server answered; nobody will see it
+          reader.releaseLock();
+          try {
+            client.close();
+          } catch { /* already closed */ }
+          try {
+            target.close();
+          } catch { /* already closed */ }
+        } else {
+          await target.readable.pipeTo(client.writable).catch(() => {});
+        }
+        await up;
+        conns.delete(client);
+        conns.delete(target);
+      })().catch(() => {});
+    }
+  })().catch(() => {});
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    dropped: () => dropped,
+    close: () => {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* already closed */ }
+      }
+    },
+  };
+}

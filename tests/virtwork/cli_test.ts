@@ -393,3 +393,34 @@ Deno.test("cleanup --run-id --delete-namespace --wait; errors give exit 4", asyn
     );
   });
 });
+
+Deno.test("run --verbose reports progress and retries on stderr, never the password", async () => {
+  let n = 0;
+  await withCluster({
+    inject: (q) =>
+      q.method === "POST" && q.resource === "secrets" && n++ === 0 ? { status: 503 } : undefined,
+  }, async ({ env }) => {
+    const r = await virtwork(
+      [
+        "run",
+        "--verbose",
+        "--workloads",
+        "cpu",
+        "--ssh-password",
+        "Sup3r-s3cret",
+        "--poll-interval",
+        "0.05",
+      ],
+      { env },
+    );
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /cluster http:\/\/127\.0\.0\.1:\d+ \(KUBECONFIG .*\); run id /);
+    assert.match(
+      r.err,
+      /retry 1 of create Secret virtwork\/virtwork-cpu-1-userdata in \d+ ms: .*503/,
+    );
+    assert.match(r.err, /VirtualMachine virtwork-cpu-1: created/);
+    assert.match(r.err, /VM virtwork-cpu-1: ready after/);
+    assert.equal((r.out + r.err).includes("Sup3r-s3cret"), false);
+  });
+});

@@ -6,7 +6,9 @@ import { buildRunPlan, type RunPlan } from "../../lib/kubevirt/plan.ts";
 import { executeRun, RunFailedError, vmiReady } from "../../lib/kubevirt/run.ts";
 import { KubeApiError } from "../../lib/kubevirt/errors.ts";
 import { defaultRegistry, withNamespace, withSshCredentials } from "../../lib/workloads/mod.ts";
-import { startCluster } from "./_helpers.ts";
+import { KubeConfig } from "npm:@kubernetes/client-node@^2.0.1";
+import { KubeClient } from "../../lib/kubevirt/client.ts";
+import { startCluster, startDroppingProxy } from "./_helpers.ts";
 
 const cfg = { enabled: true, vmCount: 1, cpuCores: 2, memory: "2Gi" };
 
@@ -255,6 +257,47 @@ Deno.test("run: every created object carries managed-by and the run id", async (
         assert.equal(o.metadata.labels[LABELS.RUN_ID], "run-42");
       }
     }
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("run: connections dropped before the response are retried; a landed create counts as existing", async () => {
+  const { server, close } = await startCluster();
+  const proxy = startDroppingProxy(Number(new URL(server.url).port), 2);
+  try {
+    const kc = new KubeConfig();
+    kc.loadFromString(server.kubeconfig().replace(server.url, `http://127.0.0.1:${proxy.port}`));
+    const client = new KubeClient(kc, { baseBackoffMs: 5, maxBackoffMs: 20 });
+    const result = await executeRun(client, plan(["cpu"]), {
+      wait: false,
+      timeoutSeconds: 1,
+      pollIntervalSeconds: 1,
+    });
+    assert.equal(proxy.dropped(), 2);
+    // The Namespace POST reached the server twice (both answers dropped), then a third time.
+    assert.equal(server.requestsMatching("POST", /^\/api\/v1\/namespaces$/).length, 3);
+    assert.equal(result.namespaceOutcome, "exists");
+    assert.deepEqual(result.vms.map((v) => v.outcome), ["created"]);
+    assert.equal(server.objects("virtualmachines").length, 1);
+  } finally {
+    proxy.close();
+    await close();
+  }
+});
+
+Deno.test("run: the namespace is created with the managed-by labels", async () => {
+  const { server, client, close } = await startCluster();
+  try {
+    await executeRun(client, plan(["cpu"]), {
+      wait: false,
+      timeoutSeconds: 1,
+      pollIntervalSeconds: 1,
+    });
+    const [ns] = server.objects("namespaces");
+    assert.equal(ns!.metadata.name, "virtwork");
+    assert.equal(ns!.metadata.labels[LABELS.MANAGED_BY], "virtwork");
+    assert.equal(ns!.metadata.labels[LABELS.APP_NAME], "virtwork");
   } finally {
     await close();
   }
