@@ -8,6 +8,9 @@ const KEY =
 const HASH =
   "$6$saltsalt$0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ./0123456789abcdef";
 
+// deno-lint-ignore no-explicit-any
+type Loose = any;
+
 function full(): NoCloudConfig {
   return {
     instanceId: "web-01-abc",
@@ -55,6 +58,12 @@ async function has(command: string): Promise<boolean> {
 }
 
 const CLOUD_INIT = await has("cloud-init");
+const PYYAML = (await has("python3")) &&
+  (await new Deno.Command("python3", { args: ["-c", "import yaml"], stderr: "null" }).output())
+    .success;
+if (!PYYAML) {
+  console.warn("PyYAML tests skipped: python3 with yaml (python3-yaml) is not installed");
+}
 const SKIP_REASON = "skipped: cloud-init is not installed (Debian package cloud-init)";
 
 async function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
@@ -210,5 +219,49 @@ Deno.test({
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
+  },
+});
+
+Deno.test({
+  name: "PyYAML, the parser cloud-init uses, reads the documents as intended",
+  ignore: !PYYAML,
+  fn: async () => {
+    const tricky: NoCloudConfig = {
+      ...full(),
+      hostname: "on",
+      fqdn: "yes.no",
+      instanceId: "12:30",
+      rootSshAuthorizedKeys: [KEY, "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQ== x=y"],
+      interfaces: [{
+        macAddress: "12:34:56:12:34:56",
+        addresses: ["192.0.2.10/24"],
+        gateway: "192.0.2.1",
+        nameservers: ["1:2:3:4:5:6:7:8", "2001:db8::53"],
+      }],
+    };
+    const seen: Record<string, Loose> = {};
+    for (const [name, text] of Object.entries(noCloudFiles(tricky))) {
+      const r = await new Deno.Command("python3", {
+        args: ["-c", "import sys, json, yaml; print(json.dumps(yaml.safe_load(sys.stdin)))"],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const writer = r.stdin.getWriter();
+      await writer.write(new TextEncoder().encode(text));
+      await writer.close();
+      const out = await r.output();
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+      seen[name] = JSON.parse(new TextDecoder().decode(out.stdout));
+    }
+    assert.equal(seen["user-data"].hostname, "on");
+    assert.equal(seen["user-data"].fqdn, "yes.no");
+    assert.deepEqual(seen["user-data"].users[0].ssh_authorized_keys, tricky.rootSshAuthorizedKeys);
+    assert.equal(seen["user-data"].chpasswd.users[0].password, HASH);
+    assert.deepEqual(seen["meta-data"], { "instance-id": "12:30", "local-hostname": "on" });
+    const eth0 = seen["network-config"].ethernets.eth0;
+    assert.equal(eth0.match.macaddress, "12:34:56:12:34:56");
+    assert.deepEqual(eth0.nameservers.addresses, ["1:2:3:4:5:6:7:8", "2001:db8::53"]);
+    assert.deepEqual(eth0.routes, [{ to: "0.0.0.0/0", via: "192.0.2.1" }]);
   },
 });
