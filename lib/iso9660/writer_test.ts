@@ -90,6 +90,54 @@ Deno.test("buildIso() writes the volume descriptors where ECMA-119 puts them", (
   assert.ok(image.subarray(0, 16 * BLOCK_SIZE).every((b) => b === 0));
 });
 
+/** SUSP entries of a system use area: signature and data. */
+function suspEntries(area: Uint8Array): { sig: string; data: Uint8Array }[] {
+  const out: { sig: string; data: Uint8Array }[] = [];
+  for (let i = 0; i + 4 <= area.length;) {
+    const len = area[i + 2] ?? 0;
+    if (len < 4) break;
+    out.push({ sig: text(area, i, 2), data: area.subarray(i + 4, i + len) });
+    i += len;
+  }
+  return out;
+}
+
+Deno.test("the root directory announces Rock Ridge with SP and an ER reached through CE", () => {
+  const image = buildIso(seed(), { volumeId: "cidata" });
+  const view = new DataView(image.buffer);
+  const pvd = 16 * BLOCK_SIZE;
+  const rootExtent = view.getUint32(pvd + 156 + 2, true);
+  const dot = rootExtent * BLOCK_SIZE;
+  const dotLength = image[dot] ?? 0;
+  const idLength = image[dot + 32] ?? 0;
+  const suStart = dot + 33 + idLength + (idLength % 2 === 0 ? 1 : 0);
+  const entries = suspEntries(image.subarray(suStart, dot + dotLength));
+  assert.equal(entries[0]?.sig, "SP", "SP must come first");
+  assert.deepEqual([...(entries[0]?.data ?? [])], [0xbe, 0xef, 0]);
+  const ce = entries.find((e) => e.sig === "CE");
+  assert.ok(ce, "root record has a continuation entry");
+  const ceView = new DataView(ce.data.buffer, ce.data.byteOffset, ce.data.byteLength);
+  const block = ceView.getUint32(0, true);
+  const offset = ceView.getUint32(8, true);
+  const length = ceView.getUint32(16, true);
+  const area = image.subarray(block * BLOCK_SIZE + offset, block * BLOCK_SIZE + offset + length);
+  const er = suspEntries(area).find((e) => e.sig === "ER");
+  assert.ok(er, "continuation area holds an ER entry");
+  const idLen = er.data[0] ?? 0;
+  assert.equal(text(er.data, 4, idLen), "RRIP_1991A");
+  // Every file record carries its Rock Ridge name.
+  const names: string[] = [];
+  for (let at = dot + dotLength; image[at] !== 0;) {
+    const len = image[at] ?? 0;
+    const idLen = image[at + 32] ?? 0;
+    const su = image.subarray(at + 33 + idLen + (idLen % 2 === 0 ? 1 : 0), at + len);
+    const nm = suspEntries(su).find((e) => e.sig === "NM");
+    if (nm) names.push(new TextDecoder().decode(nm.data.subarray(1)));
+    at += len;
+  }
+  assert.deepEqual(names.sort(), ["meta-data", "network-config", "user-data"]);
+});
+
 Deno.test("buildIso() is deterministic and independent of the order of files", () => {
   const a = buildIso(seed(), { volumeId: "cidata" });
   assert.deepEqual(buildIso(seed(), { volumeId: "cidata" }), a);
