@@ -100,3 +100,6 @@ export {
   vmPoolFor,
 } from "./config.ts";
 export type { ConfigFlags, ConfigSources, FoundryConfig } from "./config.ts";
+export { buildDirPoolXml, buildVolumeXml, BYTES_PER_GB, volumePlan } from "./storage_xml.ts";
+export type { BackingStore, VolumeFormat, VolumeSpec } from "./storage_xml.ts";
+export { detectImageFormat, IMAGE_HEADER_BYTES, imageProblem } from "./image_format.ts";
