@@ -34,6 +34,12 @@ export const VOLUME_ROOT = "rootdisk";
 export const VOLUME_CLOUD_INIT = "cloudinitdisk";
 /** Name of the pod network and its interface. */
 export const NETWORK_DEFAULT = "default";
+/**
+ * Largest inline `cloudInitNoCloud.userData` KubeVirt's admission webhook accepts, in bytes
+ * (`cloudInitUserMaxLen`); larger user data must come from a Secret.
+ */
+export const USERDATA_INLINE_MAX = 2048;
+
 /** Key of the user data in its Secret (KubeVirt reads `userdata` or `userData`). */
 export const SECRET_USERDATA_KEY = "userdata";
 

@@ -50,6 +50,7 @@ export {
   decodeBase64,
   encodeBase64,
   SECRET_USERDATA_KEY,
+  USERDATA_INLINE_MAX,
 } from "./manifests.ts";
 export type { KubeObject, ObjectMeta, VirtualMachineOptions } from "./manifests.ts";
 export { buildRunPlan, planObjects, vmName } from "./plan.ts";

@@ -12,6 +12,7 @@ import {
   buildUserDataSecret,
   buildVirtualMachine,
   type KubeObject,
+  USERDATA_INLINE_MAX,
 } from "./manifests.ts";
 
 /** Settings shared by every object of a run. */
@@ -60,7 +61,8 @@ export function vmName(workload: string, role: string, index: number, roles: num
 /**
  * Builds the run plan. Workloads with `enabled: false` or `vmCount: 0` contribute nothing. User data
  * with a password or SSH keys goes into a Secret referenced by `cloudInitNoCloud.secretRef`, so
- * reading the VirtualMachine does not reveal credentials; other user data stays inline.
+ * reading the VirtualMachine does not reveal credentials; so does user data larger than KubeVirt
+ * accepts inline ({@linkcode USERDATA_INLINE_MAX}). Other user data stays inline.
  */
 export function buildRunPlan(workloads: readonly Workload[], o: PlanOptions): RunPlan {
   const base = baseLabels(o.runId);
@@ -100,7 +102,8 @@ export function buildRunPlan(workloads: readonly Workload[], o: PlanOptions): Ru
           dataDisks: w.dataDisks(),
         };
         let planned: PlannedVm;
-        if (w.carriesCredentials()) {
+        const tooLarge = new TextEncoder().encode(userData).length > USERDATA_INLINE_MAX;
+        if (w.carriesCredentials() || tooLarge) {
           const secretName = `${name}-userdata`;
           const secret = buildUserDataSecret(secretName, o.namespace, userData, labels);
           plan.secrets.push(secret);

@@ -7,6 +7,7 @@ import {
   decodeBase64,
   type KubeObject,
   SECRET_USERDATA_KEY,
+  USERDATA_INLINE_MAX,
 } from "./manifests.ts";
 import { buildRunPlan, planObjects } from "./plan.ts";
 import {
@@ -151,15 +152,24 @@ Deno.test("credentials go into a Secret referenced by secretRef; the VM does not
   }
 });
 
-Deno.test("user data without credentials stays inline and needs no Secret", () => {
+Deno.test("small user data without credentials stays inline; user data over 2048 bytes goes to a Secret", () => {
   const plan = buildRunPlan(allWorkloads(false), {
     namespace: "n",
     runId: "r",
     containerDiskImage: "i",
   });
-  assert.equal(plan.secrets.length, 0);
-  const ci = spec(plan.vms[0]!.vm).template.spec.volumes[1].cloudInitNoCloud;
-  assert.match(ci.userData, /^#cloud-config\n/);
+  for (const v of plan.vms) {
+    const ci = spec(v.vm).template.spec.volumes[1].cloudInitNoCloud;
+    if (v.secret) {
+      const size = new TextEncoder().encode(decodeBase64((v.secret as Any).data.userdata)).length;
+      assert.ok(size > USERDATA_INLINE_MAX, `${v.name} uses a Secret only when too large`);
+      assert.deepEqual(ci, { secretRef: { name: v.secret.metadata.name } });
+    } else {
+      assert.match(ci.userData, /^#cloud-config\n/);
+      assert.ok(new TextEncoder().encode(ci.userData).length <= USERDATA_INLINE_MAX);
+    }
+  }
+  assert.ok(plan.vms.some((v) => !v.secret), "some user data is inline");
 });
 
 Deno.test("default plan: 6 VMs (cpu 1, memory 1, disk 1, database 1, network 2) and 1 Service", () => {
@@ -181,8 +191,11 @@ Deno.test("default plan: 6 VMs (cpu 1, memory 1, disk 1, database 1, network 2) 
     [LABELS.COMPONENT]: "network",
     [LABELS.ROLE]: "server",
   });
+  // disk and database user data exceed the inline limit, so they travel in Secrets
   assert.deepEqual(planObjects(plan).map((o) => o.kind), [
     "Namespace",
+    "Secret",
+    "Secret",
     "Service",
     ...Array(6).fill("VirtualMachine"),
   ]);

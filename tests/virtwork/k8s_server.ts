@@ -10,7 +10,8 @@
  *   Namespace takes its objects with it, and refuses creates while it terminates
  * - a VM with `runStrategy: Always` gets a VMI that is `Scheduling`, then `Running` with a `Ready`
  *   condition after `readyAfterMs(vmName)` (`undefined`: never ready)
- * - VirtualMachines validated against `v1.VirtualMachine` of the KubeVirt schema on create (422)
+ * - VirtualMachines validated against `v1.VirtualMachine` of the KubeVirt schema on create (422),
+ *   and inline cloud-init user data limited to 2048 bytes as KubeVirt's webhook does
  * - injectable faults (`inject`) and latency, and a log of every request
  *
  * @module
@@ -353,6 +354,20 @@ export class K8sTestServer {
     }
     if (body.kind !== undefined && body.kind !== k.kind) {
       return status(400, "BadRequest", `expected kind ${k.kind}, got ${body.kind}`);
+    }
+    if (resource === "virtualmachines") {
+      // KubeVirt's admission webhook limits inline user data (cloudInitUserMaxLen).
+      const volumes = (body.spec?.template?.spec?.volumes ?? []) as Obj[];
+      for (const [i, v] of volumes.entries()) {
+        const ud = v.cloudInitNoCloud?.userData;
+        if (typeof ud === "string" && new TextEncoder().encode(ud).length > 2048) {
+          return invalid(k.kind, name, [{
+            field: `spec.template.spec.volumes[${i}].cloudInitNoCloud`,
+            message:
+              "userdata exceeds 2048 byte limit. Should use UserDataSecretRef for larger data",
+          }]);
+        }
+      }
     }
     if (resource === "virtualmachines" && this.options.validator) {
       const problems = this.options.validator.validate("v1.VirtualMachine", body);

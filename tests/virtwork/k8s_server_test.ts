@@ -216,3 +216,19 @@ Deno.test("client: the rate limiter spaces requests at qps after the burst", asy
     await close();
   }
 });
+
+Deno.test("server: inline user data over 2048 bytes is rejected as KubeVirt's webhook does", async () => {
+  const { client, close } = await startCluster();
+  try {
+    await client.create("namespaces", "", buildNamespace("big"));
+    // deno-lint-ignore no-explicit-any
+    const vm = structuredClone(cpuVm("big")) as any;
+    vm.spec.template.spec.volumes[1].cloudInitNoCloud.userData = `#cloud-config\n#${
+      "x".repeat(2100)
+    }\n`;
+    const err = await rejects(client.create("virtualmachines", "big", vm), 422, "Invalid");
+    assert.match(err.message, /userdata exceeds 2048 byte limit/);
+  } finally {
+    await close();
+  }
+});
