@@ -104,3 +104,46 @@ Deno.test("cidataIsoFromVm() is deterministic and holds the three seed files", a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the user-data of every kind of VM passes cloud-init schema", async (t) => {
+  let present = true;
+  try {
+    await new Deno.Command("cloud-init", { args: ["--version"], stdout: "null", stderr: "null" })
+      .output();
+  } catch {
+    present = false;
+  }
+  if (!present) {
+    console.warn("skipped: cloud-init is not installed (Debian package cloud-init)");
+    return;
+  }
+  const bare = sampleVm();
+  delete bare.spec.cloudInit;
+  const keysOnly = sampleVm();
+  delete keysOnly.spec.cloudInit!.passwordHash;
+  delete keysOnly.spec.cloudInit!.fqdn;
+  const passwordOnly = sampleVm();
+  passwordOnly.spec.cloudInit = {
+    passwordHash: sampleVm().spec.cloudInit!.passwordHash!,
+    sshPwauth: true,
+  };
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const [label, vm] of Object.entries({ full: sampleVm(), bare, keysOnly, passwordOnly })) {
+      await t.step(label, async () => {
+        const file = `${dir}/${label}`;
+        await Deno.writeTextFile(file, noCloudFilesFromVm(vm)["user-data"]);
+        const r = await new Deno.Command("cloud-init", {
+          args: ["schema", "--config-file", file],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const out = new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr);
+        assert.ok(r.success, out);
+        assert.doesNotMatch(out, /DEPRECATED/);
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
