@@ -1,5 +1,5 @@
 /** Shared set-up of tests that need the real libvirtd. */
-import { Libvirt, type StoragePoolRef } from "../../lib/libvirt/mod.ts";
+import type { Libvirt, StoragePoolRef } from "../../lib/libvirt/mod.ts";
 
 /** The daemon's read-write socket. */
 export const SYSTEM_SOCKET = "/var/run/libvirt/libvirt-sock";
