@@ -17,6 +17,9 @@ import { cleanupCommand } from "./virtwork/cleanup.ts";
 import { runCommand } from "./virtwork/run.ts";
 
 export type { VirtworkDeps } from "./virtwork/_shared.ts";
+export type { Io } from "./_program.ts";
+export type { Auditor } from "../lib/kubevirt/audit.ts";
+export type { ClientOptions } from "../lib/kubevirt/client.ts";
 
 /**
  * Builds virtwork's command tree; `io` receives everything the commands print and `deps` replaces
