@@ -1,4 +1,4 @@
-import { Command, CommanderError } from "npm:commander@^15.1.0";
+import { type Command, CommanderError } from "npm:commander@^15.1.0";
 
 /** Exit codes shared by both executables (foundry design, "Exit Codes"). */
 export const ExitCode = {

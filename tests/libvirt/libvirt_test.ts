@@ -212,14 +212,14 @@ libvirtTest("pool and volume lifecycle: upload 64 MiB, download it, same SHA-256
 
       // Pseudo-random content made chunk by chunk: never 64 MiB in memory.
       const block = new Uint8Array(1024 * 1024);
-      async function* source() {
+      const source = async function* () {
         for (let i = 0; i < 64; i++) {
           crypto.getRandomValues(block.subarray(0, 65536));
           for (let o = 65536; o < block.length; o += 65536) block.copyWithin(o, 0, 65536);
           block[0] = i;
           yield block;
         }
-      }
+      };
       const { createHash } = await import("node:crypto");
       const sent = createHash("sha256");
       let progress = 0;
@@ -285,15 +285,15 @@ libvirtTest(
           tp.pool,
           `<volume><name>a.raw</name><capacity unit='MiB'>8</capacity></volume>`,
         );
-        async function* failing() {
+        const failing = async function* () {
           yield new Uint8Array(1024 * 1024);
           throw new Error("disk read failed");
-        }
+        };
         await assert.rejects(lv.storageVolUpload(v, failing()), /disk read failed/);
         // Too much data for the volume: the daemon's error comes back through the stream.
-        async function* tooMuch() {
+        const tooMuch = async function* () {
           for (let i = 0; i < 12; i++) yield new Uint8Array(1024 * 1024);
-        }
+        };
         await assert.rejects(lv.storageVolUpload(v, tooMuch(), { length: 4 * 1024 * 1024 }));
         assert.ok((await lv.getLibVersion()) > 0);
         let first = 0;
