@@ -82,3 +82,43 @@ export function startDroppingProxy(
     },
   };
 }
+
+/**
+ * A self-signed certificate for 127.0.0.1 made with openssl, or `undefined` when openssl is
+ * missing. The certificate is its own CA.
+ */
+export async function selfSignedCert(): Promise<{ cert: string; key: string } | undefined> {
+  const dir = await Deno.makeTempDir({ prefix: "virtwork-tls-" });
+  try {
+    const out = await new Deno.Command("openssl", {
+      args: [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-keyout",
+        `${dir}/key.pem`,
+        "-out",
+        `${dir}/cert.pem`,
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).output().catch(() => undefined);
+    if (!out || out.code !== 0) return undefined;
+    return {
+      cert: await Deno.readTextFile(`${dir}/cert.pem`),
+      key: await Deno.readTextFile(`${dir}/key.pem`),
+    };
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}

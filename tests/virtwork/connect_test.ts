@@ -3,6 +3,8 @@ import assert from "node:assert/strict";
 import { KubeConfig } from "npm:@kubernetes/client-node@^2.0.1";
 import { KubeClient, loadKubeConfig, SERVICE_ACCOUNT_ROOT } from "../../lib/kubevirt/client.ts";
 import { ConnectionError } from "../../lib/kubevirt/errors.ts";
+import { K8sTestServer } from "./k8s_server.ts";
+import { selfSignedCert } from "./_helpers.ts";
 
 function kubeconfig(server: string, contexts = ["main"]): string {
   return JSON.stringify({
@@ -115,4 +117,32 @@ Deno.test("KubeClient: an unreachable server is a ConnectionError after retries"
   assert.ok(err instanceof ConnectionError, String(err));
   assert.match(err.message, new RegExp(`cannot reach http://127.0.0.1:${port}`));
   assert.deepEqual(retries, [1, 2]);
+});
+
+const cert = await selfSignedCert();
+if (!cert) console.warn("skipped: TLS tests need openssl (Debian package openssl)");
+
+Deno.test({
+  name: "KubeClient over HTTPS: trusts the kubeconfig's CA and rejects a server it cannot verify",
+  ignore: !cert,
+  async fn() {
+    const other = await selfSignedCert();
+    const server = K8sTestServer.start({ tls: { ...cert!, ca: cert!.cert } });
+    try {
+      const kc = new KubeConfig();
+      kc.loadFromString(server.kubeconfig());
+      assert.match(server.url, /^https:/);
+      const client = new KubeClient(kc, { maxAttempts: 1 });
+      assert.deepEqual(await client.list("secrets", "x"), []);
+      const wrong = new KubeConfig();
+      wrong.loadFromString(server.kubeconfig().replace(btoa(cert!.cert), btoa(other!.cert)));
+      const err = await new KubeClient(wrong, { maxAttempts: 1 }).list("secrets", "x").catch((e) =>
+        e
+      );
+      assert.ok(err instanceof ConnectionError, String(err));
+      assert.equal(server.requests.length, 1, "the unverified connection sent no request");
+    } finally {
+      await server.close();
+    }
+  },
 });

@@ -70,6 +70,8 @@ export interface K8sTestServerOptions {
   readyAfterMs?: (vmName: string) => number | undefined;
   /** Validator for VirtualMachines on create; no validation when omitted. */
   validator?: OpenApiValidator;
+  /** Serve HTTPS with this PEM certificate and key; `ca` goes into the kubeconfig. */
+  tls?: { cert: string; key: string; ca: string };
   /** Called for each request before it is handled; a returned fault is answered instead. */
   inject?: (req: RequestInfo) => InjectedFault | undefined;
 }
@@ -112,16 +114,17 @@ export class K8sTestServer {
   /** Starts a server on 127.0.0.1 on a free port. */
   static start(options: K8sTestServerOptions = {}): K8sTestServer {
     const s = new K8sTestServer(options);
-    s.#server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
-      (req) => s.#handle(req),
-    );
+    const listen = { hostname: "127.0.0.1", port: 0, onListen: () => {} };
+    const handler = (req: Request) => s.#handle(req);
+    s.#server = options.tls
+      ? Deno.serve({ ...listen, cert: options.tls.cert, key: options.tls.key }, handler)
+      : Deno.serve(listen, handler);
     return s;
   }
 
   /** Base URL, e.g. `http://127.0.0.1:40123`. */
   get url(): string {
-    return `http://127.0.0.1:${this.#server!.addr.port}`;
+    return `${this.options.tls ? "https" : "http"}://127.0.0.1:${this.#server!.addr.port}`;
   }
 
   /** The most requests that were being handled at the same time. */
@@ -137,7 +140,9 @@ export class K8sTestServer {
       clusters: [{
         name: "test-cluster",
         // client-node refuses plain HTTP unless TLS verification is off; the server is loopback only.
-        cluster: { server: this.url, "insecure-skip-tls-verify": true },
+        cluster: this.options.tls
+          ? { server: this.url, "certificate-authority-data": btoa(this.options.tls.ca) }
+          : { server: this.url, "insecure-skip-tls-verify": true },
       }],
       users: [{ name: "test-user", user: { token: this.options.token ?? "test-token" } }],
       contexts: [{
