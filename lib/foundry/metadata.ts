@@ -64,16 +64,24 @@ const parser = new XMLParser({
 
 type XmlNode = Record<string, unknown>;
 
-/** The foundry element among `children` (any prefix bound to the foundry namespace), as parsed. */
-function findFoundryElement(children: XmlNode): string | undefined {
+/**
+ * The text of the foundry element among `children` (any prefix bound to the foundry namespace). With
+ * `bare`, an unprefixed `vm` element without any namespace declaration counts too: that is how
+ * virDomainGetMetadata returns the element it found by our namespace URI.
+ */
+function findFoundryElement(children: XmlNode, bare = false): string | undefined {
   for (const [tag, value] of Object.entries(children)) {
     const colon = tag.indexOf(":");
     const prefix = colon < 0 ? undefined : tag.slice(0, colon);
     const local = colon < 0 ? tag : tag.slice(colon + 1);
     if (local !== METADATA_ELEMENT) continue;
-    for (const el of value as XmlNode[]) {
+    for (const item of value as (XmlNode | string)[]) {
+      // An element with text only and no attributes parses to a bare string.
+      const el: XmlNode = typeof item === "string" ? { "#text": item } : item;
       const ns = el[prefix === undefined ? "@_xmlns" : `@_xmlns:${prefix}`];
-      if (ns !== METADATA_NAMESPACE) continue;
+      const undeclared = bare && prefix === undefined &&
+        !Object.keys(el).some((k) => k === "@_xmlns" || k.startsWith("@_xmlns:"));
+      if (ns !== METADATA_NAMESPACE && !undeclared) continue;
       const text = el["#text"];
       return Array.isArray(text) ? text.join("") : typeof text === "string" ? text : "";
     }
@@ -82,7 +90,9 @@ function findFoundryElement(children: XmlNode): string | undefined {
 }
 
 /**
- * Reads the VM back from the metadata element (as virDomainGetMetadata returns it).
+ * Reads the VM back from the metadata element as virDomainGetMetadata returns it for our namespace URI
+ * (libvirt drops the prefix and the namespace declaration there, so a bare `<vm>` is accepted; an element
+ * that declares another namespace is not).
  *
  * @param xml the element's XML
  * @param source names the origin in problems, e.g. `domain web-01 metadata`
@@ -93,7 +103,7 @@ export function parseMetadataXml(
   xml: string,
   source = "foundry metadata",
 ): VirtualMachine | undefined {
-  const text = findFoundryElement(parser.parse(xml) as XmlNode);
+  const text = findFoundryElement(parser.parse(xml) as XmlNode, true);
   return text === undefined ? undefined : parseVirtualMachine(text, source);
 }
 

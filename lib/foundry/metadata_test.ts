@@ -33,6 +33,13 @@ Deno.test("parseMetadataXml() accepts any prefix bound to the foundry namespace"
   assert.deepEqual(parseMetadataXml(unprefixed), sampleVm());
 });
 
+Deno.test("parseMetadataXml() accepts the bare element virDomainGetMetadata returns", () => {
+  const escaped = JSON.stringify(sampleVm()).replaceAll("&", "&amp;").replaceAll("<", "&lt;");
+  assert.deepEqual(parseMetadataXml(`<vm>${escaped}</vm>`), sampleVm());
+  assert.equal(parseMetadataXml(`<vm xmlns="urn:other">${escaped}</vm>`), undefined);
+  assert.equal(parseMetadataXml(`<other>${escaped}</other>`), undefined);
+});
+
 Deno.test("metadata of other tools is not taken for foundry's", () => {
   assert.equal(
     parseMetadataXml(`<foundry:vm xmlns:foundry="https://example.org/x">{}</foundry:vm>`),
