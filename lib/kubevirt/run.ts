@@ -230,6 +230,11 @@ export async function executeRun(
         out.outcome = await create("virtualmachines", v.vm);
         created.set(v.name, performance.now());
       } catch (e) {
+        if (opts.signal?.aborted) {
+          // Interrupted while waiting for the rate limiter or a backoff: not attempted.
+          out.outcome = "skipped";
+          return;
+        }
         out.outcome = "failed";
         out.error = (e as Error).message;
         if (firstError === undefined) firstError = e;
@@ -248,7 +253,8 @@ export async function executeRun(
     try {
       await waitForReady(api, plan, result, created, opts, progress);
     } catch (e) {
-      await fail(e);
+      if (opts.signal?.aborted) result.interrupted = true;
+      else await fail(e);
     }
   }
   for (const v of result.vms) {

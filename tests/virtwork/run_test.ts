@@ -302,3 +302,29 @@ Deno.test("run: the namespace is created with the managed-by labels", async () =
     await close();
   }
 });
+
+Deno.test("run: Ctrl-C during creation stops creating and reports an interrupted run", async () => {
+  const ctl = new AbortController();
+  const { server, client, close } = await startCluster({ latencyMs: 60 }, {
+    qps: 10,
+    burst: 1,
+    signal: ctl.signal,
+  });
+  try {
+    setTimeout(() => ctl.abort(new Error("SIGINT")), 250);
+    const result = await executeRun(client, plan(["cpu"], { vmCount: 20 }), {
+      timeoutSeconds: 5,
+      pollIntervalSeconds: 0.05,
+      concurrency: 4,
+      signal: ctl.signal,
+    });
+    assert.equal(result.interrupted, true);
+    assert.equal(result.waited, false);
+    const created = result.vms.filter((v) => v.outcome === "created").length;
+    assert.ok(created >= 1 && created < 20, `created ${created}`);
+    assert.ok(result.vms.every((v) => v.outcome !== "failed"));
+    assert.equal(server.objects("virtualmachines").length, created);
+  } finally {
+    await close();
+  }
+});
