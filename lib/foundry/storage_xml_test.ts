@@ -25,6 +25,7 @@ async function has(command: string): Promise<boolean> {
   }
 }
 
+const VIRSH = await has("virsh");
 const VALIDATOR = (await has("virt-xml-validate")) && (await has("xmllint"));
 if (!VALIDATOR) console.warn("storage XML validation skipped: needs virt-xml-validate and xmllint");
 
@@ -141,5 +142,43 @@ Deno.test({
     assert.ok(pool.ok, pool.out);
     const broken = await validate(vols[1]!.replace(/<name>.*<\/name>/, ""), "storagevol");
     assert.equal(broken.ok, false);
+  },
+});
+
+Deno.test({
+  name: "libvirt's test driver creates the planned volumes in a pool defined from our XML",
+  ignore: !VIRSH,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    try {
+      const plan = volumePlan(sampleVm(), "foundry-vms", 4096);
+      await Deno.writeTextFile(`${dir}/pool.xml`, buildDirPoolXml("foundry-vms", `${dir}/pool`));
+      const parts = [`pool-define ${dir}/pool.xml;`, "pool-start foundry-vms;"];
+      for (const [i, v] of plan.entries()) {
+        const backing = v.overlay
+          ? { path: "/images/base.qcow2", format: "qcow2" as const }
+          : undefined;
+        await Deno.writeTextFile(`${dir}/vol${i}.xml`, buildVolumeXml(v, backing));
+        parts.push(`vol-create foundry-vms ${dir}/vol${i}.xml;`);
+      }
+      parts.push(
+        "echo @@@; vol-list foundry-vms; echo @@@; vol-dumpxml --pool foundry-vms web-01_boot",
+      );
+      // The test driver lives inside this virsh process: nothing touches a daemon or the disk.
+      const r = await new Deno.Command("virsh", {
+        args: ["-q", "-c", "test:///default", parts.join(" ")],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.ok(r.success, new TextDecoder().decode(r.stderr));
+      const [, list, bootXml] = new TextDecoder().decode(r.stdout).split(/@@@\n?/);
+      const names = (list ?? "").trim().split("\n").map((l) => l.trim().split(/\s+/)[0]).sort();
+      assert.deepEqual(names, plan.map((v) => v.name).sort());
+      const boot = parser.parse(bootXml ?? "").volume;
+      assert.equal(boot.capacity["#text"], String(20 * BYTES_PER_GB));
+      assert.equal(boot.backingStore.path, "/images/base.qcow2");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });
