@@ -5,6 +5,7 @@
 import { Command } from "npm:commander@^15.1.0";
 import { ConfigError } from "../../lib/config/layered.ts";
 import { loadVirtworkConfig, type VirtworkSettings } from "../../lib/kubevirt/config.ts";
+import { KubeApiError } from "../../lib/kubevirt/errors.ts";
 import type { KubeObject } from "../../lib/kubevirt/manifests.ts";
 import { buildRunPlan, planObjects, type RunPlan } from "../../lib/kubevirt/plan.ts";
 import { executeRun, RunFailedError, type RunResult } from "../../lib/kubevirt/run.ts";
@@ -204,6 +205,13 @@ export function runCommand(io: Io, deps: VirtworkDeps = {}): Command {
         } catch (e) {
           if (e instanceof RunFailedError) {
             io.err(existsReport(e.result, plan));
+            const api = e.cause;
+            if (
+              api instanceof KubeApiError && api.status === 404 &&
+              api.operation.startsWith("create VirtualMachine")
+            ) {
+              io.err("Hint: the kubevirt.io/v1 API was not found; is KubeVirt installed?\n");
+            }
           }
           throw withExitCode(e);
         }

@@ -424,3 +424,17 @@ Deno.test("run --verbose reports progress and retries on stderr, never the passw
     assert.equal((r.out + r.err).includes("Sup3r-s3cret"), false);
   });
 });
+
+Deno.test("run on a cluster without KubeVirt: exit 4 with a hint", async () => {
+  await withCluster({
+    inject: (q) =>
+      q.resource === "virtualmachines"
+        ? { status: 404, message: "the server could not find the requested resource" }
+        : undefined,
+  }, async ({ env }) => {
+    const r = await virtwork(["run", "--workloads", "cpu"], { env });
+    assert.equal(r.code, 4);
+    assert.match(r.err, /404 NotFound: the server could not find the requested resource/);
+    assert.match(r.err, /is KubeVirt installed\?/);
+  });
+});
