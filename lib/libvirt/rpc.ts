@@ -14,7 +14,7 @@ import { decodeRemoteError } from "./wire.ts";
 const HEADER_END = Limits.LENGTH_SIZE + Limits.HEADER_SIZE;
 const KNOWN_PROGRAMS = new Set<number>([Program.REMOTE, Program.QEMU, Program.KEEPALIVE]);
 /** Stream chunks stay within the payload size every daemon version accepts. */
-export const STREAM_CHUNK = Limits.LEGACY_PAYLOAD_MAX;
+export const STREAM_CHUNK: number = Limits.LEGACY_PAYLOAD_MAX;
 /** A download pauses reading the socket while this much data waits for its consumer. */
 const STREAM_HIGH_WATER = 8 * 1024 * 1024;
 const STREAM_LOW_WATER = 2 * 1024 * 1024;
