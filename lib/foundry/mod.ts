@@ -103,3 +103,5 @@ export type { ConfigFlags, ConfigSources, FoundryConfig } from "./config.ts";
 export { buildDirPoolXml, buildVolumeXml, BYTES_PER_GB, volumePlan } from "./storage_xml.ts";
 export type { BackingStore, VolumeFormat, VolumeSpec } from "./storage_xml.ts";
 export { detectImageFormat, IMAGE_HEADER_BYTES, imageProblem } from "./image_format.ts";
+export { preflightProblems } from "./preflight.ts";
+export type { HostFacts, PreflightProblem } from "./preflight.ts";

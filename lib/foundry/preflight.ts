@@ -1,0 +1,113 @@
+/**
+ * The runtime checks of `foundry create`, as pure functions of facts the caller gathered from libvirt
+ * and the host: the name is free, every bridge exists (suggesting the closest names when not), the boot
+ * image exists, and no address is taken by another foundry VM (MACs and tap names derive from it).
+ *
+ * @example
+ * ```ts
+ * import { preflightProblems } from "./preflight.ts";
+ * import { loadVirtualMachines } from "./loader.ts";
+ * const [vm] = await loadVirtualMachines("examples/simple-vm.yaml");
+ * if (vm) {
+ *   const problems = preflightProblems(vm, { domains: [], bridges: ["br1"], foundryVms: [], imageVolumes: [] });
+ *   for (const p of problems) console.log(`${p.path}: ${p.message}`);
+ * }
+ * ```
+ *
+ * @module
+ */
+
+import { suggest } from "./loader.ts";
+import { resolveImage } from "./naming.ts";
+import { DEFAULT_IMAGE_POOL, type VirtualMachine } from "./types.ts";
+
+/** What the host has, as far as a new VM is concerned. */
+export interface HostFacts {
+  /** Names of all libvirt domains, foundry's or not. */
+  domains: readonly string[];
+  /** Names of the bridges on the host. */
+  bridges: readonly string[];
+  /** The VMs foundry already manages (read from domain metadata). */
+  foundryVms: readonly VirtualMachine[];
+  /**
+   * Volume names of the pool that holds the boot image; undefined when that pool does not exist.
+   * Not consulted for empty boot disks or file-path images.
+   */
+  imageVolumes: readonly string[] | undefined;
+  /** Whether a file-path image exists on the host; consulted for `/path` images only. */
+  imageFileExists?: boolean;
+  /** The configured images pool, for bare volume names without `imagePool`. */
+  imagesPool?: string;
+}
+
+/** A runtime problem of a spec, with the field it concerns. */
+export interface PreflightProblem {
+  /** Field path, e.g. `spec.networkInterfaces[0].bridge`. */
+  path: string;
+  /** What is wrong, sentence case, no final period. */
+  message: string;
+}
+
+function closest(name: string, candidates: readonly string[]): string {
+  const hint = suggest(name, candidates);
+  if (hint !== undefined) return `; did you mean "${hint}"?`;
+  return candidates.length === 0 ? "; the host has none" : `; available: ${candidates.join(", ")}`;
+}
+
+/** Every runtime problem of `vm` on a host described by `facts`; empty when it can be created. */
+export function preflightProblems(vm: VirtualMachine, facts: HostFacts): PreflightProblem[] {
+  const problems: PreflightProblem[] = [];
+  const name = vm.metadata.name;
+  if (facts.domains.includes(name)) {
+    problems.push({ path: "metadata.name", message: `a domain named "${name}" already exists` });
+  }
+  vm.spec.networkInterfaces.forEach((nic, i) => {
+    if (!facts.bridges.includes(nic.bridge)) {
+      problems.push({
+        path: `spec.networkInterfaces[${i}].bridge`,
+        message: `bridge "${nic.bridge}" does not exist on the host${
+          closest(nic.bridge, facts.bridges)
+        }`,
+      });
+    }
+    const address = nic.ip.slice(0, nic.ip.indexOf("/"));
+    for (const other of facts.foundryVms) {
+      if (other.metadata.name === name) continue;
+      if (other.spec.networkInterfaces.some((o) => o.ip.slice(0, o.ip.indexOf("/")) === address)) {
+        problems.push({
+          path: `spec.networkInterfaces[${i}].ip`,
+          message: `address ${address} is already used by VM "${other.metadata.name}"`,
+        });
+      }
+    }
+  });
+  const image = vm.spec.bootDisk.image;
+  if (image !== undefined && vm.spec.bootDisk.empty !== true) {
+    const where = resolveImage(
+      image,
+      vm.spec.bootDisk.imagePool,
+      facts.imagesPool ?? DEFAULT_IMAGE_POOL,
+    );
+    if (where.kind === "path") {
+      if (facts.imageFileExists !== true) {
+        problems.push({
+          path: "spec.bootDisk.image",
+          message: `image file ${where.path} does not exist`,
+        });
+      }
+    } else if (facts.imageVolumes === undefined) {
+      problems.push({
+        path: "spec.bootDisk.image",
+        message: `image pool "${where.pool}" does not exist`,
+      });
+    } else if (!facts.imageVolumes.includes(where.volume)) {
+      problems.push({
+        path: "spec.bootDisk.image",
+        message: `image "${where.volume}" is not in pool "${where.pool}"${
+          closest(where.volume, facts.imageVolumes)
+        }`,
+      });
+    }
+  }
+  return problems;
+}

@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import { type HostFacts, preflightProblems } from "./preflight.ts";
+import { sampleVm } from "./_testdata.ts";
+
+function facts(over: Partial<HostFacts> = {}): HostFacts {
+  return {
+    domains: ["other"],
+    bridges: ["br0", "br1", "virbr0"],
+    foundryVms: [],
+    imageVolumes: ["debian-12.qcow2", "fedora-43.qcow2"],
+    ...over,
+  };
+}
+
+Deno.test("preflightProblems() is empty when the host has all the VM needs", () => {
+  assert.deepEqual(preflightProblems(sampleVm(), facts()), []);
+});
+
+Deno.test("a taken name is a problem", () => {
+  assert.deepEqual(preflightProblems(sampleVm(), facts({ domains: ["web-01"] })), [
+    { path: "metadata.name", message: 'a domain named "web-01" already exists' },
+  ]);
+});
+
+Deno.test("missing bridges are problems with the closest name suggested", () => {
+  const vm = sampleVm();
+  vm.spec.networkInterfaces[1]!.bridge = "br2";
+  assert.deepEqual(preflightProblems(vm, facts({ bridges: ["br0", "br1"] })), [
+    {
+      path: "spec.networkInterfaces[1].bridge",
+      message: 'bridge "br2" does not exist on the host; did you mean "br0"?',
+    },
+  ]);
+  const none = preflightProblems(sampleVm(), facts({ bridges: [] }));
+  assert.equal(none.length, 2);
+  assert.match(none[0]?.message ?? "", /the host has none$/);
+  const far = preflightProblems(sampleVm(), facts({ bridges: ["enp1s0-uplink-bond"] }));
+  assert.match(far[0]?.message ?? "", /available: enp1s0-uplink-bond$/);
+});
+
+Deno.test("an address used by another foundry VM is a problem; the VM itself does not count", () => {
+  const other = sampleVm();
+  other.metadata.name = "web-02";
+  other.spec.networkInterfaces = [{ ip: "192.0.2.10/25", gateway: "192.0.2.1", bridge: "br0" }];
+  assert.deepEqual(preflightProblems(sampleVm(), facts({ foundryVms: [other] })), [
+    {
+      path: "spec.networkInterfaces[0].ip",
+      message: 'address 192.0.2.10 is already used by VM "web-02"',
+    },
+  ]);
+  assert.deepEqual(preflightProblems(sampleVm(), facts({ foundryVms: [sampleVm()] })), []);
+});
+
+Deno.test("the boot image must exist in its pool, or as a file", () => {
+  const vm = sampleVm();
+  vm.spec.bootDisk.image = "debian-13.qcow2";
+  assert.deepEqual(preflightProblems(vm, facts()), [
+    {
+      path: "spec.bootDisk.image",
+      message:
+        'image "debian-13.qcow2" is not in pool "foundry-images"; did you mean "debian-12.qcow2"?',
+    },
+  ]);
+  vm.spec.bootDisk.image = "golden:debian-12.qcow2";
+  assert.match(
+    preflightProblems(vm, facts({ imageVolumes: undefined }))[0]?.message ?? "",
+    /image pool "golden" does not exist/,
+  );
+  vm.spec.bootDisk.image = "debian-12.qcow2";
+  assert.match(
+    preflightProblems(vm, facts({ imageVolumes: [], imagesPool: "configured" }))[0]?.message ?? "",
+    /not in pool "configured"; the host has none/,
+  );
+  vm.spec.bootDisk.image = "/srv/base.qcow2";
+  assert.match(
+    preflightProblems(vm, facts())[0]?.message ?? "",
+    /image file \/srv\/base\.qcow2 does not exist/,
+  );
+  assert.deepEqual(preflightProblems(vm, facts({ imageFileExists: true })), []);
+  delete vm.spec.bootDisk.image;
+  vm.spec.bootDisk.empty = true;
+  assert.deepEqual(preflightProblems(vm, facts({ imageVolumes: undefined })), []);
+});
