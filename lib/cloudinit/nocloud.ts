@@ -21,7 +21,6 @@
  * @module
  */
 
-// deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
 import { Scalar, stringify } from "npm:yaml@^2.9.1";
 
 /** One guest network interface with static addresses. */

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-// deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
 import { parse } from "npm:yaml@^2.9.1";
 import { metaData, networkConfig, type NoCloudConfig, noCloudFiles, userData } from "./nocloud.ts";
 

@@ -12,7 +12,6 @@
  * @module
  */
 
-// deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
 import { isMap, isScalar, LineCounter, parseDocument } from "npm:yaml@^2.9.1";
 import { formatProblem, type Problem } from "./errors.ts";
 import { resolveImage } from "./naming.ts";

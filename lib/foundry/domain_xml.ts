@@ -18,7 +18,6 @@
  * @module
  */
 
-// deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
 import { XMLBuilder, XMLParser } from "npm:fast-xml-parser@^5.12.1";
 import { metadataNode } from "./metadata.ts";
 import {

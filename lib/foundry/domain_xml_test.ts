@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-// deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
 import { XMLParser } from "npm:fast-xml-parser@^5.12.1";
 import { buildDomainXml, chooseDomainType, GUEST_AGENT_CHANNEL, kvmOffered } from "./domain_xml.ts";
 import { METADATA_NAMESPACE, parseDomainMetadata, parseMetadataXml } from "./metadata.ts";

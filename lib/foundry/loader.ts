@@ -14,9 +14,7 @@
  * @module
  */
 
-// deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments } from "npm:yaml@^2.9.1";
-// deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
 import type { Document, Node, Pair, YAMLMap } from "npm:yaml@^2.9.1";
 import { type Problem, ValidationError } from "./errors.ts";
 import { ipv4ToNumber, isIPv6, parseCidr, parseIPv4 } from "./_net.ts";

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-// deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
 import { stringify } from "npm:yaml@^2.9.1";
 import { ValidationError } from "./errors.ts";
 import {

@@ -17,7 +17,6 @@
  * @module
  */
 
-// deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
 import { XMLBuilder, XMLParser } from "npm:fast-xml-parser@^5.12.1";
 import { parseVirtualMachine } from "./loader.ts";
 import type { VirtualMachine } from "./types.ts";

@@ -15,7 +15,6 @@
  * @module
  */
 
-// deno-lint-ignore no-import-prefix -- the project pins npm specifiers inline (STYLE.md)
 import { XMLBuilder } from "npm:fast-xml-parser@^5.12.1";
 import { volumeNameBoot, volumeNameCloudInit, volumeNameData } from "./naming.ts";
 import type { VirtualMachine } from "./types.ts";
