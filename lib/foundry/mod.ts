@@ -71,12 +71,7 @@ export {
 } from "./cloudinit.ts";
 export type { NoCloudConfig, NoCloudFiles, NoCloudInterface, NoCloudOptions } from "./cloudinit.ts";
 export { buildDomainXml, chooseDomainType, GUEST_AGENT_CHANNEL, kvmOffered } from "./domain_xml.ts";
-export {
-  DOMAIN_STATE,
-  phaseFromDomainState,
-  setCondition,
-  statusFromDomainState,
-} from "./status.ts";
+export { phaseFromDomainState, setCondition, statusFromDomainState } from "./status.ts";
 export type { ConditionUpdate } from "./status.ts";
 export type { DomainXmlOptions } from "./domain_xml.ts";
 export {

@@ -5,19 +5,8 @@
  * @module
  */
 
+import { DomainState } from "../libvirt/constants.ts";
 import type { Condition, Phase, VirtualMachineStatus } from "./types.ts";
-
-/** Libvirt's `virDomainState` values. */
-export const DOMAIN_STATE = {
-  NOSTATE: 0,
-  RUNNING: 1,
-  BLOCKED: 2,
-  PAUSED: 3,
-  SHUTDOWN: 4,
-  SHUTOFF: 5,
-  CRASHED: 6,
-  PMSUSPENDED: 7,
-} as const;
 
 /**
  * The phase of a domain in libvirt state `state`: running, blocked and shutting down are `Running`;
@@ -25,15 +14,15 @@ export const DOMAIN_STATE = {
  */
 export function phaseFromDomainState(state: number): Phase {
   switch (state) {
-    case DOMAIN_STATE.RUNNING:
-    case DOMAIN_STATE.BLOCKED:
-    case DOMAIN_STATE.SHUTDOWN:
+    case DomainState.RUNNING:
+    case DomainState.BLOCKED:
+    case DomainState.SHUTDOWN:
       return "Running";
-    case DOMAIN_STATE.SHUTOFF:
-    case DOMAIN_STATE.PAUSED:
-    case DOMAIN_STATE.PMSUSPENDED:
+    case DomainState.SHUTOFF:
+    case DomainState.PAUSED:
+    case DomainState.PMSUSPENDED:
       return "Stopped";
-    case DOMAIN_STATE.CRASHED:
+    case DomainState.CRASHED:
       return "Failed";
     default:
       return "Pending";

@@ -1,14 +1,10 @@
 import assert from "node:assert/strict";
-import {
-  DOMAIN_STATE,
-  phaseFromDomainState,
-  setCondition,
-  statusFromDomainState,
-} from "./status.ts";
+import { DomainState } from "../libvirt/constants.ts";
+import { phaseFromDomainState, setCondition, statusFromDomainState } from "./status.ts";
 
 Deno.test("phaseFromDomainState() maps every libvirt state", () => {
   const phases = Object.fromEntries(
-    Object.entries(DOMAIN_STATE).map(([name, v]) => [name, phaseFromDomainState(v)]),
+    Object.entries(DomainState).map(([name, v]) => [name, phaseFromDomainState(v)]),
   );
   assert.deepEqual(phases, {
     NOSTATE: "Pending",
@@ -45,21 +41,21 @@ Deno.test("setCondition() keeps the transition time while the status holds", () 
 
 Deno.test("statusFromDomainState() sets phase, Ready and observedGeneration", () => {
   const t1 = new Date("2026-01-01T10:00:00Z");
-  const running = statusFromDomainState(DOMAIN_STATE.RUNNING, 3, t1);
+  const running = statusFromDomainState(DomainState.RUNNING, 3, t1);
   assert.equal(running.phase, "Running");
   assert.equal(running.observedGeneration, 3);
   assert.deepEqual(running.conditions?.map((c) => [c.type, c.status, c.reason]), [
     ["Ready", "True", "VMRunning"],
   ]);
   const later = statusFromDomainState(
-    DOMAIN_STATE.RUNNING,
+    DomainState.RUNNING,
     3,
     new Date("2026-01-02T00:00:00Z"),
     running,
   );
   assert.equal(later.conditions?.[0]?.lastTransitionTime, "2026-01-01T10:00:00Z");
   const off = statusFromDomainState(
-    DOMAIN_STATE.SHUTOFF,
+    DomainState.SHUTOFF,
     3,
     new Date("2026-01-03T00:00:00Z"),
     later,
@@ -70,7 +66,7 @@ Deno.test("statusFromDomainState() sets phase, Ready and observedGeneration", ()
     [["False", "2026-01-03T00:00:00Z"]],
   );
   assert.equal(
-    statusFromDomainState(DOMAIN_STATE.CRASHED, 1, t1).conditions?.[0]?.reason,
+    statusFromDomainState(DomainState.CRASHED, 1, t1).conditions?.[0]?.reason,
     "VMCrashed",
   );
 });
