@@ -2,6 +2,19 @@ import { XdrError } from "./errors.ts";
 
 const decoder = new TextDecoder();
 
+/** Strings up to this length are decoded by hand when ASCII: TextDecoder's call cost dominates. */
+const SHORT_STRING = 64;
+
+function shortString(bytes: Uint8Array, at: number, len: number): string {
+  let s = "";
+  for (let i = at, end = at + len; i < end; i++) {
+    const b = bytes[i]!;
+    if (b >= 0x80) return decoder.decode(bytes.subarray(at, at + len));
+    s += String.fromCharCode(b);
+  }
+  return s;
+}
+
 /** Largest value a 32-bit XDR length may take; used when a field has no declared maximum. */
 export const XDR_UNBOUNDED = 0xffffffff;
 
@@ -165,7 +178,9 @@ export class XdrReader {
   readString(max: number = XDR_UNBOUNDED): string {
     const len = this.#length(max);
     const at = this.#need(len);
-    const s = decoder.decode(this.#bytes.subarray(at, at + len));
+    const s = len <= SHORT_STRING
+      ? shortString(this.#bytes, at, len)
+      : decoder.decode(this.#bytes.subarray(at, at + len));
     this.#padding(len);
     return s;
   }
