@@ -169,8 +169,8 @@ export interface ApiObject {
     resourceVersion?: string;
     deletionTimestamp?: unknown;
   };
-  // deno-lint-ignore no-explicit-any
   /** Kind-specific fields (spec, status, data, ...). */
+  // deno-lint-ignore no-explicit-any
   [key: string]: any;
 }
 

@@ -65,3 +65,20 @@ export type {
   VirtworkConfig,
   VirtworkSettings,
 } from "./config.ts";
+// Types of other modules that appear in this module's signatures.
+export type {
+  DataDisk,
+  ServicePort,
+  ServiceSpec,
+  VmResources,
+  Workload,
+  WorkloadConfig,
+} from "../workloads/workload.ts";
+export type {
+  ConfigSchema,
+  ConfigSource,
+  ConfigValues,
+  FieldKind,
+  FieldSpec,
+  ValueOf,
+} from "../config/layered.ts";

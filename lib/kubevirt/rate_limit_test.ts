@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { RateLimiter, sleep } from "./rate_limit.ts";
 
 Deno.test("RateLimiter: a full bucket lets burst callers through at once", () => {
-  let now = 0;
+  const now = 0;
   const l = new RateLimiter(10, 3, () => now);
   assert.deepEqual([l.reserve(), l.reserve(), l.reserve()], [0, 0, 0]);
   assert.equal(l.reserve(), 100, "the fourth waits one token at 10/s");

@@ -47,3 +47,5 @@ export {
   withSshCredentials,
 } from "./registry.ts";
 export type { RegistryOption, RegistryOptions, WorkloadFactory } from "./registry.ts";
+// Types of the cloud-config builder that appear in this module's signatures.
+export type { CloudConfigOptions, WriteFile } from "../cloudinit/cloud_config.ts";
