@@ -274,3 +274,86 @@ Deno.test("arguments above the maximum message size are refused before sending",
   await rpc.close();
   await fake.close();
 });
+
+Deno.test("the handshake asks AUTH_LIST, uses polkit when offered, then CONNECT_OPEN with the name", async () => {
+  const fake = startFakeDaemon(async (f, conn) => {
+    if (f.proc === 66) {
+      // AUTH_LIST: only polkit offered
+      await writeAll(
+        conn,
+        replyTo(f, new XdrWriter().writeArray([2], 20, (w, v) => w.writeInt(v)).bytes().slice()),
+      );
+    } else if (f.proc === 70) {
+      await writeAll(conn, replyTo(f, intPayload(1)));
+    } else if (f.proc === 60) {
+      await writeAll(conn, replyTo(f, intPayload(0))); // no keepalive support
+    } else {
+      await writeAll(conn, replyTo(f));
+    }
+  });
+  const { Libvirt } = await import("../../lib/libvirt/mod.ts");
+  const transport = await Deno.connect({ hostname: "127.0.0.1", port: fake.port });
+  const lv = await Libvirt.connect("qemu:///system", { transport });
+  assert.deepEqual(fake.received.map((f) => f.proc), [66, 70, 1, 60]);
+  const open = fake.received[2]!;
+  // remote_connect_open_args: remote_string name (optional: flag 1, length 14, bytes, 2 pad), flags 0
+  const name = new TextEncoder().encode("qemu:///system");
+  assert.deepEqual([...open.payload], [0, 0, 0, 1, 0, 0, 0, 14, ...name, 0, 0, 0, 0, 0, 0]);
+  assert.deepEqual(
+    [open.prog, open.type, open.status, open.serial],
+    [Program.REMOTE, MessageType.CALL, MessageStatus.OK, 3],
+  );
+  await lv.close();
+  await fake.close();
+});
+
+Deno.test("a daemon that only offers SASL is refused with a clear ConnectionError", async () => {
+  const fake = startFakeDaemon(async (f, conn) => {
+    await writeAll(
+      conn,
+      replyTo(f, new XdrWriter().writeArray([1], 20, (w, v) => w.writeInt(v)).bytes().slice()),
+    );
+  });
+  const { Libvirt } = await import("../../lib/libvirt/mod.ts");
+  const transport = await Deno.connect({ hostname: "127.0.0.1", port: fake.port });
+  await expectConnectionError(
+    Libvirt.connect("qemu:///system", { transport }),
+    /authentication types \[1\]; only none and polkit are supported/,
+  );
+  assert.deepEqual(fake.received.map((f) => f.proc), [66]);
+  await fake.close();
+});
+
+Deno.test("encodeFrame() writes the golden bytes of a CONNECT_GET_LIB_VERSION call", async () => {
+  const { encodeFrame } = await import("../../lib/libvirt/mod.ts");
+  assert.deepEqual([...encodeFrame(REMOTE, 157, MessageType.CALL, 7, MessageStatus.OK)], [
+    0,
+    0,
+    0,
+    28, // length, counting itself
+    0x20,
+    0x00,
+    0x80,
+    0x86, // REMOTE program
+    0,
+    0,
+    0,
+    1, // version
+    0,
+    0,
+    0,
+    157, // procedure
+    0,
+    0,
+    0,
+    0, // CALL
+    0,
+    0,
+    0,
+    7, // serial
+    0,
+    0,
+    0,
+    0, // OK
+  ]);
+});
