@@ -34,4 +34,4 @@ export {
   carriesCredentials,
   CLOUD_CONFIG_HEADER,
 } from "./lib/cloudinit/cloud_config.ts";
-export type { CloudConfigOptions } from "./lib/cloudinit/cloud_config.ts";
+export type { CloudConfigOptions, WriteFile } from "./lib/cloudinit/cloud_config.ts";
