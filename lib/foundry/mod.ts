@@ -100,3 +100,4 @@ export type { BackingStore, VolumeFormat, VolumeSpec } from "./storage_xml.ts";
 export { detectImageFormat, IMAGE_HEADER_BYTES, imageProblem } from "./image_format.ts";
 export { preflightProblems } from "./preflight.ts";
 export type { HostFacts, PreflightProblem } from "./preflight.ts";
+export { ensureDirPool, ensureFoundryPools, StorageError } from "./pools.ts";
