@@ -39,6 +39,8 @@ export interface FieldSpec {
   min?: number;
   /** Allowed values of string fields. */
   choices?: readonly string[];
+  /** The flag's spelling, e.g. `--domain-type`; errors in a flag value then name it. */
+  flag?: string;
 }
 
 /** Fields by key (camelCase). */
@@ -60,8 +62,8 @@ export type ConfigSource = "flag" | "env" | "file" | "default";
 export interface ConfigLayers {
   /** Values given on the command line, by key; only flags the user actually set. */
   flags?: Readonly<Record<string, unknown>>;
-  /** The environment. */
-  env?: Readonly<Record<string, string | undefined>>;
+  /** The environment, as a mapping or a lookup such as `Deno.env.get`. */
+  env?: Readonly<Record<string, string | undefined>> | ((name: string) => string | undefined);
   /** The parsed YAML file (a mapping). */
   file?: Readonly<Record<string, unknown>>;
   /** Name of the file, for messages. */
@@ -78,18 +80,49 @@ export interface ResolveOptions {
   allowFileKeys?: readonly string[];
 }
 
-/** A configuration value that cannot be used. */
+/** One positioned problem of a configuration file (the shape of foundry's `Problem`). */
+export interface ConfigProblem {
+  /** File name. */
+  file: string;
+  /** 1-based line. */
+  line: number;
+  /** 1-based column. */
+  column: number;
+  /** Field path, `storage.vmsPool`; empty for the file as a whole. */
+  path: string;
+  /** What was expected and what was found. */
+  message: string;
+}
+
+/** Options of a {@linkcode ConfigError}. */
+export interface ConfigErrorOptions extends ErrorOptions {
+  /** Every positioned problem of a configuration file, when the error is about one. */
+  problems?: readonly ConfigProblem[];
+}
+
+/** A configuration that cannot be used; both CLIs exit with 1. */
 export class ConfigError extends Error {
   /** Field key, when the error is about one field. */
   readonly key: string | undefined;
-  /** Where the bad value came from, e.g. `env VIRTWORK_VM_COUNT` or `virtwork.yaml:3:11`. */
+  /** Where the bad value came from, e.g. `env VIRTWORK_VM_COUNT`, `virtwork.yaml` or `--domain-type`. */
   readonly source: string | undefined;
-  /** Builds the error; `source` and `key` prefix the message. */
-  constructor(message: string, key?: string, source?: string, options?: ErrorOptions) {
-    super(source ? `${source} ${key ?? ""}${key ? ": " : ""}${message}` : message, options);
+  /** Every positioned problem of a configuration file; empty otherwise. */
+  readonly problems: readonly ConfigProblem[];
+  /**
+   * Builds the error; `source` and `key` prefix the message. A flag's spelling names its field by
+   * itself, so a `source` starting with `--` prefixes alone: `--domain-type: must be one of ...`.
+   */
+  constructor(message: string, key?: string, source?: string, options?: ConfigErrorOptions) {
+    const prefix = source === undefined || source === ""
+      ? ""
+      : key === undefined || key === "" || source.startsWith("--")
+      ? `${source}: `
+      : `${source} ${key}: `;
+    super(prefix + message, options);
     this.name = "ConfigError";
     this.key = key;
     this.source = source;
+    this.problems = options?.problems ?? [];
   }
 }
 
@@ -128,19 +161,22 @@ export function resolveConfig<S extends ConfigSchema>(
       }
     }
   }
+  const envLayer = layers.env;
+  const lookup = typeof envLayer === "function" ? envLayer : (name: string) => envLayer?.[name];
   for (const [key, spec] of Object.entries(schema)) {
     const env = envName(key, spec, opts.envPrefix);
+    const envValue = lookup(env);
     const fileKey = spec.fileKey ?? snakeCase(key);
     let value: unknown;
     let source: ConfigSource;
     let where: string;
     if (layers.flags?.[key] !== undefined) {
-      where = "flag";
+      where = spec.flag ?? "flag";
       value = fromTyped(spec, layers.flags[key], key, where);
       source = "flag";
-    } else if (layers.env?.[env] !== undefined && layers.env[env] !== "") {
+    } else if (envValue !== undefined && envValue !== "") {
       where = `env ${env}`;
-      value = fromString(spec, layers.env[env]!, key, where);
+      value = fromString(spec, envValue, key, where);
       source = "env";
     } else if (file[fileKey] !== undefined && file[fileKey] !== null) {
       where = fileName;
@@ -199,7 +235,7 @@ function fromTyped(spec: FieldSpec, v: unknown, key: string, where: string): unk
       }
       return v;
     case "number":
-      if (typeof v !== "number") {
+      if (typeof v !== "number" || !Number.isFinite(v)) {
         throw new ConfigError(`must be a number, got ${describe(v)}`, key, where);
       }
       return v;
@@ -244,16 +280,30 @@ function describe(v: unknown): string {
  * @throws {ConfigError} for a missing file, invalid YAML (with line and column) or a non-mapping
  */
 export async function readYamlConfig(path: string): Promise<Record<string, unknown>> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    const why = e instanceof Deno.errors.NotFound ? "file not found" : (e as Error).message;
-    throw new ConfigError(`cannot read config file ${path}: ${why}`, undefined, undefined, {
-      cause: e,
-    });
-  }
+  const text = await readConfigText(path);
+  if (text === undefined) throw new ConfigError(`cannot read config file ${path}: file not found`);
   return parseYamlConfig(text, path);
+}
+
+/**
+ * Reads a configuration file's text; resolves to undefined when it does not exist, so callers decide
+ * whether a missing file is an error.
+ * @throws {ConfigError} when the file exists but cannot be read
+ */
+export async function readConfigText(path: string): Promise<string | undefined> {
+  try {
+    return await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw new ConfigError(
+      `cannot read config file ${path}: ${(e as Error).message}`,
+      undefined,
+      undefined,
+      {
+        cause: e,
+      },
+    );
+  }
 }
 
 /** Parses YAML configuration text; see {@linkcode readYamlConfig}. */

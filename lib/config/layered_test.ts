@@ -3,6 +3,7 @@ import {
   ConfigError,
   type ConfigSchema,
   parseYamlConfig,
+  readConfigText,
   readYamlConfig,
   resolveConfig,
 } from "./mod.ts";
@@ -106,6 +107,42 @@ Deno.test("readYamlConfig(): a missing file is a ConfigError naming the path", a
   try {
     await Deno.writeTextFile(`${dir}/c.yaml`, "vm_count: 2\n");
     assert.deepEqual(await readYamlConfig(`${dir}/c.yaml`), { vm_count: 2 });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("resolveConfig(): the environment may be a lookup; a spelled flag names itself", () => {
+  const spelled = {
+    mode: { kind: "string", default: "auto", choices: ["auto", "kvm"], flag: "--mode" },
+    timeout: { kind: "number", default: 5, min: 0, env: "APP_TIMEOUT" },
+  } as const satisfies ConfigSchema;
+  const env = (name: string) => ({ APP_TIMEOUT: "12" } as Record<string, string>)[name];
+  assert.equal(resolveConfig(spelled, { env }).values.timeout, 12);
+  assert.throws(
+    () => resolveConfig(spelled, { flags: { mode: "xen" } }),
+    (e: unknown) =>
+      e instanceof ConfigError && e.key === "mode" &&
+      e.message === `--mode: must be one of auto, kvm, got "xen"`,
+  );
+  assert.throws(() => resolveConfig(spelled, { flags: { timeout: NaN } }), /must be a number/);
+});
+
+Deno.test("ConfigError carries the positioned problems of a file", () => {
+  const problems = [{ file: "c.yaml", line: 1, column: 6, path: "uri", message: "bad" }];
+  const e = new ConfigError("c.yaml:1:6 uri: bad", undefined, undefined, { problems });
+  assert.equal(e.message, "c.yaml:1:6 uri: bad");
+  assert.deepEqual(e.problems, problems);
+  assert.deepEqual(new ConfigError("x").problems, []);
+});
+
+Deno.test("readConfigText(): undefined for a missing file, the text otherwise", async () => {
+  assert.equal(await readConfigText("/nonexistent/foundry.yaml"), undefined);
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/c.yaml`, "uri: x\n");
+    assert.equal(await readConfigText(`${dir}/c.yaml`), "uri: x\n");
+    await assert.rejects(() => readConfigText(dir), ConfigError);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -14,12 +14,15 @@ export {
   ConfigError,
   envName,
   parseYamlConfig,
+  readConfigText,
   readYamlConfig,
   resolveConfig,
   snakeCase,
 } from "./layered.ts";
 export type {
+  ConfigErrorOptions,
   ConfigLayers,
+  ConfigProblem,
   ConfigSchema,
   ConfigSource,
   ConfigValues,

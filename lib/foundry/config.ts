@@ -13,6 +13,13 @@
  */
 
 import { isMap, isScalar, LineCounter, parseDocument } from "npm:yaml@^2.9.1";
+import {
+  ConfigError,
+  type ConfigSchema,
+  type FieldKind,
+  readConfigText,
+  resolveConfig,
+} from "../config/layered.ts";
 import { formatProblem, type Problem } from "./errors.ts";
 import { resolveImage } from "./naming.ts";
 import {
@@ -89,24 +96,24 @@ export const CONFIG_ENV = {
 /** The system-wide configuration file. */
 export const SYSTEM_CONFIG_FILE = "/etc/foundry/config.yaml";
 
-/** A configuration that cannot be used; the CLI exits with 1. */
-export class ConfigError extends Error {
-  /** Every problem found. */
-  readonly problems: readonly Problem[];
+export { ConfigError };
 
-  /**
-   * Creates the error.
-   *
-   * @param message what is wrong
-   * @param problems positioned problems of a configuration file, when there are any
-   * @param options standard error options (`cause`)
-   */
-  constructor(message: string, problems: readonly Problem[] = [], options?: ErrorOptions) {
-    super(message, options);
-    this.name = "ConfigError";
-    this.problems = problems;
-  }
-}
+const DOMAIN_TYPE_CHOICES: readonly string[] = ["auto", ...DOMAIN_TYPES];
+
+/** Every field with the flag, variable and file key that set it; resolved by lib/config. */
+const CONFIG_SCHEMA = {
+  uri: field("string", "uri", "--connect"),
+  domainType: { ...field("string", "domainType", "--domain-type"), choices: DOMAIN_TYPE_CHOICES },
+  destroyTimeoutSeconds: {
+    ...field("number", "destroyTimeoutSeconds", "--destroy-timeout"),
+    min: 0,
+  },
+  storagePath: field("string", "storagePath", "--storage-path"),
+  imagesPool: field("string", "imagesPool", "--image-pool"),
+  imagesPath: field("string", "imagesPath"),
+  vmsPool: field("string", "vmsPool", "--vm-pool"),
+  vmsPath: field("string", "vmsPath"),
+} as const satisfies ConfigSchema;
 
 /** Where {@link loadConfig} gets its outside inputs; tests replace them. */
 export interface ConfigSources {
@@ -144,37 +151,28 @@ export function userConfigFile(env: (name: string) => string | undefined): strin
  */
 export async function loadConfig(sources: ConfigSources = {}): Promise<FoundryConfig> {
   const env = sources.env ?? ((name: string) => Deno.env.get(name));
-  const readFile = sources.readFile ?? readIfExists;
+  const readFile = sources.readFile ?? readConfigText;
   const flags = sources.flags ?? {};
-  const explicit = flags.config ?? nonEmpty(env(CONFIG_ENV.config));
-  const fileLayers: Layer[] = [];
+  const explicit = flags.config ?? (env(CONFIG_ENV.config) || undefined);
+  const file: Layer = {};
   if (explicit !== undefined) {
     const text = await readFile(explicit);
     if (text === undefined) throw new ConfigError(`Configuration file ${explicit} does not exist`);
-    fileLayers.push(parseConfigFile(text, explicit));
+    Object.assign(file, parseConfigFile(text, explicit));
   } else {
     for (const path of [SYSTEM_CONFIG_FILE, userConfigFile(env)]) {
       if (path === undefined) continue;
       const text = await readFile(path);
-      if (text !== undefined) fileLayers.push(parseConfigFile(text, path));
+      if (text !== undefined) Object.assign(file, parseConfigFile(text, path));
     }
   }
-  const layers: Layer[] = [...fileLayers, envLayer(env), flagLayer(flags)];
-  const pick = <K extends keyof FoundryConfig>(key: K): FoundryConfig[K] | undefined => {
-    let value: FoundryConfig[K] | undefined;
-    for (const layer of layers) if (layer[key] !== undefined) value = layer[key];
-    return value;
-  };
-  const storagePath = pick("storagePath") ?? DEFAULT_CONFIG.storagePath;
+  const { config: _file, ...fieldFlags } = flags;
+  const { values, sources: from } = resolveConfig(CONFIG_SCHEMA, { flags: fieldFlags, env, file });
   return {
-    uri: pick("uri") ?? DEFAULT_CONFIG.uri,
-    domainType: pick("domainType") ?? DEFAULT_CONFIG.domainType,
-    destroyTimeoutSeconds: pick("destroyTimeoutSeconds") ?? DEFAULT_CONFIG.destroyTimeoutSeconds,
-    storagePath,
-    imagesPool: pick("imagesPool") ?? DEFAULT_CONFIG.imagesPool,
-    imagesPath: pick("imagesPath") ?? `${storagePath}/images`,
-    vmsPool: pick("vmsPool") ?? DEFAULT_CONFIG.vmsPool,
-    vmsPath: pick("vmsPath") ?? `${storagePath}/vms`,
+    ...values,
+    domainType: values.domainType as FoundryConfig["domainType"],
+    imagesPath: from.imagesPath === "default" ? `${values.storagePath}/images` : values.imagesPath,
+    vmsPath: from.vmsPath === "default" ? `${values.storagePath}/vms` : values.vmsPath,
   };
 }
 
@@ -196,73 +194,10 @@ export function imageLocationFor(
   return resolveImage(image, vm.spec.bootDisk.imagePool, config.imagesPool);
 }
 
-async function readIfExists(path: string): Promise<string | undefined> {
-  try {
-    return await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw new ConfigError(`Cannot read configuration file ${path}: ${(e as Error).message}`, [], {
-      cause: e,
-    });
-  }
-}
-
-function nonEmpty(s: string | undefined): string | undefined {
-  return s === undefined || s === "" ? undefined : s;
-}
-
-function checkDomainType(value: string, where: string): DomainType | "auto" {
-  if (value === "auto" || (DOMAIN_TYPES as readonly string[]).includes(value)) {
-    return value as DomainType | "auto";
-  }
-  throw new ConfigError(
-    `${where}: must be one of auto, ${DOMAIN_TYPES.join(", ")}, got "${value}"`,
-  );
-}
-
-function checkTimeout(value: number, where: string): number {
-  if (!Number.isFinite(value) || value < 0) {
-    throw new ConfigError(`${where}: must be a number of seconds of 0 or more, got ${value}`);
-  }
-  return value;
-}
-
-function envLayer(env: (name: string) => string | undefined): Layer {
-  const layer: Layer = {};
-  const get = (key: keyof typeof CONFIG_ENV) => nonEmpty(env(CONFIG_ENV[key]));
-  const uri = get("uri");
-  if (uri !== undefined) layer.uri = uri;
-  const domainType = get("domainType");
-  if (domainType !== undefined) {
-    layer.domainType = checkDomainType(domainType, CONFIG_ENV.domainType);
-  }
-  const timeout = get("destroyTimeoutSeconds");
-  if (timeout !== undefined) {
-    layer.destroyTimeoutSeconds = checkTimeout(
-      /^\d+(\.\d+)?$/.test(timeout) ? Number(timeout) : NaN,
-      CONFIG_ENV.destroyTimeoutSeconds,
-    );
-  }
-  for (const key of ["storagePath", "imagesPool", "imagesPath", "vmsPool", "vmsPath"] as const) {
-    const v = get(key);
-    if (v !== undefined) layer[key] = v;
-  }
-  return layer;
-}
-
-function flagLayer(flags: ConfigFlags): Layer {
-  const layer: Layer = {};
-  if (flags.uri !== undefined) layer.uri = flags.uri;
-  if (flags.domainType !== undefined) {
-    layer.domainType = checkDomainType(flags.domainType, "--domain-type");
-  }
-  if (flags.destroyTimeoutSeconds !== undefined) {
-    layer.destroyTimeoutSeconds = checkTimeout(flags.destroyTimeoutSeconds, "--destroy-timeout");
-  }
-  if (flags.storagePath !== undefined) layer.storagePath = flags.storagePath;
-  if (flags.imagesPool !== undefined) layer.imagesPool = flags.imagesPool;
-  if (flags.vmsPool !== undefined) layer.vmsPool = flags.vmsPool;
-  return layer;
+/** A schema field of `key` with its default, its `FOUNDRY_*` variable and its file key. */
+function field<T extends FieldKind, K extends keyof FoundryConfig>(kind: T, key: K, flag?: string) {
+  const spec = { kind, default: DEFAULT_CONFIG[key], env: CONFIG_ENV[key], fileKey: key };
+  return flag === undefined ? spec : { ...spec, flag };
 }
 
 /**
@@ -322,8 +257,8 @@ export function parseConfigFile(text: string, file: string): Partial<FoundryConf
             } else layer.destroyTimeoutSeconds = value;
             return;
           case "domainType":
-            if (value !== "auto" && !(DOMAIN_TYPES as readonly unknown[]).includes(value)) {
-              fail(`must be one of auto, ${DOMAIN_TYPES.join(", ")}`);
+            if (typeof value !== "string" || !DOMAIN_TYPE_CHOICES.includes(value)) {
+              fail(`must be one of ${DOMAIN_TYPE_CHOICES.join(", ")}`);
             } else layer.domainType = value as DomainType | "auto";
             return;
           default: {
@@ -339,7 +274,9 @@ export function parseConfigFile(text: string, file: string): Partial<FoundryConf
     }
   }
   if (problems.length > 0) {
-    throw new ConfigError(problems.map(formatProblem).join("\n"), problems);
+    throw new ConfigError(problems.map(formatProblem).join("\n"), undefined, undefined, {
+      problems,
+    });
   }
   return layer;
 }
