@@ -721,6 +721,21 @@ export class Libvirt {
     });
   }
 
+  // ---- host interfaces ----
+
+  /** Looks a host interface up by name (the interface driver's view of the host). */
+  interfaceLookupByName(name: string): Promise<InterfaceRef> {
+    return this.#remote(P.INTERFACE_LOOKUP_BY_NAME, str(name), readInterface);
+  }
+  /** The host interface's XML; `<interface type='bridge'>` for bridges. */
+  interfaceGetXmlDesc(iface: InterfaceRef, flags = 0): Promise<string> {
+    return this.#remote(P.INTERFACE_GET_XML_DESC, (w) => {
+      writeStr(w, iface.name);
+      writeStr(w, iface.mac);
+      w.writeUint(flags);
+    }, readStr);
+  }
+
   // ---- networks ----
 
   /** Looks a virtual network up by name. */

@@ -95,6 +95,7 @@ export class RpcConnection {
   #closed: Error | null = null;
   #batch: WriteBatch | null = null;
   #writing = false;
+  #batches = 0;
   #lastReceived = performance.now();
   #keepaliveTimer: ReturnType<typeof setInterval> | undefined;
   #readPaused: Promise<void> | null = null;
@@ -116,6 +117,14 @@ export class RpcConnection {
   /** True once the connection has ended, for whatever reason. */
   get closed(): boolean {
     return this.#closed !== null;
+  }
+
+  /**
+   * Number of writes so far. Frames queued in the same tick leave in one write, so calls issued
+   * together count once: the difference over an operation is the round trips it needed.
+   */
+  get writeBatches(): number {
+    return this.#batches;
   }
 
   /** Number of calls waiting for a reply. */
@@ -374,6 +383,7 @@ export class RpcConnection {
       while (this.#batch && !this.#closed) {
         current = this.#batch;
         this.#batch = null;
+        this.#batches++;
         await this.#writeAll(concat(current.frames));
         current.resolve();
         current = null;

@@ -1,0 +1,591 @@
+/**
+ * VM lifecycle on libvirt: create (with full rollback), destroy, start, stop, restart.
+ * Every step goes through the libvirt RPC client; nothing shells out.
+ * @module
+ */
+import {
+  type DomainRef,
+  DomainState,
+  type Libvirt,
+  LibvirtError,
+  MetadataType,
+  ModificationImpact,
+  type StoragePoolRef,
+  type StorageVolRef,
+  UndefineFlags,
+} from "../libvirt/mod.ts";
+import { cidataIsoFromVm } from "./cloudinit.ts";
+import { type FoundryConfig, imageLocationFor, vmPoolFor } from "./config.ts";
+import { buildDomainXml, chooseDomainType, kvmOffered } from "./domain_xml.ts";
+import { parseDomainMetadata } from "./metadata.ts";
+import { ensureDirPool, StorageError } from "./pools.ts";
+import { type HostFacts, type PreflightProblem, preflightProblems } from "./preflight.ts";
+import { statusFromDomainState } from "./status.ts";
+import { buildVolumeXml, BYTES_PER_GB, volumePlan, type VolumeSpec } from "./storage_xml.ts";
+import type { DomainType, VirtualMachine, VirtualMachineStatus } from "./types.ts";
+
+/** A failed VM operation (define, start, stop, undefine): exit code 4 of the design. */
+export class VmOperationError extends Error {
+  /** Exit code of the design for VM operation errors. */
+  readonly exitCode = 4;
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "VmOperationError";
+  }
+}
+
+/** Create's runtime checks failed (name taken, image or bridge missing): exit code 2. */
+export class RuntimeCheckError extends Error {
+  /** Exit code of the design for validation errors. */
+  readonly exitCode = 2;
+  /** Every problem found. */
+  readonly problems: readonly PreflightProblem[];
+  /** Creates the error; the message has one line per problem. */
+  constructor(vmName: string, problems: readonly PreflightProblem[]) {
+    super(problems.map((p) => `VM ${vmName} ${p.path}: ${p.message}`).join("\n"));
+    this.name = "RuntimeCheckError";
+    this.problems = problems;
+  }
+}
+
+/** The steps of `create`, in order. */
+export const CREATE_STEPS = [
+  "validate",
+  "storage",
+  "cloudinit",
+  "define",
+  "autostart",
+  "start",
+] as const;
+/** One step of `create`. */
+export type CreateStep = typeof CREATE_STEPS[number];
+
+/** Options of {@linkcode createVm}. */
+export interface CreateOptions {
+  /** Effective configuration (pools, paths, domain type). */
+  config: FoundryConfig;
+  /** `--pool`: overrides the spec's and the configured VM pool. */
+  pool?: string;
+  /** Reports each finished step with a short detail, for progress lines. */
+  onStep?: (step: CreateStep, detail: string, ms: number) => void;
+  /**
+   * Called before each step; throwing aborts the create and rolls back. Tests use it to inject a
+   * failure at every step; the CLI uses `signal` instead.
+   */
+  beforeStep?: (step: CreateStep) => void | Promise<void>;
+  /** Aborts between steps (Ctrl-C); everything made so far is removed. */
+  signal?: AbortSignal;
+  /** Do not start the domain (define only). */
+  noStart?: boolean;
+}
+
+/** What `create` made. */
+export interface CreateResult {
+  /** The VM as stored. */
+  vm: VirtualMachine;
+  /** The defined domain. */
+  domain: DomainRef;
+  /** Domain type used (`kvm` or `qemu`). */
+  domainType: DomainType;
+  /** Volumes created, in pool order. */
+  volumes: StorageVolRef[];
+  /** Milliseconds per step. */
+  timings: Partial<Record<CreateStep, number>>;
+}
+
+/** Namespace of the status record foundry keeps beside the spec in the domain's metadata. */
+export const STATUS_NAMESPACE = "https://foundry.cofront.xyz/v1alpha1/status";
+const STATUS_PREFIX = "foundrystatus";
+
+/**
+ * Collects what create's runtime checks need from the daemon: domain names, host bridges (interface
+ * driver and virtual networks), foundry VMs (for address clashes) and the image pool's volumes.
+ */
+export async function hostFacts(
+  lv: Libvirt,
+  vm: VirtualMachine,
+  config: FoundryConfig,
+): Promise<HostFacts> {
+  const [domains, bridges] = await Promise.all([lv.listAllDomains(), hostBridges(lv)]);
+  const xmls = await Promise.all(domains.map((d) => lv.domainGetXmlDesc(d).catch(() => "")));
+  const foundryVms: VirtualMachine[] = [];
+  for (const x of xmls) {
+    try {
+      const other = x ? parseDomainMetadata(x) : undefined;
+      if (other) foundryVms.push(other);
+    } catch { /* a foundry VM with unreadable metadata cannot clash by address */ }
+  }
+  const loc = imageLocationFor(vm, config);
+  let imageVolumes: string[] | undefined;
+  let imageFileExists: boolean | undefined;
+  if (loc?.kind === "volume") {
+    try {
+      const pool = await lv.storagePoolLookupByName(loc.pool);
+      imageVolumes = (await lv.storagePoolListAllVolumes(pool)).map((v) => v.name);
+    } catch (e) {
+      if (!(e instanceof LibvirtError && e.isNoStoragePool())) throw e;
+    }
+  } else if (loc?.kind === "path") {
+    imageFileExists = await lv.storageVolLookupByPath(loc.path).then(() => true, () => false);
+  }
+  const facts: HostFacts = {
+    domains: domains.map((d) => d.name),
+    bridges,
+    foundryVms,
+    imageVolumes,
+    imagesPool: config.imagesPool,
+  };
+  if (imageFileExists !== undefined) facts.imageFileExists = imageFileExists;
+  return facts;
+}
+
+/** Names of the host's bridges: interfaces of type bridge, and virtual networks' bridges. */
+export async function hostBridges(lv: Libvirt): Promise<string[]> {
+  const out = new Set<string>();
+  try {
+    const ifaces = await lv.listAllInterfaces();
+    const xmls = await Promise.all(ifaces.map((i) => lv.interfaceGetXmlDesc(i).catch(() => "")));
+    ifaces.forEach((i, k) => {
+      if (/^<interface[^>]*type=['"]bridge['"]/.test(xmls[k] ?? "")) out.add(i.name);
+    });
+  } catch (e) {
+    if (!(e instanceof LibvirtError && e.isNoSupport())) throw e;
+  }
+  for (const n of await lv.listAllNetworks()) {
+    const m = /<bridge\s[^>]*name=['"]([^'"]+)['"]/.exec(await lv.networkGetXmlDesc(n));
+    if (m?.[1]) out.add(m[1]);
+  }
+  return [...out].sort();
+}
+
+/**
+ * Creates `vm`: runtime checks, pool, boot overlay and data disks, the cidata ISO uploaded through a
+ * volume stream, the domain (spec in its metadata), autostart, start. On any failure or abort
+ * everything this call made is removed, and nothing it did not make is touched: two concurrent
+ * creates of one name leave the winner's VM intact.
+ *
+ * @throws {RuntimeCheckError} runtime checks failed (name taken, image or bridge missing)
+ * @throws {StorageError} a pool or volume could not be made
+ * @throws {VmOperationError} define, autostart or start failed
+ */
+export async function createVm(
+  lv: Libvirt,
+  vm: VirtualMachine,
+  opts: CreateOptions,
+): Promise<CreateResult> {
+  const undo: (() => Promise<void>)[] = [];
+  const timings: Partial<Record<CreateStep, number>> = {};
+  const volumes: StorageVolRef[] = [];
+  const name = vm.metadata.name;
+  let t = performance.now();
+  const step = async (s: CreateStep) => {
+    opts.signal?.throwIfAborted();
+    await opts.beforeStep?.(s);
+    t = performance.now();
+  };
+  const done = (s: CreateStep, detail: string) => {
+    const ms = performance.now() - t;
+    timings[s] = ms;
+    opts.onStep?.(s, detail, ms);
+  };
+  try {
+    await step("validate");
+    const facts = await hostFacts(lv, vm, opts.config);
+    const problems = preflightProblems(vm, facts);
+    if (problems.length) {
+      throw new RuntimeCheckError(name, problems);
+    }
+    const capabilities = await lv.getCapabilities();
+    const domainType = chooseDomainType(vm, opts.config.domainType, kvmOffered(capabilities));
+    done("validate", `runtime checks passed (domain type ${domainType})`);
+
+    await step("storage");
+    const poolName = vmPoolFor(vm, opts.config, opts.pool);
+    const pool = poolName === opts.config.vmsPool
+      ? await ensureDirPool(lv, poolName, opts.config.vmsPath)
+      : await lv.storagePoolLookupByName(poolName).catch((e) => {
+        throw new StorageError(`Storage pool ${poolName} does not exist: ${(e as Error).message}`, {
+          cause: e,
+        });
+      });
+    const iso = cidataIsoFromVm(vm);
+    const plan = volumePlan(vm, poolName, iso.length);
+    const backing = await backingStoreOf(lv, vm, opts.config);
+    for (const spec of plan.filter((v) => v.role !== "cloudinit")) {
+      volumes.push(await createVolume(lv, pool, spec, spec.overlay ? backing : undefined, undo));
+    }
+    const gb = (vm.spec.dataDisks ?? []).reduce((n, d) => n + d.sizeGB, 0);
+    done(
+      "storage",
+      `${vm.spec.bootDisk.sizeGB} GB boot${gb ? ` + ${gb} GB data` : ""} in pool ${poolName}`,
+    );
+
+    await step("cloudinit");
+    const isoSpec = plan.find((v) => v.role === "cloudinit")!;
+    const isoVol = await createVolume(lv, pool, isoSpec, undefined, undo);
+    volumes.push(isoVol);
+    try {
+      await lv.storageVolUpload(isoVol, once(iso), { length: iso.length });
+    } catch (e) {
+      throw new StorageError(`Cannot upload the cloud-init ISO: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+    done("cloudinit", `cidata ISO of ${iso.length} bytes uploaded`);
+
+    await step("define");
+    const uuid = crypto.randomUUID();
+    const xml = buildDomainXml(vm, { domainType, pool: poolName, uuid });
+    let domain: DomainRef;
+    try {
+      // A fresh UUID makes libvirt refuse (not overwrite) a domain of the same name defined by a
+      // concurrent create after our checks.
+      domain = await lv.domainDefineXml(xml);
+    } catch (e) {
+      throw new VmOperationError(`Cannot define domain ${name}: ${(e as Error).message}`, {
+        cause: e,
+      });
+    }
+    undo.push(() =>
+      lv.domainUndefine(
+        domain,
+        UndefineFlags.NVRAM | UndefineFlags.MANAGED_SAVE | UndefineFlags.SNAPSHOTS_METADATA,
+      )
+    );
+    done("define", `domain ${name} defined (${domainType}, q35, UEFI)`);
+
+    await step("autostart");
+    const autostart = vm.spec.autostart ?? true;
+    await lv.domainSetAutostart(domain, autostart).catch((e) => {
+      throw new VmOperationError(`Cannot set autostart: ${(e as Error).message}`, { cause: e });
+    });
+    done("autostart", autostart ? "autostart on" : "autostart off");
+
+    await step("start");
+    if (!opts.noStart) {
+      try {
+        domain = await lv.domainCreate(domain);
+      } catch (e) {
+        throw new VmOperationError(`Cannot start domain ${name}: ${(e as Error).message}`, {
+          cause: e,
+        });
+      }
+      undo.push(async () => {
+        await lv.domainDestroy(domain).catch(() => {});
+      });
+    }
+    await writeStatus(lv, domain, vm, opts.noStart ? DomainState.SHUTOFF : DomainState.RUNNING);
+    done("start", opts.noStart ? "not started (--no-start)" : "VM started");
+    return { vm, domain, domainType, volumes, timings };
+  } catch (err) {
+    const leftovers = await rollback(undo);
+    if (leftovers.length && err instanceof Error) {
+      err.message += `; cleanup also failed: ${leftovers.join("; ")}`;
+    }
+    throw err;
+  }
+}
+
+async function rollback(undo: (() => Promise<void>)[]): Promise<string[]> {
+  const failures: string[] = [];
+  for (const fn of undo.reverse()) {
+    try {
+      await fn();
+    } catch (e) {
+      failures.push((e as Error).message);
+    }
+  }
+  return failures;
+}
+
+async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield bytes;
+}
+
+async function createVolume(
+  lv: Libvirt,
+  pool: StoragePoolRef,
+  spec: VolumeSpec,
+  backing: { path: string; format: "qcow2" | "raw" } | undefined,
+  undo: (() => Promise<void>)[],
+): Promise<StorageVolRef> {
+  let vol: StorageVolRef;
+  try {
+    vol = await lv.storageVolCreateXml(pool, buildVolumeXml(spec, backing));
+  } catch (e) {
+    const exists = e instanceof LibvirtError && e.isStorageVolExists();
+    throw new StorageError(
+      exists
+        ? `Volume ${spec.name} already exists in pool ${spec.pool} (another VM or a create in progress)`
+        : `Cannot create volume ${spec.name} in pool ${spec.pool}: ${(e as Error).message}`,
+      { cause: e },
+    );
+  }
+  undo.push(() => lv.storageVolDelete(vol));
+  return vol;
+}
+
+async function backingStoreOf(
+  lv: Libvirt,
+  vm: VirtualMachine,
+  config: FoundryConfig,
+): Promise<{ path: string; format: "qcow2" | "raw" } | undefined> {
+  const loc = imageLocationFor(vm, config);
+  if (!loc || vm.spec.bootDisk.empty === true) return undefined;
+  try {
+    const vol = loc.kind === "volume"
+      ? await lv.storageVolLookupByName(await lv.storagePoolLookupByName(loc.pool), loc.volume)
+      : await lv.storageVolLookupByPath(loc.path);
+    const xml = await lv.storageVolGetXmlDesc(vol);
+    const format = /<format\s+type=['"](qcow2|raw)['"]/.exec(xml)?.[1] as
+      | "qcow2"
+      | "raw"
+      | undefined;
+    if (!format) throw new Error("the image is neither qcow2 nor raw");
+    const info = await lv.storageVolGetInfo(vol);
+    if (info.capacity > vm.spec.bootDisk.sizeGB * BYTES_PER_GB) {
+      throw new Error(
+        `the image's virtual size (${info.capacity} bytes) exceeds bootDisk.sizeGB ${vm.spec.bootDisk.sizeGB}`,
+      );
+    }
+    return { path: await lv.storageVolGetPath(vol), format };
+  } catch (e) {
+    throw new StorageError(`Base image ${vm.spec.bootDisk.image}: ${(e as Error).message}`, {
+      cause: e,
+    });
+  }
+}
+
+/** Records the VM's status in its metadata (own namespace), so `get` keeps transition times. */
+async function writeStatus(
+  lv: Libvirt,
+  domain: DomainRef,
+  vm: VirtualMachine,
+  state: number,
+  previous?: VirtualMachineStatus,
+): Promise<VirtualMachineStatus> {
+  const status = statusFromDomainState(state, vm.metadata.generation ?? 1, new Date(), previous);
+  const text = JSON.stringify(status).replaceAll("&", "&amp;").replaceAll("<", "&lt;");
+  const flags = ModificationImpact.CONFIG |
+    (state === DomainState.RUNNING ? ModificationImpact.LIVE : 0);
+  await lv.domainSetMetadata(
+    domain,
+    MetadataType.ELEMENT,
+    `<status>${text}</status>`,
+    STATUS_PREFIX,
+    STATUS_NAMESPACE,
+    flags,
+  );
+  return status;
+}
+
+/** Reads the status record foundry last wrote, if any. */
+export async function readStoredStatus(
+  lv: Libvirt,
+  domain: DomainRef,
+): Promise<VirtualMachineStatus | undefined> {
+  try {
+    const xml = await lv.domainGetMetadata(domain, MetadataType.ELEMENT, STATUS_NAMESPACE);
+    const m = /<status[^>]*>([\s\S]*)<\/status>/.exec(xml);
+    if (!m?.[1]) return undefined;
+    const json = m[1].replaceAll("&lt;", "<").replaceAll("&gt;", ">").replaceAll("&amp;", "&");
+    return JSON.parse(json) as VirtualMachineStatus;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Looks a VM up by name; a missing VM is a {@linkcode VmOperationError} that says so. */
+export async function lookupVm(
+  lv: Libvirt,
+  name: string,
+): Promise<{ domain: DomainRef; xml: string; vm: VirtualMachine | undefined }> {
+  let domain: DomainRef;
+  try {
+    domain = await lv.domainLookupByName(name);
+  } catch (e) {
+    if (e instanceof LibvirtError && e.isNoDomain()) {
+      throw new VmOperationError(`VM ${name} does not exist`, { cause: e });
+    }
+    throw e;
+  }
+  const xml = await lv.domainGetXmlDesc(domain);
+  return { domain, xml, vm: parseDomainMetadata(xml) };
+}
+
+/**
+ * Waits until `domain` reaches one of `states`, driven by lifecycle events (no polling), up to
+ * `timeoutMs`. Returns whether it got there.
+ */
+export async function waitForState(
+  lv: Libvirt,
+  domain: DomainRef,
+  states: readonly number[],
+  timeoutMs: number,
+): Promise<boolean> {
+  let wake: (() => void) | null = null;
+  const sub = await lv.onDomainLifecycle(domain, () => wake?.());
+  const deadline = performance.now() + timeoutMs;
+  try {
+    while (true) {
+      // Checked after subscribing, so an event between check and wait is never missed.
+      if (states.includes((await lv.domainGetState(domain)).state)) return true;
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      wake = null;
+    }
+  } finally {
+    await sub.close().catch(() => {});
+  }
+}
+
+/** Options of {@linkcode destroyVm}. */
+export interface DestroyOptions {
+  /** Seconds to wait for a graceful shutdown before forcing the VM off (design: 5). */
+  timeoutSeconds: number;
+  /** Also destroy a domain foundry did not create (its disks are then left alone). */
+  force?: boolean;
+  /** Progress lines. */
+  onStep?: (step: "stopped" | "undefined" | "storage", detail: string) => void;
+}
+
+/**
+ * Destroys a foundry VM: graceful shutdown, forced off after the timeout, undefine with NVRAM,
+ * delete every volume of its disks. Nothing of the VM remains.
+ */
+export async function destroyVm(lv: Libvirt, name: string, opts: DestroyOptions): Promise<{
+  graceful: boolean;
+  volumesDeleted: string[];
+}> {
+  const { domain, xml, vm } = await lookupVm(lv, name);
+  if (!vm && !opts.force) {
+    throw new VmOperationError(
+      `VM ${name} was not created by foundry (no foundry metadata); use --force to remove the domain anyway`,
+    );
+  }
+  let graceful = true;
+  const state = (await lv.domainGetState(domain)).state;
+  if (state !== DomainState.SHUTOFF) {
+    try {
+      await lv.domainShutdown(domain);
+    } catch { /* a paused or crashed guest cannot shut down: forced below */ }
+    const off = await waitForState(lv, domain, [DomainState.SHUTOFF], opts.timeoutSeconds * 1000);
+    if (!off) {
+      graceful = false;
+      try {
+        await lv.domainDestroy(domain);
+      } catch (e) {
+        if ((await lv.domainGetState(domain)).state !== DomainState.SHUTOFF) {
+          throw new VmOperationError(`Cannot stop VM ${name}: ${(e as Error).message}`, {
+            cause: e,
+          });
+        }
+      }
+    }
+    opts.onStep?.(
+      "stopped",
+      graceful ? "VM shut down" : `VM forced off after ${opts.timeoutSeconds} s`,
+    );
+  }
+  const disks = vm ? domainVolumes(xml) : [];
+  try {
+    await lv.domainUndefine(
+      domain,
+      UndefineFlags.NVRAM | UndefineFlags.MANAGED_SAVE | UndefineFlags.SNAPSHOTS_METADATA,
+    );
+  } catch (e) {
+    throw new VmOperationError(`Cannot undefine VM ${name}: ${(e as Error).message}`, { cause: e });
+  }
+  opts.onStep?.("undefined", "domain undefined, NVRAM removed");
+  const deleted: string[] = [];
+  const failed: string[] = [];
+  for (const d of disks) {
+    try {
+      const pool = await lv.storagePoolLookupByName(d.pool);
+      await lv.storageVolDelete(await lv.storageVolLookupByName(pool, d.volume));
+      deleted.push(`${d.pool}/${d.volume}`);
+    } catch (e) {
+      if (e instanceof LibvirtError && (e.isNoStorageVol() || e.isNoStoragePool())) continue;
+      failed.push(`${d.pool}/${d.volume}: ${(e as Error).message}`);
+    }
+  }
+  if (failed.length) {
+    throw new StorageError(`Could not delete volumes of ${name}: ${failed.join("; ")}`);
+  }
+  opts.onStep?.("storage", `${deleted.length} volumes deleted`);
+  return { graceful, volumesDeleted: deleted };
+}
+
+/** The pool volumes a domain's disks use (`<source pool= volume=>`), in XML order. */
+export function domainVolumes(domainXml: string): { pool: string; volume: string }[] {
+  const out: { pool: string; volume: string }[] = [];
+  for (const m of domainXml.matchAll(/<source\s+([^>]*)\/?>/g)) {
+    const attrs = m[1] ?? "";
+    const pool = /\bpool=['"]([^'"]+)['"]/.exec(attrs)?.[1];
+    const volume = /\bvolume=['"]([^'"]+)['"]/.exec(attrs)?.[1];
+    if (pool && volume) out.push({ pool: unescapeXml(pool), volume: unescapeXml(volume) });
+  }
+  return out;
+}
+
+function unescapeXml(s: string): string {
+  return s.replaceAll("&apos;", "'").replaceAll("&quot;", '"').replaceAll("&lt;", "<")
+    .replaceAll("&gt;", ">").replaceAll("&amp;", "&");
+}
+
+/** Starts a stopped VM. */
+export async function startVm(lv: Libvirt, name: string): Promise<void> {
+  const { domain, vm } = await lookupVm(lv, name);
+  if ((await lv.domainGetState(domain)).state === DomainState.RUNNING) return;
+  const previous = await readStoredStatus(lv, domain);
+  try {
+    await lv.domainCreate(domain);
+  } catch (e) {
+    throw new VmOperationError(`Cannot start VM ${name}: ${(e as Error).message}`, { cause: e });
+  }
+  if (vm) await writeStatus(lv, domain, vm, DomainState.RUNNING, previous);
+}
+
+/** Stops a VM: graceful shutdown, forced off after `timeoutSeconds` (or at once with `force`). */
+export async function stopVm(
+  lv: Libvirt,
+  name: string,
+  opts: { timeoutSeconds: number; force?: boolean },
+): Promise<{ graceful: boolean }> {
+  const { domain, vm } = await lookupVm(lv, name);
+  if ((await lv.domainGetState(domain)).state === DomainState.SHUTOFF) return { graceful: true };
+  const previous = await readStoredStatus(lv, domain);
+  let graceful = !opts.force;
+  if (!opts.force) {
+    await lv.domainShutdown(domain).catch(() => {});
+    graceful = await waitForState(lv, domain, [DomainState.SHUTOFF], opts.timeoutSeconds * 1000);
+  }
+  if (!graceful) {
+    await lv.domainDestroy(domain).catch(async (e) => {
+      if ((await lv.domainGetState(domain)).state !== DomainState.SHUTOFF) {
+        throw new VmOperationError(`Cannot stop VM ${name}: ${(e as Error).message}`, { cause: e });
+      }
+    });
+  }
+  if (vm) await writeStatus(lv, domain, vm, DomainState.SHUTOFF, previous);
+  return { graceful };
+}
+
+/** Restarts a VM (stop as {@linkcode stopVm}, then start). */
+export async function restartVm(
+  lv: Libvirt,
+  name: string,
+  opts: { timeoutSeconds: number; force?: boolean },
+): Promise<{ graceful: boolean }> {
+  const r = await stopVm(lv, name, opts);
+  await startVm(lv, name);
+  return r;
+}
