@@ -2,7 +2,8 @@
  * A builder for `#cloud-config` user data: packages, write_files, runcmd, a login user and extra keys.
  *
  * Shared by virtwork (KubeVirt cloudInitNoCloud) and foundry (NoCloud ISO), so it knows nothing of
- * either backend: it takes plain options and returns the document as a string.
+ * either backend: it takes plain options and returns the document as a string. The text is YAML
+ * 1.1-safe (strings such as `on` or `12:30` are quoted), since cloud-init reads it with PyYAML.
  *
  * @example
  * ```ts
@@ -47,9 +48,16 @@ export interface CloudConfigOptions {
   sshUser?: string;
   /** Plain-text password for `sshUser`; enables password SSH login. */
   sshPassword?: string;
+  /** Password of `sshUser` as a crypt(3) hash, set with `chpasswd`; enables password SSH login. */
+  passwordHash?: string;
   /** Public keys authorised for `sshUser`. */
   sshAuthorizedKeys?: readonly string[];
+  /** `ssh_pwauth`, when given; otherwise true with a password and left out without one. */
+  sshPwauth?: boolean;
 }
+
+/** Options for `stringify` of the `yaml` package that PyYAML (YAML 1.1) reads as intended. */
+export const CLOUD_INIT_YAML = { version: "1.1", lineWidth: 0 } as const;
 
 /** Top-level keys the builder writes itself, which `extra` may not override. */
 export const MANAGED_KEYS: readonly string[] = [
@@ -58,12 +66,15 @@ export const MANAGED_KEYS: readonly string[] = [
   "runcmd",
   "users",
   "ssh_pwauth",
+  "chpasswd",
+  "disable_root",
 ];
 
 /** True when the options put a password or an SSH key into the document (it must be kept secret). */
 export function carriesCredentials(opts: CloudConfigOptions): boolean {
   return Boolean(opts.sshUser) &&
-    (Boolean(opts.sshPassword) || (opts.sshAuthorizedKeys?.length ?? 0) > 0);
+    (Boolean(opts.sshPassword) || Boolean(opts.passwordHash) ||
+      (opts.sshAuthorizedKeys?.length ?? 0) > 0);
 }
 
 /**
@@ -71,7 +82,11 @@ export function carriesCredentials(opts: CloudConfigOptions): boolean {
  *
  * A `users` block is written only when `sshUser` is set: the user gets passwordless sudo and bash,
  * `lock_passwd: true` without a password, `lock_passwd: false` and `plain_text_passwd` with one, and
- * `ssh_authorized_keys` when keys are given. `ssh_pwauth: true` is set only when there is a password.
+ * `ssh_authorized_keys` when keys are given. `root` exists in every image, so its entry carries only
+ * its keys, its password goes through `chpasswd` and `disable_root: false` keeps cloud-init from
+ * prefixing its keys with a "log in as the default user" command. A `passwordHash` is set with
+ * `chpasswd.users` (type `hash`, understood since cloud-init 22.3). `ssh_pwauth` is `sshPwauth` when
+ * given, else true only when there is a password.
  *
  * @throws {TypeError} when `extra` tries to replace a managed key or an entry is malformed
  */
@@ -92,19 +107,7 @@ export function buildCloudConfig(opts: CloudConfigOptions = {}): string {
   if (opts.runcmd && opts.runcmd.length > 0) {
     doc.runcmd = opts.runcmd.map((c) => (typeof c === "string" ? c : [...c]));
   }
-  if (opts.sshUser) {
-    const user: Record<string, unknown> = {
-      name: opts.sshUser,
-      sudo: "ALL=(ALL) NOPASSWD:ALL",
-      shell: "/bin/bash",
-      lock_passwd: !opts.sshPassword,
-    };
-    if (opts.sshPassword) user.plain_text_passwd = opts.sshPassword;
-    const keys = (opts.sshAuthorizedKeys ?? []).filter((k) => k.trim() !== "");
-    if (keys.length > 0) user.ssh_authorized_keys = keys;
-    doc.users = [user];
-    if (opts.sshPassword) doc.ssh_pwauth = true;
-  }
+  if (opts.sshUser) Object.assign(doc, usersBlock(opts.sshUser, opts));
   for (const [key, value] of Object.entries(opts.extra ?? {})) {
     if (MANAGED_KEYS.includes(key)) {
       throw new TypeError(`extra key "${key}" is managed by the builder, use its own option`);
@@ -113,6 +116,33 @@ export function buildCloudConfig(opts: CloudConfigOptions = {}): string {
     doc[key] = value;
   }
   // An empty document is still written as a mapping: cloud-init rejects a bare header.
-  const body = Object.keys(doc).length === 0 ? "{}\n" : stringify(doc, { lineWidth: 0 });
+  const body = Object.keys(doc).length === 0 ? "{}\n" : stringify(doc, CLOUD_INIT_YAML);
   return `${CLOUD_CONFIG_HEADER}\n${body}`;
+}
+
+/** The `users`, `chpasswd`, `ssh_pwauth` and `disable_root` keys of `name`; see buildCloudConfig. */
+function usersBlock(name: string, opts: CloudConfigOptions): Record<string, unknown> {
+  const root = name === "root";
+  const hasPassword = Boolean(opts.sshPassword) || Boolean(opts.passwordHash);
+  const block: Record<string, unknown> = {};
+  const user: Record<string, unknown> = { name };
+  if (root) {
+    block.disable_root = false;
+  } else {
+    Object.assign(user, { sudo: "ALL=(ALL) NOPASSWD:ALL", shell: "/bin/bash" });
+    user.lock_passwd = !hasPassword;
+    if (opts.sshPassword) user.plain_text_passwd = opts.sshPassword;
+  }
+  const keys = (opts.sshAuthorizedKeys ?? []).filter((k) => k.trim() !== "");
+  if (keys.length > 0) user.ssh_authorized_keys = keys;
+  block.users = [user];
+  const chpasswd = opts.passwordHash
+    ? { name, password: opts.passwordHash, type: "hash" }
+    : root && opts.sshPassword
+    ? { name, password: opts.sshPassword, type: "text" }
+    : undefined;
+  if (chpasswd) block.chpasswd = { users: [chpasswd], expire: false };
+  const pwauth = opts.sshPwauth ?? (hasPassword ? true : undefined);
+  if (pwauth !== undefined) block.ssh_pwauth = pwauth;
+  return block;
 }

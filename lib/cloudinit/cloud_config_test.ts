@@ -98,12 +98,48 @@ Deno.test("users block: absent when sshUser is empty, even with a password", () 
   assert.equal(doc.ssh_pwauth, undefined);
 });
 
+const HASH =
+  "$6$saltsalt$0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ./0123456789abcdef";
+
+Deno.test("users block: a password hash goes through chpasswd and unlocks the user", () => {
+  const doc = parsed({ sshUser: "u", passwordHash: HASH });
+  assert.deepEqual(doc.chpasswd, {
+    users: [{ name: "u", password: HASH, type: "hash" }],
+    expire: false,
+  });
+  assert.equal(firstUser({ sshUser: "u", passwordHash: HASH }).lock_passwd, false);
+  assert.equal(doc.ssh_pwauth, true);
+  assert.equal(parsed({ sshUser: "u", passwordHash: HASH, sshPwauth: false }).ssh_pwauth, false);
+});
+
+Deno.test("users block: root keeps its account, gets its keys and disable_root: false", () => {
+  assert.deepEqual(parsed({ sshUser: "root", sshAuthorizedKeys: ["ssh-ed25519 K"] }), {
+    disable_root: false,
+    users: [{ name: "root", ssh_authorized_keys: ["ssh-ed25519 K"] }],
+  });
+  assert.deepEqual(parsed({ sshUser: "root", sshPassword: "p", sshPwauth: false }), {
+    disable_root: false,
+    users: [{ name: "root" }],
+    chpasswd: { users: [{ name: "root", password: "p", type: "text" }], expire: false },
+    ssh_pwauth: false,
+  });
+  assert.throws(() => buildCloudConfig({ extra: { chpasswd: {} } }), TypeError);
+});
+
+Deno.test("buildCloudConfig() quotes strings that PyYAML (YAML 1.1) would read as something else", () => {
+  const text = buildCloudConfig({ sshUser: "u", sshPassword: "on", extra: { hostname: "12:30" } });
+  const doc = parse(text, { version: "1.1" }) as Record<string, unknown>;
+  assert.equal((doc.users as Record<string, unknown>[])[0]!.plain_text_passwd, "on");
+  assert.equal(doc.hostname, "12:30");
+});
+
 Deno.test("carriesCredentials() is true only for a user with a password or keys", () => {
   assert.equal(carriesCredentials({}), false);
   assert.equal(carriesCredentials({ sshUser: "u" }), false);
   assert.equal(carriesCredentials({ sshPassword: "p" }), false);
   assert.equal(carriesCredentials({ sshUser: "u", sshPassword: "p" }), true);
   assert.equal(carriesCredentials({ sshUser: "u", sshAuthorizedKeys: ["k"] }), true);
+  assert.equal(carriesCredentials({ sshUser: "root", passwordHash: HASH }), true);
 });
 
 Deno.test({
@@ -127,6 +163,9 @@ Deno.test({
       { ...base, sshUser: "virtwork", sshPassword: "pw" },
       { ...base, sshUser: "virtwork", sshAuthorizedKeys: ["ssh-ed25519 AAAA k"] },
       { ...base, sshUser: "virtwork", sshPassword: "pw", sshAuthorizedKeys: ["ssh-rsa AAAA k"] },
+      { ...base, sshUser: "virtwork", passwordHash: HASH, sshPwauth: false },
+      { sshUser: "root", sshAuthorizedKeys: ["ssh-ed25519 AAAA k"], passwordHash: HASH },
+      { sshUser: "root", sshPassword: "pw", sshPwauth: false },
     ];
     for (const v of variants) await assertCloudInitSchema(buildCloudConfig(v));
   },

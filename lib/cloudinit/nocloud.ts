@@ -22,6 +22,7 @@
  */
 
 import { Scalar, stringify } from "npm:yaml@^2.9.1";
+import { buildCloudConfig, CLOUD_INIT_YAML, type CloudConfigOptions } from "./cloud_config.ts";
 
 /** One guest network interface with static addresses. */
 export interface NoCloudInterface {
@@ -63,40 +64,30 @@ export interface NoCloudFiles {
   "network-config": string;
 }
 
-const YAML_OPTIONS = { version: "1.1", lineWidth: 0 } as const;
-
 /**
  * The `user-data` cloud-config: hostname and FQDN, root with its SSH keys, the root password hash and
- * whether sshd allows password logins.
- *
- * The password is set with `chpasswd.users` (type `hash`), which cloud-init has understood since 22.3; the
- * older `chpasswd.list` is deprecated there. `disable_root: false` keeps cloud-init from prefixing root's
- * keys with a "log in as the default user" command.
+ * whether sshd allows password logins; written by {@linkcode buildCloudConfig} for user `root`.
  */
 export function userData(config: NoCloudConfig): string {
-  const doc: Record<string, unknown> = { hostname: config.hostname };
-  if (config.fqdn !== undefined) doc.fqdn = config.fqdn;
-  doc.disable_root = false;
-  const root: Record<string, unknown> = { name: "root" };
-  if (config.rootSshAuthorizedKeys !== undefined && config.rootSshAuthorizedKeys.length > 0) {
-    root.ssh_authorized_keys = [...config.rootSshAuthorizedKeys];
+  const extra: Record<string, unknown> = { hostname: config.hostname };
+  if (config.fqdn !== undefined) extra.fqdn = config.fqdn;
+  const options: CloudConfigOptions = {
+    sshUser: "root",
+    sshPwauth: config.sshPwauth ?? false,
+    extra,
+  };
+  if (config.rootSshAuthorizedKeys !== undefined) {
+    options.sshAuthorizedKeys = config.rootSshAuthorizedKeys;
   }
-  doc.users = [root];
-  if (config.rootPasswordHash !== undefined) {
-    doc.chpasswd = {
-      users: [{ name: "root", password: config.rootPasswordHash, type: "hash" }],
-      expire: false,
-    };
-  }
-  doc.ssh_pwauth = config.sshPwauth ?? false;
-  return `#cloud-config\n${stringify(doc, YAML_OPTIONS)}`;
+  if (config.rootPasswordHash !== undefined) options.passwordHash = config.rootPasswordHash;
+  return buildCloudConfig(options);
 }
 
 /** The `meta-data` document: instance ID and local hostname. */
 export function metaData(config: NoCloudConfig): string {
   return stringify(
     { "instance-id": config.instanceId, "local-hostname": config.hostname },
-    YAML_OPTIONS,
+    CLOUD_INIT_YAML,
   );
 }
 
@@ -120,7 +111,7 @@ export function networkConfig(config: NoCloudConfig): string {
     }
     ethernets[`eth${i}`] = eth;
   });
-  return stringify({ version: 2, ethernets }, YAML_OPTIONS);
+  return stringify({ version: 2, ethernets }, CLOUD_INIT_YAML);
 }
 
 /** All three documents of the seed. */
