@@ -12,6 +12,11 @@
 import { Command } from "npm:commander@^15.1.0";
 import denoConfig from "../deno.json" with { type: "json" };
 import { type Io, processIo, runProgram } from "./_program.ts";
+import { createCommand } from "./foundry/create.ts";
+import { destroyCommand } from "./foundry/destroy.ts";
+import { getCommand, vmCommand } from "./foundry/get.ts";
+import { listCommand } from "./foundry/list.ts";
+import { restartCommand, startCommand, stopCommand } from "./foundry/power.ts";
 import { versionCommand } from "./foundry/version.ts";
 
 /** Builds foundry's command tree; `io` receives everything the commands print. */
@@ -23,9 +28,39 @@ export function foundryProgram(io: Io = processIo): Command {
       "-c, --connect <uri>",
       "libvirt URI (env FOUNDRY_URI, LIBVIRT_DEFAULT_URI; default qemu:///system)",
     )
+    .option(
+      "--config <file>",
+      "configuration file (env FOUNDRY_CONFIG; default ~/.config/foundry/config.yaml, /etc/foundry/config.yaml)",
+    )
+    .option("--domain-type <type>", "kvm, qemu or auto (env FOUNDRY_DOMAIN_TYPE; default auto)")
+    .option(
+      "--destroy-timeout <seconds>",
+      "graceful shutdown wait of destroy/stop (env FOUNDRY_DESTROY_TIMEOUT; default 5)",
+    )
+    .option("--storage-path <dir>", "base directory of foundry's pools (env FOUNDRY_STORAGE_PATH)")
+    .option(
+      "--image-pool <name>",
+      "pool of base images (env FOUNDRY_IMAGE_POOL; default foundry-images)",
+    )
+    .option(
+      "--vm-pool <name>",
+      "default pool of VM disks (env FOUNDRY_VM_POOL; default foundry-vms)",
+    )
     .option("-v, --verbose", "show stack traces and debug output")
     .showHelpAfterError();
-  program.addCommand(versionCommand(io));
+  for (
+    const make of [
+      createCommand,
+      destroyCommand,
+      listCommand,
+      getCommand,
+      vmCommand,
+      startCommand,
+      stopCommand,
+      restartCommand,
+      versionCommand,
+    ]
+  ) program.addCommand(make(io));
   return program;
 }
 

@@ -1,0 +1,84 @@
+import type { Command } from "npm:commander@^15.1.0";
+import { Libvirt } from "../../lib/libvirt/mod.ts";
+import { type ConfigFlags, type FoundryConfig, loadConfig } from "../../lib/foundry/config.ts";
+import { paint, useColor } from "../../lib/output/mod.ts";
+import { type Io, processIo } from "../_program.ts";
+
+/** foundry's global options, as commander parses them. */
+export interface GlobalOptions {
+  connect?: string;
+  config?: string;
+  domainType?: string;
+  destroyTimeout?: string;
+  storagePath?: string;
+  imagePool?: string;
+  vmPool?: string;
+  verbose?: boolean;
+}
+
+/** The root command's options, seen from any subcommand. */
+export function globals(cmd: Command): GlobalOptions {
+  let root: Command = cmd;
+  while (root.parent) root = root.parent;
+  return root.opts<GlobalOptions>();
+}
+
+/** The effective configuration: flags > FOUNDRY_* environment > config file > defaults. */
+export function configFor(cmd: Command): Promise<FoundryConfig> {
+  const g = globals(cmd);
+  const flags: ConfigFlags = {};
+  if (g.config !== undefined) flags.config = g.config;
+  if (g.connect !== undefined) flags.uri = g.connect;
+  if (g.domainType !== undefined) flags.domainType = g.domainType;
+  if (g.destroyTimeout !== undefined) flags.destroyTimeoutSeconds = Number(g.destroyTimeout);
+  if (g.storagePath !== undefined) flags.storagePath = g.storagePath;
+  if (g.imagePool !== undefined) flags.imagesPool = g.imagePool;
+  if (g.vmPool !== undefined) flags.vmsPool = g.vmPool;
+  return loadConfig({ flags });
+}
+
+/** Connects with the configured URI, runs `fn`, and always closes the connection. */
+export async function withLibvirt<T>(
+  config: FoundryConfig,
+  fn: (lv: Libvirt) => Promise<T>,
+): Promise<T> {
+  // The config's URI already honours --connect > FOUNDRY_URI > file; LIBVIRT_DEFAULT_URI comes next.
+  const uri = config.uri !== "qemu:///system" ? config.uri : Deno.env.get("LIBVIRT_DEFAULT_URI");
+  const lv = await Libvirt.connect(uri || config.uri);
+  try {
+    return await fn(lv);
+  } finally {
+    await lv.close();
+  }
+}
+
+/** Whether `io` is the process's own terminal with colour allowed. */
+export function colorFor(io: Io): boolean {
+  let env: Record<string, string | undefined> = {};
+  try {
+    env = { NO_COLOR: Deno.env.get("NO_COLOR"), TERM: Deno.env.get("TERM") };
+  } catch { /* no env permission: no colour */ }
+  return useColor({ isTerminal: io === processIo && Deno.stdout.isTerminal(), env });
+}
+
+/** Progress line writer: `✓ text` on a terminal (green tick with colour), `ok text` otherwise. */
+export function progress(io: Io): (text: string) => void {
+  const tty = io === processIo && Deno.stdout.isTerminal();
+  const color = colorFor(io);
+  return (text) => io.out(tty ? `${paint("✓", "green", color)} ${text}\n` : `ok ${text}\n`);
+}
+
+/** Adds `-o, --output` with the given formats. */
+export function outputOption(cmd: Command, formats: string[], def: string): Command {
+  return cmd.option(`-o, --output <format>`, `output format: ${formats.join(", ")}`, def);
+}
+
+/** Throws a usage error (exit 2) unless `value` is one of `allowed`. */
+export function checkChoice(value: string, allowed: readonly string[], what: string): void {
+  if (!allowed.includes(value)) {
+    throw Object.assign(
+      new Error(`Invalid ${what} '${value}': expected one of ${allowed.join(", ")}`),
+      { exitCode: 2 },
+    );
+  }
+}

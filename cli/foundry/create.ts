@@ -1,0 +1,73 @@
+import { Command } from "npm:commander@^15.1.0";
+import { loadVirtualMachines } from "../../lib/foundry/loader.ts";
+import { type CreateResult, type CreateStep, createVm } from "../../lib/foundry/vm.ts";
+import { formatJson } from "../../lib/output/mod.ts";
+import type { Io } from "../_program.ts";
+import { checkChoice, configFor, progress, withLibvirt } from "./_context.ts";
+
+const LABELS: Record<CreateStep, string> = {
+  validate: "Configuration validated",
+  storage: "Storage created",
+  cloudinit: "Cloud-init ISO generated",
+  define: "Domain defined",
+  autostart: "Autostart set",
+  start: "VM started",
+};
+
+/** `foundry create FILE`: validate, then make every VM of the file; any failure removes what it made. */
+export function createCommand(io: Io): Command {
+  return new Command("create")
+    .description("Create and start the VirtualMachines of a YAML file")
+    .argument("<file>", "foundry.cofront.xyz/v1alpha1 VirtualMachine YAML (one or more documents)")
+    .option("--pool <name>", "storage pool for the VM's volumes (env FOUNDRY_VM_POOL)")
+    .option("--no-start", "define the VM without starting it")
+    .option("-o, --output <format>", "progress (default) or json", "progress")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  foundry create examples/simple-vm.yaml\n  foundry --connect qemu+ssh://root@host/system create vm.yaml -o json\n",
+    )
+    .action(async (file: string, opts: { pool?: string; start: boolean; output: string }, cmd) => {
+      checkChoice(opts.output, ["progress", "json"], "output format");
+      // The file is read and validated before anything else: bad input never reaches libvirt.
+      const vms = await loadVirtualMachines(file);
+      const config = await configFor(cmd);
+      const say = opts.output === "json" ? () => {} : progress(io);
+      const results: CreateResult[] = [];
+      const ac = new AbortController();
+      const onSignal = () => ac.abort(new Error("Interrupted; removing what was created"));
+      try {
+        Deno.addSignalListener("SIGINT", onSignal);
+      } catch { /* no signal support (e.g. Windows, tests without permission) */ }
+      try {
+        await withLibvirt(config, async (lv) => {
+          for (const vm of vms) {
+            if (opts.output !== "json") io.out(`Creating VM '${vm.metadata.name}'...\n`);
+            const r = await createVm(lv, vm, {
+              config,
+              ...(opts.pool !== undefined ? { pool: opts.pool } : {}),
+              noStart: !opts.start,
+              signal: ac.signal,
+              onStep: (step, detail) => say(`${LABELS[step]} (${detail})`),
+            });
+            results.push(r);
+            if (opts.output !== "json") io.out(`Successfully created VM '${vm.metadata.name}'\n`);
+          }
+        });
+      } finally {
+        try {
+          Deno.removeSignalListener("SIGINT", onSignal);
+        } catch { /* not added */ }
+      }
+      if (opts.output === "json") {
+        io.out(formatJson(results.map((r) => ({
+          name: r.vm.metadata.name,
+          uuid: [...r.domain.uuid].map((b) => b.toString(16).padStart(2, "0")).join(""),
+          domainType: r.domainType,
+          volumes: r.volumes.map((v) => `${v.pool}/${v.name}`),
+          timingsMs: Object.fromEntries(
+            Object.entries(r.timings).map(([k, v]) => [k, Math.round(v ?? 0)]),
+          ),
+        }))));
+      }
+    });
+}

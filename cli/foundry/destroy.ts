@@ -1,0 +1,43 @@
+import { Command } from "npm:commander@^15.1.0";
+import { destroyVm } from "../../lib/foundry/vm.ts";
+import type { Io } from "../_program.ts";
+import { configFor, progress, withLibvirt } from "./_context.ts";
+
+/** `foundry destroy NAME`: graceful shutdown, forced after the timeout, undefine, delete volumes. */
+export function destroyCommand(io: Io): Command {
+  return new Command("destroy")
+    .description("Stop a VM, remove its definition, NVRAM and volumes")
+    .argument("<name>", "VM name")
+    .option("--timeout <seconds>", "wait this long for a graceful shutdown before forcing off")
+    .option("--force", "also remove a domain foundry did not create (its disks are kept)")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  foundry destroy web-01\n  foundry destroy web-01 --timeout 30\n",
+    )
+    .action(async (name: string, opts: { timeout?: string; force?: boolean }, cmd) => {
+      const config = await configFor(cmd);
+      const timeoutSeconds = opts.timeout === undefined
+        ? config.destroyTimeoutSeconds
+        : positiveSeconds(opts.timeout);
+      const say = progress(io);
+      io.out(`Destroying VM '${name.toLowerCase()}'...\n`);
+      await withLibvirt(config, (lv) =>
+        destroyVm(lv, name.toLowerCase(), {
+          timeoutSeconds,
+          force: opts.force === true,
+          onStep: (_s, detail) => say(detail),
+        }));
+      io.out(`Successfully destroyed VM '${name.toLowerCase()}'\n`);
+    });
+}
+
+/** Parses a timeout flag; a bad value is a usage error (exit 2). */
+export function positiveSeconds(text: string): number {
+  const n = Number(text);
+  if (!Number.isFinite(n) || n < 0) {
+    throw Object.assign(new Error(`Invalid --timeout '${text}': expected seconds >= 0`), {
+      exitCode: 2,
+    });
+  }
+  return n;
+}
