@@ -9,6 +9,7 @@
  * @module
  */
 import { DomainStatsType, Libvirt, ListDomainsFlags } from "../lib/libvirt/mod.ts";
+import { listVms } from "../lib/foundry/inventory.ts";
 
 const TARGET_DOMAINS = 300;
 const RTT_CALLS = 2000;
@@ -162,6 +163,22 @@ if (import.meta.main) {
       `# ${TARGET_DOMAINS}+ inactive domains present (${added.length} added for this run)`,
     );
     console.log(JSON.stringify(await benchOurs()));
+    // foundry list over every domain: what it costs in round trips and calls.
+    const lv = await Libvirt.connect(uri);
+    try {
+      await listVms(lv, { all: true });
+      const t0 = performance.now();
+      const r = await listVms(lv, { all: true });
+      console.log(JSON.stringify({
+        client: "foundry list --all",
+        domains: r.vms.length,
+        round_trips: r.roundTrips,
+        rpc_calls: r.rpcCalls,
+        list_us: round((performance.now() - t0) * 1000),
+      }));
+    } finally {
+      await lv.close();
+    }
     const py = await runReference("/usr/bin/python3", [
       new URL("./bench_ref/libvirt_python_bench.py", import.meta.url).pathname,
       uri,
