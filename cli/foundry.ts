@@ -16,6 +16,7 @@ import { createCommand } from "./foundry/create.ts";
 import { destroyCommand } from "./foundry/destroy.ts";
 import { getCommand, vmCommand } from "./foundry/get.ts";
 import { listCommand } from "./foundry/list.ts";
+import { poolCommand } from "./foundry/pool.ts";
 import { restartCommand, startCommand, stopCommand } from "./foundry/power.ts";
 import { versionCommand } from "./foundry/version.ts";
 
@@ -59,6 +60,7 @@ export function foundryProgram(io: Io = processIo): Command {
       stopCommand,
       restartCommand,
       versionCommand,
+      poolCommand,
     ]
   ) program.addCommand(make(io));
   return program;
