@@ -97,6 +97,7 @@ export const CONFIG_ENV = {
 export const SYSTEM_CONFIG_FILE = "/etc/foundry/config.yaml";
 
 export { ConfigError };
+export type { ConfigErrorOptions, ConfigProblem } from "../config/layered.ts";
 
 const DOMAIN_TYPE_CHOICES: readonly string[] = ["auto", ...DOMAIN_TYPES];
 

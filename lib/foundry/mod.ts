@@ -82,7 +82,14 @@ export {
   metadataNode,
   parseDomainMetadata,
   parseMetadataXml,
+  parseStoredDomainMetadata,
+  parseStoredMetadataXml,
+  PASSWORD_HASH_SHA256_ATTRIBUTE,
+  passwordHashChanged,
+  passwordHashSha256,
+  withoutPasswordHash,
 } from "./metadata.ts";
+export type { StoredVm } from "./metadata.ts";
 export {
   CONFIG_ENV,
   ConfigError,
@@ -94,7 +101,13 @@ export {
   userConfigFile,
   vmPoolFor,
 } from "./config.ts";
-export type { ConfigFlags, ConfigSources, FoundryConfig } from "./config.ts";
+export type {
+  ConfigErrorOptions,
+  ConfigFlags,
+  ConfigProblem,
+  ConfigSources,
+  FoundryConfig,
+} from "./config.ts";
 export { buildDirPoolXml, buildVolumeXml, BYTES_PER_GB, volumePlan } from "./storage_xml.ts";
 export type { BackingStore, VolumeFormat, VolumeSpec } from "./storage_xml.ts";
 export { detectImageFormat, IMAGE_HEADER_BYTES, imageProblem } from "./image_format.ts";
