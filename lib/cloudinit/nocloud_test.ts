@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { parse } from "npm:yaml@^2.9.1";
 import { metaData, networkConfig, type NoCloudConfig, noCloudFiles, userData } from "./nocloud.ts";
+import { hasTool, runTool } from "../../tests/virtwork/guest_checks.ts";
 
 const KEY =
   "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBESTEXAMPLEKEYBESTEXAMPLEKEYBESTEXAMPLE1 me@example.org";
@@ -43,21 +44,8 @@ function read(text: string): unknown {
   return parse(text, { version: "1.1" });
 }
 
-async function has(command: string): Promise<boolean> {
-  try {
-    const { success } = await new Deno.Command("sh", {
-      args: ["-c", `command -v ${command}`],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return success;
-  } catch {
-    return false;
-  }
-}
-
-const CLOUD_INIT = await has("cloud-init");
-const PYYAML = (await has("python3")) &&
+const CLOUD_INIT = hasTool("cloud-init");
+const PYYAML = hasTool("python3") &&
   (await new Deno.Command("python3", { args: ["-c", "import yaml"], stderr: "null" }).output())
     .success;
 if (!PYYAML) {
@@ -66,9 +54,14 @@ if (!PYYAML) {
 const SKIP_REASON = "skipped: cloud-init is not installed (Debian package cloud-init)";
 
 async function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
-  const r = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  const dec = new TextDecoder();
-  return { code: r.code, out: dec.decode(r.stdout) + dec.decode(r.stderr) };
+  const r = await runTool(cmd, args);
+  return { code: r.code, out: r.stdout + r.stderr };
+}
+
+/** Renders a network-config file for Debian as `kind` (eni, netplan) into `dir`. */
+function netConvert(file: string, kind: string, dir: string) {
+  const args = ["--network-data", file, "--kind", "yaml", "--output-kind", kind];
+  return run("cloud-init", ["devel", "net-convert", ...args, "--distro", "debian", "-d", dir]);
 }
 
 Deno.test("userData() writes hostname, root's keys, the password hash and ssh_pwauth", () => {
@@ -172,20 +165,7 @@ Deno.test({
       await Deno.writeTextFile(file, networkConfig(full()));
       for (const kind of ["eni", "netplan"]) {
         const out = `${dir}/${kind}`;
-        const r = await run("cloud-init", [
-          "devel",
-          "net-convert",
-          "--network-data",
-          file,
-          "--kind",
-          "yaml",
-          "--output-kind",
-          kind,
-          "--distro",
-          "debian",
-          "-d",
-          out,
-        ]);
+        const r = await netConvert(file, kind, out);
         assert.equal(r.code, 0, r.out);
         const rendered = kind === "eni"
           ? await Deno.readTextFile(`${out}/etc/network/interfaces.d/50-cloud-init`)
@@ -199,20 +179,7 @@ Deno.test({
       assert.match(udev, /be:ef:c6:33:64:0a.*NAME="eth1"/);
       // The check can fail: `to: default` is what cloud-init 22.4 refuses.
       await Deno.writeTextFile(file, networkConfig(full()).replace("0.0.0.0/0", "default"));
-      const refused = await run("cloud-init", [
-        "devel",
-        "net-convert",
-        "--network-data",
-        file,
-        "--kind",
-        "yaml",
-        "--output-kind",
-        "eni",
-        "--distro",
-        "debian",
-        "-d",
-        `${dir}/refused`,
-      ]);
+      const refused = await netConvert(file, "eni", `${dir}/refused`);
       const version = (await run("cloud-init", ["--version"])).out;
       if (/ 22\./.test(version)) assert.notEqual(refused.code, 0, refused.out);
     } finally {

@@ -8,6 +8,7 @@ import {
   noCloudFilesFromVm,
 } from "./cloudinit.ts";
 import { sampleVm } from "./_testdata.ts";
+import { hasTool, runTool } from "../../tests/virtwork/guest_checks.ts";
 
 Deno.test("hostnameOf() takes the FQDN's first label, else the name without underscores", () => {
   const vm = sampleVm();
@@ -75,14 +76,7 @@ Deno.test("cidataIsoFromVm() is deterministic and holds the three seed files", a
   const changed = sampleVm();
   changed.spec.vcpus = 8;
   assert.notDeepEqual(cidataIsoFromVm(changed), iso);
-  let isoinfo = true;
-  try {
-    await new Deno.Command("isoinfo", { args: ["-version"], stdout: "null", stderr: "null" })
-      .output();
-  } catch {
-    isoinfo = false;
-  }
-  if (!isoinfo) {
+  if (!hasTool("isoinfo")) {
     console.warn(
       "skipped reading the ISO back: isoinfo is not installed (Debian package genisoimage)",
     );
@@ -93,11 +87,8 @@ Deno.test("cidataIsoFromVm() is deterministic and holds the three seed files", a
     await Deno.writeFile(`${dir}/seed.iso`, iso);
     const files = noCloudFilesFromVm(vm);
     for (const name of ["user-data", "meta-data", "network-config"] as const) {
-      const out = await new Deno.Command("isoinfo", {
-        args: ["-R", "-i", `${dir}/seed.iso`, "-x", `/${name}`],
-        stdout: "piped",
-      }).output();
-      assert.equal(new TextDecoder().decode(out.stdout), files[name]);
+      const out = await runTool("isoinfo", ["-R", "-i", `${dir}/seed.iso`, "-x", `/${name}`]);
+      assert.equal(out.stdout, files[name]);
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -105,14 +96,7 @@ Deno.test("cidataIsoFromVm() is deterministic and holds the three seed files", a
 });
 
 Deno.test("the user-data of every kind of VM passes cloud-init schema", async (t) => {
-  let present = true;
-  try {
-    await new Deno.Command("cloud-init", { args: ["--version"], stdout: "null", stderr: "null" })
-      .output();
-  } catch {
-    present = false;
-  }
-  if (!present) {
+  if (!hasTool("cloud-init")) {
     console.warn("skipped: cloud-init is not installed (Debian package cloud-init)");
     return;
   }
@@ -132,13 +116,9 @@ Deno.test("the user-data of every kind of VM passes cloud-init schema", async (t
       await t.step(label, async () => {
         const file = `${dir}/${label}`;
         await Deno.writeTextFile(file, noCloudFilesFromVm(vm)["user-data"]);
-        const r = await new Deno.Command("cloud-init", {
-          args: ["schema", "--config-file", file],
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        const out = new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr);
-        assert.ok(r.success, out);
+        const r = await runTool("cloud-init", ["schema", "--config-file", file]);
+        const out = r.stdout + r.stderr;
+        assert.equal(r.code, 0, out);
         assert.doesNotMatch(out, /DEPRECATED/);
       });
     }
