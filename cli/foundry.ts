@@ -19,6 +19,7 @@ import { listCommand } from "./foundry/list.ts";
 import { poolCommand } from "./foundry/pool.ts";
 import { restartCommand, startCommand, stopCommand } from "./foundry/power.ts";
 import { versionCommand } from "./foundry/version.ts";
+import { waitCommand } from "./foundry/wait.ts";
 
 /** Builds foundry's command tree; `io` receives everything the commands print. */
 export function foundryProgram(io: Io = processIo): Command {
@@ -59,6 +60,7 @@ export function foundryProgram(io: Io = processIo): Command {
       startCommand,
       stopCommand,
       restartCommand,
+      waitCommand,
       versionCommand,
       poolCommand,
     ]

@@ -2,7 +2,9 @@ import { Command } from "npm:commander@^15.1.0";
 import { loadVirtualMachines } from "../../lib/foundry/loader.ts";
 import { type CreateResult, type CreateStep, createVm } from "../../lib/foundry/vm.ts";
 import { formatJson } from "../../lib/output/mod.ts";
+import type { WaitResult } from "../../lib/foundry/wait.ts";
 import type { Io } from "../_program.ts";
+import { timeoutMs, waitWithProgress } from "./wait.ts";
 import { checkChoice, configFor, progress, withLibvirt } from "./_context.ts";
 
 const LABELS: Record<CreateStep, string> = {
@@ -21,18 +23,38 @@ export function createCommand(io: Io): Command {
     .argument("<file>", "foundry.cofront.xyz/v1alpha1 VirtualMachine YAML (one or more documents)")
     .option("--pool <name>", "storage pool for the VM's volumes (env FOUNDRY_VM_POOL)")
     .option("--no-start", "define the VM without starting it")
+    .option("--wait [stage]", "then wait for agent, ip or cloud-init (default cloud-init)")
+    .option("--timeout <seconds>", "with --wait: give up after this long", "600")
     .option("-o, --output <format>", "progress (default) or json", "progress")
     .addHelpText(
       "after",
       "\nExamples:\n  foundry create examples/simple-vm.yaml\n  foundry --connect qemu+ssh://root@host/system create vm.yaml -o json\n",
     )
-    .action(async (file: string, opts: { pool?: string; start: boolean; output: string }, cmd) => {
+    .action(async (
+      file: string,
+      opts: {
+        pool?: string;
+        start: boolean;
+        output: string;
+        wait?: string | boolean;
+        timeout: string;
+      },
+      cmd,
+    ) => {
       checkChoice(opts.output, ["progress", "json"], "output format");
+      const until = typeof opts.wait === "string"
+        ? opts.wait
+        : opts.wait === true
+        ? "cloud-init"
+        : undefined;
+      if (until !== undefined) checkChoice(until, ["agent", "ip", "cloud-init"], "--wait stage");
+      const waitMs = timeoutMs(opts.timeout);
       // The file is read and validated before anything else: bad input never reaches libvirt.
       const vms = await loadVirtualMachines(file);
       const config = await configFor(cmd);
       const say = opts.output === "json" ? () => {} : progress(io);
       const results: CreateResult[] = [];
+      const waited = new Map<string, WaitResult>();
       const ac = new AbortController();
       const onSignal = () => ac.abort(new Error("Interrupted; removing what was created"));
       try {
@@ -51,6 +73,17 @@ export function createCommand(io: Io): Command {
             });
             results.push(r);
             if (opts.output !== "json") io.out(`Successfully created VM '${vm.metadata.name}'\n`);
+            if (until !== undefined && opts.start) {
+              const w = await waitWithProgress(
+                lv,
+                io,
+                vm.metadata.name,
+                until as "agent" | "ip" | "cloud-init",
+                waitMs,
+                opts.output === "json",
+              );
+              waited.set(vm.metadata.name, w);
+            }
           }
         });
       } finally {
@@ -67,6 +100,7 @@ export function createCommand(io: Io): Command {
           timingsMs: Object.fromEntries(
             Object.entries(r.timings).map(([k, v]) => [k, Math.round(v ?? 0)]),
           ),
+          ...(waited.has(r.vm.metadata.name) ? { wait: waited.get(r.vm.metadata.name) } : {}),
         }))));
       }
     });

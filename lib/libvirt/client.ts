@@ -110,6 +110,16 @@ export interface DomainLifecycleEvent {
   detail: number;
 }
 
+/** The guest agent connected (state 1) or disconnected (state 2). */
+export interface AgentLifecycleEvent {
+  /** The domain it concerns. */
+  domain: DomainRef;
+  /** 1 connected, 2 disconnected. */
+  state: number;
+  /** 0 unknown, 1 domain started, 2 channel event. */
+  reason: number;
+}
+
 /** A subscription to daemon events; `close()` deregisters it. */
 export interface EventSubscription {
   /** Deregisters the callback on the daemon. */
@@ -158,8 +168,8 @@ export class Libvirt {
   readonly rpc: RpcConnection;
   /** The parsed URI this client connected to. */
   readonly uri: LibvirtUri;
-  #lifecycleListeners = new Map<number, (e: DomainLifecycleEvent) => void>();
-  #lifecycleUnhook: (() => void) | null = null;
+  /** Per event procedure: callback ID -> decoder+listener. */
+  #eventListeners = new Map<number, Map<number, (r: XdrReader) => void>>();
 
   private constructor(rpc: RpcConnection, uri: LibvirtUri) {
     this.rpc = rpc;
@@ -517,30 +527,63 @@ export class Libvirt {
    * Calls `listener` for every lifecycle event of `domain` (or of all domains when null).
    * Uses server-side callback registration, so each subscription only gets its own events.
    */
-  async onDomainLifecycle(
+  onDomainLifecycle(
     domain: DomainRef | null,
     listener: (e: DomainLifecycleEvent) => void,
   ): Promise<EventSubscription> {
-    if (!this.#lifecycleUnhook) {
-      this.#lifecycleUnhook = this.rpc.onMessage(
-        Program.REMOTE,
-        P.DOMAIN_EVENT_CALLBACK_LIFECYCLE,
-        (payload) => {
-          const r = new XdrReader(payload);
-          const id = r.readInt();
-          const e = { domain: readDomain(r), event: r.readInt(), detail: r.readInt() };
-          this.#lifecycleListeners.get(id)?.(e);
-        },
-      );
+    return this.#subscribe(
+      DomainEventId.LIFECYCLE,
+      P.DOMAIN_EVENT_CALLBACK_LIFECYCLE,
+      domain,
+      (r) => ({ domain: readDomain(r), event: r.readInt(), detail: r.readInt() }),
+      listener,
+    );
+  }
+
+  /**
+   * Calls `listener` when the guest agent of `domain` (or any domain) connects (state 1) or
+   * disconnects (state 2): the moment to try `guest-ping`, with no polling before it.
+   */
+  onAgentLifecycle(
+    domain: DomainRef | null,
+    listener: (e: AgentLifecycleEvent) => void,
+  ): Promise<EventSubscription> {
+    return this.#subscribe(
+      DomainEventId.AGENT_LIFECYCLE,
+      P.DOMAIN_EVENT_CALLBACK_AGENT_LIFECYCLE,
+      domain,
+      (r) => ({ domain: readDomain(r), state: r.readInt(), reason: r.readInt() }),
+      listener,
+    );
+  }
+
+  async #subscribe<E>(
+    eventId: number,
+    proc: number,
+    domain: DomainRef | null,
+    decode: (r: XdrReader) => E,
+    listener: (e: E) => void,
+  ): Promise<EventSubscription> {
+    let listeners = this.#eventListeners.get(proc);
+    if (!listeners) {
+      const map = new Map<number, (r: XdrReader) => void>();
+      listeners = map;
+      this.#eventListeners.set(proc, map);
+      this.rpc.onMessage(Program.REMOTE, proc, (payload) => {
+        const r = new XdrReader(payload);
+        const id = r.readInt();
+        map.get(id)?.(r);
+      });
     }
     const id = await this.#remote(P.CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY, (w) => {
-      w.writeInt(DomainEventId.LIFECYCLE);
+      w.writeInt(eventId);
       w.writeOptional(domain, writeDomain);
     }, (r) => r.readInt());
-    this.#lifecycleListeners.set(id, listener);
+    listeners.set(id, (r) => listener(decode(r)));
+    const registered = listeners;
     return {
       close: async () => {
-        if (!this.#lifecycleListeners.delete(id) || this.rpc.closed) return;
+        if (!registered.delete(id) || this.rpc.closed) return;
         await this.#remote(P.CONNECT_DOMAIN_EVENT_CALLBACK_DEREGISTER_ANY, (w) => w.writeInt(id));
       },
     };

@@ -14,6 +14,7 @@
  */
 export { Libvirt } from "./client.ts";
 export type {
+  AgentLifecycleEvent,
   ConnectOptions,
   DomainInfo,
   DomainInterface,

@@ -256,3 +256,35 @@ libvirtTest("list, get, stop, start and restart read and change the daemon's sta
     await fx.cleanup();
   }
 });
+
+libvirtTest(
+  "wait reports the running stage and times out on an agent that never comes",
+  async () => {
+    const { waitForVm, WaitTimeoutError } = await import("../../lib/foundry/wait.ts");
+    const fx = await foundryFixture();
+    try {
+      const vm = testVm(fx);
+      await createVm(fx.lv, vm, { config: fx.config, noStart: true });
+      const stages: string[] = [];
+      const started = startVm(fx.lv, vm.metadata.name);
+      await assert.rejects(
+        waitForVm(fx.lv, vm.metadata.name, {
+          until: "agent",
+          timeoutMs: 3_000,
+          onStage: (s) => stages.push(s),
+        }),
+        (e: unknown) => {
+          assert.ok(e instanceof WaitTimeoutError);
+          assert.equal(e.stage, "agent");
+          assert.equal(e.exitCode, 4);
+          return true;
+        },
+      );
+      await started;
+      assert.deepEqual(stages, ["running"], "the domain event woke the wait for the running stage");
+      await destroyVm(fx.lv, vm.metadata.name, { timeoutSeconds: 0 });
+    } finally {
+      await fx.cleanup();
+    }
+  },
+);
