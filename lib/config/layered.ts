@@ -272,6 +272,7 @@ function describe(v: unknown): string {
   if (Array.isArray(v)) return "a list";
   if (v === null) return "null";
   if (typeof v === "object") return "a mapping";
+  if (typeof v === "number") return `number ${v}`;
   return `${typeof v} ${JSON.stringify(v)}`;
 }
 

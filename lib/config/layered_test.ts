@@ -125,7 +125,10 @@ Deno.test("resolveConfig(): the environment may be a lookup; a spelled flag name
       e instanceof ConfigError && e.key === "mode" &&
       e.message === `--mode: must be one of auto, kvm, got "xen"`,
   );
-  assert.throws(() => resolveConfig(spelled, { flags: { timeout: NaN } }), /must be a number/);
+  assert.throws(
+    () => resolveConfig(spelled, { flags: { timeout: NaN } }),
+    /^flag timeout: must be a number, got number NaN$/,
+  );
 });
 
 Deno.test("ConfigError carries the positioned problems of a file", () => {
