@@ -114,3 +114,34 @@ export { detectImageFormat, IMAGE_HEADER_BYTES, imageProblem } from "./image_for
 export { preflightProblems } from "./preflight.ts";
 export type { HostFacts, PreflightProblem } from "./preflight.ts";
 export { ensureDirPool, ensureFoundryPools, StorageError } from "./pools.ts";
+export {
+  CREATE_STEPS,
+  createVm,
+  destroyVm,
+  domainVolumes,
+  hostBridges,
+  hostFacts,
+  lookupVm,
+  readStoredStatus,
+  restartVm,
+  RuntimeCheckError,
+  startVm,
+  STATUS_NAMESPACE,
+  stopVm,
+  VmOperationError,
+  waitForState,
+} from "./vm.ts";
+export type { CreateOptions, CreateResult, CreateStep, DestroyOptions } from "./vm.ts";
+export { getVm, listVms, parseLabelSelector, stateName } from "./inventory.ts";
+export type { ListOptions, VmListEntry } from "./inventory.ts";
+export { WAIT_STAGES, waitForVm, WaitTimeoutError } from "./wait.ts";
+export type { WaitOptions, WaitResult, WaitStage } from "./wait.ts";
+export {
+  agentCall,
+  GuestAgentError,
+  guestExec,
+  guestInterfaces,
+  guestPing,
+  guestReadFile,
+} from "./agent.ts";
+export type { GuestExecResult, GuestInterface } from "./agent.ts";
