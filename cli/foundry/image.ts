@@ -1,0 +1,213 @@
+import { Command } from "npm:commander@^15.1.0";
+import type { FoundryConfig } from "../../lib/foundry/config.ts";
+import {
+  deleteImage,
+  type ImageDetails,
+  imageInfo,
+  imageNameFromUrl,
+  type ImageSummary,
+  importImage,
+  listImages,
+  parseChecksum,
+  pullImage,
+  type TransferOptions,
+} from "../../lib/foundry/images.ts";
+import { ensureDirPool, lookupPool } from "../../lib/foundry/pools.ts";
+import type { Libvirt } from "../../lib/libvirt/mod.ts";
+import { createProgress, formatBytes, type Progress } from "../../lib/output/progress.ts";
+import { type Io, processIo } from "../_program.ts";
+import { outputOption, printOutput, withStorage } from "./_storage.ts";
+
+const LIST_HEADERS = ["NAME", "FORMAT", "VIRTUAL SIZE", "ALLOCATION", "SHA256", "USED BY"];
+
+function listRow(i: ImageSummary): string[] {
+  return [
+    i.name,
+    i.format ?? "-",
+    formatBytes(i.virtualSize),
+    formatBytes(i.allocation),
+    i.sha256 === null ? "-" : i.sha256.slice(0, 12),
+    String(i.users),
+  ];
+}
+
+function printDetails(io: Io, format: string, i: ImageDetails): void {
+  if (format !== "table") {
+    printOutput(io, format, i, [], []);
+    return;
+  }
+  io.out(
+    [
+      `Name:          ${i.name}`,
+      `Pool:          ${i.pool}`,
+      `Path:          ${i.path}`,
+      `Format:        ${i.format ?? "-"}`,
+      `Virtual size:  ${formatBytes(i.virtualSize)} (${i.virtualSize} bytes)`,
+      `Allocation:    ${formatBytes(i.allocation)}`,
+      `SHA-256:       ${i.sha256 ?? "- (not imported by foundry)"}`,
+      `Used by:       ${i.users === 0 ? "nothing" : `${i.users} disk(s)`}`,
+    ].join("\n") + "\n",
+  );
+  if (i.usedBy.length > 0) {
+    io.out("\n");
+    printOutput(
+      io,
+      "table",
+      i,
+      ["VM", "VOLUME", "PATH"],
+      i.usedBy.map((u) => [u.vm ?? "-", u.volume ?? "(the image itself)", u.path]),
+    );
+  }
+}
+
+/**
+ * Runs an import or pull with a progress report on stderr and Ctrl-C wired to an abort (the partial
+ * volume is removed), into the configured images pool (created on first use).
+ */
+async function transfer(
+  io: Io,
+  cmd: Command,
+  label: string,
+  run: (lv: Libvirt, pool: string, opts: TransferOptions) => Promise<ImageSummary>,
+): Promise<ImageSummary> {
+  const ac = new AbortController();
+  const onSignal = () => ac.abort();
+  try {
+    Deno.addSignalListener("SIGINT", onSignal);
+  } catch { /* no signal support */ }
+  let progress: Progress | undefined;
+  try {
+    return await withStorage(cmd, async (lv: Libvirt, config: FoundryConfig) => {
+      await ensureDirPool(lv, config.imagesPool, config.imagesPath);
+      const image = await run(lv, config.imagesPool, {
+        signal: ac.signal,
+        onStart: (total) => {
+          progress = createProgress({
+            label,
+            total,
+            isTerminal: io === processIo && Deno.stderr.isTerminal(),
+            write: io.err,
+          });
+        },
+        onProgress: (n) => progress?.update(n),
+      });
+      progress?.done();
+      return image;
+    });
+  } catch (e) {
+    progress?.fail();
+    throw e;
+  } finally {
+    try {
+      Deno.removeSignalListener("SIGINT", onSignal);
+    } catch { /* not added */ }
+  }
+}
+
+function printImported(io: Io, format: string, verb: string, i: ImageSummary): void {
+  if (format === "table") {
+    io.out(
+      `${verb} ${i.name} into pool ${i.pool}: ${i.format}, virtual size ` +
+        `${formatBytes(i.virtualSize)}, sha256 ${i.sha256}\n`,
+    );
+  } else printOutput(io, format, i, [], []);
+}
+
+/** `foundry image`: import, pull, list, show and delete base images. */
+export function imageCommand(io: Io): Command {
+  const image = new Command("image").description(
+    "Manage base images in the images pool (--image-pool; default foundry-images)",
+  );
+
+  image.command("import")
+    .description("Import a local qcow2 or raw image file")
+    .argument("<path>", "image file")
+    .argument("<name>", "image name, ending in .qcow2 or .raw to match the file's format")
+    .addOption(outputOption())
+    .addHelpText(
+      "after",
+      "\nExamples:\n  foundry image import /path/to/fedora-43.qcow2 fedora-43.qcow2\n",
+    )
+    .action(async (path: string, name: string, opts: { output: string }, cmd: Command) => {
+      const i = await transfer(
+        io,
+        cmd,
+        name,
+        (lv, pool, t) => importImage(lv, pool, path, name, t),
+      );
+      printImported(io, opts.output, "Imported", i);
+    });
+
+  image.command("pull")
+    .description("Download an image over HTTP(S) straight into the images pool")
+    .argument("<url>", "image URL")
+    .option("--name <name>", "image name (default: the URL's file name)")
+    .option("--checksum <algo:hex>", "expected sha256:HEX or sha512:HEX of the download")
+    .addOption(outputOption())
+    .addHelpText(
+      "after",
+      "\nExamples:\n  foundry image pull https://example.org/debian-12.qcow2 --checksum sha512:...\n",
+    )
+    .action(async (
+      url: string,
+      opts: { output: string; name?: string; checksum?: string },
+      cmd: Command,
+    ) => {
+      const checksum = opts.checksum === undefined ? undefined : parseChecksum(opts.checksum);
+      const i = await transfer(
+        io,
+        cmd,
+        opts.name ?? "download",
+        (lv, pool, t) =>
+          pullImage(lv, pool, url, {
+            ...t,
+            ...(opts.name !== undefined ? { name: opts.name } : {}),
+            ...(checksum !== undefined ? { checksum } : {}),
+          }),
+      );
+      printImported(io, opts.output, "Pulled", i);
+    });
+
+  image.command("list")
+    .description("List base images with format, sizes, checksum and how many disks use them")
+    .addOption(outputOption())
+    .action(async (opts: { output: string }, cmd: Command) => {
+      const images = await withStorage(cmd, async (lv, config) => {
+        try {
+          await lookupPool(lv, config.imagesPool);
+        } catch {
+          return []; // not created yet: no images
+        }
+        return await listImages(lv, config.imagesPool);
+      });
+      printOutput(io, opts.output, images, LIST_HEADERS, images.map(listRow));
+    });
+
+  image.command("info")
+    .description("Show an image's path, checksum and the VMs whose disks use it")
+    .argument("<name>", "image name")
+    .addOption(outputOption())
+    .action(async (name: string, opts: { output: string }, cmd: Command) => {
+      const i = await withStorage(cmd, (lv, config) => imageInfo(lv, config.imagesPool, name));
+      printDetails(io, opts.output, i);
+    });
+
+  image.command("delete")
+    .description("Delete an image (refused while a disk uses it, unless --force)")
+    .argument("<name>", "image name")
+    .option("--force", "delete even while disks use it as their backing store")
+    .action(async (name: string, opts: { force?: boolean }, cmd: Command) => {
+      const uses = await withStorage(
+        cmd,
+        (lv, config) => deleteImage(lv, config.imagesPool, name, { force: opts.force === true }),
+      );
+      for (const u of uses) {
+        io.err(
+          `Warning: ${u.volume ?? u.path}${u.vm ? ` (VM ${u.vm})` : ""} lost its base image\n`,
+        );
+      }
+      io.out(`Image ${name} deleted\n`);
+    });
+
+  return image;
+}

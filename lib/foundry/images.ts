@@ -1,0 +1,793 @@
+/**
+ * Base images in a libvirt pool: import a local file, pull one over HTTP(S), list, show and delete
+ * them. Everything goes through the libvirt client's volume streams, so it works on a remote host too.
+ *
+ * - The format comes from the first bytes (see `image_format.ts`); the name's extension must match it.
+ *   A qcow2 image must stand alone (no backing file, not encrypted).
+ * - Data streams into a new volume chunk by chunk; memory stays flat whatever the image size.
+ * - The SHA-256 is computed on the way (in a worker, overlapping the upload) and kept in a sidecar
+ *   volume `NAME.sha256` next to the image, in `sha256sum` format. Dir pools have no place for
+ *   per-volume metadata in libvirt (a volume XML has no description), and a sidecar volume is written
+ *   and read through the same streams, so it also works remotely. Listings hide the sidecars.
+ * - Any failure (bad checksum, truncated body, HTTP error, libvirt refusal, interruption) removes the
+ *   partial volume before the {@link StorageError} is thrown.
+ *
+ * @example
+ * ```ts
+ * import { Libvirt } from "../libvirt/mod.ts";
+ * import { importImage } from "./images.ts";
+ * const lv = await Libvirt.connect("qemu:///system");
+ * const image = await importImage(lv, "foundry-images", "/tmp/fedora-43.qcow2", "fedora-43.qcow2");
+ * console.log(image.sha256, image.virtualSize);
+ * await lv.close();
+ * ```
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { XMLParser } from "npm:fast-xml-parser@^5.12.1";
+import {
+  type Libvirt,
+  LibvirtError,
+  type StoragePoolRef,
+  type StorageVolRef,
+} from "../libvirt/mod.ts";
+import { detectImageFormat, IMAGE_HEADER_BYTES, imageProblem } from "./image_format.ts";
+import { lookupPool, StorageError, volumeSummary } from "./pools.ts";
+import type { VolumeFormat } from "./storage_xml.ts";
+
+/** Suffix of the sidecar volume that keeps an image's SHA-256. */
+export const CHECKSUM_SUFFIX = ".sha256";
+
+/** Bytes read from a local file per chunk (measured: 4 MiB beats 1 MiB and 256 KiB on upload). */
+const READ_CHUNK = 4 * 1024 * 1024;
+/** Chunks the hashing worker may hold at once; bounds memory while it catches up. */
+const HASH_BUFFERS = 4;
+
+/** What the qcow2 header says about an image. */
+export interface Qcow2Header {
+  /** qcow2 version, 2 or 3. */
+  version: number;
+  /** Virtual disk size in bytes. */
+  virtualSize: number;
+  /** Whether the image names a backing file. */
+  hasBackingFile: boolean;
+  /** Whether the image is encrypted (`crypt_method` not 0). */
+  encrypted: boolean;
+}
+
+/**
+ * Reads the qcow2 header fields foundry checks (all big-endian: version at 4, backing file offset at
+ * 8, size at 24, crypt method at 32), or undefined when `header` is not qcow2.
+ */
+export function parseQcow2Header(header: Uint8Array): Qcow2Header | undefined {
+  if (header.length < 36 || detectImageFormat(header) !== "qcow2") return undefined;
+  const dv = new DataView(header.buffer, header.byteOffset, header.byteLength);
+  return {
+    version: dv.getUint32(4),
+    virtualSize: Number(dv.getBigUint64(24)),
+    hasBackingFile: dv.getBigUint64(8) !== 0n,
+    encrypted: dv.getUint32(32) !== 0,
+  };
+}
+
+/**
+ * Why `header` cannot be imported as `name`, or undefined: the checks of {@link imageProblem} and a
+ * qcow2 image that is not a usable base (unknown version, backing file, encryption, size 0).
+ */
+export function baseImageProblem(name: string, header: Uint8Array): string | undefined {
+  const problem = imageProblem(name, header);
+  if (problem !== undefined) return problem;
+  const q = parseQcow2Header(header);
+  if (q === undefined) return undefined;
+  if (q.version !== 2 && q.version !== 3) {
+    return `${name} has qcow2 version ${q.version}; expected 2 or 3`;
+  }
+  if (q.hasBackingFile) return `${name} has a backing file; a base image must stand alone`;
+  if (q.encrypted) return `${name} is an encrypted qcow2 image; base images cannot be encrypted`;
+  if (q.virtualSize === 0) return `${name} has a virtual size of 0 bytes`;
+  return undefined;
+}
+
+/** A checksum to verify a download against. */
+export interface Checksum {
+  /** Hash algorithm. */
+  algorithm: "sha256" | "sha512";
+  /** Lower-case hex digest. */
+  hex: string;
+}
+
+/**
+ * Parses `sha256:HEX` or `sha512:HEX`.
+ *
+ * @throws {StorageError} naming what is wrong
+ */
+export function parseChecksum(text: string): Checksum {
+  const m = /^(sha256|sha512):([0-9a-fA-F]+)$/.exec(text.trim());
+  const want = { sha256: 64, sha512: 128 } as const;
+  if (m === null) {
+    throw new StorageError(
+      `--checksum must be sha256:HEX or sha512:HEX, got ${JSON.stringify(text)}`,
+    );
+  }
+  const algorithm = m[1] as Checksum["algorithm"];
+  const hex = m[2]!.toLowerCase();
+  if (hex.length !== want[algorithm]) {
+    throw new StorageError(
+      `--checksum ${algorithm} needs ${want[algorithm]} hex digits, got ${hex.length}`,
+    );
+  }
+  return { algorithm, hex };
+}
+
+/** A URL fit for messages: no user name or password, and the query (often a token) hidden. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    u.username = "";
+    u.password = "";
+    const hidden = u.search !== "";
+    u.search = "";
+    u.hash = "";
+    return u.href + (hidden ? "?…" : "");
+  } catch {
+    return "<invalid URL>";
+  }
+}
+
+/**
+ * The image name a URL implies: its last path segment, decoded.
+ *
+ * @throws {StorageError} when the URL has none
+ */
+export function imageNameFromUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new StorageError(`Not a URL: ${JSON.stringify(redactUrl(url))}`);
+  }
+  const seg = u.pathname.split("/").pop() ?? "";
+  let name = "";
+  try {
+    name = decodeURIComponent(seg);
+  } catch { /* malformed escape: no name */ }
+  if (name === "" || name.includes("/")) {
+    throw new StorageError(`Cannot take an image name from ${redactUrl(url)}; pass --name`);
+  }
+  return name;
+}
+
+/** One disk that uses an image. */
+export interface ImageUse {
+  /** The overlay volume backed by the image (`pool/name`), or null when a VM uses the image itself. */
+  volume: string | null;
+  /** Path of the overlay (or of the image when used directly). */
+  path: string;
+  /** The VM whose disk it is, or null for an overlay no VM uses. */
+  vm: string | null;
+}
+
+/** A base image as `foundry image list` shows it. */
+export interface ImageSummary {
+  /** Volume name, e.g. `fedora-43.qcow2`. */
+  name: string;
+  /** Pool holding it. */
+  pool: string;
+  /** Path on the host. */
+  path: string;
+  /** Format libvirt reports. */
+  format: string | null;
+  /** Virtual size in bytes (the file size for raw images). */
+  virtualSize: number;
+  /** Bytes used on disk. */
+  allocation: number;
+  /** SHA-256 recorded at import, or null for volumes foundry did not import. */
+  sha256: string | null;
+  /** How many disks use it (overlays backed by it, VM disks on it directly). */
+  users: number;
+}
+
+/** An image with the disks and VMs that use it. */
+export interface ImageDetails extends ImageSummary {
+  /** Every disk that uses it. */
+  usedBy: ImageUse[];
+}
+
+/** Options of {@link importImage} and {@link pullImage}. */
+export interface TransferOptions {
+  /** Called once the size is known (undefined when the server does not say). */
+  onStart?: (total: number | undefined) => void;
+  /** Bytes sent to libvirtd so far. */
+  onProgress?: (bytes: number) => void;
+  /** Aborting stops the transfer and removes the partial volume. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link pullImage}. */
+export interface PullOptions extends TransferOptions {
+  /** Image name; the URL's file name by default. */
+  name?: string;
+  /** Expected checksum of the body. */
+  checksum?: Checksum;
+  /** `fetch` to use (tests); the global one by default. */
+  fetch?: typeof fetch;
+}
+
+// ---- hashing ----
+
+interface Hasher {
+  update(chunk: Uint8Array): Promise<void>;
+  digest(): Promise<Record<string, string>>;
+  close(): void;
+}
+
+/** Hashes in a worker; falls back to the main thread where workers are not available. */
+function createHasher(algorithms: readonly string[]): Hasher {
+  let worker: Worker;
+  try {
+    worker = new Worker(new URL("./_hash_worker.ts", import.meta.url).href, { type: "module" });
+  } catch {
+    const hashes = algorithms.map((a) => [a, createHash(a)] as const);
+    return {
+      update: (c) => {
+        for (const [, h] of hashes) h.update(c);
+        return Promise.resolve();
+      },
+      digest: () =>
+        Promise.resolve(Object.fromEntries(hashes.map(([a, h]) => [a, h.digest("hex")]))),
+      close: () => {},
+    };
+  }
+  const free: ArrayBuffer[] = [];
+  let created = 0;
+  let wake: (() => void) | undefined;
+  let finish: ((d: Record<string, string>) => void) | undefined;
+  let failure: Error | undefined;
+  worker.onmessage = (e: MessageEvent) => {
+    const m = e.data as { type: "ack"; buf: ArrayBuffer } | {
+      type: "digest";
+      digests: Record<string, string>;
+    };
+    if (m.type === "ack") {
+      free.push(m.buf);
+      wake?.();
+    } else finish?.(m.digests);
+  };
+  worker.onerror = (e: ErrorEvent) => {
+    e.preventDefault();
+    failure = new Error(`Hashing failed: ${e.message}`);
+    wake?.();
+  };
+  worker.postMessage({ type: "init", algorithms });
+  return {
+    async update(chunk) {
+      let buf: ArrayBuffer | undefined;
+      while (buf === undefined) {
+        if (failure) throw failure;
+        const b = free.pop();
+        if (b !== undefined && b.byteLength >= chunk.length) buf = b;
+        else if (created < HASH_BUFFERS || b !== undefined) {
+          if (b === undefined) created++;
+          buf = new ArrayBuffer(Math.max(chunk.length, READ_CHUNK));
+        } else await new Promise<void>((r) => (wake = r));
+      }
+      new Uint8Array(buf, 0, chunk.length).set(chunk);
+      worker.postMessage({ type: "data", buf, len: chunk.length }, [buf]);
+    },
+    digest() {
+      if (failure) return Promise.reject(failure);
+      return new Promise((resolve) => {
+        finish = resolve;
+        worker.postMessage({ type: "end" });
+      });
+    },
+    close() {
+      worker.terminate();
+    },
+  };
+}
+
+// ---- sources ----
+
+/** Reads `file` in large chunks, the next read overlapping the caller's use of the current chunk. */
+async function* readFileChunks(file: Deno.FsFile): AsyncGenerator<Uint8Array> {
+  const bufs = [new Uint8Array(READ_CHUNK), new Uint8Array(READ_CHUNK)];
+  const fill = async (buf: Uint8Array): Promise<number> => {
+    let n = 0;
+    while (n < buf.length) {
+      const r = await file.read(buf.subarray(n));
+      if (r === null) break;
+      n += r;
+    }
+    return n;
+  };
+  let i = 0;
+  let pending = fill(bufs[0]!);
+  while (true) {
+    const n = await pending;
+    if (n === 0) return;
+    const current = bufs[i]!.subarray(0, n);
+    i ^= 1;
+    pending = n < READ_CHUNK ? Promise.resolve(0) : fill(bufs[i]!);
+    yield current;
+  }
+}
+
+/** Takes chunks from `it` until `want` bytes are in hand; returns them (copied) and the head. */
+async function peekHead(
+  it: AsyncIterator<Uint8Array>,
+  want: number,
+): Promise<{ head: Uint8Array; buffered: Uint8Array[]; ended: boolean }> {
+  const buffered: Uint8Array[] = [];
+  let have = 0;
+  let ended = false;
+  while (have < want) {
+    const r = await it.next();
+    if (r.done) {
+      ended = true;
+      break;
+    }
+    buffered.push(r.value.slice());
+    have += r.value.length;
+  }
+  const head = new Uint8Array(Math.min(have, want));
+  let off = 0;
+  for (const b of buffered) {
+    if (off >= head.length) break;
+    const part = b.subarray(0, head.length - off);
+    head.set(part, off);
+    off += part.length;
+  }
+  return { head, buffered, ended };
+}
+
+// ---- the upload ----
+
+interface UploadRequest {
+  lv: Libvirt;
+  pool: StoragePoolRef;
+  name: string;
+  /** What the data is, for messages: a file path or a redacted URL. */
+  what: string;
+  source: AsyncIterator<Uint8Array>;
+  /** Exact size when known. */
+  size: number | undefined;
+  checksum?: Checksum | undefined;
+  opts: TransferOptions;
+}
+
+async function volumeExists(lv: Libvirt, pool: StoragePoolRef, name: string): Promise<boolean> {
+  try {
+    await lv.storageVolLookupByName(pool, name);
+    return true;
+  } catch (e) {
+    if (e instanceof LibvirtError && e.isNoStorageVol()) return false;
+    throw e;
+  }
+}
+
+function volumeXml(name: string, capacity: number): string {
+  // Created raw and sparse with the exact byte count: the upload then leaves a byte-identical file,
+  // and libvirt's pool refresh probes the real format (qcow2 reports its virtual size).
+  const esc = name.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  return `<volume><name>${esc}</name><capacity unit='bytes'>${capacity}</capacity>` +
+    `<allocation unit='bytes'>0</allocation><target><format type='raw'/></target></volume>`;
+}
+
+function checkName(name: string): void {
+  if (name === "" || name.includes("/") || name.startsWith(".")) {
+    throw new StorageError(
+      `Image name ${JSON.stringify(name)} must be a file name without "/" and not start with "."`,
+    );
+  }
+  if (name.endsWith(CHECKSUM_SUFFIX)) {
+    throw new StorageError(`Image name ${name} must not end in ${CHECKSUM_SUFFIX}`);
+  }
+}
+
+async function uploadImage(req: UploadRequest): Promise<ImageSummary> {
+  const { lv, pool, name, opts } = req;
+  const { head, buffered, ended } = await peekHead(req.source, IMAGE_HEADER_BYTES);
+  const problem = baseImageProblem(name, head);
+  if (problem !== undefined) throw new StorageError(`Cannot import ${req.what}: ${problem}`);
+  const format = detectImageFormat(head) as VolumeFormat;
+  for (const n of [name, name + CHECKSUM_SUFFIX]) {
+    if (await volumeExists(lv, pool, n)) {
+      throw new StorageError(`Image ${n} exists already in pool ${pool.name}`);
+    }
+  }
+  opts.onStart?.(req.size);
+  let vol: StorageVolRef;
+  try {
+    vol = await lv.storageVolCreateXml(pool, volumeXml(name, req.size ?? 0));
+  } catch (e) {
+    throw new StorageError(
+      `Cannot create volume ${name} in pool ${pool.name}: ${(e as Error).message}`,
+      { cause: e },
+    );
+  }
+  const algorithms = ["sha256"];
+  if (req.checksum && req.checksum.algorithm !== "sha256") algorithms.push(req.checksum.algorithm);
+  const hasher = createHasher(algorithms);
+  let sent = 0;
+  let digests: Record<string, string> = {};
+  const signal = opts.signal;
+  async function* data(): AsyncGenerator<Uint8Array> {
+    const pass = async (chunk: Uint8Array) => {
+      if (signal?.aborted) throw new StorageError(`Import of ${name} interrupted`);
+      await hasher.update(chunk);
+      sent += chunk.length;
+      return chunk;
+    };
+    for (const b of buffered) yield await pass(b);
+    if (!ended) {
+      while (true) {
+        const r = await req.source.next();
+        if (r.done) break;
+        yield await pass(r.value);
+      }
+    }
+    if (req.size !== undefined && sent !== req.size) {
+      throw new StorageError(
+        `${req.what} ended after ${sent} of ${req.size} bytes; the image is truncated`,
+      );
+    }
+    digests = await hasher.digest();
+    // Checked before the stream is finished, so a bad image is never committed.
+    if (req.checksum && digests[req.checksum.algorithm] !== req.checksum.hex) {
+      throw new StorageError(
+        `Checksum mismatch for ${req.what}: expected ${req.checksum.algorithm}:${req.checksum.hex}, ` +
+          `got ${req.checksum.algorithm}:${digests[req.checksum.algorithm]}`,
+      );
+    }
+  }
+  let sidecar: StorageVolRef | undefined;
+  try {
+    await lv.storageVolUpload(vol, data(), {
+      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    });
+    const sha256 = digests.sha256!;
+    const line = new TextEncoder().encode(`${sha256}  ${name}\n`);
+    sidecar = await lv.storageVolCreateXml(pool, volumeXml(name + CHECKSUM_SUFFIX, line.length));
+    await lv.storageVolUpload(
+      sidecar,
+      (async function* () {
+        yield line;
+      })(),
+    );
+    // libvirt refreshes the pool after an upload in a thread of its own; refresh now so the probed
+    // format and virtual size are there when we read them.
+    await lv.storagePoolRefresh(pool);
+    const v = await volumeSummary(lv, await lv.storageVolLookupByName(pool, name));
+    if (v.format !== null && v.format !== format) {
+      throw new StorageError(`libvirt reads ${name} as ${v.format}, not ${format}`);
+    }
+    return {
+      name,
+      pool: pool.name,
+      path: v.path,
+      format: v.format ?? format,
+      virtualSize: v.capacity,
+      allocation: v.allocation,
+      sha256,
+      users: 0,
+    };
+  } catch (e) {
+    await lv.storageVolDelete(vol).catch(() => {});
+    if (sidecar) await lv.storageVolDelete(sidecar).catch(() => {});
+    if (e instanceof StorageError) throw e;
+    throw new StorageError(`Cannot import ${req.what}: ${(e as Error).message}`, { cause: e });
+  } finally {
+    hasher.close();
+  }
+}
+
+/**
+ * Imports the local file `path` as image `name` into `poolName`; see the module notes.
+ *
+ * @throws {StorageError} with the reason; nothing is left behind
+ */
+export async function importImage(
+  lv: Libvirt,
+  poolName: string,
+  path: string,
+  name: string,
+  opts: TransferOptions = {},
+): Promise<ImageSummary> {
+  checkName(name);
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (e) {
+    throw new StorageError(`Cannot read ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  try {
+    const st = await file.stat();
+    if (!st.isFile) throw new StorageError(`${path} is not a regular file`);
+    const pool = await lookupPool(lv, poolName);
+    return await uploadImage({
+      lv,
+      pool,
+      name,
+      what: path,
+      source: readFileChunks(file),
+      size: st.size,
+      opts,
+    });
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * Downloads `url` straight into a new volume of `poolName` (no temporary file), with the format
+ * checks of an import and an optional checksum; see the module notes.
+ *
+ * @throws {StorageError} on an HTTP error, a truncated body, a checksum mismatch or a bad image;
+ *   nothing is left behind
+ */
+export async function pullImage(
+  lv: Libvirt,
+  poolName: string,
+  url: string,
+  opts: PullOptions = {},
+): Promise<ImageSummary> {
+  const name = opts.name ?? imageNameFromUrl(url);
+  checkName(name);
+  const shown = redactUrl(url);
+  const pool = await lookupPool(lv, poolName);
+  const doFetch = opts.fetch ?? fetch;
+  let res: Response;
+  try {
+    res = await doFetch(url, opts.signal ? { signal: opts.signal } : {});
+  } catch (e) {
+    throw new StorageError(`Cannot download ${shown}: ${(e as Error).message}`, { cause: e });
+  }
+  if (!res.ok || res.body === null) {
+    await res.body?.cancel();
+    throw new StorageError(`Cannot download ${shown}: HTTP ${res.status} ${res.statusText}`.trim());
+  }
+  const encoding = res.headers.get("content-encoding");
+  const length = res.headers.get("content-length");
+  // A compressed body's Content-Length counts compressed bytes; fetch hands us decompressed ones.
+  const size = length !== null && /^\d+$/.test(length) && (encoding ?? "identity") === "identity"
+    ? Number(length)
+    : undefined;
+  const reader = res.body.getReader();
+  const source: AsyncIterator<Uint8Array> = {
+    async next() {
+      try {
+        const r = await reader.read();
+        return r.done ? { done: true, value: undefined } : { done: false, value: r.value };
+      } catch (e) {
+        throw new StorageError(
+          `Download of ${shown} failed: ${(e as Error).message}`,
+          { cause: e },
+        );
+      }
+    },
+  };
+  try {
+    return await uploadImage({
+      lv,
+      pool,
+      name,
+      what: shown,
+      source,
+      size,
+      checksum: opts.checksum,
+      opts,
+    });
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+}
+
+// ---- list, info, delete ----
+
+const parser = new XMLParser({
+  ignoreAttributes: false,
+  attributeNamePrefix: "@_",
+  isArray: (name) => name === "disk",
+});
+
+async function readSidecar(
+  lv: Libvirt,
+  pool: StoragePoolRef,
+  name: string,
+): Promise<string | null> {
+  let vol: StorageVolRef;
+  try {
+    vol = await lv.storageVolLookupByName(pool, name + CHECKSUM_SUFFIX);
+  } catch (e) {
+    if (e instanceof LibvirtError && e.isNoStorageVol()) return null;
+    throw e;
+  }
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of lv.storageVolDownload(vol)) {
+    parts.push(chunk.slice());
+    total += chunk.length;
+    if (total > 4096) break;
+  }
+  const all = new Uint8Array(total);
+  let off = 0;
+  for (const p of parts) {
+    all.set(p, off);
+    off += p.length;
+  }
+  const text = new TextDecoder().decode(all);
+  return /^([0-9a-f]{64})\b/.exec(text)?.[1] ?? null;
+}
+
+interface DiskUsage {
+  /** Every volume of every running pool with its backing path. */
+  volumes: { pool: string; name: string; path: string; backingPath: string | null }[];
+  /** Disk source path (resolved for volume disks) to the VMs using it. */
+  vmsByPath: Map<string, string[]>;
+}
+
+/** Scans volumes and domains once, for the usage of any number of images. */
+async function diskUsage(lv: Libvirt): Promise<DiskUsage> {
+  const pools = await lv.listAllStoragePools(2 /* VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE */);
+  const volumes: DiskUsage["volumes"] = [];
+  await Promise.all(pools.map(async (p) => {
+    let vols: StorageVolRef[];
+    try {
+      vols = await lv.storagePoolListAllVolumes(p);
+    } catch {
+      return; // stopped meanwhile
+    }
+    await Promise.all(vols.map(async (v) => {
+      try {
+        const s = await volumeSummary(lv, v);
+        volumes.push({ pool: p.name, name: v.name, path: s.path, backingPath: s.backingPath });
+      } catch { /* deleted meanwhile */ }
+    }));
+  }));
+  const byPoolVol = new Map(volumes.map((v) => [`${v.pool}\0${v.name}`, v.path]));
+  const vmsByPath = new Map<string, string[]>();
+  const domains = await lv.listAllDomains();
+  await Promise.all(domains.map(async (d) => {
+    let xml: string;
+    try {
+      xml = await lv.domainGetXmlDesc(d);
+    } catch {
+      return;
+    }
+    const doc = parser.parse(xml) as {
+      domain?: { devices?: { disk?: { source?: Record<string, string> }[] } };
+    };
+    for (const disk of doc.domain?.devices?.disk ?? []) {
+      const src = disk.source ?? {};
+      const path = src["@_file"] ?? src["@_dev"] ??
+        (src["@_pool"] !== undefined && src["@_volume"] !== undefined
+          ? byPoolVol.get(`${src["@_pool"]}\0${src["@_volume"]}`)
+          : undefined);
+      if (path === undefined) continue;
+      const list = vmsByPath.get(path) ?? [];
+      if (!list.includes(d.name)) list.push(d.name);
+      vmsByPath.set(path, list);
+    }
+  }));
+  return { volumes, vmsByPath };
+}
+
+function usesOf(usage: DiskUsage, imagePath: string): ImageUse[] {
+  const uses: ImageUse[] = [];
+  for (const v of usage.volumes) {
+    if (v.backingPath !== imagePath) continue;
+    const vms = usage.vmsByPath.get(v.path) ?? [];
+    if (vms.length === 0) uses.push({ volume: `${v.pool}/${v.name}`, path: v.path, vm: null });
+    for (const vm of vms) uses.push({ volume: `${v.pool}/${v.name}`, path: v.path, vm });
+  }
+  for (const vm of usage.vmsByPath.get(imagePath) ?? []) {
+    uses.push({ volume: null, path: imagePath, vm });
+  }
+  return uses.sort((a, b) =>
+    (a.vm ?? "").localeCompare(b.vm ?? "") || (a.volume ?? "").localeCompare(b.volume ?? "")
+  );
+}
+
+async function details(
+  lv: Libvirt,
+  pool: StoragePoolRef,
+  vol: StorageVolRef,
+  usage: DiskUsage,
+): Promise<ImageDetails> {
+  const [s, sha256] = await Promise.all([
+    volumeSummary(lv, vol),
+    readSidecar(lv, pool, vol.name),
+  ]);
+  const usedBy = usesOf(usage, s.path);
+  return {
+    name: vol.name,
+    pool: pool.name,
+    path: s.path,
+    format: s.format,
+    virtualSize: s.capacity,
+    allocation: s.allocation,
+    sha256,
+    users: usedBy.length,
+    usedBy,
+  };
+}
+
+/** The images of `poolName` (its volumes but the checksum sidecars), sorted by name. */
+export async function listImages(lv: Libvirt, poolName: string): Promise<ImageSummary[]> {
+  const pool = await lookupPool(lv, poolName);
+  const vols = (await lv.storagePoolListAllVolumes(pool))
+    .filter((v) => !v.name.endsWith(CHECKSUM_SUFFIX));
+  const usage = await diskUsage(lv);
+  const out = await Promise.all(vols.map(async (v) => {
+    const { usedBy: _, ...summary } = await details(lv, pool, v, usage);
+    return summary;
+  }));
+  return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+async function lookupImage(
+  lv: Libvirt,
+  poolName: string,
+  name: string,
+): Promise<{ pool: StoragePoolRef; vol: StorageVolRef }> {
+  const pool = await lookupPool(lv, poolName);
+  if (name.endsWith(CHECKSUM_SUFFIX)) {
+    throw new StorageError(`${name} is the checksum of an image, not an image`);
+  }
+  try {
+    return { pool, vol: await lv.storageVolLookupByName(pool, name) };
+  } catch (e) {
+    if (e instanceof LibvirtError && e.isNoStorageVol()) {
+      throw new StorageError(`Image ${name} does not exist in pool ${poolName}`, { cause: e });
+    }
+    throw e;
+  }
+}
+
+/** One image with its path and the disks and VMs that use it. */
+export async function imageInfo(
+  lv: Libvirt,
+  poolName: string,
+  name: string,
+): Promise<ImageDetails> {
+  const { pool, vol } = await lookupImage(lv, poolName, name);
+  return await details(lv, pool, vol, await diskUsage(lv));
+}
+
+/**
+ * Deletes an image and its checksum. Refuses while any volume uses it as its backing store or a VM
+ * disk uses it directly, naming the VMs, unless `force`.
+ *
+ * @returns what used the image (non-empty only with `force`)
+ * @throws {StorageError} when it is in use without `force`, or does not exist
+ */
+export async function deleteImage(
+  lv: Libvirt,
+  poolName: string,
+  name: string,
+  opts: { force?: boolean } = {},
+): Promise<ImageUse[]> {
+  const { pool, vol } = await lookupImage(lv, poolName, name);
+  const info = await details(lv, pool, vol, await diskUsage(lv));
+  if (info.usedBy.length > 0 && opts.force !== true) {
+    const vms = [...new Set(info.usedBy.map((u) => u.vm).filter((v) => v !== null))].sort();
+    const orphans = info.usedBy.filter((u) => u.vm === null).map((u) => u.volume);
+    const who = [
+      vms.length > 0 ? `VM(s) ${vms.join(", ")}` : "",
+      orphans.length > 0 ? `volume(s) ${orphans.join(", ")}` : "",
+    ].filter((s) => s !== "").join(" and ");
+    throw new StorageError(`Image ${name} is in use by ${who}; use --force to delete it anyway`);
+  }
+  try {
+    await lv.storageVolDelete(vol);
+  } catch (e) {
+    throw new StorageError(`Cannot delete image ${name}: ${(e as Error).message}`, { cause: e });
+  }
+  try {
+    await lv.storageVolDelete(await lv.storageVolLookupByName(pool, name + CHECKSUM_SUFFIX));
+  } catch (e) {
+    if (!(e instanceof LibvirtError && e.isNoStorageVol())) throw e;
+  }
+  return info.usedBy;
+}
