@@ -15,6 +15,7 @@ import { type Io, processIo, runProgram } from "./_program.ts";
 import { createCommand } from "./foundry/create.ts";
 import { destroyCommand } from "./foundry/destroy.ts";
 import { getCommand, vmCommand } from "./foundry/get.ts";
+import { imageCommand } from "./foundry/image.ts";
 import { listCommand } from "./foundry/list.ts";
 import { poolCommand } from "./foundry/pool.ts";
 import { restartCommand, startCommand, stopCommand } from "./foundry/power.ts";
@@ -63,6 +64,7 @@ export function foundryProgram(io: Io = processIo): Command {
       waitCommand,
       versionCommand,
       poolCommand,
+      imageCommand,
     ]
   ) program.addCommand(make(io));
   return program;
