@@ -12,15 +12,16 @@
  * @module
  */
 
-import { isMap, isScalar, LineCounter, parseDocument } from "npm:yaml@^2.9.1";
+import { isMap, isScalar, type YAMLMap } from "npm:yaml@^2.9.1";
 import {
   ConfigError,
   type ConfigSchema,
   type FieldKind,
+  parseYamlConfigDocument,
   readConfigText,
   resolveConfig,
 } from "../config/layered.ts";
-import { formatProblem, type Problem } from "./errors.ts";
+import { formatProblem } from "./errors.ts";
 import { resolveImage } from "./naming.ts";
 import {
   DEFAULT_IMAGE_POOL,
@@ -207,72 +208,56 @@ function field<T extends FieldKind, K extends keyof FoundryConfig>(kind: T, key:
  * @throws {ConfigError} listing every problem with file, line and column
  */
 export function parseConfigFile(text: string, file: string): Partial<FoundryConfig> {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
-  const problems: Problem[] = [];
-  const at = (offset: number | undefined, path: string, message: string) => {
-    const { line, col } = lineCounter.linePos(offset ?? 0);
-    problems.push({ file, line, column: col, path, message });
-  };
-  for (const err of doc.errors) {
-    at(err.pos[0], "", `invalid YAML: ${err.message.replace(/ at line \d+, column \d+.*$/s, "")}`);
-  }
+  const { map, problems, problem: at } = parseYamlConfigDocument(text, file);
   const layer: Layer = {};
-  const contents = doc.contents;
-  if (
-    problems.length === 0 && contents !== null && !(isScalar(contents) && contents.value === null)
-  ) {
-    if (!isMap(contents)) {
-      at(contents.range?.[0], "", "must be a mapping");
-    } else {
-      const visit = (
-        map: typeof contents,
-        prefix: string,
-        allowed: readonly string[],
-        handle: (key: string, value: unknown, offset: number | undefined, path: string) => void,
-      ) => {
-        for (const pair of map.items) {
-          const key = isScalar(pair.key) ? String(pair.key.value) : "";
-          const path = prefix === "" ? key : `${prefix}.${key}`;
-          const keyOffset = isScalar(pair.key) ? pair.key.range?.[0] : undefined;
-          if (!allowed.includes(key)) {
-            at(keyOffset, path, `unknown field "${key}"; valid fields: ${allowed.join(", ")}`);
-            continue;
-          }
-          const node = pair.value;
-          const offset = isScalar(node) || isMap(node) ? node.range?.[0] : keyOffset;
-          if (key === "storage") {
-            if (!isMap(node)) at(offset, path, "must be a mapping");
-            else visit(node as typeof contents, path, STORAGE_FIELDS, handle);
-            continue;
-          }
-          handle(key, isScalar(node) ? node.value : node, offset, path);
-        }
-      };
-      visit(contents, "", FILE_FIELDS, (key, value, offset, path) => {
-        const fail = (what: string) => at(offset, path, `${what}, got ${JSON.stringify(value)}`);
-        switch (key) {
-          case "destroyTimeoutSeconds":
-            if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
-              fail("must be a number of seconds of 0 or more");
-            } else layer.destroyTimeoutSeconds = value;
-            return;
-          case "domainType":
-            if (typeof value !== "string" || !DOMAIN_TYPE_CHOICES.includes(value)) {
-              fail(`must be one of ${DOMAIN_TYPE_CHOICES.join(", ")}`);
-            } else layer.domainType = value as DomainType | "auto";
-            return;
-          default: {
-            if (typeof value !== "string" || value === "") {
-              fail("must be a non-empty string");
-              return;
-            }
-            const field = key === "basePath" ? "storagePath" : key;
-            (layer as Record<string, unknown>)[field] = value;
-          }
-        }
-      });
+  const visit = (
+    fields: YAMLMap,
+    prefix: string,
+    allowed: readonly string[],
+    handle: (key: string, value: unknown, offset: number | undefined, path: string) => void,
+  ) => {
+    for (const pair of fields.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : "";
+      const path = prefix === "" ? key : `${prefix}.${key}`;
+      const keyOffset = isScalar(pair.key) ? pair.key.range?.[0] : undefined;
+      if (!allowed.includes(key)) {
+        at(keyOffset, path, `unknown field "${key}"; valid fields: ${allowed.join(", ")}`);
+        continue;
+      }
+      const node = pair.value;
+      const offset = isScalar(node) || isMap(node) ? node.range?.[0] : keyOffset;
+      if (key === "storage") {
+        if (!isMap(node)) at(offset, path, "must be a mapping");
+        else visit(node, path, STORAGE_FIELDS, handle);
+        continue;
+      }
+      handle(key, isScalar(node) ? node.value : node, offset, path);
     }
+  };
+  if (map !== undefined) {
+    visit(map, "", FILE_FIELDS, (key, value, offset, path) => {
+      const fail = (what: string) => at(offset, path, `${what}, got ${JSON.stringify(value)}`);
+      switch (key) {
+        case "destroyTimeoutSeconds":
+          if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
+            fail("must be a number of seconds of 0 or more");
+          } else layer.destroyTimeoutSeconds = value;
+          return;
+        case "domainType":
+          if (typeof value !== "string" || !DOMAIN_TYPE_CHOICES.includes(value)) {
+            fail(`must be one of ${DOMAIN_TYPE_CHOICES.join(", ")}`);
+          } else layer.domainType = value as DomainType | "auto";
+          return;
+        default: {
+          if (typeof value !== "string" || value === "") {
+            fail("must be a non-empty string");
+            return;
+          }
+          const field = key === "basePath" ? "storagePath" : key;
+          (layer as Record<string, unknown>)[field] = value;
+        }
+      }
+    });
   }
   if (problems.length > 0) {
     throw new ConfigError(problems.map(formatProblem).join("\n"), undefined, undefined, {
