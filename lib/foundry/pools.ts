@@ -296,10 +296,22 @@ async function summarize(lv: Libvirt, pool: StoragePoolRef): Promise<PoolDetails
   let volumeList: VolumeSummary[] = [];
   let volumes: number | null = null;
   if (info.state === StoragePoolState.RUNNING || info.state === StoragePoolState.DEGRADED) {
-    const vols = await lv.storagePoolListAllVolumes(pool);
-    volumes = vols.length;
-    volumeList = await Promise.all(vols.map((v) => volumeSummary(lv, v)));
-    volumeList.sort((a, b) => a.name.localeCompare(b.name));
+    try {
+      const vols = await lv.storagePoolListAllVolumes(pool);
+      volumes = vols.length;
+      const found = await Promise.all(vols.map((v) =>
+        volumeSummary(lv, v).catch((e) => {
+          // Deleted by someone else since the listing.
+          if (e instanceof LibvirtError && e.isNoStorageVol()) return undefined;
+          throw e;
+        })
+      ));
+      volumeList = found.filter((v): v is VolumeSummary => v !== undefined)
+        .sort((a, b) => a.name.localeCompare(b.name));
+    } catch (e) {
+      // Stopped by someone else since the state was read: no volume figures.
+      if (!(e instanceof LibvirtError && e.isOperationInvalid())) throw e;
+    }
   }
   return {
     name: pool.name,
