@@ -19,6 +19,7 @@ import { imageCommand } from "./foundry/image.ts";
 import { listCommand } from "./foundry/list.ts";
 import { poolCommand } from "./foundry/pool.ts";
 import { restartCommand, startCommand, stopCommand } from "./foundry/power.ts";
+import { storageCommand } from "./foundry/storage.ts";
 import { versionCommand } from "./foundry/version.ts";
 import { waitCommand } from "./foundry/wait.ts";
 
@@ -65,6 +66,7 @@ export function foundryProgram(io: Io = processIo): Command {
       versionCommand,
       poolCommand,
       imageCommand,
+      storageCommand,
     ]
   ) program.addCommand(make(io));
   return program;
