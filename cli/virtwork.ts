@@ -11,8 +11,10 @@
  */
 import { Command } from "npm:commander@^15.1.0";
 import denoConfig from "../deno.json" with { type: "json" };
+import { addAuditOptions } from "./_audit.ts";
 import { type Io, processIo, runProgram } from "./_program.ts";
 import type { VirtworkDeps } from "./virtwork/_shared.ts";
+import { auditCommand } from "./virtwork/audit.ts";
 import { cleanupCommand } from "./virtwork/cleanup.ts";
 import { runCommand } from "./virtwork/run.ts";
 
@@ -31,8 +33,10 @@ export function virtworkProgram(io: Io = processIo, deps: VirtworkDeps = {}): Co
     .version(denoConfig.version, "-V, --version")
     .option("-v, --verbose", "show stack traces and debug output")
     .showHelpAfterError();
+  addAuditOptions(program, "virtwork");
   program.addCommand(runCommand(io, deps));
   program.addCommand(cleanupCommand(io, deps));
+  program.addCommand(auditCommand(io, deps));
   return program;
 }
 

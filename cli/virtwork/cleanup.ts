@@ -6,6 +6,7 @@ import { Command } from "npm:commander@^15.1.0";
 import { cleanup, type CleanupResult } from "../../lib/kubevirt/cleanup.ts";
 import { loadVirtworkConfig, type VirtworkSettings } from "../../lib/kubevirt/config.ts";
 import { formatJson } from "../../lib/output/format.ts";
+import { auditSettings, openAuditor } from "../_audit.ts";
 import { ExitCode, type Io, setExitCode } from "../_program.ts";
 import {
   clusterClient,
@@ -68,6 +69,7 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
       } catch (e) {
         throw withExitCode(e);
       }
+      const auditor = deps.auditor ?? await openAuditor(auditSettings(cmd, "virtwork", env));
       const { signal, dispose } = interruptSignal(deps);
       const progress = (m: string) => {
         if (verbose) io.err(`${m}\n`);
@@ -89,7 +91,8 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
             ? { pollIntervalSeconds: opts.pollInterval }
             : {}),
           signal,
-          ...(deps.auditor ? { auditor: deps.auditor } : {}),
+          auditor,
+          auditTarget: client.server,
           onProgress: progress,
         });
         io.out(cfg.output === "json" ? formatJson(result) : cleanupSummary(result));
@@ -97,6 +100,7 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
         if (result.errors.length > 0) setExitCode(cmd, ExitCode.VM_OPERATION);
       } finally {
         dispose();
+        if (!deps.auditor) auditor.close();
       }
     });
 }

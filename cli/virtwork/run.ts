@@ -8,7 +8,13 @@ import { loadVirtworkConfig, type VirtworkSettings } from "../../lib/kubevirt/co
 import { KubeApiError } from "../../lib/kubevirt/errors.ts";
 import type { KubeObject } from "../../lib/kubevirt/manifests.ts";
 import { buildRunPlan, planObjects, type RunPlan } from "../../lib/kubevirt/plan.ts";
-import { executeRun, RunFailedError, type RunResult } from "../../lib/kubevirt/run.ts";
+import {
+  executeRun,
+  type RunAuditContext,
+  RunFailedError,
+  type RunResult,
+} from "../../lib/kubevirt/run.ts";
+import type { Auditor } from "../../lib/audit/mod.ts";
 import {
   formatJson,
   formatTable,
@@ -22,6 +28,7 @@ import {
   withNamespace,
   withSshCredentials,
 } from "../../lib/workloads/registry.ts";
+import { auditSettings, openAuditor } from "../_audit.ts";
 import { ExitCode, type Io, setExitCode } from "../_program.ts";
 import {
   clusterClient,
@@ -161,73 +168,142 @@ export function runCommand(io: Io, deps: VirtworkDeps = {}): Command {
         runId: crypto.randomUUID(),
         containerDiskImage: cfg.containerDiskImage,
       });
-
-      if (cfg.dryRun) {
-        const objects = planObjects(plan).map((o) => opts.showSecrets ? o : redactSecret(o));
-        io.out(
-          cfg.output === "json"
-            ? formatJson({ apiVersion: "v1", kind: "List", items: objects })
-            : formatYamlDocuments(objects),
-        );
-        return;
-      }
-
-      const { signal, dispose } = interruptSignal(deps);
-      const progress = (m: string) => {
-        if (verbose) io.err(`${m}\n`);
+      const auditor = deps.auditor ??
+        await openAuditor(auditSettings(cmd, "virtwork", env), {
+          secrets: [cfg.sshPassword, ...cfg.sshAuthorizedKeys],
+        });
+      const audit = {
+        config: auditedSettings(cfg),
+        workloads: Object.fromEntries(cfg.selected.map((w) => [w.name, { ...w.config }])),
+        sshAuthConfigured: cfg.sshPassword !== "" || cfg.sshAuthorizedKeys.length > 0,
       };
       try {
-        const { client, source } = (() => {
-          try {
-            return clusterClient(
-              cfg,
-              deps,
-              signal,
-              (op, attempt, delay, why) =>
-                progress(`retry ${attempt} of ${op} in ${Math.round(delay)} ms: ${why}`),
-            );
-          } catch (e) {
-            throw withExitCode(e);
-          }
-        })();
-        progress(`cluster ${client.server} (${source}); run id ${plan.runId}`);
-        let result: RunResult;
-        try {
-          result = await executeRun(client, plan, {
-            wait: !cfg.noWait,
-            timeoutSeconds: cfg.timeout,
-            pollIntervalSeconds: cfg.pollInterval,
-            signal,
-            concurrency: cfg.burst,
-            ...(deps.auditor ? { auditor: deps.auditor } : {}),
-            onProgress: progress,
-          });
-        } catch (e) {
-          if (e instanceof RunFailedError) {
-            io.err(existsReport(e.result, plan));
-            const api = e.cause;
-            if (
-              api instanceof KubeApiError && api.status === 404 &&
-              api.operation.startsWith("create VirtualMachine")
-            ) {
-              io.err("Hint: the kubevirt.io/v1 API was not found; is KubeVirt installed?\n");
-            }
-          }
-          throw withExitCode(e);
+        if (cfg.dryRun) {
+          const objects = planObjects(plan).map((o) => opts.showSecrets ? o : redactSecret(o));
+          io.out(
+            cfg.output === "json"
+              ? formatJson({ apiVersion: "v1", kind: "List", items: objects })
+              : formatYamlDocuments(objects),
+          );
+          await recordDryRun(auditor, plan, audit, verbose ? io : undefined);
+          return;
         }
-        const color = useColor({ isTerminal: deps.isTerminal ?? false, env });
-        io.out(cfg.output === "json" ? formatJson(result) : summary(result, color));
-        if (result.interrupted) {
-          io.err(existsReport(result, plan));
-          setExitCode(cmd, EXIT_INTERRUPTED);
-        } else if (result.timedOut) {
-          for (const v of result.vms.filter((v) => v.error)) io.err(`${v.name}: ${v.error}\n`);
-          setExitCode(cmd, ExitCode.VM_OPERATION);
-        }
+        await deployPlan(cmd, io, deps, cfg, plan, auditor, audit, verbose, env);
       } finally {
-        dispose();
+        if (!deps.auditor) auditor.close();
       }
     });
+}
+
+/** The run's settings as recorded: everything but the credentials, which are only flagged. */
+function auditedSettings(cfg: VirtworkSettings): Record<string, unknown> {
+  const { sshPassword: _p, sshAuthorizedKeys: _k, verbose: _v, ...rest } = cfg;
+  return { ...rest };
+}
+
+/** A dry run is recorded too (seed: every run gets a record), as a finished run with no objects. */
+async function recordDryRun(
+  auditor: Auditor,
+  plan: RunPlan,
+  audit: {
+    config: Record<string, unknown>;
+    workloads: Record<string, Record<string, unknown>>;
+    sshAuthConfigured: boolean;
+  },
+  io: Io | undefined,
+): Promise<void> {
+  try {
+    await auditor.runStarted({
+      runId: plan.runId,
+      namespace: plan.namespace.metadata.name,
+      workloads: [...new Set(plan.vms.map((v) => v.workload))],
+      vmCount: plan.vms.length,
+      dryRun: true,
+      sshAuthConfigured: audit.sshAuthConfigured,
+      config: audit.config,
+    });
+    for (const [name, config] of Object.entries(audit.workloads)) {
+      await auditor.workloadRecorded({
+        runId: plan.runId,
+        name,
+        vmCount: plan.vms.filter((v) => v.workload === name).length,
+        config,
+      });
+    }
+    await auditor.runFinished({ runId: plan.runId, ok: true, interrupted: false });
+  } catch (e) {
+    io?.err(`audit: ${(e as Error).message}\n`);
+  }
+}
+
+/** Creates the plan's objects, waits and reports. */
+async function deployPlan(
+  cmd: Command,
+  io: Io,
+  deps: VirtworkDeps,
+  cfg: VirtworkSettings,
+  plan: RunPlan,
+  auditor: Auditor,
+  audit: RunAuditContext,
+  verbose: boolean,
+  env: Record<string, string | undefined>,
+): Promise<void> {
+  const { signal, dispose } = interruptSignal(deps);
+  const progress = (m: string) => {
+    if (verbose) io.err(`${m}\n`);
+  };
+  try {
+    const { client, source } = (() => {
+      try {
+        return clusterClient(
+          cfg,
+          deps,
+          signal,
+          (op, attempt, delay, why) =>
+            progress(`retry ${attempt} of ${op} in ${Math.round(delay)} ms: ${why}`),
+        );
+      } catch (e) {
+        throw withExitCode(e);
+      }
+    })();
+    progress(`cluster ${client.server} (${source}); run id ${plan.runId}`);
+    let result: RunResult;
+    try {
+      result = await executeRun(client, plan, {
+        wait: !cfg.noWait,
+        timeoutSeconds: cfg.timeout,
+        pollIntervalSeconds: cfg.pollInterval,
+        signal,
+        concurrency: cfg.burst,
+        auditor,
+        audit: { ...audit, target: client.server },
+        onProgress: progress,
+      });
+    } catch (e) {
+      if (e instanceof RunFailedError) {
+        io.err(existsReport(e.result, plan));
+        const api = e.cause;
+        if (
+          api instanceof KubeApiError && api.status === 404 &&
+          api.operation.startsWith("create VirtualMachine")
+        ) {
+          io.err("Hint: the kubevirt.io/v1 API was not found; is KubeVirt installed?\n");
+        }
+      }
+      throw withExitCode(e);
+    }
+    const color = useColor({ isTerminal: deps.isTerminal ?? false, env });
+    io.out(cfg.output === "json" ? formatJson(result) : summary(result, color));
+    if (result.interrupted) {
+      io.err(existsReport(result, plan));
+      setExitCode(cmd, EXIT_INTERRUPTED);
+    } else if (result.timedOut) {
+      for (const v of result.vms.filter((v) => v.error)) io.err(`${v.name}: ${v.error}\n`);
+      setExitCode(cmd, ExitCode.VM_OPERATION);
+    }
+  } finally {
+    dispose();
+  }
 }
 
 /** The summary table and a closing line. */

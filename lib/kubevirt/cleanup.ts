@@ -34,8 +34,12 @@ export interface CleanupOptions {
   pollIntervalSeconds?: number;
   /** Aborts waiting. */
   signal?: AbortSignal;
-  /** Receives the cleanup record. */
+  /** Receives the cleanup's start, each deletion and its outcome. */
   auditor?: Auditor;
+  /** Id of the cleanup's audit entry (default: a new UUID). */
+  cleanupId?: string;
+  /** The cluster's API server, for the audit trail. */
+  auditTarget?: string;
   /** Progress messages for verbose output. */
   onProgress?: (message: string) => void;
 }
@@ -52,6 +56,8 @@ export interface CleanupFailure {
 
 /** The outcome of a cleanup. */
 export interface CleanupResult {
+  /** Id of the cleanup's audit entry. */
+  cleanupId: string;
   /** Namespace cleaned. */
   namespace: string;
   /** Successful deletions by resource. */
@@ -81,7 +87,42 @@ export async function cleanup(api: ClusterApi, o: CleanupOptions): Promise<Clean
   const progress = o.onProgress ?? (() => {});
   const auditor = o.auditor ?? noopAuditor;
   const selector = managedSelector(o.runId);
+  const cleanupId = o.cleanupId ?? crypto.randomUUID();
+  const audit = async (f: () => void | Promise<void>) => {
+    try {
+      await f();
+    } catch (e) {
+      progress(`audit: ${(e as Error).message}`);
+    }
+  };
+  await audit(() =>
+    auditor.cleanupStarted({
+      cleanupId,
+      namespace: o.namespace,
+      ...(o.runId ? { runId: o.runId } : {}),
+      deleteNamespace: o.deleteNamespace ?? false,
+      ...(o.auditTarget ? { target: o.auditTarget } : {}),
+    })
+  );
+  const deletion = (
+    resource: string,
+    name: string,
+    runId: string | undefined,
+    error?: unknown,
+  ) =>
+    audit(() =>
+      auditor.objectDeleted({
+        cleanupId,
+        kind: KIND[resource]!,
+        namespace: o.namespace,
+        name,
+        ...(runId ? { runId } : {}),
+        outcome: error === undefined ? "deleted" : "failed",
+        ...(error === undefined ? {} : { error: (error as Error).message ?? String(error) }),
+      })
+    );
   const result: CleanupResult = {
+    cleanupId,
     namespace: o.namespace,
     deleted: { virtualmachines: 0, services: 0, secrets: 0 },
     namespaceDeleted: false,
@@ -108,16 +149,19 @@ export async function cleanup(api: ClusterApi, o: CleanupOptions): Promise<Clean
       // The server filtered by label; check again so a server ignoring the selector deletes nothing.
       if (labels[LABELS.MANAGED_BY] !== MANAGED_BY_VALUE) return;
       if (o.runId && labels[LABELS.RUN_ID] !== o.runId) return;
+      const run = labels[LABELS.RUN_ID];
       try {
         await api.delete(resource, o.namespace, item.metadata.name);
         result.deleted[resource]++;
-        const run = labels[LABELS.RUN_ID];
         if (run) runIds.add(run);
         progress(`deleted ${KIND[resource]} ${item.metadata.name}`);
       } catch (e) {
         if (isStatus(e, 404)) return; // already gone
         note(KIND[resource]!, item.metadata.name, e);
+        await deletion(resource, item.metadata.name, run, e);
+        return;
       }
+      await deletion(resource, item.metadata.name, run);
     }));
   }
 
@@ -135,6 +179,7 @@ export async function cleanup(api: ClusterApi, o: CleanupOptions): Promise<Clean
         await api.delete("namespaces", o.namespace, o.namespace);
         result.namespaceDeleted = true;
         progress(`deleted Namespace ${o.namespace}`);
+        await deletion("namespaces", o.namespace, undefined);
       }
     } catch (e) {
       if (!isStatus(e, 404)) note("Namespace", o.namespace, e);
@@ -144,18 +189,18 @@ export async function cleanup(api: ClusterApi, o: CleanupOptions): Promise<Clean
 
   if (o.wait) result.gone = await waitGone(api, o, selector, result, progress);
 
-  try {
-    await auditor.cleanupFinished({
+  await audit(() =>
+    auditor.cleanupFinished({
+      cleanupId,
       namespace: o.namespace,
       ...(o.runId ? { runId: o.runId } : {}),
       linkedRunIds: result.runIds,
       deleted: { ...result.deleted },
       namespaceDeleted: result.namespaceDeleted,
       errors: result.errors.map((e) => `${e.kind} ${e.name}: ${e.message}`),
-    });
-  } catch (e) {
-    progress(`audit: ${(e as Error).message}`);
-  }
+      interrupted: o.signal?.aborted ?? false,
+    })
+  );
   return result;
 }
 

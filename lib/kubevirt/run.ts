@@ -11,7 +11,7 @@
  * ```
  * @module
  */
-import { type Auditor, noopAuditor } from "./audit.ts";
+import { type Auditor, type EventRecord, noopAuditor } from "./audit.ts";
 import type { ApiObject, ClusterApi, Resource } from "./client.ts";
 import { managedSelector } from "./constants.ts";
 import { ConnectionError, isStatus, KubeApiError } from "./errors.ts";
@@ -33,8 +33,22 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Receives audit records (default: none). */
   auditor?: Auditor;
+  /** What the audit trail records beside the plan. */
+  audit?: RunAuditContext;
   /** Progress messages for verbose output. */
   onProgress?: (message: string) => void;
+}
+
+/** Context recorded with a run; never credentials (keys naming them are redacted anyway). */
+export interface RunAuditContext {
+  /** Effective settings of the run. */
+  config?: Readonly<Record<string, unknown>>;
+  /** The cluster's API server. */
+  target?: string;
+  /** Settings of each workload, by workload name. */
+  workloads?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
+  /** Whether a password or SSH keys were configured (default: the plan has Secrets). */
+  sshAuthConfigured?: boolean;
 }
 
 /** What became of a created object. */
@@ -176,9 +190,12 @@ export async function executeRun(
     );
     return outcome;
   };
+  const event = (r: Omit<EventRecord, "runId">) =>
+    audit(() => auditor.event({ runId: plan.runId, ...r }));
   const fail = async (e: unknown): Promise<never> => {
     result.elapsedSeconds = (performance.now() - started) / 1000;
     const err = e instanceof Error ? e : new Error(String(e));
+    await event({ level: "error", reason: "RunFailed", message: err.message });
     await audit(() =>
       auditor.runFinished({
         runId: plan.runId,
@@ -189,16 +206,30 @@ export async function executeRun(
     );
     throw new RunFailedError(err, result);
   };
+  const workloadNames = [...new Set(plan.vms.map((v) => v.workload))];
   await audit(() =>
     auditor.runStarted({
       runId: plan.runId,
       namespace: ns,
-      workloads: [...new Set(plan.vms.map((v) => v.workload))],
+      workloads: workloadNames,
       vmCount: plan.vms.length,
       dryRun: false,
-      sshAuthConfigured: plan.secrets.length > 0,
+      sshAuthConfigured: opts.audit?.sshAuthConfigured ?? plan.secrets.length > 0,
+      ...(opts.audit?.config ? { config: opts.audit.config } : {}),
+      ...(opts.audit?.target ? { target: opts.audit.target } : {}),
     })
   );
+  for (const name of workloadNames) {
+    const config = opts.audit?.workloads?.[name];
+    await audit(() =>
+      auditor.workloadRecorded({
+        runId: plan.runId,
+        name,
+        vmCount: plan.vms.filter((v) => v.workload === name).length,
+        ...(config ? { config } : {}),
+      })
+    );
+  }
 
   // Namespace and Services first, in order: the network clients resolve the Service by DNS.
   try {
@@ -251,11 +282,14 @@ export async function executeRun(
   if (opts.wait !== false && !result.interrupted) {
     result.waited = true;
     try {
-      await waitForReady(api, plan, result, created, opts, progress);
+      await waitForReady(api, plan, result, created, opts, progress, event);
     } catch (e) {
       if (opts.signal?.aborted) result.interrupted = true;
       else await fail(e);
     }
+  }
+  if (result.interrupted) {
+    await event({ level: "warning", reason: "Interrupted", message: "run interrupted" });
   }
   for (const v of result.vms) {
     const rec = {
@@ -272,11 +306,17 @@ export async function executeRun(
     await audit(() => auditor.vmFinished(rec));
   }
   result.elapsedSeconds = (performance.now() - started) / 1000;
+  const notReady = result.vms.filter((v) => !v.ready).length;
   await audit(() =>
     auditor.runFinished({
       runId: plan.runId,
       ok: !result.timedOut && !result.interrupted,
       interrupted: result.interrupted,
+      ...(result.timedOut
+        ? {
+          error: `${notReady} of ${result.vms.length} VMs not ready after ${opts.timeoutSeconds}s`,
+        }
+        : {}),
     })
   );
   return result;
@@ -289,6 +329,7 @@ async function waitForReady(
   created: Map<string, number>,
   opts: RunOptions,
   progress: (m: string) => void,
+  event: (r: Omit<EventRecord, "runId">) => Promise<void>,
 ): Promise<void> {
   const ns = result.namespace;
   const deadline = performance.now() + opts.timeoutSeconds * 1000;
@@ -311,6 +352,12 @@ async function waitForReady(
         v.secondsToReady = (now - (created.get(name) ?? now)) / 1000;
         pending.delete(name);
         progress(`VM ${name}: ready after ${v.secondsToReady.toFixed(1)}s`);
+        await event({
+          level: "info",
+          reason: "VmReady",
+          object: `VirtualMachine/${name}`,
+          message: `ready after ${v.secondsToReady.toFixed(1)}s`,
+        });
       }
     }
     if (pending.size === 0) break;
@@ -319,6 +366,12 @@ async function waitForReady(
       result.timedOut = true;
       for (const v of pending.values()) {
         v.error = `not ready after ${opts.timeoutSeconds}s (phase ${v.phase})`;
+        await event({
+          level: "warning",
+          reason: "Timeout",
+          object: `VirtualMachine/${v.name}`,
+          message: v.error,
+        });
       }
       break;
     }

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { parseAllDocuments } from "npm:yaml@^2.9.1";
 import { main, type VirtworkDeps } from "../../cli/virtwork.ts";
 import { decodeBase64 } from "../../lib/kubevirt/manifests.ts";
+import { noopAuditor } from "../../lib/audit/mod.ts";
 import type { K8sTestServerOptions } from "./k8s_server.ts";
 import { kubevirtValidator, startCluster } from "./_helpers.ts";
 import { formatProblems } from "./openapi_validator.ts";
@@ -22,6 +23,7 @@ async function virtwork(args: string[], deps: VirtworkDeps = {}): Promise<Run> {
   const code = await main(args, { out: (s) => (out += s), err: (s) => (err += s) }, {
     env: { HOME: "/nonexistent" },
     client: { baseBackoffMs: 2, maxBackoffMs: 20 },
+    auditor: noopAuditor, // tests/audit covers the database; keep the working directory clean
     ...deps,
   });
   return { code, out, err };

@@ -1,7 +1,7 @@
 /** Run orchestration against the test server, through the real client. */
 import assert from "node:assert/strict";
 import { LABELS } from "../../lib/kubevirt/constants.ts";
-import type { Auditor } from "../../lib/kubevirt/audit.ts";
+import { type Auditor, noopAuditor } from "../../lib/kubevirt/audit.ts";
 import { buildRunPlan, type RunPlan } from "../../lib/kubevirt/plan.ts";
 import { executeRun, RunFailedError, vmiReady } from "../../lib/kubevirt/run.ts";
 import { KubeApiError } from "../../lib/kubevirt/errors.ts";
@@ -30,6 +30,7 @@ function plan(
 function recordingAuditor(): Auditor & { events: string[] } {
   const events: string[] = [];
   return {
+    ...noopAuditor,
     events,
     runStarted: (r) => void events.push(`start ${r.runId}`),
     objectCreated: (r) => void events.push(`${r.outcome} ${r.kind} ${r.name}`),

@@ -1,0 +1,177 @@
+/**
+ * The audit flags both executables share (`--audit`, `--no-audit`, `--audit-db PATH`), where each
+ * keeps its database, and opening it for writing or reading. Precedence: flag > environment
+ * (`VIRTWORK_AUDIT`, `VIRTWORK_AUDIT_DB`; `FOUNDRY_AUDIT`, `FOUNDRY_AUDIT_DB`) > default.
+ * @module
+ */
+import type { Command } from "npm:commander@^15.1.0";
+import type { DatabaseSync } from "node:sqlite";
+import { dirname, join } from "node:path";
+import { ConfigError } from "../lib/config/layered.ts";
+import {
+  AuditDbError,
+  type Auditor,
+  noopAuditor,
+  openAuditDb,
+  type OperationContext,
+  type OperationInfo,
+  recordOperation,
+  SqliteAuditor,
+} from "../lib/audit/mod.ts";
+
+/** Where and whether to audit. */
+export interface AuditSettings {
+  /** False after `--no-audit`. */
+  enabled: boolean;
+  /** The database file. */
+  path: string;
+}
+
+/** Which executable: selects the environment prefix and the default path. */
+export type AuditToolName = "virtwork" | "foundry";
+
+/** virtwork's default database: `virtwork.db` in the working directory (as the seed). */
+export const VIRTWORK_AUDIT_DB = "virtwork.db";
+
+/** foundry's default database: `$XDG_DATA_HOME/foundry/audit.db` (`~/.local/share/…`). */
+export function foundryAuditDbPath(env: Readonly<Record<string, string | undefined>>): string {
+  const data = env.XDG_DATA_HOME || (env.HOME ? join(env.HOME, ".local", "share") : undefined);
+  if (!data) throw new ConfigError("cannot place the audit database: set XDG_DATA_HOME or HOME");
+  return join(data, "foundry", "audit.db");
+}
+
+/** Adds `--audit`, `--no-audit` and `--audit-db <path>` to `program` (global options). */
+export function addAuditOptions(program: Command, tool: AuditToolName): Command {
+  const where = tool === "virtwork"
+    ? `${VIRTWORK_AUDIT_DB} in the working directory`
+    : "$XDG_DATA_HOME/foundry/audit.db";
+  const env = tool.toUpperCase();
+  return program
+    .option("--audit", `record every operation in the audit database (default; env ${env}_AUDIT)`)
+    .option("--no-audit", "do not record anything")
+    .option("--audit-db <path>", `audit database file (env ${env}_AUDIT_DB; default ${where})`);
+}
+
+function rootOf(cmd: Command): Command {
+  let root = cmd;
+  while (root.parent) root = root.parent;
+  return root;
+}
+
+function parseBool(name: string, v: string): boolean {
+  const s = v.trim().toLowerCase();
+  if (["1", "true", "yes", "on"].includes(s)) return true;
+  if (["0", "false", "no", "off"].includes(s)) return false;
+  throw new ConfigError(`${name}: must be true or false, got "${v}"`);
+}
+
+/** The audit settings of the command line `cmd` belongs to. */
+export function auditSettings(
+  cmd: Command,
+  tool: AuditToolName,
+  env: Readonly<Record<string, string | undefined>> = Deno.env.toObject(),
+): AuditSettings {
+  const root = rootOf(cmd);
+  const opts = root.opts() as { audit?: boolean; auditDb?: string };
+  const prefix = tool.toUpperCase();
+  let enabled = true;
+  const envEnabled = env[`${prefix}_AUDIT`];
+  if (root.getOptionValueSource("audit") === "cli") enabled = opts.audit !== false;
+  else if (envEnabled !== undefined && envEnabled !== "") {
+    enabled = parseBool(`${prefix}_AUDIT`, envEnabled);
+  }
+  const path = opts.auditDb || env[`${prefix}_AUDIT_DB`] ||
+    (tool === "virtwork" ? VIRTWORK_AUDIT_DB : foundryAuditDbPath(env));
+  return { enabled, path };
+}
+
+/** An {@linkcode Auditor} for `settings`, or the no-op one when auditing is off. */
+export async function openAuditor(
+  settings: AuditSettings,
+  opts: { secrets?: readonly string[] } = {},
+): Promise<Auditor> {
+  if (!settings.enabled) return noopAuditor;
+  if (settings.path !== ":memory:") {
+    await Deno.mkdir(dirname(settings.path), { recursive: true }).catch((e) => {
+      throw new ConfigError(
+        `cannot create the directory of audit database ${settings.path}: ${(e as Error).message}` +
+          " (use --audit-db PATH or --no-audit)",
+        undefined,
+        undefined,
+        { cause: e },
+      );
+    });
+  }
+  try {
+    return SqliteAuditor.open(settings.path, opts.secrets ? { secrets: opts.secrets } : {});
+  } catch (e) {
+    if (e instanceof AuditDbError) {
+      throw new ConfigError(
+        `${e.message} (use --audit-db PATH or --no-audit)`,
+        undefined,
+        undefined,
+        {
+          cause: e,
+        },
+      );
+    }
+    throw e;
+  }
+}
+
+/** The database at `path` for reading, or undefined when no file is there yet. */
+export async function openAuditReader(path: string): Promise<DatabaseSync | undefined> {
+  try {
+    await Deno.stat(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+  try {
+    return openAuditDb(path);
+  } catch (e) {
+    throw new ConfigError((e as Error).message, undefined, undefined, { cause: e });
+  }
+}
+
+/** Options of {@linkcode withFoundryAudit}. */
+export interface FoundryAuditOptions {
+  /** Literal secrets (passwords, keys of the VM spec) to keep out of the database. */
+  secrets?: readonly string[];
+  /** Environment (default: the process's). */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** Told when auditing fails; the operation goes on regardless. */
+  onAuditError?: (err: Error) => void;
+  /** An auditor to use instead of the one the flags select (tests). */
+  auditor?: Auditor;
+}
+
+/**
+ * Runs one foundry operation audited as the global flags say: opens the database (or not, with
+ * `--no-audit`), records start, outcome, duration and error around `fn`, and closes it.
+ *
+ * @example
+ * ```ts ignore
+ * await withFoundryAudit(cmd, { resourceType: "vm", name, uri, operation: "create" }, async (op) => {
+ *   // … create the VM; op.object({ kind: "volume", name: vol, outcome: "created" }) for each volume
+ * });
+ * ```
+ */
+export async function withFoundryAudit<T>(
+  cmd: Command,
+  info: OperationInfo,
+  fn: (op: OperationContext) => Promise<T> | T,
+  opts: FoundryAuditOptions = {},
+): Promise<T> {
+  const auditor = opts.auditor ??
+    await openAuditor(auditSettings(cmd, "foundry", opts.env), {
+      ...(opts.secrets ? { secrets: opts.secrets } : {}),
+    });
+  try {
+    return await recordOperation(auditor, info, fn, {
+      ...(opts.onAuditError ? { onAuditError: opts.onAuditError } : {}),
+    });
+  } finally {
+    if (!opts.auditor) auditor.close();
+  }
+}
