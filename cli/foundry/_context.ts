@@ -4,6 +4,14 @@ import { type ConfigFlags, type FoundryConfig, loadConfig } from "../../lib/foun
 import { paint, useColor } from "../../lib/output/mod.ts";
 import { type Io, processIo } from "../_program.ts";
 
+function envGet(name: string): string | undefined {
+  try {
+    return Deno.env.get(name) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** foundry's global options, as commander parses them. */
 export interface GlobalOptions {
   connect?: string;
@@ -29,6 +37,10 @@ export function configFor(cmd: Command): Promise<FoundryConfig> {
   const flags: ConfigFlags = {};
   if (g.config !== undefined) flags.config = g.config;
   if (g.connect !== undefined) flags.uri = g.connect;
+  else if (!envGet("FOUNDRY_URI") && envGet("LIBVIRT_DEFAULT_URI")) {
+    // virsh's variable ranks below FOUNDRY_URI and above the configuration file.
+    flags.uri = envGet("LIBVIRT_DEFAULT_URI")!;
+  }
   if (g.domainType !== undefined) flags.domainType = g.domainType;
   if (g.destroyTimeout !== undefined) flags.destroyTimeoutSeconds = Number(g.destroyTimeout);
   if (g.storagePath !== undefined) flags.storagePath = g.storagePath;
@@ -42,9 +54,7 @@ export async function withLibvirt<T>(
   config: FoundryConfig,
   fn: (lv: Libvirt) => Promise<T>,
 ): Promise<T> {
-  // The config's URI already honours --connect > FOUNDRY_URI > file; LIBVIRT_DEFAULT_URI comes next.
-  const uri = config.uri !== "qemu:///system" ? config.uri : Deno.env.get("LIBVIRT_DEFAULT_URI");
-  const lv = await Libvirt.connect(uri || config.uri);
+  const lv = await Libvirt.connect(config.uri);
   try {
     return await fn(lv);
   } finally {

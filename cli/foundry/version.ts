@@ -1,7 +1,7 @@
 import { Command, Option } from "npm:commander@^15.1.0";
 import denoConfig from "../../deno.json" with { type: "json" };
-import { Libvirt } from "../../lib/libvirt/mod.ts";
 import type { Io } from "../_program.ts";
+import { configFor, withLibvirt } from "./_context.ts";
 
 const fmt = (v: number) => `${Math.floor(v / 1e6)}.${Math.floor(v / 1e3) % 1000}.${v % 1000}`;
 
@@ -21,9 +21,8 @@ export function versionCommand(io: Io): Command {
       "\nExamples:\n  foundry version\n  foundry --connect qemu+ssh://root@host/system version -o json\n",
     )
     .action(async (opts: { output: string }, cmd: Command) => {
-      const uri = cmd.parent?.opts<{ connect?: string }>().connect;
-      const lv = await Libvirt.connect(uri);
-      try {
+      const config = await configFor(cmd);
+      await withLibvirt(config, async (lv) => {
         const [lib, hv, host] = await Promise.all([
           lv.getLibVersion(),
           lv.getVersion(),
@@ -43,8 +42,6 @@ export function versionCommand(io: Io): Command {
               `libvirt:    ${info.libvirt}\nhypervisor: QEMU ${info.hypervisor}\n`,
           );
         }
-      } finally {
-        await lv.close();
-      }
+      });
     });
 }

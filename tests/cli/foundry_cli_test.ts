@@ -46,3 +46,28 @@ libvirtTest("foundry version -o json reports the daemon's versions", async () =>
   assert.match(info.libvirt, /^\d+\.\d+\.\d+$/);
   assert.equal(info.host, Deno.hostname());
 });
+
+Deno.test("the URI comes from --connect, then FOUNDRY_URI, then LIBVIRT_DEFAULT_URI", async () => {
+  const saved = { f: Deno.env.get("FOUNDRY_URI"), l: Deno.env.get("LIBVIRT_DEFAULT_URI") };
+  const tryUri = async (args: string[]) => {
+    const c = capture();
+    await main([...args, "version"], c.io);
+    return /Cannot connect to (\S+):/.exec(c.err())?.[1];
+  };
+  try {
+    Deno.env.set("LIBVIRT_DEFAULT_URI", "qemu:///system?socket=/nonexistent/from-libvirt");
+    Deno.env.delete("FOUNDRY_URI");
+    assert.equal(await tryUri([]), "/nonexistent/from-libvirt");
+    Deno.env.set("FOUNDRY_URI", "qemu:///system?socket=/nonexistent/from-foundry");
+    assert.equal(await tryUri([]), "/nonexistent/from-foundry");
+    assert.equal(
+      await tryUri(["--connect", "qemu:///system?socket=/nonexistent/from-flag"]),
+      "/nonexistent/from-flag",
+    );
+  } finally {
+    for (const [k, v] of [["FOUNDRY_URI", saved.f], ["LIBVIRT_DEFAULT_URI", saved.l]] as const) {
+      if (v === undefined) Deno.env.delete(k);
+      else Deno.env.set(k, v);
+    }
+  }
+});
