@@ -113,7 +113,55 @@ export type { BackingStore, VolumeFormat, VolumeSpec } from "./storage_xml.ts";
 export { detectImageFormat, IMAGE_HEADER_BYTES, imageProblem } from "./image_format.ts";
 export { preflightProblems } from "./preflight.ts";
 export type { HostFacts, PreflightProblem } from "./preflight.ts";
-export { ensureDirPool, ensureFoundryPools, StorageError } from "./pools.ts";
+export {
+  addPool,
+  buildPoolXml,
+  deletePool,
+  ensureDirPool,
+  ensureFoundryPools,
+  listPools,
+  lookupPool,
+  parsePoolXml,
+  parseVolumeXml,
+  POOL_TYPES,
+  poolInfo,
+  poolStateName,
+  PROTECTED_POOLS,
+  refreshPool,
+  StorageError,
+  volumeSummary,
+} from "./pools.ts";
+export type {
+  DeletePoolOptions,
+  PoolDetails,
+  PoolSpec,
+  PoolSummary,
+  VolumeSummary,
+} from "./pools.ts";
+export {
+  baseImageProblem,
+  CHECKSUM_SUFFIX,
+  deleteImage,
+  imageInfo,
+  imageNameFromUrl,
+  importImage,
+  listImages,
+  parseChecksum,
+  parseQcow2Header,
+  pullImage,
+  redactUrl,
+} from "./images.ts";
+export type {
+  Checksum,
+  ImageDetails,
+  ImageSummary,
+  ImageUse,
+  PullOptions,
+  Qcow2Header,
+  TransferOptions,
+} from "./images.ts";
+export { FULL_WARNING_PERCENT, storageStatus, usedPercent } from "./storage_status.ts";
+export type { PoolStatus } from "./storage_status.ts";
 export {
   CREATE_STEPS,
   createVm,
