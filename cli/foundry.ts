@@ -11,10 +11,12 @@
  */
 import { Command } from "npm:commander@^15.1.0";
 import denoConfig from "../deno.json" with { type: "json" };
+import { addAuditOptions } from "./_audit.ts";
 import { type Io, processIo, runProgram } from "./_program.ts";
 import { createCommand } from "./foundry/create.ts";
 import { destroyCommand } from "./foundry/destroy.ts";
 import { getCommand, vmCommand } from "./foundry/get.ts";
+import { historyCommand } from "./foundry/history.ts";
 import { imageCommand } from "./foundry/image.ts";
 import { listCommand } from "./foundry/list.ts";
 import { poolCommand } from "./foundry/pool.ts";
@@ -52,6 +54,7 @@ export function foundryProgram(io: Io = processIo): Command {
     )
     .option("-v, --verbose", "show stack traces and debug output")
     .showHelpAfterError();
+  addAuditOptions(program, "foundry");
   for (
     const make of [
       createCommand,
@@ -67,6 +70,7 @@ export function foundryProgram(io: Io = processIo): Command {
       poolCommand,
       imageCommand,
       storageCommand,
+      historyCommand,
     ]
   ) program.addCommand(make(io));
   return program;

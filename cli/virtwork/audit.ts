@@ -2,7 +2,7 @@
  * `virtwork audit list` and `virtwork audit show RUN_ID`: read the audit trail back.
  * @module
  */
-import { Command } from "npm:commander@^15.1.0";
+import { Command, InvalidArgumentError } from "npm:commander@^15.1.0";
 import type { DatabaseSync } from "node:sqlite";
 import {
   type AuditEntry,
@@ -14,16 +14,20 @@ import { ConfigError } from "../../lib/config/layered.ts";
 import { formatJson, formatTable } from "../../lib/output/format.ts";
 import { auditSettings, openAuditReader } from "../_audit.ts";
 import type { Io } from "../_program.ts";
-import { numberArg, type VirtworkDeps } from "./_shared.ts";
+import type { VirtworkDeps } from "./_shared.ts";
 
 function outputArg(v: string): "table" | "json" {
-  if (v !== "table" && v !== "json") throw new TypeError(`expected table or json, got "${v}"`);
+  if (v !== "table" && v !== "json") {
+    throw new InvalidArgumentError(`expected table or json, got "${v}"`);
+  }
   return v;
 }
 
 function limitArg(v: string): number {
-  const n = numberArg(v);
-  if (!Number.isInteger(n) || n < 0) throw new TypeError(`expected a whole number, got "${v}"`);
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isInteger(n) || n < 0) {
+    throw new InvalidArgumentError(`expected a whole number, got "${v}"`);
+  }
   return n;
 }
 

@@ -158,7 +158,7 @@ export interface ListFilter {
   operation?: string;
   /** Only this status. */
   status?: AuditStatus;
-  /** Only entries about this resource name (foundry). */
+  /** Only entries about this resource name, ignoring case (foundry). */
   resourceName?: string;
   /** Only this resource type (foundry). */
   resourceType?: string;
@@ -214,15 +214,15 @@ function toResource(r: Row): ResourceDetail {
 export function listEntries(db: DatabaseSync, f: ListFilter = {}): AuditEntry[] {
   const where: string[] = [];
   const params: SQLInputValue[] = [];
-  const eq = (col: string, v: string | undefined) => {
+  const eq = (col: string, v: string | undefined, collate = "") => {
     if (v === undefined) return;
-    where.push(`${col} = ?`);
+    where.push(`${col} = ?${collate}`);
     params.push(v);
   };
   eq("tool", f.tool);
   eq("operation", f.operation);
   eq("status", f.status);
-  eq("resource_name", f.resourceName);
+  eq("resource_name", f.resourceName, " COLLATE NOCASE");
   eq("resource_type", f.resourceType);
   const limit = f.limit ?? 50;
   const sql = `SELECT * FROM audit_log ${where.length ? `WHERE ${where.join(" AND ")}` : ""}

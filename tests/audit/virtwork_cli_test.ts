@@ -243,6 +243,8 @@ Deno.test("--no-audit writes nothing; --audit-db beats VIRTWORK_AUDIT_DB; bad VI
     const bad = await virtwork(["run", "--dry-run"], { ...env, VIRTWORK_AUDIT: "maybe" });
     assert.equal(bad.code, 1);
     assert.match(bad.err, /VIRTWORK_AUDIT: must be true or false, got "maybe"/);
+    assert.equal((await virtwork(["audit", "list", "-o", "yaml"], env)).code, 2);
+    assert.equal((await virtwork(["audit", "list", "--limit", "-1"], env)).code, 2);
     const missing = await virtwork(["audit", "show", "nope-nope"], env);
     assert.equal(missing.code, 1);
     assert.match(missing.err, /no run nope-nope in audit database/);
