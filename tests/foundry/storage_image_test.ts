@@ -435,3 +435,30 @@ libvirtTest("importing a 1 GiB sparse image keeps memory far below its size", as
     await lv.close();
   }
 });
+
+libvirtTest("an import interrupted half-way (Ctrl-C) leaves no volume behind", async () => {
+  const lv = await Libvirt.connect("qemu:///system");
+  const env = await imagesPool(lv);
+  const pool = await tempPool(lv, env.pool);
+  try {
+    const path = await makeBootableRaw(`${env.work}/disk.raw`, 64 * 2 ** 20);
+    const ac = new AbortController();
+    let seen = 0;
+    await assert.rejects(
+      importImage(lv, env.pool, path, "disk.raw", {
+        signal: ac.signal,
+        onProgress: (n) => {
+          seen = n;
+          if (n >= 8 * 2 ** 20) ac.abort();
+        },
+      }),
+      (e: Error) => e.name === "StorageError" && /Import of disk\.raw interrupted/.test(e.message),
+    );
+    assert.ok(seen >= 8 * 2 ** 20 && seen < 64 * 2 ** 20, `aborted after ${seen} bytes`);
+    assert.deepEqual(await env.volumes(), []);
+  } finally {
+    await pool.cleanup();
+    await env.cleanup();
+    await lv.close();
+  }
+});
