@@ -154,10 +154,14 @@ export function imageCommand(io: Io): Command {
       cmd: Command,
     ) => {
       const checksum = opts.checksum === undefined ? undefined : parseChecksum(opts.checksum);
+      let label = opts.name ?? "download";
+      try {
+        label = opts.name ?? imageNameFromUrl(url);
+      } catch { /* pullImage reports it */ }
       const i = await transfer(
         io,
         cmd,
-        opts.name ?? "download",
+        label,
         (lv, pool, t) =>
           pullImage(lv, pool, url, {
             ...t,
