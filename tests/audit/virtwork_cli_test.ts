@@ -255,3 +255,72 @@ Deno.test("--no-audit writes nothing; --audit-db beats VIRTWORK_AUDIT_DB; bad VI
     await t.cleanup();
   }
 });
+
+Deno.test("virtwork killed while waiting: the database opens and audit list shows the run unfinished", async () => {
+  await withEnv({ readyAfterMs: () => undefined }, async ({ env, dbPath, server }) => {
+    const cli = new URL("../../cli/virtwork.ts", import.meta.url).pathname;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-write",
+        "--allow-net",
+        "--allow-env",
+        "--allow-sys",
+        cli,
+        "run",
+        "--workloads",
+        "cpu,memory",
+        "--timeout",
+        "600",
+        "--poll-interval",
+        "0.1",
+        "--ssh-password",
+        PASSWORD,
+      ],
+      // The inherited environment keeps the Deno cache; HOME is not replaced, KUBECONFIG wins.
+      env: { KUBECONFIG: env.KUBECONFIG!, VIRTWORK_AUDIT_DB: dbPath },
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    let exited = false;
+    child.status.then(() => (exited = true));
+    try {
+      // Kill once both VMs exist and their creation has been recorded (the run is then waiting).
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        assert.ok(Date.now() < deadline, "the run did not get to waiting within 30 s");
+        if (exited) {
+          const err = await new Response(child.stderr).text();
+          assert.fail(`virtwork run ended before it was killed: ${err}`);
+        }
+        if (server.objects("virtualmachines", "virtwork").length === 2) {
+          const list = JSON.parse((await virtwork(["audit", "list", "-o", "json"], env)).out);
+          const vms = list[0]
+            ? JSON.parse((await virtwork(["audit", "show", list[0].runId, "-o", "json"], env)).out)
+              .vms
+            : [];
+          if (vms.length === 2) break;
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      child.kill("SIGKILL");
+    }
+    const status = await child.status;
+    await child.stderr.cancel().catch(() => {});
+    assert.equal(status.signal, "SIGKILL");
+
+    const table = await virtwork(["audit", "list"], env);
+    assert.equal(table.code, 0, table.err);
+    assert.match(table.out.split("\n")[1]!, /\brun\s+unfinished\b/);
+    const [e] = JSON.parse((await virtwork(["audit", "list", "-o", "json"], env)).out) as Any[];
+    assert.deepEqual([e.status, e.finished, e.finishedAt], ["running", false, null]);
+    const show = await virtwork(["audit", "show", e.runId], env);
+    assert.match(show.out, /Status:\s+unfinished \(no end recorded: still running or killed\)/);
+    const db = openAuditDb(dbPath);
+    assert.deepEqual({ ...db.prepare("PRAGMA integrity_check").get() }, { integrity_check: "ok" });
+    db.close();
+    await assertNoSecrets(dbPath);
+  });
+});
