@@ -5,6 +5,7 @@ import { formatJson } from "../../lib/output/mod.ts";
 import type { WaitResult } from "../../lib/foundry/wait.ts";
 import type { Io } from "../_program.ts";
 import { timeoutMs, waitWithProgress } from "./wait.ts";
+import { withFoundryAudit } from "../_audit.ts";
 import { checkChoice, configFor, progress, withLibvirt } from "./_context.ts";
 
 const LABELS: Record<CreateStep, string> = {
@@ -64,13 +65,37 @@ export function createCommand(io: Io): Command {
         await withLibvirt(config, async (lv) => {
           for (const vm of vms) {
             if (opts.output !== "json") io.out(`Creating VM '${vm.metadata.name}'...\n`);
-            const r = await createVm(lv, vm, {
-              config,
-              ...(opts.pool !== undefined ? { pool: opts.pool } : {}),
-              noStart: !opts.start,
-              signal: ac.signal,
-              onStep: (step, detail) => say(`${LABELS[step]} (${detail})`),
-            });
+            const secrets = [
+              ...(vm.spec.cloudInit?.passwordHash ? [vm.spec.cloudInit.passwordHash] : []),
+              ...(vm.spec.cloudInit?.sshAuthorizedKeys ?? []),
+            ];
+            const r = await withFoundryAudit(cmd, {
+              resourceType: "vm",
+              name: vm.metadata.name,
+              uri: lv.uri.display,
+              operation: "create",
+              details: {
+                vcpus: vm.spec.vcpus,
+                memoryGiB: vm.spec.memoryGiB,
+                image: vm.spec.bootDisk.image ?? "(empty)",
+                interfaces: vm.spec.networkInterfaces.length,
+                dataDisks: vm.spec.dataDisks?.length ?? 0,
+                sshAuthConfigured: secrets.length > 0,
+              },
+            }, async (op) => {
+              const made = await createVm(lv, vm, {
+                config,
+                ...(opts.pool !== undefined ? { pool: opts.pool } : {}),
+                noStart: !opts.start,
+                signal: ac.signal,
+                onStep: (step, detail) => say(`${LABELS[step]} (${detail})`),
+              });
+              for (const v of made.volumes) {
+                op.object({ kind: "volume", name: `${v.pool}/${v.name}`, outcome: "created" });
+              }
+              op.object({ kind: "domain", name: made.vm.metadata.name, outcome: "created" });
+              return made;
+            }, { secrets });
             results.push(r);
             if (opts.output !== "json") io.out(`Successfully created VM '${vm.metadata.name}'\n`);
             if (until !== undefined && opts.start) {

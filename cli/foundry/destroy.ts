@@ -1,6 +1,7 @@
 import { Command } from "npm:commander@^15.1.0";
 import { destroyVm } from "../../lib/foundry/vm.ts";
 import type { Io } from "../_program.ts";
+import { withFoundryAudit } from "../_audit.ts";
 import { configFor, progress, withLibvirt } from "./_context.ts";
 
 /** `foundry destroy NAME`: graceful shutdown, forced after the timeout, undefine, delete volumes. */
@@ -22,10 +23,25 @@ export function destroyCommand(io: Io): Command {
       const say = progress(io);
       io.out(`Destroying VM '${name.toLowerCase()}'...\n`);
       await withLibvirt(config, (lv) =>
-        destroyVm(lv, name.toLowerCase(), {
-          timeoutSeconds,
-          force: opts.force === true,
-          onStep: (_s, detail) => say(detail),
+        withFoundryAudit(cmd, {
+          resourceType: "vm",
+          name: name.toLowerCase(),
+          uri: lv.uri.display,
+          operation: "destroy",
+          details: { timeoutSeconds, force: opts.force === true },
+        }, async (op) => {
+          const r = await destroyVm(lv, name.toLowerCase(), {
+            timeoutSeconds,
+            force: opts.force === true,
+            onStep: (_s, detail) => say(detail),
+          });
+          op.event({
+            level: "info",
+            reason: r.graceful ? "GracefulShutdown" : "ForcedOff",
+            object: `VirtualMachine/${name.toLowerCase()}`,
+            message: `${r.volumesDeleted.length} volumes deleted: ${r.volumesDeleted.join(", ")}`,
+          });
+          return r;
         }));
       io.out(`Successfully destroyed VM '${name.toLowerCase()}'\n`);
     });

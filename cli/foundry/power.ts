@@ -1,6 +1,7 @@
 import { Command } from "npm:commander@^15.1.0";
 import { restartVm, startVm, stopVm } from "../../lib/foundry/vm.ts";
 import type { Io } from "../_program.ts";
+import { withFoundryAudit } from "../_audit.ts";
 import { configFor, withLibvirt } from "./_context.ts";
 import { positiveSeconds } from "./destroy.ts";
 
@@ -12,7 +13,12 @@ export function startCommand(io: Io): Command {
     .addHelpText("after", "\nExample:\n  foundry start web-01\n")
     .action(async (name: string, _opts: unknown, cmd: Command) => {
       const config = await configFor(cmd);
-      await withLibvirt(config, (lv) => startVm(lv, name.toLowerCase()));
+      await withLibvirt(config, (lv) =>
+        withFoundryAudit(
+          cmd,
+          { resourceType: "vm", name: name.toLowerCase(), uri: lv.uri.display, operation: "start" },
+          () => startVm(lv, name.toLowerCase()),
+        ));
       io.out(`VM '${name.toLowerCase()}' started\n`);
     });
 }
@@ -34,14 +40,18 @@ function stopLike(io: Io, verb: "stop" | "restart"): Command {
         ? config.destroyTimeoutSeconds
         : positiveSeconds(opts.timeout);
       const n = name.toLowerCase();
-      const r = await withLibvirt(
-        config,
-        (lv) =>
+      const r = await withLibvirt(config, (lv) =>
+        withFoundryAudit(cmd, {
+          resourceType: "vm",
+          name: n,
+          uri: lv.uri.display,
+          operation: verb,
+          details: { timeoutSeconds, force: opts.force === true },
+        }, () =>
           (verb === "stop" ? stopVm : restartVm)(lv, n, {
             timeoutSeconds,
             force: opts.force === true,
-          }),
-      );
+          })));
       const how = r.graceful ? "shut down" : "forced off";
       io.out(verb === "stop" ? `VM '${n}' ${how}\n` : `VM '${n}' ${how} and started again\n`);
     });

@@ -66,7 +66,8 @@ libvirtTest("foundry create, list, get, stop, start, destroy through the CLI", a
         },
       }),
     );
-    const vm = testVm(fx, { labels: { tier: "cli" } });
+    const tier = `cli-${crypto.randomUUID().slice(0, 8)}`;
+    const vm = testVm(fx, { labels: { tier } });
     const name = vm.metadata.name;
     const file = `${fx.dir}/vm.yaml`;
     await Deno.writeTextFile(
@@ -75,7 +76,7 @@ libvirtTest("foundry create, list, get, stop, start, destroy through the CLI", a
     );
     const run = async (...args: string[]) => {
       const c = capture();
-      const code = await main(["--config", cfg, ...args], c.io);
+      const code = await main(["--config", cfg, "--audit-db", `${fx.dir}/audit.db`, ...args], c.io);
       return { code, out: c.out(), err: c.err() };
     };
 
@@ -95,7 +96,7 @@ libvirtTest("foundry create, list, get, stop, start, destroy through the CLI", a
     }
     assert.match(created.out, new RegExp(`Successfully created VM '${name}'`));
 
-    const table = await run("list", "-l", "tier=cli");
+    const table = await run("list", "-l", `tier=${tier}`);
     assert.equal(table.code, 0, table.err);
     assert.match(table.out, /^NAME\s+STATE\s+VCPUS\s+MEMORY\s+IP ADDRESS/);
     assert.match(
@@ -104,7 +105,7 @@ libvirtTest("foundry create, list, get, stop, start, destroy through the CLI", a
         `${name}\\s+running\\s+1\\s+256 MiB\\s+${vm.spec.networkInterfaces[0]!.ip.split("/")[0]}`,
       ),
     );
-    const json = JSON.parse((await run("list", "-o", "json", "-l", "tier=cli")).out);
+    const json = JSON.parse((await run("list", "-o", "json", "-l", `tier=${tier}`)).out);
     assert.deepEqual(json.map((v: { name: string }) => v.name), [name]);
 
     const got = JSON.parse((await run("get", name, "-o", "json")).out);
@@ -122,6 +123,20 @@ libvirtTest("foundry create, list, get, stop, start, destroy through the CLI", a
     assert.equal(destroyed.code, 0, destroyed.err);
     assert.match(destroyed.out, /Successfully destroyed/);
     assert.deepEqual(await leftovers(fx, name), []);
+
+    // Every operation is in the audit trail, with its outcome, and no secret is.
+    const history = JSON.parse((await run("history", name, "-o", "json")).out) as {
+      operation: string;
+      outcome?: string;
+    }[];
+    const ops = history.map((h) => h.operation);
+    for (const op of ["create", "stop", "start", "destroy"]) {
+      assert.ok(ops.includes(op), `no ${op} in ${ops}`);
+    }
+    const db = new TextDecoder().decode(await Deno.readFile(`${fx.dir}/audit.db`)) +
+      await Deno.readTextFile(`${fx.dir}/audit.db-wal`).catch(() => "");
+    assert.ok(!db.includes(vm.spec.cloudInit!.passwordHash!), "password hash in the audit db");
+    assert.ok(!db.includes("AAAAC3NzaC1lZDI1NTE5AAAAICoxOD9G"), "SSH key in the audit db");
 
     const missing = await run("destroy", name);
     assert.equal(missing.code, 4);
