@@ -50,6 +50,38 @@ function median(xs: number[]): number {
 }
 
 const mib = (secs: number) => SIZE / 2 ** 20 / secs;
+const IMPORT = "foundry image import";
+const VIRSH = "virsh vol-upload";
+const VIRSH_SHA = "virsh vol-upload + openssl sha256";
+const TICK = 100; // USER_HZ: /proc/*/stat counts CPU time in 1/100 s on Linux
+
+/** CPU seconds (user + system) of a process from /proc, or NaN when unknown. */
+async function processCpu(pid: number | undefined, children = false): Promise<number> {
+  if (pid === undefined) return NaN;
+  try {
+    // Deno reads /proc/PID only with --allow-all; cat needs nothing more than --allow-run.
+    const out = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`], stdout: "piped" })
+      .output();
+    const stat = new TextDecoder().decode(out.stdout);
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ").map(Number);
+    // Fields 14-17 of stat (utime, stime, cutime, cstime) are 11-14 after the name.
+    return (f[11]! + f[12]! + (children ? f[13]! + f[14]! : 0)) / TICK;
+  } catch {
+    return NaN;
+  }
+}
+
+/** This process and its waited-for children (virsh, openssl). */
+const clientCpu = () => processCpu(Deno.pid, true);
+
+async function findDaemon(): Promise<number | undefined> {
+  for (const name of ["libvirtd", "virtstoraged"]) {
+    const r = await new Deno.Command("pgrep", { args: ["-x", name], stdout: "piped" }).output();
+    const pid = Number(new TextDecoder().decode(r.stdout).trim().split("\n")[0]);
+    if (r.code === 0 && pid > 0) return pid;
+  }
+  return undefined;
+}
 
 const work = await Deno.makeTempDir({ prefix: "foundry-bench-storage-" });
 const poolName = `bench-storage-${crypto.randomUUID().slice(0, 8)}`;
@@ -64,11 +96,20 @@ try {
   await makeImage(src);
   await run("cat", [src]); // into the page cache, for every contender alike
 
-  const times: Record<string, number[]> = {
-    "foundry image import": [],
-    "virsh vol-upload": [],
-    "our upload, no hashing": [],
-    "virsh vol-upload + openssl sha256": [],
+  const times: Record<string, number[]> = {};
+  const cpu: Record<string, { client: number[]; daemon: number[] }> = {};
+  const daemonPid = await findDaemon();
+  const measure = async (name: string, fn: () => Promise<unknown>) => {
+    const [c0, d0] = [await clientCpu(), await processCpu(daemonPid)];
+    const t = performance.now();
+    await fn();
+    const secs = (performance.now() - t) / 1000;
+    const [c1, d1] = [await clientCpu(), await processCpu(daemonPid)];
+    (times[name] ??= []).push(secs);
+    const c = (cpu[name] ??= { client: [], daemon: [] });
+    c.client.push(c1 - c0);
+    c.daemon.push(d1 - d0);
+    await dropAll();
   };
   const rawVolXml = (name: string) =>
     `<volume><name>${name}</name><capacity unit='bytes'>${SIZE}</capacity>` +
@@ -79,69 +120,71 @@ try {
 
   for (let r = 0; r < rounds; r++) {
     // foundry image import, end to end.
-    let t = performance.now();
-    await importImage(lv, poolName, src, "bench.raw");
-    times["foundry image import"]!.push((performance.now() - t) / 1000);
-    await dropAll();
+    await measure(IMPORT, () => importImage(lv, poolName, src, "bench.raw"));
 
     // virsh vol-upload into a volume made beforehand (creation not timed: it favours virsh).
     await lv.storageVolCreateXml(pool, rawVolXml("virsh.raw"));
-    t = performance.now();
-    await run("virsh", ["-q", "-c", uri, "vol-upload", "--pool", poolName, "virsh.raw", src]);
-    times["virsh vol-upload"]!.push((performance.now() - t) / 1000);
-    await dropAll();
+    await measure(
+      VIRSH,
+      () => run("virsh", ["-q", "-c", uri, "vol-upload", "--pool", poolName, "virsh.raw", src]),
+    );
 
     // Our client's bare upload stream, no checks and no hashing.
     const vol = await lv.storageVolCreateXml(pool, rawVolXml("bare.raw"));
-    t = performance.now();
-    const file = await Deno.open(src);
-    await lv.storageVolUpload(
-      vol,
-      (async function* () {
-        const buf = new Uint8Array(4 * 2 ** 20);
-        while (true) {
-          const n = await file.read(buf);
-          if (n === null) return;
-          yield buf.subarray(0, n);
-        }
-      })(),
-    );
-    file.close();
-    times["our upload, no hashing"]!.push((performance.now() - t) / 1000);
-    await dropAll();
+    await measure("our upload, no hashing", async () => {
+      const file = await Deno.open(src);
+      await lv.storageVolUpload(
+        vol,
+        (async function* () {
+          const buf = new Uint8Array(4 * 2 ** 20);
+          while (true) {
+            const n = await file.read(buf);
+            if (n === null) return;
+            yield buf.subarray(0, n);
+          }
+        })(),
+      );
+      file.close();
+    });
 
     // virsh plus a checksum, the integrity record foundry keeps.
     await lv.storageVolCreateXml(pool, rawVolXml("virsh2.raw"));
-    t = performance.now();
-    await Promise.all([
-      run("virsh", ["-q", "-c", uri, "vol-upload", "--pool", poolName, "virsh2.raw", src]),
-      run("openssl", ["dgst", "-sha256", src]),
-    ]);
-    times["virsh vol-upload + openssl sha256"]!.push((performance.now() - t) / 1000);
-    await dropAll();
+    await measure(VIRSH_SHA, () =>
+      Promise.all([
+        run("virsh", ["-q", "-c", uri, "vol-upload", "--pool", poolName, "virsh2.raw", src]),
+        run("openssl", ["dgst", "-sha256", src]),
+      ]));
   }
 
   const result: Record<string, unknown> = {
     sizeBytes: SIZE,
     rounds,
     cpus: navigator.hardwareConcurrency,
+    loadAverage: Deno.loadavg(),
   };
+  console.log(
+    `1 GiB, ${rounds} interleaved rounds, ${navigator.hardwareConcurrency} CPUs, load average ` +
+      `${Deno.loadavg().map((l) => l.toFixed(2)).join(" ")}`,
+  );
   for (const [name, ts] of Object.entries(times)) {
     const m = median(ts);
+    const c = cpu[name]!;
     result[name] = {
       medianSeconds: Number(m.toFixed(3)),
       MiBps: Math.round(mib(m)),
       runsMiBps: ts.map((s) => Math.round(mib(s))),
+      clientCpuSeconds: Number(median(c.client).toFixed(2)),
+      daemonCpuSeconds: Number(median(c.daemon).toFixed(2)),
     };
     console.log(
-      `${name.padEnd(30)} ${
-        Math.round(mib(m)).toString().padStart(5)
-      } MiB/s  (median of ${ts.length}: ${ts.map((s) => Math.round(mib(s))).join(", ")})`,
+      `${name.padEnd(34)} ${Math.round(mib(m)).toString().padStart(5)} MiB/s  ` +
+        `(runs: ${ts.map((s) => Math.round(mib(s))).join(", ")})  CPU s/GiB: client ` +
+        `${median(c.client).toFixed(2)}, libvirtd ${median(c.daemon).toFixed(2)}`,
     );
   }
-  const ratio = median(times["virsh vol-upload"]!) / median(times["foundry image import"]!);
-  const ratioSum = median(times["virsh vol-upload + openssl sha256"]!) /
-    median(times["foundry image import"]!);
+  const ratio = median(times[VIRSH]!) / median(times[IMPORT]!);
+  const ratioSum = median(times[VIRSH_SHA]!) /
+    median(times[IMPORT]!);
   console.log(
     `foundry image import / virsh vol-upload: ${(ratio * 100).toFixed(0)} % ` +
       `(target ${TARGET * 100} %: ${ratio >= TARGET ? "met" : "NOT met"}); ` +
