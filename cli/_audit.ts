@@ -144,6 +144,8 @@ export interface FoundryAuditOptions {
   onAuditError?: (err: Error) => void;
   /** An auditor to use instead of the one the flags select (tests). */
   auditor?: Auditor;
+  /** The operation's abort signal (Ctrl-C): a failure after it fired is recorded as interrupted. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -170,6 +172,7 @@ export async function withFoundryAudit<T>(
   try {
     return await recordOperation(auditor, info, fn, {
       ...(opts.onAuditError ? { onAuditError: opts.onAuditError } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
     });
   } finally {
     if (!opts.auditor) auditor.close();

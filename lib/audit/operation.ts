@@ -49,6 +49,8 @@ export interface RecordOperationOptions {
   onAuditError?: (err: Error) => void;
   /** Classifies a thrown error as an interruption rather than a failure. */
   isInterruption?: (err: unknown) => boolean;
+  /** The operation's abort signal: a failure after it fired counts as an interruption. */
+  signal?: AbortSignal;
 }
 
 function isAbort(err: unknown): boolean {
@@ -104,7 +106,7 @@ export async function recordOperation<T>(
     return result;
   } catch (e) {
     await Promise.all(pending);
-    const interrupted = (opts.isInterruption ?? isAbort)(e);
+    const interrupted = opts.signal?.aborted === true || (opts.isInterruption ?? isAbort)(e);
     const message = e instanceof Error ? e.message : String(e);
     if (started) {
       await safe(() =>

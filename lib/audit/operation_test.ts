@@ -52,6 +52,15 @@ Deno.test("recordOperation() marks an aborted operation interrupted", async () =
     }),
   );
   assert.equal(listEntries(a.db)[0]?.status, "interrupted");
+  // Any error once the operation's signal fired counts as an interruption too.
+  const ac = new AbortController();
+  await assert.rejects(
+    recordOperation(a, { ...VM, operation: "create" }, () => {
+      ac.abort();
+      throw new Error("Interrupted; removing what was created");
+    }, { signal: ac.signal }),
+  );
+  assert.equal(listEntries(a.db)[0]?.status, "interrupted");
   a.close();
 });
 
