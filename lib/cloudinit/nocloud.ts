@@ -70,7 +70,12 @@ export interface NoCloudFiles {
  */
 export function userData(config: NoCloudConfig): string {
   const extra: Record<string, unknown> = { hostname: config.hostname };
-  if (config.fqdn !== undefined) extra.fqdn = config.fqdn;
+  if (config.fqdn !== undefined) {
+    extra.fqdn = config.fqdn;
+    // Without an /etc/hosts entry `hostname -f` asks DNS, which an isolated guest may not have:
+    // found by booting Debian 12 here ("Temporary failure in name resolution").
+    extra.manage_etc_hosts = true;
+  }
   const options: CloudConfigOptions = {
     sshUser: "root",
     sshPwauth: config.sshPwauth ?? false,

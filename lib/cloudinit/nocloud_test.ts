@@ -64,12 +64,13 @@ function netConvert(file: string, kind: string, dir: string) {
   return run("cloud-init", ["devel", "net-convert", ...args, "--distro", "debian", "-d", dir]);
 }
 
-Deno.test("userData() writes hostname, root's keys, the password hash and ssh_pwauth", () => {
+Deno.test("userData() writes hostname, FQDN with /etc/hosts, root's keys, the password hash and ssh_pwauth", () => {
   const text = userData(full());
   assert.ok(text.startsWith("#cloud-config\n"));
   assert.deepEqual(read(text), {
     hostname: "web-01",
     fqdn: "web-01.example.org",
+    manage_etc_hosts: true,
     disable_root: false,
     users: [{ name: "root", ssh_authorized_keys: [KEY] }],
     chpasswd: { users: [{ name: "root", password: HASH, type: "hash" }], expire: false },
