@@ -30,7 +30,8 @@ export interface AuditSettings {
 /** Which executable: selects the environment prefix and the default path. */
 export type AuditToolName = "virtwork" | "foundry";
 
-/** virtwork's default database: `virtwork.db` in the working directory (as the seed). */
+/** virtwork's default database: `virtwork.db` in the working directory (as the seed); its
+ * configuration file may set `audit` and `audit_db` too. */
 export const VIRTWORK_AUDIT_DB = "virtwork.db";
 
 /** foundry's default database: `$XDG_DATA_HOME/foundry/audit.db` (`~/.local/share/…`). */
@@ -65,7 +66,22 @@ function parseBool(name: string, v: string): boolean {
   throw new ConfigError(`${name}: must be true or false, got "${v}"`);
 }
 
-/** The audit settings of the command line `cmd` belongs to. */
+/**
+ * The audit flags the user gave on the command line `cmd` belongs to, as configuration keys
+ * (`audit`, `auditDb`), for a configuration chain that also reads files and the environment.
+ */
+export function givenAuditFlags(cmd: Command): { audit?: boolean; auditDb?: string } {
+  const root = rootOf(cmd);
+  const opts = root.opts() as { audit?: boolean; auditDb?: string };
+  return {
+    ...(root.getOptionValueSource("audit") === "cli" ? { audit: opts.audit !== false } : {}),
+    ...(root.getOptionValueSource("auditDb") === "cli" && opts.auditDb
+      ? { auditDb: opts.auditDb }
+      : {}),
+  };
+}
+
+/** The audit settings of the command line `cmd` belongs to (flag > environment > default). */
 export function auditSettings(
   cmd: Command,
   tool: AuditToolName,

@@ -12,7 +12,8 @@ import {
 } from "../../lib/audit/mod.ts";
 import { ConfigError } from "../../lib/config/layered.ts";
 import { formatJson, formatTable } from "../../lib/output/format.ts";
-import { auditSettings, openAuditReader } from "../_audit.ts";
+import { loadVirtworkConfig } from "../../lib/kubevirt/config.ts";
+import { givenAuditFlags, openAuditReader } from "../_audit.ts";
 import type { Io } from "../_program.ts";
 import type { VirtworkDeps } from "./_shared.ts";
 
@@ -52,12 +53,19 @@ export function timeLabel(iso: string | null): string {
   return iso === null ? "-" : iso.replace("T", " ").replace(/\.\d+Z$/, "Z").replace(/Z$/, "");
 }
 
+/** The database path: --audit-db > VIRTWORK_AUDIT_DB > the configuration file's audit_db > default. */
 async function withReader<T>(
   cmd: Command,
   deps: VirtworkDeps,
   fn: (db: DatabaseSync | undefined, path: string) => T,
 ): Promise<T> {
-  const { path } = auditSettings(cmd, "virtwork", deps.env ?? Deno.env.toObject());
+  const env = deps.env ?? Deno.env.toObject();
+  const configPath = (cmd.opts() as { config?: string }).config;
+  const { auditDb: path } = await loadVirtworkConfig({
+    flags: givenAuditFlags(cmd),
+    env,
+    ...(configPath ? { configPath } : {}),
+  });
   const db = await openAuditReader(path);
   try {
     return fn(db, path);
@@ -178,6 +186,7 @@ export function auditCommand(io: Io, deps: VirtworkDeps = {}): Command {
   audit.addCommand(
     new Command("list")
       .description("List runs and cleanups, newest first")
+      .option("--config <file>", "YAML configuration file naming audit_db (env VIRTWORK_CONFIG)")
       .option("-o, --output <format>", "table or json", outputArg, "table")
       .option("--limit <n>", "at most this many entries, 0 for all", limitArg, 50)
       .option("--operation <name>", "only run or cleanup entries")
@@ -198,6 +207,7 @@ export function auditCommand(io: Io, deps: VirtworkDeps = {}): Command {
     new Command("show")
       .description("Show one run or cleanup: settings, workloads, VMs, objects, events, cleanups")
       .argument("<run-id>", "run id, or a unique prefix of at least 4 characters")
+      .option("--config <file>", "YAML configuration file naming audit_db (env VIRTWORK_CONFIG)")
       .option("-o, --output <format>", "table or json", outputArg, "table")
       .action(async (runId: string, _o: unknown, cmd: Command) => {
         const o = cmd.opts() as { output: string };

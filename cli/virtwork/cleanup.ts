@@ -6,7 +6,7 @@ import { Command } from "npm:commander@^15.1.0";
 import { cleanup, type CleanupResult } from "../../lib/kubevirt/cleanup.ts";
 import { loadVirtworkConfig, type VirtworkSettings } from "../../lib/kubevirt/config.ts";
 import { formatJson } from "../../lib/output/format.ts";
-import { auditSettings, openAuditor } from "../_audit.ts";
+import { givenAuditFlags, openAuditor } from "../_audit.ts";
 import { ExitCode, type Io, setExitCode } from "../_program.ts";
 import {
   clusterClient,
@@ -59,6 +59,7 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
       for (const k of FLAG_KEYS) {
         if (cmd.getOptionValueSource(k) === "cli") flags[k] = opts[k];
       }
+      Object.assign(flags, givenAuditFlags(cmd));
       let cfg;
       try {
         cfg = await loadVirtworkConfig({
@@ -69,7 +70,8 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
       } catch (e) {
         throw withExitCode(e);
       }
-      const auditor = deps.auditor ?? await openAuditor(auditSettings(cmd, "virtwork", env));
+      const auditor = deps.auditor ??
+        await openAuditor({ enabled: cfg.audit, path: cfg.auditDb });
       const { signal, dispose } = interruptSignal(deps);
       const progress = (m: string) => {
         if (verbose) io.err(`${m}\n`);

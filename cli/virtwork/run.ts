@@ -28,7 +28,7 @@ import {
   withNamespace,
   withSshCredentials,
 } from "../../lib/workloads/registry.ts";
-import { auditSettings, openAuditor } from "../_audit.ts";
+import { givenAuditFlags, openAuditor } from "../_audit.ts";
 import { ExitCode, type Io, setExitCode } from "../_program.ts";
 import {
   clusterClient,
@@ -131,7 +131,7 @@ export function runCommand(io: Io, deps: VirtworkDeps = {}): Command {
       const opts = cmd.opts() as Record<string, unknown>;
       const verbose = Boolean(cmd.optsWithGlobals().verbose);
       const env = deps.env ?? Deno.env.toObject();
-      const flags = givenFlags(cmd, FLAG_KEYS);
+      const flags = { ...givenFlags(cmd, FLAG_KEYS), ...givenAuditFlags(cmd) };
       if (cmd.getOptionValueSource("wait") === "cli") flags.noWait = opts.wait === false;
       const keyFlags = (opts.sshKey as string[] | undefined) ?? [];
       const keyFiles = (opts.sshKeyFile as string[] | undefined) ?? [];
@@ -169,7 +169,7 @@ export function runCommand(io: Io, deps: VirtworkDeps = {}): Command {
         containerDiskImage: cfg.containerDiskImage,
       });
       const auditor = deps.auditor ??
-        await openAuditor(auditSettings(cmd, "virtwork", env), {
+        await openAuditor({ enabled: cfg.audit, path: cfg.auditDb }, {
           secrets: [cfg.sshPassword, ...cfg.sshAuthorizedKeys],
         });
       const audit = {
@@ -197,7 +197,8 @@ export function runCommand(io: Io, deps: VirtworkDeps = {}): Command {
 
 /** The run's settings as recorded: everything but the credentials, which are only flagged. */
 function auditedSettings(cfg: VirtworkSettings): Record<string, unknown> {
-  const { sshPassword: _p, sshAuthorizedKeys: _k, verbose: _v, ...rest } = cfg;
+  const { sshPassword: _p, sshAuthorizedKeys: _k, verbose: _v, audit: _a, auditDb: _d, ...rest } =
+    cfg;
   return { ...rest };
 }
 

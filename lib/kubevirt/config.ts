@@ -46,6 +46,8 @@ export const VIRTWORK_CONFIG_SCHEMA = {
   qps: { kind: "number", default: DEFAULTS.QPS, min: 0.1 },
   burst: { kind: "integer", default: DEFAULTS.BURST, min: 1 },
   output: { kind: "string", default: "table", choices: ["table", "json"] },
+  audit: { kind: "boolean", default: true },
+  auditDb: { kind: "string", default: DEFAULTS.AUDIT_DB },
 } as const satisfies ConfigSchema;
 
 /** Resolved flat settings. */

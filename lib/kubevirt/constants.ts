@@ -43,6 +43,8 @@ export const DEFAULTS = {
   VM_COUNT: 1,
   QPS: 20,
   BURST: 20,
+  /** Audit database, relative to the working directory. */
+  AUDIT_DB: "virtwork.db",
 } as const;
 
 /** The label selector of everything virtwork manages, optionally narrowed to one run. */

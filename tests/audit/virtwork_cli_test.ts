@@ -242,7 +242,7 @@ Deno.test("--no-audit writes nothing; --audit-db beats VIRTWORK_AUDIT_DB; bad VI
 
     const bad = await virtwork(["run", "--dry-run"], { ...env, VIRTWORK_AUDIT: "maybe" });
     assert.equal(bad.code, 1);
-    assert.match(bad.err, /VIRTWORK_AUDIT: must be true or false, got "maybe"/);
+    assert.match(bad.err, /env VIRTWORK_AUDIT audit: must be true or false, got "maybe"/);
     assert.equal((await virtwork(["audit", "list", "-o", "yaml"], env)).code, 2);
     assert.equal((await virtwork(["audit", "list", "--limit", "-1"], env)).code, 2);
     const missing = await virtwork(["audit", "show", "nope-nope"], env);
@@ -323,4 +323,49 @@ Deno.test("virtwork killed while waiting: the database opens and audit list show
     db.close();
     await assertNoSecrets(dbPath);
   });
+});
+
+Deno.test("the configuration file's audit and audit_db apply below the environment and flags", async () => {
+  const t = await tempDb();
+  try {
+    const fromFile = `${t.dir}/from-file.db`;
+    const config = `${t.dir}/virtwork.yaml`;
+    await Deno.writeTextFile(config, `audit_db: ${fromFile}\nworkloads: [cpu]\n`);
+    const env = { HOME: "/nonexistent", VIRTWORK_CONFIG: config };
+    assert.equal((await virtwork(["run", "--dry-run"], env)).code, 0);
+    const list = await virtwork(["audit", "list", "-o", "json"], env);
+    assert.equal(JSON.parse(list.out).length, 1);
+    await Deno.stat(fromFile);
+    const viaFlag = await virtwork(["audit", "list", "-o", "json", "--config", config], {
+      HOME: "/nonexistent",
+    });
+    assert.equal(JSON.parse(viaFlag.out).length, 1);
+
+    // Environment beats the file; the flag beats both.
+    const envDb = `${t.dir}/env.db`;
+    assert.equal(
+      (await virtwork(["run", "--dry-run"], { ...env, VIRTWORK_AUDIT_DB: envDb })).code,
+      0,
+    );
+    await Deno.stat(envDb);
+    const flagDb = `${t.dir}/flag.db`;
+    assert.equal(
+      (await virtwork(["--audit-db", flagDb, "run", "--dry-run"], {
+        ...env,
+        VIRTWORK_AUDIT_DB: envDb,
+      }))
+        .code,
+      0,
+    );
+    await Deno.stat(flagDb);
+
+    // audit: false in the file turns it off, --audit turns it back on.
+    await Deno.writeTextFile(config, `audit: false\naudit_db: ${t.dir}/off.db\n`);
+    assert.equal((await virtwork(["run", "--dry-run"], env)).code, 0);
+    await assert.rejects(Deno.stat(`${t.dir}/off.db`), Deno.errors.NotFound);
+    assert.equal((await virtwork(["--audit", "run", "--dry-run"], env)).code, 0);
+    await Deno.stat(`${t.dir}/off.db`);
+  } finally {
+    await t.cleanup();
+  }
 });
