@@ -1,6 +1,6 @@
 /// <reference lib="deno.worker" />
 // Hashes image data off the main thread, so checksumming overlaps sending to libvirtd. Messages:
-// {type:"init", algorithms}, {type:"data", buf, len} (buf transferred, sent back with the ack),
+// {type:"init", algorithms} answered by {type:"ready"}, {type:"data", buf, len} (buf transferred, sent back with the ack),
 // {type:"end"} answered by {type:"digest", digests}.
 import { createHash, type Hash } from "node:crypto";
 
@@ -13,6 +13,7 @@ self.onmessage = (e: MessageEvent) => {
     | { type: "end" };
   if (m.type === "init") {
     for (const a of m.algorithms) hashes.set(a, createHash(a));
+    self.postMessage({ type: "ready" });
   } else if (m.type === "data") {
     const view = new Uint8Array(m.buf, 0, m.len);
     for (const h of hashes.values()) h.update(view);

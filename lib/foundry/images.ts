@@ -221,27 +221,51 @@ interface Hasher {
   close(): void;
 }
 
-/** Hashes in a worker; falls back to the main thread where workers are not available. */
-function createHasher(algorithms: readonly string[]): Hasher {
+function inlineHasher(algorithms: readonly string[]): Hasher {
+  const hashes = algorithms.map((a) => [a, createHash(a)] as const);
+  return {
+    update: (c) => {
+      for (const [, h] of hashes) h.update(c);
+      return Promise.resolve();
+    },
+    digest: () => Promise.resolve(Object.fromEntries(hashes.map(([a, h]) => [a, h.digest("hex")]))),
+    close: () => {},
+  };
+}
+
+/**
+ * Hashes in a worker, so hashing overlaps the upload; falls back to the main thread when the worker
+ * cannot start (e.g. a `deno compile` binary built without `--include lib/foundry/_hash_worker.ts`).
+ */
+async function createHasher(algorithms: readonly string[]): Promise<Hasher> {
   let worker: Worker;
   try {
     worker = new Worker(new URL("./_hash_worker.ts", import.meta.url).href, { type: "module" });
   } catch {
-    const hashes = algorithms.map((a) => [a, createHash(a)] as const);
-    return {
-      update: (c) => {
-        for (const [, h] of hashes) h.update(c);
-        return Promise.resolve();
-      },
-      digest: () =>
-        Promise.resolve(Object.fromEntries(hashes.map(([a, h]) => [a, h.digest("hex")]))),
-      close: () => {},
+    return inlineHasher(algorithms);
+  }
+  const started = await new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 10_000);
+    worker.onmessage = () => {
+      clearTimeout(timer);
+      resolve(true);
     };
+    worker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      clearTimeout(timer);
+      resolve(false);
+    };
+    worker.postMessage({ type: "init", algorithms });
+  });
+  if (!started) {
+    worker.terminate();
+    return inlineHasher(algorithms);
   }
   const free: ArrayBuffer[] = [];
   let created = 0;
   let wake: (() => void) | undefined;
   let finish: ((d: Record<string, string>) => void) | undefined;
+  let fail: ((e: Error) => void) | undefined;
   let failure: Error | undefined;
   worker.onmessage = (e: MessageEvent) => {
     const m = e.data as { type: "ack"; buf: ArrayBuffer } | {
@@ -257,8 +281,8 @@ function createHasher(algorithms: readonly string[]): Hasher {
     e.preventDefault();
     failure = new Error(`Hashing failed: ${e.message}`);
     wake?.();
+    fail?.(failure);
   };
-  worker.postMessage({ type: "init", algorithms });
   return {
     async update(chunk) {
       let buf: ArrayBuffer | undefined;
@@ -276,8 +300,9 @@ function createHasher(algorithms: readonly string[]): Hasher {
     },
     digest() {
       if (failure) return Promise.reject(failure);
-      return new Promise((resolve) => {
+      return new Promise((resolve, reject) => {
         finish = resolve;
+        fail = reject;
         worker.postMessage({ type: "end" });
       });
     },
@@ -408,7 +433,7 @@ async function uploadImage(req: UploadRequest): Promise<ImageSummary> {
   }
   const algorithms = ["sha256"];
   if (req.checksum && req.checksum.algorithm !== "sha256") algorithms.push(req.checksum.algorithm);
-  const hasher = createHasher(algorithms);
+  const hasher = await createHasher(algorithms);
   let sent = 0;
   let digests: Record<string, string> = {};
   const signal = opts.signal;
