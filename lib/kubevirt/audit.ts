@@ -8,11 +8,15 @@
 export { noopAuditor } from "../audit/types.ts";
 export type {
   Auditor,
+  AuditStatus,
+  AuditTool,
   CleanupRecord,
   CleanupStartRecord,
   DeletionRecord,
   EventRecord,
   ObjectRecord,
+  OperationEndRecord,
+  OperationStartRecord,
   RunEndRecord,
   RunStartRecord,
   VmRecord,

@@ -20,11 +20,19 @@
 export { noopAuditor } from "./audit.ts";
 export type {
   Auditor,
+  AuditStatus,
+  AuditTool,
   CleanupRecord,
+  CleanupStartRecord,
+  DeletionRecord,
+  EventRecord,
   ObjectRecord,
+  OperationEndRecord,
+  OperationStartRecord,
   RunEndRecord,
   RunStartRecord,
   VmRecord,
+  WorkloadRecord,
 } from "./audit.ts";
 export { cleanup, CLEANUP_ORDER } from "./cleanup.ts";
 export type { CleanupFailure, CleanupOptions, CleanupResult } from "./cleanup.ts";
@@ -57,7 +65,7 @@ export { buildRunPlan, planObjects, vmName } from "./plan.ts";
 export type { PlannedVm, PlanOptions, RunPlan } from "./plan.ts";
 export { RateLimiter, sleep } from "./rate_limit.ts";
 export { apiFailure, executeRun, isConnectionFailure, RunFailedError, vmiReady } from "./run.ts";
-export type { CreateOutcome, RunOptions, RunResult, VmOutcome } from "./run.ts";
+export type { CreateOutcome, RunAuditContext, RunOptions, RunResult, VmOutcome } from "./run.ts";
 export { ENV_PREFIX, loadVirtworkConfig, VIRTWORK_CONFIG_SCHEMA } from "./config.ts";
 export type {
   LoadConfigOptions,
