@@ -6,6 +6,7 @@ import { Command, InvalidArgumentError } from "npm:commander@^15.1.0";
 import type { DatabaseSync } from "node:sqlite";
 import {
   type AuditEntry,
+  type AuditStatus,
   type EntryDetails,
   entryDetails,
   listEntries,
@@ -22,6 +23,23 @@ function outputArg(v: string): "table" | "json" {
     throw new InvalidArgumentError(`expected table or json, got "${v}"`);
   }
   return v;
+}
+
+const STATUSES = {
+  succeeded: "succeeded",
+  failed: "failed",
+  interrupted: "interrupted",
+  unfinished: "running",
+} as const;
+
+function statusArg(v: string): AuditStatus {
+  const s = STATUSES[v as keyof typeof STATUSES];
+  if (!s) {
+    throw new InvalidArgumentError(
+      `expected one of ${Object.keys(STATUSES).join(", ")}, got "${v}"`,
+    );
+  }
+  return s;
 }
 
 function limitArg(v: string): number {
@@ -190,14 +208,25 @@ export function auditCommand(io: Io, deps: VirtworkDeps = {}): Command {
       .option("-o, --output <format>", "table or json", outputArg, "table")
       .option("--limit <n>", "at most this many entries, 0 for all", limitArg, 50)
       .option("--operation <name>", "only run or cleanup entries")
+      .option(
+        "--status <status>",
+        "only succeeded, failed, interrupted or unfinished entries",
+        statusArg,
+      )
       .action(async (_o: unknown, cmd: Command) => {
-        const o = cmd.opts() as { output: string; limit: number; operation?: string };
+        const o = cmd.opts() as {
+          output: string;
+          limit: number;
+          operation?: string;
+          status?: AuditStatus;
+        };
         const entries = await withReader(cmd, deps, (db) =>
           db
             ? listEntries(db, {
               tool: "virtwork",
               limit: o.limit,
               ...(o.operation ? { operation: o.operation } : {}),
+              ...(o.status ? { status: o.status } : {}),
             })
             : []);
         io.out(o.output === "json" ? formatJson(entries) : entriesTable(entries));

@@ -314,6 +314,14 @@ Deno.test("virtwork killed while waiting: the database opens and audit list show
     const table = await virtwork(["audit", "list"], env);
     assert.equal(table.code, 0, table.err);
     assert.match(table.out.split("\n")[1]!, /\brun\s+unfinished\b/);
+    const unfinished = await virtwork(
+      ["audit", "list", "--status", "unfinished", "-o", "json"],
+      env,
+    );
+    assert.equal(JSON.parse(unfinished.out).length, 1);
+    const failed = await virtwork(["audit", "list", "--status", "failed", "-o", "json"], env);
+    assert.deepEqual(JSON.parse(failed.out), []);
+    assert.equal((await virtwork(["audit", "list", "--status", "running"], env)).code, 2);
     const [e] = JSON.parse((await virtwork(["audit", "list", "-o", "json"], env)).out) as Any[];
     assert.deepEqual([e.status, e.finished, e.finishedAt], ["running", false, null]);
     const show = await virtwork(["audit", "show", e.runId], env);
