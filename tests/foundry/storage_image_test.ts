@@ -367,20 +367,41 @@ libvirtTest("foundry image delete is refused while a VM disk uses the image", as
         `<memballoon model='none'/></devices></domain>`,
     );
 
-    c = capture();
-    assert.equal(await main([...env.flags, "image", "delete", "base.qcow2"], c.io), 5);
-    assert.equal(
-      c.err(),
-      `Error: Image base.qcow2 is in use by VM(s) ${vmName}; use --force to delete it anyway\n`,
+    // A second VM boots from the image itself (a volume-type disk naming pool and volume).
+    const direct = await lv.domainDefineXml(
+      `<domain type='qemu'><name>${vmName}-ro</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>` +
+        `<os><type arch='x86_64' machine='pc'>hvm</type></os><devices>` +
+        `<disk type='volume' device='disk'><driver name='qemu' type='qcow2'/>` +
+        `<source pool='${env.pool}' volume='base.qcow2'/><target dev='vda' bus='virtio'/>` +
+        `<readonly/></disk><memballoon model='none'/></devices></domain>`,
     );
-    c = capture();
-    assert.equal(await main([...env.flags, "image", "info", "base.qcow2", "-o", "json"], c.io), 0);
-    assert.deepEqual(JSON.parse(c.out()).usedBy, [
-      { volume: `${vms.pool.name}/${vmName}_boot`, path: overlayPath, vm: vmName },
-    ]);
-    c = capture();
-    assert.equal(await main([...env.flags, "image", "list", "-o", "json"], c.io), 0);
-    assert.equal(JSON.parse(c.out())[0].users, 1);
+    try {
+      c = capture();
+      assert.equal(await main([...env.flags, "image", "delete", "base.qcow2"], c.io), 5);
+      assert.equal(
+        c.err(),
+        `Error: Image base.qcow2 is in use by VM(s) ${vmName}, ${vmName}-ro; ` +
+          `use --force to delete it anyway\n`,
+      );
+      c = capture();
+      assert.equal(
+        await main([...env.flags, "image", "info", "base.qcow2", "-o", "json"], c.io),
+        0,
+      );
+      assert.deepEqual(JSON.parse(c.out()).usedBy, [
+        { volume: `${vms.pool.name}/${vmName}_boot`, path: overlayPath, vm: vmName },
+        { volume: null, path: imagePath, vm: `${vmName}-ro` },
+      ]);
+      c = capture();
+      assert.equal(await main([...env.flags, "image", "info", "base.qcow2"], c.io), 0);
+      assert.match(c.out(), /Used by: +2 disk\(s\)\n/);
+      assert.match(c.out(), new RegExp(`${vmName}-ro +\\(the image itself\\) +${imagePath}`));
+      c = capture();
+      assert.equal(await main([...env.flags, "image", "list", "-o", "json"], c.io), 0);
+      assert.equal(JSON.parse(c.out())[0].users, 2);
+    } finally {
+      await lv.domainUndefine(direct);
+    }
 
     // Without the VM the overlay still needs its base.
     await lv.domainUndefine(domain);

@@ -164,6 +164,29 @@ libvirtTest("foundry pool add undoes the definition when the build fails", async
     assert.equal(await poolExists(lv, name), false, "nothing left defined");
     await Deno.remove(file);
 
+    // Another type libvirt offers: defined from our XML, then its build fails (no such volume
+    // group or device here), and the definition is undone.
+    const vg = capture();
+    assert.equal(
+      await main(
+        [
+          "pool",
+          "add",
+          name,
+          "logical",
+          `/dev/${name}`,
+          "--source-name",
+          name,
+          "--source-dev",
+          "/dev/nonexistent-disk",
+        ],
+        vg.io,
+      ),
+      5,
+    );
+    assert.match(vg.err(), new RegExp(`Cannot (build|start) pool ${name}: `));
+    assert.equal(await poolExists(lv, name), false, "nothing left defined");
+
     const bad = capture();
     assert.equal(await main(["pool", "add", name, "floppy", "/x"], bad.io), 5);
     assert.match(bad.err(), /Pool type "floppy" is not one of/);
