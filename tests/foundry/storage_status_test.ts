@@ -13,14 +13,22 @@ Deno.test("usedPercent() is the share of the capacity not available", () => {
   assert.equal(FULL_WARNING_PERCENT, 85);
 });
 
-/** Why a tmpfs cannot be mounted here, or null. */
-function mountSkipReason(): string | null {
+/** Why a small tmpfs cannot be mounted here (tried once), or null. */
+async function mountSkipReason(): Promise<string | null> {
   if (libvirtSkipReason) return libvirtSkipReason;
   if (Deno.uid() !== 0) return "mounting a small tmpfs needs root";
-  return null;
+  const dir = await Deno.makeTempDir({ prefix: "foundry-mountprobe-" });
+  try {
+    const m = await run("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir]);
+    if (m.code !== 0) return `cannot mount a tmpfs here: ${m.stderr.trim()}`;
+    await run("umount", [dir]);
+    return null;
+  } finally {
+    await Deno.remove(dir).catch(() => {});
+  }
 }
 
-const tmpfsSkip = mountSkipReason();
+const tmpfsSkip = await mountSkipReason();
 
 Deno.test({
   name: "foundry storage status shows every pool and warns above 85 % full" +
