@@ -26,6 +26,8 @@ export * from "./lib/iso9660/mod.ts";
 export * as kubevirt from "./lib/kubevirt/mod.ts";
 /** virtwork's workloads (cpu, memory, disk, database, network) and their registry. */
 export * as workloads from "./lib/workloads/mod.ts";
+/** The SQLite audit trail both executables write (`node:sqlite`). */
+export * as audit from "./lib/audit/mod.ts";
 /** Configuration layering (flags > environment > file > defaults) used by virtwork. */
 export * as config from "./lib/config/mod.ts";
 export * from "./lib/output/mod.ts";

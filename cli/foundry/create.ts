@@ -95,7 +95,7 @@ export function createCommand(io: Io): Command {
               }
               op.object({ kind: "domain", name: made.vm.metadata.name, outcome: "created" });
               return made;
-            }, { secrets });
+            }, { secrets, signal: ac.signal });
             results.push(r);
             if (opts.output !== "json") io.out(`Successfully created VM '${vm.metadata.name}'\n`);
             if (until !== undefined && opts.start) {
