@@ -397,6 +397,10 @@ async function buildRootfs(
   await Deno.writeTextFile(`${root}/etc/machine-id`, "");
   await Deno.remove(`${root}/var/lib/dbus/machine-id`).catch(() => {});
   await Deno.writeTextFile(`${root}/etc/hostname`, "localhost\n");
+  // openssh-server's postinst made host keys; every guest must make its own (cloud-init does).
+  for await (const e of Deno.readDir(`${root}/etc/ssh`)) {
+    if (e.name.startsWith("ssh_host_")) await Deno.remove(`${root}/etc/ssh/${e.name}`);
+  }
   for (const dir of ["var/lib/apt/lists", "tmp", "var/tmp"]) {
     for await (const e of Deno.readDir(`${root}/${dir}`)) {
       if (e.name !== "lock" && e.name !== "partial") {
