@@ -506,6 +506,30 @@ async function build(
   await run.run("qemu-img", ["convert", "-c", "-f", "raw", "-O", "qcow2", raw, out]);
 }
 
+/** The cache's lock file; read-only when a non-root caller only looks for a cached image. */
+async function openLock(path: string): Promise<Deno.FsFile> {
+  try {
+    return await Deno.open(path, { read: true, write: true, create: true });
+  } catch (e) {
+    if (e instanceof Deno.errors.PermissionDenied) return await Deno.open(path, { read: true });
+    throw e;
+  }
+}
+
+/**
+ * Removes the images, sidecars and logs of other recipes: callers import a copy of the image into
+ * a libvirt pool, so nothing keeps using a file of an older recipe.
+ */
+async function pruneOtherRecipes(cacheDir: string, keep: string, log: (line: string) => void) {
+  for await (const e of Deno.readDir(cacheDir)) {
+    const m = /^(?:build-)?([0-9a-f]{16})\.(?:qcow2|json|log)$/.exec(e.name);
+    if (e.isFile && m && m[1] !== keep) {
+      await Deno.remove(`${cacheDir}/${e.name}`);
+      log(`removed ${e.name} of an older recipe`);
+    }
+  }
+}
+
 async function readSidecar(path: string): Promise<Sidecar | undefined> {
   try {
     return JSON.parse(await Deno.readTextFile(path)) as Sidecar;
@@ -560,7 +584,7 @@ export async function buildTestImage(options: BuildTestImageOptions = {}): Promi
   const sidecarPath = `${cacheDir}/${hash}.json`;
   await Deno.mkdir(cacheDir, { recursive: true });
 
-  const lock = await Deno.open(`${cacheDir}/.lock`, { write: true, create: true });
+  const lock = await openLock(`${cacheDir}/.lock`);
   try {
     await lock.lock(true);
     if (!options.force) {
@@ -608,6 +632,7 @@ export async function buildTestImage(options: BuildTestImageOptions = {}): Promi
       };
       await Deno.writeTextFile(sidecarPath, JSON.stringify(sidecar, null, 2) + "\n");
       step(`done: ${path} (${(st.size / MIB).toFixed(0)} MiB)`);
+      await pruneOtherRecipes(cacheDir, hash, log);
       return {
         path,
         sha256,
