@@ -97,7 +97,8 @@ export function metaData(config: NoCloudConfig): string {
 }
 
 /**
- * The `network-config` document, version 2: interface `ethN` matched by MAC with its static addresses,
+ * The `network-config` document, version 2: interface `ethN` matched by MAC and named `ethN`
+ * (`set-name`), with its static addresses,
  * the default route as `to: 0.0.0.0/0` (Debian 12's cloud-init 22.4 rejects `to: default`) and its DNS
  * servers.
  */
@@ -106,8 +107,12 @@ export function networkConfig(config: NoCloudConfig): string {
   config.interfaces.forEach((nic, i) => {
     const mac = new Scalar(nic.macAddress.toLowerCase());
     mac.type = "QUOTE_DOUBLE";
+    // set-name: cloud-init only renames when asked, and both Debian renderers (eni, networkd)
+    // configure the name `ethN`, so without it a NIC that the kernel probed in another order
+    // would get the other NIC's addresses (found by booting Debian 12 with swapped MACs).
     const eth: Record<string, unknown> = {
       match: { macaddress: mac },
+      "set-name": `eth${i}`,
       addresses: [...nic.addresses],
     };
     if (nic.gateway !== undefined) eth.routes = [{ to: "0.0.0.0/0", via: nic.gateway }];

@@ -101,18 +101,23 @@ Deno.test("metaData() writes instance-id and local-hostname", () => {
   });
 });
 
-Deno.test("networkConfig() matches by MAC and routes the default via the gateway as 0.0.0.0/0", () => {
+Deno.test("networkConfig() matches by MAC, names ethN and routes the default as 0.0.0.0/0", () => {
   const text = networkConfig(full());
   assert.deepEqual(read(text), {
     version: 2,
     ethernets: {
       eth0: {
         match: { macaddress: "be:ef:c0:00:02:0a" },
+        "set-name": "eth0",
         addresses: ["192.0.2.10/24"],
         routes: [{ to: "0.0.0.0/0", via: "192.0.2.1" }],
         nameservers: { addresses: ["192.0.2.53", "2001:db8::53"] },
       },
-      eth1: { match: { macaddress: "be:ef:c6:33:64:0a" }, addresses: ["198.51.100.10/24"] },
+      eth1: {
+        match: { macaddress: "be:ef:c6:33:64:0a" },
+        "set-name": "eth1",
+        addresses: ["198.51.100.10/24"],
+      },
     },
   });
   assert.match(text, /macaddress: "be:ef:c0:00:02:0a"/);
