@@ -41,7 +41,7 @@ export const CHECKSUM_SUFFIX = ".sha256";
 /** Bytes read from a local file per chunk (measured: 4 MiB beats 1 MiB and 256 KiB on upload). */
 const READ_CHUNK = 4 * 1024 * 1024;
 /** Chunks the hashing worker may hold at once; bounds memory while it catches up. */
-const HASH_BUFFERS = 4;
+const HASH_BUFFERS = 6;
 
 /** What the qcow2 header says about an image. */
 export interface Qcow2Header {
@@ -216,18 +216,26 @@ export interface PullOptions extends TransferOptions {
 // ---- hashing ----
 
 interface Hasher {
+  /** Hashes a copy of `chunk`; the caller keeps it. */
   update(chunk: Uint8Array): Promise<void>;
+  /** A buffer of at least {@link READ_CHUNK} bytes for the caller to fill and {@link give} back. */
+  take(): Promise<ArrayBuffer>;
+  /** Hashes `chunk`, which must view a buffer from {@link take} from offset 0; the caller loses it. */
+  give(chunk: Uint8Array): Promise<void>;
   digest(): Promise<Record<string, string>>;
   close(): void;
 }
 
 function inlineHasher(algorithms: readonly string[]): Hasher {
   const hashes = algorithms.map((a) => [a, createHash(a)] as const);
+  const update = (c: Uint8Array) => {
+    for (const [, h] of hashes) h.update(c);
+    return Promise.resolve();
+  };
   return {
-    update: (c) => {
-      for (const [, h] of hashes) h.update(c);
-      return Promise.resolve();
-    },
+    update,
+    take: () => Promise.resolve(new ArrayBuffer(READ_CHUNK)),
+    give: update,
     digest: () => Promise.resolve(Object.fromEntries(hashes.map(([a, h]) => [a, h.digest("hex")]))),
     close: () => {},
   };
@@ -262,6 +270,7 @@ async function createHasher(algorithms: readonly string[]): Promise<Hasher> {
     return inlineHasher(algorithms);
   }
   const free: ArrayBuffer[] = [];
+  const lent = new WeakSet<ArrayBuffer>();
   let created = 0;
   let wake: (() => void) | undefined;
   let finish: ((d: Record<string, string>) => void) | undefined;
@@ -273,6 +282,8 @@ async function createHasher(algorithms: readonly string[]): Promise<Hasher> {
       digests: Record<string, string>;
     };
     if (m.type === "ack") {
+      // A buffer transferred back is a new object: mark it as ours again.
+      lent.add(m.buf);
       free.push(m.buf);
       wake?.();
     } else finish?.(m.digests);
@@ -283,20 +294,36 @@ async function createHasher(algorithms: readonly string[]): Promise<Hasher> {
     wake?.();
     fail?.(failure);
   };
-  return {
-    async update(chunk) {
-      let buf: ArrayBuffer | undefined;
-      while (buf === undefined) {
-        if (failure) throw failure;
-        const b = free.pop();
-        if (b !== undefined && b.byteLength >= chunk.length) buf = b;
-        else if (created < HASH_BUFFERS || b !== undefined) {
-          if (b === undefined) created++;
-          buf = new ArrayBuffer(Math.max(chunk.length, READ_CHUNK));
-        } else await new Promise<void>((r) => (wake = r));
+  const take = async (size = READ_CHUNK): Promise<ArrayBuffer> => {
+    while (true) {
+      if (failure) throw failure;
+      const b = free.pop();
+      if (b !== undefined && b.byteLength >= size) return b;
+      if (created < HASH_BUFFERS || b !== undefined) {
+        if (b === undefined) created++;
+        const fresh = new ArrayBuffer(Math.max(size, READ_CHUNK));
+        lent.add(fresh);
+        return fresh;
       }
-      new Uint8Array(buf, 0, chunk.length).set(chunk);
-      worker.postMessage({ type: "data", buf, len: chunk.length }, [buf]);
+      await new Promise<void>((r) => (wake = r));
+    }
+  };
+  const post = (buf: ArrayBuffer, len: number) => {
+    worker.postMessage({ type: "data", buf, len }, [buf]);
+  };
+  const update = async (chunk: Uint8Array) => {
+    const buf = await take(chunk.length);
+    new Uint8Array(buf, 0, chunk.length).set(chunk);
+    post(buf, chunk.length);
+  };
+  return {
+    update,
+    take: () => take(),
+    give(chunk) {
+      const buf = chunk.buffer as ArrayBuffer;
+      if (chunk.byteOffset !== 0 || !lent.has(buf)) return update(chunk);
+      post(buf, chunk.length); // transferred: no copy
+      return Promise.resolve();
     },
     digest() {
       if (failure) return Promise.reject(failure);
@@ -314,26 +341,44 @@ async function createHasher(algorithms: readonly string[]): Promise<Hasher> {
 
 // ---- sources ----
 
-/** Reads `file` in large chunks, the next read overlapping the caller's use of the current chunk. */
-async function* readFileChunks(file: Deno.FsFile): AsyncGenerator<Uint8Array> {
-  const bufs = [new Uint8Array(READ_CHUNK), new Uint8Array(READ_CHUNK)];
-  const fill = async (buf: Uint8Array): Promise<number> => {
-    let n = 0;
-    while (n < buf.length) {
-      const r = await file.read(buf.subarray(n));
-      if (r === null) break;
-      n += r;
-    }
-    return n;
+/** Where {@link readFileChunks} gets its buffers; the hasher's own once it exists. */
+interface BufferSource {
+  take(): Promise<ArrayBuffer>;
+}
+
+/**
+ * Reads `file` in large chunks into buffers from `buffers`, the next read overlapping the caller's use
+ * of the current chunk. Each chunk's buffer belongs to the caller once yielded.
+ */
+async function* readFileChunks(
+  file: Deno.FsFile,
+  buffers: BufferSource,
+): AsyncGenerator<Uint8Array> {
+  const fill = (buf: Uint8Array): Promise<number> => {
+    const p = (async () => {
+      let n = 0;
+      while (n < buf.length) {
+        const r = await file.read(buf.subarray(n));
+        if (r === null) break;
+        n += r;
+      }
+      return n;
+    })();
+    // A read still under way when the import stops fails once the file closes; nobody awaits it then.
+    p.catch(() => {});
+    return p;
   };
-  let i = 0;
-  let pending = fill(bufs[0]!);
+  let buf = new Uint8Array(await buffers.take(), 0, READ_CHUNK);
+  let pending = fill(buf);
   while (true) {
     const n = await pending;
     if (n === 0) return;
-    const current = bufs[i]!.subarray(0, n);
-    i ^= 1;
-    pending = n < READ_CHUNK ? Promise.resolve(0) : fill(bufs[i]!);
+    const current = buf.subarray(0, n);
+    if (n < READ_CHUNK) pending = Promise.resolve(0);
+    else {
+      buf = new Uint8Array(await buffers.take(), 0, READ_CHUNK);
+      pending = fill(buf);
+    }
     yield current;
   }
 }
@@ -375,6 +420,8 @@ interface UploadRequest {
   /** What the data is, for messages: a file path or a redacted URL. */
   what: string;
   source: AsyncIterator<Uint8Array>;
+  /** Set when `source` reads into buffers from here: they are then handed to the hasher uncopied. */
+  buffers?: BufferSource;
   /** Exact size when known. */
   size: number | undefined;
   checksum?: Checksum | undefined;
@@ -434,22 +481,34 @@ async function uploadImage(req: UploadRequest): Promise<ImageSummary> {
   const algorithms = ["sha256"];
   if (req.checksum && req.checksum.algorithm !== "sha256") algorithms.push(req.checksum.algorithm);
   const hasher = await createHasher(algorithms);
+  if (req.buffers) req.buffers.take = () => hasher.take();
   let sent = 0;
   let digests: Record<string, string> = {};
   const signal = opts.signal;
   async function* data(): AsyncGenerator<Uint8Array> {
-    const pass = async (chunk: Uint8Array) => {
+    const check = () => {
       if (signal?.aborted) throw new StorageError(`Import of ${name} interrupted`);
-      await hasher.update(chunk);
-      sent += chunk.length;
-      return chunk;
     };
-    for (const b of buffered) yield await pass(b);
+    for (const b of buffered) {
+      check();
+      await hasher.update(b);
+      sent += b.length;
+      yield b;
+    }
     if (!ended) {
       while (true) {
         const r = await req.source.next();
         if (r.done) break;
-        yield await pass(r.value);
+        check();
+        sent += r.value.length;
+        if (req.buffers) {
+          // Sent first, then handed to the hashing worker without a copy.
+          yield r.value;
+          await hasher.give(r.value);
+        } else {
+          await hasher.update(r.value);
+          yield r.value;
+        }
       }
     }
     if (req.size !== undefined && sent !== req.size) {
@@ -530,12 +589,14 @@ export async function importImage(
     const st = await file.stat();
     if (!st.isFile) throw new StorageError(`${path} is not a regular file`);
     const pool = await lookupPool(lv, poolName);
+    const buffers: BufferSource = { take: () => Promise.resolve(new ArrayBuffer(READ_CHUNK)) };
     return await uploadImage({
       lv,
       pool,
       name,
       what: path,
-      source: readFileChunks(file),
+      source: readFileChunks(file, buffers),
+      buffers,
       size: st.size,
       opts,
     });
