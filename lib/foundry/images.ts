@@ -621,13 +621,20 @@ export async function pullImage(
   const name = opts.name ?? imageNameFromUrl(url);
   checkName(name);
   const shown = redactUrl(url);
+  // Error messages of fetch may quote the URL, credentials and token included.
+  const secret = [url, URL.canParse(url) ? new URL(url).href : url];
+  const scrub = (e: unknown) => {
+    let m = e instanceof Error ? e.message : String(e);
+    for (const s of secret) m = m.split(s).join(shown);
+    return m;
+  };
   const pool = await lookupPool(lv, poolName);
   const doFetch = opts.fetch ?? fetch;
   let res: Response;
   try {
     res = await doFetch(url, opts.signal ? { signal: opts.signal } : {});
   } catch (e) {
-    throw new StorageError(`Cannot download ${shown}: ${(e as Error).message}`, { cause: e });
+    throw new StorageError(`Cannot download ${shown}: ${scrub(e)}`, { cause: e });
   }
   if (!res.ok || res.body === null) {
     await res.body?.cancel();
@@ -646,10 +653,7 @@ export async function pullImage(
         const r = await reader.read();
         return r.done ? { done: true, value: undefined } : { done: false, value: r.value };
       } catch (e) {
-        throw new StorageError(
-          `Download of ${shown} failed: ${(e as Error).message}`,
-          { cause: e },
-        );
+        throw new StorageError(`Download of ${shown} failed: ${scrub(e)}`, { cause: e });
       }
     },
   };

@@ -294,10 +294,18 @@ libvirtTest("foundry image pull: checksums, a body cut short and HTTP errors", a
     );
     assert.deepEqual(await env.volumes(), []);
 
-    // Credentials and query strings never reach the messages.
+    // Credentials and query strings never reach the messages, whatever fails.
     r = await pull(server.url("/nope.qcow2?token=s3cret").replace("//", "//user:hunter2@"));
     assert.equal(r.code, 5);
     assert.doesNotMatch(r.err, /s3cret|hunter2/);
+    const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const closedPort = (closed.addr as Deno.NetAddr).port;
+    closed.close();
+    r = await pull(`http://user:hunter2@127.0.0.1:${closedPort}/a.qcow2?token=s3cret`, "-v");
+    assert.equal(r.code, 5);
+    assert.match(r.err, /Cannot download http:\/\/127\.0\.0\.1:\d+\/a\.qcow2\?…: /);
+    assert.doesNotMatch(r.err, /s3cret|hunter2/);
+    assert.deepEqual(await env.volumes(), []);
 
     // The good checksum, sha512 and sha256; the name defaults to the URL's file name.
     r = await pull(server.url("/images/cloud.qcow2"), "--checksum", `sha512:${sha512}`);
