@@ -511,10 +511,13 @@ async function uploadImage(req: UploadRequest): Promise<ImageSummary> {
         }
       }
     }
-    if (req.size !== undefined && sent !== req.size) {
+    if (req.size !== undefined && sent < req.size) {
       throw new StorageError(
         `${req.what} ended after ${sent} of ${req.size} bytes; the image is truncated`,
       );
+    }
+    if (req.size !== undefined && sent > req.size) {
+      throw new StorageError(`${req.what} grew past its ${req.size} bytes during the import`);
     }
     digests = await hasher.digest();
     // Checked before the stream is finished, so a bad image is never committed.

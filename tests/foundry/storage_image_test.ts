@@ -225,9 +225,24 @@ function serve(files: Map<string, Uint8Array>) {
       }
       const path = req.split(" ")[1] ?? "/";
       const cut = path.startsWith("/cut/");
-      const body = files.get(cut ? path.slice(4) : path);
+      const chunked = path.startsWith("/chunked/");
+      const body = files.get(cut ? path.slice(4) : chunked ? path.slice(8) : path);
       if (body === undefined) {
         await conn.write(enc.encode("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"));
+        return;
+      }
+      if (chunked) {
+        // No Content-Length: the size is known only at the end.
+        await conn.write(
+          enc.encode("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"),
+        );
+        for (let off = 0; off < body.length; off += 100_000) {
+          const part = body.subarray(off, off + 100_000);
+          await conn.write(enc.encode(`${part.length.toString(16)}\r\n`));
+          for (let o = 0; o < part.length;) o += await conn.write(part.subarray(o));
+          await conn.write(enc.encode("\r\n"));
+        }
+        await conn.write(enc.encode("0\r\n\r\n"));
         return;
       }
       await conn.write(
@@ -326,7 +341,20 @@ libvirtTest("foundry image pull: checksums, a body cut short and HTTP errors", a
     assert.equal(pulled.virtualSize, info["virtual-size"]);
     assert.equal(pulled.sha256, sha256);
     assert.equal(await sha256sum(`${env.dir}/copy.qcow2`), sha256);
+    // Without Content-Length (chunked): the volume grows as the data comes.
+    r = await pull(
+      server.url("/chunked/images/cloud.qcow2"),
+      "--name",
+      "chunked.qcow2",
+      "-o",
+      "json",
+    );
+    assert.equal(r.code, 0, r.err);
+    assert.equal(JSON.parse(r.out).virtualSize, info["virtual-size"]);
+    assert.equal(await sha256sum(`${env.dir}/chunked.qcow2`), sha256);
     assert.deepEqual(await env.volumes(), [
+      "chunked.qcow2",
+      "chunked.qcow2.sha256",
       "cloud.qcow2",
       "cloud.qcow2.sha256",
       "copy.qcow2",
