@@ -12,7 +12,7 @@ import {
   pullImage,
   type TransferOptions,
 } from "../../lib/foundry/images.ts";
-import { ensureDirPool, lookupPool } from "../../lib/foundry/pools.ts";
+import { ensureDirPool, lookupPool, StorageError } from "../../lib/foundry/pools.ts";
 import type { Libvirt } from "../../lib/libvirt/mod.ts";
 import { createProgress, formatBytes, type Progress } from "../../lib/output/progress.ts";
 import { type Io, processIo } from "../_program.ts";
@@ -179,8 +179,9 @@ export function imageCommand(io: Io): Command {
       const images = await withStorage(cmd, async (lv, config) => {
         try {
           await lookupPool(lv, config.imagesPool);
-        } catch {
-          return []; // not created yet: no images
+        } catch (e) {
+          if (e instanceof StorageError) return []; // not created yet: no images
+          throw e;
         }
         return await listImages(lv, config.imagesPool);
       });
