@@ -195,3 +195,32 @@ libvirtTest("foundry pool add undoes the definition when the build fails", async
     await lv.close();
   }
 });
+
+libvirtTest(
+  "foundry pool list shows an inactive pool without figures; delete removes it",
+  async () => {
+    const lv = await Libvirt.connect("qemu:///system");
+    const name = uniqueName("ft-pool");
+    const dir = await Deno.makeTempDir({ prefix: "foundry-inactive-" });
+    try {
+      await lv.storagePoolDefineXml(buildPoolXml({ name, type: "dir", target: dir }));
+      let c = capture();
+      assert.equal(await main(["pool", "list", "-o", "json"], c.io), 0, c.err());
+      const p = (JSON.parse(c.out()) as Record<string, unknown>[]).find((x) => x.name === name);
+      assert.equal(p?.state, "inactive");
+      assert.equal(p?.volumes, null);
+      assert.equal(p?.autostart, false);
+      c = capture();
+      assert.equal(await main(["pool", "list"], c.io), 0);
+      assert.match(c.out(), new RegExp(`${name}\\s+dir\\s+inactive\\s+no\\s+.*\\s-\\n`));
+      c = capture();
+      assert.equal(await main(["pool", "delete", name], c.io), 0, c.err());
+      assert.equal(await poolExists(lv, name), false);
+      assert.ok((await Deno.stat(dir)).isDirectory, "an inactive pool's directory is kept");
+    } finally {
+      await dropPool(lv, name);
+      await lv.close();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+);
