@@ -269,61 +269,39 @@ async function createHasher(algorithms: readonly string[]): Promise<Hasher> {
     worker.terminate();
     return inlineHasher(algorithms);
   }
-  const free: ArrayBuffer[] = [];
-  const lent = new WeakSet<ArrayBuffer>();
-  let created = 0;
-  let wake: (() => void) | undefined;
+  // At most HASH_BUFFERS chunks wait in the worker; each waiter has its own wake-up, so none is
+  // lost (a single shared slot deadlocked imports of ~50 MB and more under load).
+  let inflight = 0;
+  const waiters: (() => void)[] = [];
   let finish: ((d: Record<string, string>) => void) | undefined;
   let fail: ((e: Error) => void) | undefined;
   let failure: Error | undefined;
   worker.onmessage = (e: MessageEvent) => {
-    const m = e.data as { type: "ack"; buf: ArrayBuffer } | {
-      type: "digest";
-      digests: Record<string, string>;
-    };
+    const m = e.data as { type: "ack" } | { type: "digest"; digests: Record<string, string> };
     if (m.type === "ack") {
-      // A buffer transferred back is a new object: mark it as ours again.
-      lent.add(m.buf);
-      free.push(m.buf);
-      wake?.();
+      inflight--;
+      waiters.shift()?.();
     } else finish?.(m.digests);
   };
   worker.onerror = (e: ErrorEvent) => {
     e.preventDefault();
     failure = new Error(`Hashing failed: ${e.message}`);
-    wake?.();
+    for (const w of waiters.splice(0)) w();
     fail?.(failure);
   };
-  const take = async (size = READ_CHUNK): Promise<ArrayBuffer> => {
-    while (true) {
-      if (failure) throw failure;
-      const b = free.pop();
-      if (b !== undefined && b.byteLength >= size) return b;
-      if (created < HASH_BUFFERS || b !== undefined) {
-        if (b === undefined) created++;
-        const fresh = new ArrayBuffer(Math.max(size, READ_CHUNK));
-        lent.add(fresh);
-        return fresh;
-      }
-      await new Promise<void>((r) => (wake = r));
-    }
-  };
-  const post = (buf: ArrayBuffer, len: number) => {
+  const post = async (buf: ArrayBuffer, len: number) => {
+    while (inflight >= HASH_BUFFERS && !failure) await new Promise<void>((r) => waiters.push(r));
+    if (failure) throw failure;
+    inflight++;
     worker.postMessage({ type: "data", buf, len }, [buf]);
   };
-  const update = async (chunk: Uint8Array) => {
-    const buf = await take(chunk.length);
-    new Uint8Array(buf, 0, chunk.length).set(chunk);
-    post(buf, chunk.length);
-  };
   return {
-    update,
-    take: () => take(),
+    update: (chunk) => post(chunk.slice().buffer, chunk.length),
+    take: () => Promise.resolve(new ArrayBuffer(READ_CHUNK)),
     give(chunk) {
-      const buf = chunk.buffer as ArrayBuffer;
-      if (chunk.byteOffset !== 0 || !lent.has(buf)) return update(chunk);
-      post(buf, chunk.length); // transferred: no copy
-      return Promise.resolve();
+      // A chunk that starts its own buffer (the file reader's, already sent) moves without a copy.
+      if (chunk.byteOffset === 0) return post(chunk.buffer as ArrayBuffer, chunk.length);
+      return post(chunk.slice().buffer, chunk.length);
     },
     digest() {
       if (failure) return Promise.reject(failure);
