@@ -11,11 +11,14 @@ import {
   type Libvirt,
   MetadataType,
 } from "../libvirt/mod.ts";
-import { METADATA_NAMESPACE, parseMetadataXml } from "./metadata.ts";
+import { METADATA_NAMESPACE, parseMetadataXml, parseStoredDomainMetadata } from "./metadata.ts";
 import { macFromIp } from "./naming.ts";
 import { phaseFromDomainState, statusFromDomainState } from "./status.ts";
 import type { VirtualMachine } from "./types.ts";
 import { lookupVm, readStoredStatus, VmOperationError } from "./vm.ts";
+
+/** Annotation `get` adds when the VM has a root password: the SHA-256 of its hash, never the hash. */
+export const PASSWORD_FINGERPRINT_ANNOTATION = "foundry.cofront.xyz/root-password-hash-sha256";
 
 /** One row of `foundry list`. */
 export interface VmListEntry {
@@ -191,11 +194,20 @@ export async function getVm(lv: Libvirt, name: string): Promise<{
   autostart: boolean;
   addresses: DomainInterface[];
 }> {
-  const { domain, vm } = await lookupVm(lv, name);
+  const { domain, xml } = await lookupVm(lv, name);
+  const stored = parseStoredDomainMetadata(xml);
+  const vm = stored?.vm;
+  if (vm && stored.passwordHashSha256) {
+    // The hash itself never leaves the spec file; its fingerprint tells that one is set and which.
+    vm.metadata.annotations = {
+      ...vm.metadata.annotations,
+      [PASSWORD_FINGERPRINT_ANNOTATION]: `sha256:${stored.passwordHashSha256}`,
+    };
+  }
   if (!vm) {
     throw new VmOperationError(`VM ${name} was not created by foundry (no foundry metadata)`);
   }
-  const [state, stored, autostart] = await Promise.all([
+  const [state, storedStatus, autostart] = await Promise.all([
     lv.domainGetState(domain),
     readStoredStatus(lv, domain),
     lv.domainGetAutostart(domain),
@@ -210,7 +222,7 @@ export async function getVm(lv: Libvirt, name: string): Promise<{
     state.state,
     vm.metadata.generation ?? 1,
     new Date(),
-    stored ?? {},
+    storedStatus ?? {},
   );
   return { vm: { ...vm, status }, domain, autostart, addresses };
 }

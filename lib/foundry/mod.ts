@@ -180,7 +180,13 @@ export {
   waitForState,
 } from "./vm.ts";
 export type { CreateOptions, CreateResult, CreateStep, DestroyOptions } from "./vm.ts";
-export { getVm, listVms, parseLabelSelector, stateName } from "./inventory.ts";
+export {
+  getVm,
+  listVms,
+  parseLabelSelector,
+  PASSWORD_FINGERPRINT_ANNOTATION,
+  stateName,
+} from "./inventory.ts";
 export type { ListOptions, VmListEntry } from "./inventory.ts";
 export { WAIT_STAGES, waitForVm, WaitTimeoutError } from "./wait.ts";
 export type { WaitOptions, WaitResult, WaitStage } from "./wait.ts";

@@ -234,6 +234,11 @@ libvirtTest("list, get, stop, start and restart read and change the daemon's sta
     assert.match(ready?.lastTransitionTime ?? "", /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     // The stored spec is the file's, less the root password hash, which never leaves the host file.
     assert.deepEqual(got.vm.spec, withoutPasswordHash(a).spec);
+    const { createHash } = await import("node:crypto");
+    assert.equal(
+      got.vm.metadata.annotations?.["foundry.cofront.xyz/root-password-hash-sha256"],
+      `sha256:${createHash("sha256").update(a.spec.cloudInit!.passwordHash!).digest("hex")}`,
+    );
     assert.ok(!JSON.stringify(got).includes(a.spec.cloudInit!.passwordHash!));
     assert.ok(
       !(await fx.lv.domainGetXmlDesc(got.domain)).includes(a.spec.cloudInit!.passwordHash!),
