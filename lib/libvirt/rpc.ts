@@ -13,7 +13,11 @@ import { decodeRemoteError } from "./wire.ts";
 
 const HEADER_END = Limits.LENGTH_SIZE + Limits.HEADER_SIZE;
 const KNOWN_PROGRAMS = new Set<number>([Program.REMOTE, Program.QEMU, Program.KEEPALIVE]);
-/** Stream chunks stay within the payload size every daemon version accepts. */
+/**
+ * Payload of one stream message: 256 KiB - 24 B, what every daemon version accepts. Larger messages
+ * are allowed since the limit grew to 32 MiB but measured slower here (1 GiB upload: 0.6-1.2 s at
+ * 256 KiB, 1.6-3.3 s at 1 and 4 MiB), as the daemon grows its buffer for each.
+ */
 export const STREAM_CHUNK: number = Limits.LEGACY_PAYLOAD_MAX;
 /** A download pauses reading the socket while this much data waits for its consumer. */
 const STREAM_HIGH_WATER = 8 * 1024 * 1024;
@@ -239,12 +243,16 @@ export class RpcConnection {
     onChunk?: (bytes: number) => void,
   ): Promise<void> {
     const st = await this.#openStream(prog, proc, args);
+    // One frame buffer for the whole upload: each frame has left (its write awaited) before the
+    // next is built, so reusing it saves an allocation and its zeroing per chunk.
+    let frameBuf: Uint8Array | null = null;
     try {
       for await (const chunk of source) {
         for (let off = 0; off < chunk.length; off += STREAM_CHUNK) {
           if (st.error) throw st.error;
           const part = chunk.subarray(off, Math.min(chunk.length, off + STREAM_CHUNK));
-          await this.#send(streamFrame(st, MessageStatus.CONTINUE, part));
+          frameBuf ??= new Uint8Array(HEADER_END + STREAM_CHUNK);
+          await this.#send(streamFrame(st, MessageStatus.CONTINUE, part, frameBuf));
           onChunk?.(part.length);
         }
       }
@@ -660,10 +668,15 @@ function frame(prog: number, proc: number, type: number, serial: number, status:
   return encodeFrame(prog, proc, type, serial, status);
 }
 
-function streamFrame(st: StreamState, status: number, data?: Uint8Array): Uint8Array {
+function streamFrame(
+  st: StreamState,
+  status: number,
+  data?: Uint8Array,
+  into?: Uint8Array,
+): Uint8Array {
   const len = HEADER_END + (data?.length ?? 0);
-  const out = new Uint8Array(len);
-  const v = new DataView(out.buffer);
+  const out = into ? into.subarray(0, len) : new Uint8Array(len);
+  const v = new DataView(out.buffer, out.byteOffset, out.byteLength);
   v.setUint32(0, len);
   v.setUint32(4, st.prog);
   v.setUint32(8, PROTOCOL_VERSION);
