@@ -41,10 +41,20 @@ export interface Io {
   err: (s: string) => void;
 }
 
+/** Writes all of `bytes`; a reader that went away (`foundry list | head`) is not an error. */
+function writeAllSync(f: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {
+  try {
+    let off = 0;
+    while (off < bytes.length) off += f.writeSync(bytes.subarray(off));
+  } catch (e) {
+    if (!(e instanceof Deno.errors.BrokenPipe)) throw e;
+  }
+}
+
 /** Writes to the process's stdout and stderr. */
 export const processIo: Io = {
-  out: (s) => Deno.stdout.writeSync(new TextEncoder().encode(s)),
-  err: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)),
+  out: (s) => writeAllSync(Deno.stdout, new TextEncoder().encode(s)),
+  err: (s) => writeAllSync(Deno.stderr, new TextEncoder().encode(s)),
 };
 
 /**

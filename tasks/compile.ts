@@ -12,6 +12,8 @@ export const TARGETS = [
   {
     name: "foundry",
     entry: "cli/foundry.ts",
+    // Image imports hash in a worker module, which a compiled binary only has when included.
+    include: ["lib/foundry/_hash_worker.ts"],
     permissions: [
       "--allow-read",
       "--allow-write",
@@ -24,6 +26,7 @@ export const TARGETS = [
   {
     name: "virtwork",
     entry: "cli/virtwork.ts",
+    include: [],
     permissions: [
       "--allow-read",
       "--allow-write",
@@ -49,7 +52,15 @@ export async function compileAll(outDir = "dist"): Promise<CompileOutcome[]> {
   for (const t of TARGETS) {
     const output = `${outDir}/${t.name}`;
     const out = await new Deno.Command(Deno.execPath(), {
-      args: ["compile", "--quiet", ...t.permissions, "--output", output, t.entry],
+      args: [
+        "compile",
+        "--quiet",
+        ...t.permissions,
+        ...t.include.flatMap((f) => ["--include", f]),
+        "--output",
+        output,
+        t.entry,
+      ],
       stdout: "piped",
       stderr: "piped",
       env: { NO_COLOR: "1" },
