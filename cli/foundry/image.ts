@@ -10,6 +10,7 @@ import {
   listImages,
   parseChecksum,
   pullImage,
+  redactUrl,
   type TransferOptions,
 } from "../../lib/foundry/images.ts";
 import { ensureDirPool, lookupPool, StorageError } from "../../lib/foundry/pools.ts";
@@ -17,6 +18,8 @@ import type { Libvirt } from "../../lib/libvirt/mod.ts";
 import { createProgress, formatBytes, type Progress } from "../../lib/output/progress.ts";
 import { type Io, processIo } from "../_program.ts";
 import { outputOption, printOutput, withStorage } from "./_storage.ts";
+import { configFor } from "./_context.ts";
+import { withFoundryAudit } from "../_audit.ts";
 
 const LIST_HEADERS = ["NAME", "FORMAT", "VIRTUAL SIZE", "ALLOCATION", "SHA256", "USED BY"];
 
@@ -129,11 +132,20 @@ export function imageCommand(io: Io): Command {
       "\nExamples:\n  foundry image import /path/to/fedora-43.qcow2 fedora-43.qcow2\n",
     )
     .action(async (path: string, name: string, opts: { output: string }, cmd: Command) => {
-      const i = await transfer(
-        io,
+      const { uri } = await configFor(cmd);
+      const i = await withFoundryAudit(
         cmd,
-        name,
-        (lv, pool, t) => importImage(lv, pool, path, name, t),
+        { resourceType: "image", name, uri, operation: "import", details: { path } },
+        async (op) => {
+          const r = await transfer(
+            io,
+            cmd,
+            name,
+            (lv, pool, t) => importImage(lv, pool, path, name, t),
+          );
+          op.object({ kind: "volume", name: `${r.pool}/${r.name}`, outcome: "created" });
+          return r;
+        },
       );
       printImported(io, opts.output, "Imported", i);
     });
@@ -158,17 +170,28 @@ export function imageCommand(io: Io): Command {
       try {
         label = opts.name ?? imageNameFromUrl(url);
       } catch { /* pullImage reports it */ }
-      const i = await transfer(
-        io,
-        cmd,
-        label,
-        (lv, pool, t) =>
-          pullImage(lv, pool, url, {
-            ...t,
-            ...(opts.name !== undefined ? { name: opts.name } : {}),
-            ...(checksum !== undefined ? { checksum } : {}),
-          }),
-      );
+      const { uri } = await configFor(cmd);
+      const i = await withFoundryAudit(cmd, {
+        resourceType: "image",
+        name: label,
+        uri,
+        operation: "pull",
+        details: { url: redactUrl(url), checksum: checksum?.algorithm ?? "none" },
+      }, async (op) => {
+        const r = await transfer(
+          io,
+          cmd,
+          label,
+          (lv, pool, t) =>
+            pullImage(lv, pool, url, {
+              ...t,
+              ...(opts.name !== undefined ? { name: opts.name } : {}),
+              ...(checksum !== undefined ? { checksum } : {}),
+            }),
+        );
+        op.object({ kind: "volume", name: `${r.pool}/${r.name}`, outcome: "created" });
+        return r;
+      });
       printImported(io, opts.output, "Pulled", i);
     });
 
@@ -202,9 +225,22 @@ export function imageCommand(io: Io): Command {
     .argument("<name>", "image name")
     .option("--force", "delete even while disks use it as their backing store")
     .action(async (name: string, opts: { force?: boolean }, cmd: Command) => {
-      const uses = await withStorage(
+      const { uri } = await configFor(cmd);
+      const uses = await withFoundryAudit(
         cmd,
-        (lv, config) => deleteImage(lv, config.imagesPool, name, { force: opts.force === true }),
+        {
+          resourceType: "image",
+          name,
+          uri,
+          operation: "delete",
+          details: { force: opts.force === true },
+        },
+        () =>
+          withStorage(
+            cmd,
+            (lv, config) =>
+              deleteImage(lv, config.imagesPool, name, { force: opts.force === true }),
+          ),
       );
       for (const u of uses) {
         io.err(

@@ -13,6 +13,8 @@ import {
 import { formatBytes } from "../../lib/output/progress.ts";
 import type { Io } from "../_program.ts";
 import { outputOption, printOutput, withStorage } from "./_storage.ts";
+import { configFor } from "./_context.ts";
+import { withFoundryAudit } from "../_audit.ts";
 
 const POOL_HEADERS = [
   "NAME",
@@ -128,7 +130,12 @@ export function poolCommand(io: Io): Command {
       if (opts.sourcePath !== undefined) spec.sourcePath = opts.sourcePath;
       if (opts.sourceName !== undefined) spec.sourceName = opts.sourceName;
       if (opts.sourceFormat !== undefined) spec.sourceFormat = opts.sourceFormat;
-      const p = await withStorage(cmd, (lv) => addPool(lv, spec));
+      const { uri } = await configFor(cmd);
+      const p = await withFoundryAudit(
+        cmd,
+        { resourceType: "pool", name, uri, operation: "add", details: { type, target } },
+        () => withStorage(cmd, (lv) => addPool(lv, spec)),
+      );
       if (opts.output === "table") io.out(`Pool ${p.name} (${p.type}) added at ${p.path}\n`);
       else printOutput(io, opts.output, p, [], []);
     });
@@ -138,11 +145,19 @@ export function poolCommand(io: Io): Command {
     .argument("<name>", "pool name")
     .option("--force", "delete the pool's volumes too")
     .action(async (name: string, opts: { force?: boolean }, cmd: Command) => {
-      const deleted = await withStorage(cmd, (lv, config) =>
-        deletePool(lv, name, {
-          force: opts.force === true,
-          protect: [config.imagesPool, config.vmsPool],
-        }));
+      const { uri } = await configFor(cmd);
+      const deleted = await withFoundryAudit(cmd, {
+        resourceType: "pool",
+        name,
+        uri,
+        operation: "delete",
+        details: { force: opts.force === true },
+      }, () =>
+        withStorage(cmd, (lv, config) =>
+          deletePool(lv, name, {
+            force: opts.force === true,
+            protect: [config.imagesPool, config.vmsPool],
+          })));
       for (const v of deleted) io.out(`Deleted volume ${v}\n`);
       io.out(`Pool ${name} deleted\n`);
     });

@@ -165,7 +165,8 @@ ${KEYS.map((k) => `      - ${k}`).join("\n")}
       assert.equal(row?.ip, "192.0.2.77");
       assert.equal(row?.ipSource, "agent");
 
-      const gone = await destroyVm(lv, name, { timeoutSeconds: 60 });
+      const gone = await destroyVm(lv, name, { timeoutSeconds: 180 });
+      assert.equal(gone.graceful, true, "the guest shut down on request, before the timeout");
       console.log(
         `  destroyed (${
           gone.graceful ? "graceful shutdown" : "forced off"

@@ -20,7 +20,7 @@ async function imagesPool(lv: Libvirt) {
     pool,
     dir: `${storage}/images`,
     work,
-    flags: ["--image-pool", pool, "--storage-path", storage],
+    flags: ["--image-pool", pool, "--storage-path", storage, "--audit-db", `${storage}/audit.db`],
     async volumes(): Promise<string[]> {
       const p = await lv.storagePoolLookupByName(pool);
       await lv.storagePoolRefresh(p);
@@ -125,6 +125,25 @@ libvirtTest("foundry image import: a qcow2 from qemu-img and a bootable raw disk
     assert.equal(
       await Deno.readTextFile(`${env.dir}/fedora-43.qcow2.sha256`),
       `${want}  fedora-43.qcow2\n`,
+    );
+
+    // The import is in the audit trail.
+    c = capture();
+    assert.equal(
+      await main([...env.flags, "history", "-t", "image", "-o", "json"], c.io),
+      0,
+      c.err(),
+    );
+    const imports = JSON.parse(c.out()) as {
+      operation: string;
+      resourceName: string;
+      status: string;
+    }[];
+    assert.ok(
+      imports.some((h) =>
+        h.operation === "import" && h.resourceName === "fedora-43.qcow2" && h.status === "succeeded"
+      ),
+      c.out(),
     );
 
     const raw = await makeBootableRaw(`${env.work}/disk.img`, 8 * 1024 * 1024);

@@ -6,6 +6,9 @@ import { Libvirt, LibvirtError } from "../../lib/libvirt/mod.ts";
 import { libvirtTest, uniqueName } from "../libvirt/_env.ts";
 import { capture, run } from "./_storage_env.ts";
 
+/** The audit trail of these tests goes to a temporary file, never the user's. */
+const AUDIT = ["--audit-db", `${await Deno.makeTempDir({ prefix: "foundry-pooltest-" })}/audit.db`];
+
 async function poolExists(lv: Libvirt, name: string): Promise<boolean> {
   try {
     await lv.storagePoolLookupByName(name);
@@ -59,7 +62,7 @@ libvirtTest("foundry pool add/list/info/refresh/delete manage a dir pool", async
   const dir = `${parent}/pool`; // pool-build creates it
   try {
     let c = capture();
-    assert.equal(await main(["pool", "add", name, "dir", dir], c.io), 0, c.err());
+    assert.equal(await main([...AUDIT, "pool", "add", name, "dir", dir], c.io), 0, c.err());
     assert.match(c.out(), new RegExp(`Pool ${name} \\(dir\\) added at ${dir}`));
     assert.ok((await Deno.stat(dir)).isDirectory, "pool-build made the directory");
     const ref = await lv.storagePoolLookupByName(name);
@@ -67,11 +70,11 @@ libvirtTest("foundry pool add/list/info/refresh/delete manage a dir pool", async
 
     // Adding it again is refused with exit 5.
     c = capture();
-    assert.equal(await main(["pool", "add", name, "dir", dir], c.io), 5);
+    assert.equal(await main([...AUDIT, "pool", "add", name, "dir", dir], c.io), 5);
     assert.match(c.err(), /Storage pool ft-pool-\w+ exists already/);
 
     c = capture();
-    assert.equal(await main(["pool", "list", "-o", "json"], c.io), 0, c.err());
+    assert.equal(await main([...AUDIT, "pool", "list", "-o", "json"], c.io), 0, c.err());
     const listed = (JSON.parse(c.out()) as { name: string }[]).find((p) => p.name === name);
     assert.deepEqual(
       { ...listed, capacity: 0, allocation: 0, available: 0 },
@@ -88,7 +91,7 @@ libvirtTest("foundry pool add/list/info/refresh/delete manage a dir pool", async
       },
     );
     c = capture();
-    assert.equal(await main(["pool", "list"], c.io), 0);
+    assert.equal(await main([...AUDIT, "pool", "list"], c.io), 0);
     assert.match(
       c.out(),
       /^NAME\s+TYPE\s+STATE\s+AUTOSTART\s+CAPACITY\s+ALLOCATION\s+AVAILABLE\s+VOLUMES/,
@@ -99,33 +102,33 @@ libvirtTest("foundry pool add/list/info/refresh/delete manage a dir pool", async
     const q = await run("qemu-img", ["create", "-q", "-f", "qcow2", `${dir}/disk.qcow2`, "1G"]);
     assert.equal(q.code, 0, q.stderr);
     c = capture();
-    assert.equal(await main(["pool", "refresh", name], c.io), 0, c.err());
+    assert.equal(await main([...AUDIT, "pool", "refresh", name], c.io), 0, c.err());
     assert.match(c.out(), /refreshed: 1 volume\(s\)/);
     c = capture();
-    assert.equal(await main(["pool", "info", name, "-o", "yaml"], c.io), 0, c.err());
+    assert.equal(await main([...AUDIT, "pool", "info", name, "-o", "yaml"], c.io), 0, c.err());
     assert.match(c.out(), /volumeList:\n {2}- name: disk\.qcow2\n/);
     assert.match(c.out(), /format: qcow2\n/);
     assert.match(c.out(), /capacity: 1073741824\n/);
     c = capture();
-    assert.equal(await main(["pool", "info", name], c.io), 0);
+    assert.equal(await main([...AUDIT, "pool", "info", name], c.io), 0);
     assert.match(c.out(), /Type: +dir\n/);
     assert.match(c.out(), /disk\.qcow2 +qcow2 +1\.0 GiB/);
 
     // A pool with volumes is kept unless --force.
     c = capture();
-    assert.equal(await main(["pool", "delete", name], c.io), 5);
+    assert.equal(await main([...AUDIT, "pool", "delete", name], c.io), 5);
     assert.match(c.err(), /holds 1 volume\(s\) \(disk\.qcow2\); use --force/);
     assert.ok(await poolExists(lv, name));
     assert.ok((await Deno.stat(`${dir}/disk.qcow2`)).isFile, "nothing deleted");
 
     c = capture();
-    assert.equal(await main(["pool", "delete", name, "--force"], c.io), 0, c.err());
+    assert.equal(await main([...AUDIT, "pool", "delete", name, "--force"], c.io), 0, c.err());
     assert.match(c.out(), /Deleted volume disk\.qcow2\nPool ft-pool-\w+ deleted\n/);
     assert.equal(await poolExists(lv, name), false);
     await assert.rejects(Deno.stat(dir), Deno.errors.NotFound, "the empty directory is removed");
 
     c = capture();
-    assert.equal(await main(["pool", "info", name], c.io), 5);
+    assert.equal(await main([...AUDIT, "pool", "info", name], c.io), 5);
     assert.equal(c.err(), `Error: Storage pool ${name} does not exist\n`);
   } finally {
     await dropPool(lv, name);
@@ -138,7 +141,7 @@ libvirtTest("foundry pool delete refuses foundry-images and foundry-vms", async 
   for (const name of ["foundry-images", "foundry-vms"]) {
     for (const extra of [[], ["--force"]]) {
       const c = capture();
-      assert.equal(await main(["pool", "delete", name, ...extra], c.io), 5);
+      assert.equal(await main([...AUDIT, "pool", "delete", name, ...extra], c.io), 5);
       assert.equal(
         c.err(),
         `Error: Refusing to delete ${name}: foundry keeps its images and VM disks there\n`,
@@ -158,7 +161,7 @@ libvirtTest("foundry pool add undoes the definition when the build fails", async
     // The parent of the target is a regular file, so pool-build cannot make the directory.
     const file = await Deno.makeTempFile({ prefix: "foundry-notadir-" });
     const c = capture();
-    assert.equal(await main(["pool", "add", name, "dir", `${file}/sub`], c.io), 5);
+    assert.equal(await main([...AUDIT, "pool", "add", name, "dir", `${file}/sub`], c.io), 5);
     assert.match(c.err(), new RegExp(`Cannot build pool ${name}: `));
     assert.equal(c.err().trim().split("\n").length, 1);
     assert.equal(await poolExists(lv, name), false, "nothing left defined");
@@ -188,7 +191,7 @@ libvirtTest("foundry pool add undoes the definition when the build fails", async
     assert.equal(await poolExists(lv, name), false, "nothing left defined");
 
     const bad = capture();
-    assert.equal(await main(["pool", "add", name, "floppy", "/x"], bad.io), 5);
+    assert.equal(await main([...AUDIT, "pool", "add", name, "floppy", "/x"], bad.io), 5);
     assert.match(bad.err(), /Pool type "floppy" is not one of/);
   } finally {
     await dropPool(lv, name);
@@ -205,18 +208,18 @@ libvirtTest(
     try {
       await lv.storagePoolDefineXml(buildPoolXml({ name, type: "dir", target: dir }));
       let c = capture();
-      assert.equal(await main(["pool", "list", "-o", "json"], c.io), 0, c.err());
+      assert.equal(await main([...AUDIT, "pool", "list", "-o", "json"], c.io), 0, c.err());
       const p = (JSON.parse(c.out()) as Record<string, unknown>[]).find((x) => x.name === name);
       assert.equal(p?.state, "inactive");
       assert.equal(p?.volumes, null);
       assert.equal(p?.autostart, false);
       c = capture();
-      assert.equal(await main(["pool", "list"], c.io), 0);
+      assert.equal(await main([...AUDIT, "pool", "list"], c.io), 0);
       assert.match(c.out(), new RegExp(`${name}\\s+dir\\s+inactive\\s+no\\s+.*\\s-\\n`));
       // Its files cannot be listed as volumes while it is inactive: they stay, only the definition goes.
       await Deno.writeTextFile(`${dir}/keep.raw`, "data");
       c = capture();
-      assert.equal(await main(["pool", "delete", name], c.io), 0, c.err());
+      assert.equal(await main([...AUDIT, "pool", "delete", name], c.io), 0, c.err());
       assert.equal(await poolExists(lv, name), false);
       assert.equal(await Deno.readTextFile(`${dir}/keep.raw`), "data");
     } finally {
