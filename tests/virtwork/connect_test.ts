@@ -3,8 +3,6 @@ import assert from "node:assert/strict";
 import { KubeConfig } from "npm:@kubernetes/client-node@^2.0.1";
 import { KubeClient, loadKubeConfig, SERVICE_ACCOUNT_ROOT } from "../../lib/kubevirt/client.ts";
 import { ConnectionError } from "../../lib/kubevirt/errors.ts";
-import { K8sTestServer } from "./k8s_server.ts";
-import { selfSignedCert } from "./_helpers.ts";
 
 function kubeconfig(server: string, contexts = ["main"]): string {
   return JSON.stringify({
