@@ -10,26 +10,14 @@ import { cidataIsoFromVm, noCloudFilesFromVm } from "../lib/foundry/cloudinit.ts
 import { buildDomainXml } from "../lib/foundry/domain_xml.ts";
 import { loadVirtualMachines } from "../lib/foundry/loader.ts";
 import { parseDomainMetadata, withoutPasswordHash } from "../lib/foundry/metadata.ts";
+import { hasTool } from "./_tools.ts";
 
 const EXAMPLES = fileURLToPath(new URL("../examples/", import.meta.url));
 
-async function has(command: string): Promise<boolean> {
-  try {
-    const { success } = await new Deno.Command("sh", {
-      args: ["-c", `command -v ${command}`],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return success;
-  } catch {
-    return false;
-  }
-}
-
 const TOOLS = {
-  validate: (await has("virt-xml-validate")) && (await has("xmllint")),
-  cloudInit: await has("cloud-init"),
-  isoinfo: await has("isoinfo"),
+  validate: hasTool("virt-xml-validate") && hasTool("xmllint"),
+  cloudInit: hasTool("cloud-init"),
+  isoinfo: hasTool("isoinfo"),
 };
 for (const [tool, present] of Object.entries(TOOLS)) {
   if (!present) console.warn(`foundry examples: ${tool} checks skipped, the tool is not installed`);

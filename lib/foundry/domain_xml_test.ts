@@ -10,6 +10,7 @@ import {
 import { interfaceNameFromIp, macFromIp } from "./naming.ts";
 import { sampleVm } from "./_testdata.ts";
 import type { VirtualMachine } from "./types.ts";
+import { hasTool } from "../../tests/_tools.ts";
 
 // deno-lint-ignore no-explicit-any
 type Loose = any;
@@ -25,26 +26,13 @@ function parsed(vm: VirtualMachine, domainType: "kvm" | "qemu" = "qemu"): Loose 
   return parser.parse(buildDomainXml(vm, { domainType })).domain;
 }
 
-async function has(command: string): Promise<boolean> {
-  try {
-    const { success } = await new Deno.Command("sh", {
-      args: ["-c", `command -v ${command}`],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return success;
-  } catch {
-    return false;
-  }
-}
-
-const VIRSH = await has("virsh");
+const VIRSH = hasTool("virsh");
 if (!VIRSH) {
   console.warn("libvirt test-driver checks skipped: virsh is not installed (libvirt-clients)");
 }
 
 // virt-xml-validate needs xmllint (Debian libxml2-utils) besides libvirt-clients.
-const VALIDATOR = (await has("virt-xml-validate")) && (await has("xmllint"));
+const VALIDATOR = hasTool("virt-xml-validate") && hasTool("xmllint");
 if (!VALIDATOR) {
   console.warn(
     "virt-xml-validate tests skipped: needs virt-xml-validate (libvirt-clients) and xmllint (libxml2-utils)",

@@ -8,24 +8,12 @@ import {
   type VolumeSpec,
 } from "./storage_xml.ts";
 import { sampleVm } from "./_testdata.ts";
+import { hasTool } from "../../tests/_tools.ts";
 
 const parser = new XMLParser({ ignoreAttributes: false, parseTagValue: false });
 
-async function has(command: string): Promise<boolean> {
-  try {
-    const { success } = await new Deno.Command("sh", {
-      args: ["-c", `command -v ${command}`],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return success;
-  } catch {
-    return false;
-  }
-}
-
-const VIRSH = await has("virsh");
-const VALIDATOR = (await has("virt-xml-validate")) && (await has("xmllint"));
+const VIRSH = hasTool("virsh");
+const VALIDATOR = hasTool("virt-xml-validate") && hasTool("xmllint");
 if (!VALIDATOR) console.warn("storage XML validation skipped: needs virt-xml-validate and xmllint");
 
 async function validate(xml: string, schema: string): Promise<{ ok: boolean; out: string }> {

@@ -1,21 +1,9 @@
 import assert from "node:assert/strict";
 import { BLOCK_SIZE, buildIso, DEFAULT_DATE, type IsoFile, level1Name } from "./writer.ts";
+import { hasTool } from "../../tests/_tools.ts";
 
-async function has(command: string): Promise<boolean> {
-  try {
-    const { success } = await new Deno.Command("sh", {
-      args: ["-c", `command -v ${command}`],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return success;
-  } catch {
-    return false;
-  }
-}
-
-const ISOINFO = await has("isoinfo");
-const XORRISO = await has("xorriso");
+const ISOINFO = hasTool("isoinfo");
+const XORRISO = hasTool("xorriso");
 if (!ISOINFO) {
   console.warn("isoinfo tests skipped: isoinfo is not installed (Debian package genisoimage)");
 }
