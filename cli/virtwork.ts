@@ -20,7 +20,7 @@ import { runCommand } from "./virtwork/run.ts";
 
 export type { VirtworkDeps } from "./virtwork/_shared.ts";
 export type { Io } from "./_program.ts";
-export type { Auditor } from "../lib/kubevirt/audit.ts";
+export type { Auditor } from "../lib/audit/types.ts";
 export type { ClientOptions } from "../lib/kubevirt/client.ts";
 
 /**

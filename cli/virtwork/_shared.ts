@@ -1,5 +1,5 @@
 import type { Command } from "npm:commander@^15.1.0";
-import type { Auditor } from "../../lib/kubevirt/audit.ts";
+import type { Auditor } from "../../lib/audit/types.ts";
 import { type ClientOptions, connect, type KubeClient } from "../../lib/kubevirt/client.ts";
 import { ConnectionError, KubeApiError } from "../../lib/kubevirt/errors.ts";
 import type { VirtworkSettings } from "../../lib/kubevirt/config.ts";

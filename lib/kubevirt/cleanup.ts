@@ -12,7 +12,7 @@
  * ```
  * @module
  */
-import { type Auditor, noopAuditor } from "./audit.ts";
+import { type Auditor, noopAuditor } from "../audit/types.ts";
 import type { ApiObject, ClusterApi, Resource } from "./client.ts";
 import { LABELS, MANAGED_BY_VALUE, managedSelector } from "./constants.ts";
 import { isStatus } from "./errors.ts";

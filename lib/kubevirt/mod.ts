@@ -17,23 +17,9 @@
  * ```
  * @module
  */
-export { noopAuditor } from "./audit.ts";
-export type {
-  Auditor,
-  AuditStatus,
-  AuditTool,
-  CleanupRecord,
-  CleanupStartRecord,
-  DeletionRecord,
-  EventRecord,
-  ObjectRecord,
-  OperationEndRecord,
-  OperationStartRecord,
-  RunEndRecord,
-  RunStartRecord,
-  VmRecord,
-  WorkloadRecord,
-} from "./audit.ts";
+// Run and cleanup report to lib/audit's Auditor and its records; re-exported so this barrel
+// documents alone.
+export * from "../audit/types.ts";
 export { cleanup, CLEANUP_ORDER } from "./cleanup.ts";
 export type { CleanupFailure, CleanupOptions, CleanupResult } from "./cleanup.ts";
 // loadKubeConfig stays in client.ts: its result exposes client-node's KubeConfig type.

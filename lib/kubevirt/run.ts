@@ -11,7 +11,7 @@
  * ```
  * @module
  */
-import { type Auditor, type EventRecord, noopAuditor } from "./audit.ts";
+import { type Auditor, type EventRecord, noopAuditor } from "../audit/types.ts";
 import type { ApiObject, ClusterApi, Resource } from "./client.ts";
 import { managedSelector } from "./constants.ts";
 import { ConnectionError, isStatus, KubeApiError } from "./errors.ts";

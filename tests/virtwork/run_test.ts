@@ -1,7 +1,7 @@
 /** Run orchestration against the test server, through the real client. */
 import assert from "node:assert/strict";
 import { LABELS } from "../../lib/kubevirt/constants.ts";
-import { type Auditor, noopAuditor } from "../../lib/kubevirt/audit.ts";
+import { type Auditor, noopAuditor } from "../../lib/audit/types.ts";
 import { buildRunPlan, type RunPlan } from "../../lib/kubevirt/plan.ts";
 import { executeRun, RunFailedError, vmiReady } from "../../lib/kubevirt/run.ts";
 import { KubeApiError } from "../../lib/kubevirt/errors.ts";
