@@ -10,6 +10,7 @@ import { givenAuditFlags, openAuditor } from "../_audit.ts";
 import { ExitCode, type Io, setExitCode } from "../_program.ts";
 import {
   clusterClient,
+  givenFlags,
   interruptSignal,
   numberArg,
   type VirtworkDeps,
@@ -55,11 +56,7 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
       const opts = cmd.opts() as Record<string, unknown>;
       const verbose = Boolean(cmd.optsWithGlobals().verbose);
       const env = deps.env ?? Deno.env.toObject();
-      const flags: Partial<Record<keyof VirtworkSettings, unknown>> = {};
-      for (const k of FLAG_KEYS) {
-        if (cmd.getOptionValueSource(k) === "cli") flags[k] = opts[k];
-      }
-      Object.assign(flags, givenAuditFlags(cmd));
+      const flags = { ...givenFlags(cmd, FLAG_KEYS), ...givenAuditFlags(cmd) };
       let cfg;
       try {
         cfg = await loadVirtworkConfig({
