@@ -62,16 +62,26 @@ export async function ensureDirPool(
     }
     try {
       await lv.storagePoolBuild(pool);
-      await lv.storagePoolSetAutostart(pool, true);
     } catch (err) {
-      throw new StorageError(`Cannot build pool ${name} at ${path}: ${(err as Error).message}`, {
+      // A racing process may have built and started it already; only a pool still down is an error.
+      if ((await lv.storagePoolGetInfo(pool)).state !== StoragePoolState.RUNNING) {
+        throw new StorageError(`Cannot build pool ${name} at ${path}: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+    }
+    await lv.storagePoolSetAutostart(pool, true).catch((err) => {
+      throw new StorageError(`Cannot autostart pool ${name}: ${(err as Error).message}`, {
         cause: err,
       });
-    }
+    });
   }
   const info = await lv.storagePoolGetInfo(pool);
   if (info.state !== StoragePoolState.RUNNING) {
     try {
+      // A pool another process defined a moment ago may not be built yet: building a dir pool
+      // whose directory exists changes nothing, so build before starting whoever defined it.
+      await lv.storagePoolBuild(pool).catch(() => {});
       await lv.storagePoolCreate(pool);
     } catch (err) {
       // Started concurrently by someone else is fine.
