@@ -45,8 +45,7 @@ export function propertyTests(moduleUrl: string, properties: Properties): void {
         await properties[e.data]!();
         scope.postMessage({ ok: true });
       } catch (err) {
-        const message = err instanceof Error ? `${err.message}\n${err.stack ?? ""}` : String(err);
-        scope.postMessage({ ok: false, message });
+        scope.postMessage({ ok: false, message: describe(err) });
       }
     };
     return;
@@ -54,6 +53,13 @@ export function propertyTests(moduleUrl: string, properties: Properties): void {
   for (const name of Object.keys(properties)) {
     Deno.test(name, () => runInWorker(moduleUrl, name));
   }
+}
+
+/** fast-check's report (seed, path, counterexample), then the assertion that failed, as its cause. */
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = err.cause instanceof Error ? `\nCaused by: ${err.cause.stack ?? err.cause}` : "";
+  return `${err.message}${cause}`;
 }
 
 async function runInWorker(moduleUrl: string, name: string): Promise<void> {

@@ -566,10 +566,18 @@ export class RpcConnection {
             `Received a reply for procedure ${proc} on serial ${serial}, which called ${p.proc}`,
           );
         }
-        this.#pending.delete(serial);
-        if (status === MessageStatus.OK) p.resolve(payload);
-        else if (status === MessageStatus.ERROR) p.reject(decodeRemoteError(payload));
-        else throw new ProtocolError(`Received a reply with invalid status ${status}`);
+        // Decode before the call leaves #pending: if the reply is bad, #fail rejects the call
+        // with the rest instead of leaving it waiting forever.
+        if (status === MessageStatus.OK) {
+          this.#pending.delete(serial);
+          p.resolve(payload);
+        } else if (status === MessageStatus.ERROR) {
+          const err = decodeRemoteError(payload);
+          this.#pending.delete(serial);
+          p.reject(err);
+        } else {
+          throw new ProtocolError(`Received a reply with invalid status ${status}`);
+        }
         return;
       }
       case MessageType.MESSAGE: {
