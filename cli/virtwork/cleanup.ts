@@ -4,7 +4,13 @@
  */
 import { Command } from "npm:commander@^15.1.0";
 import { cleanup, type CleanupResult } from "../../lib/kubevirt/cleanup.ts";
-import { loadVirtworkConfig, type VirtworkSettings } from "../../lib/kubevirt/config.ts";
+import {
+  loadVirtworkConfig,
+  runIdProblem,
+  SettingValidationError,
+  VIRTWORK_LIMITS,
+  type VirtworkSettings,
+} from "../../lib/kubevirt/config.ts";
 import { formatJson } from "../../lib/output/format.ts";
 import { givenAuditFlags, openAuditor } from "../_audit.ts";
 import { ExitCode, type Io, setExitCode } from "../_program.ts";
@@ -50,7 +56,11 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
     )
     .option("--context <name>", "kubeconfig context")
     .option("--qps <n>", "client-side API requests per second (default 20)", numberArg)
-    .option("--burst <n>", "client-side API request burst (default 20)", numberArg)
+    .option("--burst <n>", "client-side API request burst (default 20)", (v) => {
+      const n = numberArg(v);
+      if (!Number.isInteger(n)) throw new TypeError(`expected an integer, got "${v}"`);
+      return n;
+    })
     .option("-o, --output <format>", "table or json (default table)")
     .action(async (_o: unknown, cmd: Command) => {
       const opts = cmd.opts() as Record<string, unknown>;
@@ -59,12 +69,27 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
       const flags = { ...givenFlags(cmd, FLAG_KEYS), ...givenAuditFlags(cmd) };
       let cfg;
       try {
+        // The run id goes into a label selector: a comma would widen what is deleted.
+        const runIdTrouble = typeof opts.runId === "string" ? runIdProblem(opts.runId) : undefined;
+        if (runIdTrouble) throw new SettingValidationError("runId", "--run-id", runIdTrouble);
+        const poll = opts.pollInterval;
+        const b = VIRTWORK_LIMITS.pollIntervalSeconds;
+        if (typeof poll === "number" && (poll < b.min || poll > b.max)) {
+          throw new SettingValidationError(
+            "pollInterval",
+            "--poll-interval",
+            `must be from ${b.min} to ${b.max}, got ${poll}`,
+          );
+        }
         cfg = await loadVirtworkConfig({
           flags,
           env,
           ...(typeof opts.config === "string" ? { configPath: opts.config } : {}),
         });
       } catch (e) {
+        if (e instanceof SettingValidationError) {
+          throw Object.assign(e, { exitCode: ExitCode.VALIDATION });
+        }
         throw withExitCode(e);
       }
       const auditor = deps.auditor ??

@@ -4,7 +4,12 @@
  */
 import { Command } from "npm:commander@^15.1.0";
 import { ConfigError } from "../../lib/config/layered.ts";
-import { loadVirtworkConfig, type VirtworkSettings } from "../../lib/kubevirt/config.ts";
+import {
+  loadVirtworkConfig,
+  SettingValidationError,
+  type VirtworkSettings,
+} from "../../lib/kubevirt/config.ts";
+import { sshKeyProblem } from "../../lib/cloudinit/ssh_key.ts";
 import { KubeApiError } from "../../lib/kubevirt/errors.ts";
 import type { KubeObject } from "../../lib/kubevirt/manifests.ts";
 import { buildRunPlan, planObjects, type RunPlan } from "../../lib/kubevirt/plan.ts";
@@ -70,22 +75,48 @@ function intArg(v: string): number {
   return n;
 }
 
-/** Reads authorised keys from files: one key per line, blank lines and `#` comments skipped. */
+/** Largest SSH key file read, in bytes. */
+const KEY_FILE_MAX_BYTES = 1024 * 1024;
+
+/**
+ * Reads authorised keys from files: one key per line, blank lines and `#` comments skipped. Each
+ * key is parsed strictly here so an error names the file and line.
+ */
 async function readKeyFiles(paths: readonly string[]): Promise<string[]> {
   const keys: string[] = [];
   for (const p of paths) {
     let text: string;
     try {
+      const st = await Deno.stat(p);
+      if (!st.isFile) throw new Error("not a regular file");
+      if (st.size > KEY_FILE_MAX_BYTES) throw new Error(`larger than ${KEY_FILE_MAX_BYTES} bytes`);
       text = await Deno.readTextFile(p);
     } catch (e) {
       throw new ConfigError(`cannot read SSH key file ${p}: ${(e as Error).message}`);
     }
-    for (const line of text.split("\n")) {
+    for (const [i, line] of text.split(/\r?\n/).entries()) {
       const k = line.trim();
-      if (k !== "" && !k.startsWith("#")) keys.push(k);
+      if (k === "" || k.startsWith("#")) continue;
+      const problem = sshKeyProblem(k);
+      if (problem !== undefined) {
+        throw new SettingValidationError(
+          "sshAuthorizedKeys",
+          `${p}:${i + 1} --ssh-key-file`,
+          problem,
+        );
+      }
+      keys.push(k);
     }
   }
   return keys;
+}
+
+/** Gives validation errors the exit code 2 of the design; everything else as withExitCode does. */
+function inputError(e: unknown): Error & { exitCode: number } {
+  if (e instanceof SettingValidationError) {
+    return Object.assign(e, { exitCode: ExitCode.VALIDATION });
+  }
+  return withExitCode(e);
 }
 
 /** A Secret with its data replaced by a note, so dry-run output does not reveal credentials. */
@@ -135,18 +166,18 @@ export function runCommand(io: Io, deps: VirtworkDeps = {}): Command {
       if (cmd.getOptionValueSource("wait") === "cli") flags.noWait = opts.wait === false;
       const keyFlags = (opts.sshKey as string[] | undefined) ?? [];
       const keyFiles = (opts.sshKeyFile as string[] | undefined) ?? [];
-      if (keyFlags.length > 0 || keyFiles.length > 0) {
-        flags.sshAuthorizedKeys = [...keyFlags, ...(await readKeyFiles(keyFiles))];
-      }
       let cfg;
       try {
+        if (keyFlags.length > 0 || keyFiles.length > 0) {
+          flags.sshAuthorizedKeys = [...keyFlags, ...(await readKeyFiles(keyFiles))];
+        }
         cfg = await loadVirtworkConfig({
           flags,
           env,
           ...(typeof opts.config === "string" ? { configPath: opts.config } : {}),
         });
       } catch (e) {
-        throw withExitCode(e);
+        throw inputError(e);
       }
       const registry = defaultRegistry();
       const ssh = {

@@ -9,14 +9,18 @@
  * ```
  * @module
  */
+import { isMap, isScalar } from "npm:yaml@^2.9.1";
 import {
   ConfigError,
   type ConfigSchema,
   type ConfigSource,
   type ConfigValues,
-  readYamlConfig,
+  parseYamlConfig,
+  parseYamlConfigDocument,
+  readConfigText,
   resolveConfig,
 } from "../config/layered.ts";
+import { sshKeyProblem } from "../cloudinit/ssh_key.ts";
 import { ALL_WORKLOAD_NAMES } from "../workloads/registry.ts";
 import type { WorkloadConfig } from "../workloads/workload.ts";
 import { DEFAULTS } from "./constants.ts";
@@ -26,26 +30,34 @@ export const ENV_PREFIX = "VIRTWORK_";
 
 /** Every setting, its kind and default. Env: `VIRTWORK_<SNAKE_KEY>`; YAML key: `<snake_key>`. */
 export const VIRTWORK_CONFIG_SCHEMA = {
-  namespace: { kind: "string", default: DEFAULTS.NAMESPACE },
-  workloads: { kind: "list", default: ALL_WORKLOAD_NAMES },
-  vmCount: { kind: "integer", default: DEFAULTS.VM_COUNT, min: 0 },
-  cpuCores: { kind: "integer", default: DEFAULTS.CPU_CORES, min: 1 },
-  memory: { kind: "string", default: DEFAULTS.MEMORY },
-  diskSize: { kind: "string", default: DEFAULTS.DATA_DISK_SIZE },
-  containerDiskImage: { kind: "string", default: DEFAULTS.CONTAINER_DISK_IMAGE },
-  noWait: { kind: "boolean", default: false },
-  timeout: { kind: "integer", default: DEFAULTS.READY_TIMEOUT_SECONDS, min: 1 },
-  pollInterval: { kind: "number", default: DEFAULTS.POLL_INTERVAL_SECONDS, min: 0.01 },
-  dryRun: { kind: "boolean", default: false },
+  namespace: { kind: "string", default: DEFAULTS.NAMESPACE, flag: "--namespace" },
+  workloads: { kind: "list", default: ALL_WORKLOAD_NAMES, flag: "--workloads" },
+  vmCount: { kind: "integer", default: DEFAULTS.VM_COUNT, flag: "--vm-count" },
+  cpuCores: { kind: "integer", default: DEFAULTS.CPU_CORES, flag: "--cpu-cores" },
+  memory: { kind: "string", default: DEFAULTS.MEMORY, flag: "--memory" },
+  diskSize: { kind: "string", default: DEFAULTS.DATA_DISK_SIZE, flag: "--disk-size" },
+  containerDiskImage: {
+    kind: "string",
+    default: DEFAULTS.CONTAINER_DISK_IMAGE,
+    flag: "--container-disk-image",
+  },
+  noWait: { kind: "boolean", default: false, flag: "--no-wait" },
+  timeout: { kind: "integer", default: DEFAULTS.READY_TIMEOUT_SECONDS, flag: "--timeout" },
+  pollInterval: {
+    kind: "number",
+    default: DEFAULTS.POLL_INTERVAL_SECONDS,
+    flag: "--poll-interval",
+  },
+  dryRun: { kind: "boolean", default: false, flag: "--dry-run" },
   verbose: { kind: "boolean", default: false },
-  sshUser: { kind: "string", default: DEFAULTS.SSH_USER },
-  sshPassword: { kind: "string", default: "" },
-  sshAuthorizedKeys: { kind: "list", default: [] },
-  kubeconfig: { kind: "string", default: "" },
-  context: { kind: "string", default: "" },
-  qps: { kind: "number", default: DEFAULTS.QPS, min: 0.1 },
-  burst: { kind: "integer", default: DEFAULTS.BURST, min: 1 },
-  output: { kind: "string", default: "table", choices: ["table", "json"] },
+  sshUser: { kind: "string", default: DEFAULTS.SSH_USER, flag: "--ssh-user" },
+  sshPassword: { kind: "string", default: "", flag: "--ssh-password" },
+  sshAuthorizedKeys: { kind: "list", default: [], flag: "--ssh-key" },
+  kubeconfig: { kind: "string", default: "", flag: "--kubeconfig" },
+  context: { kind: "string", default: "", flag: "--context" },
+  qps: { kind: "number", default: DEFAULTS.QPS, flag: "--qps" },
+  burst: { kind: "integer", default: DEFAULTS.BURST, flag: "--burst" },
+  output: { kind: "string", default: "table", choices: ["table", "json"], flag: "--output" },
   audit: { kind: "boolean", default: true },
   auditDb: { kind: "string", default: DEFAULTS.AUDIT_DB },
 } as const satisfies ConfigSchema;
@@ -81,19 +93,146 @@ export interface LoadConfigOptions {
   file?: Record<string, unknown>;
 }
 
+/** Bounds of virtwork's settings, checked before anything touches a cluster. */
+export const VIRTWORK_LIMITS = {
+  /** VMs per workload (the network workload runs this many pairs). */
+  vmCount: { min: 1, max: 500 },
+  /** vCPU cores per VM. */
+  cpuCores: { min: 1, max: 256 },
+  /** Memory per VM, bytes: 64 MiB to 4 TiB. */
+  memoryBytes: { min: 64 * 2 ** 20, max: 4 * 2 ** 40 },
+  /** Data disk size, bytes: 1 MiB to 64 TiB. */
+  diskBytes: { min: 2 ** 20, max: 64 * 2 ** 40 },
+  /** Readiness (and cleanup wait) timeout, seconds: up to a day. */
+  timeoutSeconds: { min: 1, max: 86400 },
+  /** Seconds between polls. */
+  pollIntervalSeconds: { min: 0.01, max: 3600 },
+  /** Client-side requests per second. */
+  qps: { min: 0.1, max: 10000 },
+  /** Client-side request burst. */
+  burst: { min: 1, max: 10000 },
+  /** Authorised SSH keys. */
+  sshKeys: { max: 100 },
+  /** Length of the container disk image reference. */
+  imageLength: { max: 1024 },
+  /** Length of the SSH password. */
+  passwordLength: { max: 1024 },
+} as const;
+
+/**
+ * A setting that breaks virtwork's rules or those the Kubernetes API would apply (CLI exit 2).
+ * `where` names the flag, environment variable, or file, line, column and field.
+ */
+export class SettingValidationError extends Error {
+  /** Setting key, e.g. `namespace`. */
+  readonly key: string;
+  /** Where the value came from: `--namespace`, `env VIRTWORK_NAMESPACE`, `v.yaml:3:12 namespace`. */
+  readonly where: string;
+  /** @param key setting key @param where origin of the value @param message what is wrong */
+  constructor(key: string, where: string, message: string) {
+    super(`${where}: ${message}`);
+    this.name = "ValidationError";
+    this.key = key;
+    this.where = where;
+  }
+}
+
 const QUANTITY = /^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
+const QUANTITY_FACTOR: Record<string, number> = {
+  "": 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  Ei: 2 ** 60,
+};
+
+/** Bytes of a Kubernetes quantity such as `2Gi` or `1.5G`; undefined when it is not one. */
+export function quantityBytes(q: string): number | undefined {
+  const m = QUANTITY.exec(q);
+  if (!m) return undefined;
+  const unit = m[2] ?? "";
+  return Number(q.slice(0, q.length - unit.length)) * QUANTITY_FACTOR[unit]!;
+}
+
+/** A DNS-1123 label, as the API server requires of Namespace names. */
+export const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+/** A label value, as the API server requires (empty or up to 63 characters). */
+export const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+/** Why `name` is not a DNS-1123 label of at most 63 characters, or undefined when it is one. */
+export function dnsLabelProblem(name: string): string | undefined {
+  if (name.length > 63) return `must be no more than 63 characters, got ${name.length}`;
+  if (!DNS1123_LABEL.test(name)) {
+    return `must be a lowercase RFC 1123 label: lower case alphanumeric characters or '-', ` +
+      `starting and ending with an alphanumeric character (e.g. 'my-name'), got ${
+        JSON.stringify(name)
+      }`;
+  }
+  return undefined;
+}
+/** Why `id` cannot be a `virtwork/run-id` label value, or undefined when it can. */
+export function runIdProblem(id: string): string | undefined {
+  if (id === "") return "must not be empty";
+  if (id.length > 63) return `must be no more than 63 characters, got ${id.length}`;
+  if (!LABEL_VALUE.test(id)) {
+    return `must be a label value: alphanumerics, '-', '_' or '.', starting and ending with an ` +
+      `alphanumeric character, got ${JSON.stringify(id)}`;
+  }
+  return undefined;
+}
+
+// deno-lint-ignore no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+const IMAGE_REF = /^[A-Za-z0-9][A-Za-z0-9._\/:@+-]*$/;
+const USER_NAME = /^[a-z_][a-z0-9_-]{0,31}$/;
+
+/** Where a setting's value came from, for messages; file values get their line and column. */
+type Locate = (key: string, source: ConfigSource, workload?: string) => string;
 
 /**
  * Resolves flags > env > YAML file > defaults. The file's `workloads` may be a list of names or a
  * mapping `name: {enabled, vm_count, cpu_cores, memory}`; mapping values apply to their workload
- * unless a flag or environment variable sets the same setting.
+ * unless a flag or environment variable sets the same setting. Every value is then checked against
+ * {@linkcode VIRTWORK_LIMITS} and the rules the API server applies (namespace names, SSH keys).
  *
- * @throws {ConfigError} for unreadable files, bad values and unknown workload names
+ * @throws {ConfigError} for unreadable files, values of the wrong type and unknown workload names
+ * @throws {SettingValidationError} for values out of bounds or in the wrong format
  */
 export async function loadVirtworkConfig(o: LoadConfigOptions = {}): Promise<VirtworkConfig> {
   const env = o.env ?? {};
   const configPath = o.configPath ?? env[`${ENV_PREFIX}CONFIG`];
-  let file = o.file ?? (configPath ? await readYamlConfig(configPath) : {});
+  const fileName = configPath ?? "config file";
+  let position: (path: string[]) => string | undefined = () => undefined;
+  let file: Record<string, unknown>;
+  if (o.file) file = o.file;
+  else if (configPath) {
+    const text = await readConfigText(configPath);
+    if (text === undefined) {
+      throw new ConfigError(`cannot read config file ${configPath}: file not found`);
+    }
+    file = parseYamlConfig(text, configPath);
+    const parsed = parseYamlConfigDocument(text, configPath);
+    position = (path) => {
+      let node: unknown = parsed.map;
+      for (const key of path) {
+        if (!isMap(node)) return undefined;
+        const pair = node.items.find((p) => isScalar(p.key) && p.key.value === key);
+        if (!pair) return undefined;
+        node = pair.value;
+      }
+      const offset = (node as { range?: [number] } | null)?.range?.[0];
+      parsed.problem(offset, "", "");
+      const p = parsed.problems.pop()!;
+      return `${configPath}:${p.line}:${p.column}`;
+    };
+  } else file = {};
   let perWorkload: Record<string, Record<string, unknown>> = {};
   const w = file.workloads;
   if (w && typeof w === "object" && !Array.isArray(w)) {
@@ -105,18 +244,29 @@ export async function loadVirtworkConfig(o: LoadConfigOptions = {}): Promise<Vir
     flags: o.flags ?? {},
     env,
     file,
-    fileName: configPath ?? "config file",
+    fileName,
   }, { envPrefix: ENV_PREFIX, allowFileKeys: ["workloads"] });
 
-  for (const key of ["memory", "diskSize"] as const) {
-    if (!QUANTITY.test(values[key])) {
-      throw new ConfigError(
-        `must be a Kubernetes quantity such as 2Gi, got "${values[key]}"`,
-        key,
-        sources[key],
-      );
+  const locate: Locate = (key, source, workload) => {
+    const spec = VIRTWORK_CONFIG_SCHEMA[key as keyof typeof VIRTWORK_CONFIG_SCHEMA];
+    const fileKey = key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    if (workload !== undefined) {
+      const path = `workloads.${workload}.${fileKey}`;
+      return `${position(["workloads", workload, fileKey]) ?? fileName} ${path}`;
     }
-  }
+    switch (source) {
+      case "flag":
+        return ("flag" in spec ? spec.flag : undefined) ?? key;
+      case "env":
+        return `env ${ENV_PREFIX}${fileKey.toUpperCase()}`;
+      case "file":
+        return `${position([fileKey]) ?? fileName} ${fileKey}`;
+      default:
+        return `default ${key}`;
+    }
+  };
+  validateSettings(values, sources, locate);
+
   const known = new Set(ALL_WORKLOAD_NAMES);
   for (const name of [...values.workloads, ...Object.keys(perWorkload)]) {
     if (!known.has(name)) {
@@ -132,42 +282,125 @@ export async function loadVirtworkConfig(o: LoadConfigOptions = {}): Promise<Vir
   const selected: SelectedWorkload[] = [];
   for (const name of names) {
     const per = perWorkload[name] ?? {};
-    const where = `${configPath ?? "config file"} workloads.${name}`;
+    if (per === null || typeof per !== "object" || Array.isArray(per)) {
+      throw new ConfigError("must be a mapping of settings", `workloads.${name}`, fileName);
+    }
     const pick = <T>(
-      key: keyof VirtworkSettings,
-      fileKey: string,
-      check: (v: unknown) => v is T,
-    ) => {
+      key: "vmCount" | "cpuCores" | "memory",
+      check: (v: unknown) => string | undefined,
+    ): T => {
+      const fileKey = key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
       if (explicit(key) || per[fileKey] === undefined) return values[key] as T;
-      if (!check(per[fileKey])) {
-        throw new ConfigError(
-          `has an invalid value ${JSON.stringify(per[fileKey])}`,
-          fileKey,
-          where,
-        );
+      const problem = check(per[fileKey]);
+      if (problem !== undefined) {
+        throw new SettingValidationError(key, locate(key, "file", name), problem);
       }
       return per[fileKey] as T;
     };
     const enabled = per.enabled === undefined ? true : per.enabled === true;
     const config: WorkloadConfig = {
       enabled,
-      vmCount: pick("vmCount", "vm_count", isNonNegativeInt),
-      cpuCores: pick("cpuCores", "cpu_cores", isPositiveInt),
-      memory: pick("memory", "memory", isQuantity),
+      vmCount: pick("vmCount", (v) => intProblem(v, VIRTWORK_LIMITS.vmCount)),
+      cpuCores: pick("cpuCores", (v) => intProblem(v, VIRTWORK_LIMITS.cpuCores)),
+      memory: pick("memory", (v) => quantityProblem(v, VIRTWORK_LIMITS.memoryBytes)),
     };
     if (config.enabled) selected.push({ name, config });
   }
   return { ...values, selected, sources };
 }
 
-function isNonNegativeInt(v: unknown): v is number {
-  return Number.isInteger(v) && (v as number) >= 0;
+/**
+ * Checks resolved settings against {@linkcode VIRTWORK_LIMITS} and the API server's rules.
+ * @throws {SettingValidationError} naming the first bad setting and where it came from
+ */
+function validateSettings(
+  values: VirtworkSettings,
+  sources: Record<keyof VirtworkSettings, ConfigSource>,
+  locate: Locate,
+): void {
+  const fail = (key: keyof VirtworkSettings, message: string): never => {
+    throw new SettingValidationError(key, locate(key, sources[key]), message);
+  };
+  const checks: [keyof VirtworkSettings, string | undefined][] = [
+    ["namespace", dnsLabelProblem(values.namespace)],
+    ["vmCount", intProblem(values.vmCount, VIRTWORK_LIMITS.vmCount)],
+    ["cpuCores", intProblem(values.cpuCores, VIRTWORK_LIMITS.cpuCores)],
+    ["memory", quantityProblem(values.memory, VIRTWORK_LIMITS.memoryBytes)],
+    ["diskSize", quantityProblem(values.diskSize, VIRTWORK_LIMITS.diskBytes)],
+    ["containerDiskImage", imageProblem(values.containerDiskImage)],
+    ["timeout", intProblem(values.timeout, VIRTWORK_LIMITS.timeoutSeconds)],
+    ["pollInterval", numberProblem(values.pollInterval, VIRTWORK_LIMITS.pollIntervalSeconds)],
+    ["qps", numberProblem(values.qps, VIRTWORK_LIMITS.qps)],
+    ["burst", intProblem(values.burst, VIRTWORK_LIMITS.burst)],
+    [
+      "sshUser",
+      USER_NAME.test(values.sshUser)
+        ? undefined
+        : `must be a Linux user name (lower case letters, ` +
+          `digits, '_' or '-', starting with a letter or '_', at most 32), got ${
+            JSON.stringify(values.sshUser)
+          }`,
+    ],
+    [
+      "sshPassword",
+      CONTROL.test(values.sshPassword)
+        ? "must not contain control characters (such as a newline)"
+        : values.sshPassword.length > VIRTWORK_LIMITS.passwordLength.max
+        ? `must be at most ${VIRTWORK_LIMITS.passwordLength.max} characters`
+        : undefined,
+    ],
+    ["context", CONTROL.test(values.context) ? "must not contain control characters" : undefined],
+  ];
+  for (const [key, problem] of checks) if (problem !== undefined) fail(key, problem);
+  const keys = values.sshAuthorizedKeys;
+  if (keys.length > VIRTWORK_LIMITS.sshKeys.max) {
+    fail("sshAuthorizedKeys", `at most ${VIRTWORK_LIMITS.sshKeys.max} keys, got ${keys.length}`);
+  }
+  keys.forEach((k, i) => {
+    const problem = sshKeyProblem(k);
+    if (problem !== undefined) fail("sshAuthorizedKeys", `key ${i + 1}: ${problem}`);
+  });
 }
 
-function isPositiveInt(v: unknown): v is number {
-  return Number.isInteger(v) && (v as number) >= 1;
+function intProblem(v: unknown, b: { min: number; max: number }): string | undefined {
+  if (!Number.isInteger(v)) return `must be an integer, got ${JSON.stringify(v)}`;
+  return numberProblem(v, b);
 }
 
-function isQuantity(v: unknown): v is string {
-  return typeof v === "string" && QUANTITY.test(v);
+function numberProblem(v: unknown, b: { min: number; max: number }): string | undefined {
+  if (typeof v !== "number" || !Number.isFinite(v)) {
+    return `must be a number, got ${JSON.stringify(v)}`;
+  }
+  if (v < b.min || v > b.max) return `must be from ${b.min} to ${b.max}, got ${v}`;
+  return undefined;
+}
+
+function quantityProblem(v: unknown, b: { min: number; max: number }): string | undefined {
+  const bytes = typeof v === "string" ? quantityBytes(v) : undefined;
+  if (bytes === undefined) {
+    return `must be a Kubernetes quantity such as 2Gi, got ${JSON.stringify(v)}`;
+  }
+  if (bytes < b.min || bytes > b.max) {
+    return `must be from ${formatBytes(b.min)} to ${formatBytes(b.max)}, got ${v}`;
+  }
+  return undefined;
+}
+
+function formatBytes(n: number): string {
+  for (const [unit, f] of [["Ti", 2 ** 40], ["Gi", 2 ** 30], ["Mi", 2 ** 20]] as const) {
+    if (n >= f && n % f === 0) return `${n / f}${unit}`;
+  }
+  return `${n} bytes`;
+}
+
+function imageProblem(v: string): string | undefined {
+  if (v.length > VIRTWORK_LIMITS.imageLength.max) {
+    return `must be at most ${VIRTWORK_LIMITS.imageLength.max} characters, got ${v.length}`;
+  }
+  if (!IMAGE_REF.test(v)) {
+    return `must be an image reference such as quay.io/containerdisks/fedora:41, got ${
+      JSON.stringify(v)
+    }`;
+  }
+  return undefined;
 }

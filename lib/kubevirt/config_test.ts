@@ -3,6 +3,9 @@ import { ConfigError } from "../config/layered.ts";
 import { loadVirtworkConfig } from "./config.ts";
 import { DEFAULTS, KUBEVIRT_API, LABELS } from "./constants.ts";
 
+/** A real ed25519 public key (ssh-keygen); keys are parsed strictly. */
+const ED = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKZKz9W6QyVjphGNCQ9HPN4+I7FDP5bCzwJolwuYBUlN";
+
 Deno.test("constants: KubeVirt API group, default namespace and label key format", () => {
   assert.equal(KUBEVIRT_API.GROUP, "kubevirt.io");
   assert.equal(DEFAULTS.NAMESPACE, "virtwork");
@@ -35,21 +38,21 @@ Deno.test("loadVirtworkConfig(): YAML file, then VIRTWORK_ env, then flags", asy
     const path = `${dir}/virtwork.yaml`;
     await Deno.writeTextFile(
       path,
-      "namespace: from-file\nvm_count: 3\nssh_authorized_keys:\n  - ssh-ed25519 AAAA one\n  - ssh-ed25519 BBBB two\n",
+      `namespace: from-file\nvm_count: 3\nssh_authorized_keys:\n  - ${ED} one\n  - ${ED} two\n`,
     );
     const fileOnly = await loadVirtworkConfig({ configPath: path });
     assert.equal(fileOnly.namespace, "from-file");
     assert.equal(fileOnly.vmCount, 3);
-    assert.deepEqual(fileOnly.sshAuthorizedKeys, ["ssh-ed25519 AAAA one", "ssh-ed25519 BBBB two"]);
+    assert.deepEqual(fileOnly.sshAuthorizedKeys, [`${ED} one`, `${ED} two`]);
     const env = {
       VIRTWORK_NAMESPACE: "from-env",
-      VIRTWORK_SSH_AUTHORIZED_KEYS: "k1,k2",
+      VIRTWORK_SSH_AUTHORIZED_KEYS: `${ED} k1,${ED} k2`,
       VIRTWORK_CONFIG: path,
     };
     const withEnv = await loadVirtworkConfig({ env });
     assert.equal(withEnv.namespace, "from-env");
     assert.equal(withEnv.vmCount, 3, "file value still applies where env is silent");
-    assert.deepEqual(withEnv.sshAuthorizedKeys, ["k1", "k2"]);
+    assert.deepEqual(withEnv.sshAuthorizedKeys, [`${ED} k1`, `${ED} k2`]);
     const withFlags = await loadVirtworkConfig({ env, flags: { namespace: "from-flag" } });
     assert.equal(withFlags.namespace, "from-flag");
     assert.equal(withFlags.sources.namespace, "flag");
@@ -84,12 +87,12 @@ Deno.test("loadVirtworkConfig(): rejects unknown workloads, bad quantities and b
   );
   await assert.rejects(
     () => loadVirtworkConfig({ env: { VIRTWORK_MEMORY: "lots" } }),
-    /memory: must be a Kubernetes quantity such as 2Gi, got "lots"/,
+    /VIRTWORK_MEMORY: must be a Kubernetes quantity such as 2Gi, got "lots"/,
   );
   await assert.rejects(() => loadVirtworkConfig({ configPath: "/nonexistent.yaml" }), ConfigError);
   await assert.rejects(
     () => loadVirtworkConfig({ file: { workloads: { cpu: { vm_count: -2 } } } }),
-    /vm_count: has an invalid value -2/,
+    /workloads\.cpu\.vm_count: must be from 1 to 500, got -2/,
   );
   await assert.rejects(() => loadVirtworkConfig({ file: { namespase: "x" } }), /unknown key/);
 });

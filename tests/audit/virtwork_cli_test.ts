@@ -11,7 +11,7 @@ import { startCluster } from "../virtwork/_helpers.ts";
 import { dbFileText, tempDb } from "./_helpers.ts";
 
 const PASSWORD = "Aud1t-Pa55word-never-stored";
-const KEY_BODY = "AAAAC3NzaC1lZDI1NTE5AAAAIE9yNnVvUkhYaTdrS0NPbm90c3RvcmVk";
+const KEY_BODY = "AAAAC3NzaC1lZDI1NTE5AAAAIE9yNnVvUkhYaTdrS0NPbm90c3RvcmVkLXZpcnR3b3Jr";
 const KEY = `ssh-ed25519 ${KEY_BODY} audit@test`;
 
 // deno-lint-ignore no-explicit-any

@@ -11,6 +11,11 @@ import type { K8sTestServerOptions } from "./k8s_server.ts";
 import { kubevirtValidator, startCluster } from "./_helpers.ts";
 import { formatProblems } from "./openapi_validator.ts";
 
+/** Real public keys made with ssh-keygen; virtwork parses keys strictly. */
+const ED = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKZKz9W6QyVjphGNCQ9HPN4+I7FDP5bCzwJolwuYBUlN";
+const RSA =
+  "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCeYWiqdYP7ve/godhVOvy8OUIH2aVs6OAYO2q8qEG/KPhIH1PUdiBUDPfGtIVkvNo9iG86V6kwLtx3nQembbhHyTRcWLJ4P+l6kSCTlWCNuvVd4hE+JaKmaH0+7Z/FDezQztDQUKmx2A7dL0Wa6x7hHmJgok0L1BToCepNSy2fAPSTszIke3SVzJXK1fu4mZZ5lck1ZcyhOye6gKGJI/fdUA6/uC/pGXokoFefDlzdKqjnGoyZCvqjKMXvD6mHSaAAGtexHCX9EiNDzOO0pjwqU1L6+NJ2/DTftA7ZTWlEN/XxFDPKtSmq5YOXmvJRMGs64CFVdNB/ij0BoWEwp+s7";
+
 interface Run {
   code: number;
   out: string;
@@ -72,7 +77,7 @@ Deno.test("BDD dry-run --workloads cpu: prints the VM and never contacts a clust
 });
 
 Deno.test("dry-run of all workloads: every object printed, every VM valid against the KubeVirt schema", async () => {
-  const r = await virtwork(["run", "--dry-run", "--ssh-key", "ssh-ed25519 AAAA k"]);
+  const r = await virtwork(["run", "--dry-run", "--ssh-key", `${ED} k`]);
   assert.equal(r.code, 0, r.err);
   const objects = docs(r.out);
   const kinds = objects.map((o) => o.kind);
@@ -103,7 +108,7 @@ Deno.test("run flags shape the objects: namespace, counts, cores, memory, disk, 
   try {
     await Deno.writeTextFile(
       `${dir}/keys`,
-      "# team keys\nssh-ed25519 FILEKEY a\n\nssh-rsa FILEKEY2 b\n",
+      `# team keys\n${ED} FILEKEY a\n\n${RSA} FILEKEY2 b\n`,
     );
     const r = await virtwork([
       "run",
@@ -126,7 +131,7 @@ Deno.test("run flags shape the objects: namespace, counts, cores, memory, disk, 
       "--ssh-user",
       "ops",
       "--ssh-key",
-      "ssh-ed25519 FLAGKEY c",
+      `${ED} FLAGKEY c`,
       "--ssh-key-file",
       `${dir}/keys`,
     ]);
