@@ -10,7 +10,7 @@ import {
   Program,
   QemuProcedure,
 } from "./constants.ts";
-import { ConnectionError } from "./errors.ts";
+import { ConnectionError, InterruptedError } from "./errors.ts";
 import { type ArgsEncoder, type CallOptions, RpcConnection, type RpcOptions } from "./rpc.ts";
 import { dial, type DialOptions, type Transport } from "./transport.ts";
 import { type LibvirtUri, parseUri, resolveUri } from "./uri.ts";
@@ -44,6 +44,11 @@ export interface ConnectOptions extends DialOptions, Omit<RpcOptions, "uri"> {
   readOnly?: boolean;
   /** Use this transport instead of dialing the URI (tests, proxies). */
   transport?: Transport;
+  /**
+   * Ctrl-C: aborts connecting, and later every call and stream in flight when it fires (they
+   * reject with {@linkcode InterruptedError}); calls made after it still go out, for a rollback.
+   */
+  signal?: AbortSignal;
 }
 
 /** `virDomainInfo`. */
@@ -170,10 +175,12 @@ export class Libvirt {
   readonly uri: LibvirtUri;
   /** Per event procedure: callback ID -> decoder+listener. */
   #eventListeners = new Map<number, Map<number, (r: XdrReader) => void>>();
+  readonly #signal: AbortSignal | undefined;
 
-  private constructor(rpc: RpcConnection, uri: LibvirtUri) {
+  private constructor(rpc: RpcConnection, uri: LibvirtUri, signal?: AbortSignal) {
     this.rpc = rpc;
     this.uri = uri;
+    this.#signal = signal;
   }
 
   /**
@@ -184,19 +191,25 @@ export class Libvirt {
   static async connect(uri?: string, opts: ConnectOptions = {}): Promise<Libvirt> {
     const text = resolveUri(uri);
     const parsed = parseUri(text);
+    const signal = opts.signal;
+    if (signal?.aborted) throw InterruptedError.from(signal.reason);
     const transport = opts.transport ?? await dial(parsed, opts);
     const rpcOpts: RpcOptions = { uri: text };
+    if (signal) rpcOpts.signal = signal;
     if (opts.callTimeoutMs !== undefined) rpcOpts.callTimeoutMs = opts.callTimeoutMs;
     if (opts.keepaliveIntervalMs !== undefined) {
       rpcOpts.keepaliveIntervalMs = opts.keepaliveIntervalMs;
     }
     if (opts.keepaliveCount !== undefined) rpcOpts.keepaliveCount = opts.keepaliveCount;
     const rpc = new RpcConnection(transport, rpcOpts);
-    const lv = new Libvirt(rpc, parsed);
+    const lv = new Libvirt(rpc, parsed, signal);
     try {
+      if (signal?.aborted) throw InterruptedError.from(signal.reason);
       await lv.#handshake(opts.readOnly ?? false);
     } catch (err) {
       await rpc.close();
+      if (err instanceof InterruptedError) throw err;
+      if (signal?.aborted) throw InterruptedError.from(signal.reason);
       if (err instanceof ConnectionError) throw err;
       throw new ConnectionError(
         `Cannot open ${text}: ${(err as Error).message}`,
@@ -234,7 +247,8 @@ export class Libvirt {
 
   /** Sends CONNECT_CLOSE (best effort) and closes the socket; pending calls reject. */
   async close(): Promise<void> {
-    if (!this.rpc.closed) {
+    // After an interrupt the daemon may be the reason: do not wait on it to say goodbye.
+    if (!this.rpc.closed && !this.#signal?.aborted) {
       try {
         await this.#remote(P.CONNECT_CLOSE, encodeNone, undefined, { timeoutMs: 2_000 });
       } catch { /* closing anyway */ }
@@ -496,12 +510,14 @@ export class Libvirt {
   /**
    * Runs a QEMU guest agent command (JSON text) and returns the agent's JSON reply.
    * @param timeoutSec agent timeout: -2 blocks, -1 default, 0 no wait, >0 seconds
+   * @param opts.signal aborts the call (it rejects with {@linkcode InterruptedError})
    */
   async qemuAgentCommand(
     d: DomainRef,
     command: string,
     timeoutSec = 5,
     flags = 0,
+    opts: { signal?: AbortSignal } = {},
   ): Promise<string> {
     const callTimeout = timeoutSec > 0 ? timeoutSec * 1000 + 10_000 : undefined;
     const payload = await this.rpc.call(
@@ -513,7 +529,10 @@ export class Libvirt {
         w.writeInt(timeoutSec);
         w.writeUint(flags);
       },
-      callTimeout ? { timeoutMs: callTimeout } : {},
+      {
+        ...(callTimeout ? { timeoutMs: callTimeout } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      },
     );
     const r = new XdrReader(payload);
     const out = readOptStr(r) ?? "";

@@ -124,3 +124,28 @@ export class CallTimeoutError extends Error {
     this.timeoutMs = timeoutMs;
   }
 }
+
+/**
+ * The caller aborted (Ctrl-C, SIGTERM, a deadline of its own): calls and streams in flight when
+ * its `AbortSignal` fired reject with this error, the signal's reason as `cause`.
+ */
+export class InterruptedError extends Error {
+  /** The process signal that caused it (`SIGINT`, `SIGTERM`, `SIGHUP`), when one did. */
+  readonly signalName: string | undefined;
+  /** Creates the error. */
+  constructor(message = "Interrupted", options?: ErrorOptions & { signalName?: string }) {
+    super(message, options);
+    this.name = "InterruptedError";
+    this.signalName = options?.signalName;
+  }
+
+  /** The error for an abort whose signal's reason is `reason` (kept as the cause). */
+  static from(reason: unknown): InterruptedError {
+    const message = reason instanceof Error && reason.message ? reason.message : "Interrupted";
+    const signalName = reason instanceof InterruptedError ? reason.signalName : undefined;
+    return new InterruptedError(message, {
+      cause: reason,
+      ...(signalName !== undefined ? { signalName } : {}),
+    });
+  }
+}

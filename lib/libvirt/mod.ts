@@ -25,7 +25,13 @@ export type {
   StorageVolInfo,
 } from "./client.ts";
 export * from "./constants.ts";
-export { CallTimeoutError, ConnectionError, LibvirtError, ProtocolError } from "./errors.ts";
+export {
+  CallTimeoutError,
+  ConnectionError,
+  InterruptedError,
+  LibvirtError,
+  ProtocolError,
+} from "./errors.ts";
 export type { LibvirtErrorFields } from "./errors.ts";
 export { encodeFrame, RpcConnection, STREAM_CHUNK } from "./rpc.ts";
 export type { ArgsEncoder, CallOptions, RpcOptions } from "./rpc.ts";

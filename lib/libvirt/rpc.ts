@@ -7,7 +7,13 @@ import {
   Program,
   PROTOCOL_VERSION,
 } from "./constants.ts";
-import { CallTimeoutError, ConnectionError, LibvirtError, ProtocolError } from "./errors.ts";
+import {
+  CallTimeoutError,
+  ConnectionError,
+  InterruptedError,
+  LibvirtError,
+  ProtocolError,
+} from "./errors.ts";
 import type { Transport } from "./transport.ts";
 import { decodeRemoteError } from "./wire.ts";
 
@@ -35,12 +41,23 @@ export interface RpcOptions {
   keepaliveIntervalMs?: number;
   /** Declare the daemon dead after this many silent intervals (default 5). */
   keepaliveCount?: number;
+  /**
+   * Interrupts the connection's work (Ctrl-C): when it aborts, every call and stream in flight
+   * rejects at once with {@linkcode InterruptedError}. Calls made afterwards go out as usual, so a
+   * caller can still roll back; callers check `signal.aborted` before starting new work.
+   */
+  signal?: AbortSignal;
 }
 
 /** Options of one call. */
 export interface CallOptions {
   /** Overrides the connection's call timeout; 0 waits forever. */
   timeoutMs?: number;
+  /**
+   * Aborts this call: it rejects at once with {@linkcode InterruptedError} (the signal's reason as
+   * its cause) and a late reply is dropped. An already aborted signal sends nothing.
+   */
+  signal?: AbortSignal;
 }
 
 /** Encodes a call's arguments into the frame writer. */
@@ -72,9 +89,40 @@ class StreamState {
   eof = false;
   finished = false;
   error: Error | null = null;
+  /** Set when the caller's signal aborted the stream. */
+  interrupted = false;
   #wake: (() => void) | null = null;
+  #onInterrupt: ((err: Error) => void)[] = [];
 
   constructor(readonly serial: number, readonly prog: number, readonly proc: number) {}
+
+  /** Marks the stream interrupted with `err` and wakes everything waiting on it. */
+  interrupt(err: Error): void {
+    this.interrupted = true;
+    this.error ??= err;
+    for (const fn of this.#onInterrupt.splice(0)) fn(err);
+    this.notify();
+  }
+
+  /** `p`, or a rejection as soon as the stream is interrupted (a write may never finish). */
+  orInterrupted<T>(p: Promise<T>): Promise<T> {
+    if (this.interrupted) return Promise.reject(this.error);
+    return new Promise<T>((resolve, reject) => {
+      const onInterrupt = (err: Error) => reject(err);
+      this.#onInterrupt.push(onInterrupt);
+      const drop = () => {
+        const i = this.#onInterrupt.indexOf(onInterrupt);
+        if (i >= 0) this.#onInterrupt.splice(i, 1);
+      };
+      p.then((v) => {
+        drop();
+        resolve(v);
+      }, (e) => {
+        drop();
+        reject(e);
+      });
+    });
+  }
 
   /** Resolves when something happens on the stream. */
   changed(): Promise<void> {
@@ -94,7 +142,7 @@ class StreamState {
  */
 export class RpcConnection {
   readonly #t: Transport;
-  readonly #opts: Required<RpcOptions>;
+  readonly #opts: Required<Omit<RpcOptions, "signal">>;
   #serial = 0;
   readonly #pending = new Map<number, Pending>();
   readonly #streams = new Map<number, StreamState>();
@@ -102,6 +150,7 @@ export class RpcConnection {
   readonly #events = new Map<number, (payload: Uint8Array) => void>();
   readonly #closeListeners = new Set<(err: Error) => void>();
   #closed: Error | null = null;
+  #detachSignal: (() => void) | null = null;
   #batch: WriteBatch | null = null;
   #writing = false;
   #batches = 0;
@@ -115,13 +164,40 @@ export class RpcConnection {
   /** Starts reading from `transport` at once. */
   constructor(transport: Transport, opts: RpcOptions) {
     this.#t = transport;
+    const { signal, ...rest } = opts;
     this.#opts = {
       callTimeoutMs: 120_000,
       keepaliveIntervalMs: 5_000,
       keepaliveCount: 5,
-      ...opts,
+      ...rest,
     };
+    if (signal) {
+      const onAbort = () => this.interruptInFlight(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.#detachSignal = () => signal.removeEventListener("abort", onAbort);
+    }
     this.#readLoopDone = this.#readLoop();
+  }
+
+  /**
+   * Rejects every call and stream in flight with {@linkcode InterruptedError} (cause: `reason`)
+   * and tells the daemon to abort the streams. The connection stays open: their late replies are
+   * dropped, and later calls work (a rollback needs them).
+   */
+  interruptInFlight(reason?: unknown): void {
+    if (this.#closed) return;
+    for (const [serial, p] of [...this.#pending]) {
+      this.#pending.delete(serial);
+      this.#rememberTimedOut(serial);
+      p.reject(InterruptedError.from(reason));
+    }
+    for (const st of this.#streams.values()) {
+      if (st.finished || st.error) continue;
+      st.chunks.length = 0;
+      st.queued = 0;
+      st.interrupt(InterruptedError.from(reason));
+    }
+    this.#resume();
   }
 
   /** True once the connection has ended, for whatever reason. */
@@ -195,6 +271,7 @@ export class RpcConnection {
     opts: CallOptions = {},
   ): Promise<Uint8Array> {
     if (this.#closed) return Promise.reject(this.#closed);
+    if (opts.signal?.aborted) return Promise.reject(InterruptedError.from(opts.signal.reason));
     const serial = this.#nextSerial();
     let bytes: Uint8Array;
     try {
@@ -202,17 +279,53 @@ export class RpcConnection {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.#await(serial, proc, bytes, opts.timeoutMs ?? this.#opts.callTimeoutMs);
+    return this.#await(
+      serial,
+      proc,
+      bytes,
+      opts.timeoutMs ?? this.#opts.callTimeoutMs,
+      opts.signal,
+    );
   }
 
-  #await(serial: number, proc: number, bytes: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+  #await(
+    serial: number,
+    proc: number,
+    bytes: Uint8Array,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array> {
     return new Promise<Uint8Array>((resolve, reject) => {
       const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : 0;
       if (deadline && this.#sweepTimer === undefined) {
         this.#sweepTimer = setInterval(() => this.#sweep(), SWEEP_MS);
         Deno.unrefTimer(this.#sweepTimer as unknown as number);
       }
-      this.#pending.set(serial, { proc, resolve, reject, deadline, timeoutMs });
+      let detach = () => {};
+      if (signal) {
+        const onAbort = () => {
+          const p = this.#pending.get(serial);
+          if (!p) return;
+          this.#pending.delete(serial);
+          this.#rememberTimedOut(serial);
+          p.reject(InterruptedError.from(signal.reason));
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        detach = () => signal.removeEventListener("abort", onAbort);
+      }
+      this.#pending.set(serial, {
+        proc,
+        resolve: (v) => {
+          detach();
+          resolve(v);
+        },
+        reject: (e) => {
+          detach();
+          reject(e);
+        },
+        deadline,
+        timeoutMs,
+      });
       this.#send(bytes).catch(() => {/* #fail rejects every pending call */});
     });
   }
@@ -252,12 +365,14 @@ export class RpcConnection {
           if (st.error) throw st.error;
           const part = chunk.subarray(off, Math.min(chunk.length, off + STREAM_CHUNK));
           frameBuf ??= new Uint8Array(HEADER_END + STREAM_CHUNK);
-          await this.#send(streamFrame(st, MessageStatus.CONTINUE, part, frameBuf));
+          await st.orInterrupted(
+            this.#send(streamFrame(st, MessageStatus.CONTINUE, part, frameBuf)),
+          );
           onChunk?.(part.length);
         }
       }
       if (st.error) throw st.error;
-      await this.#send(streamFrame(st, MessageStatus.OK));
+      await st.orInterrupted(this.#send(streamFrame(st, MessageStatus.OK)));
       await this.#streamSettled(st);
       if (st.error) throw st.error;
     } catch (err) {
@@ -339,6 +454,11 @@ export class RpcConnection {
 
   /** Aborts a stream (status ERROR, as virStreamAbort) and returns the error worth reporting. */
   async #abortStream(st: StreamState, cause: unknown): Promise<unknown> {
+    if (st.interrupted && !this.#closed && !st.finished) {
+      // Interrupted: tell the daemon, but do not wait for its answer (it may never come).
+      this.#send(streamFrame(st, MessageStatus.ERROR)).catch(() => {});
+      return st.error;
+    }
     if (!this.#closed && !st.finished && !st.error) {
       try {
         await this.#send(streamFrame(st, MessageStatus.ERROR));
@@ -592,6 +712,7 @@ export class RpcConnection {
           if (this.#timedOut.has(serial) || serial <= this.#serial) return;
           throw new ProtocolError(`Received stream data for unknown serial ${serial}`);
         }
+        if (st.interrupted) return; // the caller gave up on it; its abort is on the way
         if (type === MessageType.STREAM_HOLE) {
           st.error = new ProtocolError("Received a sparse-stream hole that was not asked for");
         } else if (status === MessageStatus.CONTINUE) {
@@ -623,6 +744,7 @@ export class RpcConnection {
   #fail(err: Error): void {
     if (this.#closed) return;
     this.#closed = err;
+    this.#detachSignal?.();
     clearInterval(this.#keepaliveTimer);
     clearInterval(this.#sweepTimer);
     this.#resume();

@@ -1,4 +1,4 @@
-import { ConnectionError } from "./errors.ts";
+import { ConnectionError, InterruptedError } from "./errors.ts";
 import type { LibvirtUri } from "./uri.ts";
 
 /** A byte stream to a libvirt daemon: a socket, or the stdio of an `ssh` child process. */
@@ -17,21 +17,28 @@ export interface DialOptions {
   connectTimeoutMs?: number;
   /** Overrides the `ssh` binary (tests, or a wrapper script). */
   sshCommand?: string;
+  /** Gives up connecting when it aborts, with {@linkcode InterruptedError}. */
+  signal?: AbortSignal;
 }
 
 /** Opens the transport that `uri` names: a unix socket, TCP, or `ssh` running a remote proxy. */
 export async function dial(uri: LibvirtUri, opts: DialOptions = {}): Promise<Transport> {
   const timeoutMs = opts.connectTimeoutMs ?? 10_000;
+  const signal = opts.signal;
+  if (signal?.aborted) throw InterruptedError.from(signal.reason);
   if (uri.transport === "ssh") return sshTransport(uri, opts.sshCommand ?? "ssh");
   const connecting = uri.transport === "unix"
     ? Deno.connect({ transport: "unix", path: uri.socketPath })
     : Deno.connect({ transport: "tcp", hostname: uri.host, port: uri.port });
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort = () => {};
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
       () => reject(new ConnectionError(`Connecting timed out after ${timeoutMs} ms`, uri.display)),
       timeoutMs,
     );
+    onAbort = () => reject(InterruptedError.from(signal?.reason));
+    signal?.addEventListener("abort", onAbort, { once: true });
   });
   try {
     const conn = await Promise.race([connecting, timeout]);
@@ -40,7 +47,7 @@ export async function dial(uri: LibvirtUri, opts: DialOptions = {}): Promise<Tra
   } catch (err) {
     // A connect that finishes after the timeout must not leak its socket.
     connecting.then((c) => c.close(), () => {});
-    if (err instanceof ConnectionError) throw err;
+    if (err instanceof ConnectionError || err instanceof InterruptedError) throw err;
     const where = uri.transport === "unix" ? uri.socketPath : `${uri.host}:${uri.port}`;
     const hint = err instanceof Deno.errors.NotFound
       ? " (is libvirtd running? start it with 'libvirtd -d')"
@@ -54,6 +61,7 @@ export async function dial(uri: LibvirtUri, opts: DialOptions = {}): Promise<Tra
     );
   } finally {
     clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
   }
 }
 
