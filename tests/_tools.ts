@@ -1,6 +1,7 @@
 /**
  * Running the real tools tests check our output with, and knowing whether they are installed,
- * shared by every test file (they skip, and say why, when a tool is missing).
+ * shared by every test file. What a missing tool means (skipped on a developer's machine, a failure
+ * in CI) is decided in tests/_require.ts.
  * @module
  */
 

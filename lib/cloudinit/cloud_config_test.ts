@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { parse } from "npm:yaml@^2.9.1";
 import { buildCloudConfig, carriesCredentials, type CloudConfigOptions } from "./cloud_config.ts";
-import { assertCloudInitSchema, missingTool } from "../../tests/virtwork/guest_checks.ts";
+import { assertCloudInitSchema } from "../../tests/virtwork/guest_checks.ts";
+import { requireTool, testNeeding } from "../../tests/_require.ts";
 
-const noCloudInit = missingTool("cloud-init", "cloud-init");
+const noCloudInit = requireTool("cloud-init");
 
 function parsed(opts: CloudConfigOptions): Record<string, unknown> {
   return parse(buildCloudConfig(opts)) ?? {};
@@ -142,9 +143,8 @@ Deno.test("carriesCredentials() is true only for a user with a password or keys"
   assert.equal(carriesCredentials({ sshUser: "root", passwordHash: HASH }), true);
 });
 
-Deno.test({
+testNeeding(noCloudInit, {
   name: "buildCloudConfig() output passes cloud-init schema for every users variant",
-  ignore: noCloudInit !== undefined,
   async fn() {
     const base: CloudConfigOptions = {
       packages: ["stress-ng"],
@@ -171,9 +171,8 @@ Deno.test({
   },
 });
 
-Deno.test({
+testNeeding(noCloudInit, {
   name: "cloud-init schema check catches an invalid document (the check can fail)",
-  ignore: noCloudInit !== undefined,
   async fn() {
     await assert.rejects(
       () =>

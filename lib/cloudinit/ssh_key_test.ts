@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { hasTool, runTool } from "../../tests/_tools.ts";
+import { runTool } from "../../tests/_tools.ts";
+import { requireTool, testNeeding } from "../../tests/_require.ts";
 import {
   parseSshPublicKey,
   SSH_KEY_MAX_COMMENT_LENGTH,
@@ -93,10 +94,8 @@ Deno.test("parseSshPublicKey() refuses a truncated blob at every cut point", () 
   }
 });
 
-Deno.test({
-  name:
-    "ssh-keygen (the real tool) refuses the truncated keys the parser refuses [needs ssh-keygen]",
-  ignore: !hasTool("ssh-keygen"),
+testNeeding(requireTool("ssh-keygen"), {
+  name: "ssh-keygen (the real tool) refuses the truncated keys the parser refuses",
   fn: async () => {
     const dir = await Deno.makeTempDir();
     try {

@@ -8,7 +8,8 @@ import {
   noCloudFilesFromVm,
 } from "./cloudinit.ts";
 import { sampleVm } from "./_testdata.ts";
-import { hasTool, runTool } from "../../tests/virtwork/guest_checks.ts";
+import { runTool } from "../../tests/_tools.ts";
+import { requireTool, testNeeding } from "../../tests/_require.ts";
 
 Deno.test("hostnameOf() takes the FQDN's first label, else the name without underscores", () => {
   const vm = sampleVm();
@@ -68,7 +69,7 @@ Deno.test("noCloudFilesFromVm() writes the VM's seed; without cloudInit root get
   });
 });
 
-Deno.test("cidataIsoFromVm() is deterministic and holds the three seed files", async () => {
+Deno.test("cidataIsoFromVm() is deterministic and labelled cidata", () => {
   const vm = sampleVm();
   const iso = cidataIsoFromVm(vm);
   assert.deepEqual(cidataIsoFromVm(sampleVm()), iso);
@@ -76,53 +77,56 @@ Deno.test("cidataIsoFromVm() is deterministic and holds the three seed files", a
   const changed = sampleVm();
   changed.spec.vcpus = 8;
   assert.notDeepEqual(cidataIsoFromVm(changed), iso);
-  if (!hasTool("isoinfo")) {
-    console.warn(
-      "skipped reading the ISO back: isoinfo is not installed (Debian package genisoimage)",
-    );
-    return;
-  }
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.writeFile(`${dir}/seed.iso`, iso);
-    const files = noCloudFilesFromVm(vm);
-    for (const name of ["user-data", "meta-data", "network-config"] as const) {
-      const out = await runTool("isoinfo", ["-R", "-i", `${dir}/seed.iso`, "-x", `/${name}`]);
-      assert.equal(out.stdout, files[name]);
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 });
 
-Deno.test("the user-data of every kind of VM passes cloud-init schema", async (t) => {
-  if (!hasTool("cloud-init")) {
-    console.warn("skipped: cloud-init is not installed (Debian package cloud-init)");
-    return;
-  }
-  const bare = sampleVm();
-  delete bare.spec.cloudInit;
-  const keysOnly = sampleVm();
-  delete keysOnly.spec.cloudInit!.passwordHash;
-  delete keysOnly.spec.cloudInit!.fqdn;
-  const passwordOnly = sampleVm();
-  passwordOnly.spec.cloudInit = {
-    passwordHash: sampleVm().spec.cloudInit!.passwordHash!,
-    sshPwauth: true,
-  };
-  const dir = await Deno.makeTempDir();
-  try {
-    for (const [label, vm] of Object.entries({ full: sampleVm(), bare, keysOnly, passwordOnly })) {
-      await t.step(label, async () => {
-        const file = `${dir}/${label}`;
-        await Deno.writeTextFile(file, noCloudFilesFromVm(vm)["user-data"]);
-        const r = await runTool("cloud-init", ["schema", "--config-file", file]);
-        const out = r.stdout + r.stderr;
-        assert.equal(r.code, 0, out);
-        assert.doesNotMatch(out, /DEPRECATED/);
-      });
+testNeeding(requireTool("isoinfo"), {
+  name: "isoinfo reads the three seed files back from cidataIsoFromVm()'s ISO",
+  fn: async () => {
+    const vm = sampleVm();
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeFile(`${dir}/seed.iso`, cidataIsoFromVm(vm));
+      const files = noCloudFilesFromVm(vm);
+      for (const name of ["user-data", "meta-data", "network-config"] as const) {
+        const out = await runTool("isoinfo", ["-R", "-i", `${dir}/seed.iso`, "-x", `/${name}`]);
+        assert.equal(out.code, 0, out.stderr);
+        assert.equal(out.stdout, files[name]);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  },
+});
+
+testNeeding(requireTool("cloud-init"), {
+  name: "the user-data of every kind of VM passes cloud-init schema",
+  fn: async (t) => {
+    const bare = sampleVm();
+    delete bare.spec.cloudInit;
+    const keysOnly = sampleVm();
+    delete keysOnly.spec.cloudInit!.passwordHash;
+    delete keysOnly.spec.cloudInit!.fqdn;
+    const passwordOnly = sampleVm();
+    passwordOnly.spec.cloudInit = {
+      passwordHash: sampleVm().spec.cloudInit!.passwordHash!,
+      sshPwauth: true,
+    };
+    const dir = await Deno.makeTempDir();
+    try {
+      for (
+        const [label, vm] of Object.entries({ full: sampleVm(), bare, keysOnly, passwordOnly })
+      ) {
+        await t.step(label, async () => {
+          const file = `${dir}/${label}`;
+          await Deno.writeTextFile(file, noCloudFilesFromVm(vm)["user-data"]);
+          const r = await runTool("cloud-init", ["schema", "--config-file", file]);
+          const out = r.stdout + r.stderr;
+          assert.equal(r.code, 0, out);
+          assert.doesNotMatch(out, /DEPRECATED/);
+        });
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

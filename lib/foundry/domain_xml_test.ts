@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { requireTool, testNeeding } from "../../tests/_require.ts";
 import { XMLParser } from "npm:fast-xml-parser@^5.12.1";
 import { buildDomainXml, chooseDomainType, GUEST_AGENT_CHANNEL, kvmOffered } from "./domain_xml.ts";
 import {
@@ -10,7 +11,6 @@ import {
 import { interfaceNameFromIp, macFromIp } from "./naming.ts";
 import { sampleVm } from "./_testdata.ts";
 import type { VirtualMachine } from "./types.ts";
-import { hasTool } from "../../tests/_tools.ts";
 
 // deno-lint-ignore no-explicit-any
 type Loose = any;
@@ -26,18 +26,9 @@ function parsed(vm: VirtualMachine, domainType: "kvm" | "qemu" = "qemu"): Loose 
   return parser.parse(buildDomainXml(vm, { domainType })).domain;
 }
 
-const VIRSH = hasTool("virsh");
-if (!VIRSH) {
-  console.warn("libvirt test-driver checks skipped: virsh is not installed (libvirt-clients)");
-}
-
+const VIRSH = requireTool("virsh");
 // virt-xml-validate needs xmllint (Debian libxml2-utils) besides libvirt-clients.
-const VALIDATOR = hasTool("virt-xml-validate") && hasTool("xmllint");
-if (!VALIDATOR) {
-  console.warn(
-    "virt-xml-validate tests skipped: needs virt-xml-validate (libvirt-clients) and xmllint (libxml2-utils)",
-  );
-}
+const VALIDATOR = requireTool("virt-xml-validate", "xmllint");
 
 async function validate(xml: string): Promise<{ ok: boolean; out: string }> {
   const dir = await Deno.makeTempDir();
@@ -230,9 +221,8 @@ Deno.test("chooseDomainType(): spec, then configuration, then the host's capabil
   assert.equal(chooseDomainType(vm, "qemu", false), "kvm");
 });
 
-Deno.test({
+testNeeding(VALIDATOR, {
   name: "every generated domain XML passes virt-xml-validate",
-  ignore: !VALIDATOR,
   fn: async () => {
     for (const [label, vm, type] of variants()) {
       const r = await validate(buildDomainXml(vm, { domainType: type }));
@@ -265,10 +255,9 @@ Deno.test("kvmOffered() reads the host capabilities for the architecture", () =>
   assert.equal(kvmOffered("<capabilities><host/></capabilities>"), false);
 });
 
-Deno.test({
+testNeeding(VIRSH, {
   name:
     "libvirt's own parser (test:///default driver) accepts every domain and keeps foundry's record",
-  ignore: !VIRSH,
   fn: async () => {
     const dir = await Deno.makeTempDir();
     try {

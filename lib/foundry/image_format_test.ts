@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { requireTool, testNeeding } from "../../tests/_require.ts";
 import { detectImageFormat, IMAGE_HEADER_BYTES, imageProblem } from "./image_format.ts";
 
 function mbr(): Uint8Array {
@@ -14,17 +15,7 @@ function qcow2Magic(): Uint8Array {
   return b;
 }
 
-async function qemuImg(): Promise<boolean> {
-  try {
-    return (await new Deno.Command("qemu-img", { args: ["--version"], stdout: "null" }).output())
-      .success;
-  } catch {
-    return false;
-  }
-}
-
-const QEMU_IMG = await qemuImg();
-if (!QEMU_IMG) console.warn("qemu-img test skipped: qemu-img is not installed (Debian qemu-utils)");
+const QEMU_IMG = requireTool("qemu-img");
 
 Deno.test("detectImageFormat() knows qcow2 by magic and raw by boot signature", () => {
   assert.equal(detectImageFormat(qcow2Magic()), "qcow2");
@@ -44,9 +35,8 @@ Deno.test("imageProblem() wants a matching extension and a bootable image", () =
   assert.match(imageProblem("x.qcow2", new Uint8Array(512)) ?? "", /not a qcow2 image/);
 });
 
-Deno.test({
+testNeeding(QEMU_IMG, {
   name: "detectImageFormat() recognises an image made by qemu-img",
-  ignore: !QEMU_IMG,
   fn: async () => {
     const dir = await Deno.makeTempDir();
     try {

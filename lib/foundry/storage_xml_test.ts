@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { requireTool, testNeeding } from "../../tests/_require.ts";
 import { XMLParser } from "npm:fast-xml-parser@^5.12.1";
 import {
   buildDirPoolXml,
@@ -8,13 +9,11 @@ import {
   type VolumeSpec,
 } from "./storage_xml.ts";
 import { sampleVm } from "./_testdata.ts";
-import { hasTool } from "../../tests/_tools.ts";
 
 const parser = new XMLParser({ ignoreAttributes: false, parseTagValue: false });
 
-const VIRSH = hasTool("virsh");
-const VALIDATOR = hasTool("virt-xml-validate") && hasTool("xmllint");
-if (!VALIDATOR) console.warn("storage XML validation skipped: needs virt-xml-validate and xmllint");
+const VIRSH = requireTool("virsh");
+const VALIDATOR = requireTool("virt-xml-validate", "xmllint");
 
 async function validate(xml: string, schema: string): Promise<{ ok: boolean; out: string }> {
   const dir = await Deno.makeTempDir();
@@ -112,9 +111,8 @@ Deno.test("buildDirPoolXml() describes a directory pool", () => {
   assert.throws(() => buildDirPoolXml("p", "relative/dir"), TypeError);
 });
 
-Deno.test({
+testNeeding(VALIDATOR, {
   name: "every generated volume and pool XML passes virt-xml-validate",
-  ignore: !VALIDATOR,
   fn: async () => {
     const [boot, ...rest] = volumePlan(sampleVm(), "foundry-vms", 4096);
     const vols = [
@@ -132,9 +130,8 @@ Deno.test({
   },
 });
 
-Deno.test({
+testNeeding(VIRSH, {
   name: "libvirt's test driver creates the planned volumes in a pool defined from our XML",
-  ignore: !VIRSH,
   fn: async () => {
     const dir = await Deno.makeTempDir();
     try {

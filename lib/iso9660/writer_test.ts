@@ -1,15 +1,9 @@
 import assert from "node:assert/strict";
+import { requireTool, testNeeding } from "../../tests/_require.ts";
 import { BLOCK_SIZE, buildIso, DEFAULT_DATE, type IsoFile, level1Name } from "./writer.ts";
-import { hasTool } from "../../tests/_tools.ts";
 
-const ISOINFO = hasTool("isoinfo");
-const XORRISO = hasTool("xorriso");
-if (!ISOINFO) {
-  console.warn("isoinfo tests skipped: isoinfo is not installed (Debian package genisoimage)");
-}
-if (!XORRISO) {
-  console.warn("xorriso tests skipped: xorriso is not installed (Debian package xorriso)");
-}
+const ISOINFO = requireTool("isoinfo");
+const XORRISO = requireTool("xorriso");
 
 async function run(
   cmd: string,
@@ -160,9 +154,8 @@ Deno.test("level1Name() makes unique 8.3 names of d-characters", () => {
   assert.equal(level1Name("user-datum", taken), "USER_DA2.");
 });
 
-Deno.test({
+testNeeding(ISOINFO, {
   name: "isoinfo reads back the files byte for byte under ISO 9660, Joliet and Rock Ridge names",
-  ignore: !ISOINFO,
   fn: async () => {
     const all = [...seed(), ...awkward()];
     await withImage(buildIso(all, { volumeId: "cidata" }), async (path) => {
@@ -198,9 +191,8 @@ Deno.test({
   },
 });
 
-Deno.test({
+testNeeding(XORRISO, {
   name: "xorriso extracts the Rock Ridge and the Joliet tree without complaint",
-  ignore: !XORRISO,
   fn: async () => {
     const files = [...seed(), ...awkward()];
     await withImage(buildIso(files, { volumeId: "cidata" }), async (path, dir) => {
@@ -232,9 +224,8 @@ Deno.test({
   },
 });
 
-Deno.test({
+testNeeding(ISOINFO, {
   name: "a root directory larger than one block is packed without splitting records",
-  ignore: !ISOINFO,
   fn: async () => {
     const files = Array.from({ length: 60 }, (_, i) => ({
       name: `a-rather-long-file-name-number-${String(i).padStart(3, "0")}.yaml`,

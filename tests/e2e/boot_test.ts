@@ -18,9 +18,12 @@ import { waitForVm } from "../../lib/foundry/wait.ts";
 import { listVms } from "../../lib/foundry/inventory.ts";
 import { guestExec, guestInterfaces, guestReadFile } from "../../lib/foundry/agent.ts";
 import { libvirtSkipReason, uniqueName } from "../libvirt/_env.ts";
+import { firstMissing, requireRoot, testNeeding } from "../_require.ts";
 
-const skip = libvirtSkipReason ??
-  (Deno.uid() === 0 ? null : "needs root to build the image and bridges");
+const missing = firstMissing(
+  libvirtSkipReason,
+  requireRoot("building the image and bridges"),
+);
 // A real SHA-512 crypt hash (of "foundry-e2e"), made with `openssl passwd -6 -salt e2esalt`.
 const PASSWORD_HASH =
   "$6$e2esalt$ERrD.824OD/bdsm/e0TlKXL7WxYNwHvaQGiKTAF7wz383pldFtPGsMpzYeP./65VyfrCkdrzUUrbqQOYmNvmD/";
@@ -36,11 +39,8 @@ async function sh(cmd: string, args: string[]) {
   }
 }
 
-Deno.test({
-  name: `a Debian guest boots from foundry's VM and cloud-init applies the spec${
-    skip ? ` (skipped: ${skip})` : ""
-  }`,
-  ignore: skip !== null,
+testNeeding(missing, {
+  name: "a Debian guest boots from foundry's VM and cloud-init applies the spec",
   async fn() {
     const image = await buildTestImage({ log: (l) => console.log(`  image: ${l}`) });
     console.log(

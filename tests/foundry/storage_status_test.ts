@@ -4,6 +4,7 @@ import { main } from "../../cli/foundry.ts";
 import { FULL_WARNING_PERCENT, usedPercent } from "../../lib/foundry/storage_status.ts";
 import { Libvirt } from "../../lib/libvirt/mod.ts";
 import { libvirtSkipReason, tempPool, uniqueName } from "../libvirt/_env.ts";
+import { requireRoot, testNeeding } from "../_require.ts";
 import { capture, run } from "./_storage_env.ts";
 
 Deno.test("usedPercent() is the share of the capacity not available", () => {
@@ -16,7 +17,8 @@ Deno.test("usedPercent() is the share of the capacity not available", () => {
 /** Why a small tmpfs cannot be mounted here (tried once), or null. */
 async function mountSkipReason(): Promise<string | null> {
   if (libvirtSkipReason) return libvirtSkipReason;
-  if (Deno.uid() !== 0) return "mounting a small tmpfs needs root";
+  const root = requireRoot("mounting a small tmpfs");
+  if (root) return root;
   const dir = await Deno.makeTempDir({ prefix: "foundry-mountprobe-" });
   try {
     const m = await run("mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", dir]);
@@ -30,10 +32,8 @@ async function mountSkipReason(): Promise<string | null> {
 
 const tmpfsSkip = await mountSkipReason();
 
-Deno.test({
-  name: "foundry storage status shows every pool and warns above 85 % full" +
-    (tmpfsSkip ? ` (skipped: ${tmpfsSkip})` : ""),
-  ignore: tmpfsSkip !== null,
+testNeeding(tmpfsSkip, {
+  name: "foundry storage status shows every pool and warns above 85 % full",
   fn: async () => {
     const lv = await Libvirt.connect("qemu:///system");
     const dir = await Deno.makeTempDir({ prefix: "foundry-full-" });

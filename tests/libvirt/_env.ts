@@ -1,32 +1,19 @@
 /** Shared set-up of tests that need the real libvirtd. */
 import type { Libvirt, StoragePoolRef } from "../../lib/libvirt/mod.ts";
+import { type Missing, requireLibvirt, testNeeding } from "../_require.ts";
 
 /** The daemon's read-write socket. */
 export const SYSTEM_SOCKET = "/var/run/libvirt/libvirt-sock";
 
-function socketExists(): boolean {
-  try {
-    return Deno.statSync(SYSTEM_SOCKET).isSocket === true;
-  } catch {
-    return false;
-  }
-}
-
-/** Why libvirt tests cannot run here, or null when they can. */
-export const libvirtSkipReason: string | null = socketExists()
-  ? null
-  : `libvirtd is not running (no ${SYSTEM_SOCKET}); .ci/run starts it`;
+/** Why libvirt tests cannot run here, or null when they can (see tests/_require.ts). */
+export const libvirtSkipReason: Missing = requireLibvirt();
 
 /**
  * Registers a test that needs libvirtd. When the daemon is absent the test is reported as
- * ignored with the reason in its name, never as passed.
+ * ignored with the reason in its name, never as passed; in CI it fails instead.
  */
 export function libvirtTest(name: string, fn: (t: Deno.TestContext) => Promise<void>): void {
-  Deno.test({
-    name: libvirtSkipReason ? `${name} (skipped: ${libvirtSkipReason})` : name,
-    ignore: libvirtSkipReason !== null,
-    fn,
-  });
+  testNeeding(libvirtSkipReason, { name, fn });
 }
 
 /** A name unlikely to collide with other tests or runs. */

@@ -5,16 +5,21 @@
 import assert from "node:assert/strict";
 import { Libvirt } from "../../lib/libvirt/mod.ts";
 import { libvirtSkipReason } from "./_env.ts";
+import { firstMissing, requireRoot, testNeeding } from "../_require.ts";
 
 const SSHD = "/usr/sbin/sshd";
 const haveSshd = (() => {
   try {
-    return Deno.statSync(SSHD).isFile && Deno.uid() === 0;
+    return Deno.statSync(SSHD).isFile;
   } catch {
     return false;
   }
 })();
-const skip = libvirtSkipReason ?? (haveSshd ? null : "needs root and openssh-server's sshd");
+const missing = firstMissing(
+  libvirtSkipReason,
+  requireRoot("starting sshd"),
+  haveSshd ? null : `${SSHD} is not installed (Debian package openssh-server)`,
+);
 
 async function run(cmd: string, args: string[]) {
   const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
@@ -28,11 +33,8 @@ function freePort(): number {
   return port;
 }
 
-Deno.test({
-  name: `qemu+ssh:// speaks the protocol through ssh and virt-ssh-helper${
-    skip ? ` (skipped: ${skip})` : ""
-  }`,
-  ignore: skip !== null,
+testNeeding(missing, {
+  name: "qemu+ssh:// speaks the protocol through ssh and virt-ssh-helper",
   async fn() {
     const dir = await Deno.makeTempDir({ prefix: "foundry-sshd-" });
     await Deno.mkdir("/run/sshd", { recursive: true });

@@ -5,11 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { main } from "../../cli/virtwork.ts";
+import { allowedSkip } from "../_require.ts";
 
 const kubeconfig = Deno.env.get("VIRTWORK_E2E_KUBECONFIG");
-if (!kubeconfig) {
-  console.warn("skipped: e2e needs a KubeVirt cluster; set VIRTWORK_E2E_KUBECONFIG to run it");
-}
+const noCluster = kubeconfig
+  ? null
+  : "needs a KubeVirt cluster; set VIRTWORK_E2E_KUBECONFIG to run it";
 
 async function virtwork(args: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = "";
@@ -18,9 +19,8 @@ async function virtwork(args: string[]): Promise<{ code: number; out: string; er
   return { code, out, err };
 }
 
-Deno.test({
+allowedSkip(noCluster, {
   name: "e2e: run deploys VMs that become Ready, cleanup removes them and the namespace",
-  ignore: !kubeconfig,
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {

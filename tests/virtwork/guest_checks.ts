@@ -1,6 +1,7 @@
 /**
  * Checks of generated guest content with the real tools: `cloud-init schema`, `systemd-analyze verify`,
- * `fio --parse-only` and `bash -n`. Tests skip (and say why) when a tool is not installed.
+ * `fio --parse-only` and `bash -n`. Tests that need a tool register
+ * through tests/_require.ts (skipped on a developer's machine without it, failing in CI).
  *
  * Debian packages: cloud-init, systemd, fio.
  * @module
@@ -9,15 +10,7 @@ import { parse } from "npm:yaml@^2.9.1";
 
 export { hasTool, runTool } from "../_tools.ts";
 export type { ToolResult } from "../_tools.ts";
-import { hasTool, runTool } from "../_tools.ts";
-
-/** Returns a reason to skip when a tool is missing, logging it once, or `undefined` when present. */
-export function missingTool(name: string, pkg: string): string | undefined {
-  if (hasTool(name)) return undefined;
-  const reason = `skipped: ${name} not installed (Debian package ${pkg})`;
-  console.warn(reason);
-  return reason;
-}
+import { runTool } from "../_tools.ts";
 
 /** Validates user data with `cloud-init schema --config-file`; throws with the tool's output. */
 export async function assertCloudInitSchema(userData: string): Promise<void> {

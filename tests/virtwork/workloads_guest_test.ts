@@ -15,9 +15,9 @@ import {
   assertCloudInitSchema,
   assertFioParses,
   assertSystemdUnitsVerify,
-  missingTool,
   writeFilesOf,
 } from "./guest_checks.ts";
+import { requireTool, testNeeding } from "../_require.ts";
 
 /** The executables the guest packages provide that units start directly (Fedora paths). */
 const PACKAGE_BINARIES: Record<string, string[]> = {
@@ -50,13 +50,12 @@ function everyUserData(): { label: string; userData: string }[] {
   return out;
 }
 
-const noCloudInit = missingTool("cloud-init", "cloud-init");
-const noSystemd = missingTool("systemd-analyze", "systemd");
-const noFio = missingTool("fio", "fio");
+const noCloudInit = requireTool("cloud-init");
+const noSystemd = requireTool("systemd-analyze");
+const noFio = requireTool("fio");
 
-Deno.test({
+testNeeding(noCloudInit, {
   name: "every workload's user data passes cloud-init schema",
-  ignore: noCloudInit !== undefined,
   async fn() {
     const all = everyUserData();
     assert.equal(all.length, 12);
@@ -68,9 +67,8 @@ Deno.test({
   },
 });
 
-Deno.test({
+testNeeding(noSystemd, {
   name: "every workload's systemd units pass systemd-analyze verify in a guest root",
-  ignore: noSystemd !== undefined,
   async fn() {
     let units = 0;
     for (const { label, userData } of everyUserData()) {
@@ -84,9 +82,8 @@ Deno.test({
   },
 });
 
-Deno.test({
+testNeeding(noSystemd, {
   name: "systemd verify fails for a unit whose command no package provides (the check can fail)",
-  ignore: noSystemd !== undefined,
   async fn() {
     const w = defaultRegistry().get("cpu", config);
     await assert.rejects(
@@ -96,9 +93,8 @@ Deno.test({
   },
 });
 
-Deno.test({
+testNeeding(noFio, {
   name: "every fio profile passes fio --parse-only",
-  ignore: noFio !== undefined,
   async fn() {
     const profiles = Object.entries(FIO_PROFILES);
     assert.equal(profiles.length, 2);
