@@ -17,6 +17,7 @@
  * @module
  */
 import { hasTool } from "./_tools.ts";
+import { KUBEVIRT_SCHEMA_PATH } from "./virtwork/openapi_validator.ts";
 
 function env(name: string): string | undefined {
   try {
@@ -86,18 +87,15 @@ export function requireLibvirt(): Missing {
   return libvirtMissing;
 }
 
-/** The KubeVirt OpenAPI schema in `../shared/schemas`, which the virtwork tests validate against. */
-export const KUBEVIRT_SCHEMA: URL = new URL(
-  "../../shared/schemas/kubevirt-openapi-v2.json",
-  import.meta.url,
-);
-
-/** Whether `../shared/schemas` (beside the repository) holds the KubeVirt schema. */
+/**
+ * Whether `../shared/schemas` (beside the repository) holds the KubeVirt OpenAPI schema the
+ * virtwork tests validate manifests against.
+ */
 export function requireSchemas(): Missing {
   try {
-    if (Deno.statSync(KUBEVIRT_SCHEMA).isFile) return null;
+    if (Deno.statSync(KUBEVIRT_SCHEMA_PATH).isFile) return null;
   } catch { /* missing */ }
-  return `the KubeVirt schema ${KUBEVIRT_SCHEMA.pathname} is missing (../shared/schemas)`;
+  return `the KubeVirt schema ${KUBEVIRT_SCHEMA_PATH.pathname} is missing (../shared/schemas)`;
 }
 
 /** Whether the tests run as root (`why` says what needs it). */

@@ -2,11 +2,17 @@ import { KubeConfig } from "npm:@kubernetes/client-node@^2.0.1";
 import { type ClientOptions, KubeClient } from "../../lib/kubevirt/client.ts";
 import { K8sTestServer, type K8sTestServerOptions } from "./k8s_server.ts";
 import { KUBEVIRT_SCHEMA_PATH, OpenApiValidator } from "./openapi_validator.ts";
+import { requireSchemas } from "../_require.ts";
 
 let validator: OpenApiValidator | undefined;
 
-/** The KubeVirt schema validator, loaded once. */
+/**
+ * The KubeVirt schema validator, loaded once. The schema is required in every mode: the Kubernetes
+ * API test server validates every VM against it, and no test may pass without that check.
+ */
 export async function kubevirtValidator(): Promise<OpenApiValidator> {
+  const missing = requireSchemas();
+  if (missing) throw new Error(`required: ${missing}`);
   validator ??= await OpenApiValidator.fromFile(KUBEVIRT_SCHEMA_PATH);
   return validator;
 }
