@@ -2,16 +2,36 @@
 
 import type { VirtualMachine } from "./types.ts";
 
-/** A syntactically valid OpenSSH public key of `type` with key bytes derived from `seed`. */
+/**
+ * A structurally valid OpenSSH public key of `type` (every field its type needs, of the right size)
+ * with key bytes derived from `seed`. Not a usable key: the numbers are not a real key pair.
+ */
 export function fakeSshKey(type = "ssh-ed25519", seed = 1, comment = "test@example.org"): string {
-  const t = new TextEncoder().encode(type);
-  const body = new Uint8Array(32).map((_, i) => (i * 7 + seed) & 0xff);
-  const bytes = new Uint8Array(4 + t.length + 4 + body.length);
+  const filler = (n: number, first?: number) =>
+    new Uint8Array(n).map((_, i) => i === 0 && first !== undefined ? first : (i * 7 + seed) & 0xff);
+  const text = (s: string) => new TextEncoder().encode(s);
+  const fields: Uint8Array[] = [text(type)];
+  const curve = type.startsWith("ecdsa-sha2-") ? type.slice("ecdsa-sha2-".length) : "nistp256";
+  const point = { nistp256: 65, nistp384: 97, nistp521: 133 }[curve] ?? 65;
+  if (type === "ssh-rsa") {
+    // e = 65537, n = 2048 bits (a leading zero keeps the mpint positive).
+    fields.push(new Uint8Array([1, 0, 1]), Uint8Array.of(0, ...filler(256, 0xc1)));
+  } else if (type === "ssh-dss") {
+    for (const n of [128, 20, 128, 128]) fields.push(filler(n, 0x41));
+  } else if (type.includes("ecdsa")) {
+    fields.push(text(curve), filler(point, 0x04));
+  } else {
+    fields.push(filler(32));
+  }
+  if (type.startsWith("sk-")) fields.push(text("ssh:"));
+  const bytes = new Uint8Array(fields.reduce((n, f) => n + 4 + f.length, 0));
   const view = new DataView(bytes.buffer);
-  view.setUint32(0, t.length);
-  bytes.set(t, 4);
-  view.setUint32(4 + t.length, body.length);
-  bytes.set(body, 8 + t.length);
+  let at = 0;
+  for (const f of fields) {
+    view.setUint32(at, f.length);
+    bytes.set(f, at + 4);
+    at += 4 + f.length;
+  }
   return `${type} ${btoa(String.fromCharCode(...bytes))} ${comment}`;
 }
 

@@ -15,7 +15,14 @@
  */
 
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments } from "npm:yaml@^2.9.1";
-import type { Document, Node, Pair, YAMLMap } from "npm:yaml@^2.9.1";
+import type { Alias, Document, Node, Pair, YAMLMap } from "npm:yaml@^2.9.1";
+import { parseSshPublicKey, SshKeyError } from "../cloudinit/ssh_key.ts";
+import {
+  codePointName,
+  escapeForbidden,
+  forbiddenCharacter,
+  quoteForTerminal,
+} from "../cloudinit/safe_text.ts";
 import { type Problem, ValidationError } from "./errors.ts";
 import { ipv4ToNumber, isIPv6, parseCidr, parseIPv4 } from "./_net.ts";
 import {
@@ -28,6 +35,7 @@ import {
   DOMAIN_TYPES,
   type DomainType,
   KIND,
+  LIMITS,
   type NetworkInterface,
   type ObjectMeta,
   type VirtualMachine,
@@ -41,16 +49,10 @@ export const NAME_PATTERN = /^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$/;
 export const NAME_MAX_LENGTH = 63;
 
 /** Key types accepted in `spec.cloudInit.sshAuthorizedKeys`. */
-export const SSH_KEY_TYPES = [
-  "ssh-ed25519",
-  "ssh-rsa",
-  "ssh-dss",
-  "ecdsa-sha2-nistp256",
-  "ecdsa-sha2-nistp384",
-  "ecdsa-sha2-nistp521",
-  "sk-ssh-ed25519@openssh.com",
-  "sk-ecdsa-sha2-nistp256@openssh.com",
-] as const;
+export { SSH_KEY_TYPES } from "../cloudinit/ssh_key.ts";
+
+/** Problems shown of one file; the rest are counted in a last line. */
+const PROBLEMS_SHOWN = 50;
 
 const DATA_DEVICE_PATTERN = /^vd([b-z]|[a-z]{2})$/;
 const POOL_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,254}$/;
@@ -66,8 +68,53 @@ const LABEL_NAME = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
  * @throws {ValidationError} listing every problem of the file
  */
 export async function loadVirtualMachines(path: string): Promise<VirtualMachine[]> {
-  const text = await Deno.readTextFile(path);
-  return parseVirtualMachines(text, path);
+  return parseVirtualMachines(await readSpecFile(path), path);
+}
+
+/**
+ * The text of a spec file: a regular file (a FIFO or device could block or never end) of at most
+ * `LIMITS.fileBytes`, checked on its size before it is read, and valid UTF-8.
+ */
+async function readSpecFile(path: string): Promise<string> {
+  const refuse = (message: string, line = 1): never => {
+    throw new ValidationError([{
+      file: escapeForbidden(path),
+      line,
+      column: 1,
+      path: "",
+      message,
+    }]);
+  };
+  // A FIFO would block open() itself until a writer comes: look before opening.
+  const before = await Deno.stat(path);
+  if (!before.isFile) refuse("is not a regular file");
+  if (before.size > LIMITS.fileBytes) {
+    refuse(`is ${before.size} bytes, more than the limit of ${LIMITS.fileBytes} bytes`);
+  }
+  using file = await Deno.open(path, { read: true });
+  const st = await file.stat();
+  if (!st.isFile) refuse("is not a regular file");
+  if (st.size > LIMITS.fileBytes) {
+    refuse(`is ${st.size} bytes, more than the limit of ${LIMITS.fileBytes} bytes`);
+  }
+  // The file may grow after stat: never read more than the limit and one byte.
+  const buf = new Uint8Array(LIMITS.fileBytes + 1);
+  let length = 0;
+  while (length < buf.length) {
+    const n = await file.read(buf.subarray(length));
+    if (n === null) break;
+    length += n;
+  }
+  if (length > LIMITS.fileBytes) refuse(`is more than the limit of ${LIMITS.fileBytes} bytes`);
+  const bytes = buf.subarray(0, length);
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    const text = new TextDecoder("utf-8").decode(bytes);
+    const at = text.indexOf("\uFFFD");
+    const line = text.slice(0, at < 0 ? 0 : at).split("\n").length;
+    return refuse("is not UTF-8 text (a binary file?)", line);
+  }
 }
 
 /**
@@ -82,10 +129,26 @@ export async function loadVirtualMachines(path: string): Promise<VirtualMachine[
  */
 export function parseVirtualMachines(text: string, file: string): VirtualMachine[] {
   const lineCounter = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
   const checker = new Checker(file, lineCounter);
+  if (text.length > LIMITS.fileBytes) {
+    checker.problemAt(0, "", `is more than the limit of ${LIMITS.fileBytes} bytes`);
+    throw new ValidationError(checker.problems);
+  }
+  // uniqueKeys is checked by prepare() with a set per mapping: the yaml package compares each
+  // key with every earlier one, quadratic in the size of a mapping.
+  const docs = parseAllDocuments(text, { lineCounter, uniqueKeys: false, prettyErrors: false });
+  const all = Array.isArray(docs) ? docs : [];
+  const extra = all.filter((d) => d.contents !== null)[LIMITS.vmsPerFile];
+  if (extra !== undefined) {
+    checker.problemAt(
+      extra.contents?.range?.[0] ?? 0,
+      "",
+      `a file may hold at most ${LIMITS.vmsPerFile} VirtualMachine documents; this is one more`,
+    );
+    throw new ValidationError(checker.problems);
+  }
   const vms: VirtualMachine[] = [];
-  for (const doc of Array.isArray(docs) ? docs : []) {
+  for (const doc of all) {
     if (doc.errors.length > 0) {
       for (const err of doc.errors) {
         const message = err.message.replace(/ at line \d+, column \d+.*$/s, "");
@@ -97,6 +160,7 @@ export function parseVirtualMachines(text: string, file: string): VirtualMachine
     if (contents === null || (isScalar(contents) && contents.value === null)) continue;
     checker.doc = doc;
     checker.docLine = lineCounter.linePos(contents.range?.[0] ?? 0).line;
+    if (!checker.prepare(contents)) continue;
     const vm = checker.virtualMachine(contents);
     if (vm !== undefined) vms.push(vm);
   }
@@ -104,9 +168,17 @@ export function parseVirtualMachines(text: string, file: string): VirtualMachine
     checker.problemAt(0, "", `no ${KIND} document found`);
   }
   if (checker.problems.length > 0) {
-    throw new ValidationError(
-      [...checker.problems].sort((a, b) => a.line - b.line || a.column - b.column),
-    );
+    const sorted = [...checker.problems].sort((a, b) => a.line - b.line || a.column - b.column);
+    const shown = sorted.slice(0, PROBLEMS_SHOWN);
+    const last = shown[shown.length - 1]!;
+    if (sorted.length > shown.length) {
+      shown.push({
+        ...last,
+        path: "",
+        message: `and ${sorted.length - shown.length} more problems`,
+      });
+    }
+    throw new ValidationError(shown);
   }
   return vms;
 }
@@ -170,6 +242,11 @@ function lowerFirst(s: string): string {
   return s.length > 0 ? s[0]!.toLowerCase() + s.slice(1) : s;
 }
 
+/** A user's string for a message: quoted, escaped, and cut short when long. */
+function shown(v: string): string {
+  return v.length > 60 ? `${quoteForTerminal(v.slice(0, 57))}...` : quoteForTerminal(v);
+}
+
 /** A short, safe rendering of a scalar for "got ..." in messages. */
 function describe(node: unknown): string {
   if (isMap(node)) return "a mapping";
@@ -177,9 +254,9 @@ function describe(node: unknown): string {
   if (isScalar(node)) {
     const v = node.value;
     if (typeof v === "string") {
-      return v.length > 60 ? `${JSON.stringify(v.slice(0, 57))}...` : JSON.stringify(v);
+      return shown(v);
     }
-    return String(v);
+    return escapeForbidden(String(v));
   }
   return "nothing";
 }
@@ -201,12 +278,114 @@ class Checker {
   docLine = 1;
   /** Field paths already suggested for a misspelt key: their absence is not reported again. */
   readonly #suggested = new Set<string>();
+  /** Each alias's node, found in one pass over the document (yaml's own lookup walks it). */
+  readonly #aliasTargets = new Map<Alias, Node>();
+  /** Scalars already reported (a forbidden character): no field check reports them again. */
+  readonly #reported = new Set<Node>();
+  /** Aliases seen in the file so far. */
+  #aliases = 0;
 
   constructor(readonly file: string, readonly lineCounter: LineCounter) {}
 
   problemAt(offset: number, path: string, message: string): void {
     const { line, col } = this.lineCounter.linePos(offset);
-    this.problems.push({ file: this.file, line, column: col, path, message });
+    this.problems.push({
+      file: escapeForbidden(this.file),
+      line,
+      column: col,
+      path: escapeForbidden(path),
+      message: escapeForbidden(message),
+    });
+  }
+
+  /**
+   * One pass over a document before its fields are checked, in time linear in its size: resolves
+   * every alias (at most LIMITS.aliasesPerFile in a file), refuses duplicate keys, nesting deeper
+   * than LIMITS.nestingDepth and any string (key or value) with a forbidden character. Returns
+   * false when the document cannot be checked further.
+   */
+  prepare(root: Node): boolean {
+    const anchors = new Map<string, Node>();
+    let fatal = false;
+    const visit = (node: unknown, path: string, depth: number): void => {
+      if (fatal || node === null || node === undefined) return;
+      if (isAlias(node)) {
+        if (++this.#aliases > LIMITS.aliasesPerFile) {
+          this.problem(
+            node,
+            path,
+            `a file may use at most ${LIMITS.aliasesPerFile} aliases, got more than ${LIMITS.aliasesPerFile} aliases`,
+          );
+          fatal = true;
+          return;
+        }
+        const target = anchors.get(node.source);
+        if (target !== undefined) this.#aliasTargets.set(node, target);
+        else {
+          this.problem(
+            node,
+            path,
+            `alias ${
+              quoteForTerminal(`*${node.source}`)
+            } refers to no anchor before it in this document`,
+          );
+        }
+        return;
+      }
+      if (depth > LIMITS.nestingDepth) {
+        this.problem(node as Node, path, `nested more than ${LIMITS.nestingDepth} levels deep`);
+        fatal = true;
+        return;
+      }
+      if (isScalar(node)) {
+        if (typeof node.value === "string") {
+          const bad = forbiddenCharacter(node.value);
+          if (bad !== undefined) {
+            this.#reported.add(node);
+            this.problem(
+              node,
+              path,
+              `must not contain control characters, got ${
+                codePointName(bad.codePoint)
+              } at character ${bad.index + 1}`,
+            );
+          }
+        }
+      } else if (isMap(node)) {
+        const seen = new Set<unknown>();
+        for (const pair of (node as YAMLMap<unknown, unknown>).items) {
+          visit(pair.key, path, depth + 1);
+          const key = isScalar(pair.key) ? pair.key.value : undefined;
+          const keyText = typeof key === "string" && !this.#reported.has(pair.key as Node)
+            ? key
+            : undefined;
+          if (key !== undefined && key !== null && typeof key !== "object") {
+            if (seen.has(key)) {
+              this.#reported.add(pair.key as Node);
+              this.problem(
+                pair.key as Node,
+                keyText === undefined ? path : join(path, keyText),
+                `duplicate key ${describe(pair.key)}`,
+              );
+            }
+            seen.add(key);
+          }
+          visit(pair.value, keyText === undefined ? path : join(path, keyText), depth + 1);
+        }
+      } else if (isSeq(node)) {
+        node.items.forEach((item, i) => visit(item, `${path}[${i}]`, depth + 1));
+      }
+      // Set after the children, so an alias inside its own anchor's node never makes a cycle.
+      const anchor = (node as { anchor?: string }).anchor;
+      if (anchor !== undefined) anchors.set(anchor, node as Node);
+    };
+    visit(root, "", 0);
+    return !fatal;
+  }
+
+  /** Whether prepare() reported this node already. */
+  reported(node: unknown): boolean {
+    return this.#reported.has(node as Node);
   }
 
   problem(node: Node | Pair | undefined, path: string, message: string): void {
@@ -218,7 +397,11 @@ class Checker {
   }
 
   deref(node: unknown): Node | undefined {
-    if (isAlias(node) && this.doc !== undefined) return this.deref(node.resolve(this.doc));
+    if (isAlias(node)) {
+      const target = this.#aliasTargets.get(node);
+      // An alias to a node that is itself an alias was resolved to that alias's target already.
+      return target === undefined || isAlias(target) ? undefined : this.deref(target);
+    }
     if (node === null || node === undefined) return undefined;
     if (isScalar(node) && node.value === null) return undefined;
     return node as Node;
@@ -237,6 +420,7 @@ class Checker {
     const out = new Map<string, Field>();
     for (const pair of (node as YAMLMap<unknown, unknown>).items) {
       const keyNode = this.deref(pair.key);
+      if (this.reported(keyNode)) continue;
       const key = isScalar(keyNode) ? keyNode.value : undefined;
       if (typeof key !== "string") {
         this.problem(keyNode, path, `field names must be strings, got ${describe(keyNode)}`);
@@ -250,8 +434,8 @@ class Checker {
           keyNode,
           fieldPath,
           hint !== undefined
-            ? `unknown field "${key}", did you mean "${hint}"?`
-            : `unknown field "${key}"; valid fields: ${allowed.join(", ")}`,
+            ? `unknown field ${quoteForTerminal(key)}, did you mean "${hint}"?`
+            : `unknown field ${quoteForTerminal(key)}; valid fields: ${allowed.join(", ")}`,
         );
         continue;
       }
@@ -271,6 +455,7 @@ class Checker {
       if (required) this.missing(parent, f, path);
       return undefined;
     }
+    if (this.reported(f.node)) return undefined;
     if (!isScalar(f.node) || typeof f.node.value !== "string") {
       this.problem(f.node, path, `must be a string, got ${describe(f.node)}`);
       return undefined;
@@ -280,7 +465,7 @@ class Checker {
 
   /** A string value whose content must never be echoed (keys, hashes). */
   secret(node: Node | undefined, path: string): string | undefined {
-    if (node === undefined) return undefined;
+    if (node === undefined || this.reported(node)) return undefined;
     if (!isScalar(node) || typeof node.value !== "string") {
       const what = isMap(node) ? "a mapping" : isSeq(node) ? "a list" : `a ${typeof node}`;
       this.problem(
@@ -307,12 +492,17 @@ class Checker {
     path: string,
     parent: Node,
     required: boolean,
+    max = Number.MAX_SAFE_INTEGER,
   ): number | undefined {
     if (f?.node === undefined) {
       if (required) this.missing(parent, f, path);
       return undefined;
     }
     const v = isScalar(f.node) ? f.node.value : undefined;
+    if (typeof v === "number" && Number.isFinite(v) && v > max) {
+      this.problem(f.node, path, `must be at most ${max}, got ${describe(f.node)}`);
+      return undefined;
+    }
     if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) {
       this.problem(f.node, path, `must be a positive integer, got ${describe(f.node)}`);
       return undefined;
@@ -320,11 +510,15 @@ class Checker {
     return v;
   }
 
-  list(f: Field | undefined, path: string, sensitive = false): Node[] | undefined {
+  list(f: Field | undefined, path: string, max: number, sensitive = false): Node[] | undefined {
     if (f?.node === undefined) return undefined;
     if (!isSeq(f.node)) {
       const got = sensitive && isScalar(f.node) ? `a ${typeof f.node.value}` : describe(f.node);
       this.problem(f.node, path, `must be a list, got ${got}`);
+      return undefined;
+    }
+    if (f.node.items.length > max) {
+      this.problem(f.node, path, `may have at most ${max} entries, got ${f.node.items.length}`);
       return undefined;
     }
     return f.node.items.map((item) => this.deref(item) ?? (item as Node));
@@ -333,6 +527,7 @@ class Checker {
   stringMap(
     f: Field | undefined,
     path: string,
+    max: number,
     check?: (key: string, value: string, keyNode: Node, valueNode: Node) => void,
   ): Record<string, string> | undefined {
     if (f?.node === undefined) return undefined;
@@ -340,9 +535,15 @@ class Checker {
       this.problem(f.node, path, `must be a mapping of strings, got ${describe(f.node)}`);
       return undefined;
     }
+    const items = (f.node as YAMLMap<unknown, unknown>).items;
+    if (items.length > max) {
+      this.problem(f.node, path, `may have at most ${max} entries, got ${items.length}`);
+      return undefined;
+    }
     const out: Record<string, string> = {};
-    for (const pair of (f.node as YAMLMap<unknown, unknown>).items) {
+    for (const pair of items) {
       const keyNode = this.deref(pair.key);
+      if (this.reported(keyNode) || this.reported(this.deref(pair.value))) continue;
       const key = isScalar(keyNode) ? keyNode.value : undefined;
       if (typeof key !== "string" || keyNode === undefined) {
         this.problem(keyNode, path, `keys must be strings, got ${describe(keyNode)}`);
@@ -360,7 +561,13 @@ class Checker {
         continue;
       }
       check?.(key, valueNode.value, keyNode, valueNode);
-      out[key] = valueNode.value;
+      // defineProperty: a key such as "__proto__" is data, not the object's prototype.
+      Object.defineProperty(out, key, {
+        value: valueNode.value,
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     }
     return out;
   }
@@ -413,7 +620,7 @@ class Checker {
           f.get("name")?.node,
           "metadata.name",
           `must start and end with a letter or digit and contain only letters, digits, "-" and "_", got ${
-            JSON.stringify(raw)
+            shown(raw)
           }`,
         );
       } else {
@@ -430,27 +637,54 @@ class Checker {
         }
       }
     }
-    const labels = this.stringMap(f.get("labels"), "metadata.labels", (k, v, kn, vn) => {
-      if (!isLabelKey(k)) {
-        this.problem(
-          kn,
-          join("metadata.labels", k),
-          `label keys must be [prefix/]name with a name of at most 63 letters, digits, "-", "_", "." starting and ending with a letter or digit, got ${
-            JSON.stringify(k)
-          }`,
-        );
-      }
-      if (v !== "" && !LABEL_NAME.test(v)) {
-        this.problem(
-          vn,
-          join("metadata.labels", k),
-          `label values must be empty or at most 63 letters, digits, "-", "_", "." starting and ending with a letter or digit, got ${
-            JSON.stringify(v)
-          }`,
-        );
-      }
-    });
-    const annotations = this.stringMap(f.get("annotations"), "metadata.annotations");
+    const labels = this.stringMap(
+      f.get("labels"),
+      "metadata.labels",
+      LIMITS.labels,
+      (k, v, kn, vn) => {
+        if (!isLabelKey(k)) {
+          this.problem(
+            kn,
+            join("metadata.labels", k),
+            `label keys must be [prefix/]name with a name of at most 63 letters, digits, "-", "_", "." starting and ending with a letter or digit, got ${
+              shown(k)
+            }`,
+          );
+        }
+        if (v !== "" && !LABEL_NAME.test(v)) {
+          this.problem(
+            vn,
+            join("metadata.labels", k),
+            `label values must be empty or at most 63 letters, digits, "-", "_", "." starting and ending with a letter or digit, got ${
+              shown(v)
+            }`,
+          );
+        }
+      },
+    );
+    let annotationChars = 0;
+    const annotations = this.stringMap(
+      f.get("annotations"),
+      "metadata.annotations",
+      LIMITS.annotations,
+      (k, v, kn) => {
+        annotationChars += k.length + v.length;
+        if (k.length > LIMITS.annotationKeyLength) {
+          this.problem(
+            kn,
+            "metadata.annotations",
+            `annotation keys may have at most ${LIMITS.annotationKeyLength} characters, got ${k.length}`,
+          );
+        }
+      },
+    );
+    if (annotationChars > LIMITS.annotationsTotalLength) {
+      this.problem(
+        f.get("annotations")?.node,
+        "metadata.annotations",
+        `keys and values together may have at most ${LIMITS.annotationsTotalLength} characters, got ${annotationChars}`,
+      );
+    }
     const generation = this.positiveInteger(
       f.get("generation"),
       "metadata.generation",
@@ -479,7 +713,7 @@ class Checker {
       "domainType",
     ]);
     if (f === undefined) return undefined;
-    const vcpus = this.positiveInteger(f.get("vcpus"), "spec.vcpus", node, true);
+    const vcpus = this.positiveInteger(f.get("vcpus"), "spec.vcpus", node, true, LIMITS.vcpus);
     const memoryGiB = this.memory(f.get("memoryGiB"), node);
     const bootField = f.get("bootDisk");
     const bootDisk = bootField?.node === undefined
@@ -523,6 +757,10 @@ class Checker {
       this.problem(f.node, path, `must be a positive number, got ${describe(f.node)}`);
       return undefined;
     }
+    if (v > LIMITS.memoryGiB) {
+      this.problem(f.node, path, `must be at most ${LIMITS.memoryGiB} (16 TiB), got ${v}`);
+      return undefined;
+    }
     if (!Number.isInteger(v * 1024)) {
       this.problem(f.node, path, `must be a whole number of MiB (a multiple of 1/1024), got ${v}`);
       return undefined;
@@ -550,7 +788,7 @@ class Checker {
       this.problem(
         f?.node,
         path,
-        `must be a pool name of letters, digits, "_", ".", "+", "-", got ${JSON.stringify(v)}`,
+        `must be a pool name of letters, digits, "_", ".", "+", "-", got ${shown(v)}`,
       );
       return undefined;
     }
@@ -561,7 +799,13 @@ class Checker {
     const before = this.problems.length;
     const f = this.fields(node, "spec.bootDisk", ["sizeGB", "image", "imagePool", "empty"]);
     if (f === undefined) return undefined;
-    const sizeGB = this.positiveInteger(f.get("sizeGB"), "spec.bootDisk.sizeGB", node, true);
+    const sizeGB = this.positiveInteger(
+      f.get("sizeGB"),
+      "spec.bootDisk.sizeGB",
+      node,
+      true,
+      LIMITS.diskSizeGB,
+    );
     const image = this.string(f.get("image"), "spec.bootDisk.image", node, false);
     const imagePool = this.pool(f.get("imagePool"), "spec.bootDisk.imagePool", node);
     const empty = this.boolean(f.get("empty"), "spec.bootDisk.empty");
@@ -590,8 +834,23 @@ class Checker {
   imageReference(node: Node | undefined, image: string, imagePool: string | undefined): void {
     const path = "spec.bootDisk.image";
     if (image.startsWith("/")) {
-      if (image.endsWith("/") || image.includes("\0")) {
-        this.problem(node, path, `must be a file path, got ${JSON.stringify(image)}`);
+      if (image.length > LIMITS.imagePathLength) {
+        this.problem(
+          node,
+          path,
+          `must be a file path of at most ${LIMITS.imagePathLength} characters, got ${image.length}`,
+        );
+      } else if (
+        image.endsWith("/") ||
+        image.split("/").slice(1).some((s) => s === "" || s === "." || s === "..")
+      ) {
+        this.problem(
+          node,
+          path,
+          `must be an absolute file path without empty, "." or ".." parts, got ${
+            quoteForTerminal(image)
+          }`,
+        );
       }
       return;
     }
@@ -602,7 +861,7 @@ class Checker {
       this.problem(
         node,
         path,
-        `must be volume, pool:volume or /path, got ${JSON.stringify(image)}`,
+        `must be volume, pool:volume or /path, got ${shown(image)}`,
       );
       return;
     }
@@ -610,7 +869,7 @@ class Checker {
       this.problem(
         node,
         path,
-        `must be volume, pool:volume or /path, got ${JSON.stringify(image)}`,
+        `must be volume, pool:volume or /path, got ${shown(image)}`,
       );
       return;
     }
@@ -624,7 +883,7 @@ class Checker {
   }
 
   dataDisks(f: Field | undefined): DataDisk[] | undefined {
-    const items = this.list(f, "spec.dataDisks");
+    const items = this.list(f, "spec.dataDisks", LIMITS.dataDisks);
     if (items === undefined) return undefined;
     const disks: DataDisk[] = [];
     const seen = new Map<string, string>();
@@ -633,7 +892,13 @@ class Checker {
       const g = this.fields(item, path, ["device", "sizeGB"]);
       if (g === undefined) return;
       const device = this.string(g.get("device"), `${path}.device`, item, true);
-      const sizeGB = this.positiveInteger(g.get("sizeGB"), `${path}.sizeGB`, item, true);
+      const sizeGB = this.positiveInteger(
+        g.get("sizeGB"),
+        `${path}.sizeGB`,
+        item,
+        true,
+        LIMITS.diskSizeGB,
+      );
       let deviceOk = device !== undefined;
       if (device !== undefined && !DATA_DEVICE_PATTERN.test(device)) {
         this.problem(
@@ -641,7 +906,7 @@ class Checker {
           `${path}.device`,
           device === "vda"
             ? `must not be "vda", the boot disk`
-            : `must be a virtio disk name vdb to vdz (or vdaa...), got ${JSON.stringify(device)}`,
+            : `must be a virtio disk name vdb to vdz (or vdaa...), got ${shown(device)}`,
         );
         deviceOk = false;
       } else if (device !== undefined && seen.has(device)) {
@@ -660,7 +925,7 @@ class Checker {
 
   networkInterfaces(node: Node): NetworkInterface[] | undefined {
     const path = "spec.networkInterfaces";
-    const items = this.list({ node, keyNode: undefined }, path);
+    const items = this.list({ node, keyNode: undefined }, path, LIMITS.networkInterfaces);
     if (items === undefined) return undefined;
     if (items.length === 0) {
       this.problem(node, path, "needs at least one interface, got an empty list");
@@ -681,9 +946,7 @@ class Checker {
           this.problem(
             g.get("ip")?.node,
             `${p}.ip`,
-            `must be an IPv4 address with prefix length, like 192.0.2.10/24, got ${
-              JSON.stringify(ip)
-            }`,
+            `must be an IPv4 address with prefix length, like 192.0.2.10/24, got ${shown(ip)}`,
           );
         } else {
           const hostBits = 32 - cidr.prefix;
@@ -715,10 +978,10 @@ class Checker {
         this.problem(
           g.get("gateway")?.node,
           `${p}.gateway`,
-          `must be an IPv4 address, got ${JSON.stringify(gateway)}`,
+          `must be an IPv4 address, got ${shown(gateway)}`,
         );
       }
-      const dnsItems = this.list(g.get("dnsServers"), `${p}.dnsServers`);
+      const dnsItems = this.list(g.get("dnsServers"), `${p}.dnsServers`, LIMITS.dnsServers);
       const dnsServers: string[] = [];
       dnsItems?.forEach((d, j) => {
         const s = this.string({ node: d, keyNode: undefined }, `${p}.dnsServers[${j}]`, d, true);
@@ -727,7 +990,7 @@ class Checker {
           this.problem(
             d,
             `${p}.dnsServers[${j}]`,
-            `must be an IPv4 or IPv6 address, got ${JSON.stringify(s)}`,
+            `must be an IPv4 or IPv6 address, got ${shown(s)}`,
           );
           return;
         }
@@ -739,7 +1002,7 @@ class Checker {
           g.get("bridge")?.node,
           `${p}.bridge`,
           `must be a Linux interface name (1 to 15 letters, digits, "_", ".", "-"), got ${
-            JSON.stringify(bridge)
+            shown(bridge)
           }`,
         );
       }
@@ -781,26 +1044,38 @@ class Checker {
         this.problem(
           f.get("fqdn")?.node,
           `${path}.fqdn`,
-          `must be a fully qualified domain name like host.example.com, got ${
-            JSON.stringify(rawFqdn)
-          }`,
+          `must be a fully qualified domain name like host.example.com, got ${shown(rawFqdn)}`,
         );
       }
     }
-    const keyItems = this.list(f.get("sshAuthorizedKeys"), `${path}.sshAuthorizedKeys`, true);
+    const keyItems = this.list(
+      f.get("sshAuthorizedKeys"),
+      `${path}.sshAuthorizedKeys`,
+      LIMITS.sshAuthorizedKeys,
+      true,
+    );
     const keys: string[] = [];
     keyItems?.forEach((k, i) => {
       const p = `${path}.sshAuthorizedKeys[${i}]`;
       const key = this.secret(k, p);
       if (key === undefined) return;
-      const trouble = sshKeyProblem(key);
-      if (trouble !== undefined) this.problem(k, p, trouble);
-      else keys.push(key.trim());
+      try {
+        keys.push(parseSshPublicKey(key, { allowOptions: true }).line);
+      } catch (e) {
+        if (!(e instanceof SshKeyError)) throw e;
+        this.problem(k, p, e.message);
+      }
     });
     const hashNode = f.get("passwordHash")?.node;
     const passwordHash = this.secret(hashNode, `${path}.passwordHash`);
     if (passwordHash !== undefined) {
-      if (!passwordHash.startsWith("$")) {
+      if (passwordHash.length > LIMITS.passwordHashLength) {
+        this.problem(
+          hashNode,
+          `${path}.passwordHash`,
+          `must have at most ${LIMITS.passwordHashLength} characters, got ${passwordHash.length}`,
+        );
+      } else if (!passwordHash.startsWith("$")) {
         this.problem(
           hashNode,
           `${path}.passwordHash`,
@@ -811,6 +1086,12 @@ class Checker {
           hashNode,
           `${path}.passwordHash`,
           "must not contain white space or colons, got a value that does",
+        );
+      } else if (!/^[\x21-\x7e]+$/.test(passwordHash)) {
+        this.problem(
+          hashNode,
+          `${path}.passwordHash`,
+          "must be printable ASCII (crypt(3) hashes are), got a value that is not",
         );
       }
     }
@@ -841,32 +1122,15 @@ function isLabelKey(key: string): boolean {
 }
 
 /**
- * Why `line` is not an OpenSSH public key, or undefined when it is one. The key material is checked
- * (base64 whose embedded type matches the declared type) but never quoted back.
+ * Why `line` is not an OpenSSH public key line (`[options] type base64 [comment]`, checked strictly by
+ * lib/cloudinit/ssh_key.ts), or undefined when it is one. The key material is never quoted back.
  */
 export function sshKeyProblem(line: string): string | undefined {
-  const expected = 'must be an OpenSSH public key like "ssh-ed25519 AAAA... comment"';
-  const fields = line.trim().split(/\s+/);
-  const [type, blob] = fields;
-  if (type === undefined || !(SSH_KEY_TYPES as readonly string[]).includes(type)) {
-    return `${expected} with a type of ${SSH_KEY_TYPES.join(", ")}, got another type`;
-  }
-  if (blob === undefined || !/^[A-Za-z0-9+/]+={0,2}$/.test(blob) || blob.length % 4 !== 0) {
-    return `${expected}, got a ${type} key whose key data is not base64`;
-  }
-  let bytes: Uint8Array;
   try {
-    bytes = Uint8Array.from(atob(blob), (c) => c.charCodeAt(0));
-  } catch {
-    return `${expected}, got a ${type} key whose key data is not base64`;
+    parseSshPublicKey(line, { allowOptions: true });
+    return undefined;
+  } catch (e) {
+    if (e instanceof SshKeyError) return e.message;
+    throw e;
   }
-  const view = new DataView(bytes.buffer);
-  const len = bytes.length >= 4 ? view.getUint32(0) : -1;
-  const inner = len >= 0 && 4 + len <= bytes.length
-    ? new TextDecoder().decode(bytes.subarray(4, 4 + len))
-    : undefined;
-  if (inner !== type) {
-    return `${expected}, got a ${type} key whose key data is not a ${type} key`;
-  }
-  return undefined;
 }

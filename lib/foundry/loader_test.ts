@@ -178,7 +178,7 @@ Deno.test("YAML syntax errors and duplicate keys are problems with a position", 
   assert.equal(err.problems[0]?.path, "");
   assert.match(err.message, /^vm\.yaml:\d+:\d+ invalid YAML: /);
   const dup = problems(doc().replace("vcpus: 2", "vcpus: 2\n  vcpus: 3"));
-  assert.match(dup.message, /vm\.yaml:\d+:3 invalid YAML: map keys must be unique/);
+  assert.match(dup.message, /^vm\.yaml:\d+:3 spec\.vcpus: duplicate key "vcpus"$/);
 });
 
 Deno.test("a file without documents is rejected", () => {
@@ -536,4 +536,184 @@ Deno.test("loadVirtualMachines() reads a file and names it in problems", async (
 
 Deno.test("ValidationError refuses to be built without problems", () => {
   assert.throws(() => new ValidationError([]), RangeError);
+});
+
+// --- issue 10: injection, aliases, limits ---------------------------------------------------------
+
+/** Every control character a terminal or a line-oriented file would act on, none left raw. */
+// deno-lint-ignore no-control-regex
+const RAW_CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+
+Deno.test("an SSH key with a newline is refused: one entry can never become two authorized_keys lines", () => {
+  for (const bad of [`${fakeSshKey()}\n${fakeSshKey("ssh-rsa", 3)}`, `${fakeSshKey()}\n`]) {
+    const err = problems(doc((v) => (v.spec.cloudInit.sshAuthorizedKeys = [bad])));
+    assert.equal(err.problems[0]?.path, "spec.cloudInit.sshAuthorizedKeys[0]", err.message);
+    assert.match(err.message, /control character/);
+  }
+});
+
+Deno.test("a truncated SSH key blob is refused", () => {
+  const [type, blob] = fakeSshKey().split(" ") as [string, string];
+  const bytes = Uint8Array.from(atob(blob), (c) => c.charCodeAt(0)).subarray(0, 30);
+  const truncated = `${type} ${btoa(String.fromCharCode(...bytes))} x@y`;
+  rejects(
+    doc((v) => (v.spec.cloudInit.sshAuthorizedKeys = [truncated])),
+    "spec.cloudInit.sshAuthorizedKeys[0]",
+    "truncated",
+  );
+  assert.equal(accepts(doc()).spec.cloudInit?.sshAuthorizedKeys?.length, 2);
+});
+
+Deno.test("an SSH key may carry authorized_keys options", () => {
+  const key = `from="192.0.2.0/24",no-pty ${fakeSshKey()}`;
+  const vm = accepts(doc((v) => (v.spec.cloudInit.sshAuthorizedKeys = [key])));
+  assert.deepEqual(vm.spec.cloudInit?.sshAuthorizedKeys, [key]);
+});
+
+Deno.test("control characters are refused in every string, and never echoed raw", () => {
+  const esc = "\u001b]0;owned\u0007";
+  const cases: [string, (v: Loose) => void][] = [
+    ["metadata.annotations.description", (v) => (v.metadata.annotations.description = `a${esc}`)],
+    ["metadata.annotations", (v) => (v.metadata.annotations[`k${esc}`] = "x")],
+    ["metadata.labels.role", (v) => (v.metadata.labels.role = `web\r`)],
+    ["metadata.name", (v) => (v.metadata.name = `web\u0000`)],
+    ["spec.bootDisk.image", (v) => (v.spec.bootDisk.image = `/var/lib/x${esc}.qcow2`)],
+    ["spec.cloudInit.fqdn", (v) => (v.spec.cloudInit.fqdn = "web.example.org\n")],
+    ["spec.networkInterfaces[0].bridge", (v) => (v.spec.networkInterfaces[0].bridge = "br0\t")],
+    ["spec", (v) => (v.spec[`x${esc}`] = 1)],
+    ["metadata.annotations.bidi", (v) => (v.metadata.annotations.bidi = "abc\u202edcba")],
+    ["metadata.annotations.c1", (v) => (v.metadata.annotations.c1 = "a\u009b2Jb")],
+  ];
+  for (const [path, mutate] of cases) {
+    const err = problems(doc(mutate));
+    assert.ok(err.problems.some((p) => p.path.startsWith(path)), `${path}: ${err.message}`);
+    assert.ok(!RAW_CONTROL.test(err.message), `${path}: raw control character in ${err.message}`);
+  }
+});
+
+Deno.test("a file path image must be a plain absolute path: no . or .. segments", () => {
+  for (const bad of ["/var/lib/../../etc/shadow", "/var/./x.qcow2", "/var//x.qcow2"]) {
+    rejects(doc((v) => (v.spec.bootDisk.image = bad)), "spec.bootDisk.image", "path");
+  }
+  rejects(
+    doc((v) => (v.spec.bootDisk.image = `/${"a".repeat(5000)}`)),
+    "spec.bootDisk.image",
+    "at most",
+  );
+});
+
+Deno.test("more aliases than the limit are refused; a few aliases work", () => {
+  const many = "apiVersion: foundry.cofront.xyz/v1alpha1\nkind: VirtualMachine\nmetadata:\n" +
+    "  name: &n web\n  annotations:\n" +
+    Array.from({ length: 1500 }, (_, i) => `    k${i}: *n\n`).join("") + "spec: {}\n";
+  const err = problems(many);
+  assert.ok(err.problems.some((p) => /more than 1000 aliases/.test(p.message)), err.message);
+  const shared = "apiVersion: foundry.cofront.xyz/v1alpha1\nkind: VirtualMachine\n" +
+    "metadata: {name: a}\nspec:\n  vcpus: 1\n  memoryGiB: 1\n  bootDisk: {sizeGB: 1, empty: true}\n" +
+    "  networkInterfaces:\n  - &nic {ip: 192.0.2.10/24, gateway: 192.0.2.1, bridge: br0}\n" +
+    "  - *nic\n";
+  const e2 = problems(shared); // same address twice: the alias was followed
+  assert.match(e2.message, /duplicate address 192\.0\.2\.10/);
+  const across = problems("a: &x 1\n---\nb: *x\n");
+  assert.match(across.message, /alias "\*x" refers to no anchor before it/);
+});
+
+Deno.test("lists and maps have upper bounds", () => {
+  const nic = (i: number) => ({
+    ip: `10.${i}.0.10/24`,
+    gateway: `10.${i}.0.1`,
+    bridge: "br0",
+    defaultRoute: i === 0,
+  });
+  rejects(
+    doc((v) => (v.spec.networkInterfaces = Array.from({ length: 17 }, (_, i) => nic(i)))),
+    "spec.networkInterfaces",
+    "at most 16",
+  );
+  rejects(
+    doc((v) => (v.spec.dataDisks = Array.from({ length: 33 }, (_, i) => ({
+      device: `vda${String.fromCharCode(97 + (i % 26))}${i >= 26 ? "x" : ""}`,
+      sizeGB: 1,
+    })))),
+    "spec.dataDisks",
+    "at most 32",
+  );
+  rejects(
+    doc((v) => (v.spec.networkInterfaces[0].dnsServers = Array(9).fill("192.0.2.53"))),
+    "spec.networkInterfaces[0].dnsServers",
+    "at most 8",
+  );
+  rejects(
+    doc((v) => (v.spec.cloudInit.sshAuthorizedKeys = Array(65).fill(fakeSshKey()))),
+    "spec.cloudInit.sshAuthorizedKeys",
+    "at most 64",
+  );
+  rejects(
+    doc((v) => (v.metadata.labels = Object.fromEntries(
+      Array.from({ length: 65 }, (_, i) => [`l${i}`, "x"]),
+    ))),
+    "metadata.labels",
+    "at most 64",
+  );
+  rejects(
+    doc((v) => (v.metadata.annotations = Object.fromEntries(
+      Array.from({ length: 65 }, (_, i) => [`a${i}`, "x"]),
+    ))),
+    "metadata.annotations",
+    "at most 64",
+  );
+  rejects(
+    doc((v) => (v.metadata.annotations = { big: "x".repeat(70_000) })),
+    "metadata.annotations",
+    "65536",
+  );
+  const vms = Array.from({ length: 101 }, (_, i) => other(`vm-${i}`)).join("---\n");
+  const err = problems(vms);
+  assert.ok(err.problems.some((p) => /at most 100 VirtualMachine documents/.test(p.message)));
+});
+
+Deno.test("numbers have upper bounds that libvirt and QEMU accept", () => {
+  rejects(doc((v) => (v.spec.memoryGiB = 1e30)), "spec.memoryGiB", "at most 16384");
+  rejects(doc((v) => (v.spec.memoryGiB = 16385)), "spec.memoryGiB", "at most 16384");
+  rejects(doc((v) => (v.spec.vcpus = 9007199254740991)), "spec.vcpus", "at most 4096");
+  rejects(doc((v) => (v.spec.vcpus = 4097)), "spec.vcpus", "at most 4096");
+  rejects(
+    doc((v) => (v.spec.dataDisks[0].sizeGB = 9 * 1024 * 1024)),
+    "spec.dataDisks[0].sizeGB",
+    "at most 1048576",
+  );
+  rejects(doc((v) => (v.spec.bootDisk.sizeGB = 2 ** 40)), "spec.bootDisk.sizeGB", "at most");
+  const vm = accepts(doc((v) => {
+    v.spec.vcpus = 4096;
+    v.spec.memoryGiB = 16384;
+    v.spec.dataDisks[0].sizeGB = 1048576;
+  }));
+  assert.equal(vm.spec.vcpus, 4096);
+});
+
+Deno.test("loadVirtualMachines() refuses a file larger than the limit without reading it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const big = `${dir}/big.yaml`;
+    const f = await Deno.open(big, { create: true, write: true });
+    await f.truncate(8 * 2 ** 30); // sparse: 8 GiB that were never written
+    f.close();
+    await assert.rejects(loadVirtualMachines(big), (e: unknown) => {
+      assert.ok(e instanceof ValidationError, String(e));
+      assert.match(e.message, /1048576 bytes/);
+      return true;
+    });
+    await assert.rejects(loadVirtualMachines(dir), (e: unknown) => {
+      assert.ok(e instanceof ValidationError, String(e));
+      assert.match(e.message, /not a regular file/);
+      return true;
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a file that is not UTF-8 text is refused with its line", () => {
+  const err = problems("apiVersion: x\nkind: \uFFFD\u0000\n");
+  assert.ok(err.problems.some((p) => p.line === 2 && p.path === "kind"), err.message);
 });

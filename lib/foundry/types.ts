@@ -161,3 +161,44 @@ export interface VirtualMachine {
   /** Observed state; never read from a user's file. */
   status?: VirtualMachineStatus;
 }
+
+/**
+ * Upper bounds of a `VirtualMachine` file, checked before anything reaches libvirt. README
+ * ("Limits") says why each is what it is.
+ */
+export const LIMITS = {
+  /** Bytes of one YAML file; checked on the file's size before it is read. */
+  fileBytes: 1_048_576,
+  /** `VirtualMachine` documents in one file. */
+  vmsPerFile: 100,
+  /** YAML aliases (`*name`) in one file; each is resolved in constant time. */
+  aliasesPerFile: 1000,
+  /** Nesting depth of mappings and lists. */
+  nestingDepth: 32,
+  /** `spec.vcpus`: the most any QEMU accepts for a q35 machine (QEMU 9.0 and later: 4096). */
+  vcpus: 4096,
+  /** `spec.memoryGiB`: 16 TiB. */
+  memoryGiB: 16384,
+  /** `sizeGB` of a disk: 1 PiB, within what a qcow2 image with 64 KiB clusters can address. */
+  diskSizeGB: 1_048_576,
+  /** `spec.networkInterfaces` entries. */
+  networkInterfaces: 16,
+  /** `spec.dataDisks` entries. */
+  dataDisks: 32,
+  /** `dnsServers` of one interface. */
+  dnsServers: 8,
+  /** `spec.cloudInit.sshAuthorizedKeys` entries. */
+  sshAuthorizedKeys: 64,
+  /** `metadata.labels` entries. */
+  labels: 64,
+  /** `metadata.annotations` entries. */
+  annotations: 64,
+  /** Characters of an annotation key: a label key's most (253 prefix + "/" + 63 name). */
+  annotationKeyLength: 317,
+  /** Characters of all annotation keys and values together. */
+  annotationsTotalLength: 65_536,
+  /** Characters of a file-path `spec.bootDisk.image` (Linux PATH_MAX less the final NUL). */
+  imagePathLength: 4095,
+  /** Characters of `spec.cloudInit.passwordHash`. */
+  passwordHashLength: 512,
+} as const;
