@@ -18,6 +18,7 @@
  * @module
  */
 import { stringify } from "npm:yaml@^2.9.1";
+import { assertSafeText } from "./safe_text.ts";
 
 /** The first line of every cloud-config document; cloud-init ignores user data without it. */
 export const CLOUD_CONFIG_HEADER = "#cloud-config";
@@ -88,7 +89,12 @@ export function carriesCredentials(opts: CloudConfigOptions): boolean {
  * `chpasswd.users` (type `hash`, understood since cloud-init 22.3). `ssh_pwauth` is `sshPwauth` when
  * given, else true only when there is a password.
  *
- * @throws {TypeError} when `extra` tries to replace a managed key or an entry is malformed
+ * No string of the document may hold a control character (see safe_text.ts): a newline in a key
+ * would add a line to `authorized_keys`. File contents and shell command strings may hold newlines
+ * and tabs, nothing else.
+ *
+ * @throws {TypeError} when `extra` tries to replace a managed key, an entry is malformed or a string
+ * holds a control character
  */
 export function buildCloudConfig(opts: CloudConfigOptions = {}): string {
   const doc: Record<string, unknown> = {};
@@ -115,6 +121,7 @@ export function buildCloudConfig(opts: CloudConfigOptions = {}): string {
     if (value === undefined || value === null) continue;
     doc[key] = value;
   }
+  assertSafeDocument(doc, "cloud-config");
   // An empty document is still written as a mapping: cloud-init rejects a bare header.
   const body = Object.keys(doc).length === 0 ? "{}\n" : stringify(doc, CLOUD_INIT_YAML);
   return `${CLOUD_CONFIG_HEADER}\n${body}`;
@@ -145,4 +152,26 @@ function usersBlock(name: string, opts: CloudConfigOptions): Record<string, unkn
   const pwauth = opts.sshPwauth ?? (hasPassword ? true : undefined);
   if (pwauth !== undefined) block.ssh_pwauth = pwauth;
   return block;
+}
+
+/**
+ * Throws a TypeError when any key or string value of `value` holds a control character; a
+ * `write_files` entry's `content` and a `runcmd` entry that is a string (a shell script) may hold
+ * newlines and tabs.
+ */
+export function assertSafeDocument(value: unknown, where: string, allowed = ""): void {
+  if (typeof value === "string") {
+    assertSafeText(value, where, allowed);
+  } else if (Array.isArray(value)) {
+    const script = where.endsWith(".runcmd");
+    value.forEach((v, i) =>
+      assertSafeDocument(v, `${where}[${i}]`, script && typeof v === "string" ? "\n\t" : "")
+    );
+  } else if (value !== null && typeof value === "object") {
+    const fileEntry = /\.write_files\[\d+\]$/.test(where);
+    for (const [k, v] of Object.entries(value)) {
+      assertSafeText(k, `${where} key`);
+      assertSafeDocument(v, `${where}.${k}`, fileEntry && k === "content" ? "\n\t" : "");
+    }
+  }
 }

@@ -22,7 +22,12 @@
  */
 
 import { Scalar, stringify } from "npm:yaml@^2.9.1";
-import { buildCloudConfig, CLOUD_INIT_YAML, type CloudConfigOptions } from "./cloud_config.ts";
+import {
+  assertSafeDocument,
+  buildCloudConfig,
+  CLOUD_INIT_YAML,
+  type CloudConfigOptions,
+} from "./cloud_config.ts";
 
 /** One guest network interface with static addresses. */
 export interface NoCloudInterface {
@@ -90,10 +95,9 @@ export function userData(config: NoCloudConfig): string {
 
 /** The `meta-data` document: instance ID and local hostname. */
 export function metaData(config: NoCloudConfig): string {
-  return stringify(
-    { "instance-id": config.instanceId, "local-hostname": config.hostname },
-    CLOUD_INIT_YAML,
-  );
+  const doc = { "instance-id": config.instanceId, "local-hostname": config.hostname };
+  assertSafeDocument(doc, "meta-data");
+  return stringify(doc, CLOUD_INIT_YAML);
 }
 
 /**
@@ -121,6 +125,7 @@ export function networkConfig(config: NoCloudConfig): string {
     }
     ethernets[`eth${i}`] = eth;
   });
+  assertSafeDocument(config.interfaces, "network-config");
   return stringify({ version: 2, ethernets }, CLOUD_INIT_YAML);
 }
 
