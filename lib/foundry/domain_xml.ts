@@ -19,6 +19,7 @@
  */
 
 import { XMLBuilder, XMLParser } from "npm:fast-xml-parser@^5.12.1";
+import { assertSafeText } from "../cloudinit/safe_text.ts";
 import { metadataNode } from "./metadata.ts";
 import {
   interfaceNameFromIp,
@@ -178,5 +179,9 @@ export function buildDomainXml(vm: VirtualMachine, options: DomainXmlOptions): s
     indentBy: "  ",
     suppressEmptyNode: true,
   });
-  return builder.build({ domain });
+  const xml: string = builder.build({ domain });
+  // XMLBuilder escapes markup; control characters (the loader refuses them) would still reach
+  // libvirt and `virsh dumpxml` raw. Only the builder's own line breaks may be there.
+  assertSafeText(xml, "domain XML", "\n");
+  return xml;
 }

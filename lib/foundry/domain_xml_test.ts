@@ -294,3 +294,18 @@ testNeeding(VIRSH, {
     }
   },
 });
+
+Deno.test("buildDomainXml() refuses control characters that slipped past the loader", () => {
+  for (
+    const mutate of [
+      (v: VirtualMachine) => (v.metadata.annotations = { note: "a\u009b2Jb" }),
+      (v: VirtualMachine) => (v.metadata.name = "web\u0001"),
+      (v: VirtualMachine) => (v.spec.networkInterfaces[0]!.bridge = "br0\u202e"),
+    ]
+  ) {
+    const vm = sampleVm();
+    mutate(vm);
+    assert.throws(() => buildDomainXml(vm, { domainType: "qemu" }), TypeError);
+  }
+  assert.doesNotThrow(() => buildDomainXml(sampleVm(), { domainType: "qemu" }));
+});
