@@ -119,7 +119,11 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
           auditTarget: client.server,
           onProgress: progress,
         });
-        io.out(cfg.output === "json" ? formatJson(result) : cleanupSummary(result));
+        io.out(
+          cfg.output === "json"
+            ? formatJson(result)
+            : cleanupSummary(result, typeof opts.runId === "string" ? opts.runId : undefined),
+        );
         for (const e of result.errors) io.err(`error: ${e.kind} ${e.name}: ${e.message}\n`);
         if (result.errors.length > 0) setExitCode(cmd, ExitCode.VM_OPERATION);
       } finally {
@@ -133,15 +137,30 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
 
-/** One line per kind, then the namespace and errors count. */
-export function cleanupSummary(r: CleanupResult): string {
+const NAMESPACE_STATE: Record<CleanupResult["namespaceState"], string> = {
+  kept: "kept",
+  deleted: "deleted",
+  terminating: "already being deleted",
+  absent: "not found",
+};
+
+/** One line per kind, then the namespace and errors count; says so when a run had no objects. */
+export function cleanupSummary(r: CleanupResult, runId?: string): string {
   const lines = [
     `Cleanup of namespace ${r.namespace}:`,
     `  deleted ${plural(r.deleted.virtualmachines, "VirtualMachine")}`,
     `  deleted ${plural(r.deleted.services, "Service")}`,
     `  deleted ${plural(r.deleted.secrets, "Secret")}`,
-    `  namespace ${r.namespaceDeleted ? "deleted" : "kept"}`,
   ];
+  if (r.alreadyTerminating > 0) {
+    lines.push(`  ${plural(r.alreadyTerminating, "object")} already being deleted`);
+  }
+  const total = r.deleted.virtualmachines + r.deleted.services + r.deleted.secrets +
+    r.alreadyTerminating;
+  if (runId !== undefined && total === 0) {
+    lines.push(`  no objects of run ${runId} found`);
+  }
+  lines.push(`  namespace ${NAMESPACE_STATE[r.namespaceState]}`);
   if (r.runIds.length > 0) lines.push(`  runs: ${r.runIds.join(", ")}`);
   lines.push(`  ${plural(r.errors.length, "error")}`);
   return `${lines.join("\n")}\n`;

@@ -10,7 +10,7 @@ import {
   type VirtworkSettings,
 } from "../../lib/kubevirt/config.ts";
 import { sshKeyProblem } from "../../lib/cloudinit/ssh_key.ts";
-import { KubeApiError } from "../../lib/kubevirt/errors.ts";
+import { KubeApiError, ObjectCollisionError } from "../../lib/kubevirt/errors.ts";
 import type { KubeObject } from "../../lib/kubevirt/manifests.ts";
 import { buildRunPlan, planObjects, type RunPlan } from "../../lib/kubevirt/plan.ts";
 import {
@@ -315,6 +315,12 @@ async function deployPlan(
       if (e instanceof RunFailedError) {
         io.err(existsReport(e.result, plan));
         const api = e.cause;
+        if (api instanceof ObjectCollisionError && api.ownerRunId !== undefined) {
+          io.err(
+            `Hint: remove run ${api.ownerRunId} with: virtwork cleanup --namespace ${api.namespace} ` +
+              `--run-id ${api.ownerRunId}\n`,
+          );
+        }
         if (
           api instanceof KubeApiError && api.status === 404 &&
           api.operation.startsWith("create VirtualMachine")
@@ -362,8 +368,15 @@ function existsReport(r: RunResult, plan: RunPlan): string {
   const vms = r.vms.filter((v) => v.outcome === "created" || v.outcome === "exists");
   const services = r.services.filter((s) => s.outcome === "created" || s.outcome === "exists");
   const secrets = r.secrets.filter((s) => s.outcome === "created" || s.outcome === "exists");
+  const stopped = r.interrupted ? "Interrupted" : "Stopped";
+  if (vms.length + services.length + secrets.length === 0) {
+    const ns = r.namespaceOutcome === "created"
+      ? ` (it created namespace ${r.namespace}; virtwork cleanup --namespace ${r.namespace} --delete-namespace removes it)`
+      : "";
+    return `${stopped}: nothing of run ${r.runId} was created in namespace ${r.namespace}${ns}\n`;
+  }
   const lines = [
-    `${r.interrupted ? "Interrupted" : "Stopped"}: in namespace ${r.namespace} there are now ` +
+    `${stopped}: in namespace ${r.namespace} there are now ` +
     `${vms.length} of ${plan.vms.length} VMs, ${services.length} Services and ${secrets.length} Secrets of run ${r.runId}`,
   ];
   if (vms.length > 0) lines.push(`VMs: ${vms.map((v) => v.name).join(", ")}`);

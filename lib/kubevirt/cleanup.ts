@@ -15,7 +15,7 @@
 import { type Auditor, noopAuditor } from "../audit/types.ts";
 import type { ApiObject, ClusterApi, Resource } from "./client.ts";
 import { LABELS, MANAGED_BY_VALUE, managedSelector } from "./constants.ts";
-import { isStatus } from "./errors.ts";
+import { isStatus, KubeApiError } from "./errors.ts";
 import { sleep } from "./rate_limit.ts";
 
 /** What to clean up. */
@@ -62,8 +62,15 @@ export interface CleanupResult {
   namespace: string;
   /** Successful deletions by resource. */
   deleted: Record<"virtualmachines" | "services" | "secrets", number>;
-  /** Whether the Namespace was deleted. */
+  /** Whether this cleanup deleted the Namespace. */
   namespaceDeleted: boolean;
+  /**
+   * What became of the Namespace: `kept` (not asked to delete, or refused), `deleted` (by this
+   * cleanup), `terminating` (already being deleted, left to finish), `absent` (not found).
+   */
+  namespaceState: "kept" | "deleted" | "terminating" | "absent";
+  /** Objects that were already being deleted (by an earlier cleanup), left to finish. */
+  alreadyTerminating: number;
   /** Run ids found on the deleted objects. */
   runIds: string[];
   /** Failures, in the order they happened. */
@@ -126,6 +133,8 @@ export async function cleanup(api: ClusterApi, o: CleanupOptions): Promise<Clean
     namespace: o.namespace,
     deleted: { virtualmachines: 0, services: 0, secrets: 0 },
     namespaceDeleted: false,
+    namespaceState: "kept",
+    alreadyTerminating: 0,
     runIds: [],
     errors: [],
     gone: false,
@@ -150,6 +159,12 @@ export async function cleanup(api: ClusterApi, o: CleanupOptions): Promise<Clean
       if (labels[LABELS.MANAGED_BY] !== MANAGED_BY_VALUE) return;
       if (o.runId && labels[LABELS.RUN_ID] !== o.runId) return;
       const run = labels[LABELS.RUN_ID];
+      if (item.metadata.deletionTimestamp) {
+        // An earlier cleanup deleted it; deleting again changes nothing (and is not counted).
+        result.alreadyTerminating++;
+        if (run) runIds.add(run);
+        return;
+      }
       try {
         await api.delete(resource, o.namespace, item.metadata.name);
         result.deleted[resource]++;
@@ -175,14 +190,23 @@ export async function cleanup(api: ClusterApi, o: CleanupOptions): Promise<Clean
           message:
             `namespace ${o.namespace} is not labelled ${LABELS.MANAGED_BY}=${MANAGED_BY_VALUE}, not deleted`,
         });
+      } else if (ns.metadata.deletionTimestamp) {
+        result.namespaceState = "terminating";
+        progress(`Namespace ${o.namespace} is already being deleted`);
       } else {
         await api.delete("namespaces", o.namespace, o.namespace);
         result.namespaceDeleted = true;
+        result.namespaceState = "deleted";
         progress(`deleted Namespace ${o.namespace}`);
         await deletion("namespaces", o.namespace, undefined);
       }
     } catch (e) {
-      if (!isStatus(e, 404)) note("Namespace", o.namespace, e);
+      if (isStatus(e, 404)) result.namespaceState = "absent";
+      else if (e instanceof KubeApiError && e.status === 409 && e.reason === "Conflict") {
+        // Deleted by someone else between the read and the delete: the API server answers a
+        // delete of a terminating namespace with 409 Conflict.
+        result.namespaceState = "terminating";
+      } else note("Namespace", o.namespace, e);
     }
   }
   result.runIds = [...runIds].sort();
@@ -217,7 +241,7 @@ async function waitGone(
   for (;;) {
     let remaining = 0;
     try {
-      if (result.namespaceDeleted) {
+      if (result.namespaceState === "deleted" || result.namespaceState === "terminating") {
         await api.get("namespaces", o.namespace, o.namespace);
         remaining++;
       } else {

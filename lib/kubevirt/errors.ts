@@ -53,3 +53,45 @@ export class KubeApiError extends Error {
 export function isStatus(err: unknown, status: number): boolean {
   return err instanceof KubeApiError && err.status === status;
 }
+
+/**
+ * An object of the plan already exists in the cluster and is not this run's: it belongs to another
+ * virtwork run, or virtwork did not create it. A run never adopts such an object, because cleanup of
+ * one run would then delete (or miss) another's.
+ */
+export class ObjectCollisionError extends Error {
+  /** Kind of the object, e.g. `VirtualMachine`. */
+  readonly kind: string;
+  /** Namespace of the object. */
+  readonly namespace: string;
+  /** Name of the object. */
+  readonly objectName: string;
+  /** Run id on the existing object, when virtwork created it. */
+  readonly ownerRunId: string | undefined;
+  /** Whether the existing object is being deleted. */
+  readonly terminating: boolean;
+  /** Builds the error from what the existing object's labels say. */
+  constructor(
+    kind: string,
+    namespace: string,
+    name: string,
+    ownerRunId: string | undefined,
+    terminating: boolean,
+  ) {
+    const owner = ownerRunId === undefined
+      ? "was not created by virtwork"
+      : `belongs to virtwork run ${ownerRunId}`;
+    const going = terminating ? " and is being deleted; wait until it is gone" : "";
+    super(
+      `${kind} ${namespace}/${name} already exists and ${owner}${going}; a run never adopts ` +
+        `another's objects: remove ${ownerRunId === undefined ? "it" : "that run"} first or use ` +
+        `another namespace`,
+    );
+    this.name = "ObjectCollisionError";
+    this.kind = kind;
+    this.namespace = namespace;
+    this.objectName = name;
+    this.ownerRunId = ownerRunId;
+    this.terminating = terminating;
+  }
+}

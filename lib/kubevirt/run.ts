@@ -13,8 +13,8 @@
  */
 import { type Auditor, type EventRecord, noopAuditor } from "../audit/types.ts";
 import type { ApiObject, ClusterApi, Resource } from "./client.ts";
-import { managedSelector } from "./constants.ts";
-import { ConnectionError, isStatus, KubeApiError } from "./errors.ts";
+import { LABELS, MANAGED_BY_VALUE, managedSelector } from "./constants.ts";
+import { ConnectionError, KubeApiError, ObjectCollisionError } from "./errors.ts";
 import type { KubeObject } from "./manifests.ts";
 import type { RunPlan } from "./plan.ts";
 import { sleep } from "./rate_limit.ts";
@@ -158,23 +158,37 @@ export async function executeRun(
       progress(`audit: ${(e as Error).message}`);
     }
   };
+  const recordFailure = (obj: KubeObject, e: unknown) =>
+    audit(() =>
+      auditor.objectCreated({
+        runId: plan.runId,
+        kind: obj.kind,
+        namespace: ns,
+        name: obj.metadata.name,
+        outcome: "failed",
+        error: (e as Error).message,
+      })
+    );
   const create = async (resource: Resource, obj: KubeObject): Promise<CreateOutcome> => {
     let outcome: CreateOutcome = "created";
     try {
       await api.create(resource, ns, obj);
     } catch (e) {
-      if (!isStatus(e, 409)) {
-        await audit(() =>
-          auditor.objectCreated({
-            runId: plan.runId,
-            kind: obj.kind,
-            namespace: ns,
-            name: obj.metadata.name,
-            outcome: "failed",
-            error: (e as Error).message,
-          })
-        );
+      // Only AlreadyExists means "exists"; any other 409 (Conflict, ...) is a failure.
+      const exists = e instanceof KubeApiError && e.status === 409 && e.reason === "AlreadyExists";
+      if (!exists) {
+        await recordFailure(obj, e);
         throw e;
+      }
+      // The Namespace is shared by runs. Anything else must be this run's own object (a create
+      // retried after its answer was lost), never another run's or a stranger's.
+      if (resource !== "namespaces") {
+        try {
+          claim(obj, await api.get(resource, ns, obj.metadata.name));
+        } catch (err) {
+          await recordFailure(obj, err);
+          throw err;
+        }
       }
       outcome = "exists";
     }
@@ -189,6 +203,41 @@ export async function executeRun(
       })
     );
     return outcome;
+  };
+  /** Throws unless `existing` is this run's object. */
+  const claim = (planned: KubeObject, existing: ApiObject) => {
+    const labels = existing.metadata.labels ?? {};
+    const managed = labels[LABELS.MANAGED_BY] === MANAGED_BY_VALUE;
+    const owner = managed ? labels[LABELS.RUN_ID] : undefined;
+    if (managed && owner === plan.runId) return;
+    throw new ObjectCollisionError(
+      planned.kind,
+      ns,
+      planned.metadata.name,
+      managed ? owner ?? "(no run id)" : undefined,
+      Boolean(existing.metadata.deletionTimestamp),
+    );
+  };
+  /**
+   * Before creating anything in a namespace that already existed: is any planned name taken by
+   * another virtwork run? One list per kind finds them all, so a re-run fails with nothing created.
+   */
+  const preflight = async () => {
+    const kinds: [Resource, KubeObject[]][] = [
+      ["services", plan.services],
+      ["secrets", plan.secrets],
+      ["virtualmachines", plan.vms.map((v) => v.vm)],
+    ];
+    for (const [resource, planned] of kinds) {
+      if (planned.length === 0) continue;
+      const existing = new Map(
+        (await api.list(resource, ns, managedSelector())).map((o) => [o.metadata.name, o]),
+      );
+      for (const obj of planned) {
+        const found = existing.get(obj.metadata.name);
+        if (found) claim(obj, found);
+      }
+    }
   };
   const event = (r: Omit<EventRecord, "runId">) =>
     audit(() => auditor.event({ runId: plan.runId, ...r }));
@@ -234,6 +283,7 @@ export async function executeRun(
   // Namespace and Services first, in order: the network clients resolve the Service by DNS.
   try {
     result.namespaceOutcome = await create("namespaces", plan.namespace);
+    if (result.namespaceOutcome === "exists") await preflight();
     for (const [i, svc] of plan.services.entries()) {
       result.services[i]!.outcome = await create("services", svc);
     }

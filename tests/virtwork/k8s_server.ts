@@ -402,6 +402,15 @@ export class K8sTestServer {
     const key = this.#key(resource, namespace, name);
     const obj = this.#store.get(key);
     if (!obj) return notFound(resource, name);
+    if (resource === "namespaces" && obj.metadata.deletionTimestamp) {
+      // The namespace registry refuses a delete while its finalizer runs (NewConflict).
+      return status(
+        409,
+        "Conflict",
+        `Operation cannot be fulfilled on namespaces "${name}": The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system.`,
+        { name, kind: "namespaces" },
+      );
+    }
     if (!obj.metadata.deletionTimestamp) {
       obj.metadata.deletionTimestamp = new Date().toISOString();
       obj.metadata.resourceVersion = String(++this.#rv);
