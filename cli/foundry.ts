@@ -13,6 +13,7 @@ import { Command } from "npm:commander@^15.1.0";
 import denoConfig from "../deno.json" with { type: "json" };
 import { addAuditOptions } from "./_audit.ts";
 import { type Io, processIo, runProgram } from "./_program.ts";
+import { useEnv } from "./foundry/_context.ts";
 import { createCommand } from "./foundry/create.ts";
 import { destroyCommand } from "./foundry/destroy.ts";
 import { getCommand, vmCommand } from "./foundry/get.ts";
@@ -25,8 +26,14 @@ import { storageCommand } from "./foundry/storage.ts";
 import { versionCommand } from "./foundry/version.ts";
 import { waitCommand } from "./foundry/wait.ts";
 
+/** What foundry reads from outside besides its arguments; tests and scripts may pass their own. */
+export interface FoundryDeps {
+  /** Environment variables (default: the process's), e.g. `FOUNDRY_URI`, `LIBVIRT_DEFAULT_URI`. */
+  env?: Record<string, string | undefined>;
+}
+
 /** Builds foundry's command tree; `io` receives everything the commands print. */
-export function foundryProgram(io: Io = processIo): Command {
+export function foundryProgram(io: Io = processIo, deps: FoundryDeps = {}): Command {
   const program = new Command("foundry")
     .description("Manage libvirt virtual machines from foundry.cofront.xyz/v1alpha1 YAML")
     .version(denoConfig.version, "-V, --version")
@@ -73,12 +80,17 @@ export function foundryProgram(io: Io = processIo): Command {
       historyCommand,
     ]
   ) program.addCommand(make(io));
+  if (deps.env) useEnv(program, deps.env);
   return program;
 }
 
 /** Runs foundry with `args` (without the program name) and returns the exit code. */
-export function main(args: string[], io: Io = processIo): Promise<number> {
-  return runProgram(foundryProgram(io), args, io);
+export function main(
+  args: string[],
+  io: Io = processIo,
+  deps: FoundryDeps = {},
+): Promise<number> {
+  return runProgram(foundryProgram(io, deps), args, io);
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

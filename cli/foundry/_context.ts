@@ -12,6 +12,22 @@ function envGet(name: string): string | undefined {
   }
 }
 
+/** Environment variables given to a program instead of the process's (tests, embedding scripts). */
+const programEnv = new WeakMap<Command, Record<string, string | undefined>>();
+
+/** Makes `program` and its subcommands read `env` instead of the process environment. */
+export function useEnv(program: Command, env: Record<string, string | undefined>): void {
+  programEnv.set(program, env);
+}
+
+/** The environment lookup of `cmd`'s program: the one given with {@linkcode useEnv}, else the process's. */
+export function envOf(cmd: Command): (name: string) => string | undefined {
+  let root: Command = cmd;
+  while (root.parent) root = root.parent;
+  const env = programEnv.get(root);
+  return env ? (name) => env[name] || undefined : envGet;
+}
+
 /** foundry's global options, as commander parses them. */
 export interface GlobalOptions {
   connect?: string;
@@ -34,19 +50,20 @@ export function globals(cmd: Command): GlobalOptions {
 /** The effective configuration: flags > FOUNDRY_* environment > config file > defaults. */
 export function configFor(cmd: Command): Promise<FoundryConfig> {
   const g = globals(cmd);
+  const env = envOf(cmd);
   const flags: ConfigFlags = {};
   if (g.config !== undefined) flags.config = g.config;
   if (g.connect !== undefined) flags.uri = g.connect;
-  else if (!envGet("FOUNDRY_URI") && envGet("LIBVIRT_DEFAULT_URI")) {
+  else if (!env("FOUNDRY_URI") && env("LIBVIRT_DEFAULT_URI")) {
     // virsh's variable ranks below FOUNDRY_URI and above the configuration file.
-    flags.uri = envGet("LIBVIRT_DEFAULT_URI")!;
+    flags.uri = env("LIBVIRT_DEFAULT_URI")!;
   }
   if (g.domainType !== undefined) flags.domainType = g.domainType;
   if (g.destroyTimeout !== undefined) flags.destroyTimeoutSeconds = Number(g.destroyTimeout);
   if (g.storagePath !== undefined) flags.storagePath = g.storagePath;
   if (g.imagePool !== undefined) flags.imagesPool = g.imagePool;
   if (g.vmPool !== undefined) flags.vmsPool = g.vmPool;
-  return loadConfig({ flags });
+  return loadConfig({ flags, env });
 }
 
 /** Connects with the configured URI, runs `fn`, and always closes the connection. */

@@ -48,26 +48,26 @@ libvirtTest("foundry version -o json reports the daemon's versions", async () =>
 });
 
 Deno.test("the URI comes from --connect, then FOUNDRY_URI, then LIBVIRT_DEFAULT_URI", async () => {
-  const saved = { f: Deno.env.get("FOUNDRY_URI"), l: Deno.env.get("LIBVIRT_DEFAULT_URI") };
-  const tryUri = async (args: string[]) => {
+  // The environment is given to main(), never set on the process: other test files run in the
+  // same process under --parallel and would connect to these sockets.
+  const tryUri = async (env: Record<string, string>, args: string[] = []) => {
     const c = capture();
-    await main([...args, "version"], c.io);
+    await main([...args, "version"], c.io, { env });
     return /Cannot connect to (\S+):/.exec(c.err())?.[1];
   };
-  try {
-    Deno.env.set("LIBVIRT_DEFAULT_URI", "qemu:///system?socket=/nonexistent/from-libvirt");
-    Deno.env.delete("FOUNDRY_URI");
-    assert.equal(await tryUri([]), "/nonexistent/from-libvirt");
-    Deno.env.set("FOUNDRY_URI", "qemu:///system?socket=/nonexistent/from-foundry");
-    assert.equal(await tryUri([]), "/nonexistent/from-foundry");
-    assert.equal(
-      await tryUri(["--connect", "qemu:///system?socket=/nonexistent/from-flag"]),
-      "/nonexistent/from-flag",
-    );
-  } finally {
-    for (const [k, v] of [["FOUNDRY_URI", saved.f], ["LIBVIRT_DEFAULT_URI", saved.l]] as const) {
-      if (v === undefined) Deno.env.delete(k);
-      else Deno.env.set(k, v);
-    }
-  }
+  const fromLibvirt = { LIBVIRT_DEFAULT_URI: "qemu:///system?socket=/nonexistent/from-libvirt" };
+  const fromBoth = {
+    ...fromLibvirt,
+    FOUNDRY_URI: "qemu:///system?socket=/nonexistent/from-foundry",
+  };
+  assert.equal(await tryUri(fromLibvirt), "/nonexistent/from-libvirt");
+  assert.equal(await tryUri(fromBoth), "/nonexistent/from-foundry");
+  assert.equal(
+    await tryUri(fromBoth, ["--connect", "qemu:///system?socket=/nonexistent/from-flag"]),
+    "/nonexistent/from-flag",
+  );
+  const c = capture();
+  const env = { FOUNDRY_CONFIG: "/nonexistent/config.yaml" };
+  assert.equal(await main(["version"], c.io, { env }), 1, "FOUNDRY_CONFIG from the given env");
+  assert.match(c.err(), /Configuration file \/nonexistent\/config\.yaml does not exist/);
 });
