@@ -1,7 +1,8 @@
 /**
  * The runtime checks of `foundry create`, as pure functions of facts the caller gathered from libvirt
  * and the host: the name is free, every bridge exists (suggesting the closest names when not), the boot
- * image exists, and no address is taken by another foundry VM (MACs and tap names derive from it).
+ * image exists, no address is taken by another foundry VM (MACs and tap names derive from it), and the
+ * host can hold the VM: vCPUs and memory within the host's, disks within the VM pool's capacity.
  *
  * @example
  * ```ts
@@ -21,6 +22,27 @@ import { suggest } from "./loader.ts";
 import { resolveImage } from "./naming.ts";
 import { DEFAULT_IMAGE_POOL, type VirtualMachine } from "./types.ts";
 
+/** Bytes in one GiB (`memoryGiB`, and `sizeGB`, which foundry reads as GiB). */
+const GIB = 2 ** 30;
+
+/**
+ * Bytes a create writes at once in the VM pool besides the disks' growth: a qcow2 header per disk
+ * and the cloud-init ISO, rounded up generously.
+ */
+export const CREATE_WRITES_PER_VOLUME = 1024 * 1024;
+
+/** The host's resources, each checked only when known. */
+export interface HostResources {
+  /** Logical CPUs of the host (capabilities `<topology>`). */
+  cpus?: number;
+  /** Most vCPUs the host's QEMU accepts for a q35 machine (domain capabilities `<vcpu max>`). */
+  maxVcpus?: number;
+  /** Memory of the host in bytes (capabilities `<topology>` cells). */
+  memoryBytes?: number;
+  /** The pool the VM's volumes go to, when it exists already. */
+  vmPool?: { name: string; capacity: number; available: number };
+}
+
 /** What the host has, as far as a new VM is concerned. */
 export interface HostFacts {
   /** Names of all libvirt domains, foundry's or not. */
@@ -38,6 +60,8 @@ export interface HostFacts {
   imageFileExists?: boolean;
   /** The configured images pool, for bare volume names without `imagePool`. */
   imagesPool?: string;
+  /** The host's CPUs, memory and VM pool space. */
+  host?: HostResources;
 }
 
 /** A runtime problem of a spec, with the field it concerns. */
@@ -106,6 +130,65 @@ export function preflightProblems(vm: VirtualMachine, facts: HostFacts): Preflig
         message: `image "${where.volume}" is not in pool "${where.pool}"${
           closest(where.volume, facts.imageVolumes)
         }`,
+      });
+    }
+  }
+  problems.push(...resourceProblems(vm, facts.host ?? {}));
+  return problems;
+}
+
+/** What of `vm` the host cannot hold: vCPUs, memory, disks in the VM pool. */
+function resourceProblems(vm: VirtualMachine, host: HostResources): PreflightProblem[] {
+  const problems: PreflightProblem[] = [];
+  const { vcpus, memoryGiB } = vm.spec;
+  if (host.maxVcpus !== undefined && vcpus > host.maxVcpus) {
+    problems.push({
+      path: "spec.vcpus",
+      message:
+        `${vcpus} vCPUs are more than the ${host.maxVcpus} this host's QEMU allows for a q35 machine`,
+    });
+  } else if (host.cpus !== undefined && vcpus > host.cpus) {
+    problems.push({
+      path: "spec.vcpus",
+      message: `${vcpus} vCPUs are more than the host's ${host.cpus} CPUs`,
+    });
+  }
+  if (host.memoryBytes !== undefined && memoryGiB * GIB > host.memoryBytes) {
+    problems.push({
+      path: "spec.memoryGiB",
+      message: `${memoryGiB} GiB is more than the host's ${
+        Math.floor(host.memoryBytes / GIB * 100) / 100
+      } GiB of memory`,
+    });
+  }
+  const pool = host.vmPool;
+  if (pool !== undefined) {
+    const disks = [
+      { path: "spec.bootDisk.sizeGB", gb: vm.spec.bootDisk.sizeGB },
+      ...(vm.spec.dataDisks ?? []).map((d, i) => ({
+        path: `spec.dataDisks[${i}].sizeGB`,
+        gb: d.sizeGB,
+      })),
+    ];
+    const total = disks.reduce((n, d) => n + d.gb, 0);
+    // Volumes are thin (qcow2): what they may grow to is held against the pool's capacity, not
+    // its free space, since overcommitting free space is normal. A disk the pool can never hold is not.
+    if (total * GIB > pool.capacity) {
+      const largest = disks.reduce((a, b) => (b.gb > a.gb ? b : a));
+      problems.push({
+        path: largest.path,
+        message:
+          `the disks total ${total} GB, more than pool "${pool.name}" can ever hold (its capacity is ${
+            Math.floor(pool.capacity / GIB)
+          } GB)`,
+      });
+    }
+    const now = (disks.length + 1) * CREATE_WRITES_PER_VOLUME;
+    if (pool.available < now) {
+      problems.push({
+        path: "spec.storagePool",
+        message:
+          `pool "${pool.name}" has ${pool.available} bytes free, and create writes about ${now}`,
       });
     }
   }

@@ -81,3 +81,50 @@ Deno.test("the boot image must exist in its pool, or as a file", () => {
   vm.spec.bootDisk.empty = true;
   assert.deepEqual(preflightProblems(vm, facts({ imageVolumes: undefined })), []);
 });
+
+const GiB = 2 ** 30;
+
+Deno.test("vCPUs beyond the host's CPUs or its QEMU's q35 maximum are problems", () => {
+  const vm = sampleVm();
+  vm.spec.vcpus = 9;
+  assert.deepEqual(preflightProblems(vm, facts({ host: { cpus: 8, maxVcpus: 288 } })), [
+    { path: "spec.vcpus", message: "9 vCPUs are more than the host's 8 CPUs" },
+  ]);
+  vm.spec.vcpus = 300;
+  const p = preflightProblems(vm, facts({ host: { cpus: 512, maxVcpus: 288 } }));
+  assert.deepEqual(p, [{
+    path: "spec.vcpus",
+    message: "300 vCPUs are more than the 288 this host's QEMU allows for a q35 machine",
+  }]);
+  vm.spec.vcpus = 8;
+  assert.deepEqual(preflightProblems(vm, facts({ host: { cpus: 8, maxVcpus: 288 } })), []);
+});
+
+Deno.test("memory beyond the host's is a problem", () => {
+  const vm = sampleVm();
+  vm.spec.memoryGiB = 64;
+  assert.deepEqual(preflightProblems(vm, facts({ host: { memoryBytes: 16 * GiB } })), [
+    { path: "spec.memoryGiB", message: "64 GiB is more than the host's 16 GiB of memory" },
+  ]);
+  vm.spec.memoryGiB = 16;
+  assert.deepEqual(preflightProblems(vm, facts({ host: { memoryBytes: 16 * GiB } })), []);
+});
+
+Deno.test("disks that can never fit in the VM pool, or a pool without room to start, are problems", () => {
+  const vm = sampleVm(); // 20 GB boot, 10 and 5 GB data
+  const pool = (capacity: number, available: number) => ({
+    host: { vmPool: { name: "foundry-vms", capacity, available } },
+  });
+  assert.deepEqual(preflightProblems(vm, facts(pool(100 * GiB, 50 * GiB))), []);
+  vm.spec.dataDisks![0]!.sizeGB = 9 * 2 ** 20; // 9 PiB
+  assert.deepEqual(preflightProblems(vm, facts(pool(100 * GiB, 50 * GiB))), [{
+    path: "spec.dataDisks[0].sizeGB",
+    message:
+      'the disks total 9437209 GB, more than pool "foundry-vms" can ever hold (its capacity is 100 GB)',
+  }]);
+  vm.spec.dataDisks![0]!.sizeGB = 10;
+  const full = preflightProblems(vm, facts(pool(100 * GiB, 1024)));
+  assert.equal(full.length, 1);
+  assert.equal(full[0]?.path, "spec.storagePool");
+  assert.match(full[0]?.message ?? "", /pool "foundry-vms" has 1024 bytes free/);
+});
