@@ -1,9 +1,15 @@
 import { Command } from "npm:commander@^15.1.0";
 import { loadVirtualMachines } from "../../lib/foundry/loader.ts";
-import { type CreateResult, type CreateStep, createVm } from "../../lib/foundry/vm.ts";
+import type { CreateResult, CreateStep } from "../../lib/foundry/vm.ts";
+import {
+  CreateIncompleteError,
+  type CreateSummary,
+  createVms,
+  summaryLine,
+} from "../../lib/foundry/create_many.ts";
 import { formatJson } from "../../lib/output/mod.ts";
 import type { WaitResult } from "../../lib/foundry/wait.ts";
-import type { Io } from "../_program.ts";
+import { exitCodeFor, type Io, setExitCode } from "../_program.ts";
 import { timeoutMs, waitWithProgress } from "./wait.ts";
 import { withFoundryAudit } from "../_audit.ts";
 import { checkChoice, configFor, progress, withLibvirt } from "./_context.ts";
@@ -17,7 +23,11 @@ const LABELS: Record<CreateStep, string> = {
   start: "VM started",
 };
 
-/** `foundry create FILE`: validate, then make every VM of the file; any failure removes what it made. */
+/**
+ * `foundry create FILE`: validate every VM of the file and check each against the host before any
+ * is created; VMs that exist with the same spec are unchanged; a failure while creating rolls that
+ * VM back, keeps the ones before it and ends with a summary of what exists.
+ */
 export function createCommand(io: Io): Command {
   return new Command("create")
     .description("Create and start the VirtualMachines of a YAML file")
@@ -61,53 +71,74 @@ export function createCommand(io: Io): Command {
       try {
         Deno.addSignalListener("SIGINT", onSignal);
       } catch { /* no signal support (e.g. Windows, tests without permission) */ }
+      let summary: CreateSummary | undefined;
       try {
         await withLibvirt(config, async (lv) => {
-          for (const vm of vms) {
-            if (opts.output !== "json") io.out(`Creating VM '${vm.metadata.name}'...\n`);
-            const secrets = [
-              ...(vm.spec.cloudInit?.passwordHash ? [vm.spec.cloudInit.passwordHash] : []),
-              ...(vm.spec.cloudInit?.sshAuthorizedKeys ?? []),
-            ];
-            const r = await withFoundryAudit(cmd, {
-              resourceType: "vm",
-              name: vm.metadata.name,
-              uri: lv.uri.display,
-              operation: "create",
-              details: {
-                vcpus: vm.spec.vcpus,
-                memoryGiB: vm.spec.memoryGiB,
-                image: vm.spec.bootDisk.image ?? "(empty)",
-                interfaces: vm.spec.networkInterfaces.length,
-                dataDisks: vm.spec.dataDisks?.length ?? 0,
-                sshAuthConfigured: secrets.length > 0,
+          try {
+            summary = await createVms(lv, vms, {
+              config,
+              ...(opts.pool !== undefined ? { pool: opts.pool } : {}),
+              noStart: !opts.start,
+              signal: ac.signal,
+              onVm: (vm, what) => {
+                if (opts.output === "json") return;
+                io.out(
+                  what === "unchanged"
+                    ? `VM '${vm.metadata.name}' unchanged (exists with the same spec)\n`
+                    : `Creating VM '${vm.metadata.name}'...\n`,
+                );
               },
-            }, async (op) => {
-              const made = await createVm(lv, vm, {
-                config,
-                ...(opts.pool !== undefined ? { pool: opts.pool } : {}),
-                noStart: !opts.start,
-                signal: ac.signal,
-                onStep: (step, detail) => say(`${LABELS[step]} (${detail})`),
-              });
-              for (const v of made.volumes) {
-                op.object({ kind: "volume", name: `${v.pool}/${v.name}`, outcome: "created" });
-              }
-              op.object({ kind: "domain", name: made.vm.metadata.name, outcome: "created" });
-              return made;
-            }, { secrets, signal: ac.signal });
-            results.push(r);
-            if (opts.output !== "json") io.out(`Successfully created VM '${vm.metadata.name}'\n`);
-            if (until !== undefined && opts.start) {
+              onStep: (_vm, step, detail) => say(`${LABELS[step]} (${detail})`),
+              around: (vm, create) => {
+                const secrets = [
+                  ...(vm.spec.cloudInit?.passwordHash ? [vm.spec.cloudInit.passwordHash] : []),
+                  ...(vm.spec.cloudInit?.sshAuthorizedKeys ?? []),
+                ];
+                return withFoundryAudit(cmd, {
+                  resourceType: "vm",
+                  name: vm.metadata.name,
+                  uri: lv.uri.display,
+                  operation: "create",
+                  details: {
+                    vcpus: vm.spec.vcpus,
+                    memoryGiB: vm.spec.memoryGiB,
+                    image: vm.spec.bootDisk.image ?? "(empty)",
+                    interfaces: vm.spec.networkInterfaces.length,
+                    dataDisks: vm.spec.dataDisks?.length ?? 0,
+                    sshAuthConfigured: secrets.length > 0,
+                  },
+                }, async (op) => {
+                  const made = await create();
+                  for (const v of made.volumes) {
+                    op.object({ kind: "volume", name: `${v.pool}/${v.name}`, outcome: "created" });
+                  }
+                  op.object({ kind: "domain", name: made.vm.metadata.name, outcome: "created" });
+                  if (opts.output !== "json") {
+                    io.out(`Successfully created VM '${vm.metadata.name}'\n`);
+                  }
+                  return made;
+                }, { secrets, signal: ac.signal });
+              },
+            });
+          } catch (e) {
+            if (!(e instanceof CreateIncompleteError)) throw e;
+            summary = e.summary;
+            io.err(`Error: ${e.message}\n`);
+            setExitCode(cmd, exitCodeFor(e.cause));
+          }
+          results.push(...summary.created);
+          if (until !== undefined && opts.start) {
+            for (const r of summary.created) {
+              const name = r.vm.metadata.name;
               const w = await waitWithProgress(
                 lv,
                 io,
-                vm.metadata.name,
+                name,
                 until as "agent" | "ip" | "cloud-init",
                 waitMs,
                 opts.output === "json",
               );
-              waited.set(vm.metadata.name, w);
+              waited.set(name, w);
             }
           }
         });
@@ -115,6 +146,9 @@ export function createCommand(io: Io): Command {
         try {
           Deno.removeSignalListener("SIGINT", onSignal);
         } catch { /* not added */ }
+      }
+      if (opts.output !== "json" && summary !== undefined && summary.failed === undefined) {
+        io.out(`${summaryLine(summary)}\n`);
       }
       if (opts.output === "json") {
         io.out(formatJson(results.map((r) => ({
