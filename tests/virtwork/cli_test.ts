@@ -41,6 +41,15 @@ function docs(yaml: string): Any[] {
   return parseAllDocuments(yaml).map((d) => d.toJS());
 }
 
+/** Resolves once `cond()` holds, checking every 10 ms; rejects after a generous minute. */
+async function until(cond: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 async function withCluster(
   opts: K8sTestServerOptions,
   fn: (
@@ -329,13 +338,20 @@ Deno.test("run: 401 exits 4 at once; an unreachable cluster exits 3; no config e
 });
 
 Deno.test("run: Ctrl-C while waiting stops, exits 130 and says what exists", async () => {
-  await withCluster({ readyAfterMs: () => undefined }, async ({ env }) => {
+  await withCluster({ readyAfterMs: () => undefined }, async ({ server, env }) => {
+    // Ctrl-C once the run polls its VMIs, i.e. every object exists and it is waiting.
     const ctl = new AbortController();
-    setTimeout(() => ctl.abort(new Error("SIGINT")), 200);
-    const r = await virtwork(["run", "--workloads", "cpu,network", "--poll-interval", "10"], {
+    let settled = false;
+    const running = virtwork(["run", "--workloads", "cpu,network", "--poll-interval", "3600"], {
       env,
       signal: ctl.signal,
-    });
+    }).finally(() => settled = true);
+    const polled = () => server.requestsMatching("GET", /virtualmachineinstances/).length > 0;
+    await until(() => settled || polled(), "the run to poll its VMIs");
+    assert.ok(!settled, "the run ended before it waited");
+    ctl.abort(new Error("SIGINT"));
+    await until(() => settled, "the run to stop after Ctrl-C (its poll interval is an hour)");
+    const r = await running;
     assert.equal(r.code, 130);
     assert.match(r.err, /Interrupted: in namespace virtwork there are now 3 of 3 VMs, 1 Services/);
     assert.match(
