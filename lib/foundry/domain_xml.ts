@@ -20,7 +20,7 @@
 
 import { XMLBuilder, XMLParser } from "npm:fast-xml-parser@^5.12.1";
 import { assertSafeText } from "../cloudinit/safe_text.ts";
-import { metadataNode } from "./metadata.ts";
+import { type CreatedVolume, metadataNode } from "./metadata.ts";
 import {
   interfaceNameFromIp,
   macFromIp,
@@ -41,6 +41,8 @@ export interface DomainXmlOptions {
   pool?: string;
   /** Domain UUID; libvirt generates one when absent. */
   uuid?: string;
+  /** The volumes created for the VM, recorded in the metadata so that destroy deletes only those. */
+  volumes?: readonly CreatedVolume[];
 }
 
 /**
@@ -120,7 +122,7 @@ export function buildDomainXml(vm: VirtualMachine, options: DomainXmlOptions): s
     "@_type": options.domainType,
     name,
     ...(options.uuid === undefined ? {} : { uuid: options.uuid }),
-    metadata: metadataNode(vm),
+    metadata: metadataNode(vm, options.volumes, options.uuid),
     memory: { "@_unit": "MiB", "#text": String(memoryMiB) },
     currentMemory: { "@_unit": "MiB", "#text": String(memoryMiB) },
     vcpu: { "@_placement": "static", "#text": String(vm.spec.vcpus) },

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
-import { ValidationError } from "./errors.ts";
 import { buildDomainXml } from "./domain_xml.ts";
 import {
   buildMetadataXml,
+  type CreatedVolume,
   METADATA_NAMESPACE,
   parseDomainMetadata,
   parseMetadataXml,
@@ -10,6 +10,8 @@ import {
   parseStoredMetadataXml,
   passwordHashChanged,
   passwordHashSha256,
+  STORED_SPEC_ERROR_ANNOTATION,
+  VOLUMES_NAMESPACE,
   withoutPasswordHash,
 } from "./metadata.ts";
 import { sampleVm } from "./_testdata.ts";
@@ -113,14 +115,61 @@ Deno.test("parseDomainMetadata() finds foundry's element among others", () => {
   assert.deepEqual(parseDomainMetadata(domain), withoutPasswordHash(sampleVm()));
 });
 
-Deno.test("a damaged record is a ValidationError naming the domain", () => {
-  const spec = JSON.stringify({ ...sampleVm(), spec: { ...sampleVm().spec, vcpus: 0 } });
+Deno.test("a stored spec today's rules refuse is still read, as stored", () => {
+  const sample = sampleVm();
+  const future = {
+    ...sample,
+    metadata: { ...sample.metadata, uid: "u-1" },
+    spec: { ...sample.spec, vcpus: 0, gpu: { model: "virtio" } },
+  };
   const domain = `<domain type="kvm"><name>web-01</name><metadata>` +
-    `<foundry:vm xmlns:foundry="${METADATA_NAMESPACE}">${spec}</foundry:vm></metadata></domain>`;
-  assert.throws(
-    () => parseDomainMetadata(domain),
-    (e: unknown) =>
-      e instanceof ValidationError && e.file === "domain web-01 metadata" &&
-      e.path === "spec.vcpus",
+    `<foundry:vm xmlns:foundry="${METADATA_NAMESPACE}">${JSON.stringify(future)}</foundry:vm>` +
+    `</metadata></domain>`;
+  assert.deepEqual(parseDomainMetadata(domain), future);
+});
+
+Deno.test("fields foundry reads back keep their types; an unreadable spec is flagged", () => {
+  const odd = {
+    metadata: { labels: { a: "b", n: 1 }, generation: -1 },
+    spec: { networkInterfaces: [{ ip: "10.0.0.2/24" }, "eth1", { ip: 7 }], dataDisks: 3 },
+  };
+  const read = (text: string) =>
+    parseDomainMetadata(
+      `<domain type="kvm"><name>web-01</name><metadata>` +
+        `<foundry:vm xmlns:foundry="${METADATA_NAMESPACE}">${text}</foundry:vm></metadata></domain>`,
+    )!;
+  const vm = read(JSON.stringify(odd));
+  assert.equal(vm.metadata.name, "web-01", "the domain's name when the spec has none");
+  assert.deepEqual(vm.metadata.labels, { a: "b" });
+  assert.equal(vm.metadata.generation, undefined);
+  assert.deepEqual(vm.spec.networkInterfaces, [{ ip: "10.0.0.2/24" }]);
+  assert.deepEqual(vm.spec.dataDisks, []);
+  const broken = read("{not json");
+  assert.equal(broken.metadata.name, "web-01");
+  assert.deepEqual(broken.spec.networkInterfaces, []);
+  assert.match(broken.metadata.annotations?.[STORED_SPEC_ERROR_ANNOTATION] ?? "", /not JSON/);
+});
+
+Deno.test("the record of created volumes is written beside the spec and read back", () => {
+  const volumes: CreatedVolume[] = [
+    { role: "boot", pool: "vms", name: "web-01_boot", key: "/v/web-01_boot" },
+    { role: "cloudinit", pool: "vms", name: "web-01_cloudinit", key: "/v/web-01_cloudinit" },
+  ];
+  const uuid = "9d2f5c1e-2b1a-4c3d-8e7f-0a1b2c3d4e5f";
+  const domain = buildDomainXml(sampleVm(), { domainType: "qemu", volumes, uuid });
+  assert.match(
+    domain,
+    new RegExp(
+      `<foundryvolumes:volumes xmlns:foundryvolumes="${VOLUMES_NAMESPACE}" domainUuid="${uuid}">`,
+    ),
   );
+  assert.deepEqual(parseStoredDomainMetadata(domain)?.volumes, volumes);
+  assert.equal(parseStoredDomainMetadata(domain)?.volumesDomainUuid, uuid);
+  assert.equal(
+    parseStoredDomainMetadata(buildDomainXml(sampleVm(), { domainType: "qemu" }))?.volumes,
+    undefined,
+  );
+  // Entries missing a field are ignored, never guessed.
+  const damaged = domain.replace("&quot;/v/web-01_boot&quot;", "&quot;&quot;");
+  assert.deepEqual(parseStoredDomainMetadata(damaged)?.volumes, volumes.slice(1));
 });
