@@ -13,6 +13,11 @@ export function destroyCommand(io: Io): Command {
     .option("--force", "also remove a domain foundry did not create (its disks are kept)")
     .addHelpText(
       "after",
+      "\nOnly the volumes foundry created for the VM are deleted (recorded at create time), and only\n" +
+        "while no other domain uses them; every other disk is left alone and listed as kept.\n",
+    )
+    .addHelpText(
+      "after",
       "\nExamples:\n  foundry destroy web-01\n  foundry destroy web-01 --timeout 30\n",
     )
     .action(async (name: string, opts: { timeout?: string; force?: boolean }, cmd) => {
@@ -22,7 +27,7 @@ export function destroyCommand(io: Io): Command {
         : positiveSeconds(opts.timeout);
       const say = progress(io);
       io.out(`Destroying VM '${name.toLowerCase()}'...\n`);
-      await withLibvirt(config, (lv) =>
+      const { disksKept: kept } = await withLibvirt(config, (lv) =>
         withFoundryAudit(cmd, {
           resourceType: "vm",
           name: name.toLowerCase(),
@@ -39,12 +44,20 @@ export function destroyCommand(io: Io): Command {
             level: "info",
             reason: r.graceful ? "GracefulShutdown" : "ForcedOff",
             object: `VirtualMachine/${name.toLowerCase()}`,
-            message: `${r.volumesDeleted.length} volumes deleted: ${r.volumesDeleted.join(", ")}`,
+            message: `${r.volumesDeleted.length} volumes deleted: ${r.volumesDeleted.join(", ")}` +
+              r.disksKept.map((k) => `; kept ${k.disk} (${k.reason})`).join(""),
           });
           return r;
         }));
+      for (const k of kept) io.out(`kept ${printable(k.disk)} (${printable(k.reason)})\n`);
       io.out(`Successfully destroyed VM '${name.toLowerCase()}'\n`);
     });
+}
+
+/** `text` with control characters (a disk path is the domain's, not ours) shown as `?`. */
+function printable(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
 }
 
 /** Parses a timeout flag; a bad value is a usage error (exit 2). */

@@ -87,9 +87,14 @@ export {
   PASSWORD_HASH_SHA256_ATTRIBUTE,
   passwordHashChanged,
   passwordHashSha256,
+  STORED_SPEC_ERROR_ANNOTATION,
+  VOLUMES_DOMAIN_ATTRIBUTE,
+  VOLUMES_ELEMENT,
+  VOLUMES_NAMESPACE,
+  VOLUMES_PREFIX,
   withoutPasswordHash,
 } from "./metadata.ts";
-export type { StoredVm } from "./metadata.ts";
+export type { CreatedVolume, StoredVm } from "./metadata.ts";
 export {
   CONFIG_ENV,
   ConfigError,
@@ -165,8 +170,9 @@ export type { PoolStatus } from "./storage_status.ts";
 export {
   CREATE_STEPS,
   createVm,
+  DESTROY_STEPS,
+  DestroyIncompleteError,
   destroyVm,
-  domainVolumes,
   hostBridges,
   hostFacts,
   lookupVm,
@@ -179,7 +185,20 @@ export {
   VmOperationError,
   waitForState,
 } from "./vm.ts";
-export type { CreateOptions, CreateResult, CreateStep, DestroyOptions } from "./vm.ts";
+export type {
+  CreateOptions,
+  CreateResult,
+  CreateStep,
+  DestroyOptions,
+  DestroyResult,
+  DestroyStep,
+  StartOptions,
+  StartStep,
+  StopOptions,
+  StopStep,
+} from "./vm.ts";
+export { domainDisks, domainVolumes, planVolumeDeletion } from "./disks.ts";
+export type { DomainDisk, KeptDisk } from "./disks.ts";
 export {
   getVm,
   listVms,

@@ -6,6 +6,7 @@
 import {
   type DomainRef,
   DomainState,
+  DomainXmlFlags,
   type Libvirt,
   LibvirtError,
   MetadataType,
@@ -17,7 +18,13 @@ import {
 import { cidataIsoFromVm } from "./cloudinit.ts";
 import { type FoundryConfig, imageLocationFor, vmPoolFor } from "./config.ts";
 import { buildDomainXml, chooseDomainType, kvmOffered } from "./domain_xml.ts";
-import { parseDomainMetadata } from "./metadata.ts";
+import { domainDisks, type KeptDisk, planVolumeDeletion } from "./disks.ts";
+import {
+  type CreatedVolume,
+  parseDomainMetadata,
+  parseStoredDomainMetadata,
+  type StoredVm,
+} from "./metadata.ts";
 import { ensureDirPool, StorageError } from "./pools.ts";
 import { type HostFacts, type PreflightProblem, preflightProblems } from "./preflight.ts";
 import { statusFromDomainState } from "./status.ts";
@@ -236,7 +243,14 @@ export async function createVm(
 
     await step("define");
     const uuid = crypto.randomUUID();
-    const xml = buildDomainXml(vm, { domainType, pool: poolName, uuid });
+    // The record of what this run created is what destroy will delete, and nothing else.
+    const created: CreatedVolume[] = volumes.map((v) => ({
+      role: plan.find((p) => p.name === v.name)?.role ?? "data",
+      pool: v.pool,
+      name: v.name,
+      key: v.key,
+    }));
+    const xml = buildDomainXml(vm, { domainType, pool: poolName, uuid, volumes: created });
     let domain: DomainRef;
     try {
       // A fresh UUID makes libvirt refuse (not overwrite) a domain of the same name defined by a
@@ -396,11 +410,17 @@ export async function readStoredStatus(
   }
 }
 
-/** Looks a VM up by name; a missing VM is a {@linkcode VmOperationError} that says so. */
+/**
+ * Looks a VM up by name; a missing VM is a {@linkcode VmOperationError} that says so. The stored
+ * spec is read leniently (see `parseStoredDomainMetadata`): a spec this version would refuse never
+ * stops a lifecycle operation.
+ */
 export async function lookupVm(
   lv: Libvirt,
   name: string,
-): Promise<{ domain: DomainRef; xml: string; vm: VirtualMachine | undefined }> {
+): Promise<
+  { domain: DomainRef; xml: string; vm: VirtualMachine | undefined; stored: StoredVm | undefined }
+> {
   let domain: DomainRef;
   try {
     domain = await lv.domainLookupByName(name);
@@ -411,7 +431,8 @@ export async function lookupVm(
     throw e;
   }
   const xml = await lv.domainGetXmlDesc(domain);
-  return { domain, xml, vm: parseDomainMetadata(xml) };
+  const stored = parseStoredDomainMetadata(xml);
+  return { domain, xml, vm: stored?.vm, stored };
 }
 
 /**
@@ -447,6 +468,11 @@ export async function waitForState(
   }
 }
 
+/** The steps of `destroy` before which a failure can be injected, in order. */
+export const DESTROY_STEPS = ["shutdown", "forceOff", "undefine", "delete"] as const;
+/** One step of `destroy`; `delete` comes once per volume. */
+export type DestroyStep = typeof DESTROY_STEPS[number];
+
 /** Options of {@linkcode destroyVm}. */
 export interface DestroyOptions {
   /** Seconds to wait for a graceful shutdown before forcing the VM off (design: 5). */
@@ -455,137 +481,312 @@ export interface DestroyOptions {
   force?: boolean;
   /** Progress lines. */
   onStep?: (step: "stopped" | "undefined" | "storage", detail: string) => void;
+  /**
+   * Called before each step (`delete` once per volume, with `pool/name` as detail); throwing stops
+   * the destroy there, as a failure of that step would. Tests use it to inject failures.
+   */
+  beforeStep?: (step: DestroyStep, detail?: string) => void | Promise<void>;
+}
+
+/** What `destroy` did. */
+export interface DestroyResult {
+  /** Whether the guest shut down by itself (true as well when it was already off). */
+  graceful: boolean;
+  /** The volumes deleted, `pool/name`. */
+  volumesDeleted: string[];
+  /** Every disk of the VM that was not deleted, and recorded volumes no longer attached to it. */
+  disksKept: KeptDisk[];
 }
 
 /**
- * Destroys a foundry VM: graceful shutdown, forced off after the timeout, undefine with NVRAM,
- * delete every volume of its disks. Nothing of the VM remains.
+ * `destroy` stopped half-way. The VM is in a consistent state, which the message and the fields
+ * name: unchanged, stopped but still defined, or undefined with some of its volumes left.
  */
-export async function destroyVm(lv: Libvirt, name: string, opts: DestroyOptions): Promise<{
-  graceful: boolean;
-  volumesDeleted: string[];
-}> {
-  const { domain, xml, vm } = await lookupVm(lv, name);
-  if (!vm && !opts.force) {
+export class DestroyIncompleteError extends Error {
+  /** 4 (VM operation) while the domain is still defined; 5 (storage) when only volumes are left. */
+  readonly exitCode: 4 | 5;
+  /** The VM's name. */
+  readonly vmName: string;
+  /** Whether the domain was undefined. */
+  readonly domainUndefined: boolean;
+  /** The volumes deleted before the failure, `pool/name`. */
+  readonly volumesDeleted: readonly string[];
+  /** The volumes destroy meant to delete and did not, `pool/name`. */
+  readonly volumesLeft: readonly string[];
+  /** Creates the error. */
+  constructor(
+    message: string,
+    fields: {
+      vmName: string;
+      domainUndefined: boolean;
+      volumesDeleted: readonly string[];
+      volumesLeft: readonly string[];
+    },
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "DestroyIncompleteError";
+    this.vmName = fields.vmName;
+    this.domainUndefined = fields.domainUndefined;
+    this.volumesDeleted = fields.volumesDeleted;
+    this.volumesLeft = fields.volumesLeft;
+    this.exitCode = fields.domainUndefined ? 5 : 4;
+  }
+}
+
+/**
+ * Destroys a foundry VM: graceful shutdown, forced off after the timeout, undefine with NVRAM, then
+ * delete the volumes foundry created for it, and nothing else.
+ *
+ * Which volumes: those recorded in the domain's metadata at create time ({@linkcode CreatedVolume}),
+ * each only while it is still the recorded volume (same key), still attached to this VM, and used by
+ * no other domain (by pool and name, by path, or as a running domain's backing file). A VM made by a
+ * foundry that kept no record falls back to the naming convention within one pool: `{name}_boot` at
+ * `vda`, `{name}_cloudinit` at `sda` and `{name}_data-{dev}` at a data device of the stored spec, all
+ * in the pool of that boot disk; nothing else is ever deleted. Every other disk is left alone and
+ * named in {@linkcode DestroyResult.disksKept}. What is deleted is decided before anything changes.
+ *
+ * @throws {VmOperationError} no such VM, or not foundry's without `force`
+ * @throws {DestroyIncompleteError} a step failed; the message says what state the VM is left in
+ */
+export async function destroyVm(
+  lv: Libvirt,
+  name: string,
+  opts: DestroyOptions,
+): Promise<DestroyResult> {
+  const { domain, xml, stored } = await lookupVm(lv, name);
+  if (!stored && !opts.force) {
     throw new VmOperationError(
       `VM ${name} was not created by foundry (no foundry metadata); use --force to remove the domain anyway`,
     );
   }
+  const state0 = (await lv.domainGetState(domain)).state;
+  const configXml = state0 === DomainState.SHUTOFF
+    ? xml
+    : await lv.domainGetXmlDesc(domain, DomainXmlFlags.INACTIVE);
+  const uuid = /<uuid>([^<]+)<\/uuid>/.exec(xml)?.[1]?.trim().toLowerCase();
+  const plan = await planVolumeDeletion(lv, domain, uuid, stored, [
+    ...domainDisks(xml),
+    ...domainDisks(configXml),
+  ]);
+
   let graceful = true;
-  const state = (await lv.domainGetState(domain)).state;
-  if (state !== DomainState.SHUTOFF) {
-    try {
-      await lv.domainShutdown(domain);
-    } catch { /* a paused or crashed guest cannot shut down: forced below */ }
-    const off = await waitForState(lv, domain, [DomainState.SHUTOFF], opts.timeoutSeconds * 1000);
-    if (!off) {
-      graceful = false;
+  let shutdownRequested = false;
+  try {
+    if (state0 !== DomainState.SHUTOFF) {
+      await opts.beforeStep?.("shutdown");
+      shutdownRequested = true;
       try {
-        await lv.domainDestroy(domain);
-      } catch (e) {
-        if ((await lv.domainGetState(domain)).state !== DomainState.SHUTOFF) {
-          throw new VmOperationError(`Cannot stop VM ${name}: ${(e as Error).message}`, {
-            cause: e,
-          });
+        await lv.domainShutdown(domain);
+      } catch { /* a paused or crashed guest cannot shut down: forced below */ }
+      const off = await waitForState(lv, domain, [DomainState.SHUTOFF], opts.timeoutSeconds * 1000);
+      if (!off) {
+        graceful = false;
+        await opts.beforeStep?.("forceOff");
+        try {
+          await lv.domainDestroy(domain);
+        } catch (e) {
+          if ((await lv.domainGetState(domain)).state !== DomainState.SHUTOFF) throw e;
         }
       }
+      opts.onStep?.(
+        "stopped",
+        graceful ? "VM shut down" : `VM forced off after ${opts.timeoutSeconds} s`,
+      );
     }
-    opts.onStep?.(
-      "stopped",
-      graceful ? "VM shut down" : `VM forced off after ${opts.timeoutSeconds} s`,
-    );
-  }
-  const disks = vm ? domainVolumes(xml) : [];
-  try {
+    await opts.beforeStep?.("undefine");
     await lv.domainUndefine(
       domain,
       UndefineFlags.NVRAM | UndefineFlags.MANAGED_SAVE | UndefineFlags.SNAPSHOTS_METADATA,
     );
   } catch (e) {
-    throw new VmOperationError(`Cannot undefine VM ${name}: ${(e as Error).message}`, { cause: e });
+    const now = await lv.domainGetState(domain).then((s) => s.state, () => undefined);
+    const where = now === state0 && !shutdownRequested
+      ? `VM ${name} is unchanged`
+      : now === DomainState.SHUTOFF
+      ? `VM ${name} is stopped but still defined; no volume deleted`
+      : `VM ${name} is ${stateWord(now)} and still defined; no volume deleted`;
+    throw new DestroyIncompleteError(
+      `Cannot destroy VM ${name}: ${(e as Error).message}; ${where}`,
+      { vmName: name, domainUndefined: false, volumesDeleted: [], volumesLeft: [] },
+      { cause: e },
+    );
   }
   opts.onStep?.("undefined", "domain undefined, NVRAM removed");
+
   const deleted: string[] = [];
-  const failed: string[] = [];
-  for (const d of disks) {
+  const left: string[] = [];
+  const failures: string[] = [];
+  for (const v of plan.delete) {
+    const id = `${v.pool}/${v.name}`;
     try {
-      const pool = await lv.storagePoolLookupByName(d.pool);
-      await lv.storageVolDelete(await lv.storageVolLookupByName(pool, d.volume));
-      deleted.push(`${d.pool}/${d.volume}`);
+      await opts.beforeStep?.("delete", id);
+      await lv.storageVolDelete(v);
+      deleted.push(id);
     } catch (e) {
-      if (e instanceof LibvirtError && (e.isNoStorageVol() || e.isNoStoragePool())) continue;
-      failed.push(`${d.pool}/${d.volume}: ${(e as Error).message}`);
+      if (e instanceof LibvirtError && e.isNoStorageVol()) continue;
+      left.push(id);
+      failures.push(`${id}: ${(e as Error).message}`);
     }
   }
-  if (failed.length) {
-    throw new StorageError(`Could not delete volumes of ${name}: ${failed.join("; ")}`);
+  if (left.length) {
+    throw new DestroyIncompleteError(
+      `Cannot delete every volume of VM ${name}: ${failures.join("; ")}; domain undefined; ` +
+        `volumes left: ${left.join(", ")}` +
+        (deleted.length ? `; volumes deleted: ${deleted.join(", ")}` : ""),
+      { vmName: name, domainUndefined: true, volumesDeleted: deleted, volumesLeft: left },
+    );
   }
   opts.onStep?.("storage", `${deleted.length} volumes deleted`);
-  return { graceful, volumesDeleted: deleted };
+  return { graceful, volumesDeleted: deleted, disksKept: plan.kept };
 }
 
-/** The pool volumes a domain's disks use (`<source pool= volume=>`), in XML order. */
-export function domainVolumes(domainXml: string): { pool: string; volume: string }[] {
-  const out: { pool: string; volume: string }[] = [];
-  for (const m of domainXml.matchAll(/<source\s+([^>]*)\/?>/g)) {
-    const attrs = m[1] ?? "";
-    const pool = /\bpool=['"]([^'"]+)['"]/.exec(attrs)?.[1];
-    const volume = /\bvolume=['"]([^'"]+)['"]/.exec(attrs)?.[1];
-    if (pool && volume) out.push({ pool: unescapeXml(pool), volume: unescapeXml(volume) });
-  }
-  return out;
+const STATE_WORDS: Record<number, string> = {
+  [DomainState.NOSTATE]: "in no state",
+  [DomainState.RUNNING]: "running",
+  [DomainState.BLOCKED]: "idle",
+  [DomainState.PAUSED]: "paused",
+  [DomainState.SHUTDOWN]: "shutting down",
+  [DomainState.SHUTOFF]: "shut off",
+  [DomainState.CRASHED]: "crashed",
+  [DomainState.PMSUSPENDED]: "suspended",
+};
+
+function stateWord(state: number | undefined): string {
+  return state === undefined ? "in an unknown state" : STATE_WORDS[state] ?? `in state ${state}`;
 }
 
-function unescapeXml(s: string): string {
-  return s.replaceAll("&apos;", "'").replaceAll("&quot;", '"').replaceAll("&lt;", "<")
-    .replaceAll("&gt;", ">").replaceAll("&amp;", "&");
+async function currentStateWord(lv: Libvirt, domain: DomainRef): Promise<string> {
+  return stateWord(await lv.domainGetState(domain).then((s) => s.state, () => undefined));
 }
 
-/** Starts a stopped VM. */
-export async function startVm(lv: Libvirt, name: string): Promise<void> {
+/** The steps of `start` before which a failure can be injected. */
+export type StartStep = "start" | "status";
+/** The steps of `stop` before which a failure can be injected. */
+export type StopStep = "shutdown" | "forceOff" | "status";
+
+/** Options of {@linkcode startVm}. */
+export interface StartOptions {
+  /** Called before each step; throwing stops there, as a failure of that step would (tests). */
+  beforeStep?: (step: StartStep) => void | Promise<void>;
+}
+
+/** Options of {@linkcode stopVm} and {@linkcode restartVm}. */
+export interface StopOptions {
+  /** Seconds to wait for a graceful shutdown before forcing the VM off. */
+  timeoutSeconds: number;
+  /** Power off at once, without asking the guest. */
+  force?: boolean;
+  /** Called before each step; throwing stops there, as a failure of that step would (tests). */
+  beforeStep?: (step: StopStep | StartStep) => void | Promise<void>;
+}
+
+/**
+ * Starts a stopped VM and records its status.
+ *
+ * @throws {VmOperationError} naming the state the VM is in: not started (still shut off), or
+ *   running but with its status record not updated
+ */
+export async function startVm(lv: Libvirt, name: string, opts: StartOptions = {}): Promise<void> {
   const { domain, vm } = await lookupVm(lv, name);
   if ((await lv.domainGetState(domain)).state === DomainState.RUNNING) return;
   const previous = await readStoredStatus(lv, domain);
   try {
+    await opts.beforeStep?.("start");
     await lv.domainCreate(domain);
   } catch (e) {
-    throw new VmOperationError(`Cannot start VM ${name}: ${(e as Error).message}`, { cause: e });
+    throw new VmOperationError(
+      `VM ${name} not started (still ${await currentStateWord(lv, domain)}): ${
+        (e as Error).message
+      }`,
+      { cause: e },
+    );
   }
-  if (vm) await writeStatus(lv, domain, vm, DomainState.RUNNING, previous);
+  if (!vm) return;
+  try {
+    await opts.beforeStep?.("status");
+    await writeStatus(lv, domain, vm, DomainState.RUNNING, previous);
+  } catch (e) {
+    throw new VmOperationError(
+      `VM ${name} is running, but its status was not recorded: ${(e as Error).message}`,
+      { cause: e },
+    );
+  }
 }
 
-/** Stops a VM: graceful shutdown, forced off after `timeoutSeconds` (or at once with `force`). */
+/**
+ * Stops a VM: graceful shutdown, forced off after `timeoutSeconds` (or at once with `force`).
+ *
+ * @throws {VmOperationError} naming the state the VM is in: not stopped (still running), or shut
+ *   off but with its status record not updated
+ */
 export async function stopVm(
   lv: Libvirt,
   name: string,
-  opts: { timeoutSeconds: number; force?: boolean },
+  opts: StopOptions,
 ): Promise<{ graceful: boolean }> {
   const { domain, vm } = await lookupVm(lv, name);
   if ((await lv.domainGetState(domain)).state === DomainState.SHUTOFF) return { graceful: true };
   const previous = await readStoredStatus(lv, domain);
   let graceful = !opts.force;
-  if (!opts.force) {
-    await lv.domainShutdown(domain).catch(() => {});
-    graceful = await waitForState(lv, domain, [DomainState.SHUTOFF], opts.timeoutSeconds * 1000);
+  try {
+    if (!opts.force) {
+      await opts.beforeStep?.("shutdown");
+      await lv.domainShutdown(domain).catch(() => {});
+      graceful = await waitForState(lv, domain, [DomainState.SHUTOFF], opts.timeoutSeconds * 1000);
+    }
+    if (!graceful) {
+      await opts.beforeStep?.("forceOff");
+      await lv.domainDestroy(domain).catch(async (e) => {
+        if ((await lv.domainGetState(domain)).state !== DomainState.SHUTOFF) throw e;
+      });
+    }
+  } catch (e) {
+    throw new VmOperationError(
+      `VM ${name} not stopped (still ${await currentStateWord(lv, domain)}): ${
+        (e as Error).message
+      }`,
+      { cause: e },
+    );
   }
-  if (!graceful) {
-    await lv.domainDestroy(domain).catch(async (e) => {
-      if ((await lv.domainGetState(domain)).state !== DomainState.SHUTOFF) {
-        throw new VmOperationError(`Cannot stop VM ${name}: ${(e as Error).message}`, { cause: e });
-      }
-    });
+  if (vm) {
+    try {
+      await opts.beforeStep?.("status");
+      await writeStatus(lv, domain, vm, DomainState.SHUTOFF, previous);
+    } catch (e) {
+      throw new VmOperationError(
+        `VM ${name} is shut off, but its status was not recorded: ${(e as Error).message}`,
+        { cause: e },
+      );
+    }
   }
-  if (vm) await writeStatus(lv, domain, vm, DomainState.SHUTOFF, previous);
   return { graceful };
 }
 
-/** Restarts a VM (stop as {@linkcode stopVm}, then start). */
+/**
+ * Restarts a VM (stop as {@linkcode stopVm}, then start).
+ *
+ * @throws {VmOperationError} as stop and start do; a start that fails after the stop says that
+ *   the VM was stopped but not started again
+ */
 export async function restartVm(
   lv: Libvirt,
   name: string,
-  opts: { timeoutSeconds: number; force?: boolean },
+  opts: StopOptions,
 ): Promise<{ graceful: boolean }> {
   const r = await stopVm(lv, name, opts);
-  await startVm(lv, name);
+  try {
+    await startVm(lv, name, opts.beforeStep ? { beforeStep: opts.beforeStep } : {});
+  } catch (e) {
+    const domain = await lv.domainLookupByName(name).catch(() => undefined);
+    const state = domain
+      ? await lv.domainGetState(domain).then((s) => s.state, () => undefined)
+      : undefined;
+    if (state === DomainState.RUNNING) throw e;
+    throw new VmOperationError(
+      `VM ${name} was stopped but not started again: ${(e as Error).message}`,
+      { cause: e },
+    );
+  }
   return r;
 }
