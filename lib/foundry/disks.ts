@@ -122,9 +122,12 @@ function normalPath(path: string): string {
   return `/${parts.join("/")}`;
 }
 
-/** Every name by which `d` may refer to a volume: its key when libvirt resolves it, path, pool/name. */
-async function diskIdentities(lv: Libvirt, d: DomainDisk): Promise<string[]> {
-  const ids = [...d.backing.map((p) => `path:${normalPath(p)}`)];
+/**
+ * Every name by which `d` may refer to a volume: its key when libvirt resolves it, path, pool/name;
+ * with `withBacking`, those of the files in its backing chain too.
+ */
+async function diskIdentities(lv: Libvirt, d: DomainDisk, withBacking = true): Promise<string[]> {
+  const ids = withBacking ? d.backing.map((p) => `path:${normalPath(p)}`) : [];
   if (d.pool && d.volume) ids.push(`vol:${d.pool}/${d.volume}`);
   if (d.path) ids.push(`path:${normalPath(d.path)}`);
   try {
@@ -135,7 +138,7 @@ async function diskIdentities(lv: Libvirt, d: DomainDisk): Promise<string[]> {
       : undefined;
     if (ref) ids.push(`key:${ref.key}`, `vol:${ref.pool}/${ref.name}`);
   } catch { /* not a volume libvirt knows (or its pool is inactive): the names above remain */ }
-  for (const p of d.backing) {
+  for (const p of withBacking ? d.backing : []) {
     const ref = await lv.storageVolLookupByPath(normalPath(p)).catch(() => undefined);
     if (ref) ids.push(`key:${ref.key}`);
   }
@@ -212,7 +215,10 @@ export async function planVolumeDeletion(
     const label = diskLabel(d);
     return label === undefined ? [] : [[label, d] as const];
   })).values()];
+  // With the backing chain to tell whether a volume is attached (an external snapshot's base is);
+  // without, to tell whether a disk itself is one that goes.
   const ownIds = await Promise.all(own.map((d) => diskIdentities(lv, d)));
+  const ownDirectIds = await Promise.all(own.map((d) => diskIdentities(lv, d, false)));
 
   type Candidate = { pool: string; name: string; key?: string };
   let candidates: Candidate[] = [];
@@ -269,7 +275,7 @@ export async function planVolumeDeletion(
   }
   const deletedIds = new Set(toDelete.flatMap((r) => [`key:${r.key}`, `vol:${r.pool}/${r.name}`]));
   own.forEach((d, i) => {
-    const ids = ownIds[i] ?? [];
+    const ids = ownDirectIds[i] ?? [];
     if (ids.some((id) => deletedIds.has(id))) return;
     const because = ids.map((id) => keptBecause.get(id)).find((r) => r !== undefined);
     kept.push({
