@@ -1,15 +1,21 @@
-import { Command } from "npm:commander@^15.1.0";
+import { Command, InvalidArgumentError } from "npm:commander@^15.1.0";
 import type { FoundryConfig } from "../../lib/foundry/config.ts";
 import {
+  checkPullUrl,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_PULL_BYTES,
   deleteImage,
   type ImageDetails,
   imageInfo,
   imageNameFromUrl,
+  ImageRequestError,
   type ImageSummary,
   importImage,
   listImages,
   parseChecksum,
   pullImage,
+  PullLimitError,
   redactUrl,
   type TransferOptions,
 } from "../../lib/foundry/images.ts";
@@ -20,6 +26,7 @@ import { type Io, processIo } from "../_program.ts";
 import { outputOption, printOutput, withStorage } from "./_storage.ts";
 import { configFor } from "./_context.ts";
 import { withFoundryAudit } from "../_audit.ts";
+import { interruptSignal } from "../_signals.ts";
 
 const LIST_HEADERS = ["NAME", "FORMAT", "VIRTUAL SIZE", "ALLOCATION", "SHA256", "USED BY"];
 
@@ -73,17 +80,14 @@ async function transfer(
   label: string,
   run: (lv: Libvirt, pool: string, opts: TransferOptions) => Promise<ImageSummary>,
 ): Promise<ImageSummary> {
-  const ac = new AbortController();
-  const onSignal = () => ac.abort();
-  try {
-    Deno.addSignalListener("SIGINT", onSignal);
-  } catch { /* no signal support */ }
+  // Ctrl-C, SIGTERM, SIGHUP (cli/_signals.ts).
+  const signal = interruptSignal() ?? new AbortController().signal;
   let progress: Progress | undefined;
   try {
     return await withStorage(cmd, async (lv: Libvirt, config: FoundryConfig) => {
       await ensureDirPool(lv, config.imagesPool, config.imagesPath);
       const image = await run(lv, config.imagesPool, {
-        signal: ac.signal,
+        signal,
         onStart: (total) => {
           progress = createProgress({
             label,
@@ -100,12 +104,38 @@ async function transfer(
   } catch (e) {
     progress?.fail();
     throw e;
-  } finally {
-    try {
-      Deno.removeSignalListener("SIGINT", onSignal);
-    } catch { /* not added */ }
   }
 }
+
+const SIZE_UNITS: Record<string, number> = {
+  "": 1,
+  k: 2 ** 10,
+  m: 2 ** 20,
+  g: 2 ** 30,
+  t: 2 ** 40,
+};
+
+/** `--max-size`: bytes, or a number with K, M, G or T (powers of 1024, as qemu-img reads them). */
+function parseMaxSize(text: string): number {
+  const m = /^(\d+)\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim());
+  const n = m ? Number(m[1]) * SIZE_UNITS[m[2]!.toLowerCase()]! : NaN;
+  if (!(n > 0) || !Number.isSafeInteger(n)) {
+    throw new InvalidArgumentError("expected a size above 0 such as 64G, 512M or 1073741824");
+  }
+  return n;
+}
+
+/** `--connect-timeout`, `--idle-timeout`: seconds above 0, fractions allowed; returns ms. */
+function parseSeconds(text: string): number {
+  const n = /^\d+(\.\d+)?$/.test(text.trim()) ? Number(text) : NaN;
+  if (!(n > 0) || n > 86_400) {
+    throw new InvalidArgumentError("expected seconds above 0 and at most 86400");
+  }
+  return Math.round(n * 1000);
+}
+
+/** The flag that raises the limit a pull ran into. */
+const LIMIT_FLAG = { size: "--max-size", connect: "--connect-timeout", idle: "--idle-timeout" };
 
 function printImported(io: Io, format: string, verb: string, i: ImageSummary): void {
   if (format === "table") {
@@ -155,16 +185,55 @@ export function imageCommand(io: Io): Command {
     .argument("<url>", "image URL")
     .option("--name <name>", "image name (default: the URL's file name)")
     .option("--checksum <algo:hex>", "expected sha256:HEX or sha512:HEX of the download")
+    .option(
+      "--insecure-skip-checksum",
+      "pull without --checksum, trusting whatever the server sends",
+    )
+    .option(
+      "--max-size <size>",
+      `largest download accepted (bytes or K/M/G/T; default ${DEFAULT_MAX_PULL_BYTES / 2 ** 30}G)`,
+      parseMaxSize,
+    )
+    .option(
+      "--connect-timeout <seconds>",
+      `time allowed to connect (default ${DEFAULT_CONNECT_TIMEOUT_MS / 1000})`,
+      parseSeconds,
+    )
+    .option(
+      "--idle-timeout <seconds>",
+      `time allowed without data, for the response and within the body (default ${
+        DEFAULT_IDLE_TIMEOUT_MS / 1000
+      })`,
+      parseSeconds,
+    )
     .addOption(outputOption())
     .addHelpText(
       "after",
-      "\nExamples:\n  foundry image pull https://example.org/debian-12.qcow2 --checksum sha512:...\n",
+      "\nOnly http and https URLs. A checksum is required unless --insecure-skip-checksum is given." +
+        "\n\nExamples:\n  foundry image pull https://example.org/debian-12.qcow2 --checksum sha512:...\n",
     )
     .action(async (
       url: string,
-      opts: { output: string; name?: string; checksum?: string },
+      opts: {
+        output: string;
+        name?: string;
+        checksum?: string;
+        insecureSkipChecksum?: boolean;
+        maxSize?: number;
+        connectTimeout?: number;
+        idleTimeout?: number;
+      },
       cmd: Command,
     ) => {
+      // Checked before the images pool is created or anything is fetched.
+      checkPullUrl(url);
+      if (opts.checksum === undefined && opts.insecureSkipChecksum !== true) {
+        throw new ImageRequestError(
+          `Give the expected checksum of ${
+            redactUrl(url)
+          } with --checksum sha256:HEX (or --insecure-skip-checksum to pull without one)`,
+        );
+      }
       const checksum = opts.checksum === undefined ? undefined : parseChecksum(opts.checksum);
       let label = opts.name ?? "download";
       try {
@@ -176,7 +245,7 @@ export function imageCommand(io: Io): Command {
         name: label,
         uri,
         operation: "pull",
-        details: { url: redactUrl(url), checksum: checksum?.algorithm ?? "none" },
+        details: { url: redactUrl(url), checksum: checksum?.algorithm ?? "skipped" },
       }, async (op) => {
         const r = await transfer(
           io,
@@ -186,7 +255,15 @@ export function imageCommand(io: Io): Command {
             pullImage(lv, pool, url, {
               ...t,
               ...(opts.name !== undefined ? { name: opts.name } : {}),
-              ...(checksum !== undefined ? { checksum } : {}),
+              ...(checksum !== undefined ? { checksum } : { insecureSkipChecksum: true }),
+              ...(opts.maxSize !== undefined ? { maxBytes: opts.maxSize } : {}),
+              ...(opts.connectTimeout !== undefined
+                ? { connectTimeoutMs: opts.connectTimeout }
+                : {}),
+              ...(opts.idleTimeout !== undefined ? { idleTimeoutMs: opts.idleTimeout } : {}),
+            }).catch((e) => {
+              if (e instanceof PullLimitError) e.message += ` (${LIMIT_FLAG[e.limit]})`;
+              throw e;
             }),
         );
         op.object({ kind: "volume", name: `${r.pool}/${r.name}`, outcome: "created" });

@@ -3,14 +3,19 @@
  * them. Everything goes through the libvirt client's volume streams, so it works on a remote host too.
  *
  * - The format comes from the first bytes (see `image_format.ts`); the name's extension must match it.
- *   A qcow2 image must stand alone (no backing file, not encrypted).
+ *   A qcow2 image must stand alone: no backing file, no external data file, no incompatible feature
+ *   foundry does not know, not encrypted (see `qcow2.ts`; its whole first cluster is checked).
+ * - Only regular files are imported (a FIFO or device could block or never end); a pull takes only
+ *   http(s) URLs, wants a checksum unless told to skip it, and stops at a size limit and at connect
+ *   and idle timeouts.
  * - Data streams into a new volume chunk by chunk; memory stays flat whatever the image size.
  * - The SHA-256 is computed on the way (in a worker, overlapping the upload) and kept in a sidecar
  *   volume `NAME.sha256` next to the image, in `sha256sum` format. Dir pools have no place for
  *   per-volume metadata in libvirt (a volume XML has no description), and a sidecar volume is written
  *   and read through the same streams, so it also works remotely. Listings hide the sidecars.
  * - Any failure (bad checksum, truncated body, HTTP error, libvirt refusal, interruption) removes the
- *   partial volume before the {@link StorageError} is thrown.
+ *   partial volume and its checksum before the {@link StorageError} is thrown; when that removal
+ *   fails too, the message names what was left behind.
  *
  * @example
  * ```ts
@@ -23,17 +28,29 @@
  * ```
  * @module
  */
+import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { XMLParser } from "npm:fast-xml-parser@^5.12.1";
+import { STATUS_CODES } from "node:http";
+import { EnvHttpProxyAgent, interceptors, request } from "npm:undici@^8.13.1";
 import {
   type Libvirt,
   LibvirtError,
   type StoragePoolRef,
   type StorageVolRef,
 } from "../libvirt/mod.ts";
-import { detectImageFormat, IMAGE_HEADER_BYTES, imageProblem } from "./image_format.ts";
+import {
+  baseImageHeaderBytes,
+  baseImageProblem,
+  detectImageFormat,
+  IMAGE_HEADER_BYTES,
+} from "./image_format.ts";
 import { lookupPool, StorageError, volumeSummary } from "./pools.ts";
 import type { VolumeFormat } from "./storage_xml.ts";
+
+export { baseImageProblem } from "./image_format.ts";
+export { parseQcow2Header } from "./qcow2.ts";
+export type { Qcow2Header } from "./qcow2.ts";
 
 /** Suffix of the sidecar volume that keeps an image's SHA-256. */
 export const CHECKSUM_SUFFIX = ".sha256";
@@ -43,49 +60,61 @@ const READ_CHUNK = 4 * 1024 * 1024;
 /** Chunks the hashing worker may hold at once; bounds memory while it catches up. */
 const HASH_BUFFERS = 6;
 
-/** What the qcow2 header says about an image. */
-export interface Qcow2Header {
-  /** qcow2 version, 2 or 3. */
-  version: number;
-  /** Virtual disk size in bytes. */
-  virtualSize: number;
-  /** Whether the image names a backing file. */
-  hasBackingFile: boolean;
-  /** Whether the image is encrypted (`crypt_method` not 0). */
-  encrypted: boolean;
-}
+/** The steps of an import or pull, in order; {@link TransferOptions.beforeStep} runs before each. */
+export const IMPORT_STEPS = [
+  "source",
+  "check",
+  "volume",
+  "upload",
+  "checksum",
+  "verify",
+] as const;
+/**
+ * One step of an import or pull: open the file or send the request (`source`), read and check the
+ * header (`check`), create the volume (`volume`), stream the data (`upload`), write the checksum
+ * sidecar (`checksum`), refresh the pool and read the result back (`verify`).
+ */
+export type ImportStep = typeof IMPORT_STEPS[number];
+
+/** The largest body `pullImage` accepts unless told otherwise: 64 GiB. */
+export const DEFAULT_MAX_PULL_BYTES = 64 * 2 ** 30;
+/** Milliseconds `pullImage` waits for a TCP (or TLS) connection by default. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
+/** Milliseconds `pullImage` waits for the response or the next data of the body by default. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
 
 /**
- * Reads the qcow2 header fields foundry checks (all big-endian: version at 4, backing file offset at
- * 8, size at 24, crypt method at 32), or undefined when `header` is not qcow2.
+ * A pull that cannot be valid as asked (a URL that is not http(s), no checksum and no explicit
+ * opt-out); nothing was fetched or created. Exit code 2, like other usage errors.
  */
-export function parseQcow2Header(header: Uint8Array): Qcow2Header | undefined {
-  if (header.length < 36 || detectImageFormat(header) !== "qcow2") return undefined;
-  const dv = new DataView(header.buffer, header.byteOffset, header.byteLength);
-  return {
-    version: dv.getUint32(4),
-    virtualSize: Number(dv.getBigUint64(24)),
-    hasBackingFile: dv.getBigUint64(8) !== 0n,
-    encrypted: dv.getUint32(32) !== 0,
-  };
-}
-
-/**
- * Why `header` cannot be imported as `name`, or undefined: the checks of {@link imageProblem} and a
- * qcow2 image that is not a usable base (unknown version, backing file, encryption, size 0).
- */
-export function baseImageProblem(name: string, header: Uint8Array): string | undefined {
-  const problem = imageProblem(name, header);
-  if (problem !== undefined) return problem;
-  const q = parseQcow2Header(header);
-  if (q === undefined) return undefined;
-  if (q.version !== 2 && q.version !== 3) {
-    return `${name} has qcow2 version ${q.version}; expected 2 or 3`;
+export class ImageRequestError extends Error {
+  /** Exit code of the design for validation and usage errors. */
+  readonly exitCode = 2;
+  /** Creates the error. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ImageRequestError";
   }
-  if (q.hasBackingFile) return `${name} has a backing file; a base image must stand alone`;
-  if (q.encrypted) return `${name} is an encrypted qcow2 image; base images cannot be encrypted`;
-  if (q.virtualSize === 0) return `${name} has a virtual size of 0 bytes`;
-  return undefined;
+}
+
+/** A pull stopped by one of its limits: the size cap, the connect timeout or the idle timeout. */
+export class PullLimitError extends StorageError {
+  /** Which limit. */
+  readonly limit: "size" | "connect" | "idle";
+  /** Its value, in bytes for `size` and milliseconds for the timeouts. */
+  readonly value: number;
+  /** Creates the error. */
+  constructor(
+    limit: PullLimitError["limit"],
+    value: number,
+    message: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = "PullLimitError";
+    this.limit = limit;
+    this.value = value;
+  }
 }
 
 /** A checksum to verify a download against. */
@@ -201,16 +230,30 @@ export interface TransferOptions {
   onProgress?: (bytes: number) => void;
   /** Aborting stops the transfer and removes the partial volume. */
   signal?: AbortSignal;
+  /**
+   * Called before each step; throwing stops the import and removes what it made. Tests use it to
+   * inject a failure before every step.
+   */
+  beforeStep?: (step: ImportStep) => void | Promise<void>;
 }
 
 /** Options of {@link pullImage}. */
 export interface PullOptions extends TransferOptions {
   /** Image name; the URL's file name by default. */
   name?: string;
-  /** Expected checksum of the body. */
+  /** Expected checksum of the body; required unless {@link PullOptions.insecureSkipChecksum}. */
   checksum?: Checksum;
-  /** `fetch` to use (tests); the global one by default. */
-  fetch?: typeof fetch;
+  /** Pull without a checksum: the caller accepts whatever the server sends. */
+  insecureSkipChecksum?: boolean;
+  /** Largest body accepted, in bytes ({@link DEFAULT_MAX_PULL_BYTES} by default). */
+  maxBytes?: number;
+  /** Time allowed to connect ({@link DEFAULT_CONNECT_TIMEOUT_MS} by default). */
+  connectTimeoutMs?: number;
+  /**
+   * Time allowed without a byte from the server, for the response and between pieces of its body
+   * ({@link DEFAULT_IDLE_TIMEOUT_MS} by default).
+   */
+  idleTimeoutMs?: number;
 }
 
 // ---- hashing ----
@@ -385,32 +428,40 @@ async function* readFileChunks(
   }
 }
 
-/** Takes chunks from `it` until `want` bytes are in hand; returns them (copied) and the head. */
+/** Chunks taken from a source ahead of the upload (copied), and whether the source ended. */
+interface Peeked {
+  buffered: Uint8Array[];
+  ended: boolean;
+}
+
+/**
+ * Takes more chunks from `it` into `peeked` until `want` bytes are in hand or it ends; returns the
+ * first `want` (or fewer) bytes.
+ */
 async function peekHead(
   it: AsyncIterator<Uint8Array>,
   want: number,
-): Promise<{ head: Uint8Array; buffered: Uint8Array[]; ended: boolean }> {
-  const buffered: Uint8Array[] = [];
-  let have = 0;
-  let ended = false;
-  while (have < want) {
+  peeked: Peeked,
+): Promise<Uint8Array> {
+  let have = peeked.buffered.reduce((n, b) => n + b.length, 0);
+  while (have < want && !peeked.ended) {
     const r = await it.next();
     if (r.done) {
-      ended = true;
+      peeked.ended = true;
       break;
     }
-    buffered.push(r.value.slice());
+    peeked.buffered.push(r.value.slice());
     have += r.value.length;
   }
   const head = new Uint8Array(Math.min(have, want));
   let off = 0;
-  for (const b of buffered) {
+  for (const b of peeked.buffered) {
     if (off >= head.length) break;
     const part = b.subarray(0, head.length - off);
     head.set(part, off);
     off += part.length;
   }
-  return { head, buffered, ended };
+  return head;
 }
 
 // ---- the upload ----
@@ -427,7 +478,15 @@ interface UploadRequest {
   /** Exact size when known. */
   size: number | undefined;
   checksum?: Checksum | undefined;
+  /** Largest body accepted (pulls); the upload stops before sending a byte more. */
+  maxBytes?: number | undefined;
   opts: TransferOptions;
+}
+
+/** Runs `beforeStep` and honours an abort before `step` begins. */
+async function enterStep(name: string, opts: TransferOptions, step: ImportStep): Promise<void> {
+  if (opts.signal?.aborted) throw new StorageError(`Import of ${name} interrupted`);
+  await opts.beforeStep?.(step);
 }
 
 async function volumeExists(lv: Libvirt, pool: StoragePoolRef, name: string): Promise<boolean> {
@@ -461,7 +520,11 @@ function checkName(name: string): void {
 
 async function uploadImage(req: UploadRequest): Promise<ImageSummary> {
   const { lv, pool, name, opts } = req;
-  const { head, buffered, ended } = await peekHead(req.source, IMAGE_HEADER_BYTES);
+  await enterStep(name, opts, "check");
+  const peeked: Peeked = { buffered: [], ended: false };
+  let head = await peekHead(req.source, IMAGE_HEADER_BYTES, peeked);
+  // A qcow2 image's header extensions may sit anywhere in its first cluster (up to 2 MiB).
+  head = await peekHead(req.source, baseImageHeaderBytes(head), peeked);
   const problem = baseImageProblem(name, head);
   if (problem !== undefined) throw new StorageError(`Cannot import ${req.what}: ${problem}`);
   const format = detectImageFormat(head) as VolumeFormat;
@@ -470,6 +533,7 @@ async function uploadImage(req: UploadRequest): Promise<ImageSummary> {
       throw new StorageError(`Image ${n} exists already in pool ${pool.name}`);
     }
   }
+  await enterStep(name, opts, "volume");
   opts.onStart?.(req.size);
   let vol: StorageVolRef;
   try {
@@ -480,62 +544,75 @@ async function uploadImage(req: UploadRequest): Promise<ImageSummary> {
       { cause: e },
     );
   }
-  const algorithms = ["sha256"];
-  if (req.checksum && req.checksum.algorithm !== "sha256") algorithms.push(req.checksum.algorithm);
-  const hasher = await createHasher(algorithms);
-  if (req.buffers) req.buffers.take = () => hasher.take();
-  let sent = 0;
-  let digests: Record<string, string> = {};
-  const signal = opts.signal;
-  async function* data(): AsyncGenerator<Uint8Array> {
-    const check = () => {
-      if (signal?.aborted) throw new StorageError(`Import of ${name} interrupted`);
-    };
-    for (const b of buffered) {
-      check();
-      await hasher.update(b);
-      sent += b.length;
-      yield b;
+  let sidecar: StorageVolRef | undefined;
+  let hasher: Hasher | undefined;
+  try {
+    await enterStep(name, opts, "upload");
+    const algorithms = ["sha256"];
+    if (req.checksum && req.checksum.algorithm !== "sha256") {
+      algorithms.push(req.checksum.algorithm);
     }
-    if (!ended) {
-      while (true) {
-        const r = await req.source.next();
-        if (r.done) break;
-        check();
-        sent += r.value.length;
-        if (req.buffers) {
-          // Sent first, then handed to the hashing worker without a copy.
-          yield r.value;
-          await hasher.give(r.value);
-        } else {
-          await hasher.update(r.value);
-          yield r.value;
+    const h = hasher = await createHasher(algorithms);
+    if (req.buffers) req.buffers.take = () => h.take();
+    let sent = 0;
+    let digests: Record<string, string> = {};
+    const signal = opts.signal;
+    // Checked as each chunk arrives, before it is sent: a source that grows or never ends stops at
+    // once, and no byte past a limit reaches the volume.
+    const count = (n: number) => {
+      if (signal?.aborted) throw new StorageError(`Import of ${name} interrupted`);
+      sent += n;
+      if (req.size !== undefined && sent > req.size) {
+        throw new StorageError(`${req.what} grew past its ${req.size} bytes during the import`);
+      }
+      if (req.maxBytes !== undefined && sent > req.maxBytes) {
+        throw new PullLimitError(
+          "size",
+          req.maxBytes,
+          `${req.what} sent more than the size limit of ${req.maxBytes} bytes`,
+        );
+      }
+    };
+    const data = async function* (): AsyncGenerator<Uint8Array> {
+      for (const b of peeked.buffered) {
+        count(b.length);
+        await h.update(b);
+        yield b;
+      }
+      if (!peeked.ended) {
+        while (true) {
+          const r = await req.source.next();
+          if (r.done) break;
+          count(r.value.length);
+          if (req.buffers) {
+            // Sent first, then handed to the hashing worker without a copy.
+            yield r.value;
+            await h.give(r.value);
+          } else {
+            await h.update(r.value);
+            yield r.value;
+          }
         }
       }
-    }
-    if (req.size !== undefined && sent < req.size) {
-      throw new StorageError(
-        `${req.what} ended after ${sent} of ${req.size} bytes; the image is truncated`,
-      );
-    }
-    if (req.size !== undefined && sent > req.size) {
-      throw new StorageError(`${req.what} grew past its ${req.size} bytes during the import`);
-    }
-    digests = await hasher.digest();
-    // Checked before the stream is finished, so a bad image is never committed.
-    if (req.checksum && digests[req.checksum.algorithm] !== req.checksum.hex) {
-      throw new StorageError(
-        `Checksum mismatch for ${req.what}: expected ${req.checksum.algorithm}:${req.checksum.hex}, ` +
-          `got ${req.checksum.algorithm}:${digests[req.checksum.algorithm]}`,
-      );
-    }
-  }
-  let sidecar: StorageVolRef | undefined;
-  try {
+      if (req.size !== undefined && sent < req.size) {
+        throw new StorageError(
+          `${req.what} ended after ${sent} of ${req.size} bytes; the image is truncated`,
+        );
+      }
+      digests = await h.digest();
+      // Checked before the stream is finished, so a bad image is never committed.
+      if (req.checksum && digests[req.checksum.algorithm] !== req.checksum.hex) {
+        throw new StorageError(
+          `Checksum mismatch for ${req.what}: expected ${req.checksum.algorithm}:${req.checksum.hex}, ` +
+            `got ${req.checksum.algorithm}:${digests[req.checksum.algorithm]}`,
+        );
+      }
+    };
     await lv.storageVolUpload(vol, data(), {
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     });
     const sha256 = digests.sha256!;
+    await enterStep(name, opts, "checksum");
     const line = new TextEncoder().encode(`${sha256}  ${name}\n`);
     sidecar = await lv.storageVolCreateXml(pool, volumeXml(name + CHECKSUM_SUFFIX, line.length));
     await lv.storageVolUpload(
@@ -544,6 +621,7 @@ async function uploadImage(req: UploadRequest): Promise<ImageSummary> {
         yield line;
       })(),
     );
+    await enterStep(name, opts, "verify");
     // libvirt refreshes the pool after an upload in a thread of its own; refresh now so the probed
     // format and virtual size are there when we read them.
     await lv.storagePoolRefresh(pool);
@@ -562,17 +640,39 @@ async function uploadImage(req: UploadRequest): Promise<ImageSummary> {
       users: 0,
     };
   } catch (e) {
-    await lv.storageVolDelete(vol).catch(() => {});
-    if (sidecar) await lv.storageVolDelete(sidecar).catch(() => {});
-    if (e instanceof StorageError) throw e;
-    throw new StorageError(`Cannot import ${req.what}: ${(e as Error).message}`, { cause: e });
+    const left: string[] = [];
+    for (const v of [vol, sidecar]) {
+      if (v === undefined) continue;
+      try {
+        await lv.storageVolDelete(v);
+      } catch (d) {
+        left.push(`${pool.name}/${v.name} (${(d as Error).message})`);
+      }
+    }
+    const err = e instanceof StorageError
+      ? e
+      : new StorageError(`Cannot import ${req.what}: ${(e as Error).message}`, { cause: e });
+    if (left.length > 0) err.message += `; cleanup also failed, left behind: ${left.join(", ")}`;
+    throw err;
   } finally {
-    hasher.close();
+    hasher?.close();
   }
 }
 
+/** What a non-regular file is, for messages. */
+function fileKind(st: Deno.FileInfo): string {
+  if (st.isDirectory) return "a directory";
+  if (st.isFifo) return "a FIFO (named pipe)";
+  if (st.isCharDevice) return "a character device";
+  if (st.isBlockDevice) return "a block device";
+  if (st.isSocket) return "a socket";
+  return "not a regular file";
+}
+
 /**
- * Imports the local file `path` as image `name` into `poolName`; see the module notes.
+ * Imports the local file `path` as image `name` into `poolName`; see the module notes. Only a
+ * regular file is read: it is checked before it is opened (opening a FIFO would block until a
+ * writer comes, a device may never end) and checked again, by inode, once open.
  *
  * @throws {StorageError} with the reason; nothing is left behind
  */
@@ -584,6 +684,14 @@ export async function importImage(
   opts: TransferOptions = {},
 ): Promise<ImageSummary> {
   checkName(name);
+  await enterStep(name, opts, "source");
+  let before: Deno.FileInfo;
+  try {
+    before = await Deno.stat(path);
+  } catch (e) {
+    throw new StorageError(`Cannot read ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  if (!before.isFile) throw new StorageError(`${path} is ${fileKind(before)}, not a regular file`);
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { read: true });
@@ -592,7 +700,9 @@ export async function importImage(
   }
   try {
     const st = await file.stat();
-    if (!st.isFile) throw new StorageError(`${path} is not a regular file`);
+    if (!st.isFile || st.ino !== before.ino || st.dev !== before.dev) {
+      throw new StorageError(`${path} was replaced while it was being opened; nothing imported`);
+    }
     const pool = await lookupPool(lv, poolName);
     const buffers: BufferSource = { take: () => Promise.resolve(new ArrayBuffer(READ_CHUNK)) };
     return await uploadImage({
@@ -611,9 +721,57 @@ export async function importImage(
 }
 
 /**
- * Downloads `url` straight into a new volume of `poolName` (no temporary file), with the format
- * checks of an import and an optional checksum; see the module notes.
+ * Checks that `url` can be pulled at all: an http or https URL.
  *
+ * @throws {ImageRequestError} for any other scheme (file:, ftp:, data: ...) or no URL
+ */
+export function checkPullUrl(url: string): void {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new ImageRequestError(`Not a URL: ${JSON.stringify(redactUrl(url))}`);
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") {
+    throw new ImageRequestError(
+      `Only http and https URLs can be pulled, got ${u.protocol} (${redactUrl(url)})`,
+    );
+  }
+}
+
+function seconds(ms: number): string {
+  return `${Number((ms / 1000).toFixed(3))} s`;
+}
+
+/** The code of an undici error or of its cause (fetch wraps them in "fetch failed"). */
+function undiciCode(e: unknown): string | undefined {
+  for (let c: unknown = e, i = 0; c instanceof Error && i < 4; c = c.cause, i++) {
+    const code = (c as { code?: unknown }).code;
+    if (typeof code === "string" && code.startsWith("UND_ERR")) return code;
+  }
+  return undefined;
+}
+
+/** The message of `e` with the messages of its causes, which say what really failed. */
+function causeChain(e: unknown): string {
+  const parts: string[] = [];
+  for (let c: unknown = e, i = 0; c !== undefined && c !== null && i < 4; i++) {
+    const m = c instanceof Error ? c.message : String(c);
+    if (m !== "" && !parts.includes(m)) parts.push(m);
+    c = c instanceof Error ? c.cause : undefined;
+  }
+  return parts.join(": ");
+}
+
+/**
+ * Downloads `url` straight into a new volume of `poolName` (no temporary file), with the format
+ * checks of an import; see the module notes. The URL must be http(s); a checksum is required
+ * unless `insecureSkipChecksum`; the body may not exceed `maxBytes` (checked against the declared
+ * length before anything is created, and as data arrives); connecting and every wait for data have
+ * a timeout. Credentials in the URL are sent as HTTP basic authentication and never shown.
+ *
+ * @throws {ImageRequestError} for a URL that is not http(s) or a missing checksum (nothing fetched)
+ * @throws {PullLimitError} when the size limit or a timeout stopped it
  * @throws {StorageError} on an HTTP error, a truncated body, a checksum mismatch or a bad image;
  *   nothing is left behind
  */
@@ -623,46 +781,142 @@ export async function pullImage(
   url: string,
   opts: PullOptions = {},
 ): Promise<ImageSummary> {
+  checkPullUrl(url);
+  const shown = redactUrl(url);
+  if (opts.checksum === undefined && opts.insecureSkipChecksum !== true) {
+    throw new ImageRequestError(
+      `No checksum for ${shown}: give the expected one, or skip the check explicitly`,
+    );
+  }
   const name = opts.name ?? imageNameFromUrl(url);
   checkName(name);
-  const shown = redactUrl(url);
-  // Error messages of fetch may quote the URL, credentials and token included.
-  const secret = [url, URL.canParse(url) ? new URL(url).href : url];
+  const maxBytes = opts.maxBytes ?? DEFAULT_MAX_PULL_BYTES;
+  const connectMs = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+  const idleMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  for (
+    const [what, v] of [["maxBytes", maxBytes], ["connectTimeoutMs", connectMs], [
+      "idleTimeoutMs",
+      idleMs,
+    ]] as const
+  ) {
+    if (!(v > 0) || !Number.isSafeInteger(Math.ceil(v))) {
+      throw new RangeError(`${what} must be a positive number, got ${v}`);
+    }
+  }
+  // Error messages may quote the URL, credentials and token included.
+  const secret = [url, new URL(url).href];
   const scrub = (e: unknown) => {
-    let m = e instanceof Error ? e.message : String(e);
+    let m = causeChain(e);
     for (const s of secret) m = m.split(s).join(shown);
     return m;
   };
   const pool = await lookupPool(lv, poolName);
-  const doFetch = opts.fetch ?? fetch;
-  let res: Response;
+  await enterStep(name, opts, "source");
+  // undici's request(), not fetch: it has a connect timeout and a timeout for the response
+  // headers, and (unlike its fetch on Deno) reports a body cut short at once. The body's idle
+  // timeout is ours (below), so time spent waiting for libvirtd while the body is paused never
+  // counts. It honours http_proxy, https_proxy and no_proxy as Deno's fetch does; redirects are
+  // followed to http(s) only, and credentials are dropped when one leaves the origin.
+  const agent = new EnvHttpProxyAgent({
+    connect: { timeout: Math.ceil(connectMs) },
+    headersTimeout: Math.ceil(idleMs),
+    bodyTimeout: 0,
+  });
+  const target = new URL(url);
+  const headers: Record<string, string> = {};
+  if (target.username !== "" || target.password !== "") {
+    const user = `${decodeURIComponent(target.username)}:${decodeURIComponent(target.password)}`;
+    headers.authorization = `Basic ${Buffer.from(user, "utf8").toString("base64")}`;
+    target.username = "";
+    target.password = "";
+  }
+  let body: Awaited<ReturnType<typeof request>>["body"] | undefined;
   try {
-    res = await doFetch(url, opts.signal ? { signal: opts.signal } : {});
-  } catch (e) {
-    throw new StorageError(`Cannot download ${shown}: ${scrub(e)}`, { cause: e });
-  }
-  if (!res.ok || res.body === null) {
-    await res.body?.cancel();
-    throw new StorageError(`Cannot download ${shown}: HTTP ${res.status} ${res.statusText}`.trim());
-  }
-  const encoding = res.headers.get("content-encoding");
-  const length = res.headers.get("content-length");
-  // A compressed body's Content-Length counts compressed bytes; fetch hands us decompressed ones.
-  const size = length !== null && /^\d+$/.test(length) && (encoding ?? "identity") === "identity"
-    ? Number(length)
-    : undefined;
-  const reader = res.body.getReader();
-  const source: AsyncIterator<Uint8Array> = {
-    async next() {
-      try {
-        const r = await reader.read();
-        return r.done ? { done: true, value: undefined } : { done: false, value: r.value };
-      } catch (e) {
-        throw new StorageError(`Download of ${shown} failed: ${scrub(e)}`, { cause: e });
+    let res: Awaited<ReturnType<typeof request>>;
+    try {
+      res = await request(target.href, {
+        dispatcher: agent.compose(interceptors.redirect({ maxRedirections: 10 })),
+        headers,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
+    } catch (e) {
+      const code = undiciCode(e);
+      if (code === "UND_ERR_CONNECT_TIMEOUT") {
+        throw new PullLimitError(
+          "connect",
+          connectMs,
+          `Cannot connect to ${shown} within the connect timeout of ${seconds(connectMs)}`,
+          { cause: e },
+        );
       }
-    },
-  };
-  try {
+      if (code === "UND_ERR_HEADERS_TIMEOUT") {
+        throw new PullLimitError(
+          "idle",
+          idleMs,
+          `No response from ${shown} within the idle timeout of ${seconds(idleMs)}`,
+          { cause: e },
+        );
+      }
+      throw new StorageError(`Cannot download ${shown}: ${scrub(e)}`, { cause: e });
+    }
+    body = res.body;
+    if (res.statusCode < 200 || res.statusCode > 299) {
+      throw new StorageError(
+        `Cannot download ${shown}: HTTP ${res.statusCode} ${STATUS_CODES[res.statusCode] ?? ""}`
+          .trim(),
+      );
+    }
+    const header = (h: string) => {
+      const v = res.headers[h];
+      return Array.isArray(v) ? v.join(", ") : v;
+    };
+    const encoding = header("content-encoding");
+    if (encoding !== undefined && encoding.trim().toLowerCase() !== "identity") {
+      // Not asked for (no Accept-Encoding); the stored bytes must be the image itself.
+      throw new StorageError(`Cannot download ${shown}: the server sent it ${encoding}-encoded`);
+    }
+    const length = header("content-length");
+    const size = length !== undefined && /^\d+$/.test(length) ? Number(length) : undefined;
+    if (size !== undefined && size > maxBytes) {
+      throw new PullLimitError(
+        "size",
+        maxBytes,
+        `${shown} is ${size} bytes, more than the size limit of ${maxBytes} bytes`,
+      );
+    }
+    const chunks = res.body[Symbol.asyncIterator]() as AsyncIterator<Uint8Array>;
+    let received = 0;
+    const source: AsyncIterator<Uint8Array> = {
+      async next() {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const idle = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            reject(
+              new PullLimitError(
+                "idle",
+                idleMs,
+                `No data from ${shown} for ${seconds(idleMs)} after ${received} bytes`,
+              ),
+            );
+          }, idleMs);
+        });
+        try {
+          const c = await Promise.race([chunks.next(), idle]);
+          if (c.done) return { done: true, value: undefined };
+          received += c.value.length;
+          // A plain view of the Buffer, whose slice() copies (Buffer's would share its memory).
+          return {
+            done: false,
+            value: new Uint8Array(c.value.buffer, c.value.byteOffset, c.value.byteLength),
+          };
+        } catch (e) {
+          if (e instanceof PullLimitError) throw e;
+          throw new StorageError(`Download of ${shown} failed: ${scrub(e)}`, { cause: e });
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+    };
     return await uploadImage({
       lv,
       pool,
@@ -671,10 +925,15 @@ export async function pullImage(
       source,
       size,
       checksum: opts.checksum,
+      maxBytes,
       opts,
     });
   } finally {
-    await reader.cancel().catch(() => {});
+    // Destroying a body not read to its end emits an "aborted" error; that is the point here.
+    body?.on("error", () => {});
+    body?.destroy();
+    // Closes the connection, so a server still sending (past a limit) sees the client go.
+    await agent.destroy().catch(() => {});
   }
 }
 
