@@ -2,16 +2,76 @@ import assert from "node:assert/strict";
 import { ConfigError } from "../config/layered.ts";
 import { loadVirtworkConfig } from "./config.ts";
 import { DEFAULTS, KUBEVIRT_API, LABELS } from "./constants.ts";
+import { buildRunPlan, planObjects } from "./plan.ts";
+import { defaultRegistry, withNamespace, withSshCredentials } from "../workloads/mod.ts";
 
 /** A real ed25519 public key (ssh-keygen); keys are parsed strictly. */
 const ED = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKZKz9W6QyVjphGNCQ9HPN4+I7FDP5bCzwJolwuYBUlN";
 
-Deno.test("constants: KubeVirt API group, default namespace and label key format", () => {
-  assert.equal(KUBEVIRT_API.GROUP, "kubevirt.io");
-  assert.equal(DEFAULTS.NAMESPACE, "virtwork");
-  for (const key of Object.values(LABELS)) {
-    assert.match(key, /^([a-z0-9.-]+\/)?[a-z0-9A-Z]([-a-z0-9A-Z_.]*[a-z0-9A-Z])?$/);
+/** A Kubernetes label key: an optional DNS-subdomain prefix and a name of at most 63 characters. */
+function labelKeyProblem(key: string): string | undefined {
+  const slash = key.lastIndexOf("/");
+  const prefix = slash < 0 ? undefined : key.slice(0, slash);
+  const name = key.slice(slash + 1);
+  if (
+    prefix !== undefined &&
+    (prefix.length > 253 || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(prefix))
+  ) {
+    return "bad prefix";
   }
+  return labelValueProblem(name) ?? (name === "" ? "empty name" : undefined);
+}
+
+/** A Kubernetes label value: at most 63 alphanumerics, `-`, `_` and `.`, alphanumeric at the ends. */
+function labelValueProblem(value: string): string | undefined {
+  if (value.length > 63) return "longer than 63";
+  if (value !== "" && !/^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/.test(value)) {
+    return "bad characters";
+  }
+  return undefined;
+}
+
+Deno.test("every label on every planned object is valid, and every LABELS key is in use", () => {
+  const registry = defaultRegistry();
+  const workloads = registry.list().map((n) =>
+    registry.get(
+      n,
+      { enabled: true, vmCount: 2, cpuCores: 2, memory: "2Gi" },
+      withNamespace("virtwork"),
+      withSshCredentials({ user: "virtwork", password: "pw" }),
+    )
+  );
+  const plan = buildRunPlan(workloads, {
+    namespace: "virtwork",
+    runId: "3f2a1b00-aaaa-4bbb-8ccc-0123456789ab",
+    containerDiskImage: DEFAULTS.CONTAINER_DISK_IMAGE,
+  });
+  const used = new Set<string>();
+  let labelled = 0;
+  for (const o of planObjects(plan)) {
+    // deno-lint-ignore no-explicit-any
+    const template = (o as any).spec?.template?.metadata?.labels as
+      | Record<string, string>
+      | undefined;
+    for (const labels of [o.metadata.labels, template]) {
+      if (!labels) continue;
+      labelled++;
+      for (const [k, v] of Object.entries(labels)) {
+        used.add(k);
+        assert.equal(labelKeyProblem(k), undefined, `${o.kind} ${o.metadata.name}: key ${k}`);
+        assert.equal(labelValueProblem(v), undefined, `${o.kind} ${o.metadata.name}: ${k}=${v}`);
+      }
+    }
+    if (o.kind === "VirtualMachine") {
+      assert.equal(o.apiVersion, `${KUBEVIRT_API.GROUP}/${KUBEVIRT_API.VERSION}`);
+    }
+  }
+  assert.ok(labelled > plan.vms.length, `only ${labelled} label sets`);
+  assert.deepEqual([...used].filter((k) => !Object.values(LABELS).includes(k as never)), []);
+  assert.deepEqual(Object.values(LABELS).filter((k) => !used.has(k)), [], "LABELS keys unused");
+  // The checks can fail: what the API server refuses is refused here too.
+  assert.notEqual(labelKeyProblem("virtwork/run id"), undefined);
+  assert.notEqual(labelValueProblem("x".repeat(64)), undefined);
 });
 
 Deno.test("loadVirtworkConfig(): the design's defaults", async () => {

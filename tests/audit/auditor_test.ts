@@ -418,52 +418,69 @@ Deno.test("findEntry()/entryDetails() accept a unique prefix and reject an ambig
   a.close();
 });
 
-Deno.test("noopAuditor accepts every record and does nothing", async () => {
+Deno.test("noopAuditor has every method SqliteAuditor has, returns nothing and cannot change", () => {
   const n = noopAuditor;
-  await n.runStarted({
-    runId: "r",
-    namespace: "n",
-    workloads: [],
-    vmCount: 0,
-    dryRun: true,
-    sshAuthConfigured: false,
-  });
-  await n.workloadRecorded({ runId: "r", name: "cpu", vmCount: 1 });
-  await n.objectCreated({ runId: "r", kind: "K", name: "n", outcome: "created" });
-  await n.vmFinished({
-    runId: "r",
-    namespace: "n",
-    name: "v",
-    workload: "w",
-    role: "r",
-    phase: "p",
-    ready: true,
-  });
-  await n.event({ runId: "r", level: "info", reason: "x", message: "m" });
-  await n.runFinished({ runId: "r", ok: true, interrupted: false });
-  await n.cleanupStarted({ cleanupId: "c", namespace: "n" });
-  await n.objectDeleted({
-    cleanupId: "c",
-    kind: "K",
-    namespace: "n",
-    name: "x",
-    outcome: "deleted",
-  });
-  await n.cleanupFinished({
-    namespace: "n",
-    linkedRunIds: [],
-    deleted: {},
-    namespaceDeleted: false,
-    errors: [],
-  });
-  await n.operationStarted({
-    operationId: "o",
-    resourceType: "vm",
-    name: "v",
-    uri: "u",
-    operation: "start",
-  });
-  await n.operationFinished({ operationId: "o", status: "succeeded" });
-  n.close();
-  assert.ok(Object.isFrozen(n));
+  // The Auditor interface as SqliteAuditor implements it: the noop must answer the same calls.
+  const proto = SqliteAuditor.prototype as unknown as Record<string, unknown>;
+  const methods = Object.getOwnPropertyNames(proto)
+    .filter((k) => k !== "constructor" && typeof proto[k] === "function")
+    .sort();
+  assert.deepEqual(Object.keys(n).sort(), methods);
+  const calls: Record<string, () => unknown> = {
+    runStarted: () =>
+      n.runStarted({
+        runId: "r",
+        namespace: "n",
+        workloads: [],
+        vmCount: 0,
+        dryRun: true,
+        sshAuthConfigured: false,
+      }),
+    workloadRecorded: () => n.workloadRecorded({ runId: "r", name: "cpu", vmCount: 1 }),
+    objectCreated: () => n.objectCreated({ runId: "r", kind: "K", name: "n", outcome: "created" }),
+    vmFinished: () =>
+      n.vmFinished({
+        runId: "r",
+        namespace: "n",
+        name: "v",
+        workload: "w",
+        role: "r",
+        phase: "p",
+        ready: true,
+      }),
+    event: () => n.event({ runId: "r", level: "info", reason: "x", message: "m" }),
+    runFinished: () => n.runFinished({ runId: "r", ok: true, interrupted: false }),
+    cleanupStarted: () => n.cleanupStarted({ cleanupId: "c", namespace: "n" }),
+    objectDeleted: () =>
+      n.objectDeleted({ cleanupId: "c", kind: "K", namespace: "n", name: "x", outcome: "deleted" }),
+    cleanupFinished: () =>
+      n.cleanupFinished({
+        namespace: "n",
+        linkedRunIds: [],
+        deleted: {},
+        namespaceDeleted: false,
+        errors: [],
+      }),
+    operationStarted: () =>
+      n.operationStarted({
+        operationId: "o",
+        resourceType: "vm",
+        name: "v",
+        uri: "u",
+        operation: "start",
+      }),
+    operationFinished: () => n.operationFinished({ operationId: "o", status: "succeeded" }),
+    close: () => n.close(),
+  };
+  assert.deepEqual(Object.keys(calls).sort(), methods, "the test calls every method");
+  // Every call returns undefined at once (nothing to await), before and after close().
+  for (const round of ["first", "after close"]) {
+    for (const [name, call] of Object.entries(calls)) {
+      assert.equal(call(), undefined, `${name} (${round})`);
+    }
+  }
+  // Frozen: nothing can swap a method for one that records something.
+  assert.throws(() => {
+    (n as unknown as Record<string, unknown>).event = () => {};
+  }, TypeError);
 });
