@@ -1,7 +1,7 @@
 /** `foundry storage status` against the real libvirtd, with a nearly full pool on a small tmpfs. */
 import assert from "node:assert/strict";
 import { main } from "../../cli/foundry.ts";
-import { FULL_WARNING_PERCENT, usedPercent } from "../../lib/foundry/storage_status.ts";
+import { storageStatus, usedPercent } from "../../lib/foundry/storage_status.ts";
 import { Libvirt } from "../../lib/libvirt/mod.ts";
 import { libvirtSkipReason, tempPool, uniqueName } from "../libvirt/_env.ts";
 import { requireRoot, testNeeding } from "../_require.ts";
@@ -11,7 +11,6 @@ Deno.test("usedPercent() is the share of the capacity not available", () => {
   assert.equal(usedPercent({ capacity: 1000, available: 150 }), 85);
   assert.equal(usedPercent({ capacity: 1000, available: 149 }), 85.1);
   assert.equal(usedPercent({ capacity: 0, available: 0 }), null);
-  assert.equal(FULL_WARNING_PERCENT, 85);
 });
 
 /** Why a small tmpfs cannot be mounted here (tried once), or null. */
@@ -71,6 +70,22 @@ testNeeding(tmpfsSkip, {
         new RegExp(`${full.pool.name}\\s+running\\s+8\\.0 MiB\\s.*9\\d\\.\\d%\\s+2\\n`),
       );
       assert.ok(!c.out().includes("\x1b["), "no colour off a terminal");
+
+      // The warning starts above 85 %: of the tmpfs's 2048 pages, 1741 used is 85.0 % (no
+      // warning) and 1743 is 85.1 % (a warning).
+      const page = 4096;
+      await Deno.writeFile(`${dir}/b.img`, new Uint8Array(0));
+      await Deno.writeFile(`${dir}/a.img`, new Uint8Array(1741 * page).fill(1));
+      await lv.storagePoolRefresh(full.pool);
+      const fullStatus = async () =>
+        (await storageStatus(lv)).find((p) => p.name === full.pool.name)!;
+      let st = await fullStatus();
+      assert.equal(st.capacity, 2048 * page);
+      assert.deepEqual([st.usedPercent, st.warning], [85, false]);
+      await Deno.writeFile(`${dir}/b.img`, new Uint8Array(2 * page).fill(1));
+      await lv.storagePoolRefresh(full.pool);
+      st = await fullStatus();
+      assert.deepEqual([st.usedPercent, st.warning], [85.1, true]);
     } finally {
       await roomy.cleanup();
       await full.cleanup();
