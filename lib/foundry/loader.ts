@@ -244,7 +244,12 @@ function lowerFirst(s: string): string {
 
 /** A user's string for a message: quoted, escaped, and cut short when long. */
 function shown(v: string): string {
-  return v.length > 60 ? `${quoteForTerminal(v.slice(0, 57))}...` : quoteForTerminal(v);
+  const quoted = v.length > 60 ? `${quoteForTerminal(v.slice(0, 57))}...` : quoteForTerminal(v);
+  // Non-ASCII as escapes: a Cyrillic "е" in a name or field must not look like a Latin "e".
+  return quoted.replace(
+    /[^\x20-\x7e]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }
 
 /** A short, safe rendering of a scalar for "got ..." in messages. */
@@ -329,6 +334,7 @@ class Checker {
               quoteForTerminal(`*${node.source}`)
             } refers to no anchor before it in this document`,
           );
+          this.#reported.add(node);
         }
         return;
       }
@@ -341,7 +347,6 @@ class Checker {
         if (typeof node.value === "string") {
           const bad = forbiddenCharacter(node.value);
           if (bad !== undefined) {
-            this.#reported.add(node);
             this.problem(
               node,
               path,
@@ -349,6 +354,7 @@ class Checker {
                 codePointName(bad.codePoint)
               } at character ${bad.index + 1}`,
             );
+            this.#reported.add(node);
           }
         }
       } else if (isMap(node)) {
@@ -361,12 +367,12 @@ class Checker {
             : undefined;
           if (key !== undefined && key !== null && typeof key !== "object") {
             if (seen.has(key)) {
-              this.#reported.add(pair.key as Node);
               this.problem(
                 pair.key as Node,
                 keyText === undefined ? path : join(path, keyText),
                 `duplicate key ${describe(pair.key)}`,
               );
+              this.#reported.add(pair.key as Node);
             }
             seen.add(key);
           }
@@ -389,6 +395,8 @@ class Checker {
   }
 
   problem(node: Node | Pair | undefined, path: string, message: string): void {
+    // A node prepare() reported (a control character, an unresolved alias) is not reported again.
+    if (node !== undefined && this.#reported.has(node as Node)) return;
     const range = node === undefined ? undefined : "range" in node ? node.range : undefined;
     const keyRange = node !== undefined && "key" in node && isScalar(node.key)
       ? node.key.range
@@ -398,9 +406,9 @@ class Checker {
 
   deref(node: unknown): Node | undefined {
     if (isAlias(node)) {
+      // An unresolved alias stays itself: it was reported, and problems about it are not repeated.
       const target = this.#aliasTargets.get(node);
-      // An alias to a node that is itself an alias was resolved to that alias's target already.
-      return target === undefined || isAlias(target) ? undefined : this.deref(target);
+      return target === undefined ? node : this.deref(target);
     }
     if (node === null || node === undefined) return undefined;
     if (isScalar(node) && node.value === null) return undefined;
@@ -434,8 +442,8 @@ class Checker {
           keyNode,
           fieldPath,
           hint !== undefined
-            ? `unknown field ${quoteForTerminal(key)}, did you mean "${hint}"?`
-            : `unknown field ${quoteForTerminal(key)}; valid fields: ${allowed.join(", ")}`,
+            ? `unknown field ${shown(key)}, did you mean "${hint}"?`
+            : `unknown field ${shown(key)}; valid fields: ${allowed.join(", ")}`,
         );
         continue;
       }
