@@ -108,7 +108,8 @@ export async function openAuditor(
 ): Promise<Auditor> {
   if (!settings.enabled) return noopAuditor;
   if (settings.path !== ":memory:") {
-    await Deno.mkdir(dirname(settings.path), { recursive: true }).catch((e) => {
+    // 0700: the database is its owner's alone (see restrictAuditDbFiles).
+    await Deno.mkdir(dirname(settings.path), { recursive: true, mode: 0o700 }).catch((e) => {
       throw new ConfigError(
         `cannot create the directory of audit database ${settings.path}: ${(e as Error).message}` +
           " (use --audit-db PATH or --no-audit)",

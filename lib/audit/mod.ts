@@ -36,11 +36,14 @@ export type {
   WorkloadRecord,
 } from "./types.ts";
 export {
+  AUDIT_DB_MODE,
+  AUDIT_DIR_MODE,
   AuditDbError,
   BUSY_TIMEOUT_MS,
   migrate,
   MIGRATIONS,
   openAuditDb,
+  restrictAuditDbFiles,
   SCHEMA_VERSION,
   schemaVersion,
 } from "./schema.ts";

@@ -6,6 +6,10 @@
  * Connections use WAL (readers never wait for the writer), `foreign_keys=ON` and a busy timeout,
  * so several processes can write to one file without `database is locked`.
  *
+ * Only the owner may read the file: it is created 0600 before SQLite writes a byte (SQLite gives its
+ * -wal and -shm files the database's mode), a directory made for it is 0700, and an existing
+ * database, -wal or -shm file readable by others is tightened to 0600 when opened.
+ *
  * @example
  * ```ts
  * import { openAuditDb } from "./schema.ts";
@@ -16,6 +20,7 @@
  * @module
  */
 import { DatabaseSync } from "node:sqlite";
+import { dirname } from "node:path";
 
 /** One forward step of the schema: `up` moves a database from `version - 1` to `version`. */
 export interface Migration {
@@ -188,15 +193,61 @@ export function migrate(db: DatabaseSync, migrations: readonly Migration[] = MIG
   return version;
 }
 
+/** Mode of the database and the files SQLite keeps beside it. */
+export const AUDIT_DB_MODE = 0o600;
+/** Mode of a directory created for the database. */
+export const AUDIT_DIR_MODE = 0o700;
+
+/**
+ * Makes sure only the owner can read the database at `path` before SQLite opens it: creates a
+ * missing directory {@linkcode AUDIT_DIR_MODE} (an existing one is the user's and stays as it is),
+ * creates a missing file {@linkcode AUDIT_DB_MODE}, and tightens an existing database, -wal, -shm or
+ * -journal file that others may read or write. Tightening rather than warning: these files have
+ * no reader but their owner's tools, and a warning on every run would be read once and ignored. A
+ * file of another user (chmod not permitted) is left to its owner.
+ */
+export function restrictAuditDbFiles(path: string): void {
+  if (Deno.build.os === "windows") return;
+  Deno.mkdirSync(dirname(path), { recursive: true, mode: AUDIT_DIR_MODE });
+  try {
+    // createNew: an existing database is never opened for writing here (a reader may not own it).
+    Deno.openSync(path, { write: true, createNew: true, mode: AUDIT_DB_MODE }).close();
+  } catch (e) {
+    if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+  }
+  for (const p of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`]) {
+    let mode: number;
+    try {
+      mode = (Deno.statSync(p).mode ?? 0) & 0o777;
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) continue;
+      throw e;
+    }
+    if ((mode & 0o077) === 0) continue;
+    try {
+      Deno.chmodSync(p, mode & AUDIT_DB_MODE);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.PermissionDenied)) throw e;
+    }
+  }
+}
+
+/** Whether `path` names a file (not an in-memory or URI database). */
+function isFilePath(path: string): boolean {
+  return path !== "" && path !== ":memory:" && !path.startsWith("file:");
+}
+
 /**
  * Opens (creating when absent) the audit database at `path` with WAL, foreign keys and a busy
- * timeout, and migrates it to the current schema.
+ * timeout, and migrates it to the current schema. The file is made readable by its owner only
+ * first (see {@linkcode restrictAuditDbFiles}).
  * @throws {AuditDbError} when the file cannot be opened or its schema is newer than this release
  */
 export function openAuditDb(path: string, opts: OpenOptions = {}): DatabaseSync {
   const timeout = opts.busyTimeoutMs ?? BUSY_TIMEOUT_MS;
   let db: DatabaseSync | undefined;
   try {
+    if (isFilePath(path)) restrictAuditDbFiles(path);
     db = new DatabaseSync(path, { timeout, enableForeignKeyConstraints: true });
     db.exec(`PRAGMA busy_timeout = ${Math.trunc(timeout)}`);
     if (path !== ":memory:") {
