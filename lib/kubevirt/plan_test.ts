@@ -149,6 +149,7 @@ Deno.test("credentials go into a Secret referenced by secretRef; the VM does not
     runId: "r",
     containerDiskImage: "i",
   });
+  assert.equal(plan.vms.length, 6);
   assert.equal(plan.secrets.length, plan.vms.length);
   for (const v of plan.vms) {
     const json = JSON.stringify(v.vm);

@@ -73,6 +73,7 @@ Deno.test("virtwork run → cleanup --run-id → audit list/show, and no credent
       );
       assert.equal(r.code, 0, r.err);
       const runId = JSON.parse(r.out).runId as string;
+      assert.equal(server.objects("virtualmachines", "virtwork").length, 3);
       for (const vm of server.objects("virtualmachines", "virtwork")) {
         assert.equal(vm.metadata.labels?.[LABELS.RUN_ID], runId);
       }
@@ -129,6 +130,7 @@ Deno.test("virtwork run → cleanup --run-id → audit list/show, and no credent
       const other = JSON.parse(
         (await virtwork(["audit", "show", entries[2].runId, "-o", "json"], env)).out,
       );
+      assert.equal(other.vms.length, 3);
       assert.ok(other.vms.every((v: Any) => v.deletedBy === null));
       assert.equal(server.objects("virtualmachines", "keep").length, 3);
 
