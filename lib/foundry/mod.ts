@@ -23,6 +23,7 @@ export {
   DEFAULT_VM_POOL,
   DOMAIN_TYPES,
   KIND,
+  LIMITS,
   PHASES,
 } from "./types.ts";
 export type {
@@ -115,9 +116,31 @@ export type {
 } from "./config.ts";
 export { buildDirPoolXml, buildVolumeXml, BYTES_PER_GB, volumePlan } from "./storage_xml.ts";
 export type { BackingStore, VolumeFormat, VolumeSpec } from "./storage_xml.ts";
-export { detectImageFormat, IMAGE_HEADER_BYTES, imageProblem } from "./image_format.ts";
-export { preflightProblems } from "./preflight.ts";
-export type { HostFacts, PreflightProblem } from "./preflight.ts";
+export {
+  baseImageHeaderBytes,
+  detectImageFormat,
+  IMAGE_HEADER_BYTES,
+  imageProblem,
+} from "./image_format.ts";
+export {
+  QCOW2_EXTENSION,
+  QCOW2_INCOMPATIBLE,
+  QCOW2_MAX_CLUSTER_BYTES,
+  qcow2Extensions,
+  qcow2HeaderBytes,
+  qcow2Problem,
+} from "./qcow2.ts";
+export { CREATE_WRITES_PER_VOLUME, preflightProblems } from "./preflight.ts";
+export type { HostFacts, HostResources, PreflightProblem } from "./preflight.ts";
+export {
+  CreateCheckError,
+  CreateIncompleteError,
+  createVms,
+  hostTopology,
+  planCreate,
+  summaryLine,
+} from "./create_many.ts";
+export type { CreateManyOptions, CreatePlan, CreateSummary } from "./create_many.ts";
 export {
   addPool,
   buildPoolXml,
@@ -145,15 +168,22 @@ export type {
 } from "./pools.ts";
 export {
   baseImageProblem,
+  checkPullUrl,
   CHECKSUM_SUFFIX,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_PULL_BYTES,
   deleteImage,
   imageInfo,
   imageNameFromUrl,
+  ImageRequestError,
+  IMPORT_STEPS,
   importImage,
   listImages,
   parseChecksum,
   parseQcow2Header,
   pullImage,
+  PullLimitError,
   redactUrl,
 } from "./images.ts";
 export type {
@@ -161,6 +191,7 @@ export type {
   ImageDetails,
   ImageSummary,
   ImageUse,
+  ImportStep,
   PullOptions,
   Qcow2Header,
   TransferOptions,
