@@ -1,4 +1,6 @@
 import { type Command, CommanderError } from "npm:commander@^15.1.0";
+import { sanitizeText } from "../lib/output/sanitize.ts";
+import { EXIT_INTERRUPTED, openInterruptScope } from "./_signals.ts";
 
 /** Exit codes shared by both executables (foundry design, "Exit Codes"). */
 export const ExitCode = {
@@ -8,6 +10,8 @@ export const ExitCode = {
   CONNECTION: 3,
   VM_OPERATION: 4,
   STORAGE: 5,
+  /** Ended by an interrupt (SIGINT, SIGTERM, SIGHUP). */
+  INTERRUPTED: EXIT_INTERRUPTED,
 } as const;
 
 /** An error that knows the exit code the CLI should end with. */
@@ -22,6 +26,7 @@ const codeByErrorName = new Map<string, number>([
   ["ConnectionError", ExitCode.CONNECTION],
   ["LibvirtError", ExitCode.VM_OPERATION],
   ["StorageError", ExitCode.STORAGE],
+  ["InterruptedError", ExitCode.INTERRUPTED],
 ]);
 
 /** Maps an error thrown by lib/ to the exit code of the design. */
@@ -59,9 +64,21 @@ export const processIo: Io = {
 
 /**
  * Runs a commander program in-process: usage errors exit 2, lib errors exit with their mapped code,
- * and a stack trace is shown only with `--verbose`.
+ * and a stack trace is shown only with `--verbose`. SIGINT, SIGTERM and SIGHUP interrupt the
+ * command (see `_signals.ts`) and the run then ends with 130. Error text is printed without
+ * terminal control sequences: it may quote a guest or the daemon.
  */
 export async function runProgram(program: Command, args: string[], io: Io): Promise<number> {
+  const interrupts = openInterruptScope({ err: io.err });
+  try {
+    const code = await runParsed(program, args, io);
+    return interrupts.received ? ExitCode.INTERRUPTED : code;
+  } finally {
+    interrupts.dispose();
+  }
+}
+
+async function runParsed(program: Command, args: string[], io: Io): Promise<number> {
   let exit = 0;
   const setup = (cmd: Command) => {
     cmd.exitOverride();
@@ -84,8 +101,8 @@ export async function runProgram(program: Command, args: string[], io: Io): Prom
     }
     const verbose = args.includes("--verbose") || args.includes("-v");
     const msg = err instanceof Error ? err.message : String(err);
-    io.err(`Error: ${msg}\n`);
-    if (verbose && err instanceof Error && err.stack) io.err(`${err.stack}\n`);
+    io.err(`Error: ${sanitizeText(msg)}\n`);
+    if (verbose && err instanceof Error && err.stack) io.err(`${sanitizeText(err.stack)}\n`);
     exit = exitCodeFor(err);
   }
   return exit;

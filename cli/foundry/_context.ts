@@ -3,6 +3,7 @@ import { Libvirt } from "../../lib/libvirt/mod.ts";
 import { type ConfigFlags, type FoundryConfig, loadConfig } from "../../lib/foundry/config.ts";
 import { paint, useColor } from "../../lib/output/mod.ts";
 import { type Io, processIo } from "../_program.ts";
+import { interruptSignal } from "../_signals.ts";
 
 function envGet(name: string): string | undefined {
   try {
@@ -66,12 +67,17 @@ export function configFor(cmd: Command): Promise<FoundryConfig> {
   return loadConfig({ flags, env });
 }
 
-/** Connects with the configured URI, runs `fn`, and always closes the connection. */
+/**
+ * Connects with the configured URI, runs `fn`, and always closes the connection. An interrupt
+ * (Ctrl-C) rejects the connect and every call in flight at once; calls made after it (a
+ * rollback) still go out.
+ */
 export async function withLibvirt<T>(
   config: FoundryConfig,
   fn: (lv: Libvirt) => Promise<T>,
 ): Promise<T> {
-  const lv = await Libvirt.connect(config.uri);
+  const signal = interruptSignal();
+  const lv = await Libvirt.connect(config.uri, signal ? { signal } : {});
   try {
     return await fn(lv);
   } finally {

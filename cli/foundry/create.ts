@@ -7,11 +7,12 @@ import {
   createVms,
   summaryLine,
 } from "../../lib/foundry/create_many.ts";
-import { formatJson } from "../../lib/output/mod.ts";
+import { formatJson, sanitizeText } from "../../lib/output/mod.ts";
 import type { WaitResult } from "../../lib/foundry/wait.ts";
 import { exitCodeFor, type Io, setExitCode } from "../_program.ts";
 import { timeoutMs, waitWithProgress } from "./wait.ts";
 import { withFoundryAudit } from "../_audit.ts";
+import { interruptSignal } from "../_signals.ts";
 import { checkChoice, configFor, progress, withLibvirt } from "./_context.ts";
 
 const LABELS: Record<CreateStep, string> = {
@@ -66,87 +67,78 @@ export function createCommand(io: Io): Command {
       const say = opts.output === "json" ? () => {} : progress(io);
       const results: CreateResult[] = [];
       const waited = new Map<string, WaitResult>();
-      const ac = new AbortController();
-      const onSignal = () => ac.abort(new Error("Interrupted; removing what was created"));
-      try {
-        Deno.addSignalListener("SIGINT", onSignal);
-      } catch { /* no signal support (e.g. Windows, tests without permission) */ }
+      // Ctrl-C, SIGTERM, SIGHUP (cli/_signals.ts): calls in flight reject, creates roll back.
+      const signal = interruptSignal() ?? new AbortController().signal;
       let summary: CreateSummary | undefined;
-      try {
-        await withLibvirt(config, async (lv) => {
-          try {
-            summary = await createVms(lv, vms, {
-              config,
-              ...(opts.pool !== undefined ? { pool: opts.pool } : {}),
-              noStart: !opts.start,
-              signal: ac.signal,
-              onVm: (vm, what) => {
-                if (opts.output === "json") return;
-                io.out(
-                  what === "unchanged"
-                    ? `VM '${vm.metadata.name}' unchanged (exists with the same spec)\n`
-                    : `Creating VM '${vm.metadata.name}'...\n`,
-                );
-              },
-              onStep: (_vm, step, detail) => say(`${LABELS[step]} (${detail})`),
-              around: (vm, create) => {
-                const secrets = [
-                  ...(vm.spec.cloudInit?.passwordHash ? [vm.spec.cloudInit.passwordHash] : []),
-                  ...(vm.spec.cloudInit?.sshAuthorizedKeys ?? []),
-                ];
-                return withFoundryAudit(cmd, {
-                  resourceType: "vm",
-                  name: vm.metadata.name,
-                  uri: lv.uri.display,
-                  operation: "create",
-                  details: {
-                    vcpus: vm.spec.vcpus,
-                    memoryGiB: vm.spec.memoryGiB,
-                    image: vm.spec.bootDisk.image ?? "(empty)",
-                    interfaces: vm.spec.networkInterfaces.length,
-                    dataDisks: vm.spec.dataDisks?.length ?? 0,
-                    sshAuthConfigured: secrets.length > 0,
-                  },
-                }, async (op) => {
-                  const made = await create();
-                  for (const v of made.volumes) {
-                    op.object({ kind: "volume", name: `${v.pool}/${v.name}`, outcome: "created" });
-                  }
-                  op.object({ kind: "domain", name: made.vm.metadata.name, outcome: "created" });
-                  if (opts.output !== "json") {
-                    io.out(`Successfully created VM '${vm.metadata.name}'\n`);
-                  }
-                  return made;
-                }, { secrets, signal: ac.signal });
-              },
-            });
-          } catch (e) {
-            if (!(e instanceof CreateIncompleteError)) throw e;
-            summary = e.summary;
-            io.err(`Error: ${e.message}\n`);
-            setExitCode(cmd, exitCodeFor(e.cause));
-          }
-          results.push(...summary.created);
-          if (until !== undefined && opts.start) {
-            for (const r of summary.created) {
-              const name = r.vm.metadata.name;
-              const w = await waitWithProgress(
-                lv,
-                io,
-                name,
-                until as "agent" | "ip" | "cloud-init",
-                waitMs,
-                opts.output === "json",
-              );
-              waited.set(name, w);
-            }
-          }
-        });
-      } finally {
+      await withLibvirt(config, async (lv) => {
         try {
-          Deno.removeSignalListener("SIGINT", onSignal);
-        } catch { /* not added */ }
-      }
+          summary = await createVms(lv, vms, {
+            config,
+            ...(opts.pool !== undefined ? { pool: opts.pool } : {}),
+            noStart: !opts.start,
+            signal,
+            onVm: (vm, what) => {
+              if (opts.output === "json") return;
+              io.out(
+                what === "unchanged"
+                  ? `VM '${vm.metadata.name}' unchanged (exists with the same spec)\n`
+                  : `Creating VM '${vm.metadata.name}'...\n`,
+              );
+            },
+            onStep: (_vm, step, detail) => say(`${LABELS[step]} (${detail})`),
+            around: (vm, create) => {
+              const secrets = [
+                ...(vm.spec.cloudInit?.passwordHash ? [vm.spec.cloudInit.passwordHash] : []),
+                ...(vm.spec.cloudInit?.sshAuthorizedKeys ?? []),
+              ];
+              return withFoundryAudit(cmd, {
+                resourceType: "vm",
+                name: vm.metadata.name,
+                uri: lv.uri.display,
+                operation: "create",
+                details: {
+                  vcpus: vm.spec.vcpus,
+                  memoryGiB: vm.spec.memoryGiB,
+                  image: vm.spec.bootDisk.image ?? "(empty)",
+                  interfaces: vm.spec.networkInterfaces.length,
+                  dataDisks: vm.spec.dataDisks?.length ?? 0,
+                  sshAuthConfigured: secrets.length > 0,
+                },
+              }, async (op) => {
+                const made = await create();
+                for (const v of made.volumes) {
+                  op.object({ kind: "volume", name: `${v.pool}/${v.name}`, outcome: "created" });
+                }
+                op.object({ kind: "domain", name: made.vm.metadata.name, outcome: "created" });
+                if (opts.output !== "json") {
+                  io.out(`Successfully created VM '${vm.metadata.name}'\n`);
+                }
+                return made;
+              }, { secrets, signal });
+            },
+          });
+        } catch (e) {
+          if (!(e instanceof CreateIncompleteError)) throw e;
+          summary = e.summary;
+          io.err(`Error: ${sanitizeText(e.message)}\n`);
+          setExitCode(cmd, exitCodeFor(e.cause));
+        }
+        results.push(...summary.created);
+        if (until !== undefined && opts.start) {
+          for (const r of summary.created) {
+            const name = r.vm.metadata.name;
+            const w = await waitWithProgress(
+              lv,
+              io,
+              name,
+              until as "agent" | "ip" | "cloud-init",
+              waitMs,
+              opts.output === "json",
+            );
+            waited.set(name, w);
+          }
+        }
+      });
       if (opts.output !== "json" && summary !== undefined && summary.failed === undefined) {
         io.out(`${summaryLine(summary)}\n`);
       }

@@ -3,7 +3,7 @@ import { restartVm, startVm, stopVm } from "../../lib/foundry/vm.ts";
 import type { Io } from "../_program.ts";
 import { withFoundryAudit } from "../_audit.ts";
 import { configFor, withLibvirt } from "./_context.ts";
-import { positiveSeconds } from "./destroy.ts";
+import { auditSignal, positiveSeconds } from "./destroy.ts";
 
 /** `foundry start NAME`. */
 export function startCommand(io: Io): Command {
@@ -18,6 +18,7 @@ export function startCommand(io: Io): Command {
           cmd,
           { resourceType: "vm", name: name.toLowerCase(), uri: lv.uri.display, operation: "start" },
           () => startVm(lv, name.toLowerCase()),
+          auditSignal(),
         ));
       io.out(`VM '${name.toLowerCase()}' started\n`);
     });
@@ -51,7 +52,7 @@ function stopLike(io: Io, verb: "stop" | "restart"): Command {
           (verb === "stop" ? stopVm : restartVm)(lv, n, {
             timeoutSeconds,
             force: opts.force === true,
-          })));
+          }), auditSignal()));
       const how = r.graceful ? "shut down" : "forced off";
       io.out(verb === "stop" ? `VM '${n}' ${how}\n` : `VM '${n}' ${how} and started again\n`);
     });

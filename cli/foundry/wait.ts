@@ -1,8 +1,9 @@
 import { Command } from "npm:commander@^15.1.0";
-import type { Libvirt } from "../../lib/libvirt/mod.ts";
+import { InterruptedError, type Libvirt } from "../../lib/libvirt/mod.ts";
 import { WAIT_STAGES, waitForVm, type WaitResult, type WaitStage } from "../../lib/foundry/wait.ts";
-import { formatJson } from "../../lib/output/mod.ts";
+import { formatJson, sanitizeText } from "../../lib/output/mod.ts";
 import type { Io } from "../_program.ts";
+import { interruptSignal } from "../_signals.ts";
 import { checkChoice, configFor, progress, withLibvirt } from "./_context.ts";
 
 const UNTIL = WAIT_STAGES.filter((s) => s !== "running");
@@ -18,7 +19,10 @@ export function timeoutMs(text: string): number {
   return n * 1000;
 }
 
-/** Waits with progress lines and Ctrl-C support; shared by `wait` and `create --wait`. */
+/**
+ * Waits with progress lines and Ctrl-C support; shared by `wait` and `create --wait`. What the
+ * guest reports is printed without control sequences.
+ */
 export async function waitWithProgress(
   lv: Libvirt,
   io: Io,
@@ -28,23 +32,26 @@ export async function waitWithProgress(
   quiet: boolean,
 ): Promise<WaitResult> {
   const say = quiet ? () => {} : progress(io);
-  const ac = new AbortController();
-  const onSignal = () => ac.abort(new Error(`Stopped waiting for VM ${name}; it keeps running`));
-  try {
-    Deno.addSignalListener("SIGINT", onSignal);
-  } catch { /* no signal support */ }
+  const signal = interruptSignal();
   try {
     if (!quiet) io.out(`Waiting for VM '${name}' (until ${until}, at most ${ms / 1000} s)...\n`);
     return await waitForVm(lv, name, {
       until,
       timeoutMs: ms,
-      signal: ac.signal,
-      onStage: (stage, t, detail) => say(`${stage} after ${(t / 1000).toFixed(1)} s: ${detail}`),
+      ...(signal ? { signal } : {}),
+      onStage: (stage, t, detail) =>
+        say(
+          `${stage} after ${(t / 1000).toFixed(1)} s: ${
+            sanitizeText(detail, { singleLine: true })
+          }`,
+        ),
     });
-  } finally {
-    try {
-      Deno.removeSignalListener("SIGINT", onSignal);
-    } catch { /* not added */ }
+  } catch (e) {
+    if (!signal?.aborted) throw e;
+    const by = signal.reason instanceof InterruptedError ? signal.reason.message : "Interrupted";
+    throw new InterruptedError(`${by}; stopped waiting for VM ${name}, which keeps running`, {
+      cause: e,
+    });
   }
 }
 

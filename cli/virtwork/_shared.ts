@@ -5,6 +5,7 @@ import { ConnectionError, KubeApiError } from "../../lib/kubevirt/errors.ts";
 import type { VirtworkSettings } from "../../lib/kubevirt/config.ts";
 import { RunFailedError } from "../../lib/kubevirt/run.ts";
 import { ExitCode } from "../_program.ts";
+import { interruptSignal as processInterrupt } from "../_signals.ts";
 
 /** What the commands take from their surroundings; tests substitute each part. */
 export interface VirtworkDeps {
@@ -70,26 +71,21 @@ export function clusterClient(
 }
 
 /**
- * An AbortSignal that fires on Ctrl-C, unless the caller supplied one. `dispose` removes the
- * handler so later Ctrl-C presses behave normally again.
+ * An AbortSignal that fires on Ctrl-C, SIGTERM or SIGHUP (the run's scope, `cli/_signals.ts`),
+ * unless the caller supplied one. `dispose` is kept for callers; the scope ends with the run.
  */
 export function interruptSignal(deps: VirtworkDeps): { signal: AbortSignal; dispose: () => void } {
-  if (deps.signal) return { signal: deps.signal, dispose: () => {} };
-  const ctl = new AbortController();
-  const handler = () => ctl.abort(new Error("interrupted (SIGINT)"));
-  try {
-    Deno.addSignalListener("SIGINT", handler);
-  } catch {
-    return { signal: ctl.signal, dispose: () => {} }; // signals unsupported: no Ctrl-C handling
-  }
-  return { signal: ctl.signal, dispose: () => Deno.removeSignalListener("SIGINT", handler) };
+  const signal = deps.signal ?? processInterrupt() ?? new AbortController().signal;
+  return { signal, dispose: () => {} };
 }
 
 /** An error carrying the exit code of the design for a failure from lib/kubevirt. */
 export function withExitCode(err: unknown): Error & { exitCode: number } {
   const inner = err instanceof RunFailedError ? err.cause : err;
   const e = (err instanceof Error ? err : new Error(String(err))) as Error & { exitCode: number };
-  if (inner instanceof ConnectionError) e.exitCode = ExitCode.CONNECTION;
+  if (inner instanceof Error && inner.name === "InterruptedError") {
+    e.exitCode = ExitCode.INTERRUPTED;
+  } else if (inner instanceof ConnectionError) e.exitCode = ExitCode.CONNECTION;
   else if (inner instanceof KubeApiError) e.exitCode = ExitCode.VM_OPERATION;
   else if (inner instanceof Error && inner.name === "ConfigError") e.exitCode = ExitCode.CONFIG;
   else e.exitCode = ExitCode.VM_OPERATION;

@@ -7,6 +7,7 @@ import {
   type DomainRef,
   DomainState,
   DomainXmlFlags,
+  InterruptedError,
   type Libvirt,
   LibvirtError,
   MetadataType,
@@ -437,17 +438,23 @@ export async function lookupVm(
 
 /**
  * Waits until `domain` reaches one of `states`, driven by lifecycle events (no polling), up to
- * `timeoutMs`. Returns whether it got there.
+ * `timeoutMs`. Returns whether it got there; throws {@linkcode InterruptedError} when `signal`
+ * (by default the connection's interrupt signal) aborts first.
  */
 export async function waitForState(
   lv: Libvirt,
   domain: DomainRef,
   states: readonly number[],
   timeoutMs: number,
+  signal: AbortSignal | undefined = lv.signal,
 ): Promise<boolean> {
+  const interrupted = () => InterruptedError.from(signal?.reason);
+  if (signal?.aborted) throw interrupted();
   let wake: (() => void) | null = null;
   const sub = await lv.onDomainLifecycle(domain, () => wake?.());
   const deadline = performance.now() + timeoutMs;
+  const onAbort = () => wake?.();
+  signal?.addEventListener("abort", onAbort);
   try {
     while (true) {
       // Checked after subscribing, so an event between check and wait is never missed.
@@ -460,10 +467,13 @@ export async function waitForState(
           clearTimeout(timer);
           resolve();
         };
+        if (signal?.aborted) wake();
       });
       wake = null;
+      if (signal?.aborted) throw interrupted();
     }
   } finally {
+    signal?.removeEventListener("abort", onAbort);
     await sub.close().catch(() => {});
   }
 }

@@ -184,6 +184,14 @@ export class Libvirt {
   }
 
   /**
+   * The interrupt signal given to {@linkcode Libvirt.connect}, if any: code that waits for events
+   * rather than replies (a state change, an agent) stops waiting when it aborts.
+   */
+  get signal(): AbortSignal | undefined {
+    return this.#signal;
+  }
+
+  /**
    * Connects and opens `uri` (default: `FOUNDRY_URI`, `LIBVIRT_DEFAULT_URI`, `qemu:///system`):
    * dials, negotiates authentication (none or polkit), sends CONNECT_OPEN and enables keepalive.
    * Throws {@linkcode ConnectionError} when the daemon cannot be reached or refuses.

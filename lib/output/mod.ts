@@ -19,3 +19,5 @@ export {
   visibleLength,
 } from "./format.ts";
 export type { ColorContext } from "./format.ts";
+export { sanitizeText } from "./sanitize.ts";
+export type { SanitizeOptions } from "./sanitize.ts";

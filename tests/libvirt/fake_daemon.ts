@@ -18,13 +18,18 @@ export interface ReceivedFrame {
 /** Handler invoked for each frame; it may write raw bytes back. */
 export type FrameHandler = (f: ReceivedFrame, conn: Deno.Conn) => void | Promise<void>;
 
-/** Starts a fake daemon; `handler` sees every frame of every connection. */
-export function startFakeDaemon(handler: FrameHandler): {
+/**
+ * Starts a fake daemon on 127.0.0.1 (or on the unix socket `opts.path`); `handler` sees every
+ * frame of every connection.
+ */
+export function startFakeDaemon(handler: FrameHandler, opts: { path?: string } = {}): {
   port: number;
   received: ReceivedFrame[];
   close(): Promise<void>;
 } {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const listener = opts.path
+    ? Deno.listen({ transport: "unix", path: opts.path })
+    : Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const received: ReceivedFrame[] = [];
   const conns = new Set<Deno.Conn>();
   const serving = (async () => {
@@ -67,7 +72,7 @@ export function startFakeDaemon(handler: FrameHandler): {
     }
   }
   return {
-    port: (listener.addr as Deno.NetAddr).port,
+    port: opts.path ? 0 : (listener.addr as Deno.NetAddr).port,
     received,
     async close() {
       listener.close();
