@@ -62,12 +62,13 @@ testNeeding(missing, {
       stderr: "piped",
     }).spawn();
     try {
-      // Wait for sshd to listen.
-      for (let i = 0; i < 100; i++) {
+      // Wait for sshd to listen (a generous minute on a loaded machine).
+      for (const deadline = Date.now() + 60_000;;) {
         try {
           (await Deno.connect({ hostname: "127.0.0.1", port })).close();
           break;
-        } catch {
+        } catch (e) {
+          if (Date.now() > deadline) throw new Error(`sshd never listened on ${port}: ${e}`);
           await new Promise((r) => setTimeout(r, 50));
         }
       }
