@@ -80,11 +80,11 @@ async function probeLibvirt(): Promise<Missing> {
   }
 }
 
-const libvirtMissing = await probeLibvirt();
+let libvirtMissing: Promise<Missing> | undefined;
 
-/** Whether libvirtd answers on its socket (probed once per test module). */
-export function requireLibvirt(): Missing {
-  return libvirtMissing;
+/** Whether libvirtd accepts a connection on its socket (probed once per test module). */
+export function requireLibvirt(): Promise<Missing> {
+  return libvirtMissing ??= probeLibvirt();
 }
 
 /**

@@ -6,7 +6,7 @@ import { type Missing, requireLibvirt, testNeeding } from "../_require.ts";
 export const SYSTEM_SOCKET = "/var/run/libvirt/libvirt-sock";
 
 /** Why libvirt tests cannot run here, or null when they can (see tests/_require.ts). */
-export const libvirtSkipReason: Missing = requireLibvirt();
+export const libvirtSkipReason: Missing = await requireLibvirt();
 
 /**
  * Registers a test that needs libvirtd. When the daemon is absent the test is reported as
