@@ -36,7 +36,7 @@ export const SSH_KEY_MAX_COMMENT_LENGTH = 1024;
 /** Longest options field, in characters. */
 export const SSH_KEY_MAX_OPTIONS_LENGTH = 4096;
 /** Longest whole line, in characters (blob, options and comment at their limits, plus spaces). */
-export const SSH_KEY_MAX_LINE_LENGTH = 4 * Math.ceil(SSH_KEY_MAX_BLOB_BYTES / 3) +
+export const SSH_KEY_MAX_LINE_LENGTH: number = 4 * Math.ceil(SSH_KEY_MAX_BLOB_BYTES / 3) +
   SSH_KEY_MAX_COMMENT_LENGTH + SSH_KEY_MAX_OPTIONS_LENGTH + 64;
 
 /** Smallest RSA modulus OpenSSH accepts, in bits (`SSH_RSA_MINIMUM_MODULUS_SIZE`). */
@@ -90,7 +90,11 @@ export class SshKeyError extends Error {
   /** What is wrong, in words that can follow a field name. */
   readonly reason: string;
 
-  /** @param reason what is wrong, e.g. `the key data is truncated` */
+  /**
+   * Builds the error from what was found.
+   *
+   * @param reason what was found instead of a key, e.g. `a ssh-ed25519 key whose key data is truncated`
+   */
   constructor(reason: string) {
     super(`must be an OpenSSH public key like "ssh-ed25519 AAAA... comment", got ${reason}`);
     this.name = "SshKeyError";

@@ -382,7 +382,7 @@ const REASON_BY_STATUS: Record<number, string> = {
   401: "Unauthorized",
   403: "Forbidden",
   404: "NotFound",
-  409: "AlreadyExists",
+  409: "Conflict",
   422: "Invalid",
   429: "TooManyRequests",
   500: "InternalError",

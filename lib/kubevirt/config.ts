@@ -128,7 +128,13 @@ export class SettingValidationError extends Error {
   readonly key: string;
   /** Where the value came from: `--namespace`, `env VIRTWORK_NAMESPACE`, `v.yaml:3:12 namespace`. */
   readonly where: string;
-  /** @param key setting key @param where origin of the value @param message what is wrong */
+  /**
+   * Builds the error; the message reads `<where>: <message>`.
+   *
+   * @param key setting key
+   * @param where origin of the value
+   * @param message what was expected and what was found
+   */
   constructor(key: string, where: string, message: string) {
     super(`${where}: ${message}`);
     this.name = "ValidationError";

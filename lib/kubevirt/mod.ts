@@ -33,7 +33,7 @@ export {
   MANAGED_BY_VALUE,
   managedSelector,
 } from "./constants.ts";
-export { ConnectionError, isStatus, KubeApiError } from "./errors.ts";
+export { ConnectionError, isStatus, KubeApiError, ObjectCollisionError } from "./errors.ts";
 export {
   baseLabels,
   buildNamespace,
@@ -52,7 +52,14 @@ export type { PlannedVm, PlanOptions, RunPlan } from "./plan.ts";
 export { RateLimiter, sleep } from "./rate_limit.ts";
 export { apiFailure, executeRun, isConnectionFailure, RunFailedError, vmiReady } from "./run.ts";
 export type { CreateOutcome, RunAuditContext, RunOptions, RunResult, VmOutcome } from "./run.ts";
-export { ENV_PREFIX, loadVirtworkConfig, VIRTWORK_CONFIG_SCHEMA } from "./config.ts";
+export {
+  ENV_PREFIX,
+  loadVirtworkConfig,
+  quantityBytes,
+  SettingValidationError,
+  VIRTWORK_CONFIG_SCHEMA,
+  VIRTWORK_LIMITS,
+} from "./config.ts";
 export type {
   LoadConfigOptions,
   SelectedWorkload,
