@@ -9,7 +9,8 @@ import assert from "node:assert/strict";
 import { main } from "../../cli/foundry.ts";
 import { IMPORT_STEPS, importImage, type ImportStep, pullImage } from "../../lib/foundry/images.ts";
 import { Libvirt } from "../../lib/libvirt/mod.ts";
-import { libvirtTest, tempPool, uniqueName } from "../libvirt/_env.ts";
+import { requireTool, testNeeding } from "../_require.ts";
+import { libvirtSkipReason, libvirtTest, tempPool, uniqueName } from "../libvirt/_env.ts";
 import { capture, run } from "./_storage_env.ts";
 
 /** A test-owned images pool selected by CLI flags, with its cleanup. */
@@ -471,6 +472,58 @@ libvirtTest(
     }
   },
 );
+
+testNeeding([libvirtSkipReason, requireTool("python3")], {
+  name: "image pull gives up on a server that never accepts after --connect-timeout",
+  fn: async () => {
+    const lv = await Libvirt.connect("qemu:///system");
+    const env = await imagesPool(lv);
+    // A listener with a backlog of 0 whose one queue slot we fill: the kernel then drops further
+    // connection attempts (SYNs) to it, as a firewall that drops packets would.
+    const py = new Deno.Command("python3", {
+      args: [
+        "-c",
+        "import socket,sys\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\n" +
+        "print(s.getsockname()[1],flush=True)\nsys.stdin.read()",
+      ],
+      stdin: "piped",
+      stdout: "piped",
+    }).spawn();
+    const lines = py.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    const filler: Deno.Conn[] = [];
+    try {
+      const port = Number((await lines.read()).value?.trim());
+      assert.ok(port > 0);
+      filler.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+      const r = await within(
+        foundry(
+          env.flags,
+          "image",
+          "pull",
+          `http://127.0.0.1:${port}/never.raw`,
+          "--insecure-skip-checksum",
+          "--connect-timeout",
+          "1",
+        ),
+        120_000,
+        "pull from a server that never accepts",
+      );
+      assert.equal(r.code, 5, r.err);
+      assert.match(
+        r.err,
+        /^Error: Cannot connect to http:\/\/127\.0\.0\.1:\d+\/never\.raw within the connect timeout of 1 s \(--connect-timeout\)$/m,
+      );
+      assert.deepEqual(await env.volumes(), []);
+    } finally {
+      for (const c of filler) c.close();
+      await py.stdin.close();
+      await lines.cancel();
+      await py.status;
+      await env.cleanup();
+      await lv.close();
+    }
+  },
+});
 
 libvirtTest(
   "a failure injected before each step of import and pull leaves nothing behind",
