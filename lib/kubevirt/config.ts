@@ -283,14 +283,36 @@ export async function loadVirtworkConfig(o: LoadConfigOptions = {}): Promise<Vir
       );
     }
   }
+  // A misspelt per-workload key would otherwise be ignored without a word.
+  const perKeys = ["enabled", "vm_count", "cpu_cores", "memory"];
+  for (const [name, per] of Object.entries(perWorkload)) {
+    const at = (key?: string) =>
+      position(key === undefined ? ["workloads", name] : ["workloads", name, key]) ?? fileName;
+    if (per === null || typeof per !== "object" || Array.isArray(per)) {
+      throw new ConfigError("must be a mapping of settings", `workloads.${name}`, at());
+    }
+    for (const key of Object.keys(per)) {
+      if (!perKeys.includes(key)) {
+        throw new ConfigError(
+          `unknown key, expected one of: ${perKeys.join(", ")}`,
+          `workloads.${name}.${key}`,
+          at(key),
+        );
+      }
+    }
+    if (per.enabled !== undefined && typeof per.enabled !== "boolean") {
+      throw new ConfigError(
+        `must be true or false, got ${JSON.stringify(per.enabled)}`,
+        `workloads.${name}.enabled`,
+        at("enabled"),
+      );
+    }
+  }
   const names = [...new Set(values.workloads)];
   const explicit = (k: keyof VirtworkSettings) => sources[k] === "flag" || sources[k] === "env";
   const selected: SelectedWorkload[] = [];
   for (const name of names) {
     const per = perWorkload[name] ?? {};
-    if (per === null || typeof per !== "object" || Array.isArray(per)) {
-      throw new ConfigError("must be a mapping of settings", `workloads.${name}`, fileName);
-    }
     const pick = <T>(
       key: "vmCount" | "cpuCores" | "memory",
       check: (v: unknown) => string | undefined,

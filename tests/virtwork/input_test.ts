@@ -148,6 +148,15 @@ Deno.test("run: a bad value in the config file names the file, line, column and 
       ["run", "--config", path],
       new RegExp(`${path}:3:16 workloads\\.cpu\\.cpu_cores: must be from 1 to 256, got 999`),
     );
+    await Deno.writeTextFile(path, "workloads:\n  cpu:\n    vm_cont: 3\n");
+    const typo = await virtwork(["run", "--dry-run", "--config", path]);
+    assert.equal(typo.code, 1, "a misspelt per-workload key is a configuration error");
+    assert.match(
+      typo.err,
+      new RegExp(
+        `${path}:3:14 workloads\\.cpu\\.vm_cont: unknown key, expected one of: enabled, vm_count, cpu_cores, memory`,
+      ),
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -89,6 +89,25 @@ Deno.test("re-run in the same namespace: a clear error naming the object and its
   });
 });
 
+Deno.test("re-run while the first run's objects are still being deleted: the error says to wait", async () => {
+  await withCluster({ deletionDelayMs: 60_000 }, async ({ server, env }) => {
+    const first = await virtwork(["run", "--workloads", "cpu", "--no-wait", "-o", "json"], { env });
+    assert.equal(first.code, 0, first.err);
+    const a = JSON.parse(first.out).runId as string;
+    assert.equal((await virtwork(["cleanup", "--run-id", a], { env })).code, 0);
+    assert.ok(server.objects("virtualmachines")[0]!.metadata.deletionTimestamp);
+    const second = await virtwork(["run", "--workloads", "cpu", "--no-wait"], { env });
+    assert.equal(second.code, 4, second.err);
+    assert.match(
+      second.err,
+      new RegExp(
+        `VirtualMachine virtwork/virtwork-cpu-1 already exists and belongs to virtwork run ${a} and is being deleted; wait until it is gone`,
+      ),
+    );
+    assert.equal(server.requestsMatching("POST", /virtualmachines$/).length, 1);
+  });
+});
+
 Deno.test("re-run: an object of the same name that virtwork did not create is an error, never adopted", async () => {
   await withCluster({}, async ({ server, client, env }) => {
     await client.create("namespaces", "", {
