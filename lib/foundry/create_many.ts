@@ -31,6 +31,9 @@ import {
   preflightProblems,
 } from "./preflight.ts";
 import type { VirtualMachine } from "./types.ts";
+import { hostTopology, maxVcpusOf, poolSpaceOf } from "./host_resources.ts";
+
+export { hostTopology } from "./host_resources.ts";
 import {
   type CreateOptions,
   type CreateResult,
@@ -151,22 +154,6 @@ function canonicalJson(value: unknown): string {
   });
 }
 
-/** Logical CPUs and memory in bytes from the host's capabilities `<topology>`. */
-export function hostTopology(capabilitiesXml: string): { cpus?: number; memoryBytes?: number } {
-  const cells = /<cells\b[^>]*>([\s\S]*?)<\/cells>/.exec(capabilitiesXml)?.[1];
-  if (cells === undefined) return {};
-  let cpus = 0;
-  let kib = 0;
-  for (const m of cells.matchAll(/<cpus\s+num=['"](\d+)['"]/g)) cpus += Number(m[1]);
-  for (const m of cells.matchAll(/<memory\s+unit=['"]KiB['"]>(\d+)<\/memory>/g)) {
-    kib += Number(m[1]);
-  }
-  const out: { cpus?: number; memoryBytes?: number } = {};
-  if (cpus > 0) out.cpus = cpus;
-  if (kib > 0) out.memoryBytes = kib * 1024;
-  return out;
-}
-
 /**
  * Checks every VM of a file against the host before any is created: names, bridges, images,
  * addresses, vCPUs, memory and VM pool space. A VM that exists with foundry metadata and the same
@@ -200,37 +187,12 @@ export async function planCreate(
   const kvm = kvmOffered(capabilities);
   const maxVcpus = new Map<string, Promise<number | undefined>>();
   const vcpuMax = (virtType: string) => {
-    if (!maxVcpus.has(virtType)) {
-      maxVcpus.set(
-        virtType,
-        lv.getDomainCapabilities({ arch: "x86_64", machine: "q35", virtType }).then(
-          (x) => {
-            const n = Number(/<vcpu\s+max=['"](\d+)['"]/.exec(x)?.[1]);
-            return Number.isSafeInteger(n) && n > 0 ? n : undefined;
-          },
-          () => undefined,
-        ),
-      );
-    }
+    if (!maxVcpus.has(virtType)) maxVcpus.set(virtType, maxVcpusOf(lv, virtType));
     return maxVcpus.get(virtType)!;
   };
   const pools = new Map<string, Promise<HostResources["vmPool"]>>();
   const poolFacts = (name: string) => {
-    if (!pools.has(name)) {
-      pools.set(
-        name,
-        (async () => {
-          try {
-            const info = await lv.storagePoolGetInfo(await lv.storagePoolLookupByName(name));
-            return { name, capacity: info.capacity, available: info.available };
-          } catch (e) {
-            // The configured VM pool does not exist yet: create makes it in its directory.
-            if (e instanceof LibvirtError && e.isNoStoragePool()) return undefined;
-            throw e;
-          }
-        })(),
-      );
-    }
+    if (!pools.has(name)) pools.set(name, poolSpaceOf(lv, name));
     return pools.get(name)!;
   };
   const imageVolumes = new Map<string, Promise<string[] | undefined>>();

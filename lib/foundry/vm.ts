@@ -27,6 +27,7 @@ import {
   type StoredVm,
 } from "./metadata.ts";
 import { ensureDirPool, StorageError } from "./pools.ts";
+import { hostResources } from "./host_resources.ts";
 import { type HostFacts, type PreflightProblem, preflightProblems } from "./preflight.ts";
 import { statusFromDomainState } from "./status.ts";
 import { buildVolumeXml, BYTES_PER_GB, volumePlan, type VolumeSpec } from "./storage_xml.ts";
@@ -108,14 +109,20 @@ const STATUS_PREFIX = "foundrystatus";
 
 /**
  * Collects what create's runtime checks need from the daemon: domain names, host bridges (interface
- * driver and virtual networks), foundry VMs (for address clashes) and the image pool's volumes.
+ * driver and virtual networks), foundry VMs (for address clashes), the image pool's volumes, and the
+ * host's CPUs, memory and VM pool space (`poolFlag` is create's `--pool`).
  */
 export async function hostFacts(
   lv: Libvirt,
   vm: VirtualMachine,
   config: FoundryConfig,
+  poolFlag?: string,
 ): Promise<HostFacts> {
-  const [domains, bridges] = await Promise.all([lv.listAllDomains(), hostBridges(lv)]);
+  const [domains, bridges, host] = await Promise.all([
+    lv.listAllDomains(),
+    hostBridges(lv),
+    hostResources(lv, vm, config, poolFlag),
+  ]);
   const xmls = await Promise.all(domains.map((d) => lv.domainGetXmlDesc(d).catch(() => "")));
   const foundryVms: VirtualMachine[] = [];
   for (const x of xmls) {
@@ -143,6 +150,7 @@ export async function hostFacts(
     foundryVms,
     imageVolumes,
     imagesPool: config.imagesPool,
+    host,
   };
   if (imageFileExists !== undefined) facts.imageFileExists = imageFileExists;
   return facts;
@@ -199,7 +207,7 @@ export async function createVm(
   };
   try {
     await step("validate");
-    const facts = await hostFacts(lv, vm, opts.config);
+    const facts = await hostFacts(lv, vm, opts.config, opts.pool);
     const problems = preflightProblems(vm, facts);
     if (problems.length) {
       throw new RuntimeCheckError(name, problems);

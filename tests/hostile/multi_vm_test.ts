@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { stringify } from "npm:yaml@^2.9.1";
 import { main } from "../../cli/foundry.ts";
 import { CreateIncompleteError, createVms } from "../../lib/foundry/create_many.ts";
+import { createVm, RuntimeCheckError } from "../../lib/foundry/vm.ts";
 import type { VirtualMachine } from "../../lib/foundry/types.ts";
 import { type FoundryFixture, foundryFixture, leftovers, testVm } from "../foundry/_fixture.ts";
 import { libvirtTest } from "../libvirt/_env.ts";
@@ -128,6 +129,28 @@ libvirtTest(
         b.metadata.name,
         c.metadata.name,
       ]);
+    } finally {
+      await fx.cleanup();
+    }
+  },
+);
+
+libvirtTest(
+  "createVm alone holds a VM against the host's CPUs, memory and pool before making anything",
+  async () => {
+    const fx = await foundryFixture();
+    try {
+      const vm = testVm(fx);
+      vm.spec.vcpus = 4096;
+      vm.spec.memoryGiB = 16384;
+      vm.spec.dataDisks![0]!.sizeGB = 2 ** 20;
+      const err = await createVm(fx.lv, vm, { config: fx.config, noStart: true })
+        .then(() => undefined, (e) => e);
+      assert.ok(err instanceof RuntimeCheckError, String(err));
+      const paths = err.problems.map((p) => p.path);
+      assert.ok(paths.includes("spec.vcpus"), err.message);
+      assert.ok(paths.includes("spec.memoryGiB"), err.message);
+      await assertGone(fx, vm.metadata.name);
     } finally {
       await fx.cleanup();
     }
