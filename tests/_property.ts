@@ -10,6 +10,8 @@
  * @module
  */
 
+import { type Missing, testNeeding } from "./_require.ts";
+
 /** Named properties: each runs its `fc.assert` and throws on failure. */
 export type Properties = Record<string, () => void | Promise<void>>;
 
@@ -33,12 +35,17 @@ function inWorker(): boolean {
  *
  * @param moduleUrl `import.meta.url` of the calling test file
  * @param properties the properties, by test name
+ * @param needs what a property needs from the machine (a tool), as tests/_require.ts words it
  */
-export function propertyTests(moduleUrl: string, properties: Properties): void {
+export function propertyTests(
+  moduleUrl: string,
+  properties: Properties,
+  needs: Readonly<Record<string, Missing>> = {},
+): void {
   if (inWorker()) {
     const scope = globalThis as unknown as {
       onmessage: ((e: MessageEvent<string>) => void) | null;
-      postMessage(o: Outcome): void;
+      postMessage(o: Outcome | { ready: true }): void;
     };
     scope.onmessage = async (e) => {
       try {
@@ -48,10 +55,13 @@ export function propertyTests(moduleUrl: string, properties: Properties): void {
         scope.postMessage({ ok: false, message: describe(err) });
       }
     };
+    // A module with top-level await is evaluated after the first message could arrive: say when
+    // the handler is in place.
+    scope.postMessage({ ready: true });
     return;
   }
   for (const name of Object.keys(properties)) {
-    Deno.test(name, () => runInWorker(moduleUrl, name));
+    testNeeding(needs[name] ?? null, { name, fn: () => runInWorker(moduleUrl, name) });
   }
 }
 
@@ -67,7 +77,10 @@ async function runInWorker(moduleUrl: string, name: string): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     const outcome = await new Promise<Outcome>((resolve, reject) => {
-      worker.onmessage = (e: MessageEvent<Outcome>) => resolve(e.data);
+      worker.onmessage = (e: MessageEvent<Outcome | { ready: true }>) => {
+        if ("ready" in e.data) worker.postMessage(name);
+        else resolve(e.data);
+      };
       worker.onerror = (e) => {
         e.preventDefault();
         reject(new Error(`The property worker failed: ${e.message}`));
@@ -82,7 +95,6 @@ async function runInWorker(moduleUrl: string, name: string): Promise<void> {
           ),
         HANG_DEADLINE_MS,
       );
-      worker.postMessage(name);
     });
     if (!outcome.ok) throw new Error(outcome.message);
   } finally {

@@ -32,7 +32,11 @@ export const DEFAULT_DATE: Date = new Date(Date.UTC(2000, 0, 1, 0, 0, 0));
 
 /** A regular file in the image's root directory. */
 export interface IsoFile {
-  /** File name as Joliet and Rock Ridge show it, e.g. `user-data`; 1 to 64 characters, no `/`. */
+  /**
+   * File name as Joliet and Rock Ridge show it, e.g. `user-data`: 1 to 64 characters of UCS-2
+   * (U+FFFF at most), 128 bytes of UTF-8 at most, not `.` or `..`, without control characters or any
+   * of the characters Joliet forbids (`* / : ; ? \`).
+   */
   name: string;
   /** Contents; strings are encoded as UTF-8. */
   data: Uint8Array | string;
@@ -174,19 +178,44 @@ function checkVolumeId(id: string): void {
   }
 }
 
+/**
+ * Whether `name` holds a character no name may hold: a control (C0, DEL, C1), one that Joliet forbids
+ * (`* / : ; ? \`), or a surrogate, which UCS-2 cannot hold (alone it is not text, in a pair it
+ * stands for a character beyond U+FFFF).
+ */
+function hasBadNameChar(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c < 0x20 || (c >= 0x7f && c <= 0x9f) || (c >= 0xd800 && c <= 0xdfff)) return true;
+    if ("*/:;?\\".includes(name[i]!)) return true;
+  }
+  return false;
+}
+
+function checkFileName(name: string): void {
+  const problem = name.length === 0 || name.length > 64
+    ? "of 1 to 64 characters"
+    : name === "." || name === ".."
+    ? `other than "." and ".."`
+    : hasBadNameChar(name)
+    ? "without control characters, characters beyond U+FFFF or any of * / : ; ? \\"
+    : new TextEncoder().encode(name).length > 128
+    ? "of at most 128 bytes of UTF-8"
+    : undefined;
+  if (problem !== undefined) {
+    throw new RangeError(`Expected a file name of ${problem}, got ${JSON.stringify(name)}`);
+  }
+}
+
 function prepareEntries(files: readonly IsoFile[]): Entry[] {
+  // In name order, so that neither the 8.3 names (numbered on collision) nor the layout of the data
+  // depend on the order of `files`.
+  const byName = [...files].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const seen = new Set<string>();
   const taken = new Set<string>();
   const entries: Entry[] = [];
-  for (const f of files) {
-    if (
-      f.name.length === 0 || f.name.length > 64 || /[/\0]/.test(f.name) || f.name === "." ||
-      f.name === ".." || new TextEncoder().encode(f.name).length > 128
-    ) {
-      throw new RangeError(
-        `Expected a file name of 1 to 64 characters without "/", got ${JSON.stringify(f.name)}`,
-      );
-    }
+  for (const f of byName) {
+    checkFileName(f.name);
     if (seen.has(f.name)) throw new RangeError(`Duplicate file name ${JSON.stringify(f.name)}`);
     seen.add(f.name);
     const data = typeof f.data === "string" ? new TextEncoder().encode(f.data) : f.data;
@@ -200,8 +229,7 @@ function prepareEntries(files: readonly IsoFile[]): Entry[] {
       extent: 0,
     });
   }
-  // Data is laid out in name order so that the image does not depend on the order of `files`.
-  return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return entries;
 }
 
 /** An 8.3 name of d-characters (ECMA-119 level 1), unique among `taken`. */
