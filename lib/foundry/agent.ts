@@ -3,7 +3,16 @@
  * it travels over the virtio channel, never over the guest's network.
  * @module
  */
-import { type DomainRef, type Libvirt, LibvirtError } from "../libvirt/mod.ts";
+import { type DomainRef, InterruptedError, type Libvirt, LibvirtError } from "../libvirt/mod.ts";
+
+/** Longest agent error text kept: the guest writes it, and it ends up in messages. */
+const MAX_AGENT_ERROR_CHARS = 1000;
+/** Default cap of {@linkcode guestReadFile}, in bytes. */
+export const GUEST_READ_MAX_BYTES = 1024 * 1024;
+/** Default total time of {@linkcode guestReadFile}, in milliseconds. */
+export const GUEST_READ_TIMEOUT_MS = 30_000;
+/** Bytes asked for per `guest-file-read`. */
+const READ_CHUNK = 65536;
 
 /** A guest agent command failed or returned an error. */
 export class GuestAgentError extends Error {
@@ -14,27 +23,62 @@ export class GuestAgentError extends Error {
   }
 }
 
-/** Sends one agent command and returns its `return` member. */
+/** A guest file is larger than the reader's cap: the guest may be hostile (`/dev/zero`). */
+export class GuestFileTooLargeError extends GuestAgentError {
+  /** The file's path in the guest. */
+  readonly path: string;
+  /** The cap in bytes. */
+  readonly maxBytes: number;
+  /** Creates the error. */
+  constructor(path: string, maxBytes: number) {
+    super(`${path} is larger than ${maxBytes} bytes; not read further`);
+    this.name = "GuestFileTooLargeError";
+    this.path = path;
+    this.maxBytes = maxBytes;
+  }
+}
+
+/**
+ * Sends one agent command and returns its `return` member. The agent's error text is the guest's:
+ * it is cut to a bounded length (printing it safely is the caller's business).
+ * @param opts.signal aborts the call ({@linkcode InterruptedError})
+ */
 export async function agentCall<T = unknown>(
   lv: Libvirt,
   domain: DomainRef,
   execute: string,
   args?: Record<string, unknown>,
   timeoutSec = 10,
+  opts: { signal?: AbortSignal } = {},
 ): Promise<T> {
   const cmd = JSON.stringify(args ? { execute, arguments: args } : { execute });
-  const reply = JSON.parse(await lv.qemuAgentCommand(domain, cmd, timeoutSec)) as {
+  const reply = JSON.parse(await lv.qemuAgentCommand(domain, cmd, timeoutSec, 0, opts)) as {
     return?: T;
-    error?: { desc?: string };
+    error?: { desc?: unknown };
   };
-  if (reply.error) throw new GuestAgentError(`${execute}: ${reply.error.desc ?? "agent error"}`);
+  if (reply.error) {
+    const desc = typeof reply.error.desc === "string" ? reply.error.desc : "agent error";
+    throw new GuestAgentError(`${execute}: ${clip(desc, MAX_AGENT_ERROR_CHARS)}`);
+  }
   return reply.return as T;
 }
 
+/** `text`, cut to `max` characters with a note of how much was left out. */
+export function clip(text: string, max: number): string {
+  return text.length <= max
+    ? text
+    : `${text.slice(0, max)}... (${text.length - max} more characters)`;
+}
+
 /** Whether the agent answers `guest-ping` now (false while it is not connected). */
-export async function guestPing(lv: Libvirt, domain: DomainRef, timeoutSec = 2): Promise<boolean> {
+export async function guestPing(
+  lv: Libvirt,
+  domain: DomainRef,
+  timeoutSec = 2,
+  opts: { signal?: AbortSignal } = {},
+): Promise<boolean> {
   try {
-    await agentCall(lv, domain, "guest-ping", undefined, timeoutSec);
+    await agentCall(lv, domain, "guest-ping", undefined, timeoutSec, opts);
     return true;
   } catch (e) {
     if (e instanceof LibvirtError || e instanceof GuestAgentError) return false;
@@ -52,8 +96,9 @@ export interface GuestExecResult {
   stderr: string;
 }
 
-const decodeB64 = (s?: string) =>
-  s ? new TextDecoder().decode(Uint8Array.from(atob(s), (c) => c.charCodeAt(0))) : "";
+const b64Bytes = (s?: string) =>
+  s ? Uint8Array.from(atob(s), (c) => c.charCodeAt(0)) : new Uint8Array();
+const decodeB64 = (s?: string) => new TextDecoder().decode(b64Bytes(s));
 
 /** Runs `path args...` in the guest and waits (up to `timeoutMs`) for it to finish. */
 export async function guestExec(
@@ -93,23 +138,93 @@ export async function guestExec(
   }
 }
 
-/** Reads a whole file from the guest; throws {@linkcode GuestAgentError} when it cannot. */
-export async function guestReadFile(lv: Libvirt, domain: DomainRef, path: string): Promise<string> {
-  const handle = await agentCall<number>(lv, domain, "guest-file-open", { path, mode: "r" });
+/** Limits of {@linkcode guestReadFile}. */
+export interface GuestReadOptions {
+  /** Refuse a file larger than this many bytes (default 1 MiB). */
+  maxBytes?: number;
+  /** Give up after this many milliseconds in all (default 30000). */
+  timeoutMs?: number;
+  /** Aborts the read (Ctrl-C); it rejects with {@linkcode InterruptedError}. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Reads a whole (small) file from the guest as text. The guest decides what the file holds, so the
+ * read is bounded: at most `maxBytes` ({@linkcode GuestFileTooLargeError} beyond) and `timeoutMs`
+ * in all, however the agent answers. Throws {@linkcode GuestAgentError} when it cannot read.
+ */
+export async function guestReadFile(
+  lv: Libvirt,
+  domain: DomainRef,
+  path: string,
+  opts: GuestReadOptions = {},
+): Promise<string> {
+  const maxBytes = opts.maxBytes ?? GUEST_READ_MAX_BYTES;
+  const timeoutMs = opts.timeoutMs ?? GUEST_READ_TIMEOUT_MS;
+  const deadline = new AbortController();
+  const timer = setTimeout(
+    () => deadline.abort(new Error(`Reading ${path} took too long`)),
+    timeoutMs,
+  );
+  const signal = opts.signal ? AbortSignal.any([opts.signal, deadline.signal]) : deadline.signal;
+  const agentSec = Math.max(1, Math.ceil(timeoutMs / 1000));
   try {
-    let out = "";
-    while (true) {
-      const r = await agentCall<{ count: number; "buf-b64": string; eof: boolean }>(
-        lv,
-        domain,
-        "guest-file-read",
-        { handle, count: 65536 },
-      );
-      out += decodeB64(r["buf-b64"]);
-      if (r.eof || r.count === 0) return out;
+    const handle = await agentCall<number>(
+      lv,
+      domain,
+      "guest-file-open",
+      { path, mode: "r" },
+      agentSec,
+      { signal },
+    );
+    try {
+      const parts: Uint8Array[] = [];
+      let total = 0;
+      while (true) {
+        const r = await agentCall<{ count: number; "buf-b64"?: string; eof: boolean }>(
+          lv,
+          domain,
+          "guest-file-read",
+          // One byte past the cap is enough to know the file is too large.
+          { handle, count: Math.min(READ_CHUNK, maxBytes - total + 1) },
+          agentSec,
+          { signal },
+        );
+        const b64 = typeof r["buf-b64"] === "string" ? r["buf-b64"] : "";
+        // Checked before decoding: an agent may send more than was asked.
+        if (total + Math.floor(b64.length / 4) * 3 - 2 > maxBytes) {
+          throw new GuestFileTooLargeError(path, maxBytes);
+        }
+        const bytes = b64Bytes(b64);
+        total += bytes.length;
+        if (total > maxBytes) throw new GuestFileTooLargeError(path, maxBytes);
+        parts.push(bytes);
+        if (r.eof || bytes.length === 0) break;
+      }
+      const all = new Uint8Array(total);
+      let off = 0;
+      for (const p of parts) {
+        all.set(p, off);
+        off += p.length;
+      }
+      return new TextDecoder().decode(all);
+    } finally {
+      // Closed with a deadline of its own: the read's may be what ended it.
+      const closing = new AbortController();
+      const closeTimer = setTimeout(() => closing.abort(), 5_000);
+      await agentCall(lv, domain, "guest-file-close", { handle }, 2, { signal: closing.signal })
+        .catch(() => {});
+      clearTimeout(closeTimer);
     }
+  } catch (e) {
+    if (e instanceof InterruptedError && deadline.signal.aborted && !opts.signal?.aborted) {
+      throw new GuestAgentError(`reading ${path} did not finish within ${timeoutMs} ms`, {
+        cause: e,
+      });
+    }
+    throw e;
   } finally {
-    await agentCall(lv, domain, "guest-file-close", { handle }).catch(() => {});
+    clearTimeout(timer);
   }
 }
 
@@ -124,12 +239,16 @@ export interface GuestInterface {
 }
 
 /** The guest's interfaces and addresses, straight from the agent. */
-export async function guestInterfaces(lv: Libvirt, domain: DomainRef): Promise<GuestInterface[]> {
+export async function guestInterfaces(
+  lv: Libvirt,
+  domain: DomainRef,
+  opts: { signal?: AbortSignal } = {},
+): Promise<GuestInterface[]> {
   const list = await agentCall<{
     name: string;
     "hardware-address"?: string;
     "ip-addresses"?: { "ip-address-type": "ipv4" | "ipv6"; "ip-address": string; prefix: number }[];
-  }[]>(lv, domain, "guest-network-get-interfaces");
+  }[]>(lv, domain, "guest-network-get-interfaces", undefined, 10, opts);
   return list.map((i) => ({
     name: i.name,
     hardwareAddress: i["hardware-address"] ?? "",

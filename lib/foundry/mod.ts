@@ -242,10 +242,13 @@ export { WAIT_STAGES, waitForVm, WaitTimeoutError } from "./wait.ts";
 export type { WaitOptions, WaitResult, WaitStage } from "./wait.ts";
 export {
   agentCall,
+  GUEST_READ_MAX_BYTES,
+  GUEST_READ_TIMEOUT_MS,
   GuestAgentError,
   guestExec,
+  GuestFileTooLargeError,
   guestInterfaces,
   guestPing,
   guestReadFile,
 } from "./agent.ts";
-export type { GuestExecResult, GuestInterface } from "./agent.ts";
+export type { GuestExecResult, GuestInterface, GuestReadOptions } from "./agent.ts";

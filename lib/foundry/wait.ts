@@ -4,7 +4,13 @@
  * @module
  */
 import { type DomainRef, DomainState, type Libvirt } from "../libvirt/mod.ts";
-import { guestInterfaces, guestPing, guestReadFile } from "./agent.ts";
+import {
+  clip,
+  GuestFileTooLargeError,
+  guestInterfaces,
+  guestPing,
+  guestReadFile,
+} from "./agent.ts";
 import { lookupVm, VmOperationError, waitForState } from "./vm.ts";
 
 /** The stages of a wait, in order. */
@@ -24,13 +30,22 @@ export interface WaitOptions {
   signal?: AbortSignal;
 }
 
+/** At most this many of cloud-init's errors are kept, each cut to {@linkcode MAX_ERROR_CHARS}. */
+const MAX_ERRORS = 20;
+const MAX_ERROR_CHARS = 1000;
+/** cloud-init's result.json is small; a larger one is not read. */
+const RESULT_MAX_BYTES = 1024 * 1024;
+
 /** What a wait found. */
 export interface WaitResult {
   /** Milliseconds each stage took. */
   stages: Partial<Record<WaitStage, number>>;
   /** IPv4 addresses the agent reported (without loopback), `addr/prefix`. */
   addresses: string[];
-  /** cloud-init's errors from result.json (empty when it finished cleanly). */
+  /**
+   * cloud-init's errors from result.json (empty when it finished cleanly): the guest's text, at
+   * most 20 of at most 1000 characters each; strip control characters before printing them.
+   */
   cloudInitErrors: string[];
 }
 
@@ -71,7 +86,9 @@ export async function waitForVm(
     t = performance.now();
   };
 
-  if (!(await waitForState(lv, domain, [DomainState.RUNNING], left()))) {
+  const signal = opts.signal;
+  const calls = signal ? { signal } : {};
+  if (!(await waitForState(lv, domain, [DomainState.RUNNING], left(), signal ?? lv.signal))) {
     throw new WaitTimeoutError(name, "running", total);
   }
   reached("running", "domain running");
@@ -97,27 +114,49 @@ export async function waitForVm(
     }
   };
   try {
-    await retry("agent", async () => (await guestPing(lv, domain)) ? true : undefined);
+    await retry("agent", async () => (await guestPing(lv, domain, 2, calls)) ? true : undefined);
     reached("agent", "guest agent answers");
     if (until === "agent") return result;
 
     const want = (vm?.spec.networkInterfaces ?? []).map((n) => n.ip);
-    result.addresses = await retry("ip", () => addressesOnce(lv, domain, want));
+    result.addresses = await retry("ip", () => addressesOnce(lv, domain, want, signal));
     reached("ip", result.addresses.join(", "));
     if (until === "ip") return result;
 
+    // Only whether boot-finished exists matters: a few bytes are read, and a guest that points it
+    // at /dev/zero gets "present", not an endless read.
     await retry("cloud-init", async () => {
       try {
-        await guestReadFile(lv, domain, "/var/lib/cloud/instance/boot-finished");
+        await guestReadFile(lv, domain, "/var/lib/cloud/instance/boot-finished", {
+          maxBytes: 4096,
+          timeoutMs: Math.min(10_000, Math.max(1, left())),
+          ...calls,
+        });
         return true;
-      } catch {
+      } catch (e) {
+        if (e instanceof GuestFileTooLargeError) return true;
+        if (signal?.aborted) throw e;
         return undefined;
       }
     });
     try {
-      const res = JSON.parse(await guestReadFile(lv, domain, "/var/lib/cloud/data/result.json"));
-      result.cloudInitErrors = (res?.v1?.errors ?? []) as string[];
-    } catch { /* no result file: nothing more to say */ }
+      const res = JSON.parse(
+        await guestReadFile(lv, domain, "/var/lib/cloud/data/result.json", {
+          maxBytes: RESULT_MAX_BYTES,
+          timeoutMs: Math.min(30_000, Math.max(1, left())),
+          ...calls,
+        }),
+      );
+      const errors: unknown = res?.v1?.errors;
+      result.cloudInitErrors = Array.isArray(errors)
+        ? errors.slice(0, MAX_ERRORS).map((e) =>
+          clip(typeof e === "string" ? e : JSON.stringify(e), MAX_ERROR_CHARS)
+        )
+        : [];
+    } catch (e) {
+      if (signal?.aborted) throw e;
+      /* no result file, or an unreadable one: nothing more to say */
+    }
     reached(
       "cloud-init",
       result.cloudInitErrors.length
@@ -135,11 +174,13 @@ async function addressesOnce(
   lv: Libvirt,
   domain: DomainRef,
   want: readonly string[],
+  signal: AbortSignal | undefined,
 ): Promise<string[] | undefined> {
   let ifaces;
   try {
-    ifaces = await guestInterfaces(lv, domain);
-  } catch {
+    ifaces = await guestInterfaces(lv, domain, signal ? { signal } : {});
+  } catch (e) {
+    if (signal?.aborted) throw e;
     return undefined;
   }
   const have = ifaces.flatMap((i) =>
