@@ -27,6 +27,7 @@ import {
   paint,
   useColor,
 } from "../../lib/output/format.ts";
+import { sanitizeText } from "../../lib/output/sanitize.ts";
 import {
   defaultRegistry,
   withDataDiskSize,
@@ -287,9 +288,13 @@ async function deployPlan(
   try {
     const { client, source } = (() => {
       try {
+        // The API server's warnings (a manifest field the cluster does not know and dropped) are
+        // printed as kubectl prints them, without escape sequences or control characters.
+        const onWarning = (op: string, w: string) =>
+          io.err(`Warning: ${op}: ${sanitizeText(w, { singleLine: true })}\n`);
         return clusterClient(
           cfg,
-          deps,
+          { ...deps, client: { onWarning, ...deps.client } },
           signal,
           (op, attempt, delay, why) =>
             progress(`retry ${attempt} of ${op} in ${Math.round(delay)} ms: ${why}`),

@@ -203,6 +203,23 @@ export interface ClientOptions {
   signal?: AbortSignal;
   /** Called before each retry, for verbose output. */
   onRetry?: (operation: string, attempt: number, delayMs: number, reason: string) => void;
+  /**
+   * Called for each `Warning` the API server sent with a create, e.g. `unknown field
+   * "spec.foo"` when the cluster does not know a field of a manifest and dropped it.
+   */
+  onWarning?: (operation: string, warning: string) => void;
+}
+
+/**
+ * The texts of `Warning` header values (`299 - "text"`, several joined by commas), unescaped.
+ */
+export function parseWarnings(header: string | undefined): string[] {
+  if (!header) return [];
+  const out: string[] = [];
+  for (const m of header.matchAll(/\d{3} \S+ "((?:[^"\\]|\\.)*)"/g)) {
+    out.push(m[1]!.replace(/\\(.)/g, "$1"));
+  }
+  return out;
 }
 
 /**
@@ -233,7 +250,9 @@ export class KubeClient implements ClusterApi {
   readonly #core: CoreV1Api;
   readonly #custom: CustomObjectsApi;
   readonly #limiter: RateLimiter;
-  readonly #opts: Required<Omit<ClientOptions, "signal" | "onRetry">> & ClientOptions;
+  readonly #opts:
+    & Required<Omit<ClientOptions, "signal" | "onRetry" | "onWarning">>
+    & ClientOptions;
   readonly #server: string;
 
   /** Creates a client for the current context of `kubeConfig`. */
@@ -258,19 +277,19 @@ export class KubeClient implements ClusterApi {
     return this.#server;
   }
 
-  /** {@inheritDoc ClusterApi.create} */
-  create(resource: Resource, namespace: string, obj: KubeObject): Promise<ApiObject> {
+  /** {@inheritDoc ClusterApi.create}; warnings the server sends go to `onWarning`. */
+  async create(resource: Resource, namespace: string, obj: KubeObject): Promise<ApiObject> {
     const op = `create ${KIND_OF[resource]} ${qualified(resource, namespace, obj.metadata.name)}`;
-    return this.#call(op, () => {
+    const res = await this.#call(op, () => {
       switch (resource) {
         case "namespaces":
-          return this.#core.createNamespace({ body: obj });
+          return this.#core.createNamespaceWithHttpInfo({ body: obj });
         case "secrets":
-          return this.#core.createNamespacedSecret({ namespace, body: obj });
+          return this.#core.createNamespacedSecretWithHttpInfo({ namespace, body: obj });
         case "services":
-          return this.#core.createNamespacedService({ namespace, body: obj });
+          return this.#core.createNamespacedServiceWithHttpInfo({ namespace, body: obj });
         default:
-          return this.#custom.createNamespacedCustomObject({
+          return this.#custom.createNamespacedCustomObjectWithHttpInfo({
             group: KUBEVIRT_API.GROUP,
             version: KUBEVIRT_API.VERSION,
             namespace,
@@ -279,6 +298,11 @@ export class KubeClient implements ClusterApi {
           });
       }
     });
+    const headers = (res.headers ?? {}) as Record<string, string>;
+    for (const w of parseWarnings(headers["warning"] ?? headers["Warning"])) {
+      this.#opts.onWarning?.(op, w);
+    }
+    return res.data as ApiObject;
   }
 
   /** {@inheritDoc ClusterApi.get} */
