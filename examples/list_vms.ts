@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-read --allow-write --allow-net --allow-env
+#!/usr/bin/env -S deno run --allow-read --allow-write --allow-net --allow-env --allow-run=ssh
 /**
  * Lists foundry's VMs with the library API, as a script would: `./examples/list_vms.ts [URI]`.
  * @module

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-read --allow-write --allow-net --allow-env --allow-run --allow-sys
+#!/usr/bin/env -S deno run --allow-read --allow-write --allow-net --allow-env --allow-run=virsh,openssl,cat,pgrep --allow-sys=loadavg
 /**
  * `deno task bench:storage`: throughput of `foundry image import` (importImage: format checks, the
  * upload stream, SHA-256 on the way, checksum sidecar, pool refresh) for a 1 GiB image, next to

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-read --allow-write --allow-net --allow-env --allow-sys
+#!/usr/bin/env -S deno run --allow-read --allow-write --allow-net --allow-env
 /**
  * Benchmark: `virtwork run` of many VMs against the Kubernetes API test server with injected
  * latency, through the real client and its rate limit; prints the wall time.

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-read --allow-write --allow-env --allow-run
+#!/usr/bin/env -S deno run --allow-read --allow-write --allow-env=DENORT_BIN --allow-run=deno
 /**
  * `deno task compile`: builds the `foundry` and `virtwork` single executables into `dist/`, each
  * with only the permissions it needs. `deno compile` needs Deno's `denort` runtime, which it
@@ -51,7 +51,9 @@ export async function compileAll(outDir = "dist"): Promise<CompileOutcome[]> {
   const results: CompileOutcome[] = [];
   for (const t of TARGETS) {
     const output = `${outDir}/${t.name}`;
-    const out = await new Deno.Command(Deno.execPath(), {
+    // By name, so that --allow-run=deno covers it: Deno.execPath() is the resolved path (here
+    // behind a /usr/bin symlink), which a scoped --allow-run=deno does not match.
+    const out = await new Deno.Command("deno", {
       args: [
         "compile",
         "--quiet",
