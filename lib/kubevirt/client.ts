@@ -199,7 +199,10 @@ export interface ClientOptions {
   baseBackoffMs?: number;
   /** Largest backoff in ms (default 8000). */
   maxBackoffMs?: number;
-  /** Aborts waits for the limiter and backoff. */
+  /**
+   * Aborts waits for the limiter and backoff, and requests in flight: they reject at once with the
+   * signal's reason (the request itself is left to end on its own).
+   */
   signal?: AbortSignal;
   /** Called before each retry, for verbose output. */
   onRetry?: (operation: string, attempt: number, delayMs: number, reason: string) => void;
@@ -383,8 +386,9 @@ export class KubeClient implements ClusterApi {
       await this.#limiter.acquire(signal);
       let err: KubeApiError | ConnectionError;
       try {
-        return await fn();
+        return await orAbort(fn(), signal);
       } catch (e) {
+        if (signal?.aborted) throw signal.reason;
         err = toError(operation, e, this.#server);
       }
       const transient = err instanceof ConnectionError || err.transient;
@@ -398,6 +402,23 @@ export class KubeClient implements ClusterApi {
       await sleep(delay, signal);
     }
   }
+}
+
+/** `p`, or a rejection with the signal's reason as soon as it aborts (a silent server never answers). */
+function orAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) {
+    p.catch(() => {});
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      p.catch(() => {});
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 /** Status reasons of the codes client-node reports without a body. */

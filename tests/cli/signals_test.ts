@@ -327,6 +327,91 @@ libvirtTest("a second SIGINT while the rollback hangs exits 130 at once", async 
   }
 });
 
+const VIRTWORK = new URL("../../cli/virtwork.ts", import.meta.url).pathname;
+
+Deno.test("virtwork run ends with exit 130 on SIGTERM while the API server is silent", async () => {
+  // An API server that accepts, reads the first request and never answers.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  const conns: Deno.Conn[] = [];
+  let requested!: () => void;
+  const firstRequest = new Promise<void>((r) => (requested = r));
+  const accepting = (async () => {
+    try {
+      for await (const c of listener) {
+        conns.push(c);
+        c.read(new Uint8Array(65536)).then(() => requested(), () => {});
+      }
+    } catch { /* closed */ }
+  })();
+  const dir = await Deno.makeTempDir({ prefix: "virtwork-silent-" });
+  try {
+    await Deno.writeTextFile(
+      `${dir}/kc`,
+      JSON.stringify({
+        clusters: [{
+          name: "c",
+          cluster: { server: `http://127.0.0.1:${port}`, "insecure-skip-tls-verify": true },
+        }],
+        users: [{ name: "u", user: { token: "t" } }],
+        contexts: [{ name: "x", context: { cluster: "c", user: "u" } }],
+        "current-context": "x",
+      }),
+    );
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-write",
+        "--allow-net",
+        "--allow-env",
+        "--allow-sys=hostname",
+        VIRTWORK,
+        "--no-audit",
+        "run",
+        "--workloads",
+        "cpu",
+        "--kubeconfig",
+        `${dir}/kc`,
+      ],
+      cwd: REPO,
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const output = child.output();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      firstRequest,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error("no request came")), START_DEADLINE_MS);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    child.kill("SIGTERM");
+    const late = new Promise<"late">((r) => (timer = setTimeout(() => r("late"), END_DEADLINE_MS)));
+    const status = await Promise.race([child.status, late]);
+    clearTimeout(timer);
+    if (status === "late") {
+      child.kill("SIGKILL");
+      await output;
+      assert.fail(`virtwork did not end within ${END_DEADLINE_MS} ms of SIGTERM`);
+    }
+    const r = await output;
+    const stderr = new TextDecoder().decode(r.stderr);
+    assertInterrupted({ ...status, stderr }, "SIGTERM");
+  } finally {
+    listener.close();
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* already closed */ }
+    }
+    await accepting;
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("runProgram maps InterruptedError to exit 130 and prints guest or daemon text sanitized", async () => {
   const err: string[] = [];
   const io = { out: () => {}, err: (s: string) => void err.push(s) };
