@@ -113,3 +113,9 @@ export function openInterruptScope(opts: InterruptScopeOptions): InterruptScope 
 export function interruptSignal(): AbortSignal | undefined {
   return root?.ctl.signal;
 }
+
+/** `{ signal }` of the run in progress, to spread into options (`withFoundryAudit`'s, ...). */
+export function signalOption(): { signal?: AbortSignal } {
+  const signal = interruptSignal();
+  return signal ? { signal } : {};
+}

@@ -2,7 +2,7 @@ import { Command } from "npm:commander@^15.1.0";
 import { destroyVm } from "../../lib/foundry/vm.ts";
 import type { Io } from "../_program.ts";
 import { withFoundryAudit } from "../_audit.ts";
-import { interruptSignal } from "../_signals.ts";
+import { signalOption } from "../_signals.ts";
 import { configFor, progress, withLibvirt } from "./_context.ts";
 
 /** `foundry destroy NAME`: graceful shutdown, forced after the timeout, undefine, delete volumes. */
@@ -49,7 +49,7 @@ export function destroyCommand(io: Io): Command {
               r.disksKept.map((k) => `; kept ${k.disk} (${k.reason})`).join(""),
           });
           return r;
-        }, auditSignal()));
+        }, signalOption()));
       for (const k of kept) io.out(`kept ${printable(k.disk)} (${printable(k.reason)})\n`);
       io.out(`Successfully destroyed VM '${name.toLowerCase()}'\n`);
     });
@@ -59,12 +59,6 @@ export function destroyCommand(io: Io): Command {
 function printable(text: string): string {
   // deno-lint-ignore no-control-regex
   return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
-}
-
-/** The run's interrupt signal for the audit record (an interrupted operation is not a failure). */
-export function auditSignal(): { signal?: AbortSignal } {
-  const signal = interruptSignal();
-  return signal ? { signal } : {};
 }
 
 /** Parses a timeout flag; a bad value is a usage error (exit 2). */

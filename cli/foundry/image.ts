@@ -26,7 +26,7 @@ import { type Io, processIo } from "../_program.ts";
 import { outputOption, printOutput, withStorage } from "./_storage.ts";
 import { configFor } from "./_context.ts";
 import { withFoundryAudit } from "../_audit.ts";
-import { interruptSignal } from "../_signals.ts";
+import { interruptSignal, signalOption } from "../_signals.ts";
 
 const LIST_HEADERS = ["NAME", "FORMAT", "VIRTUAL SIZE", "ALLOCATION", "SHA256", "USED BY"];
 
@@ -176,6 +176,7 @@ export function imageCommand(io: Io): Command {
           op.object({ kind: "volume", name: `${r.pool}/${r.name}`, outcome: "created" });
           return r;
         },
+        signalOption(),
       );
       printImported(io, opts.output, "Imported", i);
     });
@@ -268,7 +269,7 @@ export function imageCommand(io: Io): Command {
         );
         op.object({ kind: "volume", name: `${r.pool}/${r.name}`, outcome: "created" });
         return r;
-      });
+      }, signalOption());
       printImported(io, opts.output, "Pulled", i);
     });
 
@@ -318,6 +319,7 @@ export function imageCommand(io: Io): Command {
             (lv, config) =>
               deleteImage(lv, config.imagesPool, name, { force: opts.force === true }),
           ),
+        signalOption(),
       );
       for (const u of uses) {
         io.err(

@@ -15,6 +15,7 @@ import type { Io } from "../_program.ts";
 import { outputOption, printOutput, withStorage } from "./_storage.ts";
 import { configFor } from "./_context.ts";
 import { withFoundryAudit } from "../_audit.ts";
+import { signalOption } from "../_signals.ts";
 
 const POOL_HEADERS = [
   "NAME",
@@ -135,6 +136,7 @@ export function poolCommand(io: Io): Command {
         cmd,
         { resourceType: "pool", name, uri, operation: "add", details: { type, target } },
         () => withStorage(cmd, (lv) => addPool(lv, spec)),
+        signalOption(),
       );
       if (opts.output === "table") io.out(`Pool ${p.name} (${p.type}) added at ${p.path}\n`);
       else printOutput(io, opts.output, p, [], []);
@@ -157,7 +159,7 @@ export function poolCommand(io: Io): Command {
           deletePool(lv, name, {
             force: opts.force === true,
             protect: [config.imagesPool, config.vmsPool],
-          })));
+          })), signalOption());
       for (const v of deleted) io.out(`Deleted volume ${v}\n`);
       io.out(`Pool ${name} deleted\n`);
     });

@@ -2,8 +2,9 @@ import { Command } from "npm:commander@^15.1.0";
 import { restartVm, startVm, stopVm } from "../../lib/foundry/vm.ts";
 import type { Io } from "../_program.ts";
 import { withFoundryAudit } from "../_audit.ts";
+import { signalOption } from "../_signals.ts";
 import { configFor, withLibvirt } from "./_context.ts";
-import { auditSignal, positiveSeconds } from "./destroy.ts";
+import { positiveSeconds } from "./destroy.ts";
 
 /** `foundry start NAME`. */
 export function startCommand(io: Io): Command {
@@ -18,7 +19,7 @@ export function startCommand(io: Io): Command {
           cmd,
           { resourceType: "vm", name: name.toLowerCase(), uri: lv.uri.display, operation: "start" },
           () => startVm(lv, name.toLowerCase()),
-          auditSignal(),
+          signalOption(),
         ));
       io.out(`VM '${name.toLowerCase()}' started\n`);
     });
@@ -52,7 +53,7 @@ function stopLike(io: Io, verb: "stop" | "restart"): Command {
           (verb === "stop" ? stopVm : restartVm)(lv, n, {
             timeoutSeconds,
             force: opts.force === true,
-          }), auditSignal()));
+          }), signalOption()));
       const how = r.graceful ? "shut down" : "forced off";
       io.out(verb === "stop" ? `VM '${n}' ${how}\n` : `VM '${n}' ${how} and started again\n`);
     });
