@@ -116,6 +116,7 @@ libvirtTest("destroy deletes only the volumes foundry created for that VM", asyn
         `${shared.name}/shared.img`,
       ].sort(),
     );
+    assert.equal(r.disksKept.length, 6);
     assert.ok(r.disksKept.every((k) => k.reason.length > 0));
     assert.deepEqual(
       await volumeNames(fx, shared.name),
@@ -204,6 +205,7 @@ libvirtTest("a definition copied from a foundry VM deletes nothing of it", async
     // A goes first: C still uses its volumes, so they stay.
     const first = await destroyVm(fx.lv, an, { timeoutSeconds: 1 });
     assert.deepEqual(first.volumesDeleted, []);
+    assert.equal(first.disksKept.length, 4);
     assert.ok(first.disksKept.every((k) => k.reason === `also used by domain ${copy}`));
     // Then the copy: A's record is in it, but it was written for A, not for the copy.
     const r = await destroyVm(fx.lv, copy, { timeoutSeconds: 1 });
