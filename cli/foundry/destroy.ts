@@ -1,5 +1,6 @@
 import { Command } from "npm:commander@^15.1.0";
 import { destroyVm } from "../../lib/foundry/vm.ts";
+import { sanitizeText } from "../../lib/output/sanitize.ts";
 import type { Io } from "../_program.ts";
 import { withFoundryAudit } from "../_audit.ts";
 import { signalOption } from "../_signals.ts";
@@ -55,10 +56,9 @@ export function destroyCommand(io: Io): Command {
     });
 }
 
-/** `text` with control characters (a disk path is the domain's, not ours) shown as `?`. */
+/** A disk path or reason (the domain's, not ours) on one line, without control characters. */
 function printable(text: string): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
+  return sanitizeText(text, { singleLine: true });
 }
 
 /** Parses a timeout flag; a bad value is a usage error (exit 2). */

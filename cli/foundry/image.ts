@@ -27,6 +27,7 @@ import { outputOption, printOutput, withStorage } from "./_storage.ts";
 import { configFor } from "./_context.ts";
 import { withFoundryAudit } from "../_audit.ts";
 import { interruptSignal, signalOption } from "../_signals.ts";
+import { sanitizeText } from "../../lib/output/sanitize.ts";
 
 const LIST_HEADERS = ["NAME", "FORMAT", "VIRTUAL SIZE", "ALLOCATION", "SHA256", "USED BY"];
 
@@ -46,7 +47,7 @@ function printDetails(io: Io, format: string, i: ImageDetails): void {
     printOutput(io, format, i, [], []);
     return;
   }
-  io.out(
+  io.out(sanitizeText(
     [
       `Name:          ${i.name}`,
       `Pool:          ${i.pool}`,
@@ -57,7 +58,7 @@ function printDetails(io: Io, format: string, i: ImageDetails): void {
       `SHA-256:       ${i.sha256 ?? "- (not imported by foundry)"}`,
       `Used by:       ${i.users === 0 ? "nothing" : `${i.users} disk(s)`}`,
     ].join("\n") + "\n",
-  );
+  ));
   if (i.usedBy.length > 0) {
     io.out("\n");
     printOutput(

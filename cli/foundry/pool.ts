@@ -16,6 +16,7 @@ import { outputOption, printOutput, withStorage } from "./_storage.ts";
 import { configFor } from "./_context.ts";
 import { withFoundryAudit } from "../_audit.ts";
 import { signalOption } from "../_signals.ts";
+import { sanitizeText } from "../../lib/output/sanitize.ts";
 
 const POOL_HEADERS = [
   "NAME",
@@ -46,7 +47,7 @@ function printDetails(io: Io, format: string, p: PoolDetails): void {
     printOutput(io, format, p, [], []);
     return;
   }
-  io.out(
+  io.out(sanitizeText(
     [
       `Name:        ${p.name}`,
       `UUID:        ${p.uuid}`,
@@ -59,7 +60,7 @@ function printDetails(io: Io, format: string, p: PoolDetails): void {
       `Available:   ${formatBytes(p.available)}`,
       `Volumes:     ${p.volumes ?? "-"}`,
     ].join("\n") + "\n",
-  );
+  ));
   if (p.volumeList.length > 0) {
     io.out("\n");
     printOutput(

@@ -54,7 +54,8 @@ export interface RecordOperationOptions {
 }
 
 function isAbort(err: unknown): boolean {
-  return err instanceof Error && (err.name === "AbortError" || err.name === "Interrupted");
+  return err instanceof Error &&
+    (err.name === "AbortError" || err.name === "Interrupted" || err.name === "InterruptedError");
 }
 
 /**

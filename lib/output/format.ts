@@ -10,6 +10,7 @@
  * @module
  */
 import { stringify } from "npm:yaml@^2.9.1";
+import { sanitizeText } from "./sanitize.ts";
 
 /** Where output goes and what the environment says about colour. */
 export interface ColorContext {
@@ -51,12 +52,17 @@ export function visibleLength(s: string): number {
 
 /**
  * Formats rows as a table with a header, columns separated by two spaces and padded to the widest
- * cell (ANSI colours do not count towards width). Ends with a newline.
+ * cell (ANSI colours do not count towards width). Ends with a newline. Cells often hold names
+ * from the daemon, a guest or an API server: each is cut to one line without control characters
+ * or escape sequences other than colours.
  */
 export function formatTable(
   headers: readonly string[],
-  rows: readonly (readonly string[])[],
+  dirtyRows: readonly (readonly string[])[],
 ): string {
+  const rows = dirtyRows.map((r) =>
+    r.map((c) => sanitizeText(c, { singleLine: true, keepColors: true }))
+  );
   const widths = headers.map((h, i) =>
     Math.max(visibleLength(h), ...rows.map((r) => visibleLength(r[i] ?? "")))
   );

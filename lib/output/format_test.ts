@@ -48,3 +48,9 @@ Deno.test("formatJson() and formatYamlDocuments() round-trip", () => {
   const parsed = parseAllDocuments(formatYamlDocuments(docs)).map((d) => d.toJS());
   assert.deepEqual(parsed, docs);
 });
+
+Deno.test("formatTable(): names from outside cannot move the cursor, set the title or reorder text", () => {
+  const hostile = "vm\x1b]0;owned\x07-1\x1b[2J\u009b31m\u202e\nnext";
+  const out = formatTable(["NAME", "STATE"], [[hostile, paint("running", "green", true)]]);
+  assert.equal(out, "NAME          STATE\nvm-131m next  \x1b[32mrunning\x1b[0m\n");
+});

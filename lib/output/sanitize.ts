@@ -16,6 +16,22 @@
 export interface SanitizeOptions {
   /** Also turn newlines and tabs into spaces (table cells, one-line messages). */
   singleLine?: boolean;
+  /**
+   * Keep plain colour sequences (`ESC [ digits ; m`, SGR), which can change only how text looks:
+   * for text that already carries our own {@linkcode paint} colours.
+   */
+  keepColors?: boolean;
+}
+
+function isSgr(s: string, start: number, end: number): boolean {
+  if (end - start < 3 || s.charCodeAt(start + 1) !== 0x5b || s.charCodeAt(end - 1) !== 0x6d) {
+    return false;
+  }
+  for (let k = start + 2; k < end - 1; k++) {
+    const c = s.charCodeAt(k);
+    if (!(c === 0x3b || (c >= 0x30 && c <= 0x39))) return false;
+  }
+  return true;
 }
 
 const ESC = 0x1b;
@@ -75,8 +91,11 @@ export function sanitizeText(text: string, opts: SanitizeOptions = {}): string {
   };
   while (i < n) {
     const c = text.charCodeAt(i);
-    if (c === ESC) cut(skipEscape(text, i));
-    else if (c === 0x0a || c === 0x09) {
+    if (c === ESC) {
+      const end = skipEscape(text, i);
+      if (opts.keepColors && isSgr(text, i, end)) i = end;
+      else cut(end);
+    } else if (c === 0x0a || c === 0x09) {
       if (opts.singleLine) cut(i + 1, " ");
       else i++;
     } else if (isControl(c) || isBidiControl(c)) cut(i + 1);

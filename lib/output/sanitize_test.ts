@@ -44,3 +44,11 @@ Deno.test("sanitizeText() is linear on long hostile input", () => {
   const hostile = "\x1b[".repeat(200_000) + "\x1b]".repeat(200_000);
   assert.equal(sanitizeText(hostile).includes("\x1b"), false);
 });
+
+Deno.test("sanitizeText({ keepColors }) keeps colour sequences and nothing else", () => {
+  assert.equal(
+    sanitizeText("\x1b[1;32mok\x1b[0m\x1b[2K\x1b]52;c;eA==\x07\x1b[?25l", { keepColors: true }),
+    "\x1b[1;32mok\x1b[0m",
+  );
+  assert.equal(sanitizeText("\x1b[32mok\x1b[0m"), "ok");
+});
