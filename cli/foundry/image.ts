@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError } from "npm:commander@^15.1.0";
 import type { FoundryConfig } from "../../lib/foundry/config.ts";
 import {
   checkPullUrl,
+  type Checksum,
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_IDLE_TIMEOUT_MS,
   DEFAULT_MAX_PULL_BYTES,
@@ -236,7 +237,7 @@ export function imageCommand(io: Io): Command {
           } with --checksum sha256:HEX (or --insecure-skip-checksum to pull without one)`,
         );
       }
-      const checksum = opts.checksum === undefined ? undefined : parseChecksum(opts.checksum);
+      const checksum = opts.checksum === undefined ? undefined : checksumFlag(opts.checksum);
       let label = opts.name ?? "download";
       try {
         label = opts.name ?? imageNameFromUrl(url);
@@ -331,4 +332,14 @@ export function imageCommand(io: Io): Command {
     });
 
   return image;
+}
+
+/** `--checksum`, parsed; a malformed value is a usage error (exit 2) before anything is fetched. */
+function checksumFlag(text: string): Checksum {
+  try {
+    return parseChecksum(text);
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    throw Object.assign(new Error(`Invalid --checksum: ${err.message}`), { exitCode: 2 });
+  }
 }

@@ -128,21 +128,21 @@ export interface Checksum {
 /**
  * Parses `sha256:HEX` or `sha512:HEX`.
  *
- * @throws {StorageError} naming what is wrong
+ * @throws {RangeError} naming what is wrong (the text is the user's, not the daemon's)
  */
 export function parseChecksum(text: string): Checksum {
   const m = /^(sha256|sha512):([0-9a-fA-F]+)$/.exec(text.trim());
   const want = { sha256: 64, sha512: 128 } as const;
   if (m === null) {
-    throw new StorageError(
-      `--checksum must be sha256:HEX or sha512:HEX, got ${JSON.stringify(text)}`,
+    throw new RangeError(
+      `a checksum must be sha256:HEX or sha512:HEX, got ${JSON.stringify(text.slice(0, 200))}`,
     );
   }
   const algorithm = m[1] as Checksum["algorithm"];
   const hex = m[2]!.toLowerCase();
   if (hex.length !== want[algorithm]) {
-    throw new StorageError(
-      `--checksum ${algorithm} needs ${want[algorithm]} hex digits, got ${hex.length}`,
+    throw new RangeError(
+      `a ${algorithm} checksum has ${want[algorithm]} hex digits, got ${hex.length}`,
     );
   }
   return { algorithm, hex };

@@ -388,8 +388,14 @@ libvirtTest("foundry image pull: checksums, a body cut short and HTTP errors", a
     ]);
 
     r = await pull(server.url("/images/cloud.qcow2"), "--checksum", "md5:abc");
-    assert.equal(r.code, 5);
-    assert.match(r.err, /--checksum must be sha256:HEX or sha512:HEX, got "md5:abc"/);
+    assert.equal(r.code, 2);
+    assert.match(
+      r.err,
+      /Invalid --checksum: a checksum must be sha256:HEX or sha512:HEX, got "md5:abc"/,
+    );
+    r = await pull(server.url("/images/cloud.qcow2"), "--checksum", "sha256:abc");
+    assert.equal(r.code, 2);
+    assert.match(r.err, /Invalid --checksum: a sha256 checksum has 64 hex digits, got 3/);
   } finally {
     await server.close();
     await env.cleanup();
