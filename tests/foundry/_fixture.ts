@@ -81,15 +81,38 @@ export async function foundryFixture(): Promise<FoundryFixture> {
   };
 }
 
-let ipCounter = Math.floor(Math.random() * 200) + 20;
+/**
+ * The last address number handed out, in a file shared by every test worker and process: create
+ * refuses an address another VM has (and the tap name derives from it), so two tests running at
+ * once must never get the same one. A per-module counter did not hold under `--parallel`.
+ */
+const ADDRESS_COUNTER = `${Deno.env.get("TMPDIR") ?? "/tmp"}/foundry-test-address-counter`;
+/** Host numbers the end-to-end boot test uses itself. */
+const RESERVED_HOSTS = new Set([77]);
+
+function nextHostNumber(): number {
+  const f = Deno.openSync(ADDRESS_COUNTER, { read: true, write: true, create: true, mode: 0o600 });
+  try {
+    f.lockSync(true);
+    const buf = new Uint8Array(16);
+    const len = f.readSync(buf) ?? 0;
+    let n = Number(new TextDecoder().decode(buf.subarray(0, len)).trim()) || 0;
+    do n = n >= 250 || n < 20 ? 20 : n + 1; while (RESERVED_HOSTS.has(n));
+    f.seekSync(0, Deno.SeekMode.Start);
+    f.truncateSync(0);
+    f.writeSync(new TextEncoder().encode(String(n)));
+    return n;
+  } finally {
+    f.close();
+  }
+}
 
 /** A VM spec with two NICs on the fixture's bridges and two data disks; addresses unique per call. */
 export function testVm(
   fx: FoundryFixture,
   extra: { name?: string; labels?: Record<string, string> } = {},
 ): VirtualMachine {
-  const n = ipCounter++;
-  if (ipCounter > 250) ipCounter = 20;
+  const n = nextHostNumber();
   const name = extra.name ?? uniqueName("ftvm");
   const labels = Object.entries(extra.labels ?? { suite: "foundry" })
     .map(([k, v]) => `    ${k}: ${v}`).join("\n");
