@@ -208,8 +208,9 @@ type Locate = (key: string, source: ConfigSource, workload?: string) => string;
  * unless a flag or environment variable sets the same setting. Every value is then checked against
  * {@linkcode VIRTWORK_LIMITS} and the rules the API server applies (namespace names, SSH keys).
  *
- * @throws {ConfigError} for unreadable files, values of the wrong type and unknown workload names
- * @throws {SettingValidationError} for values out of bounds or in the wrong format
+ * @throws {ConfigError} for unreadable files and values of the wrong type
+ * @throws {SettingValidationError} for values out of bounds or in the wrong format, and unknown
+ *   workload names
  */
 export async function loadVirtworkConfig(o: LoadConfigOptions = {}): Promise<VirtworkConfig> {
   const env = o.env ?? {};
@@ -273,14 +274,23 @@ export async function loadVirtworkConfig(o: LoadConfigOptions = {}): Promise<Vir
   };
   validateSettings(values, sources, locate);
 
+  // An unknown name is a bad value like any other (exit 2), named by its flag, variable or line.
   const known = new Set(ALL_WORKLOAD_NAMES);
-  for (const name of [...values.workloads, ...Object.keys(perWorkload)]) {
+  const unknown = (name: string) =>
+    `unknown workload "${name}", expected one of: ${ALL_WORKLOAD_NAMES.join(", ")}`;
+  for (const name of values.workloads) {
     if (!known.has(name)) {
-      throw new ConfigError(
-        `unknown workload "${name}", expected one of: ${ALL_WORKLOAD_NAMES.join(", ")}`,
+      throw new SettingValidationError(
         "workloads",
-        sources.workloads,
+        locate("workloads", sources.workloads),
+        unknown(name),
       );
+    }
+  }
+  for (const name of Object.keys(perWorkload)) {
+    if (!known.has(name)) {
+      const at = position(["workloads", name]) ?? fileName;
+      throw new SettingValidationError("workloads", `${at} workloads.${name}`, unknown(name));
     }
   }
   // A misspelt per-workload key would otherwise be ignored without a word.

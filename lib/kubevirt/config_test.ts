@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ConfigError } from "../config/layered.ts";
-import { loadVirtworkConfig } from "./config.ts";
+import { loadVirtworkConfig, SettingValidationError } from "./config.ts";
 import { DEFAULTS, KUBEVIRT_API, LABELS } from "./constants.ts";
 import { buildRunPlan, planObjects } from "./plan.ts";
 import { defaultRegistry, withNamespace, withSshCredentials } from "../workloads/mod.ts";
@@ -141,9 +141,13 @@ Deno.test("loadVirtworkConfig(): per-workload mapping in the file, overridden by
 });
 
 Deno.test("loadVirtworkConfig(): rejects unknown workloads, bad quantities and bad files", async () => {
+  // Bad input on a flag (exit 2 in the CLI), named like every other bad value.
   await assert.rejects(
     () => loadVirtworkConfig({ flags: { workloads: ["cpu", "gpu"] } }),
-    /unknown workload "gpu", expected one of: cpu, database, disk, memory, network/,
+    (e: unknown) =>
+      e instanceof SettingValidationError && e.key === "workloads" &&
+      e.message ===
+        '--workloads: unknown workload "gpu", expected one of: cpu, database, disk, memory, network',
   );
   await assert.rejects(
     () => loadVirtworkConfig({ env: { VIRTWORK_MEMORY: "lots" } }),

@@ -198,7 +198,7 @@ Deno.test("config chain in the CLI: --config file < VIRTWORK_ env < flags", asyn
       ["flag-ns/virtwork-cpu-1"],
     );
     const bad = await virtwork(["run", "--dry-run", "--workloads", "gpu"]);
-    assert.equal(bad.code, 1);
+    assert.equal(bad.code, 2);
     assert.match(bad.err, /unknown workload "gpu"/);
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -359,6 +359,35 @@ Deno.test("run: Ctrl-C while waiting stops, exits 130 and says what exists", asy
       /VMs: virtwork-cpu-1, virtwork-network-server-1, virtwork-network-client-1/,
     );
   });
+});
+
+Deno.test("run: an unknown workload is bad input on its flag, variable or file line: exit 2, one line", async () => {
+  const names = "cpu, database, disk, memory, network";
+  const flag = await virtwork(["run", "--dry-run", "--workloads", "cpu,bogus"]);
+  assert.equal(flag.code, 2);
+  assert.equal(flag.out, "");
+  assert.equal(
+    flag.err,
+    `Error: --workloads: unknown workload "bogus", expected one of: ${names}\n`,
+  );
+  const env = await virtwork(["run", "--dry-run"], {
+    env: { VIRTWORK_WORKLOADS: "bogus", HOME: "/nonexistent" },
+  });
+  assert.equal(env.code, 2);
+  assert.match(env.err, /^Error: env VIRTWORK_WORKLOADS: unknown workload "bogus"/);
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      `${dir}/v.yaml`,
+      "namespace: a\nworkloads:\n  bogus:\n    vm_count: 1\n",
+    );
+    const file = await virtwork(["run", "--dry-run", "--config", `${dir}/v.yaml`]);
+    assert.equal(file.code, 2);
+    assert.match(file.err, /v\.yaml:\d+:\d+ workloads\.bogus: unknown workload "bogus"/);
+    assert.equal(file.err.trim().split("\n").length, 1, file.err);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("BDD cleanup: deletes all managed VMs and prints a summary", async () => {
