@@ -340,8 +340,11 @@ async function deployPlan(
     if (result.interrupted) {
       io.err(existsReport(result, plan));
       setExitCode(cmd, EXIT_INTERRUPTED);
-    } else if (result.timedOut) {
-      for (const v of result.vms.filter((v) => v.error)) io.err(`${v.name}: ${v.error}\n`);
+    } else if (result.timedOut || result.failedVms > 0) {
+      // The error may quote the cluster (a VMI's reason): no control sequences reach the terminal.
+      for (const v of result.vms.filter((v) => v.error)) {
+        io.err(`${v.name}: ${sanitizeText(v.error!, { singleLine: true })}\n`);
+      }
       setExitCode(cmd, ExitCode.VM_OPERATION);
     }
   } finally {
@@ -355,13 +358,16 @@ export function summary(r: RunResult, color: boolean): string {
     v.workload,
     v.name,
     v.role,
-    v.ready ? paint(v.phase, "green", color) : paint(v.phase, r.waited ? "yellow" : "dim", color),
+    v.ready
+      ? paint(v.phase, "green", color)
+      : paint(v.phase, v.failed ? "red" : r.waited ? "yellow" : "dim", color),
     v.secondsToReady !== undefined ? `${v.secondsToReady.toFixed(1)}s` : "-",
   ]);
   const table = formatTable(["WORKLOAD", "VM", "ROLE", "PHASE", "READY IN"], rows);
   const ready = r.vms.filter((v) => v.ready).length;
+  const failed = r.failedVms > 0 ? `, ${r.failedVms} failed` : "";
   const state = r.waited
-    ? `${ready}/${r.vms.length} VMs ready`
+    ? `${ready}/${r.vms.length} VMs ready${failed}`
     : `${r.vms.length} VMs created (not waited for)`;
   return `${table}\n${state} in namespace ${r.namespace}, run id ${r.runId}, ${
     r.elapsedSeconds.toFixed(1)

@@ -1,8 +1,9 @@
 /**
  * Executes a run plan against a cluster: ensures the Namespace, creates Services before any VM (the
- * client VMs need their DNS names), creates Secrets and VMs concurrently, and waits until every VMI is
- * Ready or the timeout passes. Creation fails fast on a non-transient error; waiting can be
- * interrupted with an AbortSignal and still reports what exists.
+ * client VMs need their DNS names), creates Secrets and VMs concurrently, and waits until every VM is
+ * Ready or failed (a `Failed` VMI, or a VM in an error state such as `ErrorUnschedulable`), or the
+ * timeout passes. Creation fails fast on a non-transient error; waiting can be interrupted with an
+ * AbortSignal and still reports what exists.
  *
  * @example
  * ```ts
@@ -54,6 +55,17 @@ export interface RunAuditContext {
 /** What became of a created object. */
 export type CreateOutcome = "created" | "exists" | "failed" | "skipped";
 
+/** VM printable statuses (`status.printableStatus`) in which KubeVirt cannot run the VM. */
+export const VM_ERROR_STATUSES: readonly string[] = [
+  "CrashLoopBackOff",
+  "ErrorUnschedulable",
+  "ErrImagePull",
+  "ImagePullBackOff",
+  "ErrorPvcNotFound",
+  "ErrorDataVolumeNotFound",
+  "DataVolumeError",
+];
+
 /** One VM of a run. */
 export interface VmOutcome {
   /** Workload name. */
@@ -68,6 +80,8 @@ export interface VmOutcome {
   phase: string;
   /** Whether its VMI became Ready. */
   ready: boolean;
+  /** Whether it failed while waited for (a `Failed` VMI or a VM error status). */
+  failed?: boolean;
   /** Seconds from creation to Ready. */
   secondsToReady?: number;
   /** Why it failed or is not ready. */
@@ -94,6 +108,8 @@ export interface RunResult {
   interrupted: boolean;
   /** True when some VM was not ready by the timeout. */
   timedOut: boolean;
+  /** Number of VMs that failed while waited for. */
+  failedVms: number;
   /** Wall time of the run. */
   elapsedSeconds: number;
 }
@@ -149,6 +165,7 @@ export async function executeRun(
     waited: false,
     interrupted: false,
     timedOut: false,
+    failedVms: 0,
     elapsedSeconds: 0,
   };
   const audit = async (f: () => void | Promise<void>) => {
@@ -356,17 +373,25 @@ export async function executeRun(
     await audit(() => auditor.vmFinished(rec));
   }
   result.elapsedSeconds = (performance.now() - started) / 1000;
-  const notReady = result.vms.filter((v) => !v.ready).length;
+  const notReady = result.vms.filter((v) => !v.ready && !v.failed).length;
+  const problems = [
+    ...(result.failedVms > 0
+      ? [
+        `${result.failedVms} of ${result.vms.length} VMs failed: ${
+          result.vms.filter((v) => v.failed).map((v) => `${v.name} (${v.phase})`).join(", ")
+        }`,
+      ]
+      : []),
+    ...(result.timedOut
+      ? [`${notReady} of ${result.vms.length} VMs not ready after ${opts.timeoutSeconds}s`]
+      : []),
+  ];
   await audit(() =>
     auditor.runFinished({
       runId: plan.runId,
-      ok: !result.timedOut && !result.interrupted,
+      ok: problems.length === 0 && !result.interrupted,
       interrupted: result.interrupted,
-      ...(result.timedOut
-        ? {
-          error: `${notReady} of ${result.vms.length} VMs not ready after ${opts.timeoutSeconds}s`,
-        }
-        : {}),
+      ...(problems.length > 0 ? { error: problems.join("; ") } : {}),
     })
   );
   return result;
@@ -393,11 +418,28 @@ async function waitForReady(
   while (pending.size > 0) {
     const vmis = await api.list("virtualmachineinstances", ns, selector);
     const byName = new Map(vmis.map((v) => [v.metadata.name, v]));
+    // The VMs' printable status tells a VM KubeVirt cannot start (ErrorUnschedulable, ...).
+    const vms = await api.list("virtualmachines", ns, selector);
+    const vmByName = new Map(vms.map((v) => [v.metadata.name, v]));
     const now = performance.now();
     for (const [name, v] of pending) {
       const vmi = byName.get(name);
       v.phase = (vmi?.status?.phase as string | undefined) ?? "Pending";
-      if (vmiReady(vmi)) {
+      const failure = vmFailure(vmi, vmByName.get(name));
+      if (failure) {
+        v.failed = true;
+        v.phase = failure.phase;
+        v.error = `failed: ${failure.message}`;
+        result.failedVms++;
+        pending.delete(name);
+        progress(`VM ${name}: ${v.error}`);
+        await event({
+          level: "error",
+          reason: "VmFailed",
+          object: `VirtualMachine/${name}`,
+          message: failure.message,
+        });
+      } else if (vmiReady(vmi)) {
         v.ready = true;
         v.secondsToReady = (now - (created.get(name) ?? now)) / 1000;
         pending.delete(name);
@@ -433,6 +475,28 @@ async function waitForReady(
       break;
     }
   }
+}
+
+/**
+ * Why a VM cannot become ready: its VMI is `Failed`, or the VM's printable status is one of
+ * {@linkcode VM_ERROR_STATUSES}; undefined while it may still become ready.
+ */
+export function vmFailure(
+  vmi: ApiObject | undefined,
+  vm: ApiObject | undefined,
+): { phase: string; message: string } | undefined {
+  if (vmi?.status?.phase === "Failed") {
+    const conditions = (vmi.status?.conditions ?? []) as { type?: string; reason?: string }[];
+    const reason = (vmi.status?.reason as string | undefined) ??
+      conditions.find((c) => c.type === "Ready")?.reason;
+    return { phase: "Failed", message: `VMI phase Failed (${reason ?? "no reason given"})` };
+  }
+  const status = vm?.status?.printableStatus;
+  if (typeof status === "string" && VM_ERROR_STATUSES.includes(status)) {
+    const phase = (vmi?.status?.phase as string | undefined) ?? "none";
+    return { phase: status, message: `VM status ${status} (VMI phase ${phase})` };
+  }
+  return undefined;
 }
 
 /** True when `err` (or the error a RunFailedError wraps) is a connection failure. */

@@ -390,6 +390,27 @@ Deno.test("run: an unknown workload is bad input on its flag, variable or file l
   }
 });
 
+Deno.test("run: a VMI that fails ends the wait at once: exit 4, its phase and reason printed", async () => {
+  await withCluster({ readyAfterMs: () => undefined }, async ({ server, env }) => {
+    let settled = false;
+    const running = virtwork(
+      ["run", "--workloads", "cpu", "--timeout", "3600", "--poll-interval", "0.05"],
+      { env },
+    ).finally(() => settled = true);
+    const polled = () => server.requestsMatching("GET", /virtualmachineinstances/).length > 0;
+    await until(() => settled || polled(), "the run to poll its VMIs");
+    assert.ok(!settled, "the run ended before it waited");
+    server.failVmi("virtwork", "virtwork-cpu-1", "CrashedForTest");
+    // The timeout is an hour: only a run that sees the failure ends within until()'s minute.
+    await until(() => settled, "the run to end once its only VM failed");
+    const r = await running;
+    assert.equal(r.code, 4);
+    assert.match(r.out, /virtwork-cpu-1 .*Failed/);
+    assert.match(r.out, /0\/1 VMs ready, 1 failed/);
+    assert.match(r.err, /virtwork-cpu-1: failed: VMI phase Failed \(CrashedForTest\)/);
+  });
+});
+
 Deno.test("BDD cleanup: deletes all managed VMs and prints a summary", async () => {
   await withCluster({}, async ({ server, env }) => {
     assert.equal((await virtwork(["run", "--no-wait", "--ssh-password", "pw"], { env })).code, 0);

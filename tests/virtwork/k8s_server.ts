@@ -34,7 +34,8 @@
  *   answers another delete with 409 Conflict
  * - a VM with `runStrategy: Always` gets a VMI that is `Scheduling`, then `Running` with a `Ready`
  *   condition after `readyAfterMs(vmName)` (`undefined`: never ready); `failVmi` drives a VMI to
- *   `Failed`, `restartVmi` replaces it with a new one (new uid) that goes through the phases again
+ *   `Failed`, `setVmPrintableStatus` sets a VM's `status.printableStatus`, `restartVmi` replaces
+ *   it with a new one (new uid) that goes through the phases again
  * - VirtualMachines validated against `v1.VirtualMachine` of the KubeVirt schema (422), and inline
  *   cloud-init user data limited to 2048 bytes as KubeVirt's webhook does
  * - injectable faults (`inject`) and latency, and a log of every request
@@ -393,6 +394,19 @@ export class K8sTestServer {
       conditions: [{ type: "Ready", status: "False", reason }],
     };
     this.#commit("MODIFIED", "virtualmachineinstances", key, next);
+  }
+
+  /**
+   * Test hook: the VM's `status.printableStatus` becomes `printableStatus` (for example
+   * `ErrorUnschedulable` or `ErrImagePull`), as virt-controller reports a VM it cannot start.
+   */
+  setVmPrintableStatus(namespace: string, name: string, printableStatus: string): void {
+    const key = this.#key("virtualmachines", namespace, name);
+    const vm = this.#store.get(key);
+    if (!vm) throw new Error(`no VM ${namespace}/${name}`);
+    const next = structuredClone(vm);
+    next.status = { ...(next.status ?? {}), printableStatus };
+    this.#commit("MODIFIED", "virtualmachines", key, next);
   }
 
   /**

@@ -49,6 +49,7 @@ function recordingAuditor(): Auditor & { events: string[] } {
     objectCreated: (r) => void events.push(`${r.outcome} ${r.kind} ${r.name}`),
     vmFinished: (r) => void events.push(`vm ${r.name} ${r.ready}`),
     runFinished: (r) => void events.push(`end ${r.ok}`),
+    event: (r) => void events.push(`event ${r.reason} ${r.object ?? "-"}`),
     cleanupFinished: () => void events.push("cleanup"),
   };
 }
@@ -358,6 +359,52 @@ Deno.test("run: Ctrl-C during creation stops creating and reports an interrupted
       server.requestsMatching("POST", /\/virtualmachines$/).length < 20,
       "stopped creating",
     );
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("run: a Failed VMI or a VM in an error state ends its wait at once as failed", async () => {
+  const { server, client, close } = await startCluster({
+    readyAfterMs: (name) => (name.endsWith("-1") ? 0 : undefined),
+  });
+  try {
+    // Once the run waits, -2's VMI fails and -3's VM cannot be scheduled. The timeout is an hour:
+    // a run that waited for it would miss the generous deadline below.
+    let broken = false;
+    const auditor = recordingAuditor();
+    const result = await withinDeadline(
+      executeRun(client, plan(["cpu"], { vmCount: 3 }), {
+        timeoutSeconds: 3600,
+        pollIntervalSeconds: 0.05,
+        auditor,
+        onProgress: (m) => {
+          if (!broken && m.startsWith("waiting for")) {
+            broken = true;
+            server.failVmi("virtwork", "virtwork-cpu-2", "CrashedForTest");
+            server.setVmPrintableStatus("virtwork", "virtwork-cpu-3", "ErrorUnschedulable");
+          }
+        },
+      }),
+      60_000,
+      "the run did not end once every VM was ready or failed",
+    );
+    assert.equal(broken, true, "the run waited");
+    assert.equal(result.timedOut, false);
+    assert.equal(result.interrupted, false);
+    const [one, two, three] = result.vms;
+    assert.equal(one!.ready, true);
+    assert.deepEqual([two!.ready, two!.failed, two!.phase], [false, true, "Failed"]);
+    assert.match(two!.error!, /failed: VMI phase Failed \(CrashedForTest\)/);
+    assert.deepEqual([three!.ready, three!.failed, three!.phase], [
+      false,
+      true,
+      "ErrorUnschedulable",
+    ]);
+    assert.match(three!.error!, /failed: VM status ErrorUnschedulable/);
+    assert.ok(auditor.events.includes("event VmFailed VirtualMachine/virtwork-cpu-2"));
+    assert.ok(auditor.events.includes("event VmFailed VirtualMachine/virtwork-cpu-3"));
+    assert.ok(auditor.events.includes("end false"));
   } finally {
     await close();
   }
