@@ -22,6 +22,7 @@ export interface HasExitCode {
 /** Error classes register their exit code here so cli/ maps them without lib/ knowing the CLI. */
 const codeByErrorName = new Map<string, number>([
   ["ValidationError", ExitCode.VALIDATION],
+  ["LabelSelectorError", ExitCode.VALIDATION],
   ["ConfigError", ExitCode.CONFIG],
   ["ConnectionError", ExitCode.CONNECTION],
   ["LibvirtError", ExitCode.VM_OPERATION],

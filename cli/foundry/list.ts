@@ -16,11 +16,11 @@ export function listCommand(io: Io): Command {
     .addHelpText("after", "\nExamples:\n  foundry list\n  foundry list -l role=web -o json\n")
     .action(async (opts: { all?: boolean; selector: string[]; output: string }, cmd) => {
       checkChoice(opts.output, ["table", "json", "yaml"], "output format");
-      const labels = opts.selector.length ? parseLabelSelector(opts.selector) : undefined;
+      const selector = opts.selector.length ? parseLabelSelector(opts.selector) : undefined;
       const config = await configFor(cmd);
       const { vms } = await withLibvirt(
         config,
-        (lv) => listVms(lv, { all: opts.all === true, ...(labels ? { labels } : {}) }),
+        (lv) => listVms(lv, { all: opts.all === true, ...(selector ? { selector } : {}) }),
       );
       if (opts.output === "json") return io.out(formatJson(vms));
       if (opts.output === "yaml") return io.out(vms.length ? formatYamlDocuments([vms]) : "[]\n");
@@ -32,7 +32,7 @@ export function listCommand(io: Io): Command {
           paint(v.state, v.state === "running" ? "green" : "dim", color),
           String(v.vcpus),
           v.memoryMiB % 1024 === 0 ? `${v.memoryMiB / 1024} GiB` : `${v.memoryMiB} MiB`,
-          v.ip || "-",
+          v.ip || (v.addresses[0] ? `${v.addresses[0].ip} (spec)` : "-"),
         ]),
       ));
     });

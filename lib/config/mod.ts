@@ -31,3 +31,14 @@ export type {
   ResolveOptions,
   ValueOf,
 } from "./layered.ts";
+export {
+  formatSelector,
+  labelKeyProblem,
+  LabelSelectorError,
+  labelValueProblem,
+  matchesSelector,
+  MAX_SELECTOR_LENGTH,
+  parseLabelSelector,
+  selectorFromLabels,
+} from "./selector.ts";
+export type { LabelSelector, SelectorOperator, SelectorRequirement } from "./selector.ts";

@@ -10,7 +10,14 @@ import {
   InterfaceAddressSource,
   type Libvirt,
   MetadataType,
+  uuidToString,
 } from "../libvirt/mod.ts";
+import {
+  type LabelSelector,
+  matchesSelector,
+  parseLabelSelector,
+  selectorFromLabels,
+} from "../config/selector.ts";
 import { METADATA_NAMESPACE, parseMetadataXml, parseStoredDomainMetadata } from "./metadata.ts";
 import { macFromIp } from "./naming.ts";
 import { phaseFromDomainState, statusFromDomainState } from "./status.ts";
@@ -32,23 +39,50 @@ export interface VmListEntry {
   vcpus: number;
   /** Memory in MiB (balloon maximum). */
   memoryMiB: number;
-  /** Best known IPv4 address: guest agent, else DHCP lease, else the spec's; "" when none. */
+  /**
+   * The live IPv4 address: the guest agent's, else the DHCP lease's; "" when neither knows one (the
+   * spec's address is never put here: it is only what the VM was given, see `addresses`).
+   */
   ip: string;
-  /** Where `ip` came from. */
-  ipSource: "agent" | "lease" | "spec" | "";
+  /** Where `ip` came from; "" when there is no live address. */
+  ipSource: "agent" | "lease" | "";
+  /** Every IPv4 address known for the VM with where it comes from: live ones first, then the spec's. */
+  addresses: VmAddress[];
+  /** Domain UUID. */
+  uuid: string;
+  /** Whether the domain starts with the host; only read with `ListOptions.autostart`, else null. */
+  autostart: boolean | null;
   /** Whether foundry created this domain (its spec is in the metadata). */
   managed: boolean;
   /** Labels from the stored spec. */
   labels: Record<string, string>;
 }
 
+/** One address of a VM and where it was learnt. */
+export interface VmAddress {
+  /** IPv4 address without prefix length. */
+  ip: string;
+  /** `agent` and `lease` are live (what the guest has now); `spec` is what the VM's spec gives it. */
+  source: "agent" | "lease" | "spec";
+}
+
 /** Options of {@linkcode listVms}. */
 export interface ListOptions {
   /** Include domains foundry did not create. */
   all?: boolean;
-  /** Keep only VMs whose labels contain all of these. */
+  /** Keep only VMs whose labels contain all of these (a shorthand for `key=value` requirements). */
   labels?: Record<string, string>;
+  /**
+   * Keep only VMs whose labels match (Kubernetes selector semantics; a domain foundry did not create
+   * has no labels, and is considered only with `all`).
+   */
+  selector?: LabelSelector;
+  /** Also read each domain's autostart flag (one more call per domain, sent in the same wave). */
+  autostart?: boolean;
 }
+
+export { parseLabelSelector };
+export type { LabelSelector };
 
 const STATE_NAMES: Record<number, string> = {
   [DomainState.NOSTATE]: "no state",
@@ -97,6 +131,10 @@ export async function listVms(
     rpcCalls++;
     const spec = lv.domainGetMetadata(b.domain, MetadataType.ELEMENT, METADATA_NAMESPACE)
       .then((xml) => safeParse(xml, b.domain.name), () => undefined);
+    if (opts.autostart) rpcCalls++;
+    const autostart = opts.autostart
+      ? lv.domainGetAutostart(b.domain).catch(() => null)
+      : Promise.resolve(null);
     let agent: Promise<DomainInterface[] | undefined> = Promise.resolve(undefined);
     let lease: Promise<DomainInterface[] | undefined> = Promise.resolve(undefined);
     if (running(b.state)) {
@@ -109,31 +147,37 @@ export async function listVms(
         undefined
       );
     }
-    return { ...b, vm: await spec, agent: await agent, lease: await lease };
+    return {
+      ...b,
+      vm: await spec,
+      agent: await agent,
+      lease: await lease,
+      autostart: await autostart,
+    };
   }));
+  const selectors = [
+    ...(opts.labels ? selectorFromLabels(opts.labels).requirements : []),
+    ...(opts.selector?.requirements ?? []),
+  ];
+  const selector = selectors.length ? { requirements: selectors } : undefined;
   const wanted = second.filter((x) => {
-    if (!x.vm) return opts.all === true && !opts.labels;
-    return matches(x.vm.metadata.labels ?? {}, opts.labels);
+    if (!x.vm && opts.all !== true) return false;
+    return !selector || matchesSelector(selector, x.vm?.metadata.labels ?? {});
   });
   const vms = wanted.map((x): VmListEntry => {
-    let ip = firstIpv4(x.agent, x.vm);
-    let ipSource: VmListEntry["ipSource"] = ip ? "agent" : "";
-    if (!ip) {
-      ip = firstIpv4(x.lease, x.vm);
-      if (ip) ipSource = "lease";
-    }
-    if (!ip && x.vm) {
-      ip = x.vm.spec.networkInterfaces[0]?.ip.split("/")[0] ?? "";
-      if (ip) ipSource = "spec";
-    }
+    const addresses = addressesOf(x.agent, x.lease, x.vm);
+    const live = addresses.find((a) => a.source !== "spec");
     return {
       name: x.domain.name,
+      uuid: uuidToString(x.domain.uuid),
+      autostart: x.autostart,
       state: stateName(x.state),
       phase: phaseFromDomainState(x.state),
       vcpus: x.vcpus,
       memoryMiB: x.memoryMiB,
-      ip,
-      ipSource,
+      ip: live?.ip ?? "",
+      ipSource: live ? live.source as "agent" | "lease" : "",
+      addresses,
       managed: x.vm !== undefined,
       labels: x.vm?.metadata.labels ?? {},
     };
@@ -149,9 +193,35 @@ function safeParse(xml: string, name: string): VirtualMachine | undefined {
   }
 }
 
-function matches(labels: Record<string, string>, want?: Record<string, string>): boolean {
-  if (!want) return true;
-  return Object.entries(want).every(([k, v]) => labels[k] === v);
+/**
+ * The VM's addresses: the guest agent's (else the DHCP leases') first, then each NIC's spec address
+ * that no live source reported. Live addresses come first, so `addresses[0]` is the best known.
+ */
+function addressesOf(
+  agent: DomainInterface[] | undefined,
+  lease: DomainInterface[] | undefined,
+  vm: VirtualMachine | undefined,
+): VmAddress[] {
+  const out: VmAddress[] = [];
+  const liveFrom = allIpv4(agent, vm).length ? "agent" : "lease";
+  for (const ip of allIpv4(liveFrom === "agent" ? agent : lease, vm)) {
+    out.push({ ip, source: liveFrom });
+  }
+  for (const nic of vm?.spec.networkInterfaces ?? []) {
+    const ip = nic.ip.split("/")[0] ?? "";
+    if (ip && !out.some((a) => a.ip === ip)) out.push({ ip, source: "spec" });
+  }
+  return out;
+}
+
+/** Every IPv4 address but loopback, the first NIC's (by the spec's MAC) first. */
+function allIpv4(ifaces: DomainInterface[] | undefined, vm?: VirtualMachine): string[] {
+  if (!ifaces) return [];
+  const first = firstIpv4(ifaces, vm);
+  const rest = ifaces.filter((i) => i.name !== "lo").flatMap((i) =>
+    i.addrs.filter((x) => x.type === 0 && !x.addr.startsWith("127.")).map((x) => x.addr)
+  );
+  return first ? [first, ...rest.filter((a) => a !== first)] : rest;
 }
 
 /** The first IPv4 address, preferring the interface whose MAC is the spec's first NIC's. */
@@ -171,19 +241,6 @@ function firstIpv4(ifaces: DomainInterface[] | undefined, vm?: VirtualMachine): 
   return "";
 }
 
-/** Parses `key=value` label selectors (`-l a=b -l c=d` or `a=b,c=d`). */
-export function parseLabelSelector(items: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const item of items.flatMap((s) => s.split(","))) {
-    const t = item.trim();
-    if (!t) continue;
-    const eq = t.indexOf("=");
-    if (eq <= 0) throw new TypeError(`Invalid label selector '${t}': expected key=value`);
-    out[t.slice(0, eq)] = t.slice(eq + 1);
-  }
-  return out;
-}
-
 /**
  * The stored spec of a foundry VM with live status: phase from the domain's state now, and the
  * Ready condition whose transition time is kept from the last recorded change.
@@ -193,6 +250,10 @@ export async function getVm(lv: Libvirt, name: string): Promise<{
   domain: DomainRef;
   autostart: boolean;
   addresses: DomainInterface[];
+  /** virsh's word for the domain's state now (`running`, `shut off`, ...). */
+  state: string;
+  /** Live addresses (agent, else lease) first, then the spec's, each with its source. */
+  ips: VmAddress[];
 }> {
   const { domain, xml } = await lookupVm(lv, name);
   const stored = parseStoredDomainMetadata(xml);
@@ -212,17 +273,28 @@ export async function getVm(lv: Libvirt, name: string): Promise<{
     readStoredStatus(lv, domain),
     lv.domainGetAutostart(domain),
   ]);
-  let addresses: DomainInterface[] = [];
-  if (state.state === DomainState.RUNNING) {
-    addresses = await lv.domainInterfaceAddresses(domain, InterfaceAddressSource.AGENT)
-      .catch(() => lv.domainInterfaceAddresses(domain, InterfaceAddressSource.LEASE))
-      .catch(() => []);
+  let agent: DomainInterface[] | undefined;
+  let lease: DomainInterface[] | undefined;
+  if (state.state === DomainState.RUNNING || state.state === DomainState.BLOCKED) {
+    // Both at once, as list does: a missing agent must not cost another round trip.
+    [agent, lease] = await Promise.all([
+      lv.domainInterfaceAddresses(domain, InterfaceAddressSource.AGENT).catch(() => undefined),
+      lv.domainInterfaceAddresses(domain, InterfaceAddressSource.LEASE).catch(() => undefined),
+    ]);
   }
+  const addresses = agent ?? lease ?? [];
   const status = statusFromDomainState(
     state.state,
     vm.metadata.generation ?? 1,
     new Date(),
     storedStatus ?? {},
   );
-  return { vm: { ...vm, status }, domain, autostart, addresses };
+  return {
+    vm: { ...vm, status },
+    domain,
+    autostart,
+    addresses,
+    state: stateName(state.state),
+    ips: addressesOf(agent, lease, vm),
+  };
 }

@@ -237,7 +237,7 @@ export {
   PASSWORD_FINGERPRINT_ANNOTATION,
   stateName,
 } from "./inventory.ts";
-export type { ListOptions, VmListEntry } from "./inventory.ts";
+export type { LabelSelector, ListOptions, VmAddress, VmListEntry } from "./inventory.ts";
 export { WAIT_STAGES, waitForVm, WaitTimeoutError } from "./wait.ts";
 export type { WaitOptions, WaitResult, WaitStage } from "./wait.ts";
 export {
