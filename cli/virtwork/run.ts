@@ -14,6 +14,7 @@ import { KubeApiError, ObjectCollisionError } from "../../lib/kubevirt/errors.ts
 import type { KubeObject } from "../../lib/kubevirt/manifests.ts";
 import { buildRunPlan, planObjects, type RunPlan } from "../../lib/kubevirt/plan.ts";
 import {
+  type CreateOutcome,
   executeRun,
   type RunAuditContext,
   RunFailedError,
@@ -374,23 +375,49 @@ export function summary(r: RunResult, color: boolean): string {
   }s\n`;
 }
 
-/** Tells what exists after a failed or interrupted run and how to remove it. */
+/**
+ * Tells what exists after a failed or interrupted run and how to remove it: every object of the
+ * run that exists, that was rolled back after the interrupt, or that may exist.
+ */
 function existsReport(r: RunResult, plan: RunPlan): string {
-  const vms = r.vms.filter((v) => v.outcome === "created" || v.outcome === "exists");
-  const services = r.services.filter((s) => s.outcome === "created" || s.outcome === "exists");
-  const secrets = r.secrets.filter((s) => s.outcome === "created" || s.outcome === "exists");
+  const kept = (o: { outcome: CreateOutcome }) => o.outcome === "created" || o.outcome === "exists";
+  const vms = r.vms.filter(kept);
+  const services = r.services.filter(kept);
+  const secrets = r.secrets.filter(kept);
+  const objects = [
+    ...r.services.map((o) => ({ kind: "Service", ...o })),
+    ...r.secrets.map((o) => ({ kind: "Secret", ...o })),
+    ...r.vms.map((o) => ({ kind: "VirtualMachine", ...o })),
+  ];
+  const named = (outcome: CreateOutcome) =>
+    objects.filter((o) => o.outcome === outcome).map((o) => `${o.kind} ${o.name}`).join(", ");
+  const rolledBack = named("rolled back");
+  const unknown = named("unknown");
   const stopped = r.interrupted ? "Interrupted" : "Stopped";
-  if (vms.length + services.length + secrets.length === 0) {
+  const lines: string[] = [];
+  const nsUnknown = r.namespaceOutcome === "unknown"
+    ? `Namespace ${r.namespace} exists; its create was in flight at the interrupt, so this run ` +
+      `may have made it (virtwork cleanup --namespace ${r.namespace} --delete-namespace removes it)`
+    : undefined;
+  if (vms.length + services.length + secrets.length === 0 && unknown === "") {
     const ns = r.namespaceOutcome === "created"
       ? ` (it created namespace ${r.namespace}; virtwork cleanup --namespace ${r.namespace} --delete-namespace removes it)`
       : "";
-    return `${stopped}: nothing of run ${r.runId} was created in namespace ${r.namespace}${ns}\n`;
+    lines.push(
+      `${stopped}: nothing of run ${r.runId} was created in namespace ${r.namespace}${ns}`,
+    );
+    if (nsUnknown) lines.push(nsUnknown);
+    if (rolledBack) lines.push(`Rolled back (in flight at the interrupt): ${rolledBack}`);
+    return `${lines.join("\n")}\n`;
   }
-  const lines = [
+  lines.push(
     `${stopped}: in namespace ${r.namespace} there are now ` +
-    `${vms.length} of ${plan.vms.length} VMs, ${services.length} Services and ${secrets.length} Secrets of run ${r.runId}`,
-  ];
+      `${vms.length} of ${plan.vms.length} VMs, ${services.length} Services and ${secrets.length} Secrets of run ${r.runId}`,
+  );
   if (vms.length > 0) lines.push(`VMs: ${vms.map((v) => v.name).join(", ")}`);
+  if (rolledBack) lines.push(`Rolled back (in flight at the interrupt): ${rolledBack}`);
+  if (unknown) lines.push(`May exist (in flight at the interrupt, not confirmed): ${unknown}`);
+  if (nsUnknown) lines.push(nsUnknown);
   lines.push(`Remove them with: virtwork cleanup --namespace ${r.namespace} --run-id ${r.runId}`);
   return `${lines.join("\n")}\n`;
 }

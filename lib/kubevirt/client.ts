@@ -185,6 +185,16 @@ export interface ClusterApi {
   list(resource: Resource, namespace: string, labelSelector?: string): Promise<ApiObject[]>;
   /** Deletes one object. */
   delete(resource: Resource, namespace: string, name: string): Promise<void>;
+  /**
+   * Resolves true once every request sent so far has ended, including those an interrupt made the
+   * caller give up on (the server may still act on them); false when `signal` aborts first.
+   */
+  settle?(signal?: AbortSignal): Promise<boolean>;
+  /**
+   * The same API for the same cluster without the interrupt signal (bound to `signal` instead), to
+   * undo what an interrupted operation left in flight.
+   */
+  detached?(signal?: AbortSignal): ClusterApi;
 }
 
 /** Retry and rate-limit settings of {@linkcode KubeClient}. */
@@ -225,12 +235,17 @@ export function parseWarnings(header: string | undefined): string[] {
   return out;
 }
 
+/** Configurations {@linkcode http1Only} already changed. */
+const http1Configs = new WeakSet<KubeConfig>();
+
 /**
  * Makes client-node's TLS connections speak HTTP/1.1 only. Its undici offers HTTP/2 by ALPN, and
  * Deno 2.9's node:http2 (nghttp2) aborted the whole process on a GOAWAY
  * (`find_stream_on_goaway_func` assertion) in our HTTPS test about one run in three.
  */
 function http1Only(kc: KubeConfig): void {
+  if (http1Configs.has(kc)) return;
+  http1Configs.add(kc);
   type Options = { type: string; connect?: Record<string, unknown> };
   const k = kc as unknown as {
     createDispatcher: (cluster: unknown, agentOptions: unknown) => unknown;
@@ -257,9 +272,13 @@ export class KubeClient implements ClusterApi {
     & Required<Omit<ClientOptions, "signal" | "onRetry" | "onWarning">>
     & ClientOptions;
   readonly #server: string;
+  readonly #kubeConfig: KubeConfig;
+  /** Requests sent and not yet ended, given up on or not. */
+  readonly #sent = new Set<Promise<unknown>>();
 
   /** Creates a client for the current context of `kubeConfig`. */
   constructor(kubeConfig: KubeConfig, options: ClientOptions = {}) {
+    this.#kubeConfig = kubeConfig;
     http1Only(kubeConfig);
     this.#core = kubeConfig.makeApiClient(CoreV1Api);
     this.#custom = kubeConfig.makeApiClient(CustomObjectsApi);
@@ -278,6 +297,25 @@ export class KubeClient implements ClusterApi {
   /** URL of the API server. */
   get server(): string {
     return this.#server;
+  }
+
+  /** {@inheritDoc ClusterApi.settle} */
+  async settle(signal?: AbortSignal): Promise<boolean> {
+    while (this.#sent.size > 0) {
+      if (signal?.aborted) return false;
+      try {
+        await orAbort(Promise.allSettled([...this.#sent]), signal);
+      } catch {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  /** {@inheritDoc ClusterApi.detached} */
+  detached(signal?: AbortSignal): KubeClient {
+    const { signal: _interrupt, ...rest } = this.#opts;
+    return new KubeClient(this.#kubeConfig, { ...rest, ...(signal ? { signal } : {}) });
   }
 
   /** {@inheritDoc ClusterApi.create}; warnings the server sends go to `onWarning`. */
@@ -386,7 +424,10 @@ export class KubeClient implements ClusterApi {
       await this.#limiter.acquire(signal);
       let err: KubeApiError | ConnectionError;
       try {
-        return await orAbort(fn(), signal);
+        const sent = fn();
+        this.#sent.add(sent);
+        sent.then(() => this.#sent.delete(sent), () => this.#sent.delete(sent));
+        return await orAbort(sent, signal);
       } catch (e) {
         if (signal?.aborted) throw signal.reason;
         err = toError(operation, e, this.#server);

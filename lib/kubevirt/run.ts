@@ -2,8 +2,13 @@
  * Executes a run plan against a cluster: ensures the Namespace, creates Services before any VM (the
  * client VMs need their DNS names), creates Secrets and VMs concurrently, and waits until every VM is
  * Ready or failed (a `Failed` VMI, or a VM in an error state such as `ErrorUnschedulable`), or the
- * timeout passes. Creation fails fast on a non-transient error; waiting can be interrupted with an
- * AbortSignal and still reports what exists.
+ * timeout passes. Creation fails fast on a non-transient error.
+ *
+ * An interrupt (the AbortSignal) stops creating and waiting. What was in progress is rolled back:
+ * each object whose create was in flight (the server may act on a request the client gave up on)
+ * is deleted once its request has ended, together with the Secret of a VM that was not created.
+ * Objects whose fate cannot be established are reported `unknown`. The VMs finished before the
+ * interrupt are kept; the result names every object of the run that exists.
  *
  * @example
  * ```ts
@@ -34,6 +39,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Receives audit records (default: none). */
   auditor?: Auditor;
+  /** Seconds to spend after an interrupt undoing creates that were in flight (default 30). */
+  rollbackTimeoutSeconds?: number;
   /** What the audit trail records beside the plan. */
   audit?: RunAuditContext;
   /** Progress messages for verbose output. */
@@ -52,8 +59,12 @@ export interface RunAuditContext {
   sshAuthConfigured?: boolean;
 }
 
-/** What became of a created object. */
-export type CreateOutcome = "created" | "exists" | "failed" | "skipped";
+/**
+ * What became of a created object: `rolled back` when its create was in flight at an interrupt and
+ * the object was deleted again (or never landed); `unknown` when whether it exists could not be
+ * established after an interrupt (it may exist: `cleanup --run-id` removes it).
+ */
+export type CreateOutcome = "created" | "exists" | "failed" | "skipped" | "rolled back" | "unknown";
 
 /** VM printable statuses (`status.printableStatus`) in which KubeVirt cannot run the VM. */
 export const VM_ERROR_STATUSES: readonly string[] = [
@@ -191,6 +202,8 @@ export async function executeRun(
     try {
       await api.create(resource, ns, obj);
     } catch (e) {
+      // Interrupted: the caller rolls back what may have landed; nothing failed.
+      if (opts.signal?.aborted) throw e;
       // Only AlreadyExists means "exists"; any other 409 (Conflict, ...) is a failure.
       const exists = e instanceof KubeApiError && e.status === 409 && e.reason === "AlreadyExists";
       if (!exists) {
@@ -203,6 +216,7 @@ export async function executeRun(
         try {
           claim(obj, await api.get(resource, ns, obj.metadata.name));
         } catch (err) {
+          if (opts.signal?.aborted) throw err;
           await recordFailure(obj, err);
           throw err;
         }
@@ -297,15 +311,28 @@ export async function executeRun(
     );
   }
 
+  /** Objects whose create was in flight at the interrupt, with where their outcome goes. */
+  const inDoubt: Doubt[] = [];
   // Namespace and Services first, in order: the network clients resolve the Service by DNS.
+  let stage: Doubt | undefined;
   try {
+    stage = {
+      resource: "namespaces",
+      obj: plan.namespace,
+      set: (o) => result.namespaceOutcome = o,
+    };
     result.namespaceOutcome = await create("namespaces", plan.namespace);
+    stage = undefined;
     if (result.namespaceOutcome === "exists") await preflight();
     for (const [i, svc] of plan.services.entries()) {
+      stage = { resource: "services", obj: svc, set: (o) => result.services[i]!.outcome = o };
       result.services[i]!.outcome = await create("services", svc);
     }
+    stage = undefined;
   } catch (e) {
-    await fail(e);
+    if (!opts.signal?.aborted) await fail(e);
+    result.interrupted = true;
+    if (stage) inDoubt.push(stage);
   }
 
   // Secrets and VMs: a pool of workers; the first non-transient failure stops new creations.
@@ -320,17 +347,25 @@ export async function executeRun(
       const i = next++;
       const v = plan.vms[i]!;
       const out = result.vms[i]!;
+      let doing: Doubt | undefined;
       try {
         if (v.secret) {
           const si = plan.secrets.indexOf(v.secret);
+          doing = {
+            resource: "secrets",
+            obj: v.secret,
+            set: (o) => result.secrets[si]!.outcome = o,
+          };
           result.secrets[si]!.outcome = await create("secrets", v.secret);
         }
+        doing = { resource: "virtualmachines", obj: v.vm, set: (o) => out.outcome = o, vm: out };
         out.outcome = await create("virtualmachines", v.vm);
         created.set(v.name, performance.now());
       } catch (e) {
         if (opts.signal?.aborted) {
-          // Interrupted while waiting for the rate limiter or a backoff: not attempted.
-          out.outcome = "skipped";
+          // Interrupted: the create in progress may still land (or was never sent); the rollback
+          // below finds out and undoes it.
+          if (doing) inDoubt.push(doing);
           return;
         }
         out.outcome = "failed";
@@ -341,10 +376,48 @@ export async function executeRun(
     }
   };
   const workers = Math.max(1, Math.min(opts.concurrency ?? 20, plan.vms.length));
-  await Promise.all(Array.from({ length: workers }, worker));
+  if (!result.interrupted) await Promise.all(Array.from({ length: workers }, worker));
   opts.signal?.removeEventListener("abort", stop);
   if (firstError !== undefined) await fail(firstError);
   if (opts.signal?.aborted) result.interrupted = true;
+  if (result.interrupted) {
+    // The Secret of a VM that was not created was made for the VM in progress: undo it too.
+    for (const [i, v] of plan.vms.entries()) {
+      if (!v.secret || inDoubt.some((d) => d.obj === v.secret)) continue;
+      const si = plan.secrets.indexOf(v.secret);
+      const vmKept = result.vms[i]!.outcome === "created" || result.vms[i]!.outcome === "exists";
+      const vmDoubt = inDoubt.some((d) => d.obj === v.vm);
+      if (!vmKept && vmDoubt && result.secrets[si]!.outcome === "created") {
+        inDoubt.push({
+          resource: "secrets",
+          obj: v.secret,
+          set: (o) => result.secrets[si]!.outcome = o,
+          known: true,
+        });
+      }
+    }
+    if (inDoubt.length > 0) {
+      await rollback(
+        api,
+        plan,
+        inDoubt,
+        opts,
+        progress,
+        event,
+        (obj, e) =>
+          audit(() =>
+            auditor.objectCreated({
+              runId: plan.runId,
+              kind: obj.kind,
+              namespace: ns,
+              name: obj.metadata.name,
+              outcome: "created",
+              ...(e ? { error: e } : {}),
+            })
+          ),
+      );
+    }
+  }
 
   if (opts.wait !== false && !result.interrupted) {
     result.waited = true;
@@ -395,6 +468,109 @@ export async function executeRun(
     })
   );
   return result;
+}
+
+/** An object whose create was in progress at an interrupt. */
+interface Doubt {
+  resource: Resource;
+  obj: KubeObject;
+  /** Sets its outcome in the result. */
+  set: (o: CreateOutcome) => void;
+  /** The VM's entry in the result, for the error text. */
+  vm?: VmOutcome;
+  /** Its create was answered; it goes because the VM it was made for was not created. */
+  known?: boolean;
+}
+
+/**
+ * Undoes the creates in progress at an interrupt: waits (up to the rollback timeout) until their
+ * requests have ended, then deletes each object of this run that landed. What cannot be
+ * established is `unknown`; what landed and could not be deleted stays `created` and is audited.
+ */
+async function rollback(
+  api: ClusterApi,
+  plan: RunPlan,
+  items: readonly Doubt[],
+  opts: RunOptions,
+  progress: (m: string) => void,
+  event: (r: Omit<EventRecord, "runId">) => Promise<void>,
+  recordExisting: (obj: KubeObject, error: string) => Promise<void>,
+): Promise<void> {
+  const ns = plan.namespace.metadata.name;
+  const seconds = opts.rollbackTimeoutSeconds ?? 30;
+  const deadline = AbortSignal.timeout(seconds * 1000);
+  progress(`rolling back ${items.length} creates in progress at the interrupt`);
+  const settled = api.settle ? await api.settle(deadline) : true;
+  const undo = api.detached?.(deadline) ?? api;
+  for (const d of items) {
+    const name = d.obj.metadata.name;
+    const report = async (
+      outcome: CreateOutcome,
+      level: EventRecord["level"],
+      reason: string,
+      message: string,
+    ) => {
+      d.set(outcome);
+      if (d.vm) d.vm.error = message;
+      progress(`${d.obj.kind} ${name}: ${message}`);
+      await event({ level, reason, object: `${d.obj.kind}/${name}`, message });
+    };
+    const why = d.known
+      ? `made for a VM that was not created`
+      : `its create was in flight at the interrupt`;
+    let found: ApiObject | undefined;
+    try {
+      found = await undo.get(d.resource, ns, name);
+    } catch (e) {
+      if (!(e instanceof KubeApiError && e.status === 404)) {
+        await report(
+          "unknown",
+          "warning",
+          "MayExist",
+          `${why}; whether it exists is unknown: ${(e as Error).message}`,
+        );
+        continue;
+      }
+    }
+    if (!found) {
+      if (settled) d.set("skipped");
+      else {
+        await report(
+          "unknown",
+          "warning",
+          "MayExist",
+          `${why} and had not ended after ${seconds}s; it may exist`,
+        );
+      }
+      continue;
+    }
+    if (d.resource === "namespaces") {
+      // Shared by runs: never deleted here; this run may or may not have made it.
+      await report("unknown", "warning", "MayExist", `${why}; the namespace exists`);
+      continue;
+    }
+    // Another run's or a stranger's object: not ours to undo (our create could not have made it).
+    if (found.metadata.labels?.[LABELS.RUN_ID] !== plan.runId) {
+      d.set("skipped");
+      continue;
+    }
+    try {
+      await undo.delete(d.resource, ns, name);
+    } catch (e) {
+      if (!(e instanceof KubeApiError && e.status === 404)) {
+        const message = `${why} and exists; deleting it failed: ${(e as Error).message}`;
+        await report("created", "error", "RollbackFailed", message);
+        await recordExisting(d.obj, message);
+        continue;
+      }
+    }
+    await report(
+      "rolled back",
+      "warning",
+      "RolledBack",
+      d.known ? `${why}; deleted` : `${why} and landed; deleted`,
+    );
+  }
 }
 
 async function waitForReady(

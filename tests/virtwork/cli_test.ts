@@ -411,6 +411,36 @@ Deno.test("run: a VMI that fails ends the wait at once: exit 4, its phase and re
   });
 });
 
+Deno.test("run: Ctrl-C while a VM create is in flight: the server holds exactly what the report names", async () => {
+  const ctl = new AbortController();
+  let seen = 0;
+  // The abort comes while the second VM's POST is at the server, which then creates the VM.
+  await withCluster({
+    inject: (r) => {
+      if (r.method === "POST" && r.resource === "virtualmachines" && !ctl.signal.aborted) {
+        if (seen++ === 1) ctl.abort(new Error("SIGINT"));
+      }
+      return undefined;
+    },
+  }, async ({ server, env }) => {
+    const r = await virtwork(["run", "--workloads", "cpu", "--vm-count", "3", "--burst", "1"], {
+      env,
+      signal: ctl.signal,
+    });
+    assert.equal(r.code, 130);
+    assert.deepEqual(server.objects("virtualmachines").map((o) => o.metadata.name), [
+      "virtwork-cpu-1",
+    ]);
+    assert.match(r.err, /Interrupted: in namespace virtwork there are now 1 of 3 VMs, 0 Services/);
+    assert.match(r.err, /^VMs: virtwork-cpu-1$/m);
+    assert.match(
+      r.err,
+      /^Rolled back \(in flight at the interrupt\): VirtualMachine virtwork-cpu-2$/m,
+    );
+    assert.match(r.err, /virtwork cleanup --namespace virtwork --run-id \S+/);
+  });
+});
+
 Deno.test("BDD cleanup: deletes all managed VMs and prints a summary", async () => {
   await withCluster({}, async ({ server, env }) => {
     assert.equal((await virtwork(["run", "--no-wait", "--ssh-password", "pw"], { env })).code, 0);

@@ -326,7 +326,7 @@ Deno.test("run: the namespace is created with the managed-by labels", async () =
   }
 });
 
-Deno.test("run: Ctrl-C during creation stops creating and reports an interrupted run", async () => {
+Deno.test("run: Ctrl-C during creation stops creating; the server holds exactly what the result says", async () => {
   const ctl = new AbortController();
   const { server, client, close } = await startCluster({ latencyMs: 60 }, {
     qps: 10,
@@ -335,11 +335,13 @@ Deno.test("run: Ctrl-C during creation stops creating and reports an interrupted
   });
   try {
     // Ctrl-C as soon as the first VM is created, whenever that is.
+    const auditor = recordingAuditor();
     const result = await executeRun(client, plan(["cpu"], { vmCount: 20 }), {
       timeoutSeconds: 5,
       pollIntervalSeconds: 0.05,
       concurrency: 4,
       signal: ctl.signal,
+      auditor,
       onProgress: (m) => {
         if (/^VirtualMachine \S+: created$/.test(m)) ctl.abort(new Error("SIGINT"));
       },
@@ -349,16 +351,64 @@ Deno.test("run: Ctrl-C during creation stops creating and reports an interrupted
     assert.equal(result.waited, false);
     const created = result.vms.filter((v) => v.outcome === "created").map((v) => v.name);
     assert.ok(created.length >= 1 && created.length < 20, `created ${created.length}`);
-    assert.ok(result.vms.every((v) => v.outcome !== "failed"));
-    const onServer = new Set(server.objects("virtualmachines").map((o) => o.metadata.name));
-    for (const name of created) assert.ok(onServer.has(name), `${name} reported created`);
-    // A create in flight at Ctrl-C may still land after the client gave up on it (at most the
-    // other workers' three); nothing is sent after it.
-    assert.ok(onServer.size - created.length <= 3, `${onServer.size} VMs on the server`);
+    assert.ok(result.vms.every((v) => v.outcome !== "failed" && v.outcome !== "unknown"));
+    // A create in flight at Ctrl-C that landed anyway was rolled back: the server holds exactly
+    // the VMs the result calls created, and the audit trail records the same.
+    const onServer = server.objects("virtualmachines").map((o) => o.metadata.name).sort();
+    assert.deepEqual(onServer, [...created].sort());
+    const audited = auditor.events.filter((e) => /^created VirtualMachine /.test(e))
+      .map((e) => e.split(" ")[2]).sort();
+    assert.deepEqual(audited, [...created].sort());
     assert.ok(
       server.requestsMatching("POST", /\/virtualmachines$/).length < 20,
       "stopped creating",
     );
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("run: a VM create in flight at Ctrl-C that lands is rolled back with its Secret, and audited", async () => {
+  const ctl = new AbortController();
+  // Ctrl-C arrives while the second VM's POST is at the server: the client gives up on it, the
+  // server creates the VM anyway (as a real API server does with a request it already read).
+  const { server, client, close } = await startCluster({
+    inject: (r) => {
+      if (r.method === "POST" && r.resource === "virtualmachines" && !ctl.signal.aborted) {
+        if (server.objects("virtualmachines").length === 1) ctl.abort(new Error("SIGINT"));
+      }
+      return undefined;
+    },
+  }, { signal: ctl.signal });
+  try {
+    const auditor = recordingAuditor();
+    const result = await withinDeadline(
+      executeRun(client, plan(["cpu"], { vmCount: 3, ssh: true }), {
+        timeoutSeconds: 5,
+        pollIntervalSeconds: 0.05,
+        concurrency: 1,
+        signal: ctl.signal,
+        auditor,
+      }),
+      60_000,
+      "the interrupted run did not end",
+    );
+    assert.equal(ctl.signal.aborted, true, "the second VM's create reached the server");
+    assert.equal(result.interrupted, true);
+    assert.deepEqual(result.vms.map((v) => v.outcome), ["created", "rolled back", "skipped"]);
+    assert.match(result.vms[1]!.error!, /in flight at the interrupt.*deleted/);
+    assert.deepEqual(result.secrets.map((s) => s.outcome), ["created", "rolled back", "skipped"]);
+    // Exactly what the result calls created is on the server.
+    assert.deepEqual(server.objects("virtualmachines").map((o) => o.metadata.name), [
+      "virtwork-cpu-1",
+    ]);
+    assert.deepEqual(server.objects("secrets").map((o) => o.metadata.name), [
+      "virtwork-cpu-1-userdata",
+    ]);
+    assert.equal(server.requestsMatching("DELETE", /virtwork-cpu-2$/).length, 1);
+    assert.ok(auditor.events.includes("event RolledBack VirtualMachine/virtwork-cpu-2"));
+    assert.ok(auditor.events.includes("event RolledBack Secret/virtwork-cpu-2-userdata"));
+    assert.ok(!auditor.events.some((e) => e.startsWith("created VirtualMachine virtwork-cpu-2")));
   } finally {
     await close();
   }
@@ -404,6 +454,39 @@ Deno.test("run: a Failed VMI or a VM in an error state ends its wait at once as 
     assert.match(three!.error!, /failed: VM status ErrorUnschedulable/);
     assert.ok(auditor.events.includes("event VmFailed VirtualMachine/virtwork-cpu-2"));
     assert.ok(auditor.events.includes("event VmFailed VirtualMachine/virtwork-cpu-3"));
+    assert.ok(auditor.events.includes("end false"));
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("run: a Service create in flight at Ctrl-C is rolled back and no VM is created", async () => {
+  const ctl = new AbortController();
+  const { server, client, close } = await startCluster({
+    inject: (r) => {
+      if (r.method === "POST" && r.resource === "services") ctl.abort(new Error("SIGINT"));
+      return undefined;
+    },
+  }, { signal: ctl.signal });
+  try {
+    const auditor = recordingAuditor();
+    const result = await withinDeadline(
+      executeRun(client, plan(["network"]), {
+        timeoutSeconds: 5,
+        pollIntervalSeconds: 0.05,
+        signal: ctl.signal,
+        auditor,
+      }),
+      60_000,
+      "the interrupted run did not end",
+    );
+    assert.equal(result.interrupted, true);
+    assert.equal(result.namespaceOutcome, "created");
+    assert.deepEqual(result.services.map((s) => s.outcome), ["rolled back"]);
+    assert.deepEqual(result.vms.map((v) => v.outcome), ["skipped", "skipped"]);
+    assert.equal(server.objects("services").length, 0);
+    assert.equal(server.objects("virtualmachines").length, 0);
+    assert.ok(auditor.events.includes("event RolledBack Service/virtwork-iperf3-server"));
     assert.ok(auditor.events.includes("end false"));
   } finally {
     await close();
