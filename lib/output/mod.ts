@@ -21,3 +21,5 @@ export {
 export type { ColorContext } from "./format.ts";
 export { sanitizeText } from "./sanitize.ts";
 export type { SanitizeOptions } from "./sanitize.ts";
+export { formatNames, formatRows, isListFormat, LIST_FORMATS, renderListing } from "./listing.ts";
+export type { Column, ListFormat, ListingOptions, Rendered } from "./listing.ts";
