@@ -203,6 +203,11 @@ export interface ClientOptions {
   qps?: number;
   /** Requests at once (default 20). */
   burst?: number;
+  /**
+   * The limiter every request waits for, instead of one made from `qps` and `burst`: to share
+   * one between clients, or in tests one with its own clock.
+   */
+  rateLimiter?: RateLimiter;
   /** Attempts per operation, the first included (default 6). */
   maxAttempts?: number;
   /** First backoff in ms, doubled per attempt up to `maxBackoffMs` (default 250). */
@@ -269,7 +274,7 @@ export class KubeClient implements ClusterApi {
   readonly #custom: CustomObjectsApi;
   readonly #limiter: RateLimiter;
   readonly #opts:
-    & Required<Omit<ClientOptions, "signal" | "onRetry" | "onWarning">>
+    & Required<Omit<ClientOptions, "signal" | "onRetry" | "onWarning" | "rateLimiter">>
     & ClientOptions;
   readonly #server: string;
   readonly #kubeConfig: KubeConfig;
@@ -291,7 +296,7 @@ export class KubeClient implements ClusterApi {
       maxBackoffMs: 8000,
       ...options,
     };
-    this.#limiter = new RateLimiter(this.#opts.qps, this.#opts.burst);
+    this.#limiter = options.rateLimiter ?? new RateLimiter(this.#opts.qps, this.#opts.burst);
   }
 
   /** URL of the API server. */

@@ -10,6 +10,15 @@ import { startCluster } from "./_helpers.ts";
 
 const cfg = { enabled: true, vmCount: 1, cpuCores: 1, memory: "1Gi" };
 
+/** Resolves once `cond()` holds, checking every 10 ms; rejects after a generous minute. */
+async function until(cond: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 async function deploy(
   client: KubeClient,
   runId: string,
@@ -138,21 +147,42 @@ Deno.test("cleanup: refuses to delete a namespace virtwork did not create", asyn
   }
 });
 
-Deno.test("cleanup: --wait waits out the deletion delay of VMs", async () => {
-  const { server, client, close } = await startCluster({ deletionDelayMs: 150 });
+Deno.test("cleanup: --wait waits until the deleted VMs are gone", async () => {
+  // Deleted objects stay terminating for an hour unless the test ends their deletion.
+  const { server, client, close } = await startCluster({ deletionDelayMs: 3_600_000 });
   try {
     await deploy(client, "a", ["cpu"]);
-    const r = await cleanup(client, {
+    let settled = false;
+    const running = cleanup(client, {
       namespace: "virtwork",
       wait: true,
+      timeoutSeconds: 3600,
       pollIntervalSeconds: 0.03,
-    });
+    }).finally(() => settled = true);
+    // Cleanup is waiting once it lists the VMs again after deleting them.
+    const listedAfterDelete = () => {
+      const del = server.requests.findIndex((r) =>
+        r.method === "DELETE" && /\/virtualmachines\//.test(r.path)
+      );
+      return del >= 0 &&
+        server.requests.slice(del).some((r) =>
+          r.method === "GET" && /\/virtualmachines$/.test(r.path)
+        );
+    };
+    await until(() => settled || listedAfterDelete(), "cleanup to poll the deleted VMs");
+    assert.equal(settled, false, "cleanup returned while the VM was still terminating");
+    // The VM and its user-data Secret are deleted and still terminating.
+    const terminating = ["virtualmachines", "services", "secrets"].flatMap((r) =>
+      server.objects(r)
+    );
+    assert.deepEqual(terminating.map((o) => o.kind).sort(), ["Secret", "VirtualMachine"]);
+    assert.ok(terminating.every((o) => o.metadata.deletionTimestamp), "both are terminating");
+    assert.equal(server.finishDeletions(), 2);
+    const r = await running;
     assert.equal(r.gone, true);
-    // Deletion leaves the VM terminating for 150 ms: it is gone on return only if cleanup waited.
+    assert.deepEqual(r.errors, []);
     assert.equal(server.objects("virtualmachines").length, 0);
     assert.equal(server.objects("virtualmachineinstances").length, 0);
-    const polls = server.requestsMatching("GET", /\/virtualmachines$/).length;
-    assert.ok(polls >= 2, `the VMs were listed again while waiting (${polls} lists)`);
   } finally {
     await close();
   }

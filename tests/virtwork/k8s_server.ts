@@ -29,7 +29,8 @@
  *   event with a 410 `Expired` Status when it is older than the history kept (`historySize`);
  *   objects leaving or entering a selector are DELETED or ADDED; BOOKMARK events every
  *   `bookmarkIntervalMs` with `allowWatchBookmarks=true`; `timeoutSeconds` ends the stream
- * - deletion that takes `deletionDelayMs` (the object shows a deletionTimestamp meanwhile); a
+ * - deletion that takes `deletionDelayMs` (the object shows a deletionTimestamp meanwhile, and
+ *   `finishDeletions` ends the wait at once); a
  *   deleted Namespace takes its objects with it, refuses creates while it terminates (403) and
  *   answers another delete with 409 Conflict
  * - a VM with `runStrategy: Always` gets a VMI that is `Scheduling`, then `Running` with a `Ready`
@@ -269,6 +270,8 @@ export class K8sTestServer {
   readonly options: K8sTestServerOptions;
   readonly #store = new Map<string, Obj>();
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
+  /** Deletions waiting out `deletionDelayMs`, by their timer. */
+  readonly #deletions = new Map<ReturnType<typeof setTimeout>, () => void>();
   readonly #vmiTimers = new Map<string, ReturnType<typeof setTimeout>>();
   readonly #history: HistoryEntry[] = [];
   readonly #watchers = new Set<Watcher>();
@@ -346,6 +349,7 @@ export class K8sTestServer {
   async close(): Promise<void> {
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
+    this.#deletions.clear();
     for (const t of this.#vmiTimers.values()) clearTimeout(t);
     this.#vmiTimers.clear();
     for (const w of [...this.#watchers]) w.close();
@@ -394,6 +398,21 @@ export class K8sTestServer {
       conditions: [{ type: "Ready", status: "False", reason }],
     };
     this.#commit("MODIFIED", "virtualmachineinstances", key, next);
+  }
+
+  /**
+   * Test hook: every deletion still waiting out `deletionDelayMs` completes now (the objects and
+   * what goes with them are gone). Returns how many completed.
+   */
+  finishDeletions(): number {
+    const pending = [...this.#deletions];
+    this.#deletions.clear();
+    for (const [t, gone] of pending) {
+      clearTimeout(t);
+      this.#timers.delete(t);
+      gone();
+    }
+    return pending.length;
   }
 
   /**
@@ -1122,9 +1141,11 @@ export class K8sTestServer {
     const stored = this.#commit("MODIFIED", resource, key, terminating);
     const t = setTimeout(() => {
       this.#timers.delete(t);
+      this.#deletions.delete(t);
       gone();
     }, delay);
     this.#timers.add(t);
+    this.#deletions.set(t, gone);
     return Response.json(stored);
   }
 }

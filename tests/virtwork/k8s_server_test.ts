@@ -14,6 +14,7 @@ import {
   setHeaderOptions,
   Watch,
 } from "npm:@kubernetes/client-node@^2.0.1";
+import { RateLimiter } from "../../lib/kubevirt/rate_limit.ts";
 import { KubeApiError } from "../../lib/kubevirt/errors.ts";
 import {
   buildNamespace,
@@ -743,6 +744,7 @@ Deno.test("server: watch resumes from a resourceVersion, says 410 Expired for on
 
 Deno.test("server: injected 500 and 429 are retried by the client; Retry-After is honoured", async () => {
   let failures = 0;
+  const retries: { attempt: number; delayMs: number; reason: string }[] = [];
   const { server, client, close } = await startCluster({
     inject: (r) => {
       if (r.resource !== "namespaces" || r.method !== "POST") return undefined;
@@ -751,13 +753,21 @@ Deno.test("server: injected 500 and 429 are retried by the client; Retry-After i
       if (failures === 2) return { status: 429, retryAfterSeconds: 1 };
       return undefined;
     },
+  }, {
+    // Backoff alone would wait at most 50 ms: only the Retry-After header makes it 1000.
+    baseBackoffMs: 5,
+    maxBackoffMs: 50,
+    onRetry: (_op, attempt, delayMs, reason) => void retries.push({ attempt, delayMs, reason }),
   });
   try {
-    const t0 = performance.now();
     await client.create("namespaces", "", buildNamespace("retry"));
-    const elapsed = performance.now() - t0;
     assert.equal(server.requestsMatching("POST", /^\/api\/v1\/namespaces$/).length, 3);
-    assert.ok(elapsed >= 1000, `waited ${elapsed.toFixed(0)} ms, Retry-After asked for 1000`);
+    assert.equal(server.objects("namespaces").length, 1);
+    assert.deepEqual(retries.map((r) => r.attempt), [1, 2]);
+    assert.match(retries[0]!.reason, /500/);
+    assert.ok(retries[0]!.delayMs <= 50, `backoff after the 500: ${retries[0]!.delayMs} ms`);
+    assert.match(retries[1]!.reason, /429/);
+    assert.ok(retries[1]!.delayMs >= 1000, `delay after Retry-After: 1: ${retries[1]!.delayMs}`);
   } finally {
     await close();
   }
@@ -796,16 +806,22 @@ Deno.test("client: retries give up after maxAttempts on persistent 503", async (
   }
 });
 
-Deno.test("client: the rate limiter spaces requests at qps after the burst", async () => {
-  const { server, client, close } = await startCluster({}, { qps: 20, burst: 5 });
+Deno.test("client: every request waits for the rate limiter; after the burst they queue at qps", async () => {
+  // The limiter's clock stands still, so its accounting does not depend on the machine's speed.
+  const waits: number[] = [];
+  class Recording extends RateLimiter {
+    override reserve(): number {
+      const w = super.reserve();
+      waits.push(w);
+      return w;
+    }
+  }
+  const rateLimiter = new Recording(20, 5, () => 0);
+  const { server, client, close } = await startCluster({}, { rateLimiter });
   try {
-    const t0 = performance.now();
-    await Promise.all(
-      Array.from({ length: 15 }, () => client.list("secrets", "x").catch(() => {})),
-    );
-    const elapsed = performance.now() - t0;
-    // 5 at once, then 10 more at 20/s: at least ~500 ms.
-    assert.ok(elapsed >= 450, `15 requests took ${elapsed.toFixed(0)} ms`);
+    await Promise.all(Array.from({ length: 15 }, () => client.list("secrets", "x")));
+    // 5 at once, then the other 10 one token (50 ms at 20/s) after another.
+    assert.deepEqual(waits, [0, 0, 0, 0, 0, 50, 100, 150, 200, 250, 300, 350, 400, 450, 500]);
     assert.equal(server.requests.length, 15);
   } finally {
     await close();
