@@ -23,6 +23,8 @@ import {
 import { ensureDirPool, lookupPool, StorageError } from "../../lib/foundry/pools.ts";
 import type { Libvirt } from "../../lib/libvirt/mod.ts";
 import { createProgress, formatBytes, type Progress } from "../../lib/output/progress.ts";
+import { type Column, formatNames } from "../../lib/output/listing.ts";
+import { addListingOptions, type ListingFlags, printListing } from "../_listing.ts";
 import { type Io, processIo } from "../_program.ts";
 import { outputOption, printOutput, withStorage } from "./_storage.ts";
 import { configFor } from "./_context.ts";
@@ -30,21 +32,21 @@ import { withFoundryAudit } from "../_audit.ts";
 import { interruptSignal, signalOption } from "../_signals.ts";
 import { sanitizeText } from "../../lib/output/sanitize.ts";
 
-const LIST_HEADERS = ["NAME", "FORMAT", "VIRTUAL SIZE", "ALLOCATION", "SHA256", "USED BY"];
+const IMAGE_COLUMNS: Column<ImageSummary>[] = [
+  { header: "NAME", value: (i) => i.name },
+  { header: "FORMAT", value: (i) => i.format ?? "-" },
+  { header: "VIRTUAL SIZE", value: (i) => formatBytes(i.virtualSize) },
+  { header: "ALLOCATION", value: (i) => formatBytes(i.allocation) },
+  { header: "SHA256", value: (i) => i.sha256 === null ? "-" : i.sha256.slice(0, 12) },
+  { header: "USED BY", value: (i) => String(i.users) },
+  { header: "SHA256 (FULL)", value: (i) => i.sha256 ?? "-", wide: true },
+  { header: "PATH", value: (i) => i.path, wide: true },
+];
 
-function listRow(i: ImageSummary): string[] {
-  return [
-    i.name,
-    i.format ?? "-",
-    formatBytes(i.virtualSize),
-    formatBytes(i.allocation),
-    i.sha256 === null ? "-" : i.sha256.slice(0, 12),
-    String(i.users),
-  ];
-}
-
-function printDetails(io: Io, format: string, i: ImageDetails): void {
-  if (format !== "table") {
+function printDetails(io: Io, flags: ListingFlags, i: ImageDetails): void {
+  const format = flags.output;
+  if (format === "name") return io.out(formatNames("image", [i.name]));
+  if (format === "json" || format === "yaml") {
     printOutput(io, format, i, [], []);
     return;
   }
@@ -62,13 +64,15 @@ function printDetails(io: Io, format: string, i: ImageDetails): void {
   ));
   if (i.usedBy.length > 0) {
     io.out("\n");
-    printOutput(
-      io,
-      "table",
-      i,
-      ["VM", "VOLUME", "PATH"],
-      i.usedBy.map((u) => [u.vm ?? "-", u.volume ?? "(the image itself)", u.path]),
-    );
+    printListing(io, flags, i.usedBy, {
+      columns: [
+        { header: "VM", value: (u) => u.vm ?? "-" },
+        { header: "VOLUME", value: (u) => u.volume ?? "(the image itself)" },
+        { header: "PATH", value: (u) => u.path },
+      ],
+      kind: "volume",
+      name: (u) => u.volume ?? u.path,
+    });
   }
 }
 
@@ -275,10 +279,12 @@ export function imageCommand(io: Io): Command {
       printImported(io, opts.output, "Pulled", i);
     });
 
-  image.command("list")
-    .description("List base images with format, sizes, checksum and how many disks use them")
-    .addOption(outputOption())
-    .action(async (opts: { output: string }, cmd: Command) => {
+  addListingOptions(
+    image.command("list").alias("ls")
+      .description("List base images with format, sizes, checksum and how many disks use them"),
+  )
+    .addHelpText("after", "\n-o wide adds the full SHA-256 and PATH; -o name prints image/NAME.\n")
+    .action(async (opts: ListingFlags, cmd: Command) => {
       const images = await withStorage(cmd, async (lv, config) => {
         try {
           await lookupPool(lv, config.imagesPool);
@@ -288,19 +294,26 @@ export function imageCommand(io: Io): Command {
         }
         return await listImages(lv, config.imagesPool);
       });
-      printOutput(io, opts.output, images, LIST_HEADERS, images.map(listRow));
+      printListing(io, opts, images, {
+        columns: IMAGE_COLUMNS,
+        kind: "image",
+        name: (i) => i.name,
+        empty: "No images found",
+      });
     });
 
-  image.command("info")
-    .description("Show an image's path, checksum and the VMs whose disks use it")
-    .argument("<name>", "image name")
-    .addOption(outputOption())
-    .action(async (name: string, opts: { output: string }, cmd: Command) => {
+  addListingOptions(
+    image.command("info")
+      .description("Show an image's path, checksum and the VMs whose disks use it")
+      .argument("<name>", "image name"),
+  )
+    .addHelpText("after", "\n-o name prints image/NAME.\n")
+    .action(async (name: string, opts: ListingFlags, cmd: Command) => {
       const i = await withStorage(cmd, (lv, config) => imageInfo(lv, config.imagesPool, name));
-      printDetails(io, opts.output, i);
+      printDetails(io, opts, i);
     });
 
-  image.command("delete")
+  image.command("delete").alias("rm")
     .description("Delete an image (refused while a disk uses it, unless --force)")
     .argument("<name>", "image name")
     .option("--force", "delete even while disks use it as their backing store")

@@ -9,7 +9,10 @@ import {
   type PoolSpec,
   type PoolSummary,
   refreshPool,
+  type VolumeSummary,
 } from "../../lib/foundry/pools.ts";
+import { type Column, formatNames } from "../../lib/output/listing.ts";
+import { addListingOptions, type ListingFlags, printListing } from "../_listing.ts";
 import { formatBytes } from "../../lib/output/progress.ts";
 import type { Io } from "../_program.ts";
 import { outputOption, printOutput, withStorage } from "./_storage.ts";
@@ -18,32 +21,31 @@ import { withFoundryAudit } from "../_audit.ts";
 import { signalOption } from "../_signals.ts";
 import { sanitizeText } from "../../lib/output/sanitize.ts";
 
-const POOL_HEADERS = [
-  "NAME",
-  "TYPE",
-  "STATE",
-  "AUTOSTART",
-  "CAPACITY",
-  "ALLOCATION",
-  "AVAILABLE",
-  "VOLUMES",
+const POOL_COLUMNS: Column<PoolSummary>[] = [
+  { header: "NAME", value: (p) => p.name },
+  { header: "TYPE", value: (p) => p.type },
+  { header: "STATE", value: (p) => p.state },
+  { header: "AUTOSTART", value: (p) => p.autostart ? "yes" : "no" },
+  { header: "CAPACITY", value: (p) => formatBytes(p.capacity) },
+  { header: "ALLOCATION", value: (p) => formatBytes(p.allocation) },
+  { header: "AVAILABLE", value: (p) => formatBytes(p.available) },
+  { header: "VOLUMES", value: (p) => p.volumes === null ? "-" : String(p.volumes) },
+  { header: "PATH", value: (p) => p.path ?? "-", wide: true },
 ];
 
-function poolRow(p: PoolSummary): string[] {
-  return [
-    p.name,
-    p.type,
-    p.state,
-    p.autostart ? "yes" : "no",
-    formatBytes(p.capacity),
-    formatBytes(p.allocation),
-    formatBytes(p.available),
-    p.volumes === null ? "-" : String(p.volumes),
-  ];
-}
+const VOLUME_COLUMNS: Column<VolumeSummary>[] = [
+  { header: "VOLUME", value: (v) => v.name },
+  { header: "FORMAT", value: (v) => v.format ?? "-" },
+  { header: "CAPACITY", value: (v) => formatBytes(v.capacity) },
+  { header: "ALLOCATION", value: (v) => formatBytes(v.allocation) },
+  { header: "BACKING", value: (v) => v.backingPath ?? "-" },
+  { header: "PATH", value: (v) => v.path, wide: true },
+];
 
-function printDetails(io: Io, format: string, p: PoolDetails): void {
-  if (format !== "table") {
+function printDetails(io: Io, flags: ListingFlags, p: PoolDetails): void {
+  const format = flags.output;
+  if (format === "name") return io.out(formatNames("pool", [p.name]));
+  if (format === "json" || format === "yaml") {
     printOutput(io, format, p, [], []);
     return;
   }
@@ -63,19 +65,11 @@ function printDetails(io: Io, format: string, p: PoolDetails): void {
   ));
   if (p.volumeList.length > 0) {
     io.out("\n");
-    printOutput(
-      io,
-      "table",
-      p,
-      ["VOLUME", "FORMAT", "CAPACITY", "ALLOCATION", "BACKING"],
-      p.volumeList.map((v) => [
-        v.name,
-        v.format ?? "-",
-        formatBytes(v.capacity),
-        formatBytes(v.allocation),
-        v.backingPath ?? "-",
-      ]),
-    );
+    printListing(io, flags, p.volumeList, {
+      columns: VOLUME_COLUMNS,
+      kind: "volume",
+      name: (v) => v.name,
+    });
   }
 }
 
@@ -83,21 +77,30 @@ function printDetails(io: Io, format: string, p: PoolDetails): void {
 export function poolCommand(io: Io): Command {
   const pool = new Command("pool").description("Manage libvirt storage pools");
 
-  pool.command("list")
-    .description("List pools with type, state, autostart, sizes and volume count")
-    .addOption(outputOption())
-    .action(async (opts: { output: string }, cmd: Command) => {
+  addListingOptions(
+    pool.command("list").alias("ls")
+      .description("List pools with type, state, autostart, sizes and volume count"),
+  )
+    .addHelpText("after", "\n-o wide adds PATH; -o name prints pool/NAME.\n")
+    .action(async (opts: ListingFlags, cmd: Command) => {
       const pools = await withStorage(cmd, (lv) => listPools(lv));
-      printOutput(io, opts.output, pools, POOL_HEADERS, pools.map(poolRow));
+      printListing(io, opts, pools, {
+        columns: POOL_COLUMNS,
+        kind: "pool",
+        name: (p) => p.name,
+        empty: "No pools found",
+      });
     });
 
-  pool.command("info")
-    .description("Show a pool's details and its volumes")
-    .argument("<name>", "pool name")
-    .addOption(outputOption())
-    .action(async (name: string, opts: { output: string }, cmd: Command) => {
+  addListingOptions(
+    pool.command("info")
+      .description("Show a pool's details and its volumes (images' checksum sidecars hidden)")
+      .argument("<name>", "pool name"),
+  )
+    .addHelpText("after", "\n-o wide adds each volume's PATH; -o name prints pool/NAME.\n")
+    .action(async (name: string, opts: ListingFlags, cmd: Command) => {
       const p = await withStorage(cmd, (lv) => poolInfo(lv, name));
-      printDetails(io, opts.output, p);
+      printDetails(io, opts, p);
     });
 
   pool.command("add")
@@ -143,7 +146,7 @@ export function poolCommand(io: Io): Command {
       else printOutput(io, opts.output, p, [], []);
     });
 
-  pool.command("delete")
+  pool.command("delete").alias("rm")
     .description("Stop and undefine a pool (never foundry-images or foundry-vms)")
     .argument("<name>", "pool name")
     .option("--force", "delete the pool's volumes too")

@@ -8,36 +8,49 @@ import { paint } from "../../lib/output/mod.ts";
 import { formatBytes } from "../../lib/output/progress.ts";
 import type { Io } from "../_program.ts";
 import { colorFor } from "./_context.ts";
-import { outputOption, printOutput, withStorage } from "./_storage.ts";
+import { withStorage } from "./_storage.ts";
+import type { Column } from "../../lib/output/listing.ts";
+import { addListingOptions, type ListingFlags, printListing } from "../_listing.ts";
 
-const HEADERS = ["POOL", "STATE", "CAPACITY", "ALLOCATION", "AVAILABLE", "USED", "VOLUMES"];
-
-function row(p: PoolStatus, color: boolean): string[] {
-  const used = p.usedPercent === null ? "-" : `${p.usedPercent.toFixed(1)}%`;
+function columns(color: boolean): Column<PoolStatus>[] {
   return [
-    p.name,
-    p.state,
-    formatBytes(p.capacity),
-    formatBytes(p.allocation),
-    formatBytes(p.available),
-    p.warning ? paint(used, "red", color) : used,
-    p.volumes === null ? "-" : String(p.volumes),
+    { header: "POOL", value: (p) => p.name },
+    { header: "STATE", value: (p) => p.state },
+    { header: "CAPACITY", value: (p) => formatBytes(p.capacity) },
+    { header: "ALLOCATION", value: (p) => formatBytes(p.allocation) },
+    { header: "AVAILABLE", value: (p) => formatBytes(p.available) },
+    {
+      header: "USED",
+      value: (p) => {
+        const used = p.usedPercent === null ? "-" : `${p.usedPercent.toFixed(1)}%`;
+        return p.warning ? paint(used, "red", color) : used;
+      },
+    },
+    { header: "VOLUMES", value: (p) => p.volumes === null ? "-" : String(p.volumes) },
+    { header: "TYPE", value: (p) => p.type, wide: true },
+    { header: "PATH", value: (p) => p.path ?? "-", wide: true },
   ];
 }
 
 /** `foundry storage status`: capacity and use of every pool, with a warning for nearly full ones. */
 export function storageCommand(io: Io): Command {
   const storage = new Command("storage").description("Storage overview across all pools");
-  storage.command("status")
+  const status = storage.command("status");
+  addListingOptions(status);
+  status
     .description(
       `Show every pool's capacity, allocation, available space and volumes; warn above ` +
         `${FULL_WARNING_PERCENT}% full`,
     )
-    .addOption(outputOption())
-    .action(async (opts: { output: string }, cmd: Command) => {
+    .addHelpText("after", "\n-o wide adds TYPE and PATH; -o name prints pool/NAME.\n")
+    .action(async (opts: ListingFlags, cmd: Command) => {
       const pools = await withStorage(cmd, (lv) => storageStatus(lv));
-      const color = colorFor(io);
-      printOutput(io, opts.output, pools, HEADERS, pools.map((p) => row(p, color)));
+      printListing(io, opts, pools, {
+        columns: columns(colorFor(io)),
+        kind: "pool",
+        name: (p) => p.name,
+        empty: "No pools found",
+      });
       for (const p of pools.filter((p) => p.warning)) {
         io.err(
           `Warning: pool ${p.name} is ${p.usedPercent}% full (${formatBytes(p.available)} ` +

@@ -307,7 +307,7 @@ async function summarize(lv: Libvirt, pool: StoragePoolRef): Promise<PoolDetails
   let volumes: number | null = null;
   if (info.state === StoragePoolState.RUNNING || info.state === StoragePoolState.DEGRADED) {
     try {
-      const vols = await lv.storagePoolListAllVolumes(pool);
+      const vols = withoutChecksumSidecars(await lv.storagePoolListAllVolumes(pool));
       volumes = vols.length;
       const found = await Promise.all(vols.map((v) =>
         volumeSummary(lv, v).catch((e) => {
@@ -337,6 +337,22 @@ async function summarize(lv: Libvirt, pool: StoragePoolRef): Promise<PoolDetails
     volumeList,
   };
 }
+
+/**
+ * `vols` without the checksum sidecars of images (`NAME.sha256` next to a volume `NAME`, see
+ * images.ts): they are part of their image, never shown as volumes or images of their own. A
+ * `.sha256` volume whose image is gone is kept, so a stray one can be seen and deleted.
+ */
+export function withoutChecksumSidecars<T extends { name: string }>(vols: readonly T[]): T[] {
+  const names = new Set(vols.map((v) => v.name));
+  return vols.filter((v) =>
+    !(v.name.endsWith(CHECKSUM_SIDECAR_SUFFIX) &&
+      names.has(v.name.slice(0, -CHECKSUM_SIDECAR_SUFFIX.length)))
+  );
+}
+
+/** Suffix of an image's checksum sidecar volume (images.ts `CHECKSUM_SUFFIX`). */
+const CHECKSUM_SIDECAR_SUFFIX = ".sha256";
 
 /** Name, path, format, sizes and backing path of one volume. */
 export async function volumeSummary(lv: Libvirt, vol: StorageVolRef): Promise<VolumeSummary> {

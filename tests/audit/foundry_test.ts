@@ -206,7 +206,7 @@ Deno.test("--no-audit records nothing; history of a missing database is empty", 
     assert.equal(await main(["--audit-db", t.path, "history", "-o", "json"], h), 0);
     assert.equal(h.text().out, "[]\n");
     const bad = capture();
-    assert.equal(await main(["--audit-db", t.path, "history", "-o", "yaml"], bad), 2);
+    assert.equal(await main(["--audit-db", t.path, "history", "-o", "xml"], bad), 2);
   } finally {
     await t.cleanup();
   }
