@@ -8,6 +8,7 @@ import type { Command } from "npm:commander@^15.1.0";
 import type { DatabaseSync } from "node:sqlite";
 import { dirname, join } from "node:path";
 import { ConfigError } from "../lib/config/layered.ts";
+import { type AuditToolName, VIRTWORK_AUDIT_DB } from "./_audit_flags.ts";
 import {
   AuditDbError,
   type Auditor,
@@ -27,30 +28,13 @@ export interface AuditSettings {
   path: string;
 }
 
-/** Which executable: selects the environment prefix and the default path. */
-export type AuditToolName = "virtwork" | "foundry";
-
-/** virtwork's default database: `virtwork.db` in the working directory (as the seed); its
- * configuration file may set `audit` and `audit_db` too. */
-export const VIRTWORK_AUDIT_DB = "virtwork.db";
+export { addAuditOptions, type AuditToolName, VIRTWORK_AUDIT_DB } from "./_audit_flags.ts";
 
 /** foundry's default database: `$XDG_DATA_HOME/foundry/audit.db` (`~/.local/share/…`). */
 export function foundryAuditDbPath(env: Readonly<Record<string, string | undefined>>): string {
   const data = env.XDG_DATA_HOME || (env.HOME ? join(env.HOME, ".local", "share") : undefined);
   if (!data) throw new ConfigError("cannot place the audit database: set XDG_DATA_HOME or HOME");
   return join(data, "foundry", "audit.db");
-}
-
-/** Adds `--audit`, `--no-audit` and `--audit-db <path>` to `program` (global options). */
-export function addAuditOptions(program: Command, tool: AuditToolName): Command {
-  const where = tool === "virtwork"
-    ? `${VIRTWORK_AUDIT_DB} in the working directory`
-    : "$XDG_DATA_HOME/foundry/audit.db";
-  const env = tool.toUpperCase();
-  return program
-    .option("--audit", `record every operation in the audit database (default; env ${env}_AUDIT)`)
-    .option("--no-audit", "do not record anything")
-    .option("--audit-db <path>", `audit database file (env ${env}_AUDIT_DB; default ${where})`);
 }
 
 function rootOf(cmd: Command): Command {

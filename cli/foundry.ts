@@ -2,6 +2,10 @@
 /**
  * foundry: libvirt/KVM virtual machines from Kubernetes-style YAML.
  *
+ * The entry imports nothing but the front door: `--version` is answered here, and a command loads
+ * only its own module (`_foundry_program.ts`), so `list` never pays for `create`'s YAML and
+ * cloud-init code.
+ *
  * @example
  * ```ts
  * import { main } from "./foundry.ts";
@@ -9,88 +13,46 @@
  * ```
  * @module
  */
-import { Command } from "npm:commander@^15.1.0";
 import denoConfig from "../deno.json" with { type: "json" };
-import { addAuditOptions } from "./_audit.ts";
-import { type Io, processIo, runProgram } from "./_program.ts";
-import { useEnv } from "./foundry/_context.ts";
-import { createCommand } from "./foundry/create.ts";
-import { destroyCommand } from "./foundry/destroy.ts";
-import { getCommand, vmCommand } from "./foundry/get.ts";
-import { historyCommand } from "./foundry/history.ts";
-import { imageCommand } from "./foundry/image.ts";
-import { listCommand } from "./foundry/list.ts";
-import { poolCommand } from "./foundry/pool.ts";
-import { restartCommand, startCommand, stopCommand } from "./foundry/power.ts";
-import { storageCommand } from "./foundry/storage.ts";
-import { versionCommand } from "./foundry/version.ts";
-import { waitCommand } from "./foundry/wait.ts";
+import { readLaunch, writeStdout } from "./_launch.ts";
+import type { FoundryDeps } from "./_foundry_program.ts";
+import type { Io } from "./_program.ts";
 
-/** What foundry reads from outside besides its arguments; tests and scripts may pass their own. */
-export interface FoundryDeps {
-  /** Environment variables (default: the process's), e.g. `FOUNDRY_URI`, `LIBVIRT_DEFAULT_URI`. */
-  env?: Record<string, string | undefined>;
-}
+export type { FoundryDeps } from "./_foundry_program.ts";
+export type { Io } from "./_program.ts";
 
-/** Builds foundry's command tree; `io` receives everything the commands print. */
-export function foundryProgram(io: Io = processIo, deps: FoundryDeps = {}): Command {
-  const program = new Command("foundry")
-    .description("Manage libvirt virtual machines from foundry.cofront.xyz/v1alpha1 YAML")
-    .version(denoConfig.version, "-V, --version")
-    .option(
-      "-c, --connect <uri>",
-      "libvirt URI (env FOUNDRY_URI, LIBVIRT_DEFAULT_URI; default qemu:///system)",
-    )
-    .option(
-      "--config <file>",
-      "configuration file (env FOUNDRY_CONFIG; default ~/.config/foundry/config.yaml, /etc/foundry/config.yaml)",
-    )
-    .option("--domain-type <type>", "kvm, qemu or auto (env FOUNDRY_DOMAIN_TYPE; default auto)")
-    .option(
-      "--destroy-timeout <seconds>",
-      "graceful shutdown wait of destroy/stop (env FOUNDRY_DESTROY_TIMEOUT; default 5)",
-    )
-    .option("--storage-path <dir>", "base directory of foundry's pools (env FOUNDRY_STORAGE_PATH)")
-    .option(
-      "--image-pool <name>",
-      "pool of base images (env FOUNDRY_IMAGE_POOL; default foundry-images)",
-    )
-    .option(
-      "--vm-pool <name>",
-      "default pool of VM disks (env FOUNDRY_VM_POOL; default foundry-vms)",
-    )
-    .option("-v, --verbose", "show stack traces and debug output")
-    .showHelpAfterError();
-  addAuditOptions(program, "foundry");
-  for (
-    const make of [
-      createCommand,
-      destroyCommand,
-      listCommand,
-      getCommand,
-      vmCommand,
-      startCommand,
-      stopCommand,
-      restartCommand,
-      waitCommand,
-      versionCommand,
-      poolCommand,
-      imageCommand,
-      storageCommand,
-      historyCommand,
-    ]
-  ) program.addCommand(make(io));
-  if (deps.env) useEnv(program, deps.env);
-  return program;
-}
+/**
+ * foundry's root options that take a value, and those that do not, for the front door
+ * (`readLaunch`); a test holds this list to the commander tree.
+ */
+export const FOUNDRY_ROOT_OPTIONS = {
+  withValue: [
+    "-c",
+    "--connect",
+    "--config",
+    "--domain-type",
+    "--destroy-timeout",
+    "--storage-path",
+    "--image-pool",
+    "--vm-pool",
+    "--audit-db",
+  ],
+  flags: ["-v", "--verbose", "--audit", "--no-audit"],
+} as const;
 
-/** Runs foundry with `args` (without the program name) and returns the exit code. */
-export function main(
-  args: string[],
-  io: Io = processIo,
-  deps: FoundryDeps = {},
-): Promise<number> {
-  return runProgram(foundryProgram(io, deps), args, io);
+/**
+ * Runs foundry with `args` (without the program name) and returns the exit code; `io` defaults to
+ * the process's stdout and stderr.
+ */
+export async function main(args: string[], io?: Io, deps: FoundryDeps = {}): Promise<number> {
+  const launch = readLaunch(args, FOUNDRY_ROOT_OPTIONS);
+  if (launch.kind === "version") {
+    (io?.out ?? writeStdout)(`${denoConfig.version}\n`);
+    return 0;
+  }
+  const { runFoundry } = await import("./_foundry_program.ts");
+  const { processIo } = await import("./_program.ts");
+  return runFoundry(args, io ?? processIo, deps, launch.word);
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -2,6 +2,9 @@
 /**
  * virtwork: synthetic workload VMs on KubeVirt / OpenShift Virtualization.
  *
+ * The entry imports nothing but the front door: `--version` is answered here, and a command loads
+ * only its own module (`_virtwork_program.ts`), so `audit list` never loads the Kubernetes client.
+ *
  * @example
  * ```ts
  * import { main } from "./virtwork.ts";
@@ -9,14 +12,10 @@
  * ```
  * @module
  */
-import { Command } from "npm:commander@^15.1.0";
 import denoConfig from "../deno.json" with { type: "json" };
-import { addAuditOptions } from "./_audit.ts";
-import { type Io, processIo, runProgram } from "./_program.ts";
+import { readLaunch, writeStdout } from "./_launch.ts";
+import type { Io } from "./_program.ts";
 import type { VirtworkDeps } from "./virtwork/_shared.ts";
-import { auditCommand } from "./virtwork/audit.ts";
-import { cleanupCommand } from "./virtwork/cleanup.ts";
-import { runCommand } from "./virtwork/run.ts";
 
 export type { VirtworkDeps } from "./virtwork/_shared.ts";
 export type { Io } from "./_program.ts";
@@ -24,25 +23,27 @@ export type { Auditor } from "../lib/audit/types.ts";
 export type { ClientOptions } from "../lib/kubevirt/client.ts";
 
 /**
- * Builds virtwork's command tree; `io` receives everything the commands print and `deps` replaces
- * the environment, Ctrl-C handling, audit sink and client settings (for tests).
+ * virtwork's root options that take a value, and those that do not, for the front door
+ * (`readLaunch`); a test holds this list to the commander tree.
  */
-export function virtworkProgram(io: Io = processIo, deps: VirtworkDeps = {}): Command {
-  const program = new Command("virtwork")
-    .description("Deploy synthetic workload VMs onto KubeVirt / OpenShift Virtualization")
-    .version(denoConfig.version, "-V, --version")
-    .option("-v, --verbose", "show stack traces and debug output")
-    .showHelpAfterError();
-  addAuditOptions(program, "virtwork");
-  program.addCommand(runCommand(io, deps));
-  program.addCommand(cleanupCommand(io, deps));
-  program.addCommand(auditCommand(io, deps));
-  return program;
-}
+export const VIRTWORK_ROOT_OPTIONS = {
+  withValue: ["--audit-db"],
+  flags: ["-v", "--verbose", "--audit", "--no-audit"],
+} as const;
 
-/** Runs virtwork with `args` (without the program name) and returns the exit code. */
-export function main(args: string[], io: Io = processIo, deps: VirtworkDeps = {}): Promise<number> {
-  return runProgram(virtworkProgram(io, deps), args, io);
+/**
+ * Runs virtwork with `args` (without the program name) and returns the exit code; `io` defaults
+ * to the process's stdout and stderr.
+ */
+export async function main(args: string[], io?: Io, deps: VirtworkDeps = {}): Promise<number> {
+  const launch = readLaunch(args, VIRTWORK_ROOT_OPTIONS);
+  if (launch.kind === "version") {
+    (io?.out ?? writeStdout)(`${denoConfig.version}\n`);
+    return 0;
+  }
+  const { runVirtwork } = await import("./_virtwork_program.ts");
+  const { processIo } = await import("./_program.ts");
+  return runVirtwork(args, io ?? processIo, deps, launch.word);
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -7,7 +7,8 @@ import { join } from "node:path";
 import { Command } from "npm:commander@^15.1.0";
 import { ConfigError } from "../../lib/config/layered.ts";
 import { auditSettings, foundryAuditDbPath, withFoundryAudit } from "../../cli/_audit.ts";
-import { foundryProgram, main } from "../../cli/foundry.ts";
+import { main } from "../../cli/foundry.ts";
+import { foundryProgram } from "../../cli/_foundry_program.ts";
 import { type Io, runProgram } from "../../cli/_program.ts";
 import { openAuditDb } from "../../lib/audit/mod.ts";
 import { dbFileText, tempDb } from "./_helpers.ts";
@@ -30,8 +31,8 @@ function capture(): Io & { text: () => { out: string; err: string } } {
  * foundry's program plus a stand-in for an operation command, wired the way create, destroy,
  * start/stop, image and pool commands are asked to wire themselves.
  */
-function programWithOperation(io: Io): Command {
-  const program = foundryProgram(io);
+async function programWithOperation(io: Io): Promise<Command> {
+  const program = await foundryProgram(io);
   program.addCommand(
     new Command("fake-op")
       .argument("<verb>")
@@ -63,7 +64,7 @@ function programWithOperation(io: Io): Command {
 
 async function run(args: string[]) {
   const io = capture();
-  const code = await runProgram(programWithOperation(io), args, io);
+  const code = await runProgram(await programWithOperation(io), args, io);
   return { code, ...io.text() };
 }
 
@@ -83,7 +84,7 @@ Deno.test("foundryAuditDbPath(): XDG_DATA_HOME, else ~/.local/share, else a Conf
 Deno.test("auditSettings(): flag > FOUNDRY_AUDIT[_DB] > default", async () => {
   let seen: unknown;
   const grab = async (args: string[], env: Record<string, string>) => {
-    const program = foundryProgram(capture());
+    const program = await foundryProgram(capture());
     program.addCommand(new Command("probe").action((_o, cmd: Command) => {
       seen = auditSettings(cmd, "foundry", env);
     }));
@@ -215,7 +216,7 @@ Deno.test("--no-audit records nothing; history of a missing database is empty", 
 Deno.test("withFoundryAudit() creates $XDG_DATA_HOME/foundry/audit.db by default", async () => {
   const t = await tempDb();
   try {
-    const program = foundryProgram(capture());
+    const program = await foundryProgram(capture());
     let result: unknown;
     program.addCommand(new Command("probe").action(async (_o, cmd: Command) => {
       result = await withFoundryAudit(

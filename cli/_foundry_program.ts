@@ -1,0 +1,109 @@
+/**
+ * foundry's command tree on commander. The entry (`foundry.ts`) loads this module only when a
+ * command runs, and this module loads only the chosen command's module (see `_launch.ts`).
+ * @module
+ */
+import { Command } from "npm:commander@^15.1.0";
+import denoConfig from "../deno.json" with { type: "json" };
+import { addAuditOptions } from "./_audit_flags.ts";
+import { commandsFor, type LazyCommands } from "./_launch.ts";
+import { type Io, processIo, runProgram } from "./_program.ts";
+
+/** What foundry reads from outside besides its arguments; tests and scripts may pass their own. */
+export interface FoundryDeps {
+  /** Environment variables (default: the process's), e.g. `FOUNDRY_URI`, `LIBVIRT_DEFAULT_URI`. */
+  env?: Record<string, string | undefined>;
+}
+
+type Factory = (io: Io) => Command;
+
+/** foundry's commands, one entry per module, in the order of the help. */
+export const FOUNDRY_COMMANDS: readonly LazyCommands<Factory>[] = [
+  { words: ["create"], load: async () => [(await import("./foundry/create.ts")).createCommand] },
+  {
+    words: ["destroy", "rm", "delete"],
+    load: async () => [(await import("./foundry/destroy.ts")).destroyCommand],
+  },
+  { words: ["list", "ls"], load: async () => [(await import("./foundry/list.ts")).listCommand] },
+  {
+    words: ["get", "describe", "vm"],
+    load: async () => {
+      const m = await import("./foundry/get.ts");
+      return [m.getCommand, m.vmCommand];
+    },
+  },
+  {
+    words: ["start", "stop", "restart"],
+    load: async () => {
+      const m = await import("./foundry/power.ts");
+      return [m.startCommand, m.stopCommand, m.restartCommand];
+    },
+  },
+  { words: ["wait"], load: async () => [(await import("./foundry/wait.ts")).waitCommand] },
+  {
+    words: ["version"],
+    load: async () => [(await import("./foundry/version.ts")).versionCommand],
+  },
+  { words: ["pool"], load: async () => [(await import("./foundry/pool.ts")).poolCommand] },
+  { words: ["image"], load: async () => [(await import("./foundry/image.ts")).imageCommand] },
+  {
+    words: ["storage"],
+    load: async () => [(await import("./foundry/storage.ts")).storageCommand],
+  },
+  {
+    words: ["history"],
+    load: async () => [(await import("./foundry/history.ts")).historyCommand],
+  },
+];
+
+/**
+ * Builds foundry's command tree with the commands `word` needs (every command when `word` is
+ * undefined); `io` receives everything the commands print.
+ */
+export async function foundryProgram(
+  io: Io = processIo,
+  deps: FoundryDeps = {},
+  word?: string,
+): Promise<Command> {
+  const program = new Command("foundry")
+    .description("Manage libvirt virtual machines from foundry.cofront.xyz/v1alpha1 YAML")
+    .version(denoConfig.version, "-V, --version")
+    .option(
+      "-c, --connect <uri>",
+      "libvirt URI (env FOUNDRY_URI, LIBVIRT_DEFAULT_URI; default qemu:///system)",
+    )
+    .option(
+      "--config <file>",
+      "configuration file (env FOUNDRY_CONFIG; default ~/.config/foundry/config.yaml, /etc/foundry/config.yaml)",
+    )
+    .option("--domain-type <type>", "kvm, qemu or auto (env FOUNDRY_DOMAIN_TYPE; default auto)")
+    .option(
+      "--destroy-timeout <seconds>",
+      "graceful shutdown wait of destroy/stop (env FOUNDRY_DESTROY_TIMEOUT; default 5)",
+    )
+    .option("--storage-path <dir>", "base directory of foundry's pools (env FOUNDRY_STORAGE_PATH)")
+    .option(
+      "--image-pool <name>",
+      "pool of base images (env FOUNDRY_IMAGE_POOL; default foundry-images)",
+    )
+    .option(
+      "--vm-pool <name>",
+      "default pool of VM disks (env FOUNDRY_VM_POOL; default foundry-vms)",
+    )
+    .option("-v, --verbose", "show stack traces and debug output")
+    .showHelpAfterError();
+  addAuditOptions(program, "foundry");
+  for (const make of await commandsFor(FOUNDRY_COMMANDS, word)) program.addCommand(make(io));
+  if (deps.env) (await import("./foundry/_context.ts")).useEnv(program, deps.env);
+  return program;
+}
+
+/** Runs foundry's command tree with `args` (the front door has read `word` from them). */
+export async function runFoundry(
+  args: string[],
+  io: Io,
+  deps: FoundryDeps,
+  word: string | undefined,
+): Promise<number> {
+  return runProgram(await foundryProgram(io, deps, word), args, io);
+}
