@@ -50,7 +50,15 @@ export type { KubeObject, ObjectMeta, VirtualMachineOptions } from "./manifests.
 export { buildRunPlan, planObjects, vmName } from "./plan.ts";
 export type { PlannedVm, PlanOptions, RunPlan } from "./plan.ts";
 export { RateLimiter, sleep } from "./rate_limit.ts";
-export { apiFailure, executeRun, isConnectionFailure, RunFailedError, vmiReady } from "./run.ts";
+export {
+  apiFailure,
+  executeRun,
+  isConnectionFailure,
+  RunFailedError,
+  VM_ERROR_STATUSES,
+  vmFailure,
+  vmiReady,
+} from "./run.ts";
 export type { CreateOutcome, RunAuditContext, RunOptions, RunResult, VmOutcome } from "./run.ts";
 export {
   ENV_PREFIX,
