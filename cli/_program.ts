@@ -45,6 +45,12 @@ export function exitCodeFor(err: unknown): number {
 export interface Io {
   out: (s: string) => void;
   err: (s: string) => void;
+  /**
+   * Whether the output is a terminal (live status lines redrawn in place, colour). Unset: the
+   * process's stdout for {@linkcode processIo}, otherwise false. Tests set it to see what a
+   * terminal sees.
+   */
+  isTerminal?: boolean;
 }
 
 /** Writes all of `bytes`; a reader that went away (`foundry list | head`) is not an error. */
@@ -62,6 +68,17 @@ export const processIo: Io = {
   out: (s) => writeAllSync(Deno.stdout, new TextEncoder().encode(s)),
   err: (s) => writeAllSync(Deno.stderr, new TextEncoder().encode(s)),
 };
+
+/** Whether `io` writes to a terminal (see {@linkcode Io.isTerminal}). */
+export function isTerminalIo(io: Io): boolean {
+  if (io.isTerminal !== undefined) return io.isTerminal;
+  if (io !== processIo) return false;
+  try {
+    return Deno.stdout.isTerminal();
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Runs a commander program in-process: usage errors exit 2, lib errors exit with their mapped code,
@@ -83,7 +100,13 @@ async function runParsed(program: Command, args: string[], io: Io): Promise<numb
   let exit = 0;
   const setup = (cmd: Command) => {
     cmd.exitOverride();
-    cmd.configureOutput({ writeOut: io.out, writeErr: io.err });
+    // A usage error is one line (with a correction when one is near), never the whole help.
+    cmd.showHelpAfterError(false);
+    cmd.configureOutput({
+      writeOut: io.out,
+      writeErr: io.err,
+      outputError: (text) => io.err(usageErrorLine(text, commandPath(cmd), primaryNames(cmd))),
+    });
     for (const sub of cmd.commands) setup(sub);
   };
   setup(program);
@@ -107,6 +130,43 @@ async function runParsed(program: Command, args: string[], io: Io): Promise<numb
     exit = exitCodeFor(err);
   }
   return exit;
+}
+
+/** Each subcommand's aliases (and name) mapped to its name. */
+function primaryNames(cmd: Command): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const sub of cmd.commands) {
+    for (const a of [sub.name(), ...sub.aliases()]) out.set(a, sub.name());
+  }
+  return out;
+}
+
+function commandPath(cmd: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = cmd; c; c = c.parent) names.unshift(c.name());
+  return names.join(" ");
+}
+
+/**
+ * One line for a commander usage error, kubectl-like: `Error: unknown command 'lsit'. Did you mean
+ * 'list'?`, or, without a near name, the message and where the help is.
+ */
+export function usageErrorLine(
+  text: string,
+  path: string,
+  primary: ReadonlyMap<string, string> = new Map(),
+): string {
+  const [first = "", ...rest] = text.trim().split("\n");
+  const message = first.replace(/^error: /, "").replace(/\.$/, "");
+  const hint = /^\(Did you mean (one of )?(.+)\?\)$/.exec(rest.join(" ").trim());
+  if (hint) {
+    // An alias and its command are one suggestion: `ls` and `list` are the same command.
+    const names = [...new Set(hint[2]!.split(", ").map((n) => primary.get(n) ?? n))];
+    const shown = names.map((n) => `'${n}'`).join(", ");
+    const oneOf = names.length > 1 ? "one of " : "";
+    return `Error: ${sanitizeText(message)}. Did you mean ${oneOf}${shown}?\n`;
+  }
+  return `Error: ${sanitizeText(message)}. See '${path} --help'.\n`;
 }
 
 /** Sets the exit code a command wants when it returns normally (e.g. a check that found problems). */

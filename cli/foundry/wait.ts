@@ -1,10 +1,18 @@
 import { Command } from "npm:commander@^15.1.0";
 import { InterruptedError, type Libvirt } from "../../lib/libvirt/mod.ts";
-import { WAIT_STAGES, waitForVm, type WaitResult, type WaitStage } from "../../lib/foundry/wait.ts";
+import {
+  VmNotRunningError,
+  WAIT_STAGES,
+  waitForVm,
+  type WaitResult,
+  type WaitStage,
+} from "../../lib/foundry/wait.ts";
+import { VmOperationError } from "../../lib/foundry/vm.ts";
 import { formatJson, sanitizeText } from "../../lib/output/mod.ts";
-import type { Io } from "../_program.ts";
+import { type Io, isTerminalIo } from "../_program.ts";
 import { interruptSignal } from "../_signals.ts";
-import { checkChoice, configFor, progress, withLibvirt } from "./_context.ts";
+import { openStatusLine, stageLine } from "../_status.ts";
+import { checkChoice, configFor, envOf, withLibvirt } from "./_context.ts";
 
 const UNTIL = WAIT_STAGES.filter((s) => s !== "running");
 
@@ -19,9 +27,19 @@ export function timeoutMs(text: string): number {
   return n * 1000;
 }
 
+function processEnv(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * Waits with progress lines and Ctrl-C support; shared by `wait` and `create --wait`. What the
- * guest reports is printed without control sequences.
+ * Waits with progress and Ctrl-C support; shared by `wait` and `create --wait`. One line per stage
+ * reached; on a terminal also a live line (the stage awaited, elapsed, timeout), cleared at the
+ * end. What the guest reports is printed without control sequences. A VM that is shut off fails
+ * at once, saying how to start it.
  */
 export async function waitWithProgress(
   lv: Libvirt,
@@ -30,28 +48,54 @@ export async function waitWithProgress(
   until: Exclude<WaitStage, "running">,
   ms: number,
   quiet: boolean,
+  env: (name: string) => string | undefined = processEnv,
 ): Promise<WaitResult> {
-  const say = quiet ? () => {} : progress(io);
+  const tty = { isTerminal: !quiet && isTerminalIo(io), env };
+  const status = quiet ? undefined : openStatusLine({
+    ...tty,
+    write: io.out,
+    timeoutSeconds: ms / 1000,
+  });
+  const next = (after: WaitStage | undefined) => {
+    const i = after === undefined ? 0 : WAIT_STAGES.indexOf(after) + 1;
+    const stage = WAIT_STAGES[i];
+    if (stage && i <= WAIT_STAGES.indexOf(until)) {
+      status?.status(`VM '${name}': waiting for ${stage}`);
+    }
+  };
   const signal = interruptSignal();
   try {
     if (!quiet) io.out(`Waiting for VM '${name}' (until ${until}, at most ${ms / 1000} s)...\n`);
+    next(undefined);
     return await waitForVm(lv, name, {
       until,
       timeoutMs: ms,
       ...(signal ? { signal } : {}),
-      onStage: (stage, t, detail) =>
-        say(
-          `${stage} after ${(t / 1000).toFixed(1)} s: ${
-            sanitizeText(detail, { singleLine: true })
-          }`,
-        ),
+      onStage: (stage, t, detail) => {
+        status?.line(
+          stageLine(
+            tty,
+            `${stage} after ${(t / 1000).toFixed(1)} s: ${
+              sanitizeText(detail, { singleLine: true })
+            }`,
+          ),
+        );
+        next(stage);
+      },
     });
   } catch (e) {
+    if (e instanceof VmNotRunningError) {
+      throw new VmOperationError(`${e.message}; start it with: foundry start ${name}`, {
+        cause: e,
+      });
+    }
     if (!signal?.aborted) throw e;
     const by = signal.reason instanceof InterruptedError ? signal.reason.message : "Interrupted";
     throw new InterruptedError(`${by}; stopped waiting for VM ${name}, which keeps running`, {
       cause: e,
     });
+  } finally {
+    status?.done();
   }
 }
 
@@ -62,6 +106,10 @@ export function waitCommand(io: Io): Command {
     .argument("<name>", "VM name")
     .option("--for <stage>", `agent, ip or cloud-init`, "cloud-init")
     .option("--timeout <seconds>", "give up after this long", "600")
+    .addHelpText(
+      "after",
+      "\nA VM that is shut off fails at once with exit code 4 (start it with foundry start NAME).\n",
+    )
     .option("-o, --output <format>", "progress (default) or json", "progress")
     .addHelpText(
       "after",
@@ -80,6 +128,7 @@ export function waitCommand(io: Io): Command {
           opts.for as Exclude<WaitStage, "running">,
           ms,
           opts.output === "json",
+          envOf(cmd),
         ));
       if (opts.output === "json") io.out(formatJson(r));
       if (r.cloudInitErrors.length) {

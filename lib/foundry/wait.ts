@@ -62,10 +62,29 @@ export class WaitTimeoutError extends VmOperationError {
 }
 
 /**
+ * The VM is shut off (or crashed), so waiting could only run out of time: a VM operation error
+ * raised at once, carrying the VM's name and state.
+ */
+export class VmNotRunningError extends VmOperationError {
+  /** The VM's name. */
+  readonly vmName: string;
+  /** Its state in virsh's words (`shut off`, `crashed`). */
+  readonly state: string;
+  /** Creates the error. */
+  constructor(vmName: string, state: string) {
+    super(`VM ${vmName} is ${state}, so it will not reach any stage`);
+    this.name = "VmNotRunningError";
+    this.vmName = vmName;
+    this.state = state;
+  }
+}
+
+/**
  * Waits for `name` to run, its agent to answer, the spec's addresses to appear and cloud-init to
  * finish (`/var/lib/cloud/instance/boot-finished`), stopping at `until`. State changes and agent
  * connection wake it through daemon events; between them it retries the agent every two seconds,
- * since a connected agent may not answer yet.
+ * since a connected agent may not answer yet. A VM that is shut off or crashed when the wait begins
+ * fails at once with {@linkcode VmNotRunningError}: nothing would start it.
  */
 export async function waitForVm(
   lv: Libvirt,
@@ -88,6 +107,9 @@ export async function waitForVm(
 
   const signal = opts.signal;
   const calls = signal ? { signal } : {};
+  const state0 = (await lv.domainGetState(domain)).state;
+  if (state0 === DomainState.SHUTOFF) throw new VmNotRunningError(name, "shut off");
+  if (state0 === DomainState.CRASHED) throw new VmNotRunningError(name, "crashed");
   if (!(await waitForState(lv, domain, [DomainState.RUNNING], left(), signal ?? lv.signal))) {
     throw new WaitTimeoutError(name, "running", total);
   }

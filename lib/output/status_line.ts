@@ -39,7 +39,7 @@ export interface StatusLineOptions {
 
 /** A running status report. */
 export interface StatusLine {
-  /** Sets what the live line says (`ready 3/12, failed 0`); drawn at once on a terminal. */
+  /** Sets what the live line says (`ready 3/12, failed 0`), drawn at once on a terminal; "" hides it. */
   status(text: string): void;
   /** Prints a line that stays (a stage reached, a VM ready), above the live line on a terminal. */
   line(text: string): void;
@@ -91,7 +91,8 @@ export function createStatusLine(opts: StatusLineOptions): StatusLine {
   return {
     status(t) {
       text = t;
-      draw();
+      if (t === "") clear();
+      else draw();
     },
     line(t) {
       if (opts.isTerminal && !finished) {

@@ -25,6 +25,9 @@ Deno.test("status line on a terminal is redrawn in place with elapsed and timeou
     out.slice(1).join(""),
     "\r\x1b[2Kvm-1 ready\n\r\x1b[2Kready 3/12, failed 0, elapsed 41s / timeout 600s",
   );
+  s.status("");
+  assert.equal(out.at(-1), "\r\x1b[2K", "an empty status hides the line");
+  s.status("ready 4/12, failed 0");
   s.done();
   assert.equal(out.at(-1), "\r\x1b[2K");
   const n = out.length;
