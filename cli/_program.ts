@@ -45,6 +45,12 @@ export function exitCodeFor(err: unknown): number {
 export interface Io {
   out: (s: string) => void;
   err: (s: string) => void;
+  /**
+   * Whether the output is a terminal (live status lines redrawn in place, colour). Unset: the
+   * process's stdout for {@linkcode processIo}, otherwise false. Tests set it to see what a
+   * terminal sees.
+   */
+  isTerminal?: boolean;
 }
 
 /** Writes all of `bytes`; a reader that went away (`foundry list | head`) is not an error. */
@@ -62,6 +68,17 @@ export const processIo: Io = {
   out: (s) => writeAllSync(Deno.stdout, new TextEncoder().encode(s)),
   err: (s) => writeAllSync(Deno.stderr, new TextEncoder().encode(s)),
 };
+
+/** Whether `io` writes to a terminal (see {@linkcode Io.isTerminal}). */
+export function isTerminalIo(io: Io): boolean {
+  if (io.isTerminal !== undefined) return io.isTerminal;
+  if (io !== processIo) return false;
+  try {
+    return Deno.stdout.isTerminal();
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Runs a commander program in-process: usage errors exit 2, lib errors exit with their mapped code,
