@@ -64,7 +64,11 @@ async function inventory(lv: Libvirt): Promise<Set<string>> {
  */
 const OURS = /(^|[ /])(hostile-\d+|vm-\d+|web|w\u0435b|ssh|user-data|\$|\.\.)/;
 
+/** Wall time of each run, printed as a figure at the end (never asserted: the machine may be loaded). */
+const seconds: [string, number][] = [];
+
 async function run(file: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  const t0 = performance.now();
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -96,6 +100,7 @@ async function run(file: string): Promise<{ code: number; stdout: string; stderr
   });
   const result = await Promise.race([child.output(), killed]);
   clearTimeout(timer);
+  seconds.push([file.slice(file.lastIndexOf("/") + 1), (performance.now() - t0) / 1000]);
   if (result === "killed") {
     await child.output().catch(() => {});
     assert.fail(`${file}: still running after ${DEADLINE_MS / 1000} s, killed`);
@@ -106,6 +111,20 @@ async function run(file: string): Promise<{ code: number; stdout: string; stderr
     stdout: dec.decode(result.stdout),
     stderr: dec.decode(result.stderr),
   };
+}
+
+/** Prints how long the runs took: a figure for the issue's "under 2 s each", never asserted. */
+function printTimes(): void {
+  const sorted = [...seconds].sort((a, b) => a[1] - b[1]);
+  if (sorted.length === 0) return;
+  const median = sorted[Math.floor(sorted.length / 2)]![1];
+  const [slowName, slow] = sorted[sorted.length - 1]!;
+  const over = sorted.filter((x) => x[1] >= 2).length;
+  console.log(
+    `hostile inputs: ${sorted.length} runs, median ${median.toFixed(2)} s, slowest ${
+      slow.toFixed(2)
+    } s (${slowName}), ${over} took 2 s or more`,
+  );
 }
 
 function escapeRe(s: string): string {
@@ -152,6 +171,7 @@ libvirtTest(
           assert.deepEqual(created, [], `${name} created something`);
         });
       }
+      printTimes();
     } finally {
       await lv.close();
     }
