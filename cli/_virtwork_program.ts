@@ -10,6 +10,7 @@ import { addAuditOptions } from "./_audit_flags.ts";
 import { commandsFor, type LazyCommands } from "./_launch.ts";
 import { type Io, processIo, runProgram } from "./_program.ts";
 import type { VirtworkDeps } from "./virtwork/_shared.ts";
+import { addRootClusterOptions } from "./virtwork/_root.ts";
 
 type Factory = (io: Io, deps: VirtworkDeps) => Command;
 
@@ -39,6 +40,7 @@ export async function virtworkProgram(
     .option("-v, --verbose", "show stack traces and debug output")
     .showHelpAfterError();
   addAuditOptions(program, "virtwork");
+  addRootClusterOptions(program);
   for (const make of await commandsFor(VIRTWORK_COMMANDS, word)) {
     program.addCommand(make(io, deps));
   }

@@ -27,7 +27,7 @@ export type { ClientOptions } from "../lib/kubevirt/client.ts";
  * (`readLaunch`); a test holds this list to the commander tree.
  */
 export const VIRTWORK_ROOT_OPTIONS = {
-  withValue: ["--audit-db"],
+  withValue: ["--audit-db", "-n", "--namespace", "--kubeconfig", "--config"],
   flags: ["-v", "--verbose", "--audit", "--no-audit"],
 } as const;
 

@@ -1,4 +1,9 @@
-import type { Command } from "npm:commander@^15.1.0";
+import { type Command, InvalidArgumentError } from "npm:commander@^15.1.0";
+import { openAuditReader } from "../_audit.ts";
+import { runIdsWithPrefix } from "../../lib/audit/reader.ts";
+import { clusterRunIds, resolveRunIdPrefix } from "../../lib/kubevirt/run_id.ts";
+import type { ClusterApi } from "../../lib/kubevirt/client.ts";
+import { ConfigError } from "../../lib/config/layered.ts";
 import type { Auditor } from "../../lib/audit/types.ts";
 import { type ClientOptions, connect, type KubeClient } from "../../lib/kubevirt/client.ts";
 import { ConnectionError, KubeApiError } from "../../lib/kubevirt/errors.ts";
@@ -34,10 +39,19 @@ export function givenFlags(
   return flags;
 }
 
-/** Parses a CLI number argument. */
+/** Parses a CLI number argument; a bad one is a usage error (exit 2). */
 export function numberArg(v: string): number {
   const n = Number(v);
-  if (v.trim() === "" || !Number.isFinite(n)) throw new TypeError(`expected a number, got "${v}"`);
+  if (v.trim() === "" || !Number.isFinite(n)) {
+    throw new InvalidArgumentError(`expected a number, got "${v}"`);
+  }
+  return n;
+}
+
+/** Parses a CLI integer argument; a bad one is a usage error (exit 2). */
+export function intArg(v: string): number {
+  const n = numberArg(v);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError(`expected an integer, got "${v}"`);
   return n;
 }
 
@@ -53,6 +67,30 @@ export function csv(v: string): string[] {
 
 /** Connects with the configured kubeconfig, context and rate limit. */
 export function clusterClient(
+  cfg: Pick<VirtworkSettings, "kubeconfig" | "context" | "qps" | "burst">,
+  deps: VirtworkDeps,
+  signal: AbortSignal | undefined,
+  onRetry?: ClientOptions["onRetry"],
+): { client: KubeClient; source: string } {
+  try {
+    return connectWith(cfg, deps, signal, onRetry);
+  } catch (e) {
+    if (e instanceof ConnectionError && e.message.startsWith(NO_CLUSTER)) {
+      throw new ConnectionError(
+        `${e.message}; pass --kubeconfig or set KUBECONFIG, or try virtwork run --dry-run, ` +
+          "which prints every object and needs no cluster",
+        [],
+        { cause: e },
+      );
+    }
+    throw e;
+  }
+}
+
+/** How lib/kubevirt's error begins when no kubeconfig or in-cluster account was found. */
+const NO_CLUSTER = "no cluster configuration found";
+
+function connectWith(
   cfg: Pick<VirtworkSettings, "kubeconfig" | "context" | "qps" | "burst">,
   deps: VirtworkDeps,
   signal: AbortSignal | undefined,
@@ -86,8 +124,40 @@ export function withExitCode(err: unknown): Error & { exitCode: number } {
   if (inner instanceof Error && inner.name === "InterruptedError") {
     e.exitCode = ExitCode.INTERRUPTED;
   } else if (inner instanceof ConnectionError) e.exitCode = ExitCode.CONNECTION;
-  else if (inner instanceof KubeApiError) e.exitCode = ExitCode.VM_OPERATION;
+  else if (inner instanceof ConfigError && inner.source?.startsWith("--")) {
+    // A flag's bad value (`--output xml`) is a usage error, as commander's own are.
+    e.exitCode = ExitCode.VALIDATION;
+  } else if (inner instanceof Error && inner.name === "AmbiguousRunIdError") {
+    e.exitCode = ExitCode.VALIDATION;
+  } else if (inner instanceof KubeApiError) e.exitCode = ExitCode.VM_OPERATION;
   else if (inner instanceof Error && inner.name === "ConfigError") e.exitCode = ExitCode.CONFIG;
   else e.exitCode = ExitCode.VM_OPERATION;
   return e;
+}
+
+/** A whole run id (what `crypto.randomUUID` makes): nothing to resolve. */
+const WHOLE_RUN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * The run id `idOrPrefix` stands for, as `audit show` takes one: a whole id as it is, else the one
+ * run of the audit trail (runs in `namespace`) or of the objects in `namespace` that it begins.
+ * Cleanup selects objects by label, and a label selector needs the whole value.
+ *
+ * @throws {AmbiguousRunIdError} when the prefix fits several runs (exit 2)
+ */
+export async function resolveRunId(
+  idOrPrefix: string,
+  where: { auditDb: string; namespace: string; api: ClusterApi },
+): Promise<string> {
+  if (WHOLE_RUN_ID.test(idOrPrefix)) return idOrPrefix;
+  const known = new Set(await clusterRunIds(where.api, where.namespace));
+  const db = await openAuditReader(where.auditDb);
+  if (db) {
+    try {
+      for (const id of runIdsWithPrefix(db, "virtwork", idOrPrefix, where.namespace)) known.add(id);
+    } finally {
+      db.close();
+    }
+  }
+  return resolveRunIdPrefix(idOrPrefix, known);
 }

@@ -17,8 +17,10 @@ import { ExitCode, type Io, setExitCode } from "../_program.ts";
 import {
   clusterClient,
   givenFlags,
+  intArg,
   interruptSignal,
   numberArg,
+  resolveRunId,
   type VirtworkDeps,
   withExitCode,
 } from "./_shared.ts";
@@ -41,14 +43,13 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
     )
     .option("--config <file>", "YAML configuration file (env VIRTWORK_CONFIG)")
     .option("-n, --namespace <name>", "namespace to clean (default virtwork)")
-    .option("--run-id <id>", "only objects of this run (label virtwork/run-id)")
+    .option(
+      "--run-id <id>",
+      "only objects of this run (label virtwork/run-id); a unique prefix will do, as in audit show",
+    )
     .option("--delete-namespace", "delete the namespace last (only if virtwork created it)")
     .option("--wait", "wait until the deleted objects are gone")
-    .option("--timeout <seconds>", "how long --wait waits (default 600)", (v) => {
-      const n = numberArg(v);
-      if (!Number.isInteger(n)) throw new TypeError(`expected an integer, got "${v}"`);
-      return n;
-    })
+    .option("--timeout <seconds>", "how long --wait waits (default 600)", intArg)
     .option("--poll-interval <seconds>", "seconds between polls with --wait (default 2)", numberArg)
     .option(
       "--kubeconfig <path>",
@@ -56,11 +57,7 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
     )
     .option("--context <name>", "kubeconfig context")
     .option("--qps <n>", "client-side API requests per second (default 20)", numberArg)
-    .option("--burst <n>", "client-side API request burst (default 20)", (v) => {
-      const n = numberArg(v);
-      if (!Number.isInteger(n)) throw new TypeError(`expected an integer, got "${v}"`);
-      return n;
-    })
+    .option("--burst <n>", "client-side API request burst (default 20)", intArg)
     .option("-o, --output <format>", "table or json (default table)")
     .action(async (_o: unknown, cmd: Command) => {
       const opts = cmd.opts() as Record<string, unknown>;
@@ -105,9 +102,19 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
         } catch (e) {
           throw withExitCode(e);
         }
+        const runId = typeof opts.runId === "string"
+          ? await resolveRunId(opts.runId, {
+            auditDb: cfg.auditDb,
+            namespace: cfg.namespace,
+            api: client,
+          }).catch((e) => {
+            throw withExitCode(e);
+          })
+          : undefined;
+        if (runId !== undefined && runId !== opts.runId) progress(`run id ${runId}`);
         const result = await cleanup(client, {
           namespace: cfg.namespace,
-          ...(typeof opts.runId === "string" ? { runId: opts.runId } : {}),
+          ...(runId !== undefined ? { runId } : {}),
           deleteNamespace: Boolean(opts.deleteNamespace),
           wait: Boolean(opts.wait),
           timeoutSeconds: cfg.timeout,
@@ -120,9 +127,7 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
           onProgress: progress,
         });
         io.out(
-          cfg.output === "json"
-            ? formatJson(result)
-            : cleanupSummary(result, typeof opts.runId === "string" ? opts.runId : undefined),
+          cfg.output === "json" ? formatJson(result) : cleanupSummary(result, runId),
         );
         for (const e of result.errors) io.err(`error: ${e.kind} ${e.name}: ${e.message}\n`);
         if (result.errors.length > 0) setExitCode(cmd, ExitCode.VM_OPERATION);

@@ -42,6 +42,7 @@ import {
   collect,
   csv,
   givenFlags,
+  intArg,
   interruptSignal,
   numberArg,
   type VirtworkDeps,
@@ -70,12 +71,6 @@ const FLAG_KEYS: (keyof VirtworkSettings)[] = [
   "burst",
   "output",
 ];
-
-function intArg(v: string): number {
-  const n = numberArg(v);
-  if (!Number.isInteger(n)) throw new TypeError(`expected an integer, got "${v}"`);
-  return n;
-}
 
 /** Largest SSH key file read, in bytes. */
 const KEY_FILE_MAX_BYTES = 1024 * 1024;

@@ -53,7 +53,7 @@ export type { SqliteAuditorOptions } from "./sqlite.ts";
 export { recordOperation } from "./operation.ts";
 export type { OperationContext, OperationInfo, RecordOperationOptions } from "./operation.ts";
 export { REDACTED, scrubText, scrubValue } from "./scrub.ts";
-export { entryDetails, findEntry, listEntries } from "./reader.ts";
+export { entryDetails, findEntry, listEntries, runIdsWithPrefix } from "./reader.ts";
 export type {
   AuditEntry,
   EntryDetails,

@@ -251,6 +251,24 @@ export function findEntry(db: DatabaseSync, idOrPrefix: string): AuditEntry | un
   return rows[0] ? toEntry(rows[0]) : undefined;
 }
 
+/**
+ * The run ids of `tool`'s runs (operation `run`; not cleanups, not dry runs) that begin with
+ * `prefix`, in `namespace` when one is given.
+ */
+export function runIdsWithPrefix(
+  db: DatabaseSync,
+  tool: AuditTool,
+  prefix: string,
+  namespace?: string,
+): string[] {
+  const inNamespace = namespace === undefined ? "" : " AND namespace = ?";
+  return (db.prepare(
+    `SELECT run_id FROM audit_log WHERE tool = ? AND operation = 'run' AND dry_run = 0
+     AND substr(run_id, 1, length(?)) = ?${inNamespace} ORDER BY run_id`,
+  ).all(tool, prefix, prefix, ...(namespace === undefined ? [] : [namespace])) as Row[])
+    .map((r) => String(r.run_id));
+}
+
 /** Everything recorded about the entry `idOrPrefix`, or undefined when there is none. */
 export function entryDetails(db: DatabaseSync, idOrPrefix: string): EntryDetails | undefined {
   const entry = findEntry(db, idOrPrefix);
