@@ -154,6 +154,7 @@ export class RpcConnection {
   #batch: WriteBatch | null = null;
   #writing = false;
   #batches = 0;
+  #calls = 0;
   #lastReceived = performance.now();
   #keepaliveTimer: ReturnType<typeof setInterval> | undefined;
   #sweepTimer: ReturnType<typeof setInterval> | undefined;
@@ -211,6 +212,14 @@ export class RpcConnection {
    */
   get writeBatches(): number {
     return this.#batches;
+  }
+
+  /**
+   * Number of calls sent so far, stream opens included (keepalive pings are not calls): the
+   * difference over an operation is the RPCs it made.
+   */
+  get callsSent(): number {
+    return this.#calls;
   }
 
   /** Number of calls waiting for a reply. */
@@ -487,6 +496,7 @@ export class RpcConnection {
   }
 
   #nextSerial(): number {
+    this.#calls++;
     this.#serial = this.#serial >= 0x7fffffff ? 1 : this.#serial + 1;
     return this.#serial;
   }
