@@ -18,16 +18,11 @@ import {
 } from "../libvirt/mod.ts";
 import { cidataIsoFromVm } from "./cloudinit.ts";
 import { type FoundryConfig, imageLocationFor, vmPoolFor } from "./config.ts";
-import { buildDomainXml, chooseDomainType, kvmOffered } from "./domain_xml.ts";
+import { buildDomainXml } from "./domain_xml.ts";
 import { domainDisks, type KeptDisk, planVolumeDeletion } from "./disks.ts";
-import {
-  type CreatedVolume,
-  parseDomainMetadata,
-  parseStoredDomainMetadata,
-  type StoredVm,
-} from "./metadata.ts";
+import { type CreatedVolume, parseStoredDomainMetadata, type StoredVm } from "./metadata.ts";
 import { ensureDirPool, StorageError } from "./pools.ts";
-import { hostResources } from "./host_resources.ts";
+import { type CreateFacts, HostSurvey } from "./host_resources.ts";
 import { type HostFacts, type PreflightProblem, preflightProblems } from "./preflight.ts";
 import { statusFromDomainState } from "./status.ts";
 import { buildVolumeXml, BYTES_PER_GB, volumePlan, type VolumeSpec } from "./storage_xml.ts";
@@ -87,6 +82,11 @@ export interface CreateOptions {
   signal?: AbortSignal;
   /** Do not start the domain (define only). */
   noStart?: boolean;
+  /**
+   * The host as the caller read it for this VM (`createVms` reads it once per file, see
+   * `HostSurvey`); read from the daemon when absent. The runtime checks run against it.
+   */
+  facts?: CreateFacts;
 }
 
 /** What `create` made. */
@@ -118,62 +118,10 @@ export async function hostFacts(
   config: FoundryConfig,
   poolFlag?: string,
 ): Promise<HostFacts> {
-  const [domains, bridges, host] = await Promise.all([
-    lv.listAllDomains(),
-    hostBridges(lv),
-    hostResources(lv, vm, config, poolFlag),
-  ]);
-  const xmls = await Promise.all(domains.map((d) => lv.domainGetXmlDesc(d).catch(() => "")));
-  const foundryVms: VirtualMachine[] = [];
-  for (const x of xmls) {
-    try {
-      const other = x ? parseDomainMetadata(x) : undefined;
-      if (other) foundryVms.push(other);
-    } catch { /* a foundry VM with unreadable metadata cannot clash by address */ }
-  }
-  const loc = imageLocationFor(vm, config);
-  let imageVolumes: string[] | undefined;
-  let imageFileExists: boolean | undefined;
-  if (loc?.kind === "volume") {
-    try {
-      const pool = await lv.storagePoolLookupByName(loc.pool);
-      imageVolumes = (await lv.storagePoolListAllVolumes(pool)).map((v) => v.name);
-    } catch (e) {
-      if (!(e instanceof LibvirtError && e.isNoStoragePool())) throw e;
-    }
-  } else if (loc?.kind === "path") {
-    imageFileExists = await lv.storageVolLookupByPath(loc.path).then(() => true, () => false);
-  }
-  const facts: HostFacts = {
-    domains: domains.map((d) => d.name),
-    bridges,
-    foundryVms,
-    imageVolumes,
-    imagesPool: config.imagesPool,
-    host,
-  };
-  if (imageFileExists !== undefined) facts.imageFileExists = imageFileExists;
-  return facts;
+  return (await new HostSurvey(lv).factsFor(vm, config, poolFlag)).facts;
 }
 
-/** Names of the host's bridges: interfaces of type bridge, and virtual networks' bridges. */
-export async function hostBridges(lv: Libvirt): Promise<string[]> {
-  const out = new Set<string>();
-  try {
-    const ifaces = await lv.listAllInterfaces();
-    const xmls = await Promise.all(ifaces.map((i) => lv.interfaceGetXmlDesc(i).catch(() => "")));
-    ifaces.forEach((i, k) => {
-      if (/^<interface[^>]*type=['"]bridge['"]/.test(xmls[k] ?? "")) out.add(i.name);
-    });
-  } catch (e) {
-    if (!(e instanceof LibvirtError && e.isNoSupport())) throw e;
-  }
-  for (const n of await lv.listAllNetworks()) {
-    const m = /<bridge\s[^>]*name=['"]([^'"]+)['"]/.exec(await lv.networkGetXmlDesc(n));
-    if (m?.[1]) out.add(m[1]);
-  }
-  return [...out].sort();
-}
+export { hostBridges } from "./host_resources.ts";
 
 /**
  * Creates `vm`: runtime checks, pool, boot overlay and data disks, the cidata ISO uploaded through a
@@ -207,30 +155,43 @@ export async function createVm(
   };
   try {
     await step("validate");
-    const facts = await hostFacts(lv, vm, opts.config, opts.pool);
-    const problems = preflightProblems(vm, facts);
+    const checked = opts.facts ??
+      await new HostSurvey(lv).factsFor(vm, opts.config, opts.pool);
+    const problems = preflightProblems(vm, checked.facts);
     if (problems.length) {
       throw new RuntimeCheckError(name, problems);
     }
-    const capabilities = await lv.getCapabilities();
-    const domainType = chooseDomainType(vm, opts.config.domainType, kvmOffered(capabilities));
+    const domainType = checked.domainType;
     done("validate", `runtime checks passed (domain type ${domainType})`);
 
     await step("storage");
     const poolName = vmPoolFor(vm, opts.config, opts.pool);
-    const pool = poolName === opts.config.vmsPool
-      ? await ensureDirPool(lv, poolName, opts.config.vmsPath)
-      : await lv.storagePoolLookupByName(poolName).catch((e) => {
-        throw new StorageError(`Storage pool ${poolName} does not exist: ${(e as Error).message}`, {
-          cause: e,
-        });
-      });
+    // The pool and the base image are independent: both are looked up at once.
+    const [pool, backing] = await Promise.all([
+      poolName === opts.config.vmsPool
+        ? ensureDirPool(lv, poolName, opts.config.vmsPath)
+        : lv.storagePoolLookupByName(poolName).catch((e) => {
+          throw new StorageError(
+            `Storage pool ${poolName} does not exist: ${(e as Error).message}`,
+            { cause: e },
+          );
+        }),
+      backingStoreOf(lv, vm, opts.config, checked.imageVolume),
+    ]);
     const iso = cidataIsoFromVm(vm);
     const plan = volumePlan(vm, poolName, iso.length);
-    const backing = await backingStoreOf(lv, vm, opts.config);
-    for (const spec of plan.filter((v) => v.role !== "cloudinit")) {
-      volumes.push(await createVolume(lv, pool, spec, spec.overlay ? backing : undefined, undo));
-    }
+    // The disks are created together: libvirtd builds each (qemu-img for qcow2) in its own worker.
+    volumes.push(
+      ...await createVolumes(
+        lv,
+        pool,
+        plan.filter((v) => v.role !== "cloudinit").map((spec) => ({
+          spec,
+          backing: spec.overlay ? backing : undefined,
+        })),
+        undo,
+      ),
+    );
     const gb = (vm.spec.dataDisks ?? []).reduce((n, d) => n + d.sizeGB, 0);
     done(
       "storage",
@@ -239,7 +200,8 @@ export async function createVm(
 
     await step("cloudinit");
     const isoSpec = plan.find((v) => v.role === "cloudinit")!;
-    const isoVol = await createVolume(lv, pool, isoSpec, undefined, undo);
+    const [isoVol] = await createVolumes(lv, pool, [{ spec: isoSpec, backing: undefined }], undo);
+    if (!isoVol) throw new StorageError(`Cannot create volume ${isoSpec.name}`);
     volumes.push(isoVol);
     try {
       await lv.storageVolUpload(isoVol, once(iso), { length: iso.length });
@@ -326,53 +288,73 @@ async function* once(bytes: Uint8Array): AsyncGenerator<Uint8Array> {
   yield bytes;
 }
 
-async function createVolume(
+type Backing = { path: string; format: "qcow2" | "raw" };
+
+/**
+ * Creates the volumes at once. Each one made gets its undo entry, in `specs` order, whether or not
+ * another failed; the first failure (in `specs` order) is thrown once all have answered.
+ */
+async function createVolumes(
   lv: Libvirt,
   pool: StoragePoolRef,
-  spec: VolumeSpec,
-  backing: { path: string; format: "qcow2" | "raw" } | undefined,
+  specs: readonly { spec: VolumeSpec; backing: Backing | undefined }[],
   undo: (() => Promise<void>)[],
-): Promise<StorageVolRef> {
-  let vol: StorageVolRef;
-  try {
-    vol = await lv.storageVolCreateXml(pool, buildVolumeXml(spec, backing));
-  } catch (e) {
+): Promise<StorageVolRef[]> {
+  const settled = await Promise.allSettled(
+    specs.map(({ spec, backing }) => lv.storageVolCreateXml(pool, buildVolumeXml(spec, backing))),
+  );
+  const made: StorageVolRef[] = [];
+  let failure: StorageError | undefined;
+  settled.forEach((r, k) => {
+    const spec = specs[k]!.spec;
+    if (r.status === "fulfilled") {
+      const vol = r.value;
+      made.push(vol);
+      undo.push(() => lv.storageVolDelete(vol));
+      return;
+    }
+    const e = r.reason;
     const exists = e instanceof LibvirtError && e.isStorageVolExists();
-    throw new StorageError(
+    failure ??= new StorageError(
       exists
         ? `Volume ${spec.name} already exists in pool ${spec.pool} (another VM or a create in progress)`
         : `Cannot create volume ${spec.name} in pool ${spec.pool}: ${(e as Error).message}`,
       { cause: e },
     );
-  }
-  undo.push(() => lv.storageVolDelete(vol));
-  return vol;
+  });
+  if (failure) throw failure;
+  return made;
 }
 
 async function backingStoreOf(
   lv: Libvirt,
   vm: VirtualMachine,
   config: FoundryConfig,
-): Promise<{ path: string; format: "qcow2" | "raw" } | undefined> {
+  known?: StorageVolRef,
+): Promise<Backing | undefined> {
   const loc = imageLocationFor(vm, config);
   if (!loc || vm.spec.bootDisk.empty === true) return undefined;
   try {
-    const vol = loc.kind === "volume"
-      ? await lv.storageVolLookupByName(await lv.storagePoolLookupByName(loc.pool), loc.volume)
-      : await lv.storageVolLookupByPath(loc.path);
-    const xml = await lv.storageVolGetXmlDesc(vol);
+    const vol = known ??
+      (loc.kind === "volume"
+        ? await lv.storageVolLookupByName(await lv.storagePoolLookupByName(loc.pool), loc.volume)
+        : await lv.storageVolLookupByPath(loc.path));
+    const [xml, info, path] = await Promise.all([
+      lv.storageVolGetXmlDesc(vol),
+      lv.storageVolGetInfo(vol),
+      lv.storageVolGetPath(vol),
+    ]);
     const format = /<format\s+type=['"](qcow2|raw)['"]/.exec(xml)?.[1] as
       | "qcow2"
       | "raw"
       | undefined;
     if (!format) throw new Error("the image is neither qcow2 nor raw");
-    const info = await lv.storageVolGetInfo(vol);
     if (info.capacity > vm.spec.bootDisk.sizeGB * BYTES_PER_GB) {
       throw new Error(
         `the image's virtual size (${info.capacity} bytes) exceeds bootDisk.sizeGB ${vm.spec.bootDisk.sizeGB}`,
       );
     }
-    return { path: await lv.storageVolGetPath(vol), format };
+    return { path, format };
   } catch (e) {
     throw new StorageError(`Base image ${vm.spec.bootDisk.image}: ${(e as Error).message}`, {
       cause: e,
