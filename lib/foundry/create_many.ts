@@ -20,27 +20,14 @@
  * @module
  */
 
-import { type Libvirt, LibvirtError } from "../libvirt/mod.ts";
-import { imageLocationFor, vmPoolFor } from "./config.ts";
-import { chooseDomainType, kvmOffered } from "./domain_xml.ts";
-import { parseStoredDomainMetadata, passwordHashChanged, withoutPasswordHash } from "./metadata.ts";
-import {
-  type HostFacts,
-  type HostResources,
-  type PreflightProblem,
-  preflightProblems,
-} from "./preflight.ts";
+import type { Libvirt } from "../libvirt/mod.ts";
+import { passwordHashChanged, type StoredVm, withoutPasswordHash } from "./metadata.ts";
+import { type PreflightProblem, preflightProblems } from "./preflight.ts";
 import type { VirtualMachine } from "./types.ts";
-import { hostTopology, maxVcpusOf, poolSpaceOf } from "./host_resources.ts";
+import { type CreateFacts, HostSurvey } from "./host_resources.ts";
 
 export { hostTopology } from "./host_resources.ts";
-import {
-  type CreateOptions,
-  type CreateResult,
-  type CreateStep,
-  createVm,
-  hostBridges,
-} from "./vm.ts";
+import { type CreateOptions, type CreateResult, type CreateStep, createVm } from "./vm.ts";
 
 /** The runtime checks of one or more VMs of a file failed: nothing was created. */
 export class CreateCheckError extends Error {
@@ -129,17 +116,13 @@ export interface CreatePlan {
   create: VirtualMachine[];
   /** VMs that exist with the same spec. */
   unchanged: VirtualMachine[];
+  /** The facts each VM to create was checked against, by name (`createVm` reuses them). */
+  facts: Map<string, CreateFacts>;
 }
 
 /** Whether `vm` is what the domain's stored spec says (password hash by fingerprint). */
-function sameSpec(domainXml: string, vm: VirtualMachine): boolean {
-  let stored;
-  try {
-    stored = parseStoredDomainMetadata(domainXml);
-  } catch {
-    return false;
-  }
-  if (stored === undefined || passwordHashChanged(stored, vm)) return false;
+function sameSpec(stored: StoredVm, vm: VirtualMachine): boolean {
+  if (passwordHashChanged(stored, vm)) return false;
   const mine = withoutPasswordHash(vm);
   return canonicalJson([stored.vm.metadata, stored.vm.spec]) ===
     canonicalJson([mine.metadata, mine.spec]);
@@ -166,104 +149,36 @@ export async function planCreate(
   vms: readonly VirtualMachine[],
   opts: Pick<CreateOptions, "config" | "pool">,
 ): Promise<CreatePlan> {
-  const config = opts.config;
-  const [domains, bridges, capabilities] = await Promise.all([
-    lv.listAllDomains(),
-    hostBridges(lv),
-    lv.getCapabilities(),
-  ]);
-  const xmls = new Map<string, string>();
-  await Promise.all(domains.map(async (d) => {
-    xmls.set(d.name, await lv.domainGetXmlDesc(d).catch(() => ""));
-  }));
-  const foundryVms: VirtualMachine[] = [];
-  for (const x of xmls.values()) {
-    try {
-      const stored = x ? parseStoredDomainMetadata(x) : undefined;
-      if (stored) foundryVms.push(stored.vm);
-    } catch { /* a foundry VM with unreadable metadata cannot clash by address */ }
-  }
-  const topology = hostTopology(capabilities);
-  const kvm = kvmOffered(capabilities);
-  const maxVcpus = new Map<string, Promise<number | undefined>>();
-  const vcpuMax = (virtType: string) => {
-    if (!maxVcpus.has(virtType)) maxVcpus.set(virtType, maxVcpusOf(lv, virtType));
-    return maxVcpus.get(virtType)!;
-  };
-  const pools = new Map<string, Promise<HostResources["vmPool"]>>();
-  const poolFacts = (name: string) => {
-    if (!pools.has(name)) pools.set(name, poolSpaceOf(lv, name));
-    return pools.get(name)!;
-  };
-  const imageVolumes = new Map<string, Promise<string[] | undefined>>();
-  const volumesOf = (pool: string) => {
-    if (!imageVolumes.has(pool)) {
-      imageVolumes.set(
-        pool,
-        lv.storagePoolLookupByName(pool).then(
-          async (p) => (await lv.storagePoolListAllVolumes(p)).map((v) => v.name),
-          (e) => {
-            if (e instanceof LibvirtError && e.isNoStoragePool()) return undefined;
-            throw e;
-          },
-        ),
-      );
-    }
-    return imageVolumes.get(pool)!;
-  };
-
-  const plan: CreatePlan = { create: [], unchanged: [] };
+  // Each fact is read once for the whole file, the independent ones together.
+  const survey = new HostSurvey(lv);
+  const all = await Promise.all(vms.map((vm) => survey.factsFor(vm, opts.config, opts.pool)));
+  const domains = new Map((await survey.domains()).map((d) => [d.name, d]));
+  const plan: CreatePlan = { create: [], unchanged: [], facts: new Map() };
   const problems = new Map<string, PreflightProblem[]>();
-  for (const vm of vms) {
+  for (const [k, vm] of vms.entries()) {
     const name = vm.metadata.name;
-    const existing = xmls.get(name);
-    if (existing !== undefined && existing !== "" && sameSpec(existing, vm)) {
+    const existing = domains.get(name);
+    if (existing?.stored && sameSpec(existing.stored, vm)) {
       plan.unchanged.push(vm);
       continue;
     }
     const own: PreflightProblem[] = [];
-    let names = domains.map((d) => d.name);
-    if (existing !== undefined) {
-      let foundry = false;
-      try {
-        foundry = parseStoredDomainMetadata(existing) !== undefined;
-      } catch {
-        /* unreadable metadata: still foundry's, and still different */
-        foundry = true;
-      }
-      if (foundry) {
-        own.push({
-          path: "metadata.name",
-          message:
-            `VM "${name}" already exists with a different spec; destroy it first, or put its spec back in the file`,
-        });
-        names = names.filter((n) => n !== name);
-      }
-    }
-    const loc = imageLocationFor(vm, config);
-    const domainType = chooseDomainType(vm, config.domainType, kvm);
-    const host: HostResources = { ...topology };
-    const max = await vcpuMax(domainType);
-    if (max !== undefined) host.maxVcpus = max;
-    const pool = await poolFacts(vmPoolFor(vm, config, opts.pool));
-    if (pool !== undefined) host.vmPool = pool;
-    const facts: HostFacts = {
-      domains: names,
-      bridges,
-      foundryVms,
-      imageVolumes: loc?.kind === "volume" ? await volumesOf(loc.pool) : undefined,
-      imagesPool: config.imagesPool,
-      host,
-    };
-    if (loc?.kind === "path") {
-      facts.imageFileExists = await lv.storageVolLookupByPath(loc.path).then(
-        () => true,
-        () => false,
-      );
+    const checked = all[k]!;
+    let facts = checked.facts;
+    if (existing?.foundry) {
+      own.push({
+        path: "metadata.name",
+        message:
+          `VM "${name}" already exists with a different spec; destroy it first, or put its spec back in the file`,
+      });
+      facts = { ...facts, domains: facts.domains.filter((n) => n !== name) };
     }
     own.push(...preflightProblems(vm, facts));
     if (own.length) problems.set(name, own);
-    else plan.create.push(vm);
+    else {
+      plan.create.push(vm);
+      plan.facts.set(name, checked);
+    }
   }
   if (problems.size) throw new CreateCheckError(problems);
   return plan;
@@ -291,6 +206,9 @@ export async function createVms(
   };
   for (const vm of plan.unchanged) opts.onVm?.(vm, "unchanged");
   const around = opts.around ?? ((_vm, create) => create());
+  // VMs created by this run join the facts the later ones are checked against.
+  const madeNames: string[] = [];
+  const madeVms: VirtualMachine[] = [];
   for (const [i, vm] of plan.create.entries()) {
     opts.onVm?.(vm, "creating");
     try {
@@ -300,7 +218,20 @@ export async function createVms(
       if (opts.noStart !== undefined) create.noStart = opts.noStart;
       if (opts.onStep) create.onStep = (s, d, ms) => opts.onStep?.(vm, s, d, ms);
       if (opts.beforeStep) create.beforeStep = (s) => opts.beforeStep?.(vm, s);
+      const checked = plan.facts.get(vm.metadata.name);
+      if (checked) {
+        create.facts = {
+          ...checked,
+          facts: {
+            ...checked.facts,
+            domains: [...checked.facts.domains, ...madeNames],
+            foundryVms: [...checked.facts.foundryVms, ...madeVms],
+          },
+        };
+      }
       summary.created.push(await around(vm, () => createVm(lv, vm, create)));
+      madeNames.push(vm.metadata.name);
+      madeVms.push(vm);
     } catch (error) {
       summary.failed = { vm, error };
       summary.notAttempted = plan.create.slice(i + 1);
