@@ -40,8 +40,9 @@ interface Node {
 export type ArgResolver = (path: readonly string[], arg: Argument) => ArgCompletion;
 
 /** Default resolver: arguments named like a file or path complete file names, others nothing. */
-export const fileArgs: ArgResolver = (_path, arg) =>
-  /file|path|dir/i.test(arg.name()) ? { kind: "file" } : { kind: "none" };
+export function fileArgs(_path: readonly string[], arg: Argument): ArgCompletion {
+  return /file|path|dir/i.test(arg.name()) ? { kind: "file" } : { kind: "none" };
+}
 
 function flagsOf(o: Option): string[] {
   return [o.short, o.long].filter((f): f is string => typeof f === "string");

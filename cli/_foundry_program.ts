@@ -53,7 +53,8 @@ export const FOUNDRY_COMMANDS: readonly LazyCommands<Factory>[] = [
   {
     words: ["history"],
     load: async () => [(await import("./foundry/history.ts")).historyCommand],
-  },  {
+  },
+  {
     words: ["completion"],
     load: async () => [(await import("./foundry/completion.ts")).completionCommand],
   },

@@ -21,7 +21,8 @@ export const VIRTWORK_COMMANDS: readonly LazyCommands<Factory>[] = [
     words: ["cleanup"],
     load: async () => [(await import("./virtwork/cleanup.ts")).cleanupCommand],
   },
-  { words: ["audit"], load: async () => [(await import("./virtwork/audit.ts")).auditCommand] },  {
+  { words: ["audit"], load: async () => [(await import("./virtwork/audit.ts")).auditCommand] },
+  {
     words: ["completion"],
     load: async () => [(await import("./virtwork/completion.ts")).completionCommand],
   },
