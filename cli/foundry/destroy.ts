@@ -8,7 +8,7 @@ import { configFor, progress, withLibvirt } from "./_context.ts";
 
 /** `foundry destroy NAME`: graceful shutdown, forced after the timeout, undefine, delete volumes. */
 export function destroyCommand(io: Io): Command {
-  return new Command("destroy")
+  return new Command("destroy").aliases(["rm", "delete"])
     .description("Stop a VM, remove its definition, NVRAM and volumes")
     .argument("<name>", "VM name")
     .option("--timeout <seconds>", "wait this long for a graceful shutdown before forcing off")
