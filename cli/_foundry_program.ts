@@ -102,10 +102,11 @@ export async function foundryProgram(
   return program;
 }
 
-/** Runs foundry's command tree with `args` (the front door has read `word` from them). */
+/** Runs foundry's command tree with `args` (the front door has read `word` from them);
+ * `io` defaults to the process's stdout and stderr. */
 export async function runFoundry(
   args: string[],
-  io: Io,
+  io: Io = processIo,
   deps: FoundryDeps,
   word: string | undefined,
 ): Promise<number> {

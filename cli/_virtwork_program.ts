@@ -51,10 +51,11 @@ export async function virtworkProgram(
   return program;
 }
 
-/** Runs virtwork's command tree with `args` (the front door has read `word` from them). */
+/** Runs virtwork's command tree with `args` (the front door has read `word` from them);
+ * `io` defaults to the process's stdout and stderr. */
 export async function runVirtwork(
   args: string[],
-  io: Io,
+  io: Io = processIo,
   deps: VirtworkDeps,
   word: string | undefined,
 ): Promise<number> {

@@ -51,8 +51,7 @@ export async function main(args: string[], io?: Io, deps: FoundryDeps = {}): Pro
     return 0;
   }
   const { runFoundry } = await import("./_foundry_program.ts");
-  const { processIo } = await import("./_program.ts");
-  return runFoundry(args, io ?? processIo, deps, launch.word);
+  return runFoundry(args, io, deps, launch.word);
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -42,8 +42,7 @@ export async function main(args: string[], io?: Io, deps: VirtworkDeps = {}): Pr
     return 0;
   }
   const { runVirtwork } = await import("./_virtwork_program.ts");
-  const { processIo } = await import("./_program.ts");
-  return runVirtwork(args, io ?? processIo, deps, launch.word);
+  return runVirtwork(args, io, deps, launch.word);
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

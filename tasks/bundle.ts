@@ -1,0 +1,95 @@
+#!/usr/bin/env -S deno run --allow-read --allow-write --allow-env --allow-run=deno
+/**
+ * `deno task bundle`: builds `dist/bundle/foundry.js` and `dist/bundle/virtwork.js`, the artifacts
+ * `deno task install` installs. Two `deno bundle` runs:
+ *
+ * - each entry alone, holding only the front door (`cli/_launch.ts`) and loading its command tree
+ *   (`_foundry_program.js`, `_virtwork_program.js`) when a command runs. A code-split entry would
+ *   import esbuild's shared helper chunk, whose `node:module` import starts Deno's Node
+ *   compatibility layer (~20 ms measured) before `--version` could answer;
+ * - both command trees together with `--code-splitting`: every command's code (commander, lib/, the
+ *   npm packages it uses) sits in chunks loaded when that command runs, and no npm resolution
+ *   happens at start-up.
+ *
+ * `dist/` is not committed: a bundle is always built from the sources it ships (the install task
+ * builds it afresh; tests/shipping/install_test.ts compares its output with the sources').
+ * @module
+ */
+import { join } from "node:path";
+
+/** The repository root. */
+export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+/** Where the bundles go, relative to the repository root. */
+export const BUNDLE_DIR = "dist/bundle";
+
+/** The entries bundled (`dist/bundle/NAME.js`) and the command tree each loads. */
+export const BUNDLE_ENTRIES = [
+  { name: "foundry", entry: "cli/foundry.ts", program: "_foundry_program" },
+  { name: "virtwork", entry: "cli/virtwork.ts", program: "_virtwork_program" },
+] as const;
+
+/**
+ * Files loaded by URL relative to the module that uses them (`new Worker(new URL(...))`), which
+ * `deno bundle` does not follow: copied next to the chunks, where those URLs point.
+ */
+const BESIDE_CHUNKS = ["lib/foundry/_hash_worker.ts"];
+
+/** Result of {@linkcode bundleAll}. */
+export interface BundleOutcome {
+  ok: boolean;
+  /** Absolute directory of the bundles. */
+  outDir: string;
+  /** deno bundle's complaint, when it failed. */
+  message: string;
+}
+
+/** Bundles both executables into `outDir` (default `dist/bundle` of the repository), afresh. */
+export async function bundleAll(outDir = join(ROOT, BUNDLE_DIR)): Promise<BundleOutcome> {
+  await Deno.remove(outDir, { recursive: true }).catch((e) => {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  });
+  await Deno.mkdir(outDir, { recursive: true });
+  const trees = await denoBundle([
+    "--code-splitting",
+    ...BUNDLE_ENTRIES.map((e) => `cli/${e.program}.ts`),
+  ], outDir);
+  if (!trees.ok) return trees;
+  const doors = await denoBundle([
+    ...BUNDLE_ENTRIES.map((e) => `--external=./${e.program}.ts`),
+    ...BUNDLE_ENTRIES.map((e) => e.entry),
+  ], outDir);
+  if (!doors.ok) return doors;
+  for (const e of BUNDLE_ENTRIES) {
+    const path = join(outDir, `${e.name}.js`);
+    const code = await Deno.readTextFile(path);
+    const from = `import("./${e.program}.ts")`;
+    if (!code.includes(from)) {
+      return { ok: false, outDir, message: `${path} does not load ${e.program}.ts as expected` };
+    }
+    await Deno.writeTextFile(path, code.replaceAll(from, `import("./${e.program}.js")`));
+  }
+  for (const f of BESIDE_CHUNKS) {
+    await Deno.copyFile(join(ROOT, f), join(outDir, f.split("/").pop()!));
+  }
+  return { ok: true, outDir, message: "" };
+}
+
+async function denoBundle(args: string[], outDir: string): Promise<BundleOutcome> {
+  // By name, so that --allow-run=deno covers it (see tasks/compile.ts).
+  const out = await new Deno.Command("deno", {
+    args: ["bundle", "--quiet", "--platform", "deno", "--outdir", outDir, ...args],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const text = new TextDecoder().decode(out.stderr).trim();
+  return { ok: out.success, outDir, message: text.split("\n").slice(-3).join(" ") };
+}
+
+if (import.meta.main) {
+  const r = await bundleAll(Deno.args[0]);
+  console.log(r.ok ? `built ${r.outDir}` : `could not bundle: ${r.message}`);
+  Deno.exit(r.ok ? 0 : 1);
+}
