@@ -43,6 +43,8 @@ const PACKAGES: Record<string, string> = {
   xorriso: "xorriso",
   "systemd-analyze": "systemd",
   fio: "fio",
+  zsh: "zsh",
+  fish: "fish",
   "qemu-img": "qemu-utils",
   openssl: "openssl",
   "ssh-keygen": "openssh-client",
