@@ -39,6 +39,7 @@ const PACKAGES: Record<string, string> = {
   virsh: "libvirt-clients",
   xmllint: "libxml2-utils",
   "cloud-init": "cloud-init",
+  "cloud-localds": "cloud-image-utils",
   isoinfo: "genisoimage",
   xorriso: "xorriso",
   "systemd-analyze": "systemd",
