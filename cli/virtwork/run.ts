@@ -17,6 +17,7 @@ import {
   type CreateOutcome,
   executeRun,
   type RunAuditContext,
+  type RunEvent,
   RunFailedError,
   type RunResult,
 } from "../../lib/kubevirt/run.ts";
@@ -36,7 +37,8 @@ import {
   withSshCredentials,
 } from "../../lib/workloads/registry.ts";
 import { givenAuditFlags, openAuditor } from "../_audit.ts";
-import { ExitCode, type Io, setExitCode } from "../_program.ts";
+import { ExitCode, type Io, processIo, setExitCode } from "../_program.ts";
+import { openStatusLine } from "../_status.ts";
 import {
   clusterClient,
   collect,
@@ -300,6 +302,7 @@ async function deployPlan(
       }
     })();
     progress(`cluster ${client.server} (${source}); run id ${plan.runId}`);
+    const status = runStatus(io, deps, env, plan, cfg);
     let result: RunResult;
     try {
       result = await executeRun(client, plan, {
@@ -311,8 +314,10 @@ async function deployPlan(
         auditor,
         audit: { ...audit, target: client.server },
         onProgress: progress,
+        onEvent: status.onEvent,
       });
     } catch (e) {
+      status.done();
       if (e instanceof RunFailedError) {
         io.err(existsReport(e.result, plan));
         const api = e.cause;
@@ -331,6 +336,7 @@ async function deployPlan(
       }
       throw withExitCode(e);
     }
+    status.done();
     const color = useColor({ isTerminal: deps.isTerminal ?? false, env });
     io.out(cfg.output === "json" ? formatJson(result) : summary(result, color));
     if (result.interrupted) {
@@ -346,6 +352,76 @@ async function deployPlan(
   } finally {
     dispose();
   }
+}
+
+/** Whether virtwork's stderr is a terminal: as the test says, else the process's. */
+function stderrIsTerminal(io: Io, deps: VirtworkDeps): boolean {
+  if (io.isTerminal !== undefined) return io.isTerminal;
+  if (deps.isTerminal !== undefined) return deps.isTerminal;
+  if (io !== processIo) return false;
+  try {
+    return Deno.stderr.isTerminal();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What a run shows on stderr while it works: when piped, one line per VM created, ready or
+ * failed; on a terminal a live line (`ready 3/12, failed 0, elapsed 41s / timeout 600s`), and
+ * failures as lines that stay.
+ */
+function runStatus(
+  io: Io,
+  deps: VirtworkDeps,
+  env: Record<string, string | undefined>,
+  plan: RunPlan,
+  cfg: VirtworkSettings,
+): { onEvent: (e: RunEvent) => void; done: () => void } {
+  const isTerminal = stderrIsTerminal(io, deps);
+  const line = openStatusLine({
+    isTerminal,
+    write: io.err,
+    env: (n) => env[n],
+    timeoutSeconds: cfg.noWait ? undefined : cfg.timeout,
+  });
+  const total = plan.vms.length;
+  let created = 0;
+  let ready = 0;
+  let failed = 0;
+  const show = () =>
+    line.status(
+      ready + failed === 0 && created < total
+        ? `created ${created}/${total}`
+        : `ready ${ready}/${total}, failed ${failed}`,
+    );
+  const name = (n: string) => sanitizeText(n, { singleLine: true });
+  return {
+    onEvent(e) {
+      switch (e.type) {
+        case "vmCreated":
+          created++;
+          if (!isTerminal) {
+            line.line(`VM ${name(e.name)} ${e.outcome === "created" ? "created" : "exists"}`);
+          }
+          break;
+        case "vmReady":
+          ready++;
+          if (!isTerminal) line.line(`VM ${name(e.name)} ready after ${e.seconds.toFixed(1)}s`);
+          break;
+        case "vmFailed":
+          failed++;
+          line.line(`VM ${name(e.name)} failed: ${sanitizeText(e.message, { singleLine: true })}`);
+          break;
+        case "waiting":
+          ready = e.ready;
+          failed = e.failed;
+          break;
+      }
+      show();
+    },
+    done: () => line.done(),
+  };
 }
 
 /** The summary table and a closing line. */

@@ -59,7 +59,15 @@ export {
   vmFailure,
   vmiReady,
 } from "./run.ts";
-export type { CreateOutcome, RunAuditContext, RunOptions, RunResult, VmOutcome } from "./run.ts";
+export type {
+  CreateOutcome,
+  RunAuditContext,
+  RunEvent,
+  RunOptions,
+  RunResult,
+  VmOutcome,
+} from "./run.ts";
+export { AmbiguousRunIdError, clusterRunIds, resolveRunIdPrefix } from "./run_id.ts";
 export {
   ENV_PREFIX,
   loadVirtworkConfig,

@@ -45,7 +45,20 @@ export interface RunOptions {
   audit?: RunAuditContext;
   /** Progress messages for verbose output. */
   onProgress?: (message: string) => void;
+  /** What happens to the VMs, as typed events (the CLI prints them as it likes). */
+  onEvent?: (event: RunEvent) => void;
 }
+
+/** One thing that happened to a run's VMs; see {@linkcode RunOptions.onEvent}. */
+export type RunEvent =
+  /** A VirtualMachine was created (or was already this run's). */
+  | { type: "vmCreated"; name: string; outcome: "created" | "exists" }
+  /** Its VMI became Ready. */
+  | { type: "vmReady"; name: string; seconds: number }
+  /** It cannot become ready (a Failed VMI, an error status). */
+  | { type: "vmFailed"; name: string; message: string }
+  /** A readiness poll ended with VMs still pending; counts over the whole run. */
+  | { type: "waiting"; ready: number; failed: number; pending: number; total: number };
 
 /** Context recorded with a run; never credentials (keys naming them are redacted anyway). */
 export interface RunAuditContext {
@@ -224,6 +237,9 @@ export async function executeRun(
       outcome = "exists";
     }
     progress(`${obj.kind} ${obj.metadata.name}: ${outcome}`);
+    if (resource === "virtualmachines") {
+      opts.onEvent?.({ type: "vmCreated", name: obj.metadata.name, outcome });
+    }
     await audit(() =>
       auditor.objectCreated({
         runId: plan.runId,
@@ -609,6 +625,7 @@ async function waitForReady(
         result.failedVms++;
         pending.delete(name);
         progress(`VM ${name}: ${v.error}`);
+        opts.onEvent?.({ type: "vmFailed", name, message: failure.message });
         await event({
           level: "error",
           reason: "VmFailed",
@@ -620,6 +637,7 @@ async function waitForReady(
         v.secondsToReady = (now - (created.get(name) ?? now)) / 1000;
         pending.delete(name);
         progress(`VM ${name}: ready after ${v.secondsToReady.toFixed(1)}s`);
+        opts.onEvent?.({ type: "vmReady", name, seconds: v.secondsToReady });
         await event({
           level: "info",
           reason: "VmReady",
@@ -644,6 +662,13 @@ async function waitForReady(
       break;
     }
     progress(`waiting for ${pending.size} of ${plan.vms.length} VMs`);
+    opts.onEvent?.({
+      type: "waiting",
+      ready: result.vms.filter((v) => v.ready).length,
+      failed: result.failedVms,
+      pending: pending.size,
+      total: plan.vms.length,
+    });
     try {
       await sleep(Math.min(opts.pollIntervalSeconds * 1000, left), opts.signal);
     } catch {
