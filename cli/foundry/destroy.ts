@@ -1,16 +1,28 @@
 import { Command } from "npm:commander@^15.1.0";
 import { destroyVm } from "../../lib/foundry/vm.ts";
 import { sanitizeText } from "../../lib/output/sanitize.ts";
-import type { Io } from "../_program.ts";
+import { type Io, isTerminalIo } from "../_program.ts";
 import { withFoundryAudit } from "../_audit.ts";
 import { signalOption } from "../_signals.ts";
-import { configFor, progress, withLibvirt } from "./_context.ts";
+import { openStatusLine, stageLine, type StatusLine } from "../_status.ts";
+import { configFor, envOf, withLibvirt } from "./_context.ts";
+import {
+  checkTargets,
+  forEachTarget,
+  type TargetOptions,
+  targetOptions,
+  targetsOrNote,
+} from "./_targets.ts";
 
-/** `foundry destroy NAME`: graceful shutdown, forced after the timeout, undefine, delete volumes. */
+/**
+ * `foundry destroy NAME...`: graceful shutdown, forced after the timeout, undefine, delete
+ * volumes. While the guest is given its grace period a terminal shows a live line.
+ */
 export function destroyCommand(io: Io): Command {
-  return new Command("destroy").aliases(["rm", "delete"])
-    .description("Stop a VM, remove its definition, NVRAM and volumes")
-    .argument("<name>", "VM name")
+  return targetOptions(
+    new Command("destroy").aliases(["rm", "delete"])
+      .description("Stop VMs, remove their definitions, NVRAM and volumes"),
+  )
     .option("--timeout <seconds>", "wait this long for a graceful shutdown before forcing off")
     .option("--force", "also remove a domain foundry did not create (its disks are kept)")
     .addHelpText(
@@ -20,40 +32,63 @@ export function destroyCommand(io: Io): Command {
     )
     .addHelpText(
       "after",
-      "\nExamples:\n  foundry destroy web-01\n  foundry destroy web-01 --timeout 30\n",
+      "\nExamples:\n  foundry destroy web-01\n  foundry destroy web-01 web-02 --timeout 30\n" +
+        "  foundry destroy -l role=web\n  foundry destroy web-01 --ignore-not-found\n",
     )
-    .action(async (name: string, opts: { timeout?: string; force?: boolean }, cmd) => {
-      const config = await configFor(cmd);
-      const timeoutSeconds = opts.timeout === undefined
-        ? config.destroyTimeoutSeconds
-        : positiveSeconds(opts.timeout);
-      const say = progress(io);
-      io.out(`Destroying VM '${name.toLowerCase()}'...\n`);
-      const { disksKept: kept } = await withLibvirt(config, (lv) =>
-        withFoundryAudit(cmd, {
-          resourceType: "vm",
-          name: name.toLowerCase(),
-          uri: lv.uri.display,
-          operation: "destroy",
-          details: { timeoutSeconds, force: opts.force === true },
-        }, async (op) => {
-          const r = await destroyVm(lv, name.toLowerCase(), {
-            timeoutSeconds,
-            force: opts.force === true,
-            onStep: (_s, detail) => say(detail),
+    .action(
+      async (names: string[], opts: TargetOptions & { timeout?: string; force?: boolean }, cmd) => {
+        checkTargets(names, opts);
+        const flagSeconds = opts.timeout === undefined ? undefined : positiveSeconds(opts.timeout);
+        const config = await configFor(cmd);
+        const timeoutSeconds = flagSeconds ?? config.destroyTimeoutSeconds;
+        const tty = { isTerminal: isTerminalIo(io), env: envOf(cmd) };
+        await withLibvirt(config, async (lv) => {
+          const targets = await targetsOrNote(io, lv, names, opts);
+          await forEachTarget(cmd, io, lv, targets, opts, async (name) => {
+            io.out(`Destroying VM '${name}'...\n`);
+            // The live line times the grace period, from the shutdown request on.
+            let status: StatusLine | undefined;
+            const say = (text: string) =>
+              status ? status.line(stageLine(tty, text)) : io.out(`${stageLine(tty, text)}\n`);
+            let kept;
+            try {
+              ({ disksKept: kept } = await withFoundryAudit(cmd, {
+                resourceType: "vm",
+                name,
+                uri: lv.uri.display,
+                operation: "destroy",
+                details: { timeoutSeconds, force: opts.force === true },
+              }, async (op) => {
+                const r = await destroyVm(lv, name, {
+                  timeoutSeconds,
+                  force: opts.force === true,
+                  onStep: (step, detail) => {
+                    say(detail);
+                    if (step === "shutdown") {
+                      status = openStatusLine({ ...tty, write: io.out, timeoutSeconds });
+                      status.status(`VM '${name}': graceful shutdown, then forced off`);
+                    } else status?.done();
+                  },
+                });
+                op.event({
+                  level: "info",
+                  reason: r.graceful ? "GracefulShutdown" : "ForcedOff",
+                  object: `VirtualMachine/${name}`,
+                  message:
+                    `${r.volumesDeleted.length} volumes deleted: ${r.volumesDeleted.join(", ")}` +
+                    r.disksKept.map((k) => `; kept ${k.disk} (${k.reason})`).join(""),
+                });
+                return r;
+              }, signalOption()));
+            } finally {
+              status?.done();
+            }
+            for (const k of kept) io.out(`kept ${printable(k.disk)} (${printable(k.reason)})\n`);
+            io.out(`Successfully destroyed VM '${name}'\n`);
           });
-          op.event({
-            level: "info",
-            reason: r.graceful ? "GracefulShutdown" : "ForcedOff",
-            object: `VirtualMachine/${name.toLowerCase()}`,
-            message: `${r.volumesDeleted.length} volumes deleted: ${r.volumesDeleted.join(", ")}` +
-              r.disksKept.map((k) => `; kept ${k.disk} (${k.reason})`).join(""),
-          });
-          return r;
-        }, signalOption()));
-      for (const k of kept) io.out(`kept ${printable(k.disk)} (${printable(k.reason)})\n`);
-      io.out(`Successfully destroyed VM '${name.toLowerCase()}'\n`);
-    });
+        });
+      },
+    );
 }
 
 /** A disk path or reason (the domain's, not ours) on one line, without control characters. */

@@ -5,61 +5,95 @@ import { withFoundryAudit } from "../_audit.ts";
 import { signalOption } from "../_signals.ts";
 import { configFor, withLibvirt } from "./_context.ts";
 import { positiveSeconds } from "./destroy.ts";
+import { checkTargets, forEachTarget, targetOptions, targetsOrNote } from "./_targets.ts";
+import type { TargetOptions } from "./_targets.ts";
 
-/** `foundry start NAME`. */
+/** `foundry start NAME...`. */
 export function startCommand(io: Io): Command {
-  return new Command("start")
-    .description("Start a stopped VM")
-    .argument("<name>", "VM name")
-    .addHelpText("after", "\nExample:\n  foundry start web-01\n")
-    .action(async (name: string, _opts: unknown, cmd: Command) => {
+  return targetOptions(
+    new Command("start")
+      .description("Start stopped VMs (one already running is left alone)"),
+  )
+    .addHelpText(
+      "after",
+      "\nExamples:\n  foundry start web-01\n  foundry start web-01 web-02\n  foundry start -l role=web\n",
+    )
+    .action(async (names: string[], opts: TargetOptions, cmd: Command) => {
+      checkTargets(names, opts);
       const config = await configFor(cmd);
-      await withLibvirt(config, (lv) =>
-        withFoundryAudit(
-          cmd,
-          { resourceType: "vm", name: name.toLowerCase(), uri: lv.uri.display, operation: "start" },
-          () => startVm(lv, name.toLowerCase()),
-          signalOption(),
-        ));
-      io.out(`VM '${name.toLowerCase()}' started\n`);
+      await withLibvirt(config, async (lv) => {
+        const targets = await targetsOrNote(io, lv, names, opts);
+        await forEachTarget(cmd, io, lv, targets, opts, async (n) => {
+          const r = await withFoundryAudit(
+            cmd,
+            { resourceType: "vm", name: n, uri: lv.uri.display, operation: "start" },
+            () => startVm(lv, n),
+            signalOption(),
+          );
+          io.out(r.alreadyRunning ? `VM '${n}' is already running\n` : `VM '${n}' started\n`);
+        });
+      });
     });
 }
 
 function stopLike(io: Io, verb: "stop" | "restart"): Command {
-  return new Command(verb)
-    .description(
-      verb === "stop"
-        ? "Shut a VM down (forced off after the timeout)"
-        : "Restart a VM (shut down, forced off after the timeout, start)",
-    )
-    .argument("<name>", "VM name")
+  return targetOptions(
+    new Command(verb)
+      .description(
+        verb === "stop"
+          ? "Shut VMs down (forced off after the timeout; one already shut off is left alone)"
+          : "Restart VMs (shut down, forced off after the timeout, start)",
+      ),
+  )
     .option("--timeout <seconds>", "wait this long for a graceful shutdown")
     .option("--force", "power off at once, without asking the guest")
-    .addHelpText("after", `\nExample:\n  foundry ${verb} web-01 --timeout 30\n`)
-    .action(async (name: string, opts: { timeout?: string; force?: boolean }, cmd: Command) => {
-      const config = await configFor(cmd);
-      const timeoutSeconds = opts.timeout === undefined
-        ? config.destroyTimeoutSeconds
-        : positiveSeconds(opts.timeout);
-      const n = name.toLowerCase();
-      const r = await withLibvirt(config, (lv) =>
-        withFoundryAudit(cmd, {
-          resourceType: "vm",
-          name: n,
-          uri: lv.uri.display,
-          operation: verb,
-          details: { timeoutSeconds, force: opts.force === true },
-        }, () =>
-          (verb === "stop" ? stopVm : restartVm)(lv, n, {
-            timeoutSeconds,
-            force: opts.force === true,
-          }), signalOption()));
-      const how = r.graceful ? "shut down" : "forced off";
-      io.out(verb === "stop" ? `VM '${n}' ${how}\n` : `VM '${n}' ${how} and started again\n`);
-    });
+    .addHelpText(
+      "after",
+      `\nExamples:\n  foundry ${verb} web-01 --timeout 30\n  foundry ${verb} -l role=web\n`,
+    )
+    .action(
+      async (
+        names: string[],
+        opts: TargetOptions & { timeout?: string; force?: boolean },
+        cmd: Command,
+      ) => {
+        checkTargets(names, opts);
+        const timeoutSeconds = opts.timeout === undefined
+          ? undefined
+          : positiveSeconds(opts.timeout);
+        const config = await configFor(cmd);
+        const seconds = timeoutSeconds ?? config.destroyTimeoutSeconds;
+        await withLibvirt(config, async (lv) => {
+          const targets = await targetsOrNote(io, lv, names, opts);
+          await forEachTarget(cmd, io, lv, targets, opts, async (n) => {
+            const r = await withFoundryAudit(cmd, {
+              resourceType: "vm",
+              name: n,
+              uri: lv.uri.display,
+              operation: verb,
+              details: { timeoutSeconds: seconds, force: opts.force === true },
+            }, () =>
+              (verb === "stop" ? stopVm : restartVm)(lv, n, {
+                timeoutSeconds: seconds,
+                force: opts.force === true,
+              }), signalOption());
+            const how = r.graceful ? "shut down" : "forced off";
+            if (verb === "stop") {
+              io.out(r.alreadyStopped ? `VM '${n}' is already shut off\n` : `VM '${n}' ${how}\n`);
+            } else {
+              io.out(
+                r.alreadyStopped
+                  ? `VM '${n}' was shut off; started\n`
+                  : `VM '${n}' ${how} and started again\n`,
+              );
+            }
+          });
+        });
+      },
+    );
 }
 
-/** `foundry stop NAME`. */
+/** `foundry stop NAME...`. */
 export const stopCommand = (io: Io): Command => stopLike(io, "stop");
-/** `foundry restart NAME`. */
+/** `foundry restart NAME...`. */
 export const restartCommand = (io: Io): Command => stopLike(io, "restart");

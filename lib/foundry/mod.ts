@@ -213,6 +213,7 @@ export {
   startVm,
   STATUS_NAMESPACE,
   stopVm,
+  VmNotFoundError,
   VmOperationError,
   waitForState,
 } from "./vm.ts";
@@ -238,7 +239,7 @@ export {
   stateName,
 } from "./inventory.ts";
 export type { LabelSelector, ListOptions, VmAddress, VmListEntry } from "./inventory.ts";
-export { WAIT_STAGES, waitForVm, WaitTimeoutError } from "./wait.ts";
+export { VmNotRunningError, WAIT_STAGES, waitForVm, WaitTimeoutError } from "./wait.ts";
 export type { WaitOptions, WaitResult, WaitStage } from "./wait.ts";
 export {
   agentCall,

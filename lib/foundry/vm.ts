@@ -39,6 +39,18 @@ export class VmOperationError extends Error {
   }
 }
 
+/** No domain of that name exists: a VM operation error that callers may ignore (`--ignore-not-found`). */
+export class VmNotFoundError extends VmOperationError {
+  /** The name looked up. */
+  readonly vmName: string;
+  /** Creates the error. */
+  constructor(vmName: string, options?: ErrorOptions) {
+    super(`VM ${vmName} does not exist`, options);
+    this.name = "VmNotFoundError";
+    this.vmName = vmName;
+  }
+}
+
 /** Create's runtime checks failed (name taken, image or bridge missing): exit code 2. */
 export class RuntimeCheckError extends Error {
   /** Exit code of the design for validation errors. */
@@ -402,7 +414,7 @@ export async function readStoredStatus(
 }
 
 /**
- * Looks a VM up by name; a missing VM is a {@linkcode VmOperationError} that says so. The stored
+ * Looks a VM up by name; a missing VM is a {@linkcode VmNotFoundError}. The stored
  * spec is read leniently (see `parseStoredDomainMetadata`): a spec this version would refuse never
  * stops a lifecycle operation.
  */
@@ -416,9 +428,7 @@ export async function lookupVm(
   try {
     domain = await lv.domainLookupByName(name);
   } catch (e) {
-    if (e instanceof LibvirtError && e.isNoDomain()) {
-      throw new VmOperationError(`VM ${name} does not exist`, { cause: e });
-    }
+    if (e instanceof LibvirtError && e.isNoDomain()) throw new VmNotFoundError(name, { cause: e });
     throw e;
   }
   const xml = await lv.domainGetXmlDesc(domain);
@@ -479,8 +489,11 @@ export interface DestroyOptions {
   timeoutSeconds: number;
   /** Also destroy a domain foundry did not create (its disks are then left alone). */
   force?: boolean;
-  /** Progress lines. */
-  onStep?: (step: "stopped" | "undefined" | "storage", detail: string) => void;
+  /**
+   * Progress: `shutdown` when the guest was asked to shut down and the grace period of
+   * `timeoutSeconds` begins, then `stopped`, `undefined` and `storage` as each is done.
+   */
+  onStep?: (step: "shutdown" | "stopped" | "undefined" | "storage", detail: string) => void;
   /**
    * Called before each step (`delete` once per volume, with `pool/name` as detail); throwing stops
    * the destroy there, as a failure of that step would. Tests use it to inject failures.
@@ -579,6 +592,7 @@ export async function destroyVm(
       try {
         await lv.domainShutdown(domain);
       } catch { /* a paused or crashed guest cannot shut down: forced below */ }
+      opts.onStep?.("shutdown", `waiting up to ${opts.timeoutSeconds} s for a graceful shutdown`);
       const off = await waitForState(lv, domain, [DomainState.SHUTOFF], opts.timeoutSeconds * 1000);
       if (!off) {
         graceful = false;
@@ -682,14 +696,21 @@ export interface StopOptions {
 }
 
 /**
- * Starts a stopped VM and records its status.
+ * Starts a stopped VM and records its status. A VM that is already running is left alone and
+ * reported with `alreadyRunning`.
  *
  * @throws {VmOperationError} naming the state the VM is in: not started (still shut off), or
  *   running but with its status record not updated
  */
-export async function startVm(lv: Libvirt, name: string, opts: StartOptions = {}): Promise<void> {
+export async function startVm(
+  lv: Libvirt,
+  name: string,
+  opts: StartOptions = {},
+): Promise<{ alreadyRunning: boolean }> {
   const { domain, vm } = await lookupVm(lv, name);
-  if ((await lv.domainGetState(domain)).state === DomainState.RUNNING) return;
+  if ((await lv.domainGetState(domain)).state === DomainState.RUNNING) {
+    return { alreadyRunning: true };
+  }
   const previous = await readStoredStatus(lv, domain);
   try {
     await opts.beforeStep?.("start");
@@ -702,7 +723,7 @@ export async function startVm(lv: Libvirt, name: string, opts: StartOptions = {}
       { cause: e },
     );
   }
-  if (!vm) return;
+  if (!vm) return { alreadyRunning: false };
   try {
     await opts.beforeStep?.("status");
     await writeStatus(lv, domain, vm, DomainState.RUNNING, previous);
@@ -712,10 +733,12 @@ export async function startVm(lv: Libvirt, name: string, opts: StartOptions = {}
       { cause: e },
     );
   }
+  return { alreadyRunning: false };
 }
 
 /**
- * Stops a VM: graceful shutdown, forced off after `timeoutSeconds` (or at once with `force`).
+ * Stops a VM: graceful shutdown, forced off after `timeoutSeconds` (or at once with `force`). A VM
+ * that is already shut off is left alone and reported with `alreadyStopped`.
  *
  * @throws {VmOperationError} naming the state the VM is in: not stopped (still running), or shut
  *   off but with its status record not updated
@@ -724,9 +747,11 @@ export async function stopVm(
   lv: Libvirt,
   name: string,
   opts: StopOptions,
-): Promise<{ graceful: boolean }> {
+): Promise<{ graceful: boolean; alreadyStopped: boolean }> {
   const { domain, vm } = await lookupVm(lv, name);
-  if ((await lv.domainGetState(domain)).state === DomainState.SHUTOFF) return { graceful: true };
+  if ((await lv.domainGetState(domain)).state === DomainState.SHUTOFF) {
+    return { graceful: true, alreadyStopped: true };
+  }
   const previous = await readStoredStatus(lv, domain);
   let graceful = !opts.force;
   try {
@@ -760,7 +785,7 @@ export async function stopVm(
       );
     }
   }
-  return { graceful };
+  return { graceful, alreadyStopped: false };
 }
 
 /**
@@ -773,7 +798,7 @@ export async function restartVm(
   lv: Libvirt,
   name: string,
   opts: StopOptions,
-): Promise<{ graceful: boolean }> {
+): Promise<{ graceful: boolean; alreadyStopped: boolean }> {
   const r = await stopVm(lv, name, opts);
   try {
     await startVm(lv, name, opts.beforeStep ? { beforeStep: opts.beforeStep } : {});
