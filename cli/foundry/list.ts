@@ -40,7 +40,8 @@ export function vmColumns(color: boolean): Column<VmListEntry>[] {
     {
       header: "LABELS",
       value: (v) => {
-        const l = Object.entries(v.labels).map(([k, x]) => `${k}=${x}`).join(",");
+        const l = Object.entries(v.labels).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
+          .map(([k, x]) => `${k}=${x}`).join(",");
         return l || "<none>";
       },
       wide: true,
