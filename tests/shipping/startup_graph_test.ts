@@ -1,0 +1,130 @@
+/**
+ * What start-up loads, read from Deno's module graph (`deno info --json`): the entries import
+ * nothing that needs npm or Node compatibility (`--version` answers from the entry alone), and the
+ * command tree commander builds loads no command's lib code until that command is chosen.
+ */
+import assert from "node:assert/strict";
+import { FOUNDRY_ROOT_OPTIONS } from "../../cli/foundry.ts";
+import { VIRTWORK_ROOT_OPTIONS } from "../../cli/virtwork.ts";
+import { foundryProgram } from "../../cli/_foundry_program.ts";
+import { virtworkProgram } from "../../cli/_virtwork_program.ts";
+import { readLaunch } from "../../cli/_launch.ts";
+
+const root = new URL("../../", import.meta.url);
+
+interface Dep {
+  specifier: string;
+  code?: { specifier: string };
+  isDynamic?: boolean;
+}
+interface Graph {
+  modules: { specifier: string; dependencies?: Dep[] }[];
+}
+
+async function graph(entry: string): Promise<Graph> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", entry],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
+/** Every module `entry` loads before its code runs: static code imports, followed transitively. */
+async function staticClosure(entry: string): Promise<Set<string>> {
+  const g = await graph(entry);
+  const bySpec = new Map(g.modules.map((m) => [m.specifier, m]));
+  const start = new URL(entry, root).href;
+  const seen = new Set<string>([start]);
+  const todo = [start];
+  while (todo.length) {
+    const m = bySpec.get(todo.pop()!);
+    for (const d of m?.dependencies ?? []) {
+      if (!d.code || d.isDynamic) continue;
+      const s = d.code.specifier;
+      if (!seen.has(s)) {
+        seen.add(s);
+        todo.push(s);
+      }
+    }
+  }
+  return seen;
+}
+
+const foreign = (s: string) => s.startsWith("npm:") || s.startsWith("node:");
+
+for (const entry of ["cli/foundry.ts", "cli/virtwork.ts"]) {
+  Deno.test(`${entry} loads no npm package and no node: module at start-up`, async () => {
+    const mods = [...await staticClosure(entry)];
+    assert.deepEqual(mods.filter(foreign), []);
+    assert.deepEqual(mods.filter((s) => s.includes("/lib/")), [], "no lib/ module either");
+  });
+}
+
+/** lib/ modules the command trees may load before a command is chosen (error text, signals). */
+const TREE_LIB = new Set([
+  "lib/output/sanitize.ts",
+  "lib/libvirt/errors.ts",
+  "lib/libvirt/constants.ts",
+]);
+
+for (const program of ["cli/_foundry_program.ts", "cli/_virtwork_program.ts"]) {
+  Deno.test(`${program}: the tree itself loads commander and no command's code`, async () => {
+    const mods = [...await staticClosure(program)];
+    assert.deepEqual(
+      mods.filter(foreign).filter((s) => !s.startsWith("npm:commander@")),
+      [],
+    );
+    const lib = mods.map((s) => s.slice(root.href.length)).filter((s) => s.startsWith("lib/"));
+    assert.deepEqual(lib.filter((s) => !TREE_LIB.has(s)), []);
+    assert.deepEqual(
+      mods.filter((s) => /\/cli\/(foundry|virtwork)\/[a-z]/.test(s)),
+      [],
+      "no command module (cli/*/NAME.ts)",
+    );
+  });
+}
+
+/** Every root option of a commander tree, as [flag spellings, takes a value]. */
+function rootOptions(
+  options: readonly { short?: string; long?: string; required: boolean; optional: boolean }[],
+) {
+  return options.map((o) => ({
+    names: [o.short, o.long].filter((n): n is string => !!n),
+    value: o.required || o.optional,
+  }));
+}
+
+Deno.test("the front door knows every root option of both trees, and whether it takes a value", async () => {
+  for (
+    const [opts, program] of [
+      [FOUNDRY_ROOT_OPTIONS, await foundryProgram()],
+      [VIRTWORK_ROOT_OPTIONS, await virtworkProgram()],
+    ] as const
+  ) {
+    for (const o of rootOptions(program.options)) {
+      if (o.names.includes("--version")) continue;
+      for (const n of o.names) {
+        const list: readonly string[] = o.value ? opts.withValue : opts.flags;
+        assert.ok(list.includes(n), `${program.name()} ${n}`);
+      }
+    }
+  }
+});
+
+Deno.test("readLaunch(): the command word after root options, --version before any", () => {
+  const o = FOUNDRY_ROOT_OPTIONS;
+  assert.deepEqual(readLaunch(["--version"], o), { kind: "version" });
+  assert.deepEqual(readLaunch(["-c", "qemu:///system", "-V"], o), { kind: "version" });
+  assert.deepEqual(readLaunch(["-c", "list", "get", "x"], o), { kind: "command", word: "get" });
+  assert.deepEqual(readLaunch(["--connect=list", "ls"], o), { kind: "command", word: "ls" });
+  assert.deepEqual(readLaunch(["--no-audit", "-v", "list", "--version"], o), {
+    kind: "command",
+    word: "list",
+  });
+  // An option it does not know: every command is loaded and commander decides.
+  assert.deepEqual(readLaunch(["--bogus", "list"], o), { kind: "command", word: undefined });
+  assert.deepEqual(readLaunch([], o), { kind: "command", word: undefined });
+});
