@@ -18,7 +18,7 @@ import {
   parseLabelSelector,
   selectorFromLabels,
 } from "../config/selector.ts";
-import { METADATA_NAMESPACE, parseMetadataXml, parseStoredDomainMetadata } from "./metadata.ts";
+import { METADATA_NAMESPACE, parseMetadataXml } from "./metadata.ts";
 import { macFromIp } from "./naming.ts";
 import { phaseFromDomainState, statusFromDomainState } from "./status.ts";
 import type { VirtualMachine } from "./types.ts";
@@ -181,8 +181,19 @@ export async function listVms(
       managed: x.vm !== undefined,
       labels: x.vm?.metadata.labels ?? {},
     };
-  }).sort((a, b) => a.name.localeCompare(b.name));
+  }).sort((a, b) => byName(a.name, b.name));
   return { vms, rpcCalls, roundTrips: lv.rpc.writeBatches - batchesBefore };
+}
+
+/**
+ * Name order, case-insensitive first, without ICU: localeCompare's first call loads a collator,
+ * about 10 ms of every `list` process, more than sorting a thousand names takes.
+ */
+function byName(a: string, b: string): number {
+  const x = a.toLowerCase();
+  const y = b.toLowerCase();
+  if (x !== y) return x < y ? -1 : 1;
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function safeParse(xml: string, name: string): VirtualMachine | undefined {
@@ -255,8 +266,8 @@ export async function getVm(lv: Libvirt, name: string): Promise<{
   /** Live addresses (agent, else lease) first, then the spec's, each with its source. */
   ips: VmAddress[];
 }> {
-  const { domain, xml } = await lookupVm(lv, name);
-  const stored = parseStoredDomainMetadata(xml);
+  // lookupVm has read the stored spec from the domain XML already: no second parse.
+  const { domain, stored } = await lookupVm(lv, name);
   const vm = stored?.vm;
   if (vm && stored.passwordHashSha256) {
     // The hash itself never leaves the spec file; its fingerprint tells that one is set and which.
