@@ -6,10 +6,10 @@ import { formatJson, formatTable, formatYamlDocuments } from "../../lib/output/m
 import type { Io } from "../_program.ts";
 import { configFor, withLibvirt } from "./_context.ts";
 
-/** `-o table|json|yaml`. */
+/** `-o table|name|json|yaml` of commands that make or change one thing (pool add, image import). */
 export function outputOption(): Option {
-  return new Option("-o, --output <format>", "output format").choices(["table", "json", "yaml"])
-    .default("table");
+  return new Option("-o, --output <format>", "output format")
+    .choices(["table", "name", "json", "yaml"]).default("table");
 }
 
 /** Loads the configuration from the global flags, connects, runs `fn` and closes the connection. */

@@ -144,7 +144,8 @@ function parseSeconds(text: string): number {
 const LIMIT_FLAG = { size: "--max-size", connect: "--connect-timeout", idle: "--idle-timeout" };
 
 function printImported(io: Io, format: string, verb: string, i: ImageSummary): void {
-  if (format === "table") {
+  if (format === "name") io.out(formatNames("image", [i.name]));
+  else if (format === "table") {
     io.out(
       `${verb} ${i.name} into pool ${i.pool}: ${i.format}, virtual size ` +
         `${formatBytes(i.virtualSize)}, sha256 ${i.sha256}\n`,

@@ -143,6 +143,7 @@ export function poolCommand(io: Io): Command {
         signalOption(),
       );
       if (opts.output === "table") io.out(`Pool ${p.name} (${p.type}) added at ${p.path}\n`);
+      else if (opts.output === "name") io.out(formatNames("pool", [p.name]));
       else printOutput(io, opts.output, p, [], []);
     });
 

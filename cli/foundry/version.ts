@@ -12,9 +12,10 @@ export function versionCommand(io: Io): Command {
       "Show foundry's version and the connected daemon's libvirt and hypervisor versions",
     )
     .addOption(
-      new Option("-o, --output <format>", "output format").choices(["table", "json"]).default(
-        "table",
-      ),
+      new Option("-o, --output <format>", "output format").choices(["table", "json", "yaml"])
+        .default(
+          "table",
+        ),
     )
     .addHelpText(
       "after",
@@ -36,7 +37,11 @@ export function versionCommand(io: Io): Command {
           hypervisor: fmt(hv),
         };
         if (opts.output === "json") io.out(JSON.stringify(info, null, 2) + "\n");
-        else {
+        else if (opts.output === "yaml") {
+          // Loaded only when asked for: the YAML writer is not on version's usual path.
+          const { formatYamlDocuments } = await import("../../lib/output/format.ts");
+          io.out(formatYamlDocuments([info]));
+        } else {
           io.out(
             `foundry:    ${info.foundry}\nconnection: ${info.uri} (${info.host})\n` +
               `libvirt:    ${info.libvirt}\nhypervisor: QEMU ${info.hypervisor}\n`,

@@ -299,6 +299,24 @@ libvirtTest(
         { code: 0, out: `image/${fx.image}\n`, err: "" },
       );
 
+      // Commands that make one thing print its name with -o name too.
+      const extra = uniqueName("conv-pool");
+      const added = await run(foundry, [
+        "--no-audit",
+        "pool",
+        "add",
+        extra,
+        "dir",
+        `${fx.dir}/${extra}`,
+        "-o",
+        "name",
+      ]);
+      assert.deepEqual(added, { code: 0, out: `pool/${extra}\n`, err: "" });
+      assert.equal((await run(foundry, ["--no-audit", "pool", "delete", extra])).code, 0);
+      const version = await run(foundry, ["version", "-o", "yaml"]);
+      assert.equal(version.code, 0, version.err);
+      assert.match(version.out, /^foundry: \S+\nuri: /);
+
       // A pool with no images yet: a note, not a bare header.
       await fx.lv.storageVolDelete(await fx.lv.storageVolLookupByName(p, fx.image));
       await fx.lv.storageVolDelete(await fx.lv.storageVolLookupByName(p, `${fx.image}.sha256`));
