@@ -17,12 +17,14 @@ import {
   matchesSelector,
   parseLabelSelector,
   selectorFromLabels,
+  type SelectorOperator,
+  type SelectorRequirement,
 } from "../config/selector.ts";
 import { METADATA_NAMESPACE, parseMetadataXml } from "./metadata.ts";
 import { macFromIp } from "./naming.ts";
 import { phaseFromDomainState, statusFromDomainState } from "./status.ts";
 import type { VirtualMachine } from "./types.ts";
-import { lookupVm, readStoredStatus, VmOperationError } from "./vm.ts";
+import { lookupVm, readStoredStatus, VmOperationError } from "./lookup.ts";
 
 /** Annotation `get` adds when the VM has a root password: the SHA-256 of its hash, never the hash. */
 export const PASSWORD_FINGERPRINT_ANNOTATION = "foundry.cofront.xyz/root-password-hash-sha256";
@@ -82,7 +84,7 @@ export interface ListOptions {
 }
 
 export { parseLabelSelector };
-export type { LabelSelector };
+export type { LabelSelector, SelectorOperator, SelectorRequirement };
 
 const STATE_NAMES: Record<number, string> = {
   [DomainState.NOSTATE]: "no state",

@@ -238,7 +238,14 @@ export {
   PASSWORD_FINGERPRINT_ANNOTATION,
   stateName,
 } from "./inventory.ts";
-export type { LabelSelector, ListOptions, VmAddress, VmListEntry } from "./inventory.ts";
+export type {
+  LabelSelector,
+  ListOptions,
+  SelectorOperator,
+  SelectorRequirement,
+  VmAddress,
+  VmListEntry,
+} from "./inventory.ts";
 export { VmNotRunningError, WAIT_STAGES, waitForVm, WaitTimeoutError } from "./wait.ts";
 export type { WaitOptions, WaitResult, WaitStage } from "./wait.ts";
 export {
