@@ -20,36 +20,22 @@ import { cidataIsoFromVm } from "./cloudinit.ts";
 import { type FoundryConfig, imageLocationFor, vmPoolFor } from "./config.ts";
 import { buildDomainXml } from "./domain_xml.ts";
 import { domainDisks, type KeptDisk, planVolumeDeletion } from "./disks.ts";
-import { type CreatedVolume, parseStoredDomainMetadata, type StoredVm } from "./metadata.ts";
+import type { CreatedVolume } from "./metadata.ts";
 import { ensureDirPool, StorageError } from "./pools.ts";
 import { type CreateFacts, HostSurvey } from "./host_resources.ts";
 import { type HostFacts, type PreflightProblem, preflightProblems } from "./preflight.ts";
 import { statusFromDomainState } from "./status.ts";
 import { buildVolumeXml, BYTES_PER_GB, volumePlan, type VolumeSpec } from "./storage_xml.ts";
 import type { DomainType, VirtualMachine, VirtualMachineStatus } from "./types.ts";
+import { lookupVm, readStoredStatus, STATUS_NAMESPACE, VmOperationError } from "./lookup.ts";
 
-/** A failed VM operation (define, start, stop, undefine): exit code 4 of the design. */
-export class VmOperationError extends Error {
-  /** Exit code of the design for VM operation errors. */
-  readonly exitCode = 4;
-  /** Creates the error. */
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "VmOperationError";
-  }
-}
-
-/** No domain of that name exists: a VM operation error that callers may ignore (`--ignore-not-found`). */
-export class VmNotFoundError extends VmOperationError {
-  /** The name looked up. */
-  readonly vmName: string;
-  /** Creates the error. */
-  constructor(vmName: string, options?: ErrorOptions) {
-    super(`VM ${vmName} does not exist`, options);
-    this.name = "VmNotFoundError";
-    this.vmName = vmName;
-  }
-}
+export {
+  lookupVm,
+  readStoredStatus,
+  STATUS_NAMESPACE,
+  VmNotFoundError,
+  VmOperationError,
+} from "./lookup.ts";
 
 /** Create's runtime checks failed (name taken, image or bridge missing): exit code 2. */
 export class RuntimeCheckError extends Error {
@@ -115,8 +101,6 @@ export interface CreateResult {
   timings: Partial<Record<CreateStep, number>>;
 }
 
-/** Namespace of the status record foundry keeps beside the spec in the domain's metadata. */
-export const STATUS_NAMESPACE = "https://foundry.cofront.xyz/v1alpha1/status";
 const STATUS_PREFIX = "foundrystatus";
 
 /**
@@ -395,45 +379,6 @@ async function writeStatus(
     flags,
   );
   return status;
-}
-
-/** Reads the status record foundry last wrote, if any. */
-export async function readStoredStatus(
-  lv: Libvirt,
-  domain: DomainRef,
-): Promise<VirtualMachineStatus | undefined> {
-  try {
-    const xml = await lv.domainGetMetadata(domain, MetadataType.ELEMENT, STATUS_NAMESPACE);
-    const m = /<status[^>]*>([\s\S]*)<\/status>/.exec(xml);
-    if (!m?.[1]) return undefined;
-    const json = m[1].replaceAll("&lt;", "<").replaceAll("&gt;", ">").replaceAll("&amp;", "&");
-    return JSON.parse(json) as VirtualMachineStatus;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Looks a VM up by name; a missing VM is a {@linkcode VmNotFoundError}. The stored
- * spec is read leniently (see `parseStoredDomainMetadata`): a spec this version would refuse never
- * stops a lifecycle operation.
- */
-export async function lookupVm(
-  lv: Libvirt,
-  name: string,
-): Promise<
-  { domain: DomainRef; xml: string; vm: VirtualMachine | undefined; stored: StoredVm | undefined }
-> {
-  let domain: DomainRef;
-  try {
-    domain = await lv.domainLookupByName(name);
-  } catch (e) {
-    if (e instanceof LibvirtError && e.isNoDomain()) throw new VmNotFoundError(name, { cause: e });
-    throw e;
-  }
-  const xml = await lv.domainGetXmlDesc(domain);
-  const stored = parseStoredDomainMetadata(xml);
-  return { domain, xml, vm: stored?.vm, stored };
 }
 
 /**
