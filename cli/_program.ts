@@ -36,6 +36,11 @@ export function exitCodeFor(err: unknown): number {
     const c = (err as Partial<HasExitCode>).exitCode;
     if (typeof c === "number") return c;
     const name = (err as { name?: unknown }).name;
+    // A flag's bad value (`--domain-type xen`) is a usage error, as commander's own are.
+    const source = (err as { source?: unknown }).source;
+    if (name === "ConfigError" && typeof source === "string" && source.startsWith("--")) {
+      return ExitCode.VALIDATION;
+    }
     if (typeof name === "string") return codeByErrorName.get(name) ?? 1;
   }
   return 1;

@@ -271,3 +271,21 @@ libvirtTest(
     }
   },
 );
+
+Deno.test("foundry: a bad value of a global flag is a usage error (exit 2), not a configuration error", async () => {
+  for (
+    const args of [
+      ["--domain-type", "xen", "list"],
+      ["--destroy-timeout", "soon", "stop", "x"],
+      ["stop"],
+      ["destroy", "a", "-l", "role=web"],
+    ]
+  ) {
+    const err: string[] = [];
+    const code = await main(["--no-audit", ...args], {
+      out: () => {},
+      err: (s) => void err.push(s),
+    }, { env: {} });
+    assert.equal(code, 2, `${args.join(" ")}: ${err.join("")}`);
+  }
+});
