@@ -16,11 +16,12 @@ import { interruptSignal } from "../_signals.ts";
 
 /** The options {@linkcode targetOptions} adds. */
 export interface TargetOptions {
-  selector: string[];
+  /** `-l` values; absent when none was given. */
+  selector?: string[];
   ignoreNotFound?: boolean;
 }
 
-const collect = (v: string, prev: string[]) => [...prev, v];
+const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
 
 /** Adds `[names...]`, `-l, --selector` and `--ignore-not-found` to a lifecycle command. */
 export function targetOptions(cmd: Command): Command {
@@ -30,7 +31,6 @@ export function targetOptions(cmd: Command): Command {
       "-l, --selector <selector>",
       "every foundry VM whose labels match (Kubernetes selector: =, !=, in, notin, key, !key)",
       collect,
-      [],
     )
     .option("--ignore-not-found", "a VM that does not exist is not an error");
 }
@@ -42,13 +42,14 @@ function usage(message: string): Error {
 
 /** Checks names and selector before connecting: one of them, not both (kubectl's rule). */
 export function checkTargets(names: readonly string[], opts: TargetOptions): void {
-  if (names.length > 0 && opts.selector.length > 0) {
+  const selector = opts.selector ?? [];
+  if (names.length > 0 && selector.length > 0) {
     throw usage("Give VM names or -l SELECTOR, not both");
   }
-  if (names.length === 0 && opts.selector.length === 0) {
+  if (names.length === 0 && selector.length === 0) {
     throw usage("Give at least one VM name, or -l SELECTOR");
   }
-  if (opts.selector.length > 0) parseSelector(opts.selector);
+  if (selector.length > 0) parseSelector(selector);
 }
 
 /** Parses `-l`; a bad selector is a usage error (exit 2). */
@@ -66,7 +67,7 @@ export async function resolveTargets(
   names: readonly string[],
   opts: TargetOptions,
 ): Promise<string[]> {
-  if (opts.selector.length === 0) return [...new Set(names.map((n) => n.toLowerCase()))];
+  if (!opts.selector?.length) return [...new Set(names.map((n) => n.toLowerCase()))];
   const { vms } = await listVms(lv, { selector: parseSelector(opts.selector) });
   return vms.map((v) => v.name);
 }
@@ -80,7 +81,9 @@ export async function targetsOrNote(
 ): Promise<string[]> {
   const targets = await resolveTargets(lv, names, opts);
   if (targets.length === 0) {
-    io.err(`No VMs match -l ${sanitizeText(opts.selector.join(","), { singleLine: true })}\n`);
+    io.err(
+      `No VMs match -l ${sanitizeText((opts.selector ?? []).join(","), { singleLine: true })}\n`,
+    );
   }
   return targets;
 }
