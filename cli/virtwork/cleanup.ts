@@ -98,7 +98,7 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
       try {
         let client;
         try {
-          client = clusterClient(cfg, deps, signal).client;
+          client = (await clusterClient(cfg, deps, signal)).client;
         } catch (e) {
           throw withExitCode(e);
         }

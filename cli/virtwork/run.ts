@@ -284,13 +284,13 @@ async function deployPlan(
     if (verbose) io.err(`${m}\n`);
   };
   try {
-    const { client, source } = (() => {
+    const { client, source } = await (async () => {
       try {
         // The API server's warnings (a manifest field the cluster does not know and dropped) are
         // printed as kubectl prints them, without escape sequences or control characters.
         const onWarning = (op: string, w: string) =>
           io.err(`Warning: ${op}: ${sanitizeText(w, { singleLine: true })}\n`);
-        return clusterClient(
+        return await clusterClient(
           cfg,
           { ...deps, client: { onWarning, ...deps.client } },
           signal,
