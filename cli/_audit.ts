@@ -9,16 +9,11 @@ import type { DatabaseSync } from "node:sqlite";
 import { dirname, join } from "node:path";
 import { ConfigError } from "../lib/config/layered.ts";
 import { type AuditToolName, VIRTWORK_AUDIT_DB } from "./_audit_flags.ts";
-import {
-  AuditDbError,
-  type Auditor,
-  noopAuditor,
-  openAuditDb,
-  type OperationContext,
-  type OperationInfo,
-  recordOperation,
-  SqliteAuditor,
-} from "../lib/audit/mod.ts";
+import { type Auditor, noopAuditor } from "../lib/audit/types.ts";
+import type { OperationContext, OperationInfo } from "../lib/audit/mod.ts";
+
+/** SQLite (`node:sqlite`) and the audit writers, loaded by the commands that open a database. */
+const auditLib = () => import("../lib/audit/mod.ts");
 
 /** Where and whether to audit. */
 export interface AuditSettings {
@@ -103,6 +98,7 @@ export async function openAuditor(
       );
     });
   }
+  const { AuditDbError, SqliteAuditor } = await auditLib();
   try {
     return SqliteAuditor.open(settings.path, opts.secrets ? { secrets: opts.secrets } : {});
   } catch (e) {
@@ -128,6 +124,7 @@ export async function openAuditReader(path: string): Promise<DatabaseSync | unde
     if (e instanceof Deno.errors.NotFound) return undefined;
     throw e;
   }
+  const { openAuditDb } = await auditLib();
   try {
     return openAuditDb(path);
   } catch (e) {
@@ -171,6 +168,7 @@ export async function withFoundryAudit<T>(
       ...(opts.secrets ? { secrets: opts.secrets } : {}),
     });
   try {
+    const { recordOperation } = await auditLib();
     return await recordOperation(auditor, info, fn, {
       ...(opts.onAuditError ? { onAuditError: opts.onAuditError } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
