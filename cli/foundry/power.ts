@@ -1,9 +1,10 @@
 import { Command } from "npm:commander@^15.1.0";
 import { restartVm, startVm, stopVm } from "../../lib/foundry/vm.ts";
-import type { Io } from "../_program.ts";
+import { type Io, isTerminalIo } from "../_program.ts";
+import { openStatusLine, stageLine, type StatusLine } from "../_status.ts";
 import { withFoundryAudit } from "../_audit.ts";
 import { signalOption } from "../_signals.ts";
-import { configFor, withLibvirt } from "./_context.ts";
+import { configFor, envOf, withLibvirt } from "./_context.ts";
 import { positiveSeconds } from "./destroy.ts";
 import { checkTargets, forEachTarget, targetOptions, targetsOrNote } from "./_targets.ts";
 import type { TargetOptions } from "./_targets.ts";
@@ -63,9 +64,12 @@ function stopLike(io: Io, verb: "stop" | "restart"): Command {
           : positiveSeconds(opts.timeout);
         const config = await configFor(cmd);
         const seconds = timeoutSeconds ?? config.destroyTimeoutSeconds;
+        const tty = { isTerminal: isTerminalIo(io), env: envOf(cmd) };
         await withLibvirt(config, async (lv) => {
           const targets = await targetsOrNote(io, lv, names, opts);
           await forEachTarget(cmd, io, lv, targets, opts, async (n) => {
+            // The grace period: one line when piped, a live line on a terminal.
+            let status: StatusLine | undefined;
             const r = await withFoundryAudit(cmd, {
               resourceType: "vm",
               name: n,
@@ -76,7 +80,12 @@ function stopLike(io: Io, verb: "stop" | "restart"): Command {
               (verb === "stop" ? stopVm : restartVm)(lv, n, {
                 timeoutSeconds: seconds,
                 force: opts.force === true,
-              }), signalOption());
+                onShutdown: (detail) => {
+                  io.out(`${stageLine(tty, detail)}\n`);
+                  status = openStatusLine({ ...tty, write: io.out, timeoutSeconds: seconds });
+                  status.status(`VM '${n}': graceful shutdown, then forced off`);
+                },
+              }), signalOption()).finally(() => status?.done());
             const how = r.graceful ? "shut down" : "forced off";
             if (verb === "stop") {
               io.out(r.alreadyStopped ? `VM '${n}' is already shut off\n` : `VM '${n}' ${how}\n`);

@@ -636,6 +636,8 @@ export interface StopOptions {
   timeoutSeconds: number;
   /** Power off at once, without asking the guest. */
   force?: boolean;
+  /** Told when the guest was asked to shut down and the grace period of `timeoutSeconds` begins. */
+  onShutdown?: (detail: string) => void;
   /** Called before each step; throwing stops there, as a failure of that step would (tests). */
   beforeStep?: (step: StopStep | StartStep) => void | Promise<void>;
 }
@@ -703,6 +705,7 @@ export async function stopVm(
     if (!opts.force) {
       await opts.beforeStep?.("shutdown");
       await lv.domainShutdown(domain).catch(() => {});
+      opts.onShutdown?.(`waiting up to ${opts.timeoutSeconds} s for a graceful shutdown`);
       graceful = await waitForState(lv, domain, [DomainState.SHUTOFF], opts.timeoutSeconds * 1000);
     }
     if (!graceful) {
