@@ -205,15 +205,15 @@ libvirtTest(
       for (const n of [a!, b!, c!]) assert.equal((await run(["start", n])).code, 0);
 
       const stop = await run(["stop", a!, "--timeout", "1"]);
-    assert.equal(stop.code, 0, stop.err);
-    assert.equal(
-      stop.out,
-      `ok waiting up to 1 s for a graceful shutdown\nVM '${a}' forced off\n`,
-      "stop's grace period is one line when piped",
-    );
-    assert.equal((await run(["start", a!])).code, 0);
+      assert.equal(stop.code, 0, stop.err);
+      assert.equal(
+        stop.out,
+        `ok waiting up to 1 s for a graceful shutdown\nVM '${a}' forced off\n`,
+        "stop's grace period is one line when piped",
+      );
+      assert.equal((await run(["start", a!])).code, 0);
 
-    const piped = await run(["destroy", a!, "--timeout", "1"]);
+      const piped = await run(["destroy", a!, "--timeout", "1"]);
       assert.equal(piped.code, 0, piped.err);
       assert.match(
         piped.out,
