@@ -19,14 +19,26 @@ export interface HasExitCode {
   exitCode: number;
 }
 
-/** Error classes register their exit code here so cli/ maps them without lib/ knowing the CLI. */
+/**
+ * The exit code of each error class of lib/, by its `name` (lib's errors carry data, never exit
+ * codes; matching names keeps this module from loading lib/). A subclass is listed by its own
+ * name, as it sets it.
+ */
 const codeByErrorName = new Map<string, number>([
   ["ValidationError", ExitCode.VALIDATION],
   ["LabelSelectorError", ExitCode.VALIDATION],
+  ["CreateCheckError", ExitCode.VALIDATION],
+  ["RuntimeCheckError", ExitCode.VALIDATION],
+  ["ImageRequestError", ExitCode.VALIDATION],
   ["ConfigError", ExitCode.CONFIG],
   ["ConnectionError", ExitCode.CONNECTION],
   ["LibvirtError", ExitCode.VM_OPERATION],
+  ["VmOperationError", ExitCode.VM_OPERATION],
+  ["VmNotFoundError", ExitCode.VM_OPERATION],
+  ["VmNotRunningError", ExitCode.VM_OPERATION],
+  ["WaitTimeoutError", ExitCode.VM_OPERATION],
   ["StorageError", ExitCode.STORAGE],
+  ["PullLimitError", ExitCode.STORAGE],
   ["InterruptedError", ExitCode.INTERRUPTED],
 ]);
 
@@ -40,6 +52,12 @@ export function exitCodeFor(err: unknown): number {
     const source = (err as { source?: unknown }).source;
     if (name === "ConfigError" && typeof source === "string" && source.startsWith("--")) {
       return ExitCode.VALIDATION;
+    }
+    // destroy stopped part-way: a VM operation while the domain is still defined, else storage.
+    if (name === "DestroyIncompleteError") {
+      return (err as { domainUndefined?: unknown }).domainUndefined === true
+        ? ExitCode.STORAGE
+        : ExitCode.VM_OPERATION;
     }
     if (typeof name === "string") return codeByErrorName.get(name) ?? 1;
   }

@@ -31,8 +31,6 @@ import { type CreateOptions, type CreateResult, type CreateStep, createVm } from
 
 /** The runtime checks of one or more VMs of a file failed: nothing was created. */
 export class CreateCheckError extends Error {
-  /** Exit code of the design for validation errors. */
-  readonly exitCode = 2;
   /** The problems, by VM name, in file order. */
   readonly problems: ReadonlyMap<string, readonly PreflightProblem[]>;
   /** Creates the error; the message has one line per problem, `VM name path: message`. */

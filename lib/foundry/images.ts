@@ -85,11 +85,9 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
 
 /**
  * A pull that cannot be valid as asked (a URL that is not http(s), no checksum and no explicit
- * opt-out); nothing was fetched or created. Exit code 2, like other usage errors.
+ * opt-out); nothing was fetched or created.
  */
 export class ImageRequestError extends Error {
-  /** Exit code of the design for validation and usage errors. */
-  readonly exitCode = 2;
   /** Creates the error. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);

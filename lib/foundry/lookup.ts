@@ -8,10 +8,8 @@ import { type DomainRef, type Libvirt, LibvirtError, MetadataType } from "../lib
 import { parseStoredDomainMetadata, type StoredVm } from "./metadata.ts";
 import type { VirtualMachine, VirtualMachineStatus } from "./types.ts";
 
-/** A failed VM operation (define, start, stop, undefine): exit code 4 of the design. */
+/** A failed VM operation (define, start, stop, undefine). */
 export class VmOperationError extends Error {
-  /** Exit code of the design for VM operation errors. */
-  readonly exitCode = 4;
   /** Creates the error. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);

@@ -24,10 +24,8 @@ import type { FoundryConfig } from "./config.ts";
 import { buildDirPoolXml } from "./storage_xml.ts";
 import { DEFAULT_IMAGE_POOL, DEFAULT_VM_POOL } from "./types.ts";
 
-/** A storage failure foundry reports with exit code 5. */
+/** A storage failure: a pool, volume or image operation that did not succeed. */
 export class StorageError extends Error {
-  /** Exit code of the design for storage errors. */
-  readonly exitCode = 5;
   /** Creates the error. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);

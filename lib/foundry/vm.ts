@@ -37,10 +37,8 @@ export {
   VmOperationError,
 } from "./lookup.ts";
 
-/** Create's runtime checks failed (name taken, image or bridge missing): exit code 2. */
+/** Create's runtime checks failed (name taken, image or bridge missing): nothing was created. */
 export class RuntimeCheckError extends Error {
-  /** Exit code of the design for validation errors. */
-  readonly exitCode = 2;
   /** Every problem found. */
   readonly problems: readonly PreflightProblem[];
   /** Creates the error; the message has one line per problem. */
@@ -461,8 +459,6 @@ export interface DestroyResult {
  * name: unchanged, stopped but still defined, or undefined with some of its volumes left.
  */
 export class DestroyIncompleteError extends Error {
-  /** 4 (VM operation) while the domain is still defined; 5 (storage) when only volumes are left. */
-  readonly exitCode: 4 | 5;
   /** The VM's name. */
   readonly vmName: string;
   /** Whether the domain was undefined. */
@@ -488,7 +484,6 @@ export class DestroyIncompleteError extends Error {
     this.domainUndefined = fields.domainUndefined;
     this.volumesDeleted = fields.volumesDeleted;
     this.volumesLeft = fields.volumesLeft;
-    this.exitCode = fields.domainUndefined ? 5 : 4;
   }
 }
 

@@ -12,6 +12,7 @@ import {
   startVm,
   stopVm,
 } from "../../lib/foundry/vm.ts";
+import { exitCodeFor } from "../../cli/_program.ts";
 import { libvirtTest } from "../libvirt/_env.ts";
 import { type FoundryFixture, foundryFixture, leftovers, testVm } from "./_fixture.ts";
 
@@ -57,7 +58,7 @@ libvirtTest("a failure before each step of destroy leaves a consistent state", a
       }),
       (e: unknown) => {
         assert.ok(e instanceof DestroyIncompleteError);
-        assert.equal(e.exitCode, 4);
+        assert.equal(exitCodeFor(e), 4);
         assert.match(e.message, /injected failure before undefine/);
         assert.match(
           e.message,
@@ -91,7 +92,7 @@ libvirtTest("a failure before each step of destroy leaves a consistent state", a
         }),
         (e: unknown) => {
           assert.ok(e instanceof DestroyIncompleteError);
-          assert.equal(e.exitCode, 5);
+          assert.equal(exitCodeFor(e), 5);
           assert.equal(e.domainUndefined, true);
           assert.deepEqual(e.volumesLeft, [failed]);
           assert.equal(e.volumesDeleted.length, 3);

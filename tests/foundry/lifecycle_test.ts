@@ -17,6 +17,7 @@ import {
   stopVm,
 } from "../../lib/foundry/vm.ts";
 import { getVm, listVms } from "../../lib/foundry/inventory.ts";
+import { exitCodeFor } from "../../cli/_program.ts";
 import { libvirtTest } from "../libvirt/_env.ts";
 import { foundryFixture, leftovers, testVm } from "./_fixture.ts";
 
@@ -154,7 +155,7 @@ libvirtTest(
       await createVm(fx.lv, vm, { config: fx.config, noStart: true });
       await assert.rejects(createVm(fx.lv, vm, { config: fx.config }), (e: unknown) => {
         assert.ok(e instanceof RuntimeCheckError);
-        assert.equal(e.exitCode, 2);
+        assert.equal(exitCodeFor(e), 2);
         assert.match(e.message, /metadata\.name/);
         return true;
       });
@@ -305,7 +306,7 @@ libvirtTest(
         (e: unknown) => {
           assert.ok(e instanceof WaitTimeoutError, String(e));
           assert.equal(e.stage, "agent");
-          assert.equal(e.exitCode, 4);
+          assert.equal(exitCodeFor(e), 4);
           return true;
         },
       );
