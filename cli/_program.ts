@@ -64,6 +64,23 @@ export function exitCodeFor(err: unknown): number {
   return 1;
 }
 
+/** The flag of each option lib/ errors name as a way past them (`hint`, lib/foundry/option_hint.ts). */
+const FLAG_OF_OPTION: Record<string, string> = { force: "--force", name: "--name" };
+
+/**
+ * An error's text as the user reads it: its message, and when lib/ says which option of the call
+ * would get past it, the flag that sets that option (`...; use --force to delete it anyway`).
+ */
+export function errorText(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const hint = (err as { hint?: { option?: unknown; effect?: unknown } }).hint;
+  const flag = typeof hint?.option === "string" ? FLAG_OF_OPTION[hint.option] : undefined;
+  if (!flag) return err.message;
+  return typeof hint?.effect === "string"
+    ? `${err.message}; use ${flag} to ${hint.effect}`
+    : `${err.message}; pass ${flag}`;
+}
+
 /** Output streams of a command run, so tests can capture what a command printed. */
 export interface Io {
   out: (s: string) => void;
@@ -147,8 +164,7 @@ async function runParsed(program: Command, args: string[], io: Io): Promise<numb
       return 2;
     }
     const verbose = args.includes("--verbose") || args.includes("-v");
-    const msg = err instanceof Error ? err.message : String(err);
-    io.err(`Error: ${sanitizeText(msg)}\n`);
+    io.err(`Error: ${sanitizeText(errorText(err))}\n`);
     if (verbose && err instanceof Error && err.stack) io.err(`${sanitizeText(err.stack)}\n`);
     exit = exitCodeFor(err);
   }

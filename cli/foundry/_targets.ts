@@ -11,7 +11,7 @@ import { VmNotFoundError } from "../../lib/foundry/vm.ts";
 import { LibvirtError } from "../../lib/libvirt/errors.ts";
 import type { Libvirt } from "../../lib/libvirt/mod.ts";
 import { sanitizeText } from "../../lib/output/sanitize.ts";
-import { ExitCode, exitCodeFor, type Io, setExitCode } from "../_program.ts";
+import { errorText, ExitCode, exitCodeFor, type Io, setExitCode } from "../_program.ts";
 import { interruptSignal } from "../_signals.ts";
 
 /** The options {@linkcode targetOptions} adds. */
@@ -129,8 +129,7 @@ export async function forEachTarget(
         continue;
       }
       if (targets.length === 1) throw e;
-      const msg = e instanceof Error ? e.message : String(e);
-      io.err(`Error: ${sanitizeText(msg)}\n`);
+      io.err(`Error: ${sanitizeText(errorText(e))}\n`);
       if (verbose && e instanceof Error && e.stack) io.err(`${sanitizeText(e.stack)}\n`);
       const code = exitCodeFor(e);
       if (code === ExitCode.INTERRUPTED || worst === ExitCode.INTERRUPTED) {

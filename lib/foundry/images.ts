@@ -179,7 +179,9 @@ export function imageNameFromUrl(url: string): string {
     name = decodeURIComponent(seg);
   } catch { /* malformed escape: no name */ }
   if (name === "" || name.includes("/")) {
-    throw new StorageError(`Cannot take an image name from ${redactUrl(url)}; pass --name`);
+    throw new StorageError(`Cannot take an image name from ${redactUrl(url)}`, {
+      hint: { option: "name" },
+    });
   }
   return name;
 }
@@ -1129,7 +1131,9 @@ export async function deleteImage(
       vms.length > 0 ? `VM(s) ${vms.join(", ")}` : "",
       orphans.length > 0 ? `volume(s) ${orphans.join(", ")}` : "",
     ].filter((s) => s !== "").join(" and ");
-    throw new StorageError(`Image ${name} is in use by ${who}; use --force to delete it anyway`);
+    throw new StorageError(`Image ${name} is in use by ${who}`, {
+      hint: { option: "force", effect: "delete it anyway" },
+    });
   }
   try {
     await lv.storageVolDelete(vol);

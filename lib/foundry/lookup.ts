@@ -6,14 +6,18 @@
  */
 import { type DomainRef, type Libvirt, LibvirtError, MetadataType } from "../libvirt/mod.ts";
 import { parseStoredDomainMetadata, type StoredVm } from "./metadata.ts";
+import type { HintedErrorOptions, OptionHint } from "./option_hint.ts";
 import type { VirtualMachine, VirtualMachineStatus } from "./types.ts";
 
 /** A failed VM operation (define, start, stop, undefine). */
 export class VmOperationError extends Error {
+  /** The option of the call that would get past this error, if one would. */
+  readonly hint: OptionHint | undefined;
   /** Creates the error. */
-  constructor(message: string, options?: ErrorOptions) {
+  constructor(message: string, options?: HintedErrorOptions) {
     super(message, options);
     this.name = "VmOperationError";
+    this.hint = options?.hint;
   }
 }
 

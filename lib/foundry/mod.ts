@@ -159,6 +159,7 @@ export {
   StorageError,
   volumeSummary,
 } from "./pools.ts";
+export type { HintedErrorOptions, OptionHint } from "./option_hint.ts";
 export type {
   DeletePoolOptions,
   PoolDetails,

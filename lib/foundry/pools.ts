@@ -22,14 +22,18 @@ import {
 } from "../libvirt/mod.ts";
 import type { FoundryConfig } from "./config.ts";
 import { buildDirPoolXml } from "./storage_xml.ts";
+import type { HintedErrorOptions, OptionHint } from "./option_hint.ts";
 import { DEFAULT_IMAGE_POOL, DEFAULT_VM_POOL } from "./types.ts";
 
 /** A storage failure: a pool, volume or image operation that did not succeed. */
 export class StorageError extends Error {
+  /** The option of the call that would get past this error, if one would. */
+  readonly hint: OptionHint | undefined;
   /** Creates the error. */
-  constructor(message: string, options?: ErrorOptions) {
+  constructor(message: string, options?: HintedErrorOptions) {
     super(message, options);
     this.name = "StorageError";
+    this.hint = options?.hint;
   }
 }
 
@@ -463,7 +467,8 @@ export async function deletePool(
       const names = vols.map((v) => v.name).sort();
       const shown = names.slice(0, 5).join(", ") + (names.length > 5 ? ", ..." : "");
       throw new StorageError(
-        `Storage pool ${name} holds ${vols.length} volume(s) (${shown}); use --force to delete them`,
+        `Storage pool ${name} holds ${vols.length} volume(s) (${shown})`,
+        { hint: { option: "force", effect: "delete them" } },
       );
     }
     for (const v of vols) {

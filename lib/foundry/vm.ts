@@ -510,7 +510,8 @@ export async function destroyVm(
   const { domain, xml, stored } = await lookupVm(lv, name);
   if (!stored && !opts.force) {
     throw new VmOperationError(
-      `VM ${name} was not created by foundry (no foundry metadata); use --force to remove the domain anyway`,
+      `VM ${name} was not created by foundry (no foundry metadata)`,
+      { hint: { option: "force", effect: "remove the domain anyway" } },
     );
   }
   const state0 = (await lv.domainGetState(domain)).state;
