@@ -3,7 +3,7 @@
  * codes; the CLI maps each class to the code of the design by its name.
  */
 import assert from "node:assert/strict";
-import { ExitCode, exitCodeFor } from "../../cli/_program.ts";
+import { errorText, ExitCode, exitCodeFor } from "../../cli/_program.ts";
 import { ConfigError } from "../../lib/config/layered.ts";
 import { CreateCheckError } from "../../lib/foundry/create_many.ts";
 import { ImageRequestError, PullLimitError } from "../../lib/foundry/images.ts";
@@ -52,4 +52,42 @@ Deno.test("lib errors map to the design's exit codes, and none carries an exit c
     const e = Object.create(cls.prototype, { name: { value: cls.name } });
     assert.equal(exitCodeFor(e), cls === ConnectionError ? 3 : 4);
   }
+});
+
+Deno.test("errorText(): lib's option hints become flags; lib's messages name none", () => {
+  const force = new StorageError("Image base.qcow2 is in use by VM(s) a", {
+    hint: { option: "force", effect: "delete it anyway" },
+  });
+  assert.equal(force.message, "Image base.qcow2 is in use by VM(s) a");
+  assert.equal(
+    errorText(force),
+    "Image base.qcow2 is in use by VM(s) a; use --force to delete it anyway",
+  );
+  assert.equal(
+    errorText(new StorageError("Cannot take an image name from URL", { hint: { option: "name" } })),
+    "Cannot take an image name from URL; pass --name",
+  );
+  assert.equal(errorText(new VmOperationError("define failed")), "define failed");
+  assert.equal(errorText("text"), "text");
+});
+
+Deno.test("no error class in lib/ declares an exit code or tells the user a flag", async () => {
+  const root = new URL("../../lib/", import.meta.url);
+  const found: string[] = [];
+  const walk = async (dir: URL) => {
+    for await (const e of Deno.readDir(dir)) {
+      if (e.isDirectory) await walk(new URL(`${e.name}/`, dir));
+      else if (e.name.endsWith(".ts") && !e.name.endsWith("_test.ts")) {
+        const text = await Deno.readTextFile(new URL(e.name, dir));
+        for (const [i, line] of text.split("\n").entries()) {
+          if (/^\s*(\*|\/\/)/.test(line)) continue;
+          if (/\bexitCode\s*[:=]\s*\d/.test(line) || /(use|pass) --[a-z]/.test(line)) {
+            found.push(`${dir.pathname.slice(root.pathname.length)}${e.name}:${i + 1}`);
+          }
+        }
+      }
+    }
+  };
+  await walk(root);
+  assert.deepEqual(found, []);
 });
