@@ -30,8 +30,10 @@ const codeByErrorName = new Map<string, number>([
   ["CreateCheckError", ExitCode.VALIDATION],
   ["RuntimeCheckError", ExitCode.VALIDATION],
   ["ImageRequestError", ExitCode.VALIDATION],
+  ["AmbiguousRunIdError", ExitCode.VALIDATION],
   ["ConfigError", ExitCode.CONFIG],
   ["ConnectionError", ExitCode.CONNECTION],
+  ["KubeApiError", ExitCode.VM_OPERATION],
   ["LibvirtError", ExitCode.VM_OPERATION],
   ["VmOperationError", ExitCode.VM_OPERATION],
   ["VmNotFoundError", ExitCode.VM_OPERATION],
@@ -42,8 +44,11 @@ const codeByErrorName = new Map<string, number>([
   ["InterruptedError", ExitCode.INTERRUPTED],
 ]);
 
-/** Maps an error thrown by lib/ to the exit code of the design. */
-export function exitCodeFor(err: unknown): number {
+/**
+ * Maps an error thrown by lib/ to the exit code of the design; an error the table does not know
+ * ends with `otherwise` (1; virtwork, whose every other failure is a cluster operation's, passes 4).
+ */
+export function exitCodeFor(err: unknown, otherwise: number = ExitCode.CONFIG): number {
   if (err && typeof err === "object") {
     const c = (err as Partial<HasExitCode>).exitCode;
     if (typeof c === "number") return c;
@@ -59,9 +64,9 @@ export function exitCodeFor(err: unknown): number {
         ? ExitCode.STORAGE
         : ExitCode.VM_OPERATION;
     }
-    if (typeof name === "string") return codeByErrorName.get(name) ?? 1;
+    if (typeof name === "string") return codeByErrorName.get(name) ?? otherwise;
   }
-  return 1;
+  return otherwise;
 }
 
 /** The flag of each option lib/ errors name as a way past them (`hint`, lib/foundry/option_hint.ts). */

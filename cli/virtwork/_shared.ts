@@ -1,15 +1,13 @@
 import { type Command, InvalidArgumentError } from "npm:commander@^15.1.0";
 import { openAuditReader } from "../_audit.ts";
-import { runIdsWithPrefix } from "../../lib/audit/reader.ts";
 import { clusterRunIds, resolveRunIdPrefix } from "../../lib/kubevirt/run_id.ts";
 import type { ClusterApi } from "../../lib/kubevirt/client.ts";
-import { ConfigError } from "../../lib/config/layered.ts";
 import type { Auditor } from "../../lib/audit/types.ts";
 import type { ClientOptions, KubeClient } from "../../lib/kubevirt/client.ts";
-import { ConnectionError, KubeApiError } from "../../lib/kubevirt/errors.ts";
+import { ConnectionError } from "../../lib/kubevirt/errors.ts";
 import type { VirtworkSettings } from "../../lib/kubevirt/config.ts";
 import { RunFailedError } from "../../lib/kubevirt/run.ts";
-import { ExitCode } from "../_program.ts";
+import { ExitCode, exitCodeFor } from "../_program.ts";
 import { interruptSignal as processInterrupt } from "../_signals.ts";
 
 /** What the commands take from their surroundings; tests substitute each part. */
@@ -122,21 +120,14 @@ export function interruptSignal(deps: VirtworkDeps): { signal: AbortSignal; disp
   return { signal, dispose: () => {} };
 }
 
-/** An error carrying the exit code of the design for a failure from lib/kubevirt. */
+/**
+ * An error carrying the exit code of the design for a failure from lib/kubevirt: the shared table
+ * (cli/_program.ts) decides, and a failure it does not know is a cluster operation's (4).
+ */
 export function withExitCode(err: unknown): Error & { exitCode: number } {
   const inner = err instanceof RunFailedError ? err.cause : err;
   const e = (err instanceof Error ? err : new Error(String(err))) as Error & { exitCode: number };
-  if (inner instanceof Error && inner.name === "InterruptedError") {
-    e.exitCode = ExitCode.INTERRUPTED;
-  } else if (inner instanceof ConnectionError) e.exitCode = ExitCode.CONNECTION;
-  else if (inner instanceof ConfigError && inner.source?.startsWith("--")) {
-    // A flag's bad value (`--output xml`) is a usage error, as commander's own are.
-    e.exitCode = ExitCode.VALIDATION;
-  } else if (inner instanceof Error && inner.name === "AmbiguousRunIdError") {
-    e.exitCode = ExitCode.VALIDATION;
-  } else if (inner instanceof KubeApiError) e.exitCode = ExitCode.VM_OPERATION;
-  else if (inner instanceof Error && inner.name === "ConfigError") e.exitCode = ExitCode.CONFIG;
-  else e.exitCode = ExitCode.VM_OPERATION;
+  e.exitCode = exitCodeFor(inner, ExitCode.VM_OPERATION);
   return e;
 }
 
@@ -158,6 +149,7 @@ export async function resolveRunId(
   const known = new Set(await clusterRunIds(where.api, where.namespace));
   const db = await openAuditReader(where.auditDb);
   if (db) {
+    const { runIdsWithPrefix } = await import("../../lib/audit/reader.ts");
     try {
       for (const id of runIdsWithPrefix(db, "virtwork", idOrPrefix, where.namespace)) known.add(id);
     } finally {
