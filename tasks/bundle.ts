@@ -69,10 +69,29 @@ export async function bundleAll(outDir = join(ROOT, BUNDLE_DIR)): Promise<Bundle
     }
     await Deno.writeTextFile(path, code.replaceAll(from, `import("./${e.program}.js")`));
   }
+  await requireFromAnyUrl(outDir);
   for (const f of BESIDE_CHUNKS) {
     await Deno.copyFile(join(ROOT, f), join(outDir, f.split("/").pop()!));
   }
   return { ok: true, outDir, message: "" };
+}
+
+/**
+ * esbuild's helper for `require()` inside bundled CommonJS packages is
+ * `createRequire(import.meta.url)`, which throws when the chunk was loaded over http(s) (`deno run
+ * https://.../foundry.js`). The packages only require Node built-ins, which resolve the same from
+ * any base, so a chunk loaded from elsewhere than a file gets a file URL as its base.
+ */
+async function requireFromAnyUrl(outDir: string): Promise<void> {
+  const from = "__deno_internal_createRequire(import.meta.url)";
+  const to = '__deno_internal_createRequire(import.meta.url.startsWith("file:") ? ' +
+    'import.meta.url : "file:///")';
+  for await (const e of Deno.readDir(outDir)) {
+    if (!e.isFile || !e.name.endsWith(".js")) continue;
+    const path = join(outDir, e.name);
+    const code = await Deno.readTextFile(path);
+    if (code.includes(from)) await Deno.writeTextFile(path, code.replaceAll(from, to));
+  }
 }
 
 async function denoBundle(args: string[], outDir: string): Promise<BundleOutcome> {

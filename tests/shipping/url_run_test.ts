@@ -4,15 +4,17 @@
  */
 import assert from "node:assert/strict";
 import denoConfig from "../../deno.json" with { type: "json" };
+import { bundleAll } from "../../tasks/bundle.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 const TYPES: Record<string, string> = {
   ts: "application/typescript; charset=utf-8",
+  js: "application/javascript; charset=utf-8",
   json: "application/json",
   yaml: "text/yaml",
 };
 
-function serveRepo() {
+function serveRepo(dir = root) {
   const ac = new AbortController();
   const served: string[] = [];
   const server = Deno.serve(
@@ -21,7 +23,7 @@ function serveRepo() {
       const path = decodeURIComponent(new URL(req.url).pathname);
       if (path.includes("..")) return new Response("bad path", { status: 400 });
       try {
-        const body = await Deno.readFile(`${root}${path.slice(1)}`);
+        const body = await Deno.readFile(`${dir}${path.slice(1)}`);
         served.push(path);
         const ext = path.split(".").pop() ?? "";
         return new Response(body, {
@@ -96,5 +98,28 @@ Deno.test("virtwork run --dry-run runs from a URL and prints the objects", async
     assert.ok(srv.served.some((p) => p.startsWith("/lib/kubevirt/")));
   } finally {
     await srv.close();
+  }
+});
+
+Deno.test("the bundles run from a URL: --version, list --help and run --dry-run", async () => {
+  // Built afresh into a directory of its own, as a release would publish dist/bundle.
+  const dir = await Deno.makeTempDir({ prefix: "foundry-bundle-url-" });
+  const built = await bundleAll(`${dir}/`);
+  assert.ok(built.ok, built.message);
+  const srv = serveRepo(`${dir}/`);
+  try {
+    const v = await runFromUrl(srv.base, "foundry.js", ["--version"]);
+    assert.equal(v.code, 0, v.err);
+    assert.equal(v.out.trim(), denoConfig.version);
+    assert.ok(srv.served.includes("/foundry.js"));
+    const help = await runFromUrl(srv.base, "foundry.js", ["list", "--help"]);
+    assert.equal(help.code, 0, help.err);
+    assert.match(help.out, /Usage: foundry list/);
+    const dry = await runFromUrl(srv.base, "virtwork.js", ["run", "--dry-run"]);
+    assert.equal(dry.code, 0, dry.err);
+    assert.match(dry.out, /kind: VirtualMachine/);
+  } finally {
+    await srv.close();
+    await Deno.remove(dir, { recursive: true });
   }
 });
