@@ -6,8 +6,7 @@
  */
 import type { Command } from "npm:commander@^15.1.0";
 import { type LabelSelector, parseLabelSelector } from "../../lib/config/selector.ts";
-import { listVms } from "../../lib/foundry/inventory.ts";
-import { VmNotFoundError } from "../../lib/foundry/vm.ts";
+import { VmNotFoundError } from "../../lib/foundry/vm_errors.ts";
 import { LibvirtError } from "../../lib/libvirt/errors.ts";
 import type { Libvirt } from "../../lib/libvirt/mod.ts";
 import { sanitizeText } from "../../lib/output/sanitize.ts";
@@ -68,6 +67,7 @@ export async function resolveTargets(
   opts: TargetOptions,
 ): Promise<string[]> {
   if (!opts.selector?.length) return [...new Set(names.map((n) => n.toLowerCase()))];
+  const { listVms } = await import("../../lib/foundry/inventory.ts");
   const { vms } = await listVms(lv, { selector: parseSelector(opts.selector) });
   return vms.map((v) => v.name);
 }

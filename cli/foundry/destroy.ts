@@ -1,5 +1,4 @@
 import { Command } from "npm:commander@^15.1.0";
-import { destroyVm } from "../../lib/foundry/vm.ts";
 import { sanitizeText } from "../../lib/output/sanitize.ts";
 import { type Io, isTerminalIo } from "../_program.ts";
 import { withFoundryAudit } from "../_audit.ts";
@@ -40,6 +39,7 @@ export function destroyCommand(io: Io): Command {
         checkTargets(names, opts);
         const flagSeconds = opts.timeout === undefined ? undefined : positiveSeconds(opts.timeout);
         const config = await configFor(cmd);
+        const { destroyVm } = await import("../../lib/foundry/vm.ts");
         const timeoutSeconds = flagSeconds ?? config.destroyTimeoutSeconds;
         const tty = { isTerminal: isTerminalIo(io), env: envOf(cmd) };
         await withLibvirt(config, async (lv) => {

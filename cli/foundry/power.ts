@@ -1,5 +1,4 @@
 import { Command } from "npm:commander@^15.1.0";
-import { restartVm, startVm, stopVm } from "../../lib/foundry/vm.ts";
 import { type Io, isTerminalIo } from "../_program.ts";
 import { openStatusLine, stageLine, type StatusLine } from "../_status.ts";
 import { withFoundryAudit } from "../_audit.ts";
@@ -22,6 +21,7 @@ export function startCommand(io: Io): Command {
     .action(async (names: string[], opts: TargetOptions, cmd: Command) => {
       checkTargets(names, opts);
       const config = await configFor(cmd);
+      const { startVm } = await import("../../lib/foundry/vm.ts");
       await withLibvirt(config, async (lv) => {
         const targets = await targetsOrNote(io, lv, names, opts);
         await forEachTarget(cmd, io, lv, targets, opts, async (n) => {
@@ -63,6 +63,7 @@ function stopLike(io: Io, verb: "stop" | "restart"): Command {
           ? undefined
           : positiveSeconds(opts.timeout);
         const config = await configFor(cmd);
+        const { restartVm, stopVm } = await import("../../lib/foundry/vm.ts");
         const seconds = timeoutSeconds ?? config.destroyTimeoutSeconds;
         const tty = { isTerminal: isTerminalIo(io), env: envOf(cmd) };
         await withLibvirt(config, async (lv) => {

@@ -6,32 +6,10 @@
  */
 import { type DomainRef, type Libvirt, LibvirtError, MetadataType } from "../libvirt/mod.ts";
 import { parseStoredDomainMetadata, type StoredVm } from "./metadata.ts";
-import type { HintedErrorOptions, OptionHint } from "./option_hint.ts";
+import { VmNotFoundError } from "./vm_errors.ts";
 import type { VirtualMachine, VirtualMachineStatus } from "./types.ts";
 
-/** A failed VM operation (define, start, stop, undefine). */
-export class VmOperationError extends Error {
-  /** The option of the call that would get past this error, if one would. */
-  readonly hint: OptionHint | undefined;
-  /** Creates the error. */
-  constructor(message: string, options?: HintedErrorOptions) {
-    super(message, options);
-    this.name = "VmOperationError";
-    this.hint = options?.hint;
-  }
-}
-
-/** No domain of that name exists: a VM operation error that callers may ignore (`--ignore-not-found`). */
-export class VmNotFoundError extends VmOperationError {
-  /** The name looked up. */
-  readonly vmName: string;
-  /** Creates the error. */
-  constructor(vmName: string, options?: ErrorOptions) {
-    super(`VM ${vmName} does not exist`, options);
-    this.name = "VmNotFoundError";
-    this.vmName = vmName;
-  }
-}
+export { VmNotFoundError, VmOperationError } from "./vm_errors.ts";
 
 /** Namespace of the status record foundry keeps beside the spec in the domain's metadata. */
 export const STATUS_NAMESPACE = "https://foundry.cofront.xyz/v1alpha1/status";
