@@ -505,6 +505,14 @@ if (import.meta.main) {
     );
     Deno.exit(2);
   }
+  const localds = await new Deno.Command("sh", {
+    args: ["-c", "command -v cloud-localds"],
+    stdout: "null",
+  }).output();
+  if (!localds.success) {
+    console.error("bench:cli: cloud-localds is not installed (Debian package cloud-image-utils)");
+    Deno.exit(2);
+  }
   const ac = new AbortController();
   let interrupts = 0;
   const onSignal = () => {
