@@ -7,7 +7,7 @@ import {
   type WaitResult,
   type WaitStage,
 } from "../../lib/foundry/wait.ts";
-import { VmOperationError } from "../../lib/foundry/vm.ts";
+import { VmOperationError } from "../../lib/foundry/vm_errors.ts";
 import { formatJson, sanitizeText } from "../../lib/output/mod.ts";
 import { type Io, isTerminalIo } from "../_program.ts";
 import { interruptSignal } from "../_signals.ts";

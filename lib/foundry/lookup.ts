@@ -1,10 +1,16 @@
 /**
- * Finding one VM and reading what foundry stored with it, apart from `vm.ts` so that `list` and
- * `get` load neither create's nor destroy's code (domain XML builders, cloud-init, ISO writer,
+ * Finding one VM, reading what foundry stored with it and waiting for its state, apart from
+ * `vm.ts` so that `list`, `get` and `wait` load neither create's nor destroy's code (domain XML builders, cloud-init, ISO writer,
  * pools): measured, that graph was most of `foundry list`'s start-up.
  * @module
  */
-import { type DomainRef, type Libvirt, LibvirtError, MetadataType } from "../libvirt/mod.ts";
+import {
+  type DomainRef,
+  InterruptedError,
+  type Libvirt,
+  LibvirtError,
+  MetadataType,
+} from "../libvirt/mod.ts";
 import { parseStoredDomainMetadata, type StoredVm } from "./metadata.ts";
 import { VmNotFoundError } from "./vm_errors.ts";
 import type { VirtualMachine, VirtualMachineStatus } from "./types.ts";
@@ -51,4 +57,46 @@ export async function lookupVm(
   const xml = await lv.domainGetXmlDesc(domain);
   const stored = parseStoredDomainMetadata(xml);
   return { domain, xml, vm: stored?.vm, stored };
+}
+
+/**
+ * Waits until `domain` reaches one of `states`, driven by lifecycle events (no polling), up to
+ * `timeoutMs`. Returns whether it got there; throws {@linkcode InterruptedError} when `signal`
+ * (by default the connection's interrupt signal) aborts first.
+ */
+export async function waitForState(
+  lv: Libvirt,
+  domain: DomainRef,
+  states: readonly number[],
+  timeoutMs: number,
+  signal: AbortSignal | undefined = lv.signal,
+): Promise<boolean> {
+  const interrupted = () => InterruptedError.from(signal?.reason);
+  if (signal?.aborted) throw interrupted();
+  let wake: (() => void) | null = null;
+  const sub = await lv.onDomainLifecycle(domain, () => wake?.());
+  const deadline = performance.now() + timeoutMs;
+  const onAbort = () => wake?.();
+  signal?.addEventListener("abort", onAbort);
+  try {
+    while (true) {
+      // Checked after subscribing, so an event between check and wait is never missed.
+      if (states.includes((await lv.domainGetState(domain)).state)) return true;
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        if (signal?.aborted) wake();
+      });
+      wake = null;
+      if (signal?.aborted) throw interrupted();
+    }
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    await sub.close().catch(() => {});
+  }
 }

@@ -7,7 +7,7 @@ import {
   type DomainRef,
   DomainState,
   DomainXmlFlags,
-  InterruptedError,
+  type InterruptedError,
   type Libvirt,
   LibvirtError,
   MetadataType,
@@ -27,7 +27,13 @@ import { type HostFacts, type PreflightProblem, preflightProblems } from "./pref
 import { statusFromDomainState } from "./status.ts";
 import { buildVolumeXml, BYTES_PER_GB, volumePlan, type VolumeSpec } from "./storage_xml.ts";
 import type { DomainType, VirtualMachine, VirtualMachineStatus } from "./types.ts";
-import { lookupVm, readStoredStatus, STATUS_NAMESPACE, VmOperationError } from "./lookup.ts";
+import {
+  lookupVm,
+  readStoredStatus,
+  STATUS_NAMESPACE,
+  VmOperationError,
+  waitForState,
+} from "./lookup.ts";
 
 export {
   lookupVm,
@@ -35,6 +41,7 @@ export {
   STATUS_NAMESPACE,
   VmNotFoundError,
   VmOperationError,
+  waitForState,
 } from "./lookup.ts";
 
 /** Create's runtime checks failed (name taken, image or bridge missing): nothing was created. */
@@ -377,48 +384,6 @@ async function writeStatus(
     flags,
   );
   return status;
-}
-
-/**
- * Waits until `domain` reaches one of `states`, driven by lifecycle events (no polling), up to
- * `timeoutMs`. Returns whether it got there; throws {@linkcode InterruptedError} when `signal`
- * (by default the connection's interrupt signal) aborts first.
- */
-export async function waitForState(
-  lv: Libvirt,
-  domain: DomainRef,
-  states: readonly number[],
-  timeoutMs: number,
-  signal: AbortSignal | undefined = lv.signal,
-): Promise<boolean> {
-  const interrupted = () => InterruptedError.from(signal?.reason);
-  if (signal?.aborted) throw interrupted();
-  let wake: (() => void) | null = null;
-  const sub = await lv.onDomainLifecycle(domain, () => wake?.());
-  const deadline = performance.now() + timeoutMs;
-  const onAbort = () => wake?.();
-  signal?.addEventListener("abort", onAbort);
-  try {
-    while (true) {
-      // Checked after subscribing, so an event between check and wait is never missed.
-      if (states.includes((await lv.domainGetState(domain)).state)) return true;
-      const left = deadline - performance.now();
-      if (left <= 0) return false;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-        if (signal?.aborted) wake();
-      });
-      wake = null;
-      if (signal?.aborted) throw interrupted();
-    }
-  } finally {
-    signal?.removeEventListener("abort", onAbort);
-    await sub.close().catch(() => {});
-  }
 }
 
 /** The steps of `destroy` before which a failure can be injected, in order. */

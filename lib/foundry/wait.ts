@@ -11,7 +11,7 @@ import {
   guestPing,
   guestReadFile,
 } from "./agent.ts";
-import { lookupVm, VmOperationError, waitForState } from "./vm.ts";
+import { lookupVm, VmOperationError, waitForState } from "./lookup.ts";
 
 /** The stages of a wait, in order. */
 export const WAIT_STAGES = ["running", "agent", "ip", "cloud-init"] as const;
