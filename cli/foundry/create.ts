@@ -1,12 +1,6 @@
 import { Command } from "npm:commander@^15.1.0";
-import { loadVirtualMachines } from "../../lib/foundry/loader.ts";
 import type { CreateResult, CreateStep } from "../../lib/foundry/vm.ts";
-import {
-  CreateIncompleteError,
-  type CreateSummary,
-  createVms,
-  summaryLine,
-} from "../../lib/foundry/create_many.ts";
+import type { CreateSummary } from "../../lib/foundry/create_many.ts";
 import { formatJson, sanitizeText } from "../../lib/output/mod.ts";
 import type { WaitResult } from "../../lib/foundry/wait.ts";
 import { exitCodeFor, type Io, setExitCode } from "../_program.ts";
@@ -61,6 +55,10 @@ export function createCommand(io: Io): Command {
         : undefined;
       if (until !== undefined) checkChoice(until, ["agent", "ip", "cloud-init"], "--wait stage");
       const waitMs = timeoutMs(opts.timeout);
+      const { loadVirtualMachines } = await import("../../lib/foundry/loader.ts");
+      const { CreateIncompleteError, createVms, summaryLine } = await import(
+        "../../lib/foundry/create_many.ts"
+      );
       // The file is read and validated before anything else: bad input never reaches libvirt.
       const vms = await loadVirtualMachines(file);
       const config = await configFor(cmd);

@@ -3,7 +3,7 @@
  * @module
  */
 import { Command, InvalidArgumentError } from "npm:commander@^15.1.0";
-import { type AuditEntry, listEntries } from "../../lib/audit/mod.ts";
+import type { AuditEntry } from "../../lib/audit/mod.ts";
 import type { Column } from "../../lib/output/listing.ts";
 import { addListingOptions, type ListingFlags, printListing } from "../_listing.ts";
 import { auditSettings, openAuditReader } from "../_audit.ts";
@@ -66,6 +66,7 @@ export function historyCommand(io: Io): Command {
       let entries: AuditEntry[] = [];
       try {
         if (db) {
+          const { listEntries } = await import("../../lib/audit/mod.ts");
           entries = listEntries(db, {
             tool: "foundry",
             limit: o.limit,
