@@ -4,13 +4,7 @@
  */
 import { Command, InvalidArgumentError } from "npm:commander@^15.1.0";
 import type { DatabaseSync } from "node:sqlite";
-import {
-  type AuditEntry,
-  type AuditStatus,
-  type EntryDetails,
-  entryDetails,
-  listEntries,
-} from "../../lib/audit/mod.ts";
+import type { AuditEntry, AuditStatus, EntryDetails } from "../../lib/audit/mod.ts";
 import { ConfigError } from "../../lib/config/layered.ts";
 import { formatJson, formatTable } from "../../lib/output/format.ts";
 import { loadVirtworkConfig } from "../../lib/kubevirt/config.ts";
@@ -220,6 +214,7 @@ export function auditCommand(io: Io, deps: VirtworkDeps = {}): Command {
           operation?: string;
           status?: AuditStatus;
         };
+        const { listEntries } = await import("../../lib/audit/mod.ts");
         const entries = await withReader(cmd, deps, (db) =>
           db
             ? listEntries(db, {
@@ -240,6 +235,7 @@ export function auditCommand(io: Io, deps: VirtworkDeps = {}): Command {
       .option("-o, --output <format>", "table or json", outputArg, "table")
       .action(async (runId: string, _o: unknown, cmd: Command) => {
         const o = cmd.opts() as { output: string };
+        const { entryDetails } = await import("../../lib/audit/mod.ts");
         const details = await withReader(cmd, deps, (db, path) => {
           let d: EntryDetails | undefined;
           try {

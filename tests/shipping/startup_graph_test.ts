@@ -128,3 +128,21 @@ Deno.test("readLaunch(): the command word after root options, --version before a
   assert.deepEqual(readLaunch(["--bogus", "list"], o), { kind: "command", word: undefined });
   assert.deepEqual(readLaunch([], o), { kind: "command", word: undefined });
 });
+
+/** Packages that load only when a command uses them, never when its module is loaded. */
+const AT_USE = /^(npm:undici@|npm:@kubernetes\/client-node@|node:sqlite$)/;
+
+Deno.test("no command module loads undici, the Kubernetes client or SQLite before it runs", async () => {
+  const modules: string[] = [];
+  for (const dir of ["cli/foundry", "cli/virtwork"]) {
+    for await (const e of Deno.readDir(new URL(dir, root))) {
+      if (e.isFile && /^[a-z].*\.ts$/.test(e.name) && !e.name.endsWith("_test.ts")) {
+        modules.push(`${dir}/${e.name}`);
+      }
+    }
+  }
+  assert.ok(modules.length >= 10, modules.join(" "));
+  for (const m of modules.sort()) {
+    assert.deepEqual([...await staticClosure(m)].filter((s) => AT_USE.test(s)), [], m);
+  }
+});
