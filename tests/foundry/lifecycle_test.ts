@@ -281,23 +281,33 @@ libvirtTest(
     try {
       const vm = testVm(fx);
       await createVm(fx.lv, vm, { config: fx.config, noStart: true });
-      // The wait starts before the domain does: only the lifecycle event can wake it for the
-      // running stage (its timer is the overall deadline, far off), and it stops right after.
+      // A shut-off VM fails a wait at once (nothing would start it), so the domain is started
+      // paused: the wait then sits in the running stage until the resume's lifecycle event wakes
+      // it (its timer is the overall deadline, far off), and it stops right after.
+      const dom = await fx.lv.domainLookupByName(vm.metadata.name);
+      await fx.lv.domainCreate(dom, 1 /* VIR_DOMAIN_START_PAUSED */);
       const reached = new AbortController();
       const stages: string[] = [];
+      let resumed = false;
       const waiting = waitForVm(fx.lv, vm.metadata.name, {
         until: "agent",
         timeoutMs: 120_000,
         signal: reached.signal,
         onStage: (s) => {
           stages.push(s);
-          if (s === "running") reached.abort(new Error("running reached"));
+          if (s === "running") reached.abort(new Error(`running reached, resumed: ${resumed}`));
         },
       });
-      await Promise.all([
-        assert.rejects(waiting, /running reached/),
-        startVm(fx.lv, vm.metadata.name),
-      ]);
+      const resume = async () => {
+        resumed = true;
+        const r = await new Deno.Command("virsh", {
+          args: ["-c", "qemu:///system", "resume", vm.metadata.name],
+          stdout: "null",
+          stderr: "piped",
+        }).output();
+        assert.ok(r.success, new TextDecoder().decode(r.stderr));
+      };
+      await Promise.all([assert.rejects(waiting, /running reached, resumed: true/), resume()]);
       assert.deepEqual(stages, ["running"], "the domain event woke the wait for the running stage");
 
       // The domain runs but has no OS, so its agent never comes, however long the wait is.
