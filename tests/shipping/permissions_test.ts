@@ -203,3 +203,23 @@ Deno.test("the compile task's scoped permissions are enough to run deno compile"
     if (r.code !== 0) assert.match(r.out, /could not build foundry: .*denort|DENORT_BIN/);
   });
 });
+
+Deno.test("the executables run by their shebang from any directory", async () => {
+  await withDir(async (dir) => {
+    for (const path of ["cli/foundry.ts", "cli/virtwork.ts"]) {
+      const mode = (await Deno.stat(join(root, path))).mode ?? 0;
+      assert.ok(mode & 0o111, `${path} is executable`);
+      const out = await new Deno.Command(join(root, path), {
+        args: ["--version"],
+        cwd: dir,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+        env: { NO_COLOR: "1", DENO_NO_PROMPT: "1", PATH: Deno.env.get("PATH") ?? "" },
+      }).output();
+      const text = (b: Uint8Array) => new TextDecoder().decode(b);
+      assert.equal(out.code, 0, text(out.stderr));
+      assert.equal(text(out.stdout).trim(), denoConfig.version);
+    }
+  });
+});
