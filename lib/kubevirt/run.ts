@@ -39,7 +39,7 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Receives audit records (default: none). */
   auditor?: Auditor;
-  /** Seconds to spend after an interrupt undoing creates that were in flight (default 30). */
+  /** Seconds to spend after an interrupt undoing creates that were in flight (default 10). */
   rollbackTimeoutSeconds?: number;
   /** What the audit trail records beside the plan. */
   audit?: RunAuditContext;
@@ -513,7 +513,7 @@ async function rollback(
   recordExisting: (obj: KubeObject, error: string) => Promise<void>,
 ): Promise<void> {
   const ns = plan.namespace.metadata.name;
-  const seconds = opts.rollbackTimeoutSeconds ?? 30;
+  const seconds = opts.rollbackTimeoutSeconds ?? 10;
   const deadline = AbortSignal.timeout(seconds * 1000);
   progress(`rolling back ${items.length} creates in progress at the interrupt`);
   const settled = api.settle ? await api.settle(deadline) : true;
