@@ -60,7 +60,20 @@ export function configFor(cmd: Command): Promise<FoundryConfig> {
     flags.uri = env("LIBVIRT_DEFAULT_URI")!;
   }
   if (g.domainType !== undefined) flags.domainType = g.domainType;
-  if (g.destroyTimeout !== undefined) flags.destroyTimeoutSeconds = Number(g.destroyTimeout);
+  if (g.destroyTimeout !== undefined) {
+    const seconds = g.destroyTimeout.trim() === "" ? NaN : Number(g.destroyTimeout);
+    if (!Number.isFinite(seconds) || seconds < 0) {
+      throw Object.assign(
+        new Error(
+          `Invalid --destroy-timeout ${
+            JSON.stringify(g.destroyTimeout.slice(0, 100))
+          }: expected a number of seconds of 0 or more`,
+        ),
+        { exitCode: 2 },
+      );
+    }
+    flags.destroyTimeoutSeconds = seconds;
+  }
   if (g.storagePath !== undefined) flags.storagePath = g.storagePath;
   if (g.imagePool !== undefined) flags.imagesPool = g.imagePool;
   if (g.vmPool !== undefined) flags.vmsPool = g.vmPool;

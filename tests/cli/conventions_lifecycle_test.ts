@@ -296,5 +296,8 @@ Deno.test("foundry: a bad value of a global flag is a usage error (exit 2), not 
       err: (s) => void err.push(s),
     }, { env: {} });
     assert.equal(code, 2, `${args.join(" ")}: ${err.join("")}`);
+    if (args[0] === "--destroy-timeout") {
+      assert.match(err.join(""), /Invalid --destroy-timeout "soon": expected a number of seconds/);
+    }
   }
 });
