@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-read --allow-write --allow-net --allow-env --allow-run=ssh --allow-sys=hostname
+#!/usr/bin/env -S deno run --no-prompt --allow-read --allow-write --allow-net --allow-env --allow-run=ssh --allow-sys=hostname
 /**
  * foundry: libvirt/KVM virtual machines from Kubernetes-style YAML.
  *

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-read --allow-write --allow-net --allow-env --allow-sys=hostname
+#!/usr/bin/env -S deno run --no-prompt --allow-read --allow-write --allow-net --allow-env --allow-sys=hostname
 /**
  * virtwork: synthetic workload VMs on KubeVirt / OpenShift Virtualization.
  *

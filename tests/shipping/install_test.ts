@@ -162,6 +162,43 @@ testNeeding([pty], {
   },
 });
 
+testNeeding([pty, libvirt], {
+  name: "deno task: the executables' tasks ask nothing on a terminal either",
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "foundry-task-pty-" });
+    const t: Installed = {
+      bin: dir,
+      cwd: dir,
+      env: {
+        NO_COLOR: "1",
+        FOUNDRY_URI: `qemu:///system?socket=${LIBVIRT_SOCKET}`,
+        FOUNDRY_AUDIT_DB: join(dir, "foundry.db"),
+        // HOME stays the user's: Deno's cache (npm packages of the sources) lives there.
+        HOME: Deno.env.get("HOME") ?? dir,
+      },
+      cleanup: () => Deno.remove(dir, { recursive: true }),
+    };
+    try {
+      const task = ["deno", "task", "--quiet", "--config", join(root, "deno.json")];
+      for (
+        const [args, out] of [
+          [["foundry", "--version"], /^\d+\.\d+\.\d+/],
+          [["list", "-o", "json"], /^\[/],
+          [["foundry", "history"], /STARTED|^$/m],
+          [["virtwork", "audit", "list"], /RUN|^$/m],
+        ] as const
+      ) {
+        const r = await onTerminal(t, [...task, ...args]);
+        assert.doesNotMatch(r.out + r.err, PROMPT_OR_REFUSAL, args.join(" "));
+        assert.equal(r.code, 0, `${args.join(" ")}: ${r.out}${r.err}`);
+        assert.match(r.out, out, `${args.join(" ")}: ${JSON.stringify(r.out)}`);
+      }
+    } finally {
+      await t.cleanup();
+    }
+  },
+});
+
 Deno.test("deno task create ./vm.yaml reads the file where the user stands", async () => {
   const cwd = await Deno.makeTempDir({ prefix: "foundry-task-cwd-" });
   try {

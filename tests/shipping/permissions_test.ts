@@ -106,7 +106,16 @@ Deno.test("the executables' shebangs, tasks and compile targets grant the same p
   }
   assert.deepEqual(sorted(runFlags(words(tasks.virtwork!))), shebang("cli/virtwork.ts"));
   for (const t of TARGETS) {
-    assert.deepEqual(sorted(t.permissions), shebang(t.entry), `compile target ${t.name}`);
+    // The install task adds --no-prompt to the targets' permissions; a compiled binary never asks.
+    const granted = shebang(t.entry).filter((f) => f !== "--no-prompt");
+    assert.deepEqual(sorted(t.permissions), granted, `compile target ${t.name}`);
+  }
+  // A missing permission is an error, never a question on the user's terminal.
+  for (const [name, cmd] of [...foundryTasks, ["virtwork", tasks.virtwork!] as const]) {
+    assert.ok(runFlags(words(cmd)).includes("--no-prompt"), `task ${name}`);
+  }
+  for (const entry of ["cli/foundry.ts", "cli/virtwork.ts"]) {
+    assert.ok(shebang(entry).includes("--no-prompt"), entry);
   }
   for (
     const [name, script] of Object.entries({
