@@ -47,6 +47,9 @@ export interface ConnectOptions extends DialOptions, Omit<RpcOptions, "uri"> {
   /**
    * Ctrl-C: aborts connecting, and later every call and stream in flight when it fires (they
    * reject with {@linkcode InterruptedError}); calls made after it still go out, for a rollback.
+   * Calls that change the daemon's state (define, create, delete, ...) are not dropped: they
+   * settle with the daemon's answer, or after `settleMs` with `outcomeUnknown` set, so a rollback
+   * knows what they made.
    */
   signal?: AbortSignal;
 }
@@ -131,6 +134,34 @@ export interface EventSubscription {
   close(): Promise<void>;
 }
 
+/**
+ * Procedures that change the daemon's state. An interrupt lets them settle (see
+ * `CallOptions.mutates`): the daemon finishes them anyway, and a rollback must know what they made.
+ */
+const MUTATING: ReadonlySet<number> = new Set([
+  P.DOMAIN_DEFINE_XML_FLAGS,
+  P.DOMAIN_UNDEFINE_FLAGS,
+  P.DOMAIN_CREATE_WITH_FLAGS,
+  P.DOMAIN_SHUTDOWN_FLAGS,
+  P.DOMAIN_REBOOT,
+  P.DOMAIN_DESTROY_FLAGS,
+  P.DOMAIN_SET_METADATA,
+  P.DOMAIN_SET_AUTOSTART,
+  P.STORAGE_POOL_DEFINE_XML,
+  P.STORAGE_POOL_BUILD,
+  P.STORAGE_POOL_CREATE,
+  P.STORAGE_POOL_DESTROY,
+  P.STORAGE_POOL_DELETE,
+  P.STORAGE_POOL_UNDEFINE,
+  P.STORAGE_POOL_SET_AUTOSTART,
+  P.STORAGE_VOL_CREATE_XML,
+  P.STORAGE_VOL_CREATE_XML_FROM,
+  P.STORAGE_VOL_DELETE,
+  P.STORAGE_VOL_RESIZE,
+  P.STORAGE_VOL_WIPE,
+]);
+const MUTATES: CallOptions = { mutates: true };
+
 const encodeNone: ArgsEncoder | undefined = undefined;
 const dom = (d: DomainRef): ArgsEncoder => (w) => writeDomain(w, d);
 const domFlags = (d: DomainRef, flags: number): ArgsEncoder => (w) => {
@@ -209,6 +240,7 @@ export class Libvirt {
       rpcOpts.keepaliveIntervalMs = opts.keepaliveIntervalMs;
     }
     if (opts.keepaliveCount !== undefined) rpcOpts.keepaliveCount = opts.keepaliveCount;
+    if (opts.settleMs !== undefined) rpcOpts.settleMs = opts.settleMs;
     const rpc = new RpcConnection(transport, rpcOpts);
     const lv = new Libvirt(rpc, parsed, signal);
     try {
@@ -271,7 +303,9 @@ export class Libvirt {
     decode?: (r: XdrReader) => T,
     opts?: CallOptions,
   ): Promise<T> {
-    const payload = await this.rpc.call(Program.REMOTE, proc, args, opts);
+    const mutates = MUTATING.has(proc);
+    const callOpts = mutates ? (opts ? { mutates, ...opts } : MUTATES) : opts;
+    const payload = await this.rpc.call(Program.REMOTE, proc, args, callOpts);
     if (!decode) return undefined as T;
     const r = new XdrReader(payload);
     const v = decode(r);

@@ -132,11 +132,20 @@ export class CallTimeoutError extends Error {
 export class InterruptedError extends Error {
   /** The process signal that caused it (`SIGINT`, `SIGTERM`, `SIGHUP`), when one did. */
   readonly signalName: string | undefined;
+  /**
+   * True when a call that changes the daemon's state was in flight and the daemon did not answer
+   * it in time after the interrupt: whatever it makes may or may not exist.
+   */
+  readonly outcomeUnknown: boolean;
   /** Creates the error. */
-  constructor(message = "Interrupted", options?: ErrorOptions & { signalName?: string }) {
+  constructor(
+    message = "Interrupted",
+    options?: ErrorOptions & { signalName?: string; outcomeUnknown?: boolean },
+  ) {
     super(message, options);
     this.name = "InterruptedError";
     this.signalName = options?.signalName;
+    this.outcomeUnknown = options?.outcomeUnknown ?? false;
   }
 
   /** The error for an abort whose signal's reason is `reason` (kept as the cause). */

@@ -42,11 +42,18 @@ export interface RpcOptions {
   /** Declare the daemon dead after this many silent intervals (default 5). */
   keepaliveCount?: number;
   /**
-   * Interrupts the connection's work (Ctrl-C): when it aborts, every call and stream in flight
-   * rejects at once with {@linkcode InterruptedError}. Calls made afterwards go out as usual, so a
+   * Interrupts the connection's work (Ctrl-C): when it aborts, every read-only call and stream in
+   * flight rejects at once with {@linkcode InterruptedError}; a call sent with `mutates` settles
+   * with the daemon's real answer (see `settleMs`). Calls made afterwards go out as usual, so a
    * caller can still roll back; callers check `signal.aborted` before starting new work.
    */
   signal?: AbortSignal;
+  /**
+   * After an interrupt, how long a `mutates` call in flight may still take to answer, in
+   * milliseconds (default 10000; never longer than its own timeout). Past it, the call rejects
+   * with an {@linkcode InterruptedError} whose `outcomeUnknown` is true.
+   */
+  settleMs?: number;
 }
 
 /** Options of one call. */
@@ -55,9 +62,16 @@ export interface CallOptions {
   timeoutMs?: number;
   /**
    * Aborts this call: it rejects at once with {@linkcode InterruptedError} (the signal's reason as
-   * its cause) and a late reply is dropped. An already aborted signal sends nothing.
+   * its cause) and a late reply is dropped; a `mutates` call waits for its reply first (see
+   * `RpcOptions.settleMs`). An already aborted signal sends nothing.
    */
   signal?: AbortSignal;
+  /**
+   * The call changes the daemon's state (defines, creates, deletes). An interrupt does not drop
+   * it: the daemon does the work whether or not we listen, so the caller gets the real answer
+   * (and can undo what it made), or after `settleMs` an error that says the outcome is unknown.
+   */
+  mutates?: boolean;
 }
 
 /** Encodes a call's arguments into the frame writer. */
@@ -70,6 +84,9 @@ interface Pending {
   /** performance.now() after which the call times out; 0 for never. */
   deadline: number;
   timeoutMs: number;
+  mutates: boolean;
+  /** Set when an interrupt came while this mutating call was in flight: the abort's reason. */
+  interrupted?: { reason: unknown };
 }
 
 /** How often call deadlines are checked: one shared timer instead of one per call (3.5 us each). */
@@ -170,6 +187,7 @@ export class RpcConnection {
       callTimeoutMs: 120_000,
       keepaliveIntervalMs: 5_000,
       keepaliveCount: 5,
+      settleMs: 10_000,
       ...rest,
     };
     if (signal) {
@@ -181,17 +199,14 @@ export class RpcConnection {
   }
 
   /**
-   * Rejects every call and stream in flight with {@linkcode InterruptedError} (cause: `reason`)
-   * and tells the daemon to abort the streams. The connection stays open: their late replies are
-   * dropped, and later calls work (a rollback needs them).
+   * Rejects every read-only call and stream in flight with {@linkcode InterruptedError} (cause:
+   * `reason`) and tells the daemon to abort the streams; their late replies are dropped. A
+   * `mutates` call keeps waiting for its reply, at most `settleMs` more. The connection stays
+   * open: later calls work (a rollback needs them).
    */
   interruptInFlight(reason?: unknown): void {
     if (this.#closed) return;
-    for (const [serial, p] of [...this.#pending]) {
-      this.#pending.delete(serial);
-      this.#rememberTimedOut(serial);
-      p.reject(InterruptedError.from(reason));
-    }
+    for (const serial of [...this.#pending.keys()]) this.#interruptCall(serial, reason);
     for (const st of this.#streams.values()) {
       if (st.finished || st.error) continue;
       st.chunks.length = 0;
@@ -220,6 +235,31 @@ export class RpcConnection {
    */
   get callsSent(): number {
     return this.#calls;
+  }
+
+  /**
+   * Interrupts one pending call: a read-only one rejects now and its reply will be dropped; a
+   * mutating one gets a deadline of `settleMs` from now to answer.
+   */
+  #interruptCall(serial: number, reason: unknown): void {
+    const p = this.#pending.get(serial);
+    if (!p || p.interrupted) return;
+    if (!p.mutates) {
+      this.#pending.delete(serial);
+      this.#rememberTimedOut(serial);
+      p.reject(InterruptedError.from(reason));
+      return;
+    }
+    p.interrupted = { reason };
+    const settleBy = performance.now() + this.#opts.settleMs;
+    if (!p.deadline || settleBy < p.deadline) p.deadline = settleBy;
+    this.#startSweep();
+  }
+
+  #startSweep(): void {
+    if (this.#sweepTimer !== undefined) return;
+    this.#sweepTimer = setInterval(() => this.#sweep(), SWEEP_MS);
+    Deno.unrefTimer(this.#sweepTimer as unknown as number);
   }
 
   /** Number of calls waiting for a reply. */
@@ -294,6 +334,7 @@ export class RpcConnection {
       bytes,
       opts.timeoutMs ?? this.#opts.callTimeoutMs,
       opts.signal,
+      opts.mutates ?? false,
     );
   }
 
@@ -303,22 +344,14 @@ export class RpcConnection {
     bytes: Uint8Array,
     timeoutMs: number,
     signal?: AbortSignal,
+    mutates = false,
   ): Promise<Uint8Array> {
     return new Promise<Uint8Array>((resolve, reject) => {
       const deadline = timeoutMs > 0 ? performance.now() + timeoutMs : 0;
-      if (deadline && this.#sweepTimer === undefined) {
-        this.#sweepTimer = setInterval(() => this.#sweep(), SWEEP_MS);
-        Deno.unrefTimer(this.#sweepTimer as unknown as number);
-      }
+      if (deadline) this.#startSweep();
       let detach = () => {};
       if (signal) {
-        const onAbort = () => {
-          const p = this.#pending.get(serial);
-          if (!p) return;
-          this.#pending.delete(serial);
-          this.#rememberTimedOut(serial);
-          p.reject(InterruptedError.from(signal.reason));
-        };
+        const onAbort = () => this.#interruptCall(serial, signal.reason);
         signal.addEventListener("abort", onAbort, { once: true });
         detach = () => signal.removeEventListener("abort", onAbort);
       }
@@ -334,6 +367,7 @@ export class RpcConnection {
         },
         deadline,
         timeoutMs,
+        mutates,
       });
       this.#send(bytes).catch(() => {/* #fail rejects every pending call */});
     });
@@ -347,7 +381,11 @@ export class RpcConnection {
       if (p.deadline && now >= p.deadline) {
         this.#pending.delete(serial);
         this.#rememberTimedOut(serial);
-        p.reject(new CallTimeoutError(p.proc, p.timeoutMs));
+        p.reject(
+          p.interrupted
+            ? unsettled(p.interrupted.reason, p.proc)
+            : new CallTimeoutError(p.proc, p.timeoutMs),
+        );
       }
     }
   }
@@ -776,6 +814,19 @@ export class RpcConnection {
     }
     this.#closeListeners.clear();
   }
+}
+
+/** The error of a mutating call the daemon did not answer in time after an interrupt. */
+function unsettled(reason: unknown, proc: number): InterruptedError {
+  const base = InterruptedError.from(reason);
+  return new InterruptedError(
+    `${base.message}; the daemon did not answer procedure ${proc} in time, so what it makes may exist`,
+    {
+      cause: reason,
+      outcomeUnknown: true,
+      ...(base.signalName !== undefined ? { signalName: base.signalName } : {}),
+    },
+  );
 }
 
 function eventKey(prog: number, proc: number): number {
