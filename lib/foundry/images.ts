@@ -34,6 +34,7 @@ import { XMLParser } from "npm:fast-xml-parser@^5.12.1";
 import { STATUS_CODES } from "node:http";
 import type { request } from "npm:undici@^8.13.1";
 import {
+  InterruptedError,
   type Libvirt,
   LibvirtError,
   type StoragePoolRef,
@@ -539,12 +540,16 @@ async function uploadImage(req: UploadRequest): Promise<ImageSummary> {
   try {
     vol = await lv.storageVolCreateXml(pool, volumeXml(name, req.size ?? 0));
   } catch (e) {
+    // Interrupted before the daemon said: the volume may exist, ours or a racing import's.
+    const unknown = e instanceof InterruptedError && e.outcomeUnknown;
     throw new StorageError(
-      `Cannot create volume ${name} in pool ${pool.name}: ${(e as Error).message}`,
+      `Cannot create volume ${name} in pool ${pool.name}: ${(e as Error).message}` +
+        (unknown ? `; may be left: ${pool.name}/${name}` : ""),
       { cause: e },
     );
   }
   let sidecar: StorageVolRef | undefined;
+  let sidecarUnknown = false;
   let hasher: Hasher | undefined;
   try {
     await enterStep(name, opts, "upload");
@@ -614,7 +619,11 @@ async function uploadImage(req: UploadRequest): Promise<ImageSummary> {
     const sha256 = digests.sha256!;
     await enterStep(name, opts, "checksum");
     const line = new TextEncoder().encode(`${sha256}  ${name}\n`);
-    sidecar = await lv.storageVolCreateXml(pool, volumeXml(name + CHECKSUM_SUFFIX, line.length));
+    sidecar = await lv.storageVolCreateXml(pool, volumeXml(name + CHECKSUM_SUFFIX, line.length))
+      .catch((e) => {
+        sidecarUnknown = e instanceof InterruptedError && e.outcomeUnknown;
+        throw e;
+      });
     await lv.storageVolUpload(
       sidecar,
       (async function* () {
@@ -653,6 +662,7 @@ async function uploadImage(req: UploadRequest): Promise<ImageSummary> {
       ? e
       : new StorageError(`Cannot import ${req.what}: ${(e as Error).message}`, { cause: e });
     if (left.length > 0) err.message += `; cleanup also failed, left behind: ${left.join(", ")}`;
+    if (sidecarUnknown) err.message += `; may be left: ${pool.name}/${name}${CHECKSUM_SUFFIX}`;
     throw err;
   } finally {
     hasher?.close();

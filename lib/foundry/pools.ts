@@ -14,6 +14,7 @@
  */
 import { XMLBuilder, XMLParser } from "npm:fast-xml-parser@^5.12.1";
 import {
+  InterruptedError,
   type Libvirt,
   LibvirtError,
   type StoragePoolRef,
@@ -52,9 +53,15 @@ export async function ensureDirPool(
     pool = await lv.storagePoolLookupByName(name);
   } catch (e) {
     if (!(e instanceof LibvirtError && e.isNoStoragePool())) throw e;
+    let ours = false;
     try {
       pool = await lv.storagePoolDefineXml(buildDirPoolXml(name, path));
+      ours = true;
     } catch (err) {
+      if (err instanceof InterruptedError && err.outcomeUnknown) {
+        const message = `Cannot define pool ${name}: ${err.message}; may be left: pool ${name}`;
+        throw new StorageError(message, { cause: err });
+      }
       // Another process defined it between our lookup and define.
       pool = await lv.storagePoolLookupByName(name).catch(() => {
         throw new StorageError(`Cannot define pool ${name} at ${path}: ${(err as Error).message}`, {
@@ -62,6 +69,20 @@ export async function ensureDirPool(
         });
       });
     }
+    // Interrupted (Ctrl-C) once the define answered: the pool we defined is not started yet, so
+    // its definition goes again; one another process defined is left alone.
+    const stopIfInterrupted = async (p: StoragePoolRef) => {
+      const signal = lv.signal;
+      if (!signal?.aborted) return;
+      const err = InterruptedError.from(signal.reason);
+      if (ours) {
+        await lv.storagePoolUndefine(p).catch(() => {
+          err.message += `; may be left: pool ${name}`;
+        });
+      }
+      throw err;
+    };
+    await stopIfInterrupted(pool);
     try {
       await lv.storagePoolBuild(pool);
     } catch (err) {
@@ -72,6 +93,7 @@ export async function ensureDirPool(
         });
       }
     }
+    await stopIfInterrupted(pool);
     await lv.storagePoolSetAutostart(pool, true).catch((err) => {
       throw new StorageError(`Cannot autostart pool ${name}: ${(err as Error).message}`, {
         cause: err,

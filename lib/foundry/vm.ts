@@ -7,7 +7,7 @@ import {
   type DomainRef,
   DomainState,
   DomainXmlFlags,
-  type InterruptedError,
+  InterruptedError,
   type Libvirt,
   LibvirtError,
   MetadataType,
@@ -140,12 +140,16 @@ export async function createVm(
   opts: CreateOptions,
 ): Promise<CreateResult> {
   const undo: (() => Promise<void>)[] = [];
+  /** What a call sent before an interrupt may have made: the daemon did not say in time. */
+  const mayBeLeft: string[] = [];
   const timings: Partial<Record<CreateStep, number>> = {};
   const volumes: StorageVolRef[] = [];
   const name = vm.metadata.name;
   let t = performance.now();
   const step = async (s: CreateStep) => {
     opts.signal?.throwIfAborted();
+    // The connection's own interrupt (the CLI's Ctrl-C) stops the create as well.
+    lv.signal?.throwIfAborted();
     await opts.beforeStep?.(s);
     t = performance.now();
   };
@@ -167,8 +171,9 @@ export async function createVm(
 
     await step("storage");
     const poolName = vmPoolFor(vm, opts.config, opts.pool);
-    // The pool and the base image are independent: both are looked up at once.
-    const [pool, backing] = await Promise.all([
+    // The pool and the base image are independent: both are looked up at once. Both are
+    // awaited before a failure is thrown, so nothing is still being made during a rollback.
+    const [pool, backing] = await allOrFirstFailure([
       poolName === opts.config.vmsPool
         ? ensureDirPool(lv, poolName, opts.config.vmsPath)
         : lv.storagePoolLookupByName(poolName).catch((e) => {
@@ -191,6 +196,7 @@ export async function createVm(
           backing: spec.overlay ? backing : undefined,
         })),
         undo,
+        mayBeLeft,
       ),
     );
     const gb = (vm.spec.dataDisks ?? []).reduce((n, d) => n + d.sizeGB, 0);
@@ -201,7 +207,13 @@ export async function createVm(
 
     await step("cloudinit");
     const isoSpec = plan.find((v) => v.role === "cloudinit")!;
-    const [isoVol] = await createVolumes(lv, pool, [{ spec: isoSpec, backing: undefined }], undo);
+    const [isoVol] = await createVolumes(
+      lv,
+      pool,
+      [{ spec: isoSpec, backing: undefined }],
+      undo,
+      mayBeLeft,
+    );
     if (!isoVol) throw new StorageError(`Cannot create volume ${isoSpec.name}`);
     volumes.push(isoVol);
     try {
@@ -229,6 +241,22 @@ export async function createVm(
       // concurrent create after our checks.
       domain = await lv.domainDefineXml(xml);
     } catch (e) {
+      if (outcomeUnknown(e)) {
+        // Only a domain with our fresh UUID is ours; a same-name one is another create's. Checked
+        // last: it was never started, so its volumes can go first (a hung daemon then hangs the
+        // rollback on a delete, not on this lookup).
+        undo.unshift(async () => {
+          const ours = await lv.domainLookupByUuid(uuid).catch(() => undefined);
+          if (ours === undefined) {
+            mayBeLeft.push(`domain ${name}`);
+            return;
+          }
+          await lv.domainUndefine(
+            ours,
+            UndefineFlags.NVRAM | UndefineFlags.MANAGED_SAVE | UndefineFlags.SNAPSHOTS_METADATA,
+          );
+        });
+      }
       throw new VmOperationError(`Cannot define domain ${name}: ${(e as Error).message}`, {
         cause: e,
       });
@@ -253,6 +281,13 @@ export async function createVm(
       try {
         domain = await lv.domainCreate(domain);
       } catch (e) {
+        if (outcomeUnknown(e)) {
+          // It may be running: stop it before the undefine, which would leave it running.
+          const defined = domain;
+          undo.push(async () => {
+            await lv.domainDestroy(defined).catch(() => {});
+          });
+        }
         throw new VmOperationError(`Cannot start domain ${name}: ${(e as Error).message}`, {
           cause: e,
         });
@@ -266,11 +301,35 @@ export async function createVm(
     return { vm, domain, domainType, volumes, timings };
   } catch (err) {
     const leftovers = await rollback(undo);
-    if (leftovers.length && err instanceof Error) {
-      err.message += `; cleanup also failed: ${leftovers.join("; ")}`;
+    // An interrupt ends the create whatever call it cut short: report it as the interrupt.
+    const signal = opts.signal?.aborted ? opts.signal : lv.signal?.aborted ? lv.signal : undefined;
+    let out = err;
+    if (signal && !(err instanceof InterruptedError)) {
+      const why = InterruptedError.from(signal.reason);
+      out = new InterruptedError(`${why.message}: ${(err as Error).message}`, {
+        cause: err,
+        ...(why.signalName !== undefined ? { signalName: why.signalName } : {}),
+      });
     }
-    throw err;
+    if (out instanceof Error) {
+      if (leftovers.length) out.message += `; cleanup also failed: ${leftovers.join("; ")}`;
+      if (mayBeLeft.length) out.message += `; may be left: ${mayBeLeft.join(", ")}`;
+    }
+    throw out;
   }
+}
+
+/** Whether `e` says a mutating call was cut short by an interrupt with its outcome unknown. */
+function outcomeUnknown(e: unknown): boolean {
+  return e instanceof InterruptedError && e.outcomeUnknown;
+}
+
+/** Like `Promise.all`, but throws the first failure only once every promise has settled. */
+async function allOrFirstFailure<A, B>(ps: [Promise<A>, Promise<B>]): Promise<[A, B]> {
+  const [a, b] = await Promise.allSettled(ps);
+  if (a.status === "rejected") throw a.reason;
+  if (b.status === "rejected") throw b.reason;
+  return [a.value, b.value];
 }
 
 async function rollback(undo: (() => Promise<void>)[]): Promise<string[]> {
@@ -300,6 +359,7 @@ async function createVolumes(
   pool: StoragePoolRef,
   specs: readonly { spec: VolumeSpec; backing: Backing | undefined }[],
   undo: (() => Promise<void>)[],
+  mayBeLeft: string[],
 ): Promise<StorageVolRef[]> {
   const settled = await Promise.allSettled(
     specs.map(({ spec, backing }) => lv.storageVolCreateXml(pool, buildVolumeXml(spec, backing))),
@@ -315,6 +375,8 @@ async function createVolumes(
       return;
     }
     const e = r.reason;
+    // Interrupted before the daemon said: the volume may be ours, or a racing create's.
+    if (outcomeUnknown(e)) mayBeLeft.push(`${spec.pool}/${spec.name}`);
     const exists = e instanceof LibvirtError && e.isStorageVolExists();
     failure ??= new StorageError(
       exists
