@@ -1,6 +1,7 @@
 /**
  * Interrupts, shared by every command of both executables: the first SIGINT, SIGTERM or SIGHUP
- * aborts the run's signal (calls in flight reject, the operation undoes what it made); a second
+ * aborts the run's signal (read-only calls in flight reject, changing ones settle, and the
+ * operation undoes what it made); a second
  * one exits at once with code 130. {@linkcode runProgram} opens the scope around each command;
  * commands take its signal with {@linkcode interruptSignal}.
  * @module

@@ -82,8 +82,9 @@ export function configFor(cmd: Command): Promise<FoundryConfig> {
 
 /**
  * Connects with the configured URI, runs `fn`, and always closes the connection. An interrupt
- * (Ctrl-C) rejects the connect and every call in flight at once; calls made after it (a
- * rollback) still go out.
+ * (Ctrl-C) rejects the connect and every read-only call in flight at once; a call that changes
+ * the daemon's state is given up to 10 s to answer, so the rollback knows what it made. Calls made
+ * after it (a rollback) still go out.
  */
 export async function withLibvirt<T>(
   config: FoundryConfig,

@@ -132,6 +132,7 @@ export {
 } from "./qcow2.ts";
 export { CREATE_WRITES_PER_VOLUME, preflightProblems } from "./preflight.ts";
 export type { HostFacts, HostResources, PreflightProblem } from "./preflight.ts";
+export type { CreateFacts } from "./host_resources.ts";
 export {
   CreateCheckError,
   CreateIncompleteError,
