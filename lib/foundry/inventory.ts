@@ -20,7 +20,7 @@ import {
   type SelectorOperator,
   type SelectorRequirement,
 } from "../config/selector.ts";
-import { METADATA_NAMESPACE, parseMetadataXml } from "./metadata.ts";
+import { METADATA_NAMESPACE, parseMetadataXml } from "./stored_metadata.ts";
 import { macFromIp } from "./naming.ts";
 import { phaseFromDomainState, statusFromDomainState } from "./status.ts";
 import type { VirtualMachine } from "./types.ts";

@@ -11,7 +11,7 @@ import {
   LibvirtError,
   MetadataType,
 } from "../libvirt/mod.ts";
-import { parseStoredDomainMetadata, type StoredVm } from "./metadata.ts";
+import { parseStoredDomainMetadata, type StoredVm } from "./stored_metadata.ts";
 import { VmNotFoundError } from "./vm_errors.ts";
 import type { VirtualMachine, VirtualMachineStatus } from "./types.ts";
 
