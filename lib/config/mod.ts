@@ -10,15 +10,9 @@
  * ```
  * @module
  */
-export {
-  ConfigError,
-  envName,
-  parseYamlConfig,
-  readConfigText,
-  readYamlConfig,
-  resolveConfig,
-  snakeCase,
-} from "./layered.ts";
+export { ConfigError, envName, readConfigText, resolveConfig, snakeCase } from "./layered.ts";
+export { parseYamlConfig, parseYamlConfigDocument, readYamlConfig } from "./yaml_file.ts";
+export type { YamlConfigDocument } from "./yaml_file.ts";
 export type {
   ConfigErrorOptions,
   ConfigLayers,

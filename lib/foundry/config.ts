@@ -12,16 +12,13 @@
  * @module
  */
 
-import { isMap, isScalar, type YAMLMap } from "npm:yaml@^2.9.1";
 import {
   ConfigError,
   type ConfigSchema,
   type FieldKind,
-  parseYamlConfigDocument,
   readConfigText,
   resolveConfig,
 } from "../config/layered.ts";
-import { formatProblem } from "./errors.ts";
 import { resolveImage } from "./naming.ts";
 import {
   DEFAULT_IMAGE_POOL,
@@ -100,7 +97,8 @@ export const SYSTEM_CONFIG_FILE = "/etc/foundry/config.yaml";
 export { ConfigError };
 export type { ConfigErrorOptions, ConfigProblem } from "../config/layered.ts";
 
-const DOMAIN_TYPE_CHOICES: readonly string[] = ["auto", ...DOMAIN_TYPES];
+/** The values of `domainType`: `auto` and the domain types. */
+export const DOMAIN_TYPE_CHOICES: readonly string[] = ["auto", ...DOMAIN_TYPES];
 
 /** Every field with the flag, variable and file key that set it; resolved by lib/config. */
 const CONFIG_SCHEMA = {
@@ -129,13 +127,10 @@ export interface ConfigSources {
 
 type Layer = Partial<FoundryConfig>;
 
-const FILE_FIELDS = [
-  "uri",
-  "domainType",
-  "destroyTimeoutSeconds",
-  "storage",
-] as const;
-const STORAGE_FIELDS = ["basePath", "imagesPool", "imagesPath", "vmsPool", "vmsPath"] as const;
+/** Parses a configuration file; its YAML parser loads only when there is a file to read. */
+async function parseFile(text: string, file: string): Promise<Layer> {
+  return (await import("./config_file.ts")).parseConfigFile(text, file);
+}
 
 /** The per-user configuration file: `$XDG_CONFIG_HOME/foundry/config.yaml`, else under `~/.config`. */
 export function userConfigFile(env: (name: string) => string | undefined): string | undefined {
@@ -160,12 +155,12 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<FoundryCo
   if (explicit !== undefined) {
     const text = await readFile(explicit);
     if (text === undefined) throw new ConfigError(`Configuration file ${explicit} does not exist`);
-    Object.assign(file, parseConfigFile(text, explicit));
+    Object.assign(file, await parseFile(text, explicit));
   } else {
     for (const path of [SYSTEM_CONFIG_FILE, userConfigFile(env)]) {
       if (path === undefined) continue;
       const text = await readFile(path);
-      if (text !== undefined) Object.assign(file, parseConfigFile(text, path));
+      if (text !== undefined) Object.assign(file, await parseFile(text, path));
     }
   }
   const { config: _file, ...fieldFlags } = flags;
@@ -200,69 +195,4 @@ export function imageLocationFor(
 function field<T extends FieldKind, K extends keyof FoundryConfig>(kind: T, key: K, flag?: string) {
   const spec = { kind, default: DEFAULT_CONFIG[key], env: CONFIG_ENV[key], fileKey: key };
   return flag === undefined ? spec : { ...spec, flag };
-}
-
-/**
- * Parses one configuration file (see `examples/config.yaml`); an empty file is an empty layer.
- *
- * @throws {ConfigError} listing every problem with file, line and column
- */
-export function parseConfigFile(text: string, file: string): Partial<FoundryConfig> {
-  const { map, problems, problem: at } = parseYamlConfigDocument(text, file);
-  const layer: Layer = {};
-  const visit = (
-    fields: YAMLMap,
-    prefix: string,
-    allowed: readonly string[],
-    handle: (key: string, value: unknown, offset: number | undefined, path: string) => void,
-  ) => {
-    for (const pair of fields.items) {
-      const key = isScalar(pair.key) ? String(pair.key.value) : "";
-      const path = prefix === "" ? key : `${prefix}.${key}`;
-      const keyOffset = isScalar(pair.key) ? pair.key.range?.[0] : undefined;
-      if (!allowed.includes(key)) {
-        at(keyOffset, path, `unknown field "${key}"; valid fields: ${allowed.join(", ")}`);
-        continue;
-      }
-      const node = pair.value;
-      const offset = isScalar(node) || isMap(node) ? node.range?.[0] : keyOffset;
-      if (key === "storage") {
-        if (!isMap(node)) at(offset, path, "must be a mapping");
-        else visit(node, path, STORAGE_FIELDS, handle);
-        continue;
-      }
-      handle(key, isScalar(node) ? node.value : node, offset, path);
-    }
-  };
-  if (map !== undefined) {
-    visit(map, "", FILE_FIELDS, (key, value, offset, path) => {
-      const fail = (what: string) => at(offset, path, `${what}, got ${JSON.stringify(value)}`);
-      switch (key) {
-        case "destroyTimeoutSeconds":
-          if (typeof value !== "number" || !Number.isFinite(value) || value < 0) {
-            fail("must be a number of seconds of 0 or more");
-          } else layer.destroyTimeoutSeconds = value;
-          return;
-        case "domainType":
-          if (typeof value !== "string" || !DOMAIN_TYPE_CHOICES.includes(value)) {
-            fail(`must be one of ${DOMAIN_TYPE_CHOICES.join(", ")}`);
-          } else layer.domainType = value as DomainType | "auto";
-          return;
-        default: {
-          if (typeof value !== "string" || value === "") {
-            fail("must be a non-empty string");
-            return;
-          }
-          const field = key === "basePath" ? "storagePath" : key;
-          (layer as Record<string, unknown>)[field] = value;
-        }
-      }
-    });
-  }
-  if (problems.length > 0) {
-    throw new ConfigError(problems.map(formatProblem).join("\n"), undefined, undefined, {
-      problems,
-    });
-  }
-  return layer;
 }

@@ -5,11 +5,11 @@ import {
   DEFAULT_CONFIG,
   imageLocationFor,
   loadConfig,
-  parseConfigFile,
   SYSTEM_CONFIG_FILE,
   userConfigFile,
   vmPoolFor,
 } from "./config.ts";
+import { parseConfigFile } from "./config_file.ts";
 import { sampleVm } from "./_testdata.ts";
 
 function sources(

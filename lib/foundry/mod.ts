@@ -102,11 +102,11 @@ export {
   DEFAULT_CONFIG,
   imageLocationFor,
   loadConfig,
-  parseConfigFile,
   SYSTEM_CONFIG_FILE,
   userConfigFile,
   vmPoolFor,
 } from "./config.ts";
+export { parseConfigFile } from "./config_file.ts";
 export type {
   ConfigErrorOptions,
   ConfigFlags,

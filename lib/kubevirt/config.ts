@@ -15,11 +15,10 @@ import {
   type ConfigSchema,
   type ConfigSource,
   type ConfigValues,
-  parseYamlConfig,
-  parseYamlConfigDocument,
   readConfigText,
   resolveConfig,
 } from "../config/layered.ts";
+import { parseYamlConfig, parseYamlConfigDocument } from "../config/yaml_file.ts";
 import { sshKeyProblem } from "../cloudinit/ssh_key.ts";
 import { ALL_WORKLOAD_NAMES } from "../workloads/registry.ts";
 import type { WorkloadConfig } from "../workloads/workload.ts";
