@@ -8,6 +8,7 @@ import {
   LIST_FORMATS,
   type ListFormat,
   type ListingOptions,
+  loadYamlWriter,
   renderListing,
 } from "../lib/output/listing.ts";
 import type { Io } from "./_program.ts";
@@ -19,7 +20,10 @@ export interface ListingFlags {
   headers: boolean;
 }
 
-/** Adds `-o, --output` (one of `formats`, default `def`) and `--no-headers` to `cmd`. */
+/**
+ * Adds `-o, --output` (one of `formats`, default `def`) and `--no-headers` to `cmd`; with
+ * `-o yaml`, the YAML writer loads before the action runs (no other format loads it).
+ */
 export function addListingOptions(
   cmd: Command,
   def: ListFormat = "table",
@@ -30,7 +34,10 @@ export function addListingOptions(
       new Option("-o, --output <format>", `output format: ${formats.join(", ")}`)
         .choices(formats).default(def),
     )
-    .option("--no-headers", "leave out the header line of table and wide output");
+    .option("--no-headers", "leave out the header line of table and wide output")
+    .hook("preAction", async (_cmd, action) => {
+      if (action.opts().output === "yaml") await loadYamlWriter();
+    });
 }
 
 /** Prints `items` as `flags` ask; an empty listing is a note on stderr (see lib/output/listing.ts). */

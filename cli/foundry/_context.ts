@@ -1,7 +1,7 @@
 import type { Command } from "npm:commander@^15.1.0";
 import { Libvirt } from "../../lib/libvirt/mod.ts";
 import { type ConfigFlags, type FoundryConfig, loadConfig } from "../../lib/foundry/config.ts";
-import { paint, useColor } from "../../lib/output/mod.ts";
+import { paint, useColor } from "../../lib/output/format.ts";
 import { type Io, processIo } from "../_program.ts";
 import { interruptSignal } from "../_signals.ts";
 

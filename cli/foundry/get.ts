@@ -1,7 +1,8 @@
 import { Command } from "npm:commander@^15.1.0";
 import { getVm, type VmListEntry } from "../../lib/foundry/inventory.ts";
 import { uuidToString } from "../../lib/libvirt/mod.ts";
-import { formatJson, formatYamlDocuments, type ListFormat } from "../../lib/output/mod.ts";
+import { formatJson } from "../../lib/output/format.ts";
+import type { ListFormat } from "../../lib/output/listing.ts";
 import { addListingOptions, type ListingFlags, printListing } from "../_listing.ts";
 import type { Io } from "../_program.ts";
 import { colorFor, configFor, withLibvirt } from "./_context.ts";
@@ -16,7 +17,10 @@ function getAction(io: Io) {
     const got = await withLibvirt(config, (lv) => getVm(lv, name.toLowerCase()));
     const { vm } = got;
     if (opts.output === "json") return io.out(formatJson(vm));
-    if (opts.output === "yaml") return io.out(formatYamlDocuments([vm]));
+    if (opts.output === "yaml") {
+      const { formatYamlDocuments } = await import("../../lib/output/yaml.ts");
+      return io.out(formatYamlDocuments([vm]));
+    }
     const live = got.ips.find((a) => a.source !== "spec");
     // The spec's sizes: what the VM was defined with (list shows the daemon's live figures).
     const row: VmListEntry = {

@@ -1,6 +1,7 @@
 import { Command } from "npm:commander@^15.1.0";
 import { listVms, parseLabelSelector, type VmListEntry } from "../../lib/foundry/inventory.ts";
-import { type Column, paint } from "../../lib/output/mod.ts";
+import { paint } from "../../lib/output/format.ts";
+import type { Column } from "../../lib/output/listing.ts";
 import { addListingOptions, type ListingFlags, printListing } from "../_listing.ts";
 import type { Io } from "../_program.ts";
 import { colorFor, configFor, withLibvirt } from "./_context.ts";

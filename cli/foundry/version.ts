@@ -39,7 +39,7 @@ export function versionCommand(io: Io): Command {
         if (opts.output === "json") io.out(JSON.stringify(info, null, 2) + "\n");
         else if (opts.output === "yaml") {
           // Loaded only when asked for: the YAML writer is not on version's usual path.
-          const { formatYamlDocuments } = await import("../../lib/output/format.ts");
+          const { formatYamlDocuments } = await import("../../lib/output/yaml.ts");
           io.out(formatYamlDocuments([info]));
         } else {
           io.out(

@@ -22,13 +22,8 @@ import {
   type RunResult,
 } from "../../lib/kubevirt/run.ts";
 import type { Auditor } from "../../lib/audit/mod.ts";
-import {
-  formatJson,
-  formatTable,
-  formatYamlDocuments,
-  paint,
-  useColor,
-} from "../../lib/output/format.ts";
+import { formatJson, formatTable, paint, useColor } from "../../lib/output/format.ts";
+import { formatYamlDocuments } from "../../lib/output/yaml.ts";
 import { sanitizeText } from "../../lib/output/sanitize.ts";
 import {
   defaultRegistry,

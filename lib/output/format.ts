@@ -1,6 +1,7 @@
 /**
- * Output formatting for the CLIs: aligned tables, JSON, multi-document YAML, and colour only on a
- * terminal and never when `NO_COLOR` is set (https://no-color.org).
+ * Output formatting for the CLIs: aligned tables, JSON, and colour only on a terminal and never
+ * when `NO_COLOR` is set (https://no-color.org). Multi-document YAML is in `yaml.ts`, so that a
+ * command that prints no YAML loads no YAML package.
  *
  * @example
  * ```ts
@@ -9,7 +10,6 @@
  * ```
  * @module
  */
-import { stringify } from "npm:yaml@^2.9.1";
 import { sanitizeText } from "./sanitize.ts";
 
 /** Where output goes and what the environment says about colour. */
@@ -76,9 +76,4 @@ export function formatTable(
 /** Pretty JSON with a final newline. */
 export function formatJson(value: unknown): string {
   return `${JSON.stringify(value, null, 2)}\n`;
-}
-
-/** Objects as a multi-document YAML stream (`---` between documents), long lines not folded. */
-export function formatYamlDocuments(docs: readonly unknown[]): string {
-  return docs.map((d) => stringify(d, { lineWidth: 0 })).join("---\n");
 }

@@ -26,7 +26,7 @@
  * ```
  * @module
  */
-import { formatJson, formatTable, formatYamlDocuments } from "./format.ts";
+import { formatJson, formatTable } from "./format.ts";
 import { sanitizeText } from "./sanitize.ts";
 
 /** Every format a listing offers. */
@@ -90,13 +90,28 @@ export function formatNames(kind: string, names: readonly string[]): string {
   return names.map((n) => `${kind}/${sanitizeText(n, { singleLine: true })}\n`).join("");
 }
 
-/** Renders `items` in `opts.format`; see the module documentation for the rules. */
+let yamlWriter: ((docs: readonly unknown[]) => string) | undefined;
+
+/**
+ * Loads the YAML writer (`yaml.ts`) the `yaml` format of {@linkcode renderListing} needs; a command
+ * calls it before rendering `-o yaml`, so that other formats never load the yaml package.
+ */
+export async function loadYamlWriter(): Promise<void> {
+  yamlWriter ??= (await import("./yaml.ts")).formatYamlDocuments;
+}
+
+/**
+ * Renders `items` in `opts.format`; see the module documentation for the rules. `yaml` needs
+ * {@linkcode loadYamlWriter} first.
+ */
 export function renderListing<T>(items: readonly T[], opts: ListingOptions<T>): Rendered {
   const data = opts.data ?? items;
   if (opts.format === "json") return { out: formatJson(data), err: "" };
   if (opts.format === "yaml") {
     const empty = Array.isArray(data) && data.length === 0;
-    return { out: empty ? "[]\n" : formatYamlDocuments([data]), err: "" };
+    if (empty) return { out: "[]\n", err: "" };
+    if (yamlWriter === undefined) throw new Error("-o yaml: await loadYamlWriter() first");
+    return { out: yamlWriter([data]), err: "" };
   }
   if (items.length === 0) return { out: "", err: `${opts.empty ?? "No resources found"}\n` };
   if (opts.format === "name") return { out: formatNames(opts.kind, items.map(opts.name)), err: "" };

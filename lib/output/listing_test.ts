@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { parseAllDocuments } from "npm:yaml@^2.9.1";
-import { type Column, formatNames, isListFormat, renderListing } from "./listing.ts";
+import {
+  type Column,
+  formatNames,
+  isListFormat,
+  loadYamlWriter,
+  renderListing,
+} from "./listing.ts";
 
 interface Vm {
   name: string;
@@ -34,7 +40,12 @@ Deno.test("renderListing(): table, wide adds columns, --no-headers drops the hea
   );
 });
 
-Deno.test("renderListing(): name prints kind/name lines; json and yaml the data", () => {
+Deno.test("renderListing(): yaml needs the YAML writer loaded, and says so", () => {
+  assert.throws(() => renderListing(vms, { ...base, format: "yaml" }), /loadYamlWriter/);
+});
+
+Deno.test("renderListing(): name prints kind/name lines; json and yaml the data", async () => {
+  await loadYamlWriter();
   assert.equal(renderListing(vms, { ...base, format: "name" }).out, "vm/a\nvm/bb\n");
   assert.deepEqual(JSON.parse(renderListing(vms, { ...base, format: "json" }).out), vms);
   const y = renderListing(vms, { ...base, format: "yaml" }).out;
