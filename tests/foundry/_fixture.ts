@@ -62,7 +62,9 @@ export async function foundryFixture(): Promise<FoundryFixture> {
     async cleanup() {
       for (const d of await lv.listAllDomains()) {
         if (!d.name.startsWith("ftvm-")) continue;
-        if (!(await lv.domainGetXmlDesc(d)).includes(config.vmsPool)) continue;
+        // Another test file's domain may go between the list and this read: not ours either way.
+        const xml = await lv.domainGetXmlDesc(d).catch(() => "");
+        if (!xml.includes(config.vmsPool)) continue;
         await lv.domainDestroy(d).catch(() => {});
         await lv.domainUndefine(d, 4).catch(() => {});
       }
