@@ -232,6 +232,27 @@ export function restrictAuditDbFiles(path: string): void {
   }
 }
 
+/**
+ * Runs `fn`, again while SQLite answers "database is locked", for up to `ms` in all. Switching a new
+ * database to WAL takes a lock that SQLite's busy handler does not wait for when another process
+ * switches it at the same moment (it returns SQLITE_BUSY at once to avoid a deadlock), so two
+ * processes opening the same new audit database need this.
+ */
+function whileBusy<T>(fn: () => T, ms: number): T {
+  const until = Date.now() + ms;
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  for (let wait = 5;; wait = Math.min(wait * 2, 100)) {
+    try {
+      return fn();
+    } catch (e) {
+      if (!/database is locked|SQLITE_BUSY/.test((e as Error).message) || Date.now() >= until) {
+        throw e;
+      }
+      Atomics.wait(nap, 0, 0, wait);
+    }
+  }
+}
+
 /** Whether `path` names a file (not an in-memory or URI database). */
 function isFilePath(path: string): boolean {
   return path !== "" && path !== ":memory:" && !path.startsWith("file:");
@@ -251,7 +272,8 @@ export function openAuditDb(path: string, opts: OpenOptions = {}): DatabaseSync 
     db = new DatabaseSync(path, { timeout, enableForeignKeyConstraints: true });
     db.exec(`PRAGMA busy_timeout = ${Math.trunc(timeout)}`);
     if (path !== ":memory:") {
-      const row = db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string };
+      const wal = db.prepare("PRAGMA journal_mode = WAL");
+      const row = whileBusy(() => wal.get(), timeout) as { journal_mode: string };
       if (row.journal_mode !== "wal") {
         throw new Error(`cannot switch to WAL mode, journal_mode is ${row.journal_mode}`);
       }
