@@ -209,7 +209,15 @@ Deno.test("deno task create ./vm.yaml reads the file where the user stands", asy
       stdin: "null",
       stdout: "piped",
       stderr: "piped",
-      env: { NO_COLOR: "1", FOUNDRY_AUDIT: "0" },
+      // deno task keeps an INIT_CWD it inherits (as npm does): under `deno task test` that is the
+      // repository, so the test starts the task as a user's shell would, without one.
+      clearEnv: true,
+      env: {
+        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+        HOME: Deno.env.get("HOME") ?? "/root",
+        NO_COLOR: "1",
+        FOUNDRY_AUDIT: "0",
+      },
     }).output();
     const all = text(out.stdout) + text(out.stderr);
     assert.equal(out.code, 2, all);
