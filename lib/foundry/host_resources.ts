@@ -10,7 +10,13 @@
  * @module
  */
 
-import { type Libvirt, LibvirtError, MetadataType, type StorageVolRef } from "../libvirt/mod.ts";
+import {
+  type Libvirt,
+  LibvirtError,
+  MetadataType,
+  StoragePoolState,
+  type StorageVolRef,
+} from "../libvirt/mod.ts";
 import { type FoundryConfig, imageLocationFor, vmPoolFor } from "./config.ts";
 import { chooseDomainType, kvmOffered } from "./domain_xml.ts";
 import { METADATA_NAMESPACE, parseStoredMetadataXml, type StoredVm } from "./metadata.ts";
@@ -44,10 +50,15 @@ export async function maxVcpusOf(lv: Libvirt, virtType: string): Promise<number 
   }
 }
 
-/** Capacity and free space of pool `name`; undefined when it does not exist (yet). */
+/**
+ * Capacity and free space of pool `name`; undefined when it does not exist (yet) or is not running:
+ * an inactive pool reports 0 bytes, which says nothing of its directory (create starts it).
+ */
 export async function poolSpaceOf(lv: Libvirt, name: string): Promise<HostResources["vmPool"]> {
   try {
     const info = await lv.storagePoolGetInfo(await lv.storagePoolLookupByName(name));
+    // A concurrent create may have defined the pool and not started it yet.
+    if (info.state !== StoragePoolState.RUNNING) return undefined;
     return { name, capacity: info.capacity, available: info.available };
   } catch (e) {
     // The configured VM pool does not exist yet: create makes it in its directory.

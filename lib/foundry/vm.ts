@@ -186,6 +186,18 @@ export async function createVm(
     ]);
     const iso = cidataIsoFromVm(vm);
     const plan = volumePlan(vm, poolName, iso.length);
+    const isoSpec = plan.find((v) => v.role === "cloudinit")!;
+    // The small cidata volume goes first, alone: it claims the name. Of two creates of one name
+    // that both passed the checks, the one libvirt gives it goes on and the other stops having made
+    // nothing; were all volumes created at once, each could get some and both fail.
+    const [isoVol] = await createVolumes(
+      lv,
+      pool,
+      [{ spec: isoSpec, backing: undefined }],
+      undo,
+      mayBeLeft,
+    );
+    if (!isoVol) throw new StorageError(`Cannot create volume ${isoSpec.name}`);
     // The disks are created together: libvirtd builds each (qemu-img for qcow2) in its own worker.
     volumes.push(
       ...await createVolumes(
@@ -206,15 +218,6 @@ export async function createVm(
     );
 
     await step("cloudinit");
-    const isoSpec = plan.find((v) => v.role === "cloudinit")!;
-    const [isoVol] = await createVolumes(
-      lv,
-      pool,
-      [{ spec: isoSpec, backing: undefined }],
-      undo,
-      mayBeLeft,
-    );
-    if (!isoVol) throw new StorageError(`Cannot create volume ${isoSpec.name}`);
     volumes.push(isoVol);
     try {
       await lv.storageVolUpload(isoVol, once(iso), { length: iso.length });
