@@ -300,7 +300,7 @@ export async function createVm(
       });
     }
     await writeStatus(lv, domain, vm, opts.noStart ? DomainState.SHUTOFF : DomainState.RUNNING);
-    done("start", opts.noStart ? "not started (--no-start)" : "VM started");
+    done("start", opts.noStart ? "not started, as asked" : "VM started");
     return { vm, domain, domainType, volumes, timings };
   } catch (err) {
     const leftovers = await rollback(undo);
