@@ -3,10 +3,11 @@
  * command runs, and this module loads only the chosen command's module (see `_launch.ts`).
  * @module
  */
-import { Command } from "npm:commander@^15.1.0";
+// Loaded when the tree is built: list and get run without it (see _launch.ts).
+import type { Command } from "npm:commander@^15.1.0";
 import denoConfig from "../deno.json" with { type: "json" };
 import { addAuditOptions } from "./_audit_flags.ts";
-import { commandsFor, type LazyCommands } from "./_launch.ts";
+import { commandsFor, type FastLaunch, type LazyCommands } from "./_launch.ts";
 import { type Io, processIo, runProgram } from "./_program.ts";
 
 /** What foundry reads from outside besides its arguments; tests and scripts may pass their own. */
@@ -69,6 +70,7 @@ export async function foundryProgram(
   deps: FoundryDeps = {},
   word?: string,
 ): Promise<Command> {
+  const { Command } = await import("npm:commander@^15.1.0");
   const program = new Command("foundry")
     .description("Manage libvirt virtual machines from foundry.cofront.xyz/v1alpha1 YAML")
     .version(denoConfig.version, "-V, --version")
@@ -102,13 +104,18 @@ export async function foundryProgram(
   return program;
 }
 
-/** Runs foundry's command tree with `args` (the front door has read `word` from them);
- * `io` defaults to the process's stdout and stderr. */
+/**
+ * Runs foundry's command tree with `args` (the front door has read `word` from them), or, when the
+ * front door read a whole `list` or `get` command (`fast`), that command without commander; `io`
+ * defaults to the process's stdout and stderr.
+ */
 export async function runFoundry(
   args: string[],
   io: Io = processIo,
   deps: FoundryDeps,
   word: string | undefined,
+  fast?: FastLaunch,
 ): Promise<number> {
+  if (fast) return (await import("./foundry/_inventory.ts")).runFast(fast, args, io, deps.env);
   return runProgram(await foundryProgram(io, deps, word), args, io);
 }

@@ -1,4 +1,5 @@
-import { type Command, CommanderError } from "npm:commander@^15.1.0";
+// Types only: the front door runs list and get without loading commander (see _launch.ts).
+import type { Command } from "npm:commander@^15.1.0";
 import { sanitizeText } from "../lib/output/sanitize.ts";
 import { EXIT_INTERRUPTED, openInterruptScope } from "./_signals.ts";
 
@@ -131,14 +132,47 @@ export function isTerminalIo(io: Io): boolean {
  * command (see `_signals.ts`) and the run then ends with 130. Error text is printed without
  * terminal control sequences: it may quote a guest or the daemon.
  */
-export async function runProgram(program: Command, args: string[], io: Io): Promise<number> {
+export function runProgram(program: Command, args: string[], io: Io): Promise<number> {
+  return runInterruptible(io, () => runParsed(program, args, io));
+}
+
+/**
+ * Runs a command's action the way {@linkcode runProgram} runs a parsed program, for the front
+ * door's commands run without commander: the same interrupt handling, error lines and exit codes.
+ */
+export function runAction(args: string[], io: Io, action: () => Promise<void>): Promise<number> {
+  return runInterruptible(io, async () => {
+    try {
+      await action();
+      return 0;
+    } catch (err) {
+      return reportFailure(err, args, io);
+    }
+  });
+}
+
+async function runInterruptible(io: Io, run: () => Promise<number>): Promise<number> {
   const interrupts = openInterruptScope({ err: io.err });
   try {
-    const code = await runParsed(program, args, io);
+    const code = await run();
     return interrupts.received ? ExitCode.INTERRUPTED : code;
   } finally {
     interrupts.dispose();
   }
+}
+
+/** commander's own errors (usage, help, version) by their codes, without loading commander. */
+function isCommanderError(err: unknown): err is Error & { code: string } {
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof Error && typeof code === "string" && code.startsWith("commander.");
+}
+
+/** Prints a command's failure (the stack too with `--verbose`) and returns its exit code. */
+function reportFailure(err: unknown, args: readonly string[], io: Io): number {
+  const verbose = args.includes("--verbose") || args.includes("-v");
+  io.err(`Error: ${sanitizeText(errorText(err))}\n`);
+  if (verbose && err instanceof Error && err.stack) io.err(`${sanitizeText(err.stack)}\n`);
+  return exitCodeFor(err);
 }
 
 async function runParsed(program: Command, args: string[], io: Io): Promise<number> {
@@ -160,7 +194,7 @@ async function runParsed(program: Command, args: string[], io: Io): Promise<numb
     const code = (program as Command & { _foundryExit?: number })._foundryExit;
     if (typeof code === "number") exit = code;
   } catch (err) {
-    if (err instanceof CommanderError) {
+    if (isCommanderError(err)) {
       // Help and version print and end with code 0; every other commander error is a usage error.
       if (
         err.code === "commander.helpDisplayed" || err.code === "commander.version" ||
@@ -168,10 +202,7 @@ async function runParsed(program: Command, args: string[], io: Io): Promise<numb
       ) return 0;
       return 2;
     }
-    const verbose = args.includes("--verbose") || args.includes("-v");
-    io.err(`Error: ${sanitizeText(errorText(err))}\n`);
-    if (verbose && err instanceof Error && err.stack) io.err(`${sanitizeText(err.stack)}\n`);
-    exit = exitCodeFor(err);
+    exit = reportFailure(err, args, io);
   }
   return exit;
 }

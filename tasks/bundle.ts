@@ -70,6 +70,7 @@ export async function bundleAll(outDir = join(ROOT, BUNDLE_DIR)): Promise<Bundle
     await Deno.writeTextFile(path, code.replaceAll(from, `import("./${e.program}.js")`));
   }
   await requireFromAnyUrl(outDir);
+  await dropHelperSideEffectImports(outDir);
   for (const f of BESIDE_CHUNKS) {
     await Deno.copyFile(join(ROOT, f), join(outDir, f.split("/").pop()!));
   }
@@ -91,6 +92,33 @@ async function requireFromAnyUrl(outDir: string): Promise<void> {
     const path = join(outDir, e.name);
     const code = await Deno.readTextFile(path);
     if (code.includes(from)) await Deno.writeTextFile(path, code.replaceAll(from, to));
+  }
+}
+
+/**
+ * esbuild's helpers for bundled CommonJS (`__toESM`, `__commonJS`, `__require`) sit in one chunk
+ * whose `import ... from "node:module"` starts Deno's Node compatibility layer (~20 ms measured).
+ * Every entry and lazily loaded command imports that chunk for its side effects, though only the
+ * chunks of CommonJS packages use its helpers (and import them by name): those bare imports are
+ * dropped, so `foundry list` and `get`, which load no npm package, never start the Node layer.
+ */
+async function dropHelperSideEffectImports(outDir: string): Promise<void> {
+  const helpers: string[] = [];
+  const files: string[] = [];
+  for await (const e of Deno.readDir(outDir)) {
+    if (!e.isFile || !e.name.endsWith(".js")) continue;
+    files.push(e.name);
+    const code = await Deno.readTextFile(join(outDir, e.name));
+    if (code.includes("__deno_internal_createRequire") && /\bexport \{[^}]*__toESM/.test(code)) {
+      helpers.push(e.name);
+    }
+  }
+  for (const f of files) {
+    const path = join(outDir, f);
+    const code = await Deno.readTextFile(path);
+    let out = code;
+    for (const h of helpers) out = out.replaceAll(`import "./${h}";\n`, "");
+    if (out !== code) await Deno.writeTextFile(path, out);
   }
 }
 

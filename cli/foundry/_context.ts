@@ -50,8 +50,17 @@ export function globals(cmd: Command): GlobalOptions {
 
 /** The effective configuration: flags > FOUNDRY_* environment > config file > defaults. */
 export function configFor(cmd: Command): Promise<FoundryConfig> {
-  const g = globals(cmd);
-  const env = envOf(cmd);
+  return configFrom(globals(cmd), envOf(cmd));
+}
+
+/**
+ * The effective configuration from the root options `g` and the environment lookup `env` (see
+ * {@linkcode configFor}; the front door's commands have no commander tree to ask).
+ */
+export function configFrom(
+  g: GlobalOptions,
+  env: (name: string) => string | undefined = envGet,
+): Promise<FoundryConfig> {
   const flags: ConfigFlags = {};
   if (g.config !== undefined) flags.config = g.config;
   if (g.connect !== undefined) flags.uri = g.connect;

@@ -1,0 +1,183 @@
+/**
+ * What `foundry list` and `foundry get` do once their arguments are read, apart from their
+ * commander definitions (list.ts, get.ts): the front door (`_launch.ts`) runs these without
+ * loading commander, which with Deno's Node compatibility layer it starts was most of list's
+ * start-up. This module loads no npm package.
+ * @module
+ */
+import {
+  getVm,
+  listVms,
+  parseLabelSelector,
+  type VmListEntry,
+} from "../../lib/foundry/inventory.ts";
+import type { FoundryConfig } from "../../lib/foundry/config.ts";
+import { uuidToString } from "../../lib/libvirt/mod.ts";
+import { formatJson, paint } from "../../lib/output/format.ts";
+import {
+  type Column,
+  type ListFormat,
+  loadYamlWriter,
+  renderListing,
+} from "../../lib/output/listing.ts";
+import type { FastLaunch } from "../_launch.ts";
+import { type Io, runAction } from "../_program.ts";
+import { colorFor, configFrom, type GlobalOptions, withLibvirt } from "./_context.ts";
+
+/** `-o` and `--no-headers`, as list and get receive them. */
+export interface OutputFlags {
+  output: ListFormat;
+  /** False with `--no-headers`. */
+  headers: boolean;
+}
+
+/** The options of `foundry list`. */
+export interface ListFlags extends OutputFlags {
+  all?: boolean;
+  selector: string[];
+}
+
+/**
+ * The IP cell: the live address (agent, then lease), or the spec's marked `(spec)` when the VM
+ * reports none, so a configured address is never shown as if the guest had it.
+ */
+export function ipCell(v: Pick<VmListEntry, "ip" | "addresses">): string {
+  if (v.ip) return v.ip;
+  const spec = v.addresses.find((a) => a.source === "spec");
+  return spec ? `${spec.ip} (spec)` : "-";
+}
+
+/** The columns of `foundry list` (and `get -o table|wide`); `color` paints the state. */
+export function vmColumns(color: boolean): Column<VmListEntry>[] {
+  return [
+    { header: "NAME", value: (v) => v.managed ? v.name : `${v.name} (not foundry)` },
+    {
+      header: "STATE",
+      value: (v) => paint(v.state, v.state === "running" ? "green" : "dim", color),
+    },
+    { header: "VCPUS", value: (v) => String(v.vcpus) },
+    {
+      header: "MEMORY",
+      value: (v) => v.memoryMiB % 1024 === 0 ? `${v.memoryMiB / 1024} GiB` : `${v.memoryMiB} MiB`,
+    },
+    { header: "IP ADDRESS", value: ipCell },
+    { header: "UUID", value: (v) => v.uuid, wide: true },
+    {
+      header: "AUTOSTART",
+      value: (v) => v.autostart === null ? "-" : v.autostart ? "yes" : "no",
+      wide: true,
+    },
+    {
+      header: "LABELS",
+      value: (v) => {
+        const l = Object.entries(v.labels).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
+          .map(([k, x]) => `${k}=${x}`).join(",");
+        return l || "<none>";
+      },
+      wide: true,
+    },
+    {
+      header: "ADDRESS SOURCE",
+      value: (v) => v.ipSource || (v.addresses.length ? "spec" : "-"),
+      wide: true,
+    },
+  ];
+}
+
+/** Prints VM rows as `flags` ask (as cli/_listing.ts's printListing). */
+async function printVms(
+  io: Io,
+  flags: OutputFlags,
+  vms: readonly VmListEntry[],
+  empty?: string,
+): Promise<void> {
+  if (flags.output === "yaml") await loadYamlWriter();
+  const { out, err } = renderListing(vms, {
+    columns: vmColumns(colorFor(io)),
+    kind: "vm",
+    name: (v) => v.name,
+    format: flags.output,
+    noHeaders: flags.headers === false,
+    ...(empty === undefined ? {} : { empty }),
+  });
+  if (out) io.out(out);
+  if (err) io.err(err);
+}
+
+/** `foundry list`: the VMs (every domain with `--all`) matching the selector. */
+export async function runList(
+  io: Io,
+  flags: ListFlags,
+  config: () => Promise<FoundryConfig>,
+): Promise<void> {
+  // A bad selector fails before any connection.
+  const selector = flags.selector.length ? parseLabelSelector(flags.selector) : undefined;
+  const { vms } = await withLibvirt(await config(), (lv) =>
+    listVms(lv, {
+      all: flags.all === true,
+      autostart: flags.output === "wide",
+      ...(selector ? { selector } : {}),
+    }));
+  await printVms(io, flags, vms, "No VMs found");
+}
+
+/** `foundry get NAME` and `foundry vm info NAME`: the stored spec with its live status. */
+export async function runGet(
+  io: Io,
+  name: string,
+  flags: OutputFlags,
+  config: FoundryConfig,
+): Promise<void> {
+  const got = await withLibvirt(config, (lv) => getVm(lv, name.toLowerCase()));
+  const { vm } = got;
+  if (flags.output === "json") return io.out(formatJson(vm));
+  if (flags.output === "yaml") {
+    const { formatYamlDocuments } = await import("../../lib/output/yaml.ts");
+    return io.out(formatYamlDocuments([vm]));
+  }
+  const live = got.ips.find((a) => a.source !== "spec");
+  // The spec's sizes: what the VM was defined with (list shows the daemon's live figures).
+  const row: VmListEntry = {
+    name: vm.metadata.name,
+    state: got.state,
+    phase: vm.status?.phase ?? "",
+    vcpus: vm.spec.vcpus,
+    memoryMiB: Math.round(vm.spec.memoryGiB * 1024),
+    ip: live?.ip ?? "",
+    ipSource: live ? live.source as "agent" | "lease" : "",
+    addresses: got.ips,
+    uuid: uuidToString(got.domain.uuid),
+    autostart: got.autostart,
+    managed: true,
+    labels: vm.metadata.labels ?? {},
+  };
+  await printVms(io, flags, [row]);
+}
+
+/** Root options as the front door read them (long spellings) → commander's keys. */
+function globalsOf(root: FastLaunch["root"]): GlobalOptions {
+  const g: Record<string, string | boolean> = {};
+  for (const [k, v] of Object.entries(root)) {
+    g[k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())] = v;
+  }
+  return g as GlobalOptions;
+}
+
+/**
+ * Runs the `list` or `get` the front door read from `args`, as commander would run it (the same
+ * configuration, output, error lines and exit codes); `env` replaces the process's environment.
+ */
+export function runFast(
+  fast: FastLaunch,
+  args: string[],
+  io: Io,
+  env?: Record<string, string | undefined>,
+): Promise<number> {
+  const lookup = env ? (name: string) => env[name] || undefined : undefined;
+  const config = () => configFrom(globalsOf(fast.root), lookup);
+  const o = fast.options as unknown as ListFlags;
+  return runAction(args, io, async () => {
+    if (fast.command === "list") await runList(io, o, config);
+    else await runGet(io, fast.operands[0]!, o, await config());
+  });
+}
