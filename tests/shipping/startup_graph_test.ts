@@ -33,16 +33,29 @@ async function graph(entry: string): Promise<Graph> {
 }
 
 /** Every module `entry` loads before its code runs: static code imports, followed transitively. */
-async function staticClosure(entry: string): Promise<Set<string>> {
+function staticClosure(entry: string): Promise<Set<string>> {
+  return closure(entry, () => true);
+}
+
+/**
+ * Every module `entry` may load: static imports, and dynamic ones except those `skip` names
+ * (`from` and `to` relative to the repository), followed transitively.
+ */
+async function closure(
+  entry: string,
+  skip: (from: string, to: string) => boolean,
+): Promise<Set<string>> {
   const g = await graph(entry);
   const bySpec = new Map(g.modules.map((m) => [m.specifier, m]));
   const start = new URL(entry, root).href;
   const seen = new Set<string>([start]);
   const todo = [start];
+  const rel = (s: string) => s.slice(root.href.length);
   while (todo.length) {
-    const m = bySpec.get(todo.pop()!);
+    const from = todo.pop()!;
+    const m = bySpec.get(from);
     for (const d of m?.dependencies ?? []) {
-      if (!d.code || d.isDynamic) continue;
+      if (!d.code || (d.isDynamic && skip(rel(from), rel(d.code.specifier)))) continue;
       const s = d.code.specifier;
       if (!seen.has(s)) {
         seen.add(s);
@@ -73,8 +86,11 @@ const TREE_LIB = new Set([
 for (const program of ["cli/_foundry_program.ts", "cli/_virtwork_program.ts"]) {
   Deno.test(`${program}: the tree itself loads commander and no command's code`, async () => {
     const mods = [...await staticClosure(program)];
+    // foundry's tree loads commander when it builds the tree: list and get run without it.
     assert.deepEqual(
-      mods.filter(foreign).filter((s) => !s.startsWith("npm:commander@")),
+      mods.filter(foreign).filter((s) =>
+        program === "cli/_foundry_program.ts" || !s.startsWith("npm:commander@")
+      ),
       [],
     );
     const lib = mods.map((s) => s.slice(root.href.length)).filter((s) => s.startsWith("lib/"));
@@ -144,5 +160,30 @@ Deno.test("no command module loads undici, the Kubernetes client or SQLite befor
   assert.ok(modules.length >= 10, modules.join(" "));
   for (const m of modules.sort()) {
     assert.deepEqual([...await staticClosure(m)].filter((s) => AT_USE.test(s)), [], m);
+  }
+});
+
+/**
+ * The dynamic imports of foundry list's and get's path that load npm code, each only when it is
+ * needed: the YAML writer for `-o yaml` (get's default), the configuration file's parser when a
+ * file exists.
+ */
+const WHEN_NEEDED = new Set(["lib/output/yaml.ts", "lib/foundry/config_file.ts"]);
+
+Deno.test("foundry list and get load no npm package and no node: module without a config file", async () => {
+  // What the front door loads for them: the entry, the program module, the commands' work.
+  const mods = new Set<string>();
+  for (const m of ["cli/foundry.ts", "cli/_foundry_program.ts", "cli/foundry/_inventory.ts"]) {
+    const skip = (from: string, to: string) =>
+      WHEN_NEEDED.has(to) ||
+      // The program module's other dynamic imports: commander and the command modules.
+      (from === "cli/_foundry_program.ts" && to !== "cli/foundry/_inventory.ts") ||
+      (from === "cli/foundry.ts" && to !== "cli/_foundry_program.ts");
+    for (const s of await closure(m, skip)) mods.add(s);
+  }
+  assert.ok(mods.has(new URL("lib/libvirt/client.ts", root).href), "the closure reaches lib/");
+  assert.deepEqual([...mods].filter(foreign), []);
+  for (const m of ["yaml", "fast-xml-parser", "commander"]) {
+    assert.ok(![...mods].some((s) => s.includes(m)), m);
   }
 });
