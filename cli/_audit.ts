@@ -5,7 +5,7 @@
  * @module
  */
 import type { Command } from "npm:commander@^15.1.0";
-import type { DatabaseSync } from "node:sqlite";
+import type { AuditDb } from "../lib/audit/schema.ts";
 import { dirname, join } from "node:path";
 import { ConfigError } from "../lib/config/layered.ts";
 import { type AuditToolName, VIRTWORK_AUDIT_DB } from "./_audit_flags.ts";
@@ -117,7 +117,7 @@ export async function openAuditor(
 }
 
 /** The database at `path` for reading, or undefined when no file is there yet. */
-export async function openAuditReader(path: string): Promise<DatabaseSync | undefined> {
+export async function openAuditReader(path: string): Promise<AuditDb | undefined> {
   try {
     await Deno.stat(path);
   } catch (e) {

@@ -3,7 +3,7 @@
  * @module
  */
 import { Command, InvalidArgumentError } from "npm:commander@^15.1.0";
-import type { DatabaseSync } from "node:sqlite";
+import type { AuditDb } from "../../lib/audit/schema.ts";
 import type { AuditEntry, AuditStatus, EntryDetails } from "../../lib/audit/mod.ts";
 import { ConfigError } from "../../lib/config/layered.ts";
 import { formatJson, formatTable } from "../../lib/output/format.ts";
@@ -69,7 +69,7 @@ export function timeLabel(iso: string | null): string {
 async function withReader<T>(
   cmd: Command,
   deps: VirtworkDeps,
-  fn: (db: DatabaseSync | undefined, path: string) => T,
+  fn: (db: AuditDb | undefined, path: string) => T,
 ): Promise<T> {
   const env = deps.env ?? Deno.env.toObject();
   const configPath = (cmd.opts() as { config?: string }).config;

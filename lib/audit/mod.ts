@@ -47,7 +47,7 @@ export {
   SCHEMA_VERSION,
   schemaVersion,
 } from "./schema.ts";
-export type { Migration, OpenOptions } from "./schema.ts";
+export type { AuditDb, Migration, OpenOptions } from "./schema.ts";
 export { SqliteAuditor } from "./sqlite.ts";
 export type { SqliteAuditorOptions } from "./sqlite.ts";
 export { recordOperation } from "./operation.ts";

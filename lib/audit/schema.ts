@@ -258,6 +258,9 @@ function isFilePath(path: string): boolean {
   return path !== "" && path !== ":memory:" && !path.startsWith("file:");
 }
 
+/** An open audit database, as {@linkcode openAuditDb} returns it: callers read it with `reader.ts`. */
+export type AuditDb = DatabaseSync;
+
 /**
  * Opens (creating when absent) the audit database at `path` with WAL, foreign keys and a busy
  * timeout, and migrates it to the current schema. The file is made readable by its owner only
