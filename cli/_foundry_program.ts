@@ -7,6 +7,7 @@
 import type { Command } from "npm:commander@^15.1.0";
 import denoConfig from "../deno.json" with { type: "json" };
 import { addAuditOptions } from "./_audit_flags.ts";
+import { FOUNDRY_SETTING_FLAGS as F } from "./foundry/_config_flags.ts";
 import { commandsFor, type FastLaunch, type LazyCommands } from "./_launch.ts";
 import { type Io, processIo, runProgram } from "./_program.ts";
 
@@ -75,25 +76,28 @@ export async function foundryProgram(
     .description("Manage libvirt virtual machines from foundry.cofront.xyz/v1alpha1 YAML")
     .version(denoConfig.version, "-V, --version")
     .option(
-      "-c, --connect <uri>",
+      `-c, ${F.uri} <uri>`,
       "libvirt URI (env FOUNDRY_URI, LIBVIRT_DEFAULT_URI; default qemu:///system)",
     )
     .option(
-      "--config <file>",
+      `${F.config} <file>`,
       "configuration file (env FOUNDRY_CONFIG; default ~/.config/foundry/config.yaml, /etc/foundry/config.yaml)",
     )
-    .option("--domain-type <type>", "kvm, qemu or auto (env FOUNDRY_DOMAIN_TYPE; default auto)")
+    .option(`${F.domainType} <type>`, "kvm, qemu or auto (env FOUNDRY_DOMAIN_TYPE; default auto)")
     .option(
-      "--destroy-timeout <seconds>",
+      `${F.destroyTimeoutSeconds} <seconds>`,
       "graceful shutdown wait of destroy/stop (env FOUNDRY_DESTROY_TIMEOUT; default 5)",
     )
-    .option("--storage-path <dir>", "base directory of foundry's pools (env FOUNDRY_STORAGE_PATH)")
     .option(
-      "--image-pool <name>",
+      `${F.storagePath} <dir>`,
+      "base directory of foundry's pools (env FOUNDRY_STORAGE_PATH)",
+    )
+    .option(
+      `${F.imagesPool} <name>`,
       "pool of base images (env FOUNDRY_IMAGE_POOL; default foundry-images)",
     )
     .option(
-      "--vm-pool <name>",
+      `${F.vmsPool} <name>`,
       "default pool of VM disks (env FOUNDRY_VM_POOL; default foundry-vms)",
     )
     .option("-v, --verbose", "show stack traces and debug output")

@@ -54,9 +54,10 @@ export function exitCodeFor(err: unknown, otherwise: number = ExitCode.CONFIG): 
     const c = (err as Partial<HasExitCode>).exitCode;
     if (typeof c === "number") return c;
     const name = (err as { name?: unknown }).name;
-    // A flag's bad value (`--domain-type xen`) is a usage error, as commander's own are.
+    // A flag's bad value (`--domain-type xen`) is a usage error, as commander's own are; lib
+    // gives its source as "flag" (FLAG_SOURCE of lib/config/layered.ts).
     const source = (err as { source?: unknown }).source;
-    if (name === "ConfigError" && typeof source === "string" && source.startsWith("--")) {
+    if (name === "ConfigError" && source === "flag") {
       return ExitCode.VALIDATION;
     }
     // destroy stopped part-way: a VM operation while the domain is still defined, else storage.

@@ -4,6 +4,7 @@ import { type ConfigFlags, type FoundryConfig, loadConfig } from "../../lib/foun
 import { paint, useColor } from "../../lib/output/format.ts";
 import { type Io, processIo } from "../_program.ts";
 import { interruptSignal } from "../_signals.ts";
+import { FOUNDRY_SETTING_FLAGS, withFoundryFlag } from "./_config_flags.ts";
 
 function envGet(name: string): string | undefined {
   try {
@@ -74,7 +75,7 @@ export function configFrom(
     if (!Number.isFinite(seconds) || seconds < 0) {
       throw Object.assign(
         new Error(
-          `Invalid --destroy-timeout ${
+          `Invalid ${FOUNDRY_SETTING_FLAGS.destroyTimeoutSeconds} ${
             JSON.stringify(g.destroyTimeout.slice(0, 100))
           }: expected a number of seconds of 0 or more`,
         ),
@@ -86,7 +87,10 @@ export function configFrom(
   if (g.storagePath !== undefined) flags.storagePath = g.storagePath;
   if (g.imagePool !== undefined) flags.imagesPool = g.imagePool;
   if (g.vmPool !== undefined) flags.vmsPool = g.vmPool;
-  return loadConfig({ flags, env });
+  // lib names a bad flag value by its setting's key; the user reads the flag.
+  return loadConfig({ flags, env }).catch((e) => {
+    throw withFoundryFlag(e);
+  });
 }
 
 /**

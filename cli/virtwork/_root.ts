@@ -4,6 +4,7 @@
  * @module
  */
 import type { Command } from "npm:commander@^15.1.0";
+import { VIRTWORK_SETTING_FLAGS as F } from "./_config_flags.ts";
 
 /** Options of the subcommands also accepted before them: `virtwork --namespace x run`. */
 const ROOT_CLUSTER_OPTIONS = ["namespace", "kubeconfig", "config"] as const;
@@ -15,12 +16,12 @@ const ROOT_CLUSTER_OPTIONS = ["namespace", "kubeconfig", "config"] as const;
  */
 export function addRootClusterOptions(program: Command): Command {
   program
-    .option("-n, --namespace <name>", "namespace for run and cleanup (default virtwork)")
+    .option(`-n, ${F.namespace} <name>`, "namespace for run and cleanup (default virtwork)")
     .option(
-      "--kubeconfig <path>",
+      `${F.kubeconfig} <path>`,
       "kubeconfig file (default: in-cluster, KUBECONFIG, ~/.kube/config)",
     )
-    .option("--config <file>", "YAML configuration file (env VIRTWORK_CONFIG)");
+    .option(`${F.config} <file>`, "YAML configuration file (env VIRTWORK_CONFIG)");
   program.hook("preAction", (root, action) => {
     for (const key of ROOT_CLUSTER_OPTIONS) {
       if (root.getOptionValueSource(key) !== "cli") continue;
@@ -33,4 +34,4 @@ export function addRootClusterOptions(program: Command): Command {
 }
 
 /** The root options {@linkcode addRootClusterOptions} adds, for the entry's front door. */
-export const ROOT_CLUSTER_FLAGS = ["-n", "--namespace", "--kubeconfig", "--config"] as const;
+export const ROOT_CLUSTER_FLAGS = ["-n", F.namespace, F.kubeconfig, F.config] as const;

@@ -9,6 +9,7 @@ import type { VirtworkSettings } from "../../lib/kubevirt/config.ts";
 import { RunFailedError } from "../../lib/kubevirt/run.ts";
 import { ExitCode, exitCodeFor } from "../_program.ts";
 import { interruptSignal as processInterrupt } from "../_signals.ts";
+import { VIRTWORK_SETTING_FLAGS as F, withVirtworkFlag } from "./_config_flags.ts";
 
 /** What the commands take from their surroundings; tests substitute each part. */
 export interface VirtworkDeps {
@@ -35,6 +36,21 @@ export function givenFlags(
     if (cmd.getOptionValueSource(key) === "cli") flags[key] = opts[key];
   }
   return flags;
+}
+
+/**
+ * Adds the options that say how to reach the cluster, which run and cleanup both take:
+ * `--kubeconfig`, `--context`, `--qps` and `--burst`.
+ */
+export function addClusterOptions(command: Command): Command {
+  return command
+    .option(
+      `${F.kubeconfig} <path>`,
+      "kubeconfig file (default: in-cluster, KUBECONFIG, ~/.kube/config)",
+    )
+    .option(`${F.context} <name>`, "kubeconfig context")
+    .option(`${F.qps} <n>`, "client-side API requests per second (default 20)", numberArg)
+    .option(`${F.burst} <n>`, "client-side API request burst (default 20)", intArg);
 }
 
 /** Parses a CLI number argument; a bad one is a usage error (exit 2). */
@@ -122,11 +138,14 @@ export function interruptSignal(deps: VirtworkDeps): { signal: AbortSignal; disp
 
 /**
  * An error carrying the exit code of the design for a failure from lib/kubevirt: the shared table
- * (cli/_program.ts) decides, and a failure it does not know is a cluster operation's (4).
+ * (cli/_program.ts) decides, and a failure it does not know is a cluster operation's (4). A bad
+ * setting given as a flag is named by its flag (`--vm-count: must be ...`).
  */
 export function withExitCode(err: unknown): Error & { exitCode: number } {
   const inner = err instanceof RunFailedError ? err.cause : err;
-  const e = (err instanceof Error ? err : new Error(String(err))) as Error & { exitCode: number };
+  const e = withVirtworkFlag(err instanceof Error ? err : new Error(String(err))) as Error & {
+    exitCode: number;
+  };
   e.exitCode = exitCodeFor(inner, ExitCode.VM_OPERATION);
   return e;
 }

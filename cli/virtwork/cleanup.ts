@@ -4,6 +4,7 @@
  */
 import { Command } from "npm:commander@^15.1.0";
 import { cleanup, type CleanupResult } from "../../lib/kubevirt/cleanup.ts";
+import { FLAG_SOURCE } from "../../lib/config/layered.ts";
 import {
   loadVirtworkConfig,
   runIdProblem,
@@ -15,6 +16,7 @@ import { formatJson } from "../../lib/output/format.ts";
 import { givenAuditFlags, openAuditor } from "../_audit.ts";
 import { ExitCode, type Io, setExitCode } from "../_program.ts";
 import {
+  addClusterOptions,
   clusterClient,
   givenFlags,
   intArg,
@@ -24,6 +26,7 @@ import {
   type VirtworkDeps,
   withExitCode,
 } from "./_shared.ts";
+import { VIRTWORK_SETTING_FLAGS as F } from "./_config_flags.ts";
 
 const FLAG_KEYS: (keyof VirtworkSettings)[] = [
   "namespace",
@@ -37,28 +40,26 @@ const FLAG_KEYS: (keyof VirtworkSettings)[] = [
 
 /** The `cleanup` subcommand. */
 export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
-  return new Command("cleanup")
+  const command = new Command("cleanup")
     .description(
       "Delete the VMs, Services and Secrets virtwork created (label managed-by=virtwork)",
     )
-    .option("--config <file>", "YAML configuration file (env VIRTWORK_CONFIG)")
-    .option("-n, --namespace <name>", "namespace to clean (default virtwork)")
+    .option(`${F.config} <file>`, "YAML configuration file (env VIRTWORK_CONFIG)")
+    .option(`-n, ${F.namespace} <name>`, "namespace to clean (default virtwork)")
     .option(
-      "--run-id <id>",
+      `${F.runId} <id>`,
       "only objects of this run (label virtwork/run-id); a unique prefix will do, as in audit show",
     )
     .option("--delete-namespace", "delete the namespace last (only if virtwork created it)")
     .option("--wait", "wait until the deleted objects are gone")
-    .option("--timeout <seconds>", "how long --wait waits (default 600)", intArg)
-    .option("--poll-interval <seconds>", "seconds between polls with --wait (default 2)", numberArg)
+    .option(`${F.timeout} <seconds>`, "how long --wait waits (default 600)", intArg)
     .option(
-      "--kubeconfig <path>",
-      "kubeconfig file (default: in-cluster, KUBECONFIG, ~/.kube/config)",
-    )
-    .option("--context <name>", "kubeconfig context")
-    .option("--qps <n>", "client-side API requests per second (default 20)", numberArg)
-    .option("--burst <n>", "client-side API request burst (default 20)", intArg)
-    .option("-o, --output <format>", "table or json (default table)")
+      `${F.pollInterval} <seconds>`,
+      "seconds between polls with --wait (default 2)",
+      numberArg,
+    );
+  return addClusterOptions(command)
+    .option(`-o, ${F.output} <format>`, "table or json (default table)")
     .action(async (_o: unknown, cmd: Command) => {
       const opts = cmd.opts() as Record<string, unknown>;
       const verbose = Boolean(cmd.optsWithGlobals().verbose);
@@ -68,13 +69,13 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
       try {
         // The run id goes into a label selector: a comma would widen what is deleted.
         const runIdTrouble = typeof opts.runId === "string" ? runIdProblem(opts.runId) : undefined;
-        if (runIdTrouble) throw new SettingValidationError("runId", "--run-id", runIdTrouble);
+        if (runIdTrouble) throw new SettingValidationError("runId", FLAG_SOURCE, runIdTrouble);
         const poll = opts.pollInterval;
         const b = VIRTWORK_LIMITS.pollIntervalSeconds;
         if (typeof poll === "number" && (poll < b.min || poll > b.max)) {
           throw new SettingValidationError(
             "pollInterval",
-            "--poll-interval",
+            FLAG_SOURCE,
             `must be from ${b.min} to ${b.max}, got ${poll}`,
           );
         }
@@ -84,9 +85,7 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
           ...(typeof opts.config === "string" ? { configPath: opts.config } : {}),
         });
       } catch (e) {
-        if (e instanceof SettingValidationError) {
-          throw Object.assign(e, { exitCode: ExitCode.VALIDATION });
-        }
+        // A SettingValidationError maps to 2; one about a flag is named by it.
         throw withExitCode(e);
       }
       const auditor = deps.auditor ??

@@ -35,6 +35,7 @@ import { givenAuditFlags, openAuditor } from "../_audit.ts";
 import { ExitCode, type Io, processIo, setExitCode } from "../_program.ts";
 import { openStatusLine } from "../_status.ts";
 import {
+  addClusterOptions,
   clusterClient,
   collect,
   csv,
@@ -45,6 +46,7 @@ import {
   type VirtworkDeps,
   withExitCode,
 } from "./_shared.ts";
+import { VIRTWORK_SETTING_FLAGS as F, withVirtworkFlag } from "./_config_flags.ts";
 
 /** Exit code after Ctrl-C (128 + SIGINT), as shells report it. */
 export const EXIT_INTERRUPTED = 130;
@@ -108,7 +110,7 @@ async function readKeyFiles(paths: readonly string[]): Promise<string[]> {
 /** Gives validation errors the exit code 2 of the design; everything else as withExitCode does. */
 function inputError(e: unknown): Error & { exitCode: number } {
   if (e instanceof SettingValidationError) {
-    return Object.assign(e, { exitCode: ExitCode.VALIDATION });
+    return Object.assign(withVirtworkFlag(e), { exitCode: ExitCode.VALIDATION });
   }
   return withExitCode(e);
 }
@@ -125,33 +127,38 @@ function redactSecret(o: KubeObject): KubeObject {
 
 /** The `run` subcommand. */
 export function runCommand(io: Io, deps: VirtworkDeps = {}): Command {
-  return new Command("run")
+  const command = new Command("run")
     .description("Deploy workload VMs and wait until they are ready")
-    .option("--config <file>", "YAML configuration file (env VIRTWORK_CONFIG)")
-    .option("-n, --namespace <name>", "namespace for the VMs (default virtwork)")
-    .option("--workloads <list>", "comma-separated workloads (default: all five)", csv)
-    .option("--vm-count <n>", "VMs per workload; network runs this many pairs (default 1)", intArg)
-    .option("--cpu-cores <n>", "vCPU cores per VM (default 2)", intArg)
-    .option("--memory <quantity>", "memory per VM (default 2Gi)")
-    .option("--disk-size <quantity>", "size of data disks (default 10Gi)")
-    .option("--container-disk-image <image>", "OS container disk image")
-    .option("--no-wait", "do not wait for the VMs to become ready")
-    .option("--timeout <seconds>", "readiness timeout (default 600)", intArg)
-    .option("--poll-interval <seconds>", "seconds between readiness polls (default 15)", numberArg)
-    .option("--dry-run", "print every object as YAML and contact no cluster")
-    .option("--show-secrets", "with --dry-run, print Secret data instead of redacting it")
-    .option("--ssh-user <name>", "login user created in every VM (default virtwork)")
-    .option("--ssh-password <password>", "password for the login user (env VIRTWORK_SSH_PASSWORD)")
-    .option("--ssh-key <key>", "authorised SSH public key (repeatable)", collect)
-    .option("--ssh-key-file <path>", "file of authorised SSH public keys (repeatable)", collect)
+    .option(`${F.config} <file>`, "YAML configuration file (env VIRTWORK_CONFIG)")
+    .option(`-n, ${F.namespace} <name>`, "namespace for the VMs (default virtwork)")
+    .option(`${F.workloads} <list>`, "comma-separated workloads (default: all five)", csv)
     .option(
-      "--kubeconfig <path>",
-      "kubeconfig file (default: in-cluster, KUBECONFIG, ~/.kube/config)",
+      `${F.vmCount} <n>`,
+      "VMs per workload; network runs this many pairs (default 1)",
+      intArg,
     )
-    .option("--context <name>", "kubeconfig context")
-    .option("--qps <n>", "client-side API requests per second (default 20)", numberArg)
-    .option("--burst <n>", "client-side API request burst (default 20)", intArg)
-    .option("-o, --output <format>", "summary format: table or json (default table)")
+    .option(`${F.cpuCores} <n>`, "vCPU cores per VM (default 2)", intArg)
+    .option(`${F.memory} <quantity>`, "memory per VM (default 2Gi)")
+    .option(`${F.diskSize} <quantity>`, "size of data disks (default 10Gi)")
+    .option(`${F.containerDiskImage} <image>`, "OS container disk image")
+    .option(F.noWait, "do not wait for the VMs to become ready")
+    .option(`${F.timeout} <seconds>`, "readiness timeout (default 600)", intArg)
+    .option(
+      `${F.pollInterval} <seconds>`,
+      "seconds between readiness polls (default 15)",
+      numberArg,
+    )
+    .option(F.dryRun, "print every object as YAML and contact no cluster")
+    .option("--show-secrets", "with --dry-run, print Secret data instead of redacting it")
+    .option(`${F.sshUser} <name>`, "login user created in every VM (default virtwork)")
+    .option(
+      `${F.sshPassword} <password>`,
+      "password for the login user (env VIRTWORK_SSH_PASSWORD)",
+    )
+    .option(`${F.sshAuthorizedKeys} <key>`, "authorised SSH public key (repeatable)", collect)
+    .option("--ssh-key-file <path>", "file of authorised SSH public keys (repeatable)", collect);
+  return addClusterOptions(command)
+    .option(`-o, ${F.output} <format>`, "summary format: table or json (default table)")
     .action(async (_o: unknown, cmd: Command) => {
       const opts = cmd.opts() as Record<string, unknown>;
       const verbose = Boolean(cmd.optsWithGlobals().verbose);

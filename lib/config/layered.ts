@@ -38,8 +38,6 @@ export interface FieldSpec {
   min?: number;
   /** Allowed values of string fields. */
   choices?: readonly string[];
-  /** The flag's spelling, e.g. `--domain-type`; errors in a flag value then name it. */
-  flag?: string;
 }
 
 /** Fields by key (camelCase). */
@@ -99,31 +97,43 @@ export interface ConfigErrorOptions extends ErrorOptions {
   problems?: readonly ConfigProblem[];
 }
 
-/** A configuration that cannot be used; both CLIs exit with 1. */
+/**
+ * A configuration that cannot be used; both CLIs exit with 1, or 2 when the value came from a flag
+ * (`source` is {@linkcode FLAG_SOURCE}), which the CLI then names by its own spelling.
+ */
 export class ConfigError extends Error {
   /** Field key, when the error is about one field. */
   readonly key: string | undefined;
-  /** Where the bad value came from, e.g. `env VIRTWORK_VM_COUNT`, `virtwork.yaml` or `--domain-type`. */
+  /**
+   * Where the bad value came from: {@linkcode FLAG_SOURCE} for the command line, `env
+   * VIRTWORK_VM_COUNT`, or a file (`virtwork.yaml`, `v.yaml:3:12`).
+   */
   readonly source: string | undefined;
+  /** What was expected and what was found, without the source and key that prefix the message. */
+  readonly reason: string;
   /** Every positioned problem of a configuration file; empty otherwise. */
   readonly problems: readonly ConfigProblem[];
-  /**
-   * Builds the error; `source` and `key` prefix the message. A flag's spelling names its field by
-   * itself, so a `source` starting with `--` prefixes alone: `--domain-type: must be one of ...`.
-   */
+  /** Builds the error; `source` and `key` prefix the message: `env APP_MODE mode: must be ...`. */
   constructor(message: string, key?: string, source?: string, options?: ConfigErrorOptions) {
     const prefix = source === undefined || source === ""
       ? ""
-      : key === undefined || key === "" || source.startsWith("--")
+      : key === undefined || key === ""
       ? `${source}: `
       : `${source} ${key}: `;
     super(prefix + message, options);
     this.name = "ConfigError";
     this.key = key;
     this.source = source;
+    this.reason = message;
     this.problems = options?.problems ?? [];
   }
 }
+
+/**
+ * The source of a value given on the command line. lib/ knows settings by their keys only; each CLI
+ * maps a key to the flag that sets it when it shows the error.
+ */
+export const FLAG_SOURCE = "flag";
 
 /** `vmCount` → `vm_count`. */
 export function snakeCase(key: string): string {
@@ -170,7 +180,7 @@ export function resolveConfig<S extends ConfigSchema>(
     let source: ConfigSource;
     let where: string;
     if (layers.flags?.[key] !== undefined) {
-      where = spec.flag ?? "flag";
+      where = FLAG_SOURCE;
       value = fromTyped(spec, layers.flags[key], key, where);
       source = "flag";
     } else if (envValue !== undefined && envValue !== "") {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   ConfigError,
   type ConfigSchema,
+  FLAG_SOURCE,
   parseYamlConfig,
   readConfigText,
   readYamlConfig,
@@ -112,9 +113,9 @@ Deno.test("readYamlConfig(): a missing file is a ConfigError naming the path", a
   }
 });
 
-Deno.test("resolveConfig(): the environment may be a lookup; a spelled flag names itself", () => {
+Deno.test("resolveConfig(): the environment may be a lookup; a flag's value names its key", () => {
   const spelled = {
-    mode: { kind: "string", default: "auto", choices: ["auto", "kvm"], flag: "--mode" },
+    mode: { kind: "string", default: "auto", choices: ["auto", "kvm"] },
     timeout: { kind: "number", default: 5, min: 0, env: "APP_TIMEOUT" },
   } as const satisfies ConfigSchema;
   const env = (name: string) => ({ APP_TIMEOUT: "12" } as Record<string, string>)[name];
@@ -122,8 +123,9 @@ Deno.test("resolveConfig(): the environment may be a lookup; a spelled flag name
   assert.throws(
     () => resolveConfig(spelled, { flags: { mode: "xen" } }),
     (e: unknown) =>
-      e instanceof ConfigError && e.key === "mode" &&
-      e.message === `--mode: must be one of auto, kvm, got "xen"`,
+      e instanceof ConfigError && e.key === "mode" && e.source === FLAG_SOURCE &&
+      e.reason === `must be one of auto, kvm, got "xen"` &&
+      e.message === `flag mode: must be one of auto, kvm, got "xen"`,
   );
   assert.throws(
     () => resolveConfig(spelled, { flags: { timeout: NaN } }),

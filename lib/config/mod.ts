@@ -10,7 +10,14 @@
  * ```
  * @module
  */
-export { ConfigError, envName, readConfigText, resolveConfig, snakeCase } from "./layered.ts";
+export {
+  ConfigError,
+  envName,
+  FLAG_SOURCE,
+  readConfigText,
+  resolveConfig,
+  snakeCase,
+} from "./layered.ts";
 export { parseYamlConfig, parseYamlConfigDocument, readYamlConfig } from "./yaml_file.ts";
 export type { YamlConfigDocument } from "./yaml_file.ts";
 export type {

@@ -100,18 +100,18 @@ export type { ConfigErrorOptions, ConfigProblem } from "../config/layered.ts";
 /** The values of `domainType`: `auto` and the domain types. */
 export const DOMAIN_TYPE_CHOICES: readonly string[] = ["auto", ...DOMAIN_TYPES];
 
-/** Every field with the flag, variable and file key that set it; resolved by lib/config. */
+/**
+ * Every field with the variable and file key that set it; resolved by lib/config. A bad flag value
+ * is reported by its key (`domainType`); the CLI names the flag (cli/foundry/_config_flags.ts).
+ */
 const CONFIG_SCHEMA = {
-  uri: field("string", "uri", "--connect"),
-  domainType: { ...field("string", "domainType", "--domain-type"), choices: DOMAIN_TYPE_CHOICES },
-  destroyTimeoutSeconds: {
-    ...field("number", "destroyTimeoutSeconds", "--destroy-timeout"),
-    min: 0,
-  },
-  storagePath: field("string", "storagePath", "--storage-path"),
-  imagesPool: field("string", "imagesPool", "--image-pool"),
+  uri: field("string", "uri"),
+  domainType: { ...field("string", "domainType"), choices: DOMAIN_TYPE_CHOICES },
+  destroyTimeoutSeconds: { ...field("number", "destroyTimeoutSeconds"), min: 0 },
+  storagePath: field("string", "storagePath"),
+  imagesPool: field("string", "imagesPool"),
   imagesPath: field("string", "imagesPath"),
-  vmsPool: field("string", "vmsPool", "--vm-pool"),
+  vmsPool: field("string", "vmsPool"),
   vmsPath: field("string", "vmsPath"),
 } as const satisfies ConfigSchema;
 
@@ -192,7 +192,6 @@ export function imageLocationFor(
 }
 
 /** A schema field of `key` with its default, its `FOUNDRY_*` variable and its file key. */
-function field<T extends FieldKind, K extends keyof FoundryConfig>(kind: T, key: K, flag?: string) {
-  const spec = { kind, default: DEFAULT_CONFIG[key], env: CONFIG_ENV[key], fileKey: key };
-  return flag === undefined ? spec : { ...spec, flag };
+function field<T extends FieldKind, K extends keyof FoundryConfig>(kind: T, key: K) {
+  return { kind, default: DEFAULT_CONFIG[key], env: CONFIG_ENV[key], fileKey: key };
 }

@@ -108,8 +108,11 @@ Deno.test("userConfigFile() honours XDG_CONFIG_HOME", () => {
 Deno.test("bad values in flags and environment are ConfigErrors", async () => {
   await assert.rejects(
     loadConfig({ ...sources({}), flags: { domainType: "xen" } }),
+    // lib names the setting and that a flag gave it; the CLI names the flag (cli/foundry/).
     (e: unknown) =>
-      e instanceof ConfigError && /--domain-type: must be one of auto, kvm, qemu/.test(e.message),
+      e instanceof ConfigError && e.key === "domainType" && e.source === "flag" &&
+      e.reason === `must be one of auto, kvm, qemu, got "xen"` &&
+      e.message === `flag domainType: must be one of auto, kvm, qemu, got "xen"`,
   );
   await assert.rejects(
     loadConfig(sources({}, { [CONFIG_ENV.destroyTimeoutSeconds]: "soon" })),

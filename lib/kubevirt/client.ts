@@ -80,7 +80,7 @@ export function loadKubeConfig(o: ConnectOptions = {}): LoadedConfig {
   };
   let loaded: LoadedConfig | undefined;
   if (o.kubeconfig) {
-    loaded = fromFile(o.kubeconfig, "--kubeconfig");
+    loaded = fromFile(o.kubeconfig, "kubeconfig setting");
   } else {
     const prefix = o.serviceAccountPrefix ?? "";
     tried.push("in-cluster service account");

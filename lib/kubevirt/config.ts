@@ -15,6 +15,7 @@ import {
   type ConfigSchema,
   type ConfigSource,
   type ConfigValues,
+  FLAG_SOURCE,
   readConfigText,
   resolveConfig,
 } from "../config/layered.ts";
@@ -29,34 +30,26 @@ export const ENV_PREFIX = "VIRTWORK_";
 
 /** Every setting, its kind and default. Env: `VIRTWORK_<SNAKE_KEY>`; YAML key: `<snake_key>`. */
 export const VIRTWORK_CONFIG_SCHEMA = {
-  namespace: { kind: "string", default: DEFAULTS.NAMESPACE, flag: "--namespace" },
-  workloads: { kind: "list", default: ALL_WORKLOAD_NAMES, flag: "--workloads" },
-  vmCount: { kind: "integer", default: DEFAULTS.VM_COUNT, flag: "--vm-count" },
-  cpuCores: { kind: "integer", default: DEFAULTS.CPU_CORES, flag: "--cpu-cores" },
-  memory: { kind: "string", default: DEFAULTS.MEMORY, flag: "--memory" },
-  diskSize: { kind: "string", default: DEFAULTS.DATA_DISK_SIZE, flag: "--disk-size" },
-  containerDiskImage: {
-    kind: "string",
-    default: DEFAULTS.CONTAINER_DISK_IMAGE,
-    flag: "--container-disk-image",
-  },
-  noWait: { kind: "boolean", default: false, flag: "--no-wait" },
-  timeout: { kind: "integer", default: DEFAULTS.READY_TIMEOUT_SECONDS, flag: "--timeout" },
-  pollInterval: {
-    kind: "number",
-    default: DEFAULTS.POLL_INTERVAL_SECONDS,
-    flag: "--poll-interval",
-  },
-  dryRun: { kind: "boolean", default: false, flag: "--dry-run" },
+  namespace: { kind: "string", default: DEFAULTS.NAMESPACE },
+  workloads: { kind: "list", default: ALL_WORKLOAD_NAMES },
+  vmCount: { kind: "integer", default: DEFAULTS.VM_COUNT },
+  cpuCores: { kind: "integer", default: DEFAULTS.CPU_CORES },
+  memory: { kind: "string", default: DEFAULTS.MEMORY },
+  diskSize: { kind: "string", default: DEFAULTS.DATA_DISK_SIZE },
+  containerDiskImage: { kind: "string", default: DEFAULTS.CONTAINER_DISK_IMAGE },
+  noWait: { kind: "boolean", default: false },
+  timeout: { kind: "integer", default: DEFAULTS.READY_TIMEOUT_SECONDS },
+  pollInterval: { kind: "number", default: DEFAULTS.POLL_INTERVAL_SECONDS },
+  dryRun: { kind: "boolean", default: false },
   verbose: { kind: "boolean", default: false },
-  sshUser: { kind: "string", default: DEFAULTS.SSH_USER, flag: "--ssh-user" },
-  sshPassword: { kind: "string", default: "", flag: "--ssh-password" },
-  sshAuthorizedKeys: { kind: "list", default: [], flag: "--ssh-key" },
-  kubeconfig: { kind: "string", default: "", flag: "--kubeconfig" },
-  context: { kind: "string", default: "", flag: "--context" },
-  qps: { kind: "number", default: DEFAULTS.QPS, flag: "--qps" },
-  burst: { kind: "integer", default: DEFAULTS.BURST, flag: "--burst" },
-  output: { kind: "string", default: "table", choices: ["table", "json"], flag: "--output" },
+  sshUser: { kind: "string", default: DEFAULTS.SSH_USER },
+  sshPassword: { kind: "string", default: "" },
+  sshAuthorizedKeys: { kind: "list", default: [] },
+  kubeconfig: { kind: "string", default: "" },
+  context: { kind: "string", default: "" },
+  qps: { kind: "number", default: DEFAULTS.QPS },
+  burst: { kind: "integer", default: DEFAULTS.BURST },
+  output: { kind: "string", default: "table", choices: ["table", "json"] },
   audit: { kind: "boolean", default: true },
   auditDb: { kind: "string", default: DEFAULTS.AUDIT_DB },
 } as const satisfies ConfigSchema;
@@ -120,25 +113,29 @@ export const VIRTWORK_LIMITS = {
 
 /**
  * A setting that breaks virtwork's rules or those the Kubernetes API would apply (CLI exit 2).
- * `where` names the flag, environment variable, or file, line, column and field.
+ * `where` names the environment variable, or file, line, column and field; a value given on the
+ * command line is {@linkcode FLAG_SOURCE}, and the CLI names the flag that sets `key`.
  */
 export class SettingValidationError extends Error {
   /** Setting key, e.g. `namespace`. */
   readonly key: string;
-  /** Where the value came from: `--namespace`, `env VIRTWORK_NAMESPACE`, `v.yaml:3:12 namespace`. */
+  /** Where the value came from: `flag`, `env VIRTWORK_NAMESPACE`, `v.yaml:3:12 namespace`. */
   readonly where: string;
+  /** What was expected and what was found, without `where`. */
+  readonly reason: string;
   /**
-   * Builds the error; the message reads `<where>: <message>`.
+   * Builds the error; the message reads `<where>: <message>`, or `flag <key>: <message>`.
    *
    * @param key setting key
    * @param where origin of the value
    * @param message what was expected and what was found
    */
   constructor(key: string, where: string, message: string) {
-    super(`${where}: ${message}`);
+    super(`${where === FLAG_SOURCE ? `${where} ${key}` : where}: ${message}`);
     this.name = "ValidationError";
     this.key = key;
     this.where = where;
+    this.reason = message;
   }
 }
 
@@ -254,7 +251,6 @@ export async function loadVirtworkConfig(o: LoadConfigOptions = {}): Promise<Vir
   }, { envPrefix: ENV_PREFIX, allowFileKeys: ["workloads"] });
 
   const locate: Locate = (key, source, workload) => {
-    const spec = VIRTWORK_CONFIG_SCHEMA[key as keyof typeof VIRTWORK_CONFIG_SCHEMA];
     const fileKey = key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
     if (workload !== undefined) {
       const path = `workloads.${workload}.${fileKey}`;
@@ -262,7 +258,7 @@ export async function loadVirtworkConfig(o: LoadConfigOptions = {}): Promise<Vir
     }
     switch (source) {
       case "flag":
-        return ("flag" in spec ? spec.flag : undefined) ?? key;
+        return FLAG_SOURCE;
       case "env":
         return `env ${ENV_PREFIX}${fileKey.toUpperCase()}`;
       case "file":

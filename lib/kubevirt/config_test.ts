@@ -145,9 +145,10 @@ Deno.test("loadVirtworkConfig(): rejects unknown workloads, bad quantities and b
   await assert.rejects(
     () => loadVirtworkConfig({ flags: { workloads: ["cpu", "gpu"] } }),
     (e: unknown) =>
-      e instanceof SettingValidationError && e.key === "workloads" &&
-      e.message ===
-        '--workloads: unknown workload "gpu", expected one of: cpu, database, disk, memory, network',
+      e instanceof SettingValidationError && e.key === "workloads" && e.where === "flag" &&
+      e.reason ===
+        'unknown workload "gpu", expected one of: cpu, database, disk, memory, network' &&
+      e.message === `flag workloads: ${e.reason}`,
   );
   await assert.rejects(
     () => loadVirtworkConfig({ env: { VIRTWORK_MEMORY: "lots" } }),
