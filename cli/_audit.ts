@@ -177,3 +177,20 @@ export async function withFoundryAudit<T>(
     if (!opts.auditor) auditor.close();
   }
 }
+
+/** Milliseconds as `12.3s`, `-` when unknown. */
+export function durationLabel(ms: number | null): string {
+  return ms === null ? "-" : `${(ms / 1000).toFixed(1)}s`;
+}
+
+/** `s` on one line of at most `max` characters (`…` where cut), `-` when empty. */
+export function oneLine(s: string | null, max = 60): string {
+  if (s === null || s === "") return "-";
+  const line = s.replace(/\s+/g, " ");
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}
+
+/** `2026-01-02T03:04:05.678Z` → `2026-01-02 03:04:05`. */
+export function timeLabel(iso: string | null): string {
+  return iso === null ? "-" : iso.replace("T", " ").replace(/\.\d+Z$/, "Z").replace(/Z$/, "");
+}

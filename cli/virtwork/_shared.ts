@@ -1,4 +1,5 @@
-import { type Command, InvalidArgumentError } from "npm:commander@^15.1.0";
+import type { Command } from "npm:commander@^15.1.0";
+import { intArg, numberArg } from "../_args.ts";
 import { openAuditReader } from "../_audit.ts";
 import { clusterRunIds, resolveRunIdPrefix } from "../../lib/kubevirt/run_id.ts";
 import type { ClusterApi } from "../../lib/kubevirt/client.ts";
@@ -51,22 +52,6 @@ export function addClusterOptions(command: Command): Command {
     .option(`${F.context} <name>`, "kubeconfig context")
     .option(`${F.qps} <n>`, "client-side API requests per second (default 20)", numberArg)
     .option(`${F.burst} <n>`, "client-side API request burst (default 20)", intArg);
-}
-
-/** Parses a CLI number argument; a bad one is a usage error (exit 2). */
-export function numberArg(v: string): number {
-  const n = Number(v);
-  if (v.trim() === "" || !Number.isFinite(n)) {
-    throw new InvalidArgumentError(`expected a number, got "${v}"`);
-  }
-  return n;
-}
-
-/** Parses a CLI integer argument; a bad one is a usage error (exit 2). */
-export function intArg(v: string): number {
-  const n = numberArg(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`expected an integer, got "${v}"`);
-  return n;
 }
 
 /** Collects a repeatable option. */

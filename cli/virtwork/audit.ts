@@ -3,12 +3,13 @@
  * @module
  */
 import { Command, InvalidArgumentError } from "npm:commander@^15.1.0";
+import { countArg } from "../_args.ts";
 import type { AuditDb } from "../../lib/audit/schema.ts";
 import type { AuditEntry, AuditStatus, EntryDetails } from "../../lib/audit/mod.ts";
 import { ConfigError } from "../../lib/config/layered.ts";
 import { formatJson, formatTable } from "../../lib/output/format.ts";
 import { loadVirtworkConfig } from "../../lib/kubevirt/config.ts";
-import { givenAuditFlags, openAuditReader } from "../_audit.ts";
+import { durationLabel, givenAuditFlags, oneLine, openAuditReader, timeLabel } from "../_audit.ts";
 import type { Io } from "../_program.ts";
 import type { VirtworkDeps } from "./_shared.ts";
 
@@ -36,33 +37,9 @@ function statusArg(v: string): AuditStatus {
   return s;
 }
 
-function limitArg(v: string): number {
-  const n = Number(v);
-  if (v.trim() === "" || !Number.isInteger(n) || n < 0) {
-    throw new InvalidArgumentError(`expected a whole number, got "${v}"`);
-  }
-  return n;
-}
-
 /** `unfinished` for an entry whose end was never recorded (still running, or killed). */
 export function statusLabel(e: AuditEntry): string {
   return e.finished ? e.status : "unfinished";
-}
-
-/** Milliseconds as `12.3s`, `-` when unknown. */
-export function durationLabel(ms: number | null): string {
-  return ms === null ? "-" : `${(ms / 1000).toFixed(1)}s`;
-}
-
-function short(s: string | null, max = 60): string {
-  if (s === null || s === "") return "-";
-  const line = s.replace(/\s+/g, " ");
-  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
-}
-
-/** `2026-01-02T03:04:05.678Z` → `2026-01-02 03:04:05`. */
-export function timeLabel(iso: string | null): string {
-  return iso === null ? "-" : iso.replace("T", " ").replace(/\.\d+Z$/, "Z").replace(/Z$/, "");
 }
 
 /** The database path: --audit-db > VIRTWORK_AUDIT_DB > the configuration file's audit_db > default. */
@@ -100,7 +77,7 @@ export function entriesTable(entries: readonly AuditEntry[]): string {
       e.operation === "cleanup"
         ? String(e.cleanupCounts?.virtualmachines ?? 0)
         : String(e.vmCount ?? "-"),
-      short(e.errorSummary),
+      oneLine(e.errorSummary),
     ]),
   );
 }
@@ -170,7 +147,7 @@ export function detailsText(d: EntryDetails): string {
     out += `\nObjects:\n${
       formatTable(
         ["ACTION", "KIND", "NAME", "RUN", "ERROR"],
-        objects.map((r) => [r.action, r.kind, r.name, r.sourceRunId ?? "-", short(r.error)]),
+        objects.map((r) => [r.action, r.kind, r.name, r.sourceRunId ?? "-", oneLine(r.error)]),
       )
     }`;
   }
@@ -180,7 +157,7 @@ export function detailsText(d: EntryDetails): string {
         ["TIME (UTC)", "LEVEL", "REASON", "OBJECT", "MESSAGE"],
         d.events.map((
           ev,
-        ) => [timeLabel(ev.at), ev.level, ev.reason, ev.object ?? "-", short(ev.message, 80)]),
+        ) => [timeLabel(ev.at), ev.level, ev.reason, ev.object ?? "-", oneLine(ev.message, 80)]),
       )
     }`;
   }
@@ -200,7 +177,7 @@ export function auditCommand(io: Io, deps: VirtworkDeps = {}): Command {
       .description("List runs and cleanups, newest first")
       .option("--config <file>", "YAML configuration file naming audit_db (env VIRTWORK_CONFIG)")
       .option("-o, --output <format>", "table or json", outputArg, "table")
-      .option("--limit <n>", "at most this many entries, 0 for all", limitArg, 50)
+      .option("--limit <n>", "at most this many entries, 0 for all", countArg, 50)
       .option("--operation <name>", "only run or cleanup entries")
       .option(
         "--status <status>",

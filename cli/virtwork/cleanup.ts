@@ -19,13 +19,12 @@ import {
   addClusterOptions,
   clusterClient,
   givenFlags,
-  intArg,
   interruptSignal,
-  numberArg,
   resolveRunId,
   type VirtworkDeps,
   withExitCode,
 } from "./_shared.ts";
+import { intArg, numberArg } from "../_args.ts";
 import { VIRTWORK_SETTING_FLAGS as F } from "./_config_flags.ts";
 
 const FLAG_KEYS: (keyof VirtworkSettings)[] = [

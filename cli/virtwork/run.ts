@@ -40,12 +40,11 @@ import {
   collect,
   csv,
   givenFlags,
-  intArg,
   interruptSignal,
-  numberArg,
   type VirtworkDeps,
   withExitCode,
 } from "./_shared.ts";
+import { intArg, numberArg } from "../_args.ts";
 import { VIRTWORK_SETTING_FLAGS as F, withVirtworkFlag } from "./_config_flags.ts";
 
 /** Exit code after Ctrl-C (128 + SIGINT), as shells report it. */
