@@ -81,53 +81,74 @@ function q(s: string): string {
   return `'${s.replaceAll("'", `'\\''`)}'`;
 }
 
+/**
+ * The tables every script looks words up in, from the tree: a name, what it holds, and its rows
+ * (key, value); `words` when the value is a list of words. Rows with an empty value are left out.
+ */
+function lookupTables(
+  nodes: Node[],
+): { name: string; doc: string; rows: [string, string][]; words: boolean }[] {
+  return [
+    {
+      name: "subs",
+      doc: "subcommand words (names and aliases) of a command path",
+      rows: nodes.map((n) => [n.path, n.subs.flatMap((s) => [s.name, ...s.aliases]).join(" ")]),
+      words: true,
+    },
+    {
+      name: "canon",
+      doc: "'PATH WORD' -> the subcommand's name, when WORD is a subcommand of PATH",
+      rows: nodes.flatMap((n) =>
+        n.subs.flatMap((s) =>
+          [s.name, ...s.aliases].map((w): [string, string] => [`${n.path}|${w}`, s.name])
+        )
+      ),
+      words: true,
+    },
+    {
+      name: "opts",
+      doc: "options of a command path",
+      rows: nodes.map((n) => [n.path, n.options.join(" ")]),
+      words: true,
+    },
+    {
+      name: "valopts",
+      doc: "options of a command path that take a value",
+      rows: nodes.map((n) => [n.path, n.valueOptions.join(" ")]),
+      words: true,
+    },
+    {
+      name: "choices",
+      doc: "'PATH|OPTION' -> the values the option accepts",
+      rows: nodes.flatMap((n) =>
+        [...n.choices].map(([f, c]): [string, string] => [`${n.path}|${f}`, c.join(" ")])
+      ),
+      words: true,
+    },
+    {
+      name: "arg",
+      doc: "what the arguments of a command path complete to: file, or the words of a listing",
+      rows: nodes.map((n) => [
+        n.path,
+        n.arg.kind === "file"
+          ? "file"
+          : n.arg.kind === "dynamic"
+          ? `run ${n.arg.args.join(" ")}`
+          : "",
+      ]),
+      words: false,
+    },
+  ];
+}
+
 /** POSIX functions (bash and zsh run them alike): the tree as `case` tables. */
 function posixData(fn: string, nodes: Node[]): string {
   const lines: string[] = [];
-  const table = (name: string, doc: string, rows: [string, string][]) => {
+  for (const { name, doc, rows } of lookupTables(nodes)) {
     lines.push(`# ${doc}`, `${fn}_${name}() {`, '  case "$1" in');
     for (const [k, v] of rows) if (v !== "") lines.push(`    ${q(k)}) echo ${q(v)} ;;`);
     lines.push("  esac", "}");
-  };
-  table(
-    "subs",
-    "subcommand words (names and aliases) of a command path",
-    nodes.map((n) => [n.path, n.subs.flatMap((s) => [s.name, ...s.aliases]).join(" ")]),
-  );
-  table(
-    "canon",
-    "'PATH WORD' -> the subcommand's name, when WORD is a subcommand of PATH",
-    nodes.flatMap((n) =>
-      n.subs.flatMap((s) =>
-        [s.name, ...s.aliases].map((w): [string, string] => [`${n.path}|${w}`, s.name])
-      )
-    ),
-  );
-  table("opts", "options of a command path", nodes.map((n) => [n.path, n.options.join(" ")]));
-  table(
-    "valopts",
-    "options of a command path that take a value",
-    nodes.map((n) => [n.path, n.valueOptions.join(" ")]),
-  );
-  table(
-    "choices",
-    "'PATH|OPTION' -> the values the option accepts",
-    nodes.flatMap((n) =>
-      [...n.choices].map(([f, c]): [string, string] => [`${n.path}|${f}`, c.join(" ")])
-    ),
-  );
-  table(
-    "arg",
-    "what the arguments of a command path complete to: file, or the words of a listing",
-    nodes.map((n) => [
-      n.path,
-      n.arg.kind === "file"
-        ? "file"
-        : n.arg.kind === "dynamic"
-        ? `run ${n.arg.args.join(" ")}`
-        : "",
-    ]),
-  );
+  }
   return lines.join("\n");
 }
 
@@ -236,47 +257,15 @@ if (( $+functions[compdef] )); then compdef ${fn} ${tool}; fi
 
 function fishData(fn: string, nodes: Node[]): string {
   const lines: string[] = [];
-  const table = (name: string, rows: [string, string][], split = true) => {
+  for (const { name, rows, words } of lookupTables(nodes)) {
     lines.push(`function ${fn}_${name}`, "    switch $argv[1]");
     for (const [k, v] of rows) {
       if (v === "") continue;
-      const words = split ? v.split(" ").map(q).join(" ") : q(v);
-      lines.push(`        case ${q(k)}`, `            printf '%s\\n' ${words}`);
+      const out = words ? v.split(" ").map(q).join(" ") : q(v);
+      lines.push(`        case ${q(k)}`, `            printf '%s\\n' ${out}`);
     }
     lines.push("    end", "end");
-  };
-  table(
-    "subs",
-    nodes.map((n) => [n.path, n.subs.flatMap((s) => [s.name, ...s.aliases]).join(" ")]),
-  );
-  table(
-    "canon",
-    nodes.flatMap((n) =>
-      n.subs.flatMap((s) =>
-        [s.name, ...s.aliases].map((w): [string, string] => [`${n.path}|${w}`, s.name])
-      )
-    ),
-  );
-  table("opts", nodes.map((n) => [n.path, n.options.join(" ")]));
-  table("valopts", nodes.map((n) => [n.path, n.valueOptions.join(" ")]));
-  table(
-    "choices",
-    nodes.flatMap((n) =>
-      [...n.choices].map(([f, c]): [string, string] => [`${n.path}|${f}`, c.join(" ")])
-    ),
-  );
-  table(
-    "arg",
-    nodes.map((n) => [
-      n.path,
-      n.arg.kind === "file"
-        ? "file"
-        : n.arg.kind === "dynamic"
-        ? `run ${n.arg.args.join(" ")}`
-        : "",
-    ]),
-    false,
-  );
+  }
   return lines.join("\n");
 }
 
