@@ -67,16 +67,8 @@ export async function commandsFor<F>(
   return loaded.flat();
 }
 
-/** Writes `text` to stdout whole; a reader that went away is not an error. */
-export function writeStdout(text: string): void {
-  const bytes = new TextEncoder().encode(text);
-  try {
-    let off = 0;
-    while (off < bytes.length) off += Deno.stdout.writeSync(bytes.subarray(off));
-  } catch (e) {
-    if (!(e instanceof Deno.errors.BrokenPipe)) throw e;
-  }
-}
+/** Writes `text` to stdout whole (see `_write.ts`, which prints for both executables). */
+export { writeStdout } from "./_write.ts";
 
 /** One option of a command the front door runs itself (see {@linkcode readFastCommand}). */
 export interface FastOption {

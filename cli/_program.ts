@@ -2,6 +2,7 @@
 import type { Command } from "npm:commander@^15.1.0";
 import { sanitizeText } from "../lib/output/sanitize.ts";
 import { EXIT_INTERRUPTED, openInterruptScope } from "./_signals.ts";
+import { writeAllSync } from "./_write.ts";
 
 /** Exit codes shared by both executables (foundry design, "Exit Codes"). */
 export const ExitCode = {
@@ -100,20 +101,10 @@ export interface Io {
   isTerminal?: boolean;
 }
 
-/** Writes all of `bytes`; a reader that went away (`foundry list | head`) is not an error. */
-function writeAllSync(f: { writeSync(p: Uint8Array): number }, bytes: Uint8Array): void {
-  try {
-    let off = 0;
-    while (off < bytes.length) off += f.writeSync(bytes.subarray(off));
-  } catch (e) {
-    if (!(e instanceof Deno.errors.BrokenPipe)) throw e;
-  }
-}
-
-/** Writes to the process's stdout and stderr. */
+/** Writes to the process's stdout and stderr (whole; a reader that went away is no error). */
 export const processIo: Io = {
-  out: (s) => writeAllSync(Deno.stdout, new TextEncoder().encode(s)),
-  err: (s) => writeAllSync(Deno.stderr, new TextEncoder().encode(s)),
+  out: (s) => writeAllSync(Deno.stdout, s),
+  err: (s) => writeAllSync(Deno.stderr, s),
 };
 
 /** Whether `io` writes to a terminal (see {@linkcode Io.isTerminal}). */
