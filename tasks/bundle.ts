@@ -44,11 +44,73 @@ export interface BundleOutcome {
   message: string;
 }
 
-/** Bundles both executables into `outDir` (default `dist/bundle` of the repository), afresh. */
-export async function bundleAll(outDir = join(ROOT, BUNDLE_DIR)): Promise<BundleOutcome> {
-  await Deno.remove(outDir, { recursive: true }).catch((e) => {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
-  });
+/** Folders and files whose contents the bundles are built from. */
+const SOURCES = ["cli", "lib", "deno.json", "deno.lock", "tasks/bundle.ts"];
+
+/** SHA-256 of every source file's path and bytes, in path order: the bundles' stamp. */
+async function sourceHash(): Promise<string> {
+  const files: string[] = [];
+  const walk = async (rel: string) => {
+    const st = await Deno.stat(join(ROOT, rel));
+    if (st.isFile) return void files.push(rel);
+    for await (const e of Deno.readDir(join(ROOT, rel))) await walk(`${rel}/${e.name}`);
+  };
+  for (const s of SOURCES) await walk(s);
+  files.sort();
+  const enc = new TextEncoder();
+  const parts: Uint8Array[] = [];
+  for (const f of files) {
+    parts.push(enc.encode(`${f}\0`), await Deno.readFile(join(ROOT, f)), enc.encode("\0"));
+  }
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    all.set(p, off);
+    off += p.length;
+  }
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
+  return [...digest].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * Bundles both executables into `outDir` (default `dist/bundle` of the repository) unless it
+ * already holds the bundles of exactly these sources (a stamp of their hash). Builds run one at a
+ * time (a lock file beside `outDir`), into a fresh folder that then replaces `outDir`: an install
+ * running at the same time, or a command of an earlier install, never sees a half-built folder.
+ */
+export async function bundleAll(dir = join(ROOT, BUNDLE_DIR)): Promise<BundleOutcome> {
+  const outDir = dir.replace(/\/+$/, "");
+  const parent = outDir.replace(/\/[^/]+$/, "") || "/";
+  await Deno.mkdir(parent, { recursive: true });
+  const lock = await Deno.open(`${outDir}.lock`, { read: true, write: true, create: true });
+  try {
+    await lock.lock(true);
+    const stamp = await sourceHash();
+    const stampFile = join(outDir, ".sources-sha256");
+    if ((await Deno.readTextFile(stampFile).catch(() => "")).trim() === stamp) {
+      return { ok: true, outDir, message: "" };
+    }
+    const fresh = `${outDir}.new-${crypto.randomUUID().slice(0, 8)}`;
+    const built = await buildInto(fresh);
+    if (!built.ok) {
+      await Deno.remove(fresh, { recursive: true }).catch(() => {});
+      return { ...built, outDir };
+    }
+    await Deno.writeTextFile(join(fresh, ".sources-sha256"), `${stamp}\n`);
+    const old = `${outDir}.old-${crypto.randomUUID().slice(0, 8)}`;
+    await Deno.rename(outDir, old).catch((e) => {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    });
+    await Deno.rename(fresh, outDir);
+    await Deno.remove(old, { recursive: true }).catch(() => {});
+    return { ok: true, outDir, message: "" };
+  } finally {
+    lock.close();
+  }
+}
+
+/** Builds the bundles into the empty folder `outDir`. */
+async function buildInto(outDir: string): Promise<BundleOutcome> {
   await Deno.mkdir(outDir, { recursive: true });
   const trees = await denoBundle([
     "--code-splitting",

@@ -121,5 +121,6 @@ Deno.test("the bundles run from a URL: --version, list --help and run --dry-run"
   } finally {
     await srv.close();
     await Deno.remove(dir, { recursive: true });
+    await Deno.remove(`${dir}.lock`).catch(() => {});
   }
 });
