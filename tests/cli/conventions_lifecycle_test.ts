@@ -10,7 +10,13 @@ import { main } from "../../cli/foundry.ts";
 import type { Io } from "../../cli/_program.ts";
 import { DomainState } from "../../lib/libvirt/mod.ts";
 import { libvirtTest } from "../libvirt/_env.ts";
-import { type FoundryFixture, foundryFixture, leftovers, testVm } from "../foundry/_fixture.ts";
+import {
+  type FoundryFixture,
+  foundryFixture,
+  leftovers,
+  testVm,
+  writeConfigFile,
+} from "../foundry/_fixture.ts";
 
 const CLEAR = "\r\x1b[2K";
 /** Any SGR (colour) sequence. */
@@ -24,20 +30,7 @@ interface Run {
 
 /** Runs foundry on the fixture's pools with its own audit database. */
 async function setup(fx: FoundryFixture) {
-  const cfg = `${fx.dir}/config.yaml`;
-  await Deno.writeTextFile(
-    cfg,
-    stringify({
-      domainType: "qemu",
-      destroyTimeoutSeconds: 1,
-      storage: {
-        imagesPool: fx.config.imagesPool,
-        imagesPath: fx.config.imagesPath,
-        vmsPool: fx.config.vmsPool,
-        vmsPath: fx.config.vmsPath,
-      },
-    }),
-  );
+  const cfg = await writeConfigFile(fx);
   const run = async (
     args: string[],
     o: { isTerminal?: boolean; env?: Record<string, string> } = {},

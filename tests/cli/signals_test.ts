@@ -13,7 +13,7 @@ import { InterruptedError } from "../../lib/libvirt/mod.ts";
 import { runProgram } from "../../cli/_program.ts";
 import { type ReceivedFrame, startFakeDaemon } from "../libvirt/fake_daemon.ts";
 import { libvirtTest, SYSTEM_SOCKET } from "../libvirt/_env.ts";
-import { foundryFixture, testVm } from "../foundry/_fixture.ts";
+import { foundryFixture, testVm, writeConfigFile } from "../foundry/_fixture.ts";
 
 const FOUNDRY = new URL("../../cli/foundry.ts", import.meta.url).pathname;
 const REPO = new URL("../..", import.meta.url).pathname;
@@ -246,20 +246,7 @@ async function frameProxy(drop: (f: ReceivedFrame) => boolean) {
 
 /** Writes the fixture's configuration and a VM file; returns the CLI arguments for create. */
 async function createArgs(fx: Awaited<ReturnType<typeof foundryFixture>>) {
-  const cfg = `${fx.dir}/config.yaml`;
-  await Deno.writeTextFile(
-    cfg,
-    stringify({
-      domainType: "qemu",
-      destroyTimeoutSeconds: 1,
-      storage: {
-        imagesPool: fx.config.imagesPool,
-        imagesPath: fx.config.imagesPath,
-        vmsPool: fx.config.vmsPool,
-        vmsPath: fx.config.vmsPath,
-      },
-    }),
-  );
+  const cfg = await writeConfigFile(fx);
   const vm = testVm(fx);
   const file = `${fx.dir}/vm.yaml`;
   await Deno.writeTextFile(

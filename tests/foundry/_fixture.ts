@@ -179,3 +179,25 @@ export async function leftovers(fx: FoundryFixture, name: string): Promise<strin
   } catch { /* no directory */ }
   return found;
 }
+
+/**
+ * Writes a foundry configuration file for the fixture (TCG domains, its pools, a 1 s graceful
+ * shutdown) to `config.yaml` in its directory, for tests that run the CLI; returns its path.
+ */
+export async function writeConfigFile(fx: FoundryFixture): Promise<string> {
+  const path = `${fx.dir}/config.yaml`;
+  await Deno.writeTextFile(
+    path,
+    JSON.stringify({
+      domainType: "qemu",
+      destroyTimeoutSeconds: 1,
+      storage: {
+        imagesPool: fx.config.imagesPool,
+        imagesPath: fx.config.imagesPath,
+        vmsPool: fx.config.vmsPool,
+        vmsPath: fx.config.vmsPath,
+      },
+    }),
+  );
+  return path;
+}

@@ -12,7 +12,7 @@ import { importImage } from "../../lib/foundry/images.ts";
 import { exitCodeFor } from "../../cli/_program.ts";
 import { startHoldingProxy } from "../libvirt/proxy.ts";
 import { libvirtTest } from "../libvirt/_env.ts";
-import { type FoundryFixture, foundryFixture, testVm } from "./_fixture.ts";
+import { type FoundryFixture, foundryFixture, testVm, writeConfigFile } from "./_fixture.ts";
 
 const FOUNDRY = new URL("../../cli/foundry.ts", import.meta.url).pathname;
 const REPO = new URL("../..", import.meta.url).pathname;
@@ -194,20 +194,7 @@ libvirtTest(
     const fx = await foundryFixture();
     const proxy = await startHoldingProxy((p) => p === Procedure.DOMAIN_DEFINE_XML_FLAGS);
     try {
-      const cfg = `${fx.dir}/config.yaml`;
-      await Deno.writeTextFile(
-        cfg,
-        stringify({
-          domainType: "qemu",
-          destroyTimeoutSeconds: 1,
-          storage: {
-            imagesPool: fx.config.imagesPool,
-            imagesPath: fx.config.imagesPath,
-            vmsPool: fx.config.vmsPool,
-            vmsPath: fx.config.vmsPath,
-          },
-        }),
-      );
+      const cfg = await writeConfigFile(fx);
       const vm = testVm(fx);
       const name = vm.metadata.name;
       const file = `${fx.dir}/vm.yaml`;

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { stringify } from "npm:yaml@^2.9.1";
 import { main } from "../../cli/foundry.ts";
 import { libvirtTest } from "../libvirt/_env.ts";
-import { foundryFixture, leftovers, testVm } from "./_fixture.ts";
+import { foundryFixture, leftovers, testVm, writeConfigFile } from "./_fixture.ts";
 
 function capture() {
   const out: string[] = [];
@@ -52,20 +52,7 @@ Deno.test("create with invalid YAML exits 2 naming file, line and field, and nev
 libvirtTest("foundry create, list, get, stop, start, destroy through the CLI", async () => {
   const fx = await foundryFixture();
   try {
-    const cfg = `${fx.dir}/config.yaml`;
-    await Deno.writeTextFile(
-      cfg,
-      stringify({
-        domainType: "qemu",
-        destroyTimeoutSeconds: 1,
-        storage: {
-          imagesPool: fx.config.imagesPool,
-          imagesPath: fx.config.imagesPath,
-          vmsPool: fx.config.vmsPool,
-          vmsPath: fx.config.vmsPath,
-        },
-      }),
-    );
+    const cfg = await writeConfigFile(fx);
     const tier = `cli-${crypto.randomUUID().slice(0, 8)}`;
     const vm = testVm(fx, { labels: { tier } });
     const name = vm.metadata.name;

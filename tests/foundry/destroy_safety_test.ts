@@ -4,7 +4,6 @@
  * qemu; only the last test starts a guest (no OS needs to boot).
  */
 import assert from "node:assert/strict";
-import { stringify } from "npm:yaml@^2.9.1";
 import { main } from "../../cli/foundry.ts";
 import {
   DomainState,
@@ -20,7 +19,13 @@ import { ensureDirPool } from "../../lib/foundry/pools.ts";
 import { createVm, destroyVm, startVm, stopVm } from "../../lib/foundry/vm.ts";
 import { waitForVm, WaitTimeoutError } from "../../lib/foundry/wait.ts";
 import { libvirtTest, uniqueName } from "../libvirt/_env.ts";
-import { type FoundryFixture, foundryFixture, leftovers, testVm } from "./_fixture.ts";
+import {
+  type FoundryFixture,
+  foundryFixture,
+  leftovers,
+  testVm,
+  writeConfigFile,
+} from "./_fixture.ts";
 
 /** Adds disks to a domain's persistent definition, as `virsh attach-device --config` does. */
 async function attachDisks(lv: Libvirt, name: string, disks: string[]): Promise<void> {
@@ -274,20 +279,7 @@ libvirtTest("foundry destroy prints the disks it left alone", async () => {
   const fx = await foundryFixture();
   const shared = await sharedPool(fx);
   try {
-    const cfg = `${fx.dir}/config.yaml`;
-    await Deno.writeTextFile(
-      cfg,
-      stringify({
-        domainType: "qemu",
-        destroyTimeoutSeconds: 1,
-        storage: {
-          imagesPool: fx.config.imagesPool,
-          imagesPath: fx.config.imagesPath,
-          vmsPool: fx.config.vmsPool,
-          vmsPath: fx.config.vmsPath,
-        },
-      }),
-    );
+    const cfg = await writeConfigFile(fx);
     const a = testVm(fx);
     await createVm(fx.lv, a, { config: fx.config, noStart: true });
     await shared.make("keep.img");

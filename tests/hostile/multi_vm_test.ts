@@ -9,7 +9,13 @@ import { main } from "../../cli/foundry.ts";
 import { CreateIncompleteError, createVms } from "../../lib/foundry/create_many.ts";
 import { createVm, RuntimeCheckError } from "../../lib/foundry/vm.ts";
 import type { VirtualMachine } from "../../lib/foundry/types.ts";
-import { type FoundryFixture, foundryFixture, leftovers, testVm } from "../foundry/_fixture.ts";
+import {
+  type FoundryFixture,
+  foundryFixture,
+  leftovers,
+  testVm,
+  writeConfigFile,
+} from "../foundry/_fixture.ts";
 import { libvirtTest } from "../libvirt/_env.ts";
 
 function capture() {
@@ -26,19 +32,7 @@ function capture() {
 async function create(fx: FoundryFixture, vms: VirtualMachine[]) {
   const file = `${fx.dir}/vms-${crypto.randomUUID().slice(0, 8)}.yaml`;
   await Deno.writeTextFile(file, vms.map((v) => stringify(v)).join("---\n"));
-  const config = `${fx.dir}/config.yaml`;
-  await Deno.writeTextFile(
-    config,
-    stringify({
-      domainType: "qemu",
-      storage: {
-        imagesPool: fx.config.imagesPool,
-        imagesPath: fx.config.imagesPath,
-        vmsPool: fx.config.vmsPool,
-        vmsPath: fx.config.vmsPath,
-      },
-    }),
-  );
+  const config = await writeConfigFile(fx);
   const c = capture();
   const code = await main(["--config", config, "--no-audit", "create", file, "--no-start"], c.io);
   return { code, out: c.out(), err: c.err() };
