@@ -11,42 +11,7 @@ import { IMPORT_STEPS, importImage, type ImportStep, pullImage } from "../../lib
 import { Libvirt } from "../../lib/libvirt/mod.ts";
 import { requireTool, testNeeding } from "../_require.ts";
 import { libvirtSkipReason, libvirtTest, tempPool, uniqueName } from "../libvirt/_env.ts";
-import { capture, run } from "./_storage_env.ts";
-
-/** A test-owned images pool selected by CLI flags, with its cleanup. */
-async function imagesPool(lv: Libvirt) {
-  const pool = uniqueName("ft-harden");
-  const storage = await Deno.makeTempDir({ prefix: "foundry-harden-" });
-  const work = await Deno.makeTempDir({ prefix: "foundry-hardsrc-" });
-  return {
-    pool,
-    work,
-    flags: ["--image-pool", pool, "--storage-path", storage, "--audit-db", `${storage}/audit.db`],
-    async exists(): Promise<boolean> {
-      try {
-        await lv.storagePoolLookupByName(pool);
-        return true;
-      } catch {
-        return false;
-      }
-    },
-    async volumes(): Promise<string[]> {
-      const p = await lv.storagePoolLookupByName(pool);
-      await lv.storagePoolRefresh(p);
-      return (await lv.storagePoolListAllVolumes(p)).map((v) => v.name).sort();
-    },
-    async cleanup() {
-      try {
-        const p = await lv.storagePoolLookupByName(pool);
-        for (const v of await lv.storagePoolListAllVolumes(p)) await lv.storageVolDelete(v);
-        await lv.storagePoolDestroy(p);
-        await lv.storagePoolUndefine(p);
-      } catch { /* never created or gone */ }
-      await Deno.remove(storage, { recursive: true }).catch(() => {});
-      await Deno.remove(work, { recursive: true }).catch(() => {});
-    },
-  };
-}
+import { capture, imagesPool, run } from "./_storage_env.ts";
 
 async function qemuImg(...args: string[]): Promise<string> {
   const r = await run("qemu-img", args);
@@ -105,7 +70,7 @@ libvirtTest(
   "image import refuses qcow2 files with an external data file, unknown incompatible features or a backing file",
   async () => {
     const lv = await Libvirt.connect("qemu:///system");
-    const env = await imagesPool(lv);
+    const env = await imagesPool(lv, "ft-harden");
     try {
       // The data file stands for a host file the image would expose to every VM booted from it.
       const secret = `${env.work}/host-secret.raw`;
@@ -182,7 +147,7 @@ libvirtTest(
   "image import refuses a FIFO, a device and a directory as its source without blocking",
   async () => {
     const lv = await Libvirt.connect("qemu:///system");
-    const env = await imagesPool(lv);
+    const env = await imagesPool(lv, "ft-harden");
     const fifo = `${env.work}/pipe.raw`;
     assert.equal((await run("mkfifo", [fifo])).code, 0);
     const link = `${env.work}/zero.raw`;
@@ -323,7 +288,7 @@ async function until(cond: () => boolean, what: string, ms = 60_000): Promise<vo
 
 libvirtTest("image pull accepts only http and https URLs (exit 2, nothing created)", async () => {
   const lv = await Libvirt.connect("qemu:///system");
-  const env = await imagesPool(lv);
+  const env = await imagesPool(lv, "ft-harden");
   try {
     const raw = `${env.work}/disk.raw`;
     await Deno.writeFile(raw, bootableRaw(1024 * 1024));
@@ -359,7 +324,7 @@ libvirtTest(
   "image pull wants --checksum or --insecure-skip-checksum, stops at --max-size and after --idle-timeout",
   async () => {
     const lv = await Libvirt.connect("qemu:///system");
-    const env = await imagesPool(lv);
+    const env = await imagesPool(lv, "ft-harden");
     const body = bootableRaw(3 * 1024 * 1024);
     const server = hostileServer(body);
     const pull = (...args: string[]) => foundry(env.flags, "image", "pull", ...args);
@@ -477,7 +442,7 @@ testNeeding([libvirtSkipReason, requireTool("python3")], {
   name: "image pull gives up on a server that never accepts after --connect-timeout",
   fn: async () => {
     const lv = await Libvirt.connect("qemu:///system");
-    const env = await imagesPool(lv);
+    const env = await imagesPool(lv, "ft-harden");
     // A listener with a backlog of 0 whose one queue slot we fill: the kernel then drops further
     // connection attempts (SYNs) to it, as a firewall that drops packets would.
     const py = new Deno.Command("python3", {

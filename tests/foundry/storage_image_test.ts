@@ -10,35 +10,7 @@ import { baseImageProblem, importImage, parseQcow2Header } from "../../lib/found
 import { buildVolumeXml } from "../../lib/foundry/storage_xml.ts";
 import { Libvirt } from "../../lib/libvirt/mod.ts";
 import { libvirtTest, tempPool, uniqueName } from "../libvirt/_env.ts";
-import { capture, run } from "./_storage_env.ts";
-
-/** A test-owned images pool: the CLI flags that select it and its cleanup. */
-async function imagesPool(lv: Libvirt) {
-  const pool = uniqueName("ft-images");
-  const storage = await Deno.makeTempDir({ prefix: "foundry-imgtest-" });
-  const work = await Deno.makeTempDir({ prefix: "foundry-imgsrc-" });
-  return {
-    pool,
-    dir: `${storage}/images`,
-    work,
-    flags: ["--image-pool", pool, "--storage-path", storage, "--audit-db", `${storage}/audit.db`],
-    async volumes(): Promise<string[]> {
-      const p = await lv.storagePoolLookupByName(pool);
-      await lv.storagePoolRefresh(p);
-      return (await lv.storagePoolListAllVolumes(p)).map((v) => v.name).sort();
-    },
-    async cleanup() {
-      try {
-        const p = await lv.storagePoolLookupByName(pool);
-        for (const v of await lv.storagePoolListAllVolumes(p)) await lv.storageVolDelete(v);
-        await lv.storagePoolDestroy(p);
-        await lv.storagePoolUndefine(p);
-      } catch { /* never created or gone */ }
-      await Deno.remove(storage, { recursive: true }).catch(() => {});
-      await Deno.remove(work, { recursive: true }).catch(() => {});
-    },
-  };
-}
+import { capture, imagesPool, run } from "./_storage_env.ts";
 
 async function sha256sum(path: string): Promise<string> {
   const r = await run("sha256sum", [path]);
@@ -109,7 +81,7 @@ Deno.test("parseQcow2Header() reads the virtual size and flags of a qemu-img ima
 
 libvirtTest("foundry image import: a qcow2 from qemu-img and a bootable raw disk", async () => {
   const lv = await Libvirt.connect("qemu:///system");
-  const env = await imagesPool(lv);
+  const env = await imagesPool(lv, "ft-images");
   try {
     const qcow2 = await makeQcow2(env.work, "src.qcow2", "2G");
     let c = capture();
@@ -197,7 +169,7 @@ libvirtTest(
   "foundry image import rejects non-bootable raw, mismatched names and text",
   async () => {
     const lv = await Libvirt.connect("qemu:///system");
-    const env = await imagesPool(lv);
+    const env = await imagesPool(lv, "ft-images");
     try {
       const blank = `${env.work}/blank.raw`;
       await qemuImg("create", "-q", "-f", "raw", blank, "1M");
@@ -298,7 +270,7 @@ function serve(files: Map<string, Uint8Array>) {
 
 libvirtTest("foundry image pull: checksums, a body cut short and HTTP errors", async () => {
   const lv = await Libvirt.connect("qemu:///system");
-  const env = await imagesPool(lv);
+  const env = await imagesPool(lv, "ft-images");
   const path = await makeQcow2(env.work, "cloud.qcow2", "3G");
   const bytes = await Deno.readFile(path);
   const server = serve(new Map([["/images/cloud.qcow2", bytes]]));
@@ -405,7 +377,7 @@ libvirtTest("foundry image pull: checksums, a body cut short and HTTP errors", a
 
 libvirtTest("foundry image delete is refused while a VM disk uses the image", async () => {
   const lv = await Libvirt.connect("qemu:///system");
-  const env = await imagesPool(lv);
+  const env = await imagesPool(lv, "ft-images");
   const vms = await tempPool(lv, uniqueName("ft-vms"));
   const vmName = uniqueName("ft-vm");
   let domain: Awaited<ReturnType<Libvirt["domainDefineXml"]>> | undefined;
@@ -497,7 +469,7 @@ libvirtTest("foundry image delete is refused while a VM disk uses the image", as
 
 libvirtTest("an import interrupted half-way (Ctrl-C) leaves no volume behind", async () => {
   const lv = await Libvirt.connect("qemu:///system");
-  const env = await imagesPool(lv);
+  const env = await imagesPool(lv, "ft-images");
   const pool = await tempPool(lv, env.pool);
   try {
     const path = await makeBootableRaw(`${env.work}/disk.raw`, 64 * 2 ** 20);

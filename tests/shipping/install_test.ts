@@ -9,9 +9,9 @@ import { join } from "node:path";
 import denoConfig from "../../deno.json" with { type: "json" };
 import { TARGETS } from "../../tasks/compile.ts";
 import { LIBVIRT_SOCKET, requireLibvirt, requireTool, testNeeding } from "../_require.ts";
+import { installInto } from "./_install.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
-const tasks: Record<string, string> = denoConfig.tasks;
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
 /** What Deno prints when it asks for or refuses a permission. */
@@ -35,18 +35,9 @@ async function install(): Promise<Installed> {
   const installRoot = join(dir, "root");
   const cwd = join(dir, "elsewhere");
   await Deno.mkdir(cwd);
-  const [, run, ...rest] = tasks.install!.split(/\s+/);
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [run!, ...rest],
-    cwd: root,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { DENO_INSTALL_ROOT: installRoot, NO_COLOR: "1" },
-  }).output();
-  assert.equal(out.code, 0, text(out.stdout) + text(out.stderr));
+  const bin = await installInto(installRoot);
   return {
-    bin: join(installRoot, "bin"),
+    bin,
     cwd,
     env: {
       NO_COLOR: "1",

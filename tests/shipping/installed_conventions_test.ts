@@ -10,15 +10,13 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { stringify } from "npm:yaml@^2.9.1";
-import denoConfig from "../../deno.json" with { type: "json" };
 import { DomainState, Procedure } from "../../lib/libvirt/mod.ts";
 import { type ReceivedFrame, startFakeDaemon } from "../libvirt/fake_daemon.ts";
 import { foundryFixture, leftovers, testVm } from "../foundry/_fixture.ts";
 import { K8sTestServer } from "../virtwork/k8s_server.ts";
 import { requireLibvirt, requireTool, testNeeding } from "../_require.ts";
+import { installInto } from "./_install.ts";
 
-const root = new URL("../../", import.meta.url).pathname;
-const tasks: Record<string, string> = denoConfig.tasks;
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 /** Only bounds a broken test: Deno starts slowly on a loaded machine. */
 const DEADLINE_MS = 120_000;
@@ -29,20 +27,9 @@ interface Run {
   err: string;
 }
 
-/** Runs the install task's exact command line into a fresh DENO_INSTALL_ROOT. */
-async function install(dir: string): Promise<string> {
-  const installRoot = join(dir, "root");
-  const [, run, ...rest] = tasks.install!.split(/\s+/);
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [run!, ...rest],
-    cwd: root,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-    env: { DENO_INSTALL_ROOT: installRoot, NO_COLOR: "1" },
-  }).output();
-  assert.equal(out.code, 0, text(out.stdout) + text(out.stderr));
-  return join(installRoot, "bin");
+/** Installs into `dir/root` as `deno task install` does; returns the folder of the commands. */
+function install(dir: string): Promise<string> {
+  return installInto(join(dir, "root"));
 }
 
 /** A process's environment: nothing of the caller's but what Deno itself needs. */
