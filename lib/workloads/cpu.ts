@@ -2,7 +2,8 @@
  * The CPU workload: stress-ng on every core, forever.
  * @module
  */
-import { BaseWorkload } from "./workload.ts";
+import type { CloudConfigOptions } from "../cloudinit/cloud_config.ts";
+import { BaseWorkload, type GuestContext } from "./workload.ts";
 import { enableUnit, serviceUnit, unitFile } from "./_guest.ts";
 
 /** Unit name of the CPU stressor. */
@@ -17,9 +18,10 @@ export class CpuWorkload extends BaseWorkload {
   readonly name = "cpu";
 
   /** Installs stress-ng and starts {@linkcode CPU_UNIT}. */
-  userData(role: string): string {
+  userData(role: string, ctx: GuestContext): CloudConfigOptions {
     this.checkRole(role);
-    return this.cloudConfig({
+    this.checkContext(ctx);
+    return this.withSsh({
       packages: ["stress-ng"],
       writeFiles: [
         unitFile(

@@ -6,7 +6,8 @@
  * already succeeded (each step checks whether it is done).
  * @module
  */
-import { BaseWorkload, type DataDisk } from "./workload.ts";
+import type { CloudConfigOptions } from "../cloudinit/cloud_config.ts";
+import { BaseWorkload, type DataDisk, type GuestContext } from "./workload.ts";
 import { enableUnit, MOUNT_DATA_SCRIPT, mountDataScript, serviceUnit, unitFile } from "./_guest.ts";
 
 /** Unit name of the pgbench loop. */
@@ -33,14 +34,15 @@ export class DatabaseWorkload extends BaseWorkload {
     return [{
       name: "pgdata",
       serial: DATABASE_SERIAL,
-      size: this.dataDiskSize,
+      sizeBytes: this.dataDiskBytes,
       mountPath: DATABASE_MOUNT,
     }];
   }
 
   /** Installs PostgreSQL, initialises it on the data disk and loops pgbench. */
-  userData(role: string): string {
+  userData(role: string, ctx: GuestContext): CloudConfigOptions {
     this.checkRole(role);
+    this.checkContext(ctx);
     const init = `#!/bin/bash
 set -euo pipefail
 ${MOUNT_DATA_SCRIPT} ${DATABASE_SERIAL} ${DATABASE_MOUNT}
@@ -63,7 +65,7 @@ while true; do
   sleep 10
 done
 `;
-    return this.cloudConfig({
+    return this.withSsh({
       packages: ["postgresql-server", "postgresql-contrib"],
       writeFiles: [
         mountDataScript(),

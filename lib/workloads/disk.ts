@@ -2,7 +2,8 @@
  * The disk workload: two fio profiles on a data disk, alternating with pauses.
  * @module
  */
-import { BaseWorkload, type DataDisk } from "./workload.ts";
+import type { CloudConfigOptions } from "../cloudinit/cloud_config.ts";
+import { BaseWorkload, type DataDisk, type GuestContext } from "./workload.ts";
 import { enableUnit, MOUNT_DATA_SCRIPT, mountDataScript, serviceUnit, unitFile } from "./_guest.ts";
 
 /** Unit name of the fio loop. */
@@ -58,12 +59,18 @@ export class DiskWorkload extends BaseWorkload {
 
   /** One blank disk of the configured size, mounted at {@linkcode DISK_MOUNT}. */
   override dataDisks(): readonly DataDisk[] {
-    return [{ name: "data", serial: DISK_SERIAL, size: this.dataDiskSize, mountPath: DISK_MOUNT }];
+    return [{
+      name: "data",
+      serial: DISK_SERIAL,
+      sizeBytes: this.dataDiskBytes,
+      mountPath: DISK_MOUNT,
+    }];
   }
 
   /** Installs fio, writes the profiles and a loop that alternates them with 10 s pauses. */
-  userData(role: string): string {
+  userData(role: string, ctx: GuestContext): CloudConfigOptions {
     this.checkRole(role);
+    this.checkContext(ctx);
     const names = Object.keys(FIO_PROFILES);
     const loop = `#!/bin/bash
 set -u
@@ -71,7 +78,7 @@ while true; do
 ${names.map((n) => `  fio ${FIO_DIR}/${n}\n  sleep 10`).join("\n")}
 done
 `;
-    return this.cloudConfig({
+    return this.withSsh({
       packages: ["fio"],
       writeFiles: [
         ...names.map((n) => ({

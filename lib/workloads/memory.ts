@@ -6,7 +6,8 @@
  * killer; `--vm-method all` rotates through every access pattern.
  * @module
  */
-import { BaseWorkload } from "./workload.ts";
+import type { CloudConfigOptions } from "../cloudinit/cloud_config.ts";
+import { BaseWorkload, type GuestContext } from "./workload.ts";
 import { enableUnit, serviceUnit, unitFile } from "./_guest.ts";
 
 /** Unit name of the memory stressor. */
@@ -22,9 +23,10 @@ export class MemoryWorkload extends BaseWorkload {
   readonly name = "memory";
 
   /** Installs stress-ng and starts {@linkcode MEMORY_UNIT}. */
-  userData(role: string): string {
+  userData(role: string, ctx: GuestContext): CloudConfigOptions {
     this.checkRole(role);
-    return this.cloudConfig({
+    this.checkContext(ctx);
+    return this.withSsh({
       packages: ["stress-ng"],
       writeFiles: [
         unitFile(

@@ -1,21 +1,39 @@
 /**
- * Synthetic workloads as data: cloud-config user data, VM resources, data disks and Services.
+ * Synthetic workloads as data: cloud-config user data (as {@linkcode CloudConfigOptions}, for the
+ * backend to render), VM resources in bytes, data disks, peer needs and KubeVirt Services.
  *
  * @example
  * ```ts
- * import { defaultRegistry, withNamespace } from "./mod.ts";
+ * import { defaultRegistry } from "./mod.ts";
  * const w = defaultRegistry().get(
  *   "network",
  *   { enabled: true, vmCount: 1, cpuCores: 2, memory: "2Gi" },
- *   withNamespace("virtwork"),
  * );
- * console.log(w.roles(), w.service()?.name); // ["server", "client"] virtwork-iperf3-server
+ * console.log(w.roles(), w.peerNeeds()); // ["server", "client"] [{from: "client", to: "server", ports: [5201]}]
+ * const userData = w.userData("client", {
+ *   os: "debian",
+ *   peers: { server: "10.0.0.2" },
+ *   vmName: "virtwork-network-client-1",
+ * });
+ * console.log(userData.writeFiles?.length);
  * ```
  * @module
  */
-export { BaseWorkload, DEFAULT_DATA_DISK_SIZE, ROLE_WORKER } from "./workload.ts";
+export {
+  BaseWorkload,
+  DEFAULT_DATA_DISK_SIZE,
+  DEFAULT_GUEST_OS,
+  DEFAULT_RESULT_INTERVAL_SECONDS,
+  GUEST_OSES,
+  isGuestOs,
+  RESULT_INTERVAL_LIMITS,
+  ROLE_WORKER,
+} from "./workload.ts";
 export type {
   DataDisk,
+  GuestContext,
+  GuestOs,
+  RolePeerNeed,
   ServicePort,
   ServiceSpec,
   SshCredentials,
@@ -24,6 +42,7 @@ export type {
   WorkloadConfig,
   WorkloadParams,
 } from "./workload.ts";
+export { formatQuantity, quantityBytes, requireQuantityBytes } from "./quantity.ts";
 export { CPU_COMMAND, CPU_UNIT, CpuWorkload } from "./cpu.ts";
 export { MEMORY_COMMAND, MEMORY_UNIT, MemoryWorkload } from "./memory.ts";
 export { DISK_MOUNT, DISK_SERIAL, DISK_UNIT, DiskWorkload, FIO_DIR, FIO_PROFILES } from "./disk.ts";
@@ -44,6 +63,7 @@ export {
   UnknownWorkloadError,
   withDataDiskSize,
   withNamespace,
+  withResultInterval,
   withSshCredentials,
 } from "./registry.ts";
 export type { RegistryOption, RegistryOptions, WorkloadFactory } from "./registry.ts";

@@ -4,7 +4,13 @@
  * restarts until it does.
  * @module
  */
-import { BaseWorkload, type ServiceSpec } from "./workload.ts";
+import type { CloudConfigOptions } from "../cloudinit/cloud_config.ts";
+import {
+  BaseWorkload,
+  type GuestContext,
+  type RolePeerNeed,
+  type ServiceSpec,
+} from "./workload.ts";
 import { enableUnit, serviceUnit, unitFile } from "./_guest.ts";
 
 /** Label key that tells VM roles apart; the Service selects on it. */
@@ -33,7 +39,12 @@ export class NetworkWorkload extends BaseWorkload {
     return [ROLE_SERVER, ROLE_CLIENT];
   }
 
-  /** The cluster DNS name clients connect to. */
+  /** The client connects to the server on the iperf3 port. */
+  override peerNeeds(): readonly RolePeerNeed[] {
+    return [{ from: ROLE_CLIENT, to: ROLE_SERVER, ports: [IPERF3_PORT] }];
+  }
+
+  /** The cluster DNS name of the Service (what a KubeVirt backend passes as `peers.server`). */
   serverHost(): string {
     return `${IPERF3_SERVICE}.${this.namespace}.svc.cluster.local`;
   }
@@ -50,14 +61,16 @@ export class NetworkWorkload extends BaseWorkload {
   }
 
   /** Server: `iperf3 -s`. Client: 60 s bidirectional runs with 4 streams against the Service. */
-  userData(role: string): string {
+  userData(role: string, ctx: GuestContext): CloudConfigOptions {
     this.checkRole(role);
+    this.checkContext(ctx);
     const server = role === ROLE_SERVER;
+    const host = server ? "" : peerAddress(ctx, ROLE_SERVER);
     const unit = server ? NETWORK_UNITS.server : NETWORK_UNITS.client;
     const execStart = server
       ? `/usr/bin/iperf3 -s -p ${IPERF3_PORT}`
-      : `/usr/bin/iperf3 -c ${this.serverHost()} -p ${IPERF3_PORT} -t 60 -P 4 --bidir`;
-    return this.cloudConfig({
+      : `/usr/bin/iperf3 -c ${host} -p ${IPERF3_PORT} -t 60 -P 4 --bidir`;
+    return this.withSsh({
       packages: ["iperf3"],
       writeFiles: [
         unitFile(
@@ -72,4 +85,20 @@ export class NetworkWorkload extends BaseWorkload {
       runcmd: enableUnit(unit),
     });
   }
+}
+
+/** `ctx.peers[role]`, checked to be a host name or IP address. */
+function peerAddress(ctx: GuestContext, role: string): string {
+  const a = ctx.peers[role];
+  if (a === undefined || a === "") {
+    throw new RangeError(`network client ${ctx.vmName} needs peers.${role}, got none`);
+  }
+  if (!/^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})$/.test(a)) {
+    throw new RangeError(
+      `network client ${ctx.vmName} peers.${role} must be a host name or IP address, got ${
+        JSON.stringify(a)
+      }`,
+    );
+  }
+  return a;
 }

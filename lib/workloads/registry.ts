@@ -21,6 +21,8 @@ export interface RegistryOptions {
   ssh?: SshCredentials;
   /** Size of data disks. */
   dataDiskSize?: string;
+  /** Seconds between two result samples. */
+  resultIntervalSeconds?: number;
 }
 
 /** A functional option for {@linkcode Registry.get}. */
@@ -44,6 +46,13 @@ export function withSshCredentials(ssh: SshCredentials): RegistryOption {
 export function withDataDiskSize(size: string): RegistryOption {
   return (o) => {
     o.dataDiskSize = size;
+  };
+}
+
+/** Sets the seconds between two result samples in the guest. */
+export function withResultInterval(seconds: number): RegistryOption {
+  return (o) => {
+    o.resultIntervalSeconds = seconds;
   };
 }
 
@@ -99,6 +108,9 @@ export class Registry {
     if (o.namespace !== undefined) params.namespace = o.namespace;
     if (o.ssh !== undefined) params.ssh = o.ssh;
     if (o.dataDiskSize !== undefined) params.dataDiskSize = o.dataDiskSize;
+    if (o.resultIntervalSeconds !== undefined) {
+      params.resultIntervalSeconds = o.resultIntervalSeconds;
+    }
     return factory(params);
   }
 }

@@ -58,13 +58,13 @@ Deno.test("Registry.get() passes config and options to the factory", () => {
     withNamespace("perf"),
     withSshCredentials({ user: "u", authorizedKeys: ["k"] }),
   ) as NetworkWorkload;
-  assert.deepEqual(w.resources(), { cpuCores: 4, memory: "1Gi" });
+  assert.deepEqual(w.resources(), { cpuCores: 4, memoryBytes: 2 ** 30 });
   assert.equal(w.vmCount(), 4);
   assert.equal(w.namespace, "perf");
   assert.equal(w.serverHost(), "virtwork-iperf3-server.perf.svc.cluster.local");
   assert.equal(w.carriesCredentials(), true);
   const d = r.get("disk", config, withDataDiskSize("42Gi"));
-  assert.equal(d.dataDisks()[0]!.size, "42Gi");
+  assert.equal(d.dataDisks()[0]!.sizeBytes, 42 * 2 ** 30);
 });
 
 Deno.test("Registry with custom factories lists and creates only those", () => {

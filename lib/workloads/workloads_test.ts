@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { parse } from "npm:yaml@^2.9.1";
+import { buildCloudConfig } from "../cloudinit/cloud_config.ts";
 import {
   CPU_UNIT,
   CpuWorkload,
@@ -8,11 +9,13 @@ import {
   DISK_MOUNT,
   DiskWorkload,
   FIO_DIR,
+  type GuestContext,
   IPERF3_PORT,
   LABEL_ROLE,
   MemoryWorkload,
   NetworkWorkload,
   ROLE_WORKER,
+  type Workload,
   type WorkloadConfig,
 } from "./mod.ts";
 
@@ -25,7 +28,10 @@ interface Doc {
   users?: Record<string, unknown>[];
 }
 
-function doc(userData: string): Doc {
+const ctx: GuestContext = { os: "fedora", peers: { server: "10.0.0.2" }, vmName: "vm-1" };
+
+function doc(w: Workload, role: string, c: GuestContext = ctx): Doc {
+  const userData = buildCloudConfig(w.userData(role, c));
   assert.match(userData, /^#cloud-config\n/);
   return parse(userData) as Doc;
 }
@@ -54,25 +60,25 @@ Deno.test("BaseWorkload defaults: one worker role, no disks, no service, vmCount
 Deno.test("BaseWorkload rejects a bad vmCount or cpuCores and an unknown role", () => {
   assert.throws(() => new CpuWorkload({ config: { ...config, vmCount: -1 } }), RangeError);
   assert.throws(() => new CpuWorkload({ config: { ...config, cpuCores: 0 } }), RangeError);
-  assert.throws(() => new CpuWorkload({ config }).userData("server"), /has roles worker/);
+  assert.throws(() => new CpuWorkload({ config }).userData("server", ctx), /has roles worker/);
 });
 
 Deno.test("CpuWorkload: name cpu, stress-ng --cpu 0 unit enabled by runcmd, resources from config", () => {
   const w = new CpuWorkload({ config });
   assert.equal(w.name, "cpu");
-  const d = doc(w.userData(ROLE_WORKER));
+  const d = doc(w, ROLE_WORKER);
   assert.deepEqual(d.packages, ["stress-ng"]);
   const cmd = execStart(file(d, `/etc/systemd/system/${CPU_UNIT}`)).split(" ");
   assert.equal(cmd[0], "/usr/bin/stress-ng");
   assert.equal(cmd[cmd.indexOf("--cpu") + 1], "0");
   assert.deepEqual(d.runcmd?.at(-1), ["systemctl", "enable", "--now", CPU_UNIT]);
-  assert.deepEqual(w.resources(), { cpuCores: 3, memory: "3Gi" });
+  assert.deepEqual(w.resources(), { cpuCores: 3, memoryBytes: 3 * 2 ** 30 });
 });
 
 Deno.test("MemoryWorkload: one vm stressor at 80% with all methods, no disks or service", () => {
   const w = new MemoryWorkload({ config });
   assert.equal(w.name, "memory");
-  const d = doc(w.userData(ROLE_WORKER));
+  const d = doc(w, ROLE_WORKER);
   assert.deepEqual(d.packages, ["stress-ng"]);
   const unit = d.write_files!.find((f) => f.path.endsWith(".service"))!;
   const args = execStart(unit.content).split(" ");
@@ -82,13 +88,13 @@ Deno.test("MemoryWorkload: one vm stressor at 80% with all methods, no disks or 
   assert.equal(arg("--vm-method"), "all");
   assert.deepEqual(w.dataDisks(), []);
   assert.equal(w.service(), undefined);
-  assert.deepEqual(w.resources(), { cpuCores: 3, memory: "3Gi" });
+  assert.deepEqual(w.resources(), { cpuCores: 3, memoryBytes: 3 * 2 ** 30 });
 });
 
 Deno.test("DiskWorkload: fio profiles as separate files, loop alternates them with pauses", () => {
   const w = new DiskWorkload({ config, dataDiskSize: "7Gi" });
   assert.equal(w.name, "disk");
-  const d = doc(w.userData(ROLE_WORKER));
+  const d = doc(w, ROLE_WORKER);
   assert.deepEqual(d.packages, ["fio"]);
   const mixed = file(d, `${FIO_DIR}/mixed-rw.fio`);
   assert.match(mixed, /^rw=randrw$/m);
@@ -111,10 +117,10 @@ Deno.test("DiskWorkload: one data disk with a serial, mounted at /mnt/data befor
   const w = new DiskWorkload({ config, dataDiskSize: "7Gi" });
   const disks = w.dataDisks();
   assert.equal(disks.length, 1);
-  assert.equal(disks[0]!.size, "7Gi");
+  assert.equal(disks[0]!.sizeBytes, 7 * 2 ** 30);
   assert.equal(disks[0]!.mountPath, DISK_MOUNT);
   assert.ok(disks[0]!.serial.length > 0 && disks[0]!.serial.length <= 20);
-  const unit = file(doc(w.userData(ROLE_WORKER)), "/etc/systemd/system/virtwork-disk.service");
+  const unit = file(doc(w, ROLE_WORKER), "/etc/systemd/system/virtwork-disk.service");
   assert.match(unit, new RegExp(`^ExecStartPre=.* ${disks[0]!.serial} ${DISK_MOUNT}$`, "m"));
   assert.equal(w.service(), undefined);
 });
@@ -122,7 +128,7 @@ Deno.test("DiskWorkload: one data disk with a serial, mounted at /mnt/data befor
 Deno.test("DatabaseWorkload: PostgreSQL init in ExecStartPre, pgbench loop in ExecStart", () => {
   const w = new DatabaseWorkload({ config });
   assert.equal(w.name, "database");
-  const d = doc(w.userData(ROLE_WORKER));
+  const d = doc(w, ROLE_WORKER);
   assert.ok(d.packages?.includes("postgresql-server"));
   const unit = file(d, "/etc/systemd/system/virtwork-database.service");
   const pre = unit.split("\n").find((l) => l.startsWith("ExecStartPre="))!.split("=")[1]!;
@@ -145,10 +151,10 @@ Deno.test("NetworkWorkload: two roles, server runs iperf3 -s, client targets the
   assert.equal(w.name, "network");
   assert.deepEqual(w.roles(), ["server", "client"]);
   assert.equal(w.vmCount(), 4);
-  const server = execStart(doc(w.userData("server")).write_files![0]!.content);
+  const server = execStart(doc(w, "server").write_files![0]!.content);
   assert.match(server, /^\/usr\/bin\/iperf3 -s\b/);
-  const client = execStart(doc(w.userData("client")).write_files![0]!.content);
-  assert.match(client, / -c virtwork-iperf3-server\.loadns\.svc\.cluster\.local /);
+  const client = execStart(doc(w, "client").write_files![0]!.content);
+  assert.match(client, / -c 10\.0\.0\.2 /);
   assert.match(client, / -t 60 -P 4 --bidir$/);
 });
 
@@ -173,7 +179,7 @@ Deno.test("SSH credentials reach every workload's users block", () => {
   ) {
     assert.equal(w.carriesCredentials(), true);
     for (const role of w.roles()) {
-      const d = doc(w.userData(role));
+      const d = doc(w, role);
       assert.equal(d.users?.[0]?.name, "virtwork", `${w.name}/${role}`);
       assert.ok((d.packages ?? []).length > 0, "workload packages survive the SSH injection");
     }
