@@ -57,6 +57,13 @@ export interface NoCloudConfig {
   sshPwauth?: boolean;
   /** Network interfaces, in guest order: the first is `eth0`. */
   interfaces: NoCloudInterface[];
+  /**
+   * Packages, files and commands added to the user data (a workload's); they never replace the
+   * keys above. `bootcmd` entries run without a shell, like `runcmd` arrays.
+   */
+  extras?: Pick<CloudConfigOptions, "packages" | "writeFiles" | "runcmd"> & {
+    bootcmd?: readonly (readonly string[])[];
+  };
 }
 
 /** The three files of a NoCloud seed, by file name. */
@@ -71,7 +78,8 @@ export interface NoCloudFiles {
 
 /**
  * The `user-data` cloud-config: hostname and FQDN, root with its SSH keys, the root password hash and
- * whether sshd allows password logins; written by {@linkcode buildCloudConfig} for user `root`.
+ * whether sshd allows password logins, then the `extras` (packages, files, commands); written by
+ * {@linkcode buildCloudConfig} for user `root`.
  */
 export function userData(config: NoCloudConfig): string {
   const extra: Record<string, unknown> = { hostname: config.hostname };
@@ -90,6 +98,13 @@ export function userData(config: NoCloudConfig): string {
     options.sshAuthorizedKeys = config.rootSshAuthorizedKeys;
   }
   if (config.rootPasswordHash !== undefined) options.passwordHash = config.rootPasswordHash;
+  const x = config.extras;
+  if (x?.packages !== undefined) options.packages = x.packages;
+  if (x?.writeFiles !== undefined) options.writeFiles = x.writeFiles;
+  if (x?.runcmd !== undefined) options.runcmd = x.runcmd;
+  if (x?.bootcmd !== undefined && x.bootcmd.length > 0) {
+    extra.bootcmd = x.bootcmd.map((c) => [...c]);
+  }
   return buildCloudConfig(options);
 }
 

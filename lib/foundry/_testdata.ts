@@ -76,3 +76,26 @@ export function sampleVm(): VirtualMachine {
     },
   };
 }
+
+/** sampleVm() carrying a workload: a data disk with a serial and user-data extras. */
+export function workloadVm(): VirtualMachine {
+  const vm = sampleVm();
+  vm.spec.dataDisks = [{ device: "vdb", sizeGB: 10, serial: "virtwork-disk" }, {
+    device: "vdc",
+    sizeGB: 5,
+  }];
+  vm.spec.cloudInit!.userData = {
+    packages: ["fio", "stress-ng"],
+    writeFiles: [
+      {
+        path: "/usr/local/bin/loop",
+        content: "#!/bin/sh\nwhile :; do\n\tsleep 1\ndone\n",
+        permissions: "0755",
+      },
+      { path: "/etc/virtwork/run.conf", content: "on: yes\n" },
+    ],
+    bootcmd: [["mkdir", "-p", "/var/lib/virtwork"]],
+    runcmd: [["systemctl", "daemon-reload"], ["sh", "-c", "echo 'a; b' > /tmp/x"]],
+  };
+  return vm;
+}

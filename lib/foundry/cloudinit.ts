@@ -45,7 +45,8 @@ export function instanceIdOf(vm: VirtualMachine): string {
 /**
  * The NoCloud seed configuration of a VM: one interface per `spec.networkInterfaces` entry, matched by
  * the MAC derived from its address; the default route on the interface whose `defaultRoute` is true
- * (the first one unless the spec says otherwise).
+ * (the first one unless the spec says otherwise); `spec.cloudInit.userData` as the seed's extras,
+ * after foundry's own keys, which it cannot replace.
  */
 export function noCloudConfigFromVm(
   vm: VirtualMachine,
@@ -69,6 +70,21 @@ export function noCloudConfigFromVm(
   if (ci?.sshAuthorizedKeys !== undefined) config.rootSshAuthorizedKeys = [...ci.sshAuthorizedKeys];
   if (ci?.passwordHash !== undefined) config.rootPasswordHash = ci.passwordHash;
   config.sshPwauth = ci?.sshPwauth ?? false;
+  const x = ci?.userData;
+  if (x !== undefined) {
+    const extras: NonNullable<NoCloudConfig["extras"]> = {};
+    if (x.packages?.length) extras.packages = [...x.packages];
+    if (x.writeFiles?.length) {
+      extras.writeFiles = x.writeFiles.map((f) =>
+        f.permissions === undefined
+          ? { path: f.path, content: f.content }
+          : { path: f.path, content: f.content, permissions: f.permissions }
+      );
+    }
+    if (x.bootcmd?.length) extras.bootcmd = x.bootcmd.map((c) => [...c]);
+    if (x.runcmd?.length) extras.runcmd = x.runcmd.map((c) => [...c]);
+    config.extras = extras;
+  }
   return config;
 }
 

@@ -7,7 +7,7 @@ import {
   noCloudConfigFromVm,
   noCloudFilesFromVm,
 } from "./cloudinit.ts";
-import { sampleVm } from "./_testdata.ts";
+import { sampleVm, workloadVm } from "./_testdata.ts";
 import { runTool } from "../../tests/_tools.ts";
 import { requireTool, testNeeding } from "../../tests/_require.ts";
 
@@ -114,7 +114,13 @@ testNeeding(requireTool("cloud-init"), {
     const dir = await Deno.makeTempDir();
     try {
       for (
-        const [label, vm] of Object.entries({ full: sampleVm(), bare, keysOnly, passwordOnly })
+        const [label, vm] of Object.entries({
+          full: sampleVm(),
+          bare,
+          keysOnly,
+          passwordOnly,
+          workload: workloadVm(),
+        })
       ) {
         await t.step(label, async () => {
           const file = `${dir}/${label}`;
@@ -129,4 +135,27 @@ testNeeding(requireTool("cloud-init"), {
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("user-data extras are merged after foundry's own keys, which they cannot replace", () => {
+  const vm = workloadVm();
+  const doc = parse(noCloudFilesFromVm(vm)["user-data"]);
+  const ud = vm.spec.cloudInit!.userData!;
+  assert.deepEqual(doc.packages, ud.packages);
+  assert.deepEqual(doc.write_files, [
+    { path: "/usr/local/bin/loop", content: ud.writeFiles![0]!.content, permissions: "0755" },
+    { path: "/etc/virtwork/run.conf", content: "on: yes\n" },
+  ]);
+  assert.deepEqual(doc.bootcmd, ud.bootcmd);
+  assert.deepEqual(doc.runcmd, ud.runcmd);
+  // Foundry's own: root and its keys, the hostname.
+  assert.equal(doc.users[0].name, "root");
+  assert.deepEqual(doc.users[0].ssh_authorized_keys, vm.spec.cloudInit!.sshAuthorizedKeys);
+  assert.equal(doc.hostname, "web-01");
+  assert.equal(doc.ssh_pwauth, false);
+  // Without extras, none of these keys appear.
+  const plain = parse(noCloudFilesFromVm(sampleVm())["user-data"]);
+  for (const k of ["packages", "write_files", "bootcmd", "runcmd"]) {
+    assert.equal(plain[k], undefined);
+  }
 });

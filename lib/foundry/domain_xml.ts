@@ -98,7 +98,7 @@ function cpuNode(vm: VirtualMachine, domainType: DomainType): Record<string, unk
  * The libvirt domain XML of `vm`.
  *
  * Disks: `vda` is the boot volume `{name}_boot` (qcow2), data disks are `{name}_data-{device}` (qcow2)
- * on their named virtio device, and the seed `{name}_cloudinit` (raw ISO) is `sda` on a virtio-scsi
+ * on their named virtio device with their `serial` when the spec gives one, and the seed `{name}_cloudinit` (raw ISO) is `sda` on a virtio-scsi
  * controller. Every interface is a bridge interface with MAC `be:ef:<ip hex>` and tap `vm<ip hex>`.
  * The full spec is stored under `<metadata>` (see `metadata.ts`).
  */
@@ -106,7 +106,7 @@ export function buildDomainXml(vm: VirtualMachine, options: DomainXmlOptions): s
   const name = vm.metadata.name;
   const pool = options.pool ?? vm.spec.storagePool ?? DEFAULT_VM_POOL;
   const memoryMiB = Math.round(vm.spec.memoryGiB * 1024);
-  const volumeDisk = (volume: string, device: string, cache?: string) => ({
+  const volumeDisk = (volume: string, device: string, cache?: string, serial?: string) => ({
     "@_type": "volume",
     "@_device": "disk",
     driver: {
@@ -117,6 +117,7 @@ export function buildDomainXml(vm: VirtualMachine, options: DomainXmlOptions): s
     },
     source: { "@_pool": pool, "@_volume": volume },
     target: { "@_dev": device, "@_bus": "virtio" },
+    ...(serial === undefined ? {} : { serial }),
   });
   const domain = {
     "@_type": options.domainType,
@@ -147,7 +148,7 @@ export function buildDomainXml(vm: VirtualMachine, options: DomainXmlOptions): s
       disk: [
         volumeDisk(volumeNameBoot(name), "vda", "none"),
         ...(vm.spec.dataDisks ?? []).map((d) =>
-          volumeDisk(volumeNameData(name, d.device), d.device)
+          volumeDisk(volumeNameData(name, d.device), d.device, undefined, d.serial)
         ),
         {
           "@_type": "volume",

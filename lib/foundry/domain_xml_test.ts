@@ -9,7 +9,7 @@ import {
   withoutPasswordHash,
 } from "./metadata.ts";
 import { interfaceNameFromIp, macFromIp } from "./naming.ts";
-import { sampleVm } from "./_testdata.ts";
+import { sampleVm, workloadVm } from "./_testdata.ts";
 import type { VirtualMachine } from "./types.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -64,6 +64,7 @@ function variants(): [string, VirtualMachine, "kvm" | "qemu"][] {
     ["minimal on kvm", minimal, "kvm"],
     ["host-passthrough on kvm", passthrough, "kvm"],
     ["markup in annotations", odd, "qemu"],
+    ["data disk serials and user-data extras", workloadVm(), "qemu"],
   ];
 }
 
@@ -308,4 +309,16 @@ Deno.test("buildDomainXml() refuses control characters that slipped past the loa
     assert.throws(() => buildDomainXml(vm, { domainType: "qemu" }), TypeError);
   }
   assert.doesNotThrow(() => buildDomainXml(sampleVm(), { domainType: "qemu" }));
+});
+
+Deno.test("buildDomainXml() gives a data disk its serial, and only the disks that have one", () => {
+  const disks = parsed(workloadVm()).devices.disk;
+  const vdb = disks.find((d: Loose) => d.target["@_dev"] === "vdb");
+  const vdc = disks.find((d: Loose) => d.target["@_dev"] === "vdc");
+  assert.equal(vdb.serial, "virtwork-disk");
+  assert.equal(vdc.serial, undefined);
+  // The results channel reads the serial console: it must be there with a workload too.
+  const devices = parsed(workloadVm()).devices;
+  assert.equal(devices.serial["@_type"], "pty");
+  assert.equal(devices.console.target["@_type"], "serial");
 });

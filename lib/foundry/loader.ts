@@ -34,10 +34,13 @@ import {
   type DataDisk,
   DOMAIN_TYPES,
   type DomainType,
+  type GuestFile,
   KIND,
   LIMITS,
   type NetworkInterface,
   type ObjectMeta,
+  RESERVED_GUEST_PATHS,
+  type UserDataExtras,
   type VirtualMachine,
   type VirtualMachineSpec,
 } from "./types.ts";
@@ -60,6 +63,11 @@ const VOLUME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,254}$/;
 const BRIDGE_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const LABEL_NAME = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
+const DISK_SERIAL_PATTERN = /^[A-Za-z0-9_-]+$/;
+const PACKAGE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9+._:~-]{0,127}$/;
+const PERMISSIONS_PATTERN = /^[0-7]{3,4}$/;
+/** Field path of a `writeFiles` entry's content, as prepare() builds it. */
+const FILE_CONTENT_PATH = /^spec\.cloudInit\.userData\.writeFiles\[\d+\]\.content$/;
 
 /**
  * Reads a YAML file and returns its `VirtualMachine` documents, normalised and validated.
@@ -345,7 +353,11 @@ class Checker {
       }
       if (isScalar(node)) {
         if (typeof node.value === "string") {
-          const bad = forbiddenCharacter(node.value);
+          // A file's content is the one string that may span lines (and hold tabs).
+          const bad = forbiddenCharacter(
+            node.value,
+            FILE_CONTENT_PATH.test(path) ? "\n\t" : "",
+          );
           if (bad !== undefined) {
             this.problem(
               node,
@@ -895,9 +907,10 @@ class Checker {
     if (items === undefined) return undefined;
     const disks: DataDisk[] = [];
     const seen = new Map<string, string>();
+    const seenSerials = new Map<string, string>();
     items.forEach((item, i) => {
       const path = `spec.dataDisks[${i}]`;
-      const g = this.fields(item, path, ["device", "sizeGB"]);
+      const g = this.fields(item, path, ["device", "sizeGB", "serial"]);
       if (g === undefined) return;
       const device = this.string(g.get("device"), `${path}.device`, item, true);
       const sizeGB = this.positiveInteger(
@@ -926,7 +939,34 @@ class Checker {
         deviceOk = false;
       }
       if (device !== undefined) seen.set(device, `${path}.device`);
-      if (deviceOk && device !== undefined && sizeGB !== undefined) disks.push({ device, sizeGB });
+      const serial = this.string(g.get("serial"), `${path}.serial`, item, false);
+      let serialOk = true;
+      if (serial !== undefined) {
+        serialOk = false;
+        if (serial.length > LIMITS.diskSerialLength || !DISK_SERIAL_PATTERN.test(serial)) {
+          this.problem(
+            g.get("serial")?.node,
+            `${path}.serial`,
+            `must be 1 to ${LIMITS.diskSerialLength} letters, digits, "_" or "-", got ${
+              shown(serial)
+            }`,
+          );
+        } else if (seenSerials.has(serial)) {
+          this.problem(
+            g.get("serial")?.node,
+            `${path}.serial`,
+            `duplicate serial "${serial}", also used by ${seenSerials.get(serial)}`,
+          );
+        } else {
+          seenSerials.set(serial, `${path}.serial`);
+          serialOk = true;
+        }
+      }
+      if (deviceOk && serialOk && device !== undefined && sizeGB !== undefined) {
+        const disk: DataDisk = { device, sizeGB };
+        if (serial !== undefined) disk.serial = serial;
+        disks.push(disk);
+      }
     });
     return disks;
   }
@@ -1038,7 +1078,13 @@ class Checker {
   cloudInit(node: Node): CloudInit | undefined {
     const before = this.problems.length;
     const path = "spec.cloudInit";
-    const f = this.fields(node, path, ["fqdn", "sshAuthorizedKeys", "passwordHash", "sshPwauth"]);
+    const f = this.fields(node, path, [
+      "fqdn",
+      "sshAuthorizedKeys",
+      "passwordHash",
+      "sshPwauth",
+      "userData",
+    ]);
     if (f === undefined) return undefined;
     const rawFqdn = this.string(f.get("fqdn"), `${path}.fqdn`, node, false);
     let fqdn: string | undefined;
@@ -1104,14 +1150,158 @@ class Checker {
       }
     }
     const sshPwauth = this.boolean(f.get("sshPwauth"), `${path}.sshPwauth`);
+    const userDataNode = f.get("userData")?.node;
+    const userData = userDataNode === undefined ? undefined : this.userData(userDataNode);
     if (this.problems.length > before) return undefined;
     const ci: CloudInit = {};
     if (fqdn !== undefined) ci.fqdn = fqdn;
     if (keyItems !== undefined) ci.sshAuthorizedKeys = keys;
     if (passwordHash !== undefined) ci.passwordHash = passwordHash;
     if (sshPwauth !== undefined) ci.sshPwauth = sshPwauth;
+    if (userData !== undefined) ci.userData = userData;
     return ci;
   }
+
+  /** `spec.cloudInit.userData`: packages, files and commands a workload adds; bounded. */
+  userData(node: Node): UserDataExtras | undefined {
+    const before = this.problems.length;
+    const path = "spec.cloudInit.userData";
+    const f = this.fields(node, path, ["packages", "writeFiles", "bootcmd", "runcmd"]);
+    if (f === undefined) return undefined;
+    let total = 0;
+    const out: UserDataExtras = {};
+    const pkgItems = this.list(f.get("packages"), `${path}.packages`, LIMITS.userDataPackages);
+    if (pkgItems !== undefined) {
+      out.packages = [];
+      pkgItems.forEach((item, i) => {
+        const p = `${path}.packages[${i}]`;
+        const v = this.string({ node: item, keyNode: undefined }, p, item, true);
+        if (v === undefined) return;
+        total += v.length;
+        if (!PACKAGE_PATTERN.test(v)) {
+          this.problem(
+            item,
+            p,
+            `must be a package name (letters, digits, "+", ".", "_", ":", "~", "-"), got ${
+              shown(v)
+            }`,
+          );
+          return;
+        }
+        out.packages!.push(v);
+      });
+    }
+    const fileItems = this.list(f.get("writeFiles"), `${path}.writeFiles`, LIMITS.userDataFiles);
+    if (fileItems !== undefined) {
+      out.writeFiles = [];
+      const seenPaths = new Map<string, string>();
+      fileItems.forEach((item, i) => {
+        const p = `${path}.writeFiles[${i}]`;
+        const g = this.fields(item, p, ["path", "content", "permissions"]);
+        if (g === undefined) return;
+        const filePath = this.string(g.get("path"), `${p}.path`, item, true);
+        const content = this.string(g.get("content"), `${p}.content`, item, true);
+        const permissions = this.string(g.get("permissions"), `${p}.permissions`, item, false);
+        let ok = filePath !== undefined && content !== undefined;
+        if (filePath !== undefined) {
+          total += filePath.length;
+          const why = guestPathProblem(filePath);
+          const other = seenPaths.get(filePath);
+          if (why !== undefined || other !== undefined) {
+            this.problem(
+              g.get("path")?.node,
+              `${p}.path`,
+              why ?? `duplicate path ${shown(filePath)}, also written by ${other}`,
+            );
+            ok = false;
+          }
+          seenPaths.set(filePath, `${p}.path`);
+        }
+        if (content !== undefined) total += content.length;
+        if (permissions !== undefined && !PERMISSIONS_PATTERN.test(permissions)) {
+          this.problem(
+            g.get("permissions")?.node,
+            `${p}.permissions`,
+            `must be an octal mode of 3 or 4 digits such as "0644" (quote it), got ${
+              shown(permissions)
+            }`,
+          );
+          ok = false;
+        }
+        if (!ok || filePath === undefined || content === undefined) return;
+        const file: GuestFile = { path: filePath, content };
+        if (permissions !== undefined) file.permissions = permissions;
+        out.writeFiles!.push(file);
+      });
+    }
+    for (const key of ["bootcmd", "runcmd"] as const) {
+      const items = this.list(f.get(key), `${path}.${key}`, LIMITS.userDataCommands);
+      if (items === undefined) continue;
+      const commands: string[][] = [];
+      items.forEach((item, i) => {
+        const p = `${path}.${key}[${i}]`;
+        const args = this.list({ node: item, keyNode: undefined }, p, LIMITS.commandArgs);
+        if (args === undefined) return;
+        if (args.length === 0) {
+          this.problem(item, p, "must be a command as a list of arguments, got an empty list");
+          return;
+        }
+        const argv: string[] = [];
+        args.forEach((a, j) => {
+          const ap = `${p}[${j}]`;
+          if (this.reported(a)) return;
+          if (!isScalar(a) || typeof a.value !== "string") {
+            this.problem(
+              a,
+              ap,
+              `must be a string, got ${describe(a)}${
+                isScalar(a) && a.value !== null ? " (quote it)" : ""
+              }`,
+            );
+            return;
+          }
+          total += a.value.length;
+          argv.push(a.value);
+        });
+        if (argv.length === args.length) commands.push(argv);
+      });
+      out[key] = commands;
+    }
+    if (total > LIMITS.userDataTotalLength) {
+      this.problem(
+        node,
+        path,
+        `may hold at most ${LIMITS.userDataTotalLength} characters of paths, contents, arguments and package names together, got ${total}`,
+      );
+    }
+    return this.problems.length > before ? undefined : out;
+  }
+}
+
+/**
+ * Why `path` may not be a `writeFiles` path, or undefined when it may: it must be absolute and
+ * normal (no empty, `.` or `..` parts, no final `/`), bounded, and none foundry's configuration
+ * writes ({@linkcode RESERVED_GUEST_PATHS}).
+ */
+export function guestPathProblem(path: string): string | undefined {
+  if (path.length > LIMITS.guestPathLength) {
+    return `must be a path of at most ${LIMITS.guestPathLength} characters, got ${path.length}`;
+  }
+  if (
+    !path.startsWith("/") || path.endsWith("/") ||
+    path.split("/").slice(1).some((s) => s === "" || s === "." || s === "..")
+  ) {
+    return `must be an absolute file path without empty, "." or ".." parts, got ${shown(path)}`;
+  }
+  const reserved = RESERVED_GUEST_PATHS.find((r) =>
+    r.endsWith("/") ? path.startsWith(r) : path === r
+  );
+  if (reserved !== undefined) {
+    return `${shown(path)} is written by foundry's own cloud-init configuration (${
+      reserved.endsWith("/") ? `everything under ${reserved}` : reserved
+    }); choose another path`;
+  }
+  return undefined;
 }
 
 function join(path: string, key: string): string {

@@ -8,7 +8,7 @@ import {
   sshKeyProblem,
   suggest,
 } from "./loader.ts";
-import { FAKE_PASSWORD_HASH, fakeSshKey, sampleVm } from "./_testdata.ts";
+import { FAKE_PASSWORD_HASH, fakeSshKey, sampleVm, workloadVm } from "./_testdata.ts";
 import type { VirtualMachine } from "./types.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -716,4 +716,189 @@ Deno.test("loadVirtualMachines() refuses a file larger than the limit without re
 Deno.test("a file that is not UTF-8 text is refused with its line", () => {
   const err = problems("apiVersion: x\nkind: \uFFFD\u0000\n");
   assert.ok(err.problems.some((p) => p.line === 2 && p.path === "kind"), err.message);
+});
+
+/** workloadVm() as YAML, bent by `mutate`. */
+function workloadDoc(mutate: (vm: Loose) => void = () => {}): string {
+  const vm: Loose = structuredClone(workloadVm());
+  mutate(vm);
+  return stringify(vm);
+}
+
+Deno.test("parseVirtualMachines() keeps data disk serials and user-data extras as given", () => {
+  assert.deepEqual(accepts(workloadDoc()), workloadVm());
+});
+
+Deno.test("a data disk serial is at most 20 of [A-Za-z0-9_-] and unique in the VM", () => {
+  accepts(workloadDoc((v) => (v.spec.dataDisks[0].serial = "A".repeat(20))));
+  rejects(
+    workloadDoc((v) => (v.spec.dataDisks[0].serial = "A".repeat(21))),
+    "spec.dataDisks[0].serial",
+    "must be 1 to 20 letters",
+  );
+  rejects(
+    workloadDoc((v) => (v.spec.dataDisks[0].serial = "a b")),
+    "spec.dataDisks[0].serial",
+    "must be 1 to 20 letters",
+  );
+  rejects(
+    workloadDoc((v) => (v.spec.dataDisks[0].serial = "")),
+    "spec.dataDisks[0].serial",
+    "must be 1 to 20 letters",
+  );
+  rejects(
+    workloadDoc((v) => (v.spec.dataDisks[1].serial = "virtwork-disk")),
+    "spec.dataDisks[1].serial",
+    "duplicate serial",
+  );
+  rejects(
+    workloadDoc((v) => (v.spec.dataDisks[0].serial = 12)),
+    "spec.dataDisks[0].serial",
+    "must be a string",
+  );
+});
+
+Deno.test("problems in user-data extras name the file, line and field", () => {
+  const text = workloadDoc((v) => (v.spec.cloudInit.userData.writeFiles[1].path = "relative"));
+  const err = problems(text);
+  const p = err.problems.find((x) => x.path === "spec.cloudInit.userData.writeFiles[1].path");
+  assert.ok(p, err.message);
+  const line = text.split("\n").findIndex((l) => l.includes("path: relative")) + 1;
+  assert.equal(p.line, line);
+  assert.match(
+    err.message,
+    /^vm\.yaml:\d+:\d+ spec\.cloudInit\.userData\.writeFiles\[1\]\.path: /m,
+  );
+});
+
+Deno.test("writeFiles paths are absolute, normal, unique and none of foundry's own", () => {
+  const at = "spec.cloudInit.userData.writeFiles[0].path";
+  for (const bad of ["etc/x", "/etc/x/", "/etc//x", "/etc/../x", "/etc/./x"]) {
+    rejects(
+      workloadDoc((v) => (v.spec.cloudInit.userData.writeFiles[0].path = bad)),
+      at,
+      "must be an absolute file path",
+    );
+  }
+  for (const own of ["/etc/hostname", "/root/.ssh/authorized_keys", "/etc/netplan/50.yaml"]) {
+    rejects(
+      workloadDoc((v) => (v.spec.cloudInit.userData.writeFiles[0].path = own)),
+      at,
+      "is written by foundry's own cloud-init configuration",
+    );
+  }
+  rejects(
+    workloadDoc((v) => (v.spec.cloudInit.userData.writeFiles[0].path = "/" + "a".repeat(4095))),
+    at,
+    "at most 4095 characters",
+  );
+  rejects(
+    workloadDoc((v) => (v.spec.cloudInit.userData.writeFiles[1].path = "/usr/local/bin/loop")),
+    "spec.cloudInit.userData.writeFiles[1].path",
+    "duplicate path",
+  );
+  // A path that merely starts like a reserved one is fine.
+  accepts(workloadDoc((v) => (v.spec.cloudInit.userData.writeFiles[0].path = "/etc/hostname.d")));
+});
+
+Deno.test("writeFiles content may span lines; no other string may, nor hold other controls", () => {
+  const vm = accepts(workloadDoc());
+  assert.match(vm.spec.cloudInit!.userData!.writeFiles![0]!.content, /\n\tsleep/);
+  rejects(
+    workloadDoc((v) => (v.spec.cloudInit.userData.writeFiles[0].content = "a\u001b[2Jb")),
+    "spec.cloudInit.userData.writeFiles[0].content",
+    "must not contain control characters",
+  );
+  rejects(
+    workloadDoc((v) => (v.spec.cloudInit.userData.runcmd[0][1] = "a\nb")),
+    "spec.cloudInit.userData.runcmd[0][1]",
+    "must not contain control characters",
+  );
+  rejects(
+    workloadDoc((v) => (v.spec.cloudInit.userData.writeFiles[0].path = "/tmp/a\nb")),
+    "spec.cloudInit.userData.writeFiles[0].path",
+    "must not contain control characters",
+  );
+});
+
+Deno.test("writeFiles permissions are an octal mode given as a string", () => {
+  const at = "spec.cloudInit.userData.writeFiles[0].permissions";
+  rejects(
+    workloadDoc((v) => (v.spec.cloudInit.userData.writeFiles[0].permissions = "0x1ff")),
+    at,
+    "octal",
+  );
+  rejects(
+    workloadDoc((v) => (v.spec.cloudInit.userData.writeFiles[0].permissions = "0888")),
+    at,
+    "octal",
+  );
+  rejects(
+    workloadDoc((v) => (v.spec.cloudInit.userData.writeFiles[0].permissions = 644)),
+    at,
+    "must be a string",
+  );
+  accepts(workloadDoc((v) => (v.spec.cloudInit.userData.writeFiles[0].permissions = "644")));
+});
+
+Deno.test("runcmd and bootcmd are lists of argv lists of strings", () => {
+  rejects(
+    workloadDoc((v) => (v.spec.cloudInit.userData.runcmd = ["echo hi"])),
+    "spec.cloudInit.userData.runcmd[0]",
+    "must be a list",
+  );
+  rejects(
+    workloadDoc((v) => (v.spec.cloudInit.userData.runcmd = [[]])),
+    "spec.cloudInit.userData.runcmd[0]",
+    "got an empty list",
+  );
+  rejects(
+    workloadDoc((v) => (v.spec.cloudInit.userData.bootcmd = [["sleep", 10]])),
+    "spec.cloudInit.userData.bootcmd[0][1]",
+    "(quote it)",
+  );
+  rejects(
+    workloadDoc((v) => (v.spec.cloudInit.userData.users = [])),
+    "spec.cloudInit.userData.users",
+    "unknown field",
+  );
+  rejects(
+    workloadDoc((v) => (v.spec.cloudInit.userData.packages = ["fio; rm -rf /"])),
+    "spec.cloudInit.userData.packages[0]",
+    "must be a package name",
+  );
+});
+
+Deno.test("user-data extras are bounded in entries, arguments and characters", () => {
+  const ud = "spec.cloudInit.userData";
+  rejects(
+    workloadDoc((v) => (v.spec.cloudInit.userData.runcmd = Array(65).fill(["true"]))),
+    `${ud}.runcmd`,
+    "at most 64 entries",
+  );
+  rejects(
+    workloadDoc((v) => (v.spec.cloudInit.userData.runcmd = [Array(65).fill("x")])),
+    `${ud}.runcmd[0]`,
+    "at most 64 entries",
+  );
+  rejects(
+    workloadDoc((
+      v,
+    ) => (v.spec.cloudInit.userData.writeFiles = Array.from({ length: 65 }, (_, i) => ({
+      path: `/f${i}`,
+      content: "",
+    })))),
+    `${ud}.writeFiles`,
+    "at most 64 entries",
+  );
+  rejects(
+    workloadDoc((v) => (v.spec.cloudInit.userData.packages = Array(65).fill("fio"))),
+    `${ud}.packages`,
+    "at most 64 entries",
+  );
+  rejects(
+    workloadDoc((v) => (v.spec.cloudInit.userData.writeFiles[0].content = "x".repeat(262_145))),
+    ud,
+    "at most 262144 characters",
+  );
 });

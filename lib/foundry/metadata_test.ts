@@ -14,7 +14,7 @@ import {
   VOLUMES_NAMESPACE,
   withoutPasswordHash,
 } from "./metadata.ts";
-import { sampleVm } from "./_testdata.ts";
+import { sampleVm, workloadVm } from "./_testdata.ts";
 
 Deno.test("buildMetadataXml() writes one element in the foundry namespace", () => {
   const xml = buildMetadataXml(withoutPasswordHash(sampleVm()));
@@ -172,4 +172,11 @@ Deno.test("the record of created volumes is written beside the spec and read bac
   // Entries missing a field are ignored, never guessed.
   const damaged = domain.replace("&quot;/v/web-01_boot&quot;", "&quot;&quot;");
   assert.deepEqual(parseStoredDomainMetadata(damaged)?.volumes, volumes.slice(1));
+});
+
+Deno.test("a workload's serials and user-data extras survive the domain XML round trip", () => {
+  const vm = workloadVm();
+  const back = parseStoredDomainMetadata(buildDomainXml(vm, { domainType: "qemu" }));
+  assert.deepEqual(back?.vm.spec.dataDisks, vm.spec.dataDisks);
+  assert.deepEqual(back?.vm.spec.cloudInit?.userData, vm.spec.cloudInit?.userData);
 });

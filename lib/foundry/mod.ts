@@ -25,6 +25,7 @@ export {
   KIND,
   LIMITS,
   PHASES,
+  RESERVED_GUEST_PATHS,
 } from "./types.ts";
 export type {
   BootDisk,
@@ -33,9 +34,11 @@ export type {
   CpuMode,
   DataDisk,
   DomainType,
+  GuestFile,
   NetworkInterface,
   ObjectMeta,
   Phase,
+  UserDataExtras,
   VirtualMachine,
   VirtualMachineSpec,
   VirtualMachineStatus,
@@ -43,6 +46,7 @@ export type {
 export { formatProblem, ValidationError } from "./errors.ts";
 export type { Problem } from "./errors.ts";
 export {
+  guestPathProblem,
   loadVirtualMachines,
   NAME_MAX_LENGTH,
   NAME_PATTERN,

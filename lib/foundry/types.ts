@@ -72,6 +72,11 @@ export interface DataDisk {
   device: string;
   /** Capacity in GB. */
   sizeGB: number;
+  /**
+   * Virtio serial number, at most 20 of `A-Z a-z 0-9 _ -`; the guest finds the disk as
+   * `/dev/disk/by-id/virtio-<serial>` whatever its device name.
+   */
+  serial?: string;
 }
 
 /** A network interface attached to a host bridge with a static IPv4 address. */
@@ -98,7 +103,54 @@ export interface CloudInit {
   passwordHash?: string;
   /** Whether sshd accepts password authentication; false by default. */
   sshPwauth?: boolean;
+  /** More cloud-config for a workload, merged into foundry's own user data. */
+  userData?: UserDataExtras;
 }
+
+/** One file cloud-init writes into the guest (`write_files`). */
+export interface GuestFile {
+  /** Absolute path in the guest, without empty, `.` or `..` parts. */
+  path: string;
+  /** The file's content, written as-is; may hold newlines and tabs. */
+  content: string;
+  /** Octal mode, `"0644"`; cloud-init's default (0644) when absent. */
+  permissions?: string;
+}
+
+/**
+ * Cloud-config a workload adds to what foundry writes. Foundry's own keys (root's SSH keys and
+ * password, hostname, network configuration) stay authoritative: these only add packages, files
+ * and commands, and a file may not be one foundry's configuration writes (see
+ * {@linkcode RESERVED_GUEST_PATHS}).
+ */
+export interface UserDataExtras {
+  /** Packages to install on first boot (cloud-init `packages`). */
+  packages?: string[];
+  /** Files to write (cloud-init `write_files`), before packages and commands. */
+  writeFiles?: GuestFile[];
+  /** Commands run early on every boot (cloud-init `bootcmd`), each an argv list, no shell. */
+  bootcmd?: string[][];
+  /** Commands run once at the end of the first boot (cloud-init `runcmd`), each an argv list. */
+  runcmd?: string[][];
+}
+
+/**
+ * Guest paths foundry's own cloud-init configuration writes (or cloud-init keeps its state in): a
+ * `writeFiles` entry may not name one, nor a path under a directory that ends in `/`.
+ */
+export const RESERVED_GUEST_PATHS: readonly string[] = [
+  "/etc/hostname",
+  "/etc/hosts",
+  "/etc/shadow",
+  "/etc/ssh/sshd_config",
+  "/root/.ssh/authorized_keys",
+  "/etc/cloud/",
+  "/var/lib/cloud/",
+  "/run/cloud-init/",
+  "/etc/netplan/",
+  "/etc/network/",
+  "/etc/systemd/network/",
+];
 
 /** The desired state of a VM. */
 export interface VirtualMachineSpec {
@@ -201,4 +253,21 @@ export const LIMITS = {
   imagePathLength: 4095,
   /** Characters of `spec.cloudInit.passwordHash`. */
   passwordHashLength: 512,
+  /** Characters of a data disk's `serial`: QEMU passes at most 20 to a virtio disk. */
+  diskSerialLength: 20,
+  /** `spec.cloudInit.userData.packages` entries. */
+  userDataPackages: 64,
+  /** `spec.cloudInit.userData.writeFiles` entries. */
+  userDataFiles: 64,
+  /** `bootcmd` and `runcmd` entries, each. */
+  userDataCommands: 64,
+  /** Arguments of one `bootcmd` or `runcmd` command. */
+  commandArgs: 64,
+  /** Characters of a `writeFiles` path. */
+  guestPathLength: 4095,
+  /**
+   * Characters of all of `spec.cloudInit.userData` together (file contents, paths, arguments,
+   * package names): it travels in the NoCloud ISO and in the domain's metadata.
+   */
+  userDataTotalLength: 262_144,
 } as const;
