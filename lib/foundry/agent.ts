@@ -228,6 +228,86 @@ export async function guestReadFile(
   }
 }
 
+/**
+ * The last `maxBytes` bytes (at most) of a guest file as text, for a file that only grows (a log,
+ * a results file): the read starts `maxBytes` before the end, so the file's size does not matter.
+ * The first line may be cut. Bounded like {@linkcode guestReadFile}: at most `maxBytes` (default
+ * 64 KiB) and `timeoutMs` in all. Throws {@linkcode GuestAgentError} when it cannot read.
+ */
+export async function guestReadFileTail(
+  lv: Libvirt,
+  domain: DomainRef,
+  path: string,
+  opts: GuestReadOptions = {},
+): Promise<string> {
+  const maxBytes = opts.maxBytes ?? 65536;
+  const timeoutMs = opts.timeoutMs ?? GUEST_READ_TIMEOUT_MS;
+  const deadline = new AbortController();
+  const timer = setTimeout(
+    () => deadline.abort(new Error(`Reading ${path} took too long`)),
+    timeoutMs,
+  );
+  const signal = opts.signal ? AbortSignal.any([opts.signal, deadline.signal]) : deadline.signal;
+  const agentSec = Math.max(1, Math.ceil(timeoutMs / 1000));
+  const call = <T>(cmd: string, args: Record<string, unknown>) =>
+    agentCall<T>(lv, domain, cmd, args, agentSec, { signal });
+  try {
+    const handle = await call<number>("guest-file-open", { path, mode: "r" });
+    try {
+      const end = await call<{ position: number }>("guest-file-seek", {
+        handle,
+        offset: 0,
+        whence: "end",
+      });
+      const size = Number.isSafeInteger(end.position) && end.position > 0 ? end.position : 0;
+      await call("guest-file-seek", {
+        handle,
+        offset: Math.max(0, size - maxBytes),
+        whence: "set",
+      });
+      const parts: Uint8Array[] = [];
+      let total = 0;
+      while (total < maxBytes) {
+        const r = await call<{ count: number; "buf-b64"?: string; eof: boolean }>(
+          "guest-file-read",
+          { handle, count: Math.min(READ_CHUNK, maxBytes - total) },
+        );
+        const b64 = typeof r["buf-b64"] === "string" ? r["buf-b64"] : "";
+        // An agent may send more than was asked: never decode past the cap.
+        if (Math.floor(b64.length / 4) * 3 - 2 > maxBytes - total) {
+          throw new GuestFileTooLargeError(path, maxBytes);
+        }
+        const bytes = b64Bytes(b64);
+        total += bytes.length;
+        parts.push(bytes);
+        if (r.eof || bytes.length === 0) break;
+      }
+      const all = new Uint8Array(total);
+      let off = 0;
+      for (const p of parts) {
+        all.set(p, off);
+        off += p.length;
+      }
+      return new TextDecoder().decode(all);
+    } finally {
+      const closing = new AbortController();
+      const closeTimer = setTimeout(() => closing.abort(), 5_000);
+      await agentCall(lv, domain, "guest-file-close", { handle }, 2, { signal: closing.signal })
+        .catch(() => {});
+      clearTimeout(closeTimer);
+    }
+  } catch (e) {
+    if (e instanceof InterruptedError && deadline.signal.aborted && !opts.signal?.aborted) {
+      throw new GuestAgentError(`reading ${path} did not finish within ${timeoutMs} ms`, {
+        cause: e,
+      });
+    }
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** One interface as the agent reports it (`guest-network-get-interfaces`). */
 export interface GuestInterface {
   /** Name in the guest, e.g. `enp1s0`. */

@@ -264,5 +264,6 @@ export {
   guestInterfaces,
   guestPing,
   guestReadFile,
+  guestReadFileTail,
 } from "./agent.ts";
 export type { GuestExecResult, GuestInterface, GuestReadOptions } from "./agent.ts";
