@@ -35,7 +35,7 @@ export const TEST_IMAGE_CACHE_ENV = "FOUNDRY_TEST_IMAGE_CACHE";
 export const TEST_IMAGE_MIRROR_ENV = "FOUNDRY_TEST_IMAGE_MIRROR";
 
 /** Bumped when the build steps in this file change in a way that changes the image. */
-const RECIPE_VERSION = 1;
+const RECIPE_VERSION = 2;
 const DEFAULT_MIRROR = "http://deb.debian.org/debian";
 const MIB = 1024 * 1024;
 const SECTOR = 512;
@@ -375,6 +375,15 @@ async function buildRootfs(
     const pkgs = await readList("apt_packages.txt");
     log(`apt-get install ${pkgs.join(" ")} in the chroot`);
     await run.chroot(root, ["apt-get", "install", "-y", "--no-install-recommends", ...pkgs]);
+    // postgresql-common's postinst made a cluster on the root file system; the image carries none
+    // (the database workload creates its own on its data disk). The cluster never ran
+    // (policy-rc.d), so dropping it only removes its configuration and data directory.
+    await run.chroot(root, [
+      "sh",
+      "-c",
+      "command -v pg_lsclusters >/dev/null || exit 0; " +
+      'pg_lsclusters -h | while read -r ver name _; do pg_dropcluster "$ver" "$name" || exit 1; done',
+    ]);
 
     log("configuring: recipe files, initramfs, machine-id, apt caches");
     await copyTree(new URL("rootfs/", RECIPE_DIR), root);
