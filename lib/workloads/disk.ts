@@ -33,8 +33,8 @@ export const DISK_SAMPLE_SCRIPT = "/usr/local/bin/virtwork-disk-sample";
 /**
  * The fio job files, by file name: 4K random 70/30 read/write, and 128K sequential write. The
  * sample script replaces `directory=` with `$VIRTWORK_DISK_DIR` (default {@linkcode DISK_MOUNT})
- * and `runtime=` with the result interval. Files are small enough to lay out quickly on an
- * emulated guest (fio lays them out once; later runs reuse them).
+ * and `runtime=` with the result interval. The files (512 MiB in all) lay out quickly on an
+ * emulated guest and fit a 1 GiB data disk; fio lays them out once and later runs reuse them.
  */
 export const FIO_PROFILES: Readonly<Record<string, string>> = {
   "mixed-rw.fio": `[global]
@@ -43,7 +43,7 @@ ioengine=libaio
 direct=1
 time_based=1
 runtime=10
-size=256m
+size=128m
 group_reporting=1
 
 [mixed-rw]
@@ -59,7 +59,7 @@ ioengine=libaio
 direct=1
 time_based=1
 runtime=10
-size=512m
+size=256m
 group_reporting=1
 
 [seq-write]
