@@ -66,6 +66,8 @@ export interface LibvirtBackend extends Backend {
   readonly subnet: Subnet;
   /** Where each VM's sample of the last {@linkcode Backend.collectResults} came from. */
   readonly resultSources: ReadonlyMap<string, ResultSource>;
+  /** The foundry specs of the plan, as foundry's loader accepts them. */
+  render(plan: NeutralPlan): VirtualMachine[];
 }
 
 /**
@@ -113,8 +115,10 @@ class FoundryBackend implements LibvirtBackend {
   readonly #lv: Libvirt;
   readonly #config: FoundryConfig;
   readonly #ctx: Omit<SpecContext, "runId">;
-  /** Addresses given to VMs by name, from {@linkcode peerAddresses}. */
+  /** Addresses given to VMs by name. */
   readonly #addresses = new Map<string, string>();
+  /** VMs whose address was checked against the daemon (the rest are a dry run's). */
+  readonly #checked = new Set<string>();
 
   constructor(lv: Libvirt, o: LibvirtBackendOptions, config: FoundryConfig, subnet: Subnet) {
     this.#lv = lv;
@@ -133,21 +137,13 @@ class FoundryBackend implements LibvirtBackend {
   /**
    * Gives every VM of the plan an address of the subnet that no domain on the daemon has (its
    * foundry spec's addresses and its live ones, agent or DHCP lease) and no other VM of the plan
-   * gets; returns those of the VMs others connect to.
+   * gets; returns those of the VMs others connect to. A plan without peers gets its addresses in
+   * `create` (the core calls this only when there are peers).
    */
   async peerAddresses(
     plan: Omit<NeutralPlan, "vms"> & { vms: Omit<NeutralVm, "userData">[] },
   ): Promise<Map<string, string>> {
-    const taken = new Set<string>();
-    for (const v of (await listVms(this.#lv, { all: true })).vms) {
-      for (const a of v.addresses) taken.add(a.ip);
-    }
-    // Addresses handed out earlier by this backend, not yet created, count as taken too.
-    for (const [name, ip] of this.#addresses) {
-      if (!plan.vms.some((v) => v.name === name)) taken.add(ip);
-    }
-    const ips = allocateAddresses(this.subnet, plan.vms.length, taken);
-    plan.vms.forEach((v, i) => this.#addresses.set(v.name, ips[i]!));
+    await this.#allocate(plan.vms.map((v) => v.name));
     const out = new Map<string, string>();
     for (const p of plan.peers) {
       const ip = this.#addresses.get(p.to);
@@ -156,11 +152,31 @@ class FoundryBackend implements LibvirtBackend {
     return out;
   }
 
+  /**
+   * Gives `names` addresses checked against the daemon: none that a domain there has (its
+   * foundry spec's, the agent's or a DHCP lease's), none given to another VM by this backend.
+   */
+  async #allocate(names: readonly string[]): Promise<void> {
+    const taken = new Set<string>();
+    for (const v of (await listVms(this.#lv, { all: true })).vms) {
+      for (const a of v.addresses) taken.add(a.ip);
+    }
+    for (const [name, ip] of this.#addresses) {
+      if (!names.includes(name) && this.#checked.has(name)) taken.add(ip);
+    }
+    const ips = allocateAddresses(this.subnet, names.length, taken);
+    names.forEach((n, i) => {
+      this.#addresses.set(n, ips[i]!);
+      this.#checked.add(n);
+    });
+  }
+
   /** The foundry specs of the plan (for `--dry-run`), checked by foundry's loader. */
   render(plan: NeutralPlan): VirtualMachine[] {
     const missing = plan.vms.filter((v) => !this.#addresses.has(v.name));
     if (missing.length) {
-      // Not allocated against the daemon (a dry run without peerAddresses): the subnet in order.
+      // Not allocated against the daemon (a dry run of a plan without peers): the subnet in
+      // order; create() allocates such VMs again against the daemon.
       const taken = new Set(
         [...this.#addresses.values()].filter((ip) => inSubnet(this.subnet, ip)),
       );
@@ -178,6 +194,8 @@ class FoundryBackend implements LibvirtBackend {
    * the run that existed before the call with the same spec count as `exists` and are kept.
    */
   async create(plan: NeutralPlan, o: BackendCallOptions = {}): Promise<CreatedObject[]> {
+    const unchecked = plan.vms.map((v) => v.name).filter((n) => !this.#checked.has(n));
+    if (unchecked.length) await this.#allocate(unchecked);
     const specs = this.render(plan);
     const made: string[] = [];
     const objects: CreatedObject[] = [];
