@@ -13,6 +13,7 @@ import {
   type VirtworkSettings,
 } from "../../lib/kubevirt/config.ts";
 import { formatJson } from "../../lib/output/format.ts";
+import { auditSubscriber } from "../../lib/virtwork/audit_subscriber.ts";
 import { givenAuditFlags, openAuditor } from "../_audit.ts";
 import { ExitCode, type Io, setExitCode } from "../_program.ts";
 import {
@@ -120,7 +121,7 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
             ? { pollIntervalSeconds: opts.pollInterval }
             : {}),
           signal,
-          auditor,
+          record: auditSubscriber(auditor, { onError: (e) => progress(`audit: ${e.message}`) }),
           auditTarget: client.server,
           onProgress: progress,
         });

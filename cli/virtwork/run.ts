@@ -22,6 +22,7 @@ import {
   type RunResult,
 } from "../../lib/kubevirt/run.ts";
 import type { Auditor } from "../../lib/audit/mod.ts";
+import { auditSubscriber } from "../../lib/virtwork/audit_subscriber.ts";
 import { formatJson, formatTable, paint, useColor } from "../../lib/output/format.ts";
 import { formatYamlDocuments } from "../../lib/output/yaml.ts";
 import { sanitizeText } from "../../lib/output/sanitize.ts";
@@ -312,7 +313,7 @@ async function deployPlan(
         pollIntervalSeconds: cfg.pollInterval,
         signal,
         concurrency: cfg.burst,
-        auditor,
+        record: auditSubscriber(auditor, { onError: (e) => progress(`audit: ${e.message}`) }),
         audit: { ...audit, target: client.server },
         onProgress: progress,
         onEvent: status.onEvent,

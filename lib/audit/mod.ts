@@ -30,6 +30,7 @@ export type {
   ObjectRecord,
   OperationEndRecord,
   OperationStartRecord,
+  ResultsRecord,
   RunEndRecord,
   RunStartRecord,
   VmRecord,

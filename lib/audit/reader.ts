@@ -98,6 +98,10 @@ export interface VmDetail {
   deletedAt: string | null;
   /** Id of the cleanup that deleted it. */
   deletedBy: string | null;
+  /** The latest figures its guest reported (`--results-after`), when collected. */
+  results: Record<string, number> | null;
+  /** Why its workload could not run, as the guest said. */
+  resultError: string | null;
 }
 
 /** An object created or deleted. */
@@ -299,6 +303,8 @@ export function entryDetails(db: DatabaseSync, idOrPrefix: string): EntryDetails
     createdAt: r.created_at as string,
     deletedAt: r.deleted_at as string | null,
     deletedBy: r.deleted_by_run as string | null,
+    results: json<Record<string, number>>(r.results_json ?? null) ?? null,
+    resultError: (r.result_error ?? null) as string | null,
   }));
   const resources = (db.prepare(
     "SELECT * FROM resource_details WHERE audit_id = ? ORDER BY id",

@@ -124,6 +124,15 @@ CREATE INDEX idx_events_audit_id ON events (audit_id);
 CREATE INDEX idx_events_at ON events (at);
 `,
   },
+  {
+    // virtwork --results-after: the latest figures each guest reported, and a workload's own
+    // reason for not running. Columns only: a database of version 1 keeps every row it had.
+    version: 2,
+    up: `
+ALTER TABLE vm_details ADD COLUMN results_json TEXT;
+ALTER TABLE vm_details ADD COLUMN result_error TEXT;
+`,
+  },
 ];
 
 /** The schema version this release writes. */

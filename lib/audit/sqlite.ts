@@ -29,6 +29,7 @@ import type {
   ObjectRecord,
   OperationEndRecord,
   OperationStartRecord,
+  ResultsRecord,
   RunEndRecord,
   RunStartRecord,
   VmRecord,
@@ -257,6 +258,22 @@ export class SqliteAuditor implements Auditor {
       r.phase,
       r.ready ? 1 : 0,
       r.secondsToReady ?? null,
+      this.#text(r.error),
+      this.#at(),
+    );
+  }
+
+  /** Records a VM's latest result figures on its `vm_details` row. */
+  resultsRecorded(r: ResultsRecord): void {
+    this.#run(
+      `INSERT INTO vm_details (audit_id, name, workload, results_json, result_error, created_at)
+       VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (audit_id, name) DO UPDATE SET results_json = excluded.results_json,
+         result_error = excluded.result_error`,
+      this.#auditId(r.runId),
+      r.vm,
+      r.workload,
+      this.#json(r.metrics),
       this.#text(r.error),
       this.#at(),
     );

@@ -81,6 +81,20 @@ export interface VmRecord {
   error?: string;
 }
 
+/** The latest figures a VM's guest reported (virtwork `--results-after`). */
+export interface ResultsRecord {
+  /** Run id. */
+  runId: string;
+  /** VM name. */
+  vm: string;
+  /** Workload name. */
+  workload: string;
+  /** Figures by name (the name carries the unit). */
+  metrics: Readonly<Record<string, number>>;
+  /** Why the workload could not run, as the guest said. */
+  error?: string;
+}
+
 /** Something that happened during a run, cleanup or operation. */
 export interface EventRecord {
   /** Run, cleanup or operation id. */
@@ -200,6 +214,8 @@ export interface Auditor {
   vmFinished(r: VmRecord): void | Promise<void>;
   /** Something happened. */
   event(r: EventRecord): void | Promise<void>;
+  /** A VM's latest result figures (optional: auditors written before results may lack it). */
+  resultsRecorded?(r: ResultsRecord): void | Promise<void>;
   /** A run ended. */
   runFinished(r: RunEndRecord): void | Promise<void>;
   /** A cleanup started. */
@@ -223,6 +239,7 @@ export const noopAuditor: Auditor = Object.freeze({
   objectCreated() {},
   vmFinished() {},
   event() {},
+  resultsRecorded() {},
   runFinished() {},
   cleanupStarted() {},
   objectDeleted() {},

@@ -12,7 +12,7 @@
  * ```
  * @module
  */
-import { type Auditor, noopAuditor } from "../audit/types.ts";
+import type { EventSink } from "../virtwork/events.ts";
 import type { ApiObject, ClusterApi, Resource } from "./client.ts";
 import { LABELS, MANAGED_BY_VALUE, managedSelector } from "./constants.ts";
 import { isStatus, KubeApiError } from "./errors.ts";
@@ -34,8 +34,8 @@ export interface CleanupOptions {
   pollIntervalSeconds?: number;
   /** Aborts waiting. */
   signal?: AbortSignal;
-  /** Receives the cleanup's start, each deletion and its outcome. */
-  auditor?: Auditor;
+  /** Receives the cleanup's start, each deletion and its outcome as virtwork's typed events. */
+  record?: EventSink;
   /** Id of the cleanup's audit entry (default: a new UUID). */
   cleanupId?: string;
   /** The cluster's API server, for the audit trail. */
@@ -92,42 +92,38 @@ const KIND: Record<string, string> = {
 /** Deletes what virtwork manages in a namespace; never throws for an individual failure. */
 export async function cleanup(api: ClusterApi, o: CleanupOptions): Promise<CleanupResult> {
   const progress = o.onProgress ?? (() => {});
-  const auditor = o.auditor ?? noopAuditor;
   const selector = managedSelector(o.runId);
   const cleanupId = o.cleanupId ?? crypto.randomUUID();
-  const audit = async (f: () => void | Promise<void>) => {
+  const record: EventSink = async (e) => {
     try {
-      await f();
-    } catch (e) {
-      progress(`audit: ${(e as Error).message}`);
+      await o.record?.(e);
+    } catch (err) {
+      progress(`audit: ${(err as Error).message}`);
     }
   };
-  await audit(() =>
-    auditor.cleanupStarted({
-      cleanupId,
-      namespace: o.namespace,
-      ...(o.runId ? { runId: o.runId } : {}),
-      deleteNamespace: o.deleteNamespace ?? false,
-      ...(o.auditTarget ? { target: o.auditTarget } : {}),
-    })
-  );
+  await record({
+    type: "cleanupStarted",
+    cleanupId,
+    scope: o.namespace,
+    ...(o.runId ? { runId: o.runId } : {}),
+    deleteScope: o.deleteNamespace ?? false,
+    ...(o.auditTarget ? { location: o.auditTarget } : {}),
+  });
   const deletion = (
     resource: string,
     name: string,
     runId: string | undefined,
     error?: unknown,
   ) =>
-    audit(() =>
-      auditor.objectDeleted({
-        cleanupId,
-        kind: KIND[resource]!,
-        namespace: o.namespace,
-        name,
-        ...(runId ? { runId } : {}),
-        outcome: error === undefined ? "deleted" : "failed",
-        ...(error === undefined ? {} : { error: (error as Error).message ?? String(error) }),
-      })
-    );
+    record({
+      type: "objectDeleted",
+      cleanupId,
+      kind: KIND[resource]!,
+      name,
+      ...(runId ? { runId } : {}),
+      outcome: error === undefined ? "deleted" : "failed",
+      ...(error === undefined ? {} : { error: (error as Error).message ?? String(error) }),
+    });
   const result: CleanupResult = {
     cleanupId,
     namespace: o.namespace,
@@ -213,18 +209,17 @@ export async function cleanup(api: ClusterApi, o: CleanupOptions): Promise<Clean
 
   if (o.wait) result.gone = await waitGone(api, o, selector, result, progress);
 
-  await audit(() =>
-    auditor.cleanupFinished({
-      cleanupId,
-      namespace: o.namespace,
-      ...(o.runId ? { runId: o.runId } : {}),
-      linkedRunIds: result.runIds,
-      deleted: { ...result.deleted },
-      namespaceDeleted: result.namespaceDeleted,
-      errors: result.errors.map((e) => `${e.kind} ${e.name}: ${e.message}`),
-      interrupted: o.signal?.aborted ?? false,
-    })
-  );
+  await record({
+    type: "cleaned",
+    cleanupId,
+    scope: o.namespace,
+    ...(o.runId ? { runId: o.runId } : {}),
+    linkedRunIds: result.runIds,
+    deleted: { ...result.deleted },
+    scopeDeleted: result.namespaceDeleted,
+    errors: result.errors.map((e) => `${e.kind} ${e.name}: ${e.message}`),
+    interrupted: o.signal?.aborted ?? false,
+  });
   return result;
 }
 

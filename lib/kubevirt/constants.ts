@@ -18,17 +18,9 @@ export const CDI_API = {
   DV_PLURAL: "datavolumes",
 } as const;
 
-/** Label keys virtwork puts on everything it creates. */
-export const LABELS = {
-  APP_NAME: "app.kubernetes.io/name",
-  MANAGED_BY: "app.kubernetes.io/managed-by",
-  COMPONENT: "app.kubernetes.io/component",
-  ROLE: "virtwork/role",
-  RUN_ID: "virtwork/run-id",
-} as const;
-
-/** Value of {@linkcode LABELS.MANAGED_BY} and {@linkcode LABELS.APP_NAME}. */
-export const MANAGED_BY_VALUE = "virtwork";
+// The labels are the neutral plan's: both backends label with them.
+export { LABELS, MANAGED_BY_VALUE } from "../virtwork/plan.ts";
+import { LABELS, MANAGED_BY_VALUE } from "../virtwork/plan.ts";
 
 /** Defaults of the configuration chain. */
 export const DEFAULTS = {

@@ -4,7 +4,8 @@
  * @module
  */
 import type { DataDisk, ServiceSpec } from "../workloads/workload.ts";
-import { CDI_API, KUBEVIRT_API, LABELS, MANAGED_BY_VALUE } from "./constants.ts";
+import { formatQuantity } from "../workloads/quantity.ts";
+import { CDI_API, KUBEVIRT_API } from "./constants.ts";
 
 /** Object metadata as sent on create. */
 export interface ObjectMeta {
@@ -65,14 +66,7 @@ export interface VirtualMachineOptions {
   dataDisks?: readonly DataDisk[];
 }
 
-/** Labels of every object of a run. */
-export function baseLabels(runId: string): Record<string, string> {
-  return {
-    [LABELS.APP_NAME]: MANAGED_BY_VALUE,
-    [LABELS.MANAGED_BY]: MANAGED_BY_VALUE,
-    [LABELS.RUN_ID]: runId,
-  };
-}
+export { baseLabels } from "../virtwork/plan.ts";
 
 /** The Namespace object. */
 export function buildNamespace(name: string, labels: Record<string, string> = {}): KubeObject {
@@ -117,7 +111,7 @@ export function buildVirtualMachine(o: VirtualMachineOptions): KubeObject {
       metadata: { name: dv, labels: { ...o.labels } },
       spec: {
         source: { blank: {} },
-        storage: { resources: { requests: { storage: d.size } } },
+        storage: { resources: { requests: { storage: formatQuantity(d.sizeBytes) } } },
       },
     });
   }

@@ -17,9 +17,8 @@
  * ```
  * @module
  */
-// Run and cleanup report to lib/audit's Auditor and its records; re-exported so this barrel
-// documents alone.
-export * from "../audit/types.ts";
+// Run and cleanup report virtwork's typed events; the edge subscribes the audit trail to them.
+export type * from "../virtwork/events.ts";
 export { cleanup, CLEANUP_ORDER } from "./cleanup.ts";
 export type { CleanupFailure, CleanupOptions, CleanupResult } from "./cleanup.ts";
 // loadKubeConfig stays in client.ts: its result exposes client-node's KubeConfig type.

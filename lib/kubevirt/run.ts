@@ -17,7 +17,7 @@
  * ```
  * @module
  */
-import { type Auditor, type EventRecord, noopAuditor } from "../audit/types.ts";
+import type { EventLevel, EventSink, VirtworkEvent } from "../virtwork/events.ts";
 import type { ApiObject, ClusterApi, Resource } from "./client.ts";
 import { LABELS, MANAGED_BY_VALUE, managedSelector } from "./constants.ts";
 import { ConnectionError, KubeApiError, ObjectCollisionError } from "./errors.ts";
@@ -37,8 +37,11 @@ export interface RunOptions {
   concurrency?: number;
   /** Aborting stops creating and waiting; the result says what exists. */
   signal?: AbortSignal;
-  /** Receives audit records (default: none). */
-  auditor?: Auditor;
+  /**
+   * Receives what happens as virtwork's typed events (run started, objects created, VMs ready or
+   * failed, rollbacks, run finished); the edge subscribes the audit trail to it.
+   */
+  record?: EventSink;
   /** Seconds to spend after an interrupt undoing creates that were in flight (default 10). */
   rollbackTimeoutSeconds?: number;
   /** What the audit trail records beside the plan. */
@@ -60,7 +63,7 @@ export type RunEvent =
   /** A readiness poll ended with VMs still pending; counts over the whole run. */
   | { type: "waiting"; ready: number; failed: number; pending: number; total: number };
 
-/** Context recorded with a run; never credentials (keys naming them are redacted anyway). */
+/** Context reported with a run's start; never credentials. */
 export interface RunAuditContext {
   /** Effective settings of the run. */
   config?: Readonly<Record<string, unknown>>;
@@ -169,12 +172,149 @@ export async function executeRun(
   opts: RunOptions,
 ): Promise<RunResult> {
   const started = performance.now();
-  const auditor = opts.auditor ?? noopAuditor;
   const progress = opts.onProgress ?? (() => {});
-  const ns = plan.namespace.metadata.name;
-  const result: RunResult = {
+  const record = recorder(opts.record, progress);
+  const result = newRunResult(plan);
+  const ns = result.namespace;
+  const note = (level: EventLevel, reason: string, message: string) =>
+    record({ type: "note", runId: plan.runId, level, reason, message });
+  const fail = async (e: unknown): Promise<never> => {
+    result.elapsedSeconds = (performance.now() - started) / 1000;
+    const err = e instanceof Error ? e : new Error(String(e));
+    await note("error", "RunFailed", err.message);
+    await record({
+      type: "runFinished",
+      runId: plan.runId,
+      ok: false,
+      interrupted: result.interrupted,
+      error: err.message,
+    });
+    throw new RunFailedError(err, result);
+  };
+  const workloadNames = [...new Set(plan.vms.map((v) => v.workload))];
+  await record({
+    type: "runStarted",
     runId: plan.runId,
-    namespace: ns,
+    target: "kubevirt",
+    scope: ns,
+    ...(opts.audit?.target ? { location: opts.audit.target } : {}),
+    workloads: workloadNames.map((name) => {
+      const config = opts.audit?.workloads?.[name];
+      return {
+        name,
+        vmCount: plan.vms.filter((v) => v.workload === name).length,
+        ...(config ? { config } : {}),
+      };
+    }),
+    vmCount: plan.vms.length,
+    dryRun: false,
+    sshAuthConfigured: opts.audit?.sshAuthConfigured ?? plan.secrets.length > 0,
+    ...(opts.audit?.config ? { config: opts.audit.config } : {}),
+  });
+  const created = new Map<string, number>();
+  try {
+    await createRunObjects(api, plan, result, created, {
+      ...opts,
+      record,
+      onVmCreated: (name, outcome) => opts.onEvent?.({ type: "vmCreated", name, outcome }),
+    });
+  } catch (e) {
+    await fail(e);
+  }
+  if (opts.wait !== false && !result.interrupted) {
+    result.waited = true;
+    try {
+      await waitForReady(api, plan, result, created, opts, progress, {
+        ready: async (name, seconds) => {
+          opts.onEvent?.({ type: "vmReady", name, seconds });
+          await record({ type: "vmReady", runId: plan.runId, name, seconds });
+        },
+        failed: async (name, message) => {
+          opts.onEvent?.({ type: "vmFailed", name, message });
+          await record({ type: "vmFailed", runId: plan.runId, name, message });
+        },
+        waiting: (w) => opts.onEvent?.({ type: "waiting", ...w }),
+      });
+    } catch (e) {
+      if (opts.signal?.aborted) result.interrupted = true;
+      else await fail(e);
+    }
+    if (result.timedOut) {
+      for (const v of result.vms.filter((v) => v.error?.startsWith("not ready after"))) {
+        await record({
+          type: "note",
+          runId: plan.runId,
+          level: "warning",
+          reason: "Timeout",
+          object: `VirtualMachine/${v.name}`,
+          message: v.error!,
+        });
+      }
+    }
+  }
+  if (result.interrupted) await note("warning", "Interrupted", "run interrupted");
+  for (const v of result.vms) {
+    await record({
+      type: "vmFinished",
+      runId: plan.runId,
+      name: v.name,
+      workload: v.workload,
+      role: v.role,
+      phase: v.phase,
+      ready: v.ready,
+      ...(v.secondsToReady !== undefined ? { secondsToReady: v.secondsToReady } : {}),
+      ...(v.error !== undefined ? { error: v.error } : {}),
+    });
+  }
+  result.elapsedSeconds = (performance.now() - started) / 1000;
+  const problems = runProblems(result, opts.timeoutSeconds);
+  await record({
+    type: "runFinished",
+    runId: plan.runId,
+    ok: problems.length === 0 && !result.interrupted,
+    interrupted: result.interrupted,
+    ...(problems.length > 0 ? { error: problems.join("; ") } : {}),
+  });
+  return result;
+}
+
+/** Why a finished run is not a success: failed VMs, VMs not ready by the timeout. */
+export function runProblems(
+  result: Pick<RunResult, "vms" | "failedVms" | "timedOut">,
+  timeoutSeconds: number,
+): string[] {
+  const notReady = result.vms.filter((v) => !v.ready && !v.failed).length;
+  return [
+    ...(result.failedVms > 0
+      ? [
+        `${result.failedVms} of ${result.vms.length} VMs failed: ${
+          result.vms.filter((v) => v.failed).map((v) => `${v.name} (${v.phase})`).join(", ")
+        }`,
+      ]
+      : []),
+    ...(result.timedOut
+      ? [`${notReady} of ${result.vms.length} VMs not ready after ${timeoutSeconds}s`]
+      : []),
+  ];
+}
+
+/** A sink that never throws: a failing subscriber is reported as progress. */
+function recorder(sink: EventSink | undefined, progress: (m: string) => void): EventSink {
+  return async (e: VirtworkEvent) => {
+    if (!sink) return;
+    try {
+      await sink(e);
+    } catch (err) {
+      progress(`audit: ${(err as Error).message}`);
+    }
+  };
+}
+
+/** The result of a run of `plan` before anything was done: everything `skipped`. */
+export function newRunResult(plan: RunPlan): RunResult {
+  return {
+    runId: plan.runId,
+    namespace: plan.namespace.metadata.name,
     namespaceOutcome: "skipped",
     services: plan.services.map((s) => ({ name: s.metadata.name, outcome: "skipped" })),
     secrets: plan.secrets.map((s) => ({ name: s.metadata.name, outcome: "skipped" })),
@@ -192,24 +332,45 @@ export async function executeRun(
     failedVms: 0,
     elapsedSeconds: 0,
   };
-  const audit = async (f: () => void | Promise<void>) => {
-    try {
-      await f();
-    } catch (e) {
-      progress(`audit: ${(e as Error).message}`);
-    }
-  };
+}
+
+/** What {@linkcode createRunObjects} needs beyond {@linkcode RunOptions}. */
+export interface CreateObjectsOptions extends
+  Pick<
+    RunOptions,
+    "signal" | "concurrency" | "rollbackTimeoutSeconds" | "onProgress"
+  > {
+  /** Receives objectCreated and note events (never throws: wrap with care). */
+  record: EventSink;
+  /** Told of each VM created or found this run's. */
+  onVmCreated?: (name: string, outcome: "created" | "exists") => void | Promise<void>;
+}
+
+/**
+ * The create half of a run: the Namespace (with a preflight when it existed), the Services in
+ * order, then Secrets and VMs by a pool of workers; on an interrupt, rolls back what was in
+ * flight. Fills `result` and `created` (VM name → `performance.now()` of its creation).
+ * @throws the first non-transient error (the result says what exists)
+ */
+export async function createRunObjects(
+  api: ClusterApi,
+  plan: RunPlan,
+  result: RunResult,
+  created: Map<string, number>,
+  opts: CreateObjectsOptions,
+): Promise<void> {
+  const progress = opts.onProgress ?? (() => {});
+  const record = opts.record;
+  const ns = plan.namespace.metadata.name;
   const recordFailure = (obj: KubeObject, e: unknown) =>
-    audit(() =>
-      auditor.objectCreated({
-        runId: plan.runId,
-        kind: obj.kind,
-        namespace: ns,
-        name: obj.metadata.name,
-        outcome: "failed",
-        error: (e as Error).message,
-      })
-    );
+    record({
+      type: "objectCreated",
+      runId: plan.runId,
+      kind: obj.kind,
+      name: obj.metadata.name,
+      outcome: "failed",
+      error: (e as Error).message,
+    });
   const create = async (resource: Resource, obj: KubeObject): Promise<CreateOutcome> => {
     let outcome: CreateOutcome = "created";
     try {
@@ -237,18 +398,14 @@ export async function executeRun(
       outcome = "exists";
     }
     progress(`${obj.kind} ${obj.metadata.name}: ${outcome}`);
-    if (resource === "virtualmachines") {
-      opts.onEvent?.({ type: "vmCreated", name: obj.metadata.name, outcome });
-    }
-    await audit(() =>
-      auditor.objectCreated({
-        runId: plan.runId,
-        kind: obj.kind,
-        namespace: ns,
-        name: obj.metadata.name,
-        outcome,
-      })
-    );
+    if (resource === "virtualmachines") await opts.onVmCreated?.(obj.metadata.name, outcome);
+    await record({
+      type: "objectCreated",
+      runId: plan.runId,
+      kind: obj.kind,
+      name: obj.metadata.name,
+      outcome,
+    });
     return outcome;
   };
   /** Throws unless `existing` is this run's object. */
@@ -286,47 +443,6 @@ export async function executeRun(
       }
     }
   };
-  const event = (r: Omit<EventRecord, "runId">) =>
-    audit(() => auditor.event({ runId: plan.runId, ...r }));
-  const fail = async (e: unknown): Promise<never> => {
-    result.elapsedSeconds = (performance.now() - started) / 1000;
-    const err = e instanceof Error ? e : new Error(String(e));
-    await event({ level: "error", reason: "RunFailed", message: err.message });
-    await audit(() =>
-      auditor.runFinished({
-        runId: plan.runId,
-        ok: false,
-        interrupted: result.interrupted,
-        error: err.message,
-      })
-    );
-    throw new RunFailedError(err, result);
-  };
-  const workloadNames = [...new Set(plan.vms.map((v) => v.workload))];
-  await audit(() =>
-    auditor.runStarted({
-      runId: plan.runId,
-      namespace: ns,
-      workloads: workloadNames,
-      vmCount: plan.vms.length,
-      dryRun: false,
-      sshAuthConfigured: opts.audit?.sshAuthConfigured ?? plan.secrets.length > 0,
-      ...(opts.audit?.config ? { config: opts.audit.config } : {}),
-      ...(opts.audit?.target ? { target: opts.audit.target } : {}),
-    })
-  );
-  for (const name of workloadNames) {
-    const config = opts.audit?.workloads?.[name];
-    await audit(() =>
-      auditor.workloadRecorded({
-        runId: plan.runId,
-        name,
-        vmCount: plan.vms.filter((v) => v.workload === name).length,
-        ...(config ? { config } : {}),
-      })
-    );
-  }
-
   /** Objects whose create was in flight at the interrupt, with where their outcome goes. */
   const inDoubt: Doubt[] = [];
   // Namespace and Services first, in order: the network clients resolve the Service by DNS.
@@ -346,7 +462,7 @@ export async function executeRun(
     }
     stage = undefined;
   } catch (e) {
-    if (!opts.signal?.aborted) await fail(e);
+    if (!opts.signal?.aborted) throw e;
     result.interrupted = true;
     if (stage) inDoubt.push(stage);
   }
@@ -356,7 +472,6 @@ export async function executeRun(
   const stop = () => abort.abort(opts.signal?.reason);
   opts.signal?.addEventListener("abort", stop, { once: true });
   let firstError: unknown;
-  const created = new Map<string, number>();
   let next = 0;
   const worker = async () => {
     while (!abort.signal.aborted && next < plan.vms.length) {
@@ -394,7 +509,7 @@ export async function executeRun(
   const workers = Math.max(1, Math.min(opts.concurrency ?? 20, plan.vms.length));
   if (!result.interrupted) await Promise.all(Array.from({ length: workers }, worker));
   opts.signal?.removeEventListener("abort", stop);
-  if (firstError !== undefined) await fail(firstError);
+  if (firstError !== undefined) throw firstError;
   if (opts.signal?.aborted) result.interrupted = true;
   if (result.interrupted) {
     // The Secret of a VM that was not created was made for the VM in progress: undo it too.
@@ -419,71 +534,20 @@ export async function executeRun(
         inDoubt,
         opts,
         progress,
-        event,
-        (obj, e) =>
-          audit(() =>
-            auditor.objectCreated({
-              runId: plan.runId,
-              kind: obj.kind,
-              namespace: ns,
-              name: obj.metadata.name,
-              outcome: "created",
-              ...(e ? { error: e } : {}),
-            })
-          ),
+        async (level, reason, object, message) =>
+          await record({ type: "note", runId: plan.runId, level, reason, object, message }),
+        async (obj, e) =>
+          await record({
+            type: "objectCreated",
+            runId: plan.runId,
+            kind: obj.kind,
+            name: obj.metadata.name,
+            outcome: "created",
+            ...(e ? { error: e } : {}),
+          }),
       );
     }
   }
-
-  if (opts.wait !== false && !result.interrupted) {
-    result.waited = true;
-    try {
-      await waitForReady(api, plan, result, created, opts, progress, event);
-    } catch (e) {
-      if (opts.signal?.aborted) result.interrupted = true;
-      else await fail(e);
-    }
-  }
-  if (result.interrupted) {
-    await event({ level: "warning", reason: "Interrupted", message: "run interrupted" });
-  }
-  for (const v of result.vms) {
-    const rec = {
-      runId: plan.runId,
-      namespace: ns,
-      name: v.name,
-      workload: v.workload,
-      role: v.role,
-      phase: v.phase,
-      ready: v.ready,
-      ...(v.secondsToReady !== undefined ? { secondsToReady: v.secondsToReady } : {}),
-      ...(v.error !== undefined ? { error: v.error } : {}),
-    };
-    await audit(() => auditor.vmFinished(rec));
-  }
-  result.elapsedSeconds = (performance.now() - started) / 1000;
-  const notReady = result.vms.filter((v) => !v.ready && !v.failed).length;
-  const problems = [
-    ...(result.failedVms > 0
-      ? [
-        `${result.failedVms} of ${result.vms.length} VMs failed: ${
-          result.vms.filter((v) => v.failed).map((v) => `${v.name} (${v.phase})`).join(", ")
-        }`,
-      ]
-      : []),
-    ...(result.timedOut
-      ? [`${notReady} of ${result.vms.length} VMs not ready after ${opts.timeoutSeconds}s`]
-      : []),
-  ];
-  await audit(() =>
-    auditor.runFinished({
-      runId: plan.runId,
-      ok: problems.length === 0 && !result.interrupted,
-      interrupted: result.interrupted,
-      ...(problems.length > 0 ? { error: problems.join("; ") } : {}),
-    })
-  );
-  return result;
 }
 
 /** An object whose create was in progress at an interrupt. */
@@ -507,9 +571,9 @@ async function rollback(
   api: ClusterApi,
   plan: RunPlan,
   items: readonly Doubt[],
-  opts: RunOptions,
+  opts: Pick<RunOptions, "rollbackTimeoutSeconds">,
   progress: (m: string) => void,
-  event: (r: Omit<EventRecord, "runId">) => Promise<void>,
+  note: (level: EventLevel, reason: string, object: string, message: string) => Promise<void>,
   recordExisting: (obj: KubeObject, error: string) => Promise<void>,
 ): Promise<void> {
   const ns = plan.namespace.metadata.name;
@@ -522,14 +586,14 @@ async function rollback(
     const name = d.obj.metadata.name;
     const report = async (
       outcome: CreateOutcome,
-      level: EventRecord["level"],
+      level: EventLevel,
       reason: string,
       message: string,
     ) => {
       d.set(outcome);
       if (d.vm) d.vm.error = message;
       progress(`${d.obj.kind} ${name}: ${message}`);
-      await event({ level, reason, object: `${d.obj.kind}/${name}`, message });
+      await note(level, reason, `${d.obj.kind}/${name}`, message);
     };
     const why = d.known
       ? `made for a VM that was not created`
@@ -589,21 +653,39 @@ async function rollback(
   }
 }
 
-async function waitForReady(
+/** What {@linkcode waitForReady} reports. */
+export interface ReadinessCallbacks {
+  /** A VM became ready `seconds` after its creation. */
+  ready: (name: string, seconds: number) => void | Promise<void>;
+  /** A VM cannot become ready. */
+  failed: (name: string, message: string) => void | Promise<void>;
+  /** A VM's VMI phase changed (first seen, Scheduling, Running, ...). */
+  phase?: (name: string, phase: string) => void | Promise<void>;
+  /** A poll ended with VMs still pending. */
+  waiting?: (w: { ready: number; failed: number; pending: number; total: number }) => void;
+}
+
+/**
+ * Polls until every created VM of `result` is Ready or failed, or `timeoutSeconds` passes
+ * (then `result.timedOut`, and each pending VM's `error` says so). `created` holds each VM's
+ * creation time (`performance.now()`). An abort ends the wait with `result.interrupted`.
+ */
+export async function waitForReady(
   api: ClusterApi,
   plan: RunPlan,
   result: RunResult,
   created: Map<string, number>,
-  opts: RunOptions,
+  opts: Pick<RunOptions, "timeoutSeconds" | "pollIntervalSeconds" | "signal">,
   progress: (m: string) => void,
-  event: (r: Omit<EventRecord, "runId">) => Promise<void>,
+  report: ReadinessCallbacks,
+  only?: ReadonlySet<string>,
 ): Promise<void> {
   const ns = result.namespace;
   const deadline = performance.now() + opts.timeoutSeconds * 1000;
   const pending = new Map(
-    result.vms.filter((v) => v.outcome === "created" || v.outcome === "exists").map((
-      v,
-    ) => [v.name, v]),
+    result.vms.filter((v) =>
+      (v.outcome === "created" || v.outcome === "exists") && (!only || only.has(v.name))
+    ).map((v) => [v.name, v]),
   );
   // One list per poll instead of one GET per VM keeps a 200-VM run within the rate limit.
   const selector = managedSelector();
@@ -616,7 +698,9 @@ async function waitForReady(
     const now = performance.now();
     for (const [name, v] of pending) {
       const vmi = byName.get(name);
-      v.phase = (vmi?.status?.phase as string | undefined) ?? "Pending";
+      const phase = (vmi?.status?.phase as string | undefined) ?? "Pending";
+      if (phase !== v.phase) await report.phase?.(name, phase);
+      v.phase = phase;
       const failure = vmFailure(vmi, vmByName.get(name));
       if (failure) {
         v.failed = true;
@@ -625,25 +709,13 @@ async function waitForReady(
         result.failedVms++;
         pending.delete(name);
         progress(`VM ${name}: ${v.error}`);
-        opts.onEvent?.({ type: "vmFailed", name, message: failure.message });
-        await event({
-          level: "error",
-          reason: "VmFailed",
-          object: `VirtualMachine/${name}`,
-          message: failure.message,
-        });
+        await report.failed(name, failure.message);
       } else if (vmiReady(vmi)) {
         v.ready = true;
         v.secondsToReady = (now - (created.get(name) ?? now)) / 1000;
         pending.delete(name);
         progress(`VM ${name}: ready after ${v.secondsToReady.toFixed(1)}s`);
-        opts.onEvent?.({ type: "vmReady", name, seconds: v.secondsToReady });
-        await event({
-          level: "info",
-          reason: "VmReady",
-          object: `VirtualMachine/${name}`,
-          message: `ready after ${v.secondsToReady.toFixed(1)}s`,
-        });
+        await report.ready(name, v.secondsToReady);
       }
     }
     if (pending.size === 0) break;
@@ -652,18 +724,11 @@ async function waitForReady(
       result.timedOut = true;
       for (const v of pending.values()) {
         v.error = `not ready after ${opts.timeoutSeconds}s (phase ${v.phase})`;
-        await event({
-          level: "warning",
-          reason: "Timeout",
-          object: `VirtualMachine/${v.name}`,
-          message: v.error,
-        });
       }
       break;
     }
     progress(`waiting for ${pending.size} of ${plan.vms.length} VMs`);
-    opts.onEvent?.({
-      type: "waiting",
+    report.waiting?.({
       ready: result.vms.filter((v) => v.ready).length,
       failed: result.failedVms,
       pending: pending.size,

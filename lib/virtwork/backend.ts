@@ -8,6 +8,7 @@
  * @module
  */
 import type { CloudConfigOptions } from "../cloudinit/cloud_config.ts";
+import type { ServiceSpec } from "../workloads/workload.ts";
 import type { ResultSample } from "./results.ts";
 
 /** Which platform a run deploys onto. */
@@ -70,6 +71,11 @@ export interface NeutralPlan {
   vms: NeutralVm[];
   /** Which VM needs to reach which. */
   peers: PeerNeed[];
+  /**
+   * Services the workloads ask for, by workload (KubeVirt creates them and names peers by them;
+   * other backends ignore them). Absent: none.
+   */
+  services?: { workload: string; spec: ServiceSpec }[];
 }
 
 /** What a backend reports while it creates, waits and collects. */
@@ -82,6 +88,27 @@ export type BackendEvent =
   | { type: "ready"; vm: string; at: number }
   /** The VM cannot become ready. */
   | { type: "failed"; vm: string; message: string; at: number }
+  /**
+   * An object other than the VM itself was created, found this run's, or failed (a Secret,
+   * Service, volume); `failed` for a VM too. Optional: the core records what it is told.
+   */
+  | {
+    type: "object";
+    kind: string;
+    name: string;
+    outcome: "created" | "exists" | "failed";
+    error?: string;
+    at: number;
+  }
+  /** Something worth recording: a rollback, an object that may exist (`reason` is short). */
+  | {
+    type: "note";
+    level: "info" | "warning" | "error";
+    reason: string;
+    message: string;
+    object?: string;
+    at: number;
+  }
   /** A result sample arrived from the guest. */
   | { type: "result"; vm: string; sample: ResultSample; at: number };
 

@@ -99,7 +99,10 @@ Deno.test("migrate() moves an old database forward and keeps its rows", async ()
     );
     db.close();
     // An older release refuses a newer database rather than writing to it.
-    assert.throws(() => openAuditDb(t.path), /schema version 2 is newer than this release/);
+    assert.throws(
+      () => openAuditDb(t.path),
+      new RegExp(`schema version ${SCHEMA_VERSION + 1} is newer than this release`),
+    );
   } finally {
     await t.cleanup();
   }
@@ -109,10 +112,14 @@ Deno.test("migrate() rolls back a failing step and leaves the version as it was"
   const db = new DatabaseSync(":memory:");
   migrate(db);
   assert.throws(
-    () => migrate(db, [...MIGRATIONS, { version: 2, up: "CREATE TABLE x (a); SELECT nope;" }]),
+    () =>
+      migrate(db, [...MIGRATIONS, {
+        version: SCHEMA_VERSION + 1,
+        up: "CREATE TABLE x (a); SELECT nope;",
+      }]),
     /no such column|nope/,
   );
-  assert.equal(schemaVersion(db), 1);
+  assert.equal(schemaVersion(db), SCHEMA_VERSION);
   assert.ok(!names(db, "table").includes("x"));
   db.close();
 });
@@ -449,6 +456,8 @@ Deno.test("noopAuditor has every method SqliteAuditor has, returns nothing and c
         ready: true,
       }),
     event: () => n.event({ runId: "r", level: "info", reason: "x", message: "m" }),
+    resultsRecorded: () =>
+      n.resultsRecorded?.({ runId: "r", vm: "v", workload: "cpu", metrics: { tps: 1 } }),
     runFinished: () => n.runFinished({ runId: "r", ok: true, interrupted: false }),
     cleanupStarted: () => n.cleanupStarted({ cleanupId: "c", namespace: "n" }),
     objectDeleted: () =>
@@ -483,4 +492,39 @@ Deno.test("noopAuditor has every method SqliteAuditor has, returns nothing and c
   assert.throws(() => {
     (n as unknown as Record<string, unknown>).event = () => {};
   }, TypeError);
+});
+
+Deno.test("results: the latest figures of a VM are stored on its row and read back", () => {
+  const a = SqliteAuditor.open(":memory:", { now: steppingClock(), hostname: "h1", pid: 42 });
+  start(a, "run-r");
+  a.vmFinished({
+    runId: "run-r",
+    namespace: "qemu:///system",
+    name: "virtwork-disk-1",
+    workload: "disk",
+    role: "worker",
+    phase: "AgentConnected",
+    ready: true,
+  });
+  a.resultsRecorded({
+    runId: "run-r",
+    vm: "virtwork-disk-1",
+    workload: "disk",
+    metrics: { write_iops: 850, read_p99_ms: 4.1 },
+  });
+  a.resultsRecorded({
+    runId: "run-r",
+    vm: "virtwork-database-1",
+    workload: "database",
+    metrics: {},
+    error: "postgresql is not installed",
+  });
+  const d = entryDetails(a.db, "run-r")!;
+  const disk = d.vms.find((v) => v.name === "virtwork-disk-1")!;
+  assert.deepEqual(disk.results, { write_iops: 850, read_p99_ms: 4.1 });
+  assert.equal(disk.ready, true);
+  assert.equal(disk.resultError, null);
+  const db = d.vms.find((v) => v.name === "virtwork-database-1")!;
+  assert.equal(db.resultError, "postgresql is not installed");
+  a.close();
 });

@@ -4,6 +4,7 @@ import { LABELS } from "../../lib/kubevirt/constants.ts";
 import { type Auditor, noopAuditor } from "../../lib/audit/types.ts";
 import { buildRunPlan, type RunPlan } from "../../lib/kubevirt/plan.ts";
 import { executeRun, RunFailedError, vmiReady } from "../../lib/kubevirt/run.ts";
+import { auditSubscriber } from "../../lib/virtwork/audit_subscriber.ts";
 import { KubeApiError } from "../../lib/kubevirt/errors.ts";
 import { defaultRegistry, withNamespace, withSshCredentials } from "../../lib/workloads/mod.ts";
 import { KubeConfig } from "npm:@kubernetes/client-node@^2.0.1";
@@ -76,7 +77,7 @@ Deno.test("default run: namespace, network Service before any VM, 6 VMs, all Rea
     const result = await executeRun(
       client,
       plan(["cpu", "memory", "disk", "database", "network"]),
-      { timeoutSeconds: 10, pollIntervalSeconds: 0.05, auditor },
+      { timeoutSeconds: 10, pollIntervalSeconds: 0.05, record: auditSubscriber(auditor) },
     );
     assert.equal(result.vms.length, 6);
     assert.ok(result.vms.every((v) => v.outcome === "created" && v.ready && v.phase === "Running"));
@@ -341,7 +342,7 @@ Deno.test("run: Ctrl-C during creation stops creating; the server holds exactly 
       pollIntervalSeconds: 0.05,
       concurrency: 4,
       signal: ctl.signal,
-      auditor,
+      record: auditSubscriber(auditor),
       onProgress: (m) => {
         if (/^VirtualMachine \S+: created$/.test(m)) ctl.abort(new Error("SIGINT"));
       },
@@ -388,7 +389,7 @@ Deno.test("run: a VM create in flight at Ctrl-C that lands is rolled back with i
         pollIntervalSeconds: 0.05,
         concurrency: 1,
         signal: ctl.signal,
-        auditor,
+        record: auditSubscriber(auditor),
       }),
       60_000,
       "the interrupted run did not end",
@@ -427,7 +428,7 @@ Deno.test("run: a Failed VMI or a VM in an error state ends its wait at once as 
       executeRun(client, plan(["cpu"], { vmCount: 3 }), {
         timeoutSeconds: 3600,
         pollIntervalSeconds: 0.05,
-        auditor,
+        record: auditSubscriber(auditor),
         onProgress: (m) => {
           if (!broken && m.startsWith("waiting for")) {
             broken = true;
@@ -475,7 +476,7 @@ Deno.test("run: a Service create in flight at Ctrl-C is rolled back and no VM is
         timeoutSeconds: 5,
         pollIntervalSeconds: 0.05,
         signal: ctl.signal,
-        auditor,
+        record: auditSubscriber(auditor),
       }),
       60_000,
       "the interrupted run did not end",
