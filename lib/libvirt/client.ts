@@ -10,6 +10,7 @@ import {
   Program,
   QemuProcedure,
 } from "./constants.ts";
+import { type ConsoleOptions, type DomainConsole, openDomainConsole } from "./console.ts";
 import { ConnectionError, InterruptedError } from "./errors.ts";
 import { type ArgsEncoder, type CallOptions, RpcConnection, type RpcOptions } from "./rpc.ts";
 import { dial, type DialOptions, type Transport } from "./transport.ts";
@@ -823,6 +824,26 @@ export class Libvirt {
       w.writeUhyper(opts.length ?? 0);
       w.writeUint(0);
     });
+  }
+
+  // ---- consoles ----
+
+  /**
+   * Opens the domain's console (its first one, or `opts.device`): the guest's serial output as a
+   * `ReadableStream`, and `write` for its input. Close it (or cancel the stream) to release it.
+   *
+   * @example
+   * ```ts
+   * import { Libvirt } from "./mod.ts";
+   * const lv = await Libvirt.connect("qemu:///system");
+   * const con = await lv.openConsole(await lv.domainLookupByName("web-01"), { force: true });
+   * for await (const chunk of con.readable) console.log(new TextDecoder().decode(chunk));
+   * ```
+   * @throws {LibvirtError} no such domain or device, the domain is not running, or another
+   *   client holds the console and `force` is not set (`isConsoleBusy()`)
+   */
+  openConsole(domain: DomainRef, opts: ConsoleOptions = {}): Promise<DomainConsole> {
+    return openDomainConsole(this.rpc, domain, opts);
   }
 
   // ---- host interfaces ----

@@ -112,6 +112,7 @@ export const Procedure = {
   CONNECT_GET_LIB_VERSION: 157,
   STORAGE_VOL_WIPE: 165,
   DOMAIN_CREATE_WITH_FLAGS: 196,
+  DOMAIN_OPEN_CONSOLE: 201,
   STORAGE_VOL_UPLOAD: 208,
   STORAGE_VOL_DOWNLOAD: 209,
   DOMAIN_GET_STATE: 212,
@@ -148,6 +149,14 @@ export const DriverFeature = {
   TYPED_PARAM_STRING: 9,
   PROGRAM_KEEPALIVE: 10,
   REMOTE_EVENT_CALLBACK: 14,
+} as const;
+
+/** `virDomainConsoleFlags`. */
+export const DomainConsoleFlags = {
+  /** Take the console over from a client that holds it. */
+  FORCE: 1,
+  /** Open only where the driver keeps consoles mutually exclusive. */
+  SAFE: 2,
 } as const;
 
 /** `virErrorNumber`: the codes callers branch on. */

@@ -79,6 +79,13 @@ export class LibvirtError extends Error {
   isNoSupport(): boolean {
     return this.code === ErrorCode.NO_SUPPORT;
   }
+  /**
+   * Another client holds the domain's console, and it was opened without `force`
+   * (VIR_ERR_OPERATION_FAILED "Active console session exists for this domain").
+   */
+  isConsoleBusy(): boolean {
+    return this.code === ErrorCode.OPERATION_FAILED && /console session exists/i.test(this.message);
+  }
   /** The caller is not allowed to do this (VIR_ERR_ACCESS_DENIED, AUTH_FAILED, OPERATION_DENIED). */
   isAccessDenied(): boolean {
     return this.code === ErrorCode.ACCESS_DENIED || this.code === ErrorCode.AUTH_FAILED ||

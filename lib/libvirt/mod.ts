@@ -24,6 +24,7 @@ export type {
   StoragePoolInfo,
   StorageVolInfo,
 } from "./client.ts";
+export type { ConsoleOptions, DomainConsole } from "./console.ts";
 export * from "./constants.ts";
 export {
   CallTimeoutError,
@@ -34,7 +35,7 @@ export {
 } from "./errors.ts";
 export type { LibvirtErrorFields } from "./errors.ts";
 export { encodeFrame, RpcConnection, STREAM_CHUNK } from "./rpc.ts";
-export type { ArgsEncoder, CallOptions, RpcOptions } from "./rpc.ts";
+export type { ArgsEncoder, CallOptions, DuplexStream, RpcOptions } from "./rpc.ts";
 export { dial, remoteProxyCommand } from "./transport.ts";
 export type { DialOptions, Transport } from "./transport.ts";
 export { DEFAULT_URI, parseUri, resolveUri } from "./uri.ts";

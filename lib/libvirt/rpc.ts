@@ -74,6 +74,24 @@ export interface CallOptions {
   mutates?: boolean;
 }
 
+/** A stream opened with {@linkcode RpcConnection.openDuplex}: data both ways. */
+export interface DuplexStream {
+  /**
+   * The next chunk the daemon sent, or null once it ended the stream (or after `finish`/`abort`).
+   * Rejects with the daemon's error when it aborted the stream, with {@linkcode InterruptedError}
+   * after an interrupt, with {@linkcode ConnectionError} when the connection ended.
+   */
+  read(): Promise<Uint8Array | null>;
+  /** Sends bytes to the daemon; resolves once they left. */
+  write(data: Uint8Array): Promise<void>;
+  /** Ends the stream cleanly (virStreamFinish) and waits for the daemon to confirm; idempotent. */
+  finish(): Promise<void>;
+  /** Aborts the stream (virStreamAbort); idempotent. */
+  abort(): Promise<void>;
+  /** True once the stream has ended either way. */
+  readonly finished: boolean;
+}
+
 /** Encodes a call's arguments into the frame writer. */
 export type ArgsEncoder = (w: XdrWriter) => void;
 
@@ -111,7 +129,16 @@ class StreamState {
   #wake: (() => void) | null = null;
   #onInterrupt: ((err: Error) => void)[] = [];
 
-  constructor(readonly serial: number, readonly prog: number, readonly proc: number) {}
+  /** Data dropped on arrival: the caller is closing the stream and reads no more. */
+  discarding = false;
+
+  constructor(
+    readonly serial: number,
+    readonly prog: number,
+    readonly proc: number,
+    /** Reading the socket pauses while this much received data waits for the consumer. */
+    readonly highWater: number = STREAM_HIGH_WATER,
+  ) {}
 
   /** Marks the stream interrupted with `err` and wakes everything waiting on it. */
   interrupt(err: Error): void {
@@ -467,15 +494,131 @@ export class RpcConnection {
     }
   }
 
-  async #openStream(prog: number, proc: number, args: ArgsEncoder): Promise<StreamState> {
+  /**
+   * Opens a stream that carries data both ways (e.g. DOMAIN_OPEN_CONSOLE): the daemon's data is
+   * read with `read()`, ours sent with `write()`. At most `maxBufferedBytes` (default 1 MiB) of
+   * unread data is held; past it the connection stops reading its socket until the consumer
+   * catches up, so a stalled consumer stalls the connection's other calls too (as a download's
+   * does). `signal` aborts the open and later the stream: pending reads and writes reject with
+   * {@linkcode InterruptedError} and the daemon is told to abort.
+   */
+  async openDuplex(
+    prog: number,
+    proc: number,
+    args: ArgsEncoder,
+    opts: { maxBufferedBytes?: number; signal?: AbortSignal } = {},
+  ): Promise<DuplexStream> {
+    const { signal } = opts;
+    if (signal?.aborted) throw InterruptedError.from(signal.reason);
+    const highWater = Math.max(1, opts.maxBufferedBytes ?? 1024 * 1024);
+    const st = await this.#openStream(prog, proc, args, highWater, signal);
+    let done = false;
+    let detach = () => {};
+    const end = () => {
+      done = true;
+      detach();
+      st.chunks.length = 0;
+      st.queued = 0;
+      this.#streams.delete(st.serial);
+      this.#resume();
+      st.notify();
+    };
+    if (signal) {
+      const onAbort = () => {
+        if (done || st.finished) return;
+        st.chunks.length = 0;
+        st.queued = 0;
+        st.interrupt(InterruptedError.from(signal.reason));
+        this.#resume();
+      };
+      if (signal.aborted) onAbort();
+      else {
+        signal.addEventListener("abort", onAbort, { once: true });
+        detach = () => signal.removeEventListener("abort", onAbort);
+      }
+    }
+    const read = async (): Promise<Uint8Array | null> => {
+      while (true) {
+        if (st.interrupted) throw st.error;
+        const chunk = st.chunks.shift();
+        if (chunk) {
+          st.queued -= chunk.length;
+          if (st.queued < st.highWater) this.#resume();
+          return chunk;
+        }
+        if (st.error) throw st.error;
+        if (st.eof || st.finished || done) return null;
+        await st.changed();
+      }
+    };
+    const write = async (data: Uint8Array): Promise<void> => {
+      for (let off = 0; off < data.length; off += STREAM_CHUNK) {
+        if (st.error) throw st.error;
+        if (done || st.finished) throw new ProtocolError("The stream is closed");
+        const part = data.subarray(off, Math.min(data.length, off + STREAM_CHUNK));
+        await st.orInterrupted(this.#send(streamFrame(st, MessageStatus.CONTINUE, part)));
+      }
+    };
+    const finish = async (): Promise<void> => {
+      if (done) return;
+      st.discarding = true;
+      st.chunks.length = 0;
+      st.queued = 0;
+      this.#resume();
+      try {
+        if (st.interrupted) {
+          await this.#abortStream(st, st.error);
+          return;
+        }
+        if (!st.finished && !this.#closed) {
+          await this.#send(streamFrame(st, MessageStatus.OK));
+          await this.#streamSettled(st);
+        }
+        // A daemon-side error that ended the stream is the caller's news, not a failed close.
+      } catch (err) {
+        if (!this.#closed) await this.#abortStream(st, err);
+      } finally {
+        end();
+      }
+    };
+    const abort = async (): Promise<void> => {
+      if (done) return;
+      st.discarding = true;
+      st.chunks.length = 0;
+      st.queued = 0;
+      this.#resume();
+      try {
+        await this.#abortStream(st, null);
+      } finally {
+        end();
+      }
+    };
+    return {
+      read,
+      write,
+      finish,
+      abort,
+      get finished() {
+        return done || st.finished;
+      },
+    };
+  }
+
+  async #openStream(
+    prog: number,
+    proc: number,
+    args: ArgsEncoder,
+    highWater = STREAM_HIGH_WATER,
+    signal?: AbortSignal,
+  ): Promise<StreamState> {
     if (this.#closed) throw this.#closed;
     const serial = this.#nextSerial();
-    const st = new StreamState(serial, prog, proc);
+    const st = new StreamState(serial, prog, proc, highWater);
     // Registered before the call goes out: data may follow the reply in the same read.
     this.#streams.set(serial, st);
     try {
       const bytes = encodeFrame(prog, proc, MessageType.CALL, serial, MessageStatus.OK, args);
-      await this.#await(serial, proc, bytes, this.#opts.callTimeoutMs);
+      await this.#await(serial, proc, bytes, this.#opts.callTimeoutMs, signal);
     } catch (err) {
       this.#streams.delete(serial);
       throw err;
@@ -765,10 +908,10 @@ export class RpcConnection {
           st.error = new ProtocolError("Received a sparse-stream hole that was not asked for");
         } else if (status === MessageStatus.CONTINUE) {
           if (payload.length === 0) st.eof = true;
-          else {
+          else if (!st.discarding) {
             st.chunks.push(payload);
             st.queued += payload.length;
-            if (st.queued >= STREAM_HIGH_WATER) this.#pauseRead();
+            if (st.queued >= st.highWater) this.#pauseRead();
           }
         } else if (status === MessageStatus.OK) {
           st.eof = true;

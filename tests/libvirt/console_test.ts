@@ -1,0 +1,204 @@
+/**
+ * Domain consoles against the real libvirtd. The guest is SeaBIOS with its output on the serial
+ * port and nothing to boot: it prints its banner (with the domain's UUID), fails to boot and
+ * reboots every second, so the console carries known bytes within a second of starting, and
+ * forever, without a disk image.
+ */
+import assert from "node:assert/strict";
+import {
+  InterruptedError,
+  Libvirt,
+  LibvirtError,
+  UndefineFlags,
+  uuidToString,
+} from "../../lib/libvirt/mod.ts";
+import type { DomainRef } from "../../lib/libvirt/mod.ts";
+import { libvirtTest, uniqueName } from "./_env.ts";
+
+/** Most bytes a test reads looking for a text before it gives up (about 50 reboots). */
+const READ_LIMIT = 64 * 1024;
+
+function seabiosXml(name: string): string {
+  return `<domain type='qemu'><name>${name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>` +
+    `<os><type arch='x86_64' machine='pc'>hvm</type>` +
+    `<bios useserial='yes' rebootTimeout='1000'/></os><devices>` +
+    `<serial type='pty'><target port='0'/></serial>` +
+    `<console type='pty'><target type='serial' port='0'/></console>` +
+    `<memballoon model='none'/></devices></domain>`;
+}
+
+/** Runs `fn` with a connection and a started SeaBIOS domain; removes the domain afterwards. */
+async function withGuest(fn: (lv: Libvirt, d: DomainRef) => Promise<void>): Promise<void> {
+  const lv = await Libvirt.connect();
+  let d: DomainRef | undefined;
+  try {
+    d = await lv.domainDefineXml(seabiosXml(uniqueName("lvcons")));
+    await lv.domainCreate(d);
+    await fn(lv, d);
+  } finally {
+    if (d) {
+      await lv.domainDestroy(d).catch(() => {});
+      await lv.domainUndefine(d, UndefineFlags.NVRAM).catch(() => {});
+    }
+    await lv.close();
+  }
+}
+
+/**
+ * Reads until the text read so far contains `needle`; fails after {@linkcode READ_LIMIT} bytes or
+ * when the stream ends first. Returns the text read.
+ */
+async function readUntil(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  needle: string,
+): Promise<string> {
+  const dec = new TextDecoder();
+  let text = "";
+  let bytes = 0;
+  while (bytes < READ_LIMIT) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`the console ended before "${needle}" (read: ${text.slice(-200)})`);
+    bytes += value.length;
+    text += dec.decode(value, { stream: true });
+    if (text.includes(needle)) return text;
+  }
+  throw new Error(`"${needle}" not in the first ${READ_LIMIT} bytes of the console`);
+}
+
+/**
+ * Fails when `p` has not settled after `ms`: a guard against a hang, never a measure of speed.
+ */
+function hangGuard<T>(p: Promise<T>, what: string, ms = 60_000): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: still pending after ${ms} ms`)), ms);
+  });
+  return Promise.race([p, guard]).finally(() => clearTimeout(timer));
+}
+
+libvirtTest(
+  "console: the guest's serial output arrives, input goes out, close releases it",
+  async () => {
+    await withGuest(async (lv, d) => {
+      const uuid = uuidToString(d.uuid);
+      const con = await lv.openConsole(d);
+      const reader = con.readable.getReader();
+      const text = await hangGuard(readUntil(reader, `Machine UUID ${uuid}`), "banner");
+      assert.match(text, /SeaBIOS \(version /);
+      await con.write(new TextEncoder().encode("\r"));
+      reader.releaseLock();
+      await con.close();
+      await con.close(); // idempotent
+      // Released: a second open without force succeeds and reads the guest again.
+      const again = await lv.openConsole(d, { device: "serial0" });
+      const r2 = again.readable.getReader();
+      await hangGuard(readUntil(r2, "SeaBIOS"), "banner after reopen");
+      // Cancelling the readable closes the console too.
+      await r2.cancel();
+      const third = await lv.openConsole(d);
+      await third.close();
+      assert.equal(lv.rpc.pendingCalls, 0);
+    });
+  },
+);
+
+libvirtTest(
+  "console: a held console refuses a second client, and force takes it over",
+  async () => {
+    await withGuest(async (lv, d) => {
+      const first = await lv.openConsole(d);
+      const r1 = first.readable.getReader();
+      await hangGuard(readUntil(r1, "SeaBIOS"), "first banner");
+      const busy = await lv.openConsole(d).then(
+        () => assert.fail("a second open without force succeeded"),
+        (e) => e,
+      );
+      assert.ok(busy instanceof LibvirtError, String(busy));
+      assert.ok(busy.isConsoleBusy(), busy.message);
+      assert.ok(busy.message.includes(d.name), busy.message);
+      assert.match(busy.message, /force/);
+
+      const second = await lv.openConsole(d, { force: true });
+      // The first client's stream ends, and never hangs.
+      const ended = await hangGuard(
+        (async () => {
+          try {
+            for (;;) if ((await r1.read()).done) return "closed";
+          } catch (e) {
+            return `errored: ${(e as Error).message}`;
+          }
+        })(),
+        "the first console after a takeover",
+      );
+      // libvirtd aborts the old stream: its reader sees the daemon's error, naming the domain.
+      assert.match(ended, new RegExp(`^errored: .*${d.name}`));
+      const r2 = second.readable.getReader();
+      await hangGuard(readUntil(r2, "SeaBIOS"), "banner after takeover");
+      r2.releaseLock();
+      await second.close();
+      await first.close();
+      assert.equal(lv.rpc.pendingCalls, 0);
+    });
+  },
+);
+
+libvirtTest("console: the signal aborts a console being read", async () => {
+  await withGuest(async (lv, d) => {
+    const ac = new AbortController();
+    const con = await lv.openConsole(d, { signal: ac.signal });
+    const reader = con.readable.getReader();
+    await hangGuard(readUntil(reader, "SeaBIOS"), "banner");
+    const pending = (async () => {
+      for (;;) if ((await reader.read()).done) return undefined;
+    })().catch((e) => e);
+    ac.abort(new Error("test abort"));
+    const err = await hangGuard(pending, "read after abort");
+    assert.ok(err instanceof InterruptedError, `expected InterruptedError, got ${err}`);
+    await con.close();
+    // The connection still works, and the console can be had again.
+    const again = await lv.openConsole(d, { force: true });
+    const r2 = again.readable.getReader();
+    await hangGuard(readUntil(r2, "SeaBIOS"), "banner after abort");
+    r2.releaseLock();
+    await again.close();
+    // An already aborted signal opens nothing.
+    await assert.rejects(lv.openConsole(d, { signal: ac.signal }), InterruptedError);
+    assert.equal(lv.rpc.pendingCalls, 0);
+  });
+});
+
+libvirtTest("console: the stream ends when the domain stops", async () => {
+  await withGuest(async (lv, d) => {
+    const con = await lv.openConsole(d);
+    const reader = con.readable.getReader();
+    await hangGuard(readUntil(reader, "SeaBIOS"), "banner");
+    await lv.domainDestroy(d);
+    const ended = await hangGuard(
+      (async () => {
+        try {
+          for (;;) if ((await reader.read()).done) return "closed";
+        } catch (e) {
+          return `errored: ${(e as Error).message}`;
+        }
+      })(),
+      "the console of a stopped domain",
+    );
+    assert.equal(ended, "closed");
+    await con.close();
+  });
+});
+
+libvirtTest("console: a domain that is not running has no console to open", async () => {
+  const lv = await Libvirt.connect();
+  let d: DomainRef | undefined;
+  try {
+    d = await lv.domainDefineXml(seabiosXml(uniqueName("lvcons")));
+    const err = await lv.openConsole(d).then(() => assert.fail("opened"), (e) => e);
+    assert.ok(err instanceof LibvirtError, String(err));
+    assert.ok(err.isOperationInvalid(), `${err.code}: ${err.message}`);
+    assert.ok(err.message.includes(d.name), err.message);
+  } finally {
+    if (d) await lv.domainUndefine(d).catch(() => {});
+    await lv.close();
+  }
+});
