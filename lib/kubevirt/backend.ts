@@ -1,0 +1,278 @@
+/**
+ * virtwork's {@linkcode Backend} for KubeVirt clusters: renders a neutral plan into the Namespace,
+ * Secrets, Services and VirtualMachines of {@linkcode renderRunPlan}, creates them with the
+ * create half of {@linkcode executeRun} (preflight, Services first, a pool of workers, rollback
+ * of what was in flight at an interrupt), follows the VMIs until Ready or failed, reads the
+ * guests' result lines from the VMI console, and cleans up by label.
+ *
+ * @example
+ * ```ts
+ * import { openKubevirtBackend } from "./backend.ts";
+ * import { connect } from "./client.ts";
+ * const { client } = connect();
+ * const backend = openKubevirtBackend(client, {
+ *   namespace: "virtwork",
+ *   containerDiskImage: "quay.io/containerdisks/fedora:41",
+ *   pollIntervalSeconds: 15,
+ * });
+ * ```
+ * @module
+ */
+import type {
+  Backend,
+  BackendCallOptions,
+  BackendCleanup,
+  BackendEvent,
+  CreatedObject,
+  NeutralPlan,
+} from "../virtwork/backend.ts";
+import type { EventSink } from "../virtwork/events.ts";
+import type { PlanSkeleton } from "../virtwork/plan.ts";
+import type { ResultSample } from "../virtwork/results.ts";
+import { cleanup, type CleanupOptions, type CleanupResult } from "./cleanup.ts";
+import type { ClusterApi } from "./client.ts";
+import type { KubeObject } from "./manifests.ts";
+import { kubePeerAddresses, planObjects, renderRunPlan, type RunPlan } from "./plan.ts";
+import { createRunObjects, newRunResult, type RunResult, waitForReady } from "./run.ts";
+
+/**
+ * Reads the result lines of one VMI's serial console for `durationMs` (the console subresource).
+ * `lib/kubevirt/console.ts`'s `readConsoleResults` has this shape.
+ */
+export type ConsoleResultReader = (
+  api: ClusterApi,
+  namespace: string,
+  vmiName: string,
+  durationMs: number,
+  o: { signal?: AbortSignal },
+) => Promise<ResultSample[]>;
+
+/** Options of {@linkcode openKubevirtBackend}. */
+export interface KubevirtBackendOptions {
+  /** Namespace of every object. */
+  namespace: string;
+  /** OS container disk image of every VM. */
+  containerDiskImage: string;
+  /** Seconds between readiness polls (fractions allowed). */
+  pollIntervalSeconds: number;
+  /** VM creations in flight at once (default 20). */
+  concurrency?: number;
+  /** Seconds to spend after an interrupt undoing creates in flight (default 10). */
+  rollbackTimeoutSeconds?: number;
+  /** Progress messages for verbose output. */
+  onProgress?: (message: string) => void;
+  /** Reads a VMI's console; without one, {@linkcode Backend.collectResults} finds nothing. */
+  readConsole?: ConsoleResultReader;
+  /** Cleanup settings beyond the run id (delete the namespace, wait until gone). */
+  cleanup?: Omit<CleanupOptions, "namespace" | "runId" | "signal" | "record">;
+  /** Receives the cleanup's per-object records (the audit trail's deletions). */
+  cleanupRecord?: EventSink;
+}
+
+/** The KubeVirt backend, with what it adds to the contract. */
+export interface KubevirtBackend extends Backend {
+  /** The objects of the plan, as `--dry-run` prints them. */
+  render(plan: NeutralPlan): KubeObject[];
+  /** The KubeVirt plan of the last {@linkcode Backend.create}. */
+  readonly runPlan: RunPlan | undefined;
+  /** What became of each object of the last create (namespace, Services, Secrets, VMs). */
+  readonly runResult: RunResult | undefined;
+  /** The full outcome of the last cleanup. */
+  readonly cleanupResult: CleanupResult | undefined;
+}
+
+/** A KubeVirt backend on `api` (its `server`, when it has one, is the backend's location). */
+export function openKubevirtBackend(
+  api: ClusterApi & { readonly server?: string },
+  o: KubevirtBackendOptions,
+): KubevirtBackend {
+  return new ClusterBackend(api, o);
+}
+
+class ClusterBackend implements KubevirtBackend {
+  readonly target = "kubevirt" as const;
+  readonly location: string;
+  runPlan: RunPlan | undefined;
+  runResult: RunResult | undefined;
+  cleanupResult: CleanupResult | undefined;
+  #api: ClusterApi;
+  #o: KubevirtBackendOptions;
+  #created = new Map<string, number>();
+
+  constructor(api: ClusterApi & { readonly server?: string }, o: KubevirtBackendOptions) {
+    this.#api = api;
+    this.#o = o;
+    this.location = api.server ?? "";
+  }
+
+  /** Each VM a peer connects to is reached by its workload's Service DNS name. */
+  peerAddresses(plan: PlanSkeleton): Promise<Map<string, string>> {
+    return Promise.resolve(kubePeerAddresses(plan, this.#o.namespace));
+  }
+
+  render(plan: NeutralPlan): KubeObject[] {
+    return planObjects(this.#render(plan));
+  }
+
+  #render(plan: NeutralPlan): RunPlan {
+    return renderRunPlan(plan, {
+      namespace: this.#o.namespace,
+      containerDiskImage: this.#o.containerDiskImage,
+    });
+  }
+
+  async create(plan: NeutralPlan, c: BackendCallOptions = {}): Promise<CreatedObject[]> {
+    const kp = this.#render(plan);
+    const result = newRunResult(kp);
+    this.runPlan = kp;
+    this.runResult = result;
+    this.#created = new Map();
+    const emit = c.onEvent ?? (() => {});
+    await createRunObjects(this.#api, kp, result, this.#created, {
+      ...(c.signal ? { signal: c.signal } : {}),
+      ...(this.#o.concurrency !== undefined ? { concurrency: this.#o.concurrency } : {}),
+      ...(this.#o.rollbackTimeoutSeconds !== undefined
+        ? { rollbackTimeoutSeconds: this.#o.rollbackTimeoutSeconds }
+        : {}),
+      ...(this.#o.onProgress ? { onProgress: this.#o.onProgress } : {}),
+      onVmCreated: (vm, outcome) => emit({ type: "created", vm, outcome, at: performance.now() }),
+      record: (e) => {
+        const at = performance.now();
+        if (e.type === "objectCreated") {
+          // A VM's creation comes as `created`; its failure and every other object as `object`.
+          if (e.kind === "VirtualMachine" && e.outcome !== "failed") return;
+          emit({
+            type: "object",
+            kind: e.kind,
+            name: e.name,
+            outcome: e.outcome,
+            ...(e.error !== undefined ? { error: e.error } : {}),
+            at,
+          });
+        } else if (e.type === "note") {
+          emit({
+            type: "note",
+            level: e.level,
+            reason: e.reason,
+            message: e.message,
+            ...(e.object !== undefined ? { object: e.object } : {}),
+            at,
+          });
+        }
+      },
+    });
+    return objectsOf(result);
+  }
+
+  async waitReady(
+    vms: string[],
+    timeoutMs: number,
+    c: BackendCallOptions = {},
+  ): Promise<string[]> {
+    const kp = this.runPlan;
+    const result = this.runResult;
+    if (!kp || !result) throw new TypeError("waitReady() before create()");
+    const emit: (e: BackendEvent) => void = c.onEvent ?? (() => {});
+    const only = new Set(vms);
+    result.waited = true;
+    await waitForReady(
+      this.#api,
+      kp,
+      result,
+      this.#created,
+      {
+        timeoutSeconds: timeoutMs / 1000,
+        pollIntervalSeconds: this.#o.pollIntervalSeconds,
+        ...(c.signal ? { signal: c.signal } : {}),
+      },
+      this.#o.onProgress ?? (() => {}),
+      {
+        phase: (vm, phase) => emit({ type: "phase", vm, phase, at: performance.now() }),
+        ready: (vm) => emit({ type: "ready", vm, at: performance.now() }),
+        failed: (vm, message) => {
+          const phase = result.vms.find((v) => v.name === vm)?.phase;
+          if (phase) emit({ type: "phase", vm, phase, at: performance.now() });
+          emit({ type: "failed", vm, message, at: performance.now() });
+        },
+      },
+      only,
+    );
+    return result.vms.filter((v) => only.has(v.name) && !v.ready && !v.failed).map((v) => v.name);
+  }
+
+  async collectResults(
+    vms: string[],
+    durationMs: number,
+    c: BackendCallOptions = {},
+  ): Promise<Map<string, ResultSample>> {
+    const out = new Map<string, ResultSample>();
+    const read = this.#o.readConsole;
+    if (!read) return out;
+    await Promise.all(vms.map(async (vm) => {
+      let samples: ResultSample[];
+      try {
+        samples = await read(this.#api, this.#o.namespace, vm, durationMs, {
+          ...(c.signal ? { signal: c.signal } : {}),
+        });
+      } catch (e) {
+        if (c.signal?.aborted) return;
+        c.onEvent?.({
+          type: "note",
+          level: "warning",
+          reason: "ResultsUnreadable",
+          object: `VirtualMachineInstance/${vm}`,
+          message: `reading the console failed: ${(e as Error).message}`,
+          at: performance.now(),
+        });
+        return;
+      }
+      for (const s of samples) {
+        c.onEvent?.({ type: "result", vm, sample: s, at: performance.now() });
+      }
+      const latest = samples[samples.length - 1];
+      if (latest) out.set(vm, latest);
+    }));
+    c.signal?.throwIfAborted();
+    return out;
+  }
+
+  async cleanup(runId: string | undefined, c: BackendCallOptions = {}): Promise<BackendCleanup> {
+    const r = await cleanup(this.#api, {
+      ...this.#o.cleanup,
+      namespace: this.#o.namespace,
+      ...(runId !== undefined ? { runId } : {}),
+      ...(c.signal ? { signal: c.signal } : {}),
+      ...(this.#o.cleanupRecord ? { record: this.#o.cleanupRecord } : {}),
+    });
+    this.cleanupResult = r;
+    return {
+      deleted: {
+        VirtualMachine: r.deleted.virtualmachines,
+        Service: r.deleted.services,
+        Secret: r.deleted.secrets,
+        ...(r.namespaceDeleted ? { Namespace: 1 } : {}),
+      },
+      runIds: r.runIds,
+      errors: r.errors,
+    };
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** Every object of a run result, Namespace first, in the backend's terms. */
+function objectsOf(r: RunResult): CreatedObject[] {
+  return [
+    { kind: "Namespace", name: r.namespace, outcome: r.namespaceOutcome },
+    ...r.services.map((s) => ({ kind: "Service", name: s.name, outcome: s.outcome })),
+    ...r.secrets.map((s) => ({ kind: "Secret", name: s.name, outcome: s.outcome })),
+    ...r.vms.map((v) => ({
+      kind: "VirtualMachine",
+      name: v.name,
+      outcome: v.outcome,
+      ...(v.error !== undefined ? { error: v.error } : {}),
+    })),
+  ];
+}
