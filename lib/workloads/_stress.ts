@@ -26,6 +26,11 @@ export interface StressNgOptions {
   description: string;
   /** stress-ng and its stressor arguments; `--timeout` and the metrics options are added. */
   stressArgs: string;
+  /**
+   * A stress-ng command line the run script keeps running in the background for as long as it
+   * runs (the memory workload's holder); the run stops with an error result when it exits.
+   */
+  holdArgs?: string;
   /** Guest distribution. */
   os: GuestOs;
   /** Seconds per slice. */
@@ -55,8 +60,23 @@ export function stressNgFiles(o: StressNgOptions): CloudConfigOptions {
 "$VIRTWORK_BIN_DIR/virtwork-ensure-packages" ${o.workload} ${
     ensureArgs(o.os, ["stress-ng", "python3"])
   } || exit 1
-while true; do
-  "$VIRTWORK_BIN_DIR/${sample}" || sleep "$VIRTWORK_INTERVAL"
+${
+    o.holdArgs
+      ? `${o.holdArgs} --timeout 0 >/dev/null 2>&1 &
+holder=$!
+trap 'kill "$holder" 2>/dev/null' EXIT
+`
+      : ""
+  }while true; do
+${
+    o.holdArgs
+      ? `  if ! kill -0 "$holder" 2>/dev/null; then
+    virtwork_error ${o.workload} "the stress-ng holder exited"
+    exit 1
+  fi
+`
+      : ""
+  }  "$VIRTWORK_BIN_DIR/${sample}" || sleep "$VIRTWORK_INTERVAL"
 done
 `;
   return {

@@ -179,11 +179,25 @@ Deno.test("CpuWorkload: stress-ng --cpu 0 slices of the interval, stress-ng and 
   assert.ok(d.writeFiles!.some((f) => f.path === `/etc/systemd/system/${CPU_UNIT}`));
 });
 
-Deno.test("MemoryWorkload: one vm stressor at 80% with all methods, no disks or service", () => {
+Deno.test("MemoryWorkload: a 70% holder beside 64 MiB sampling slices, no disks or service", () => {
   const w = new MemoryWorkload({ config });
   assert.equal(w.name, "memory");
-  const sample = file(data(w, ROLE_WORKER), "/usr/local/bin/virtwork-memory-sample");
-  assert.match(sample, /stress-ng --vm 1 --vm-bytes \$\{VIRTWORK_VM_BYTES:-80%\} --vm-method all/);
+  const d = data(w, ROLE_WORKER);
+  const sample = file(d, "/usr/local/bin/virtwork-memory-sample");
+  assert.match(
+    sample,
+    /stress-ng --vm 1 --vm-bytes \$\{VIRTWORK_SAMPLE_VM_BYTES:-64M\} --vm-method all --timeout/,
+  );
+  const run = file(d, "/usr/local/bin/virtwork-memory-run");
+  assert.match(
+    run,
+    /^stress-ng --vm 1 --vm-bytes \$\{VIRTWORK_VM_BYTES:-70%\} --vm-keep --vm-method all --timeout 0 .*&$/m,
+  );
+  assert.match(run, /virtwork_error memory "the stress-ng holder exited"/);
+  assert.doesNotMatch(
+    file(data(new CpuWorkload({ config }), ROLE_WORKER), "/usr/local/bin/virtwork-cpu-run"),
+    /holder/,
+  );
   assert.deepEqual(w.dataDisks(), []);
   assert.equal(w.service(), undefined);
 });

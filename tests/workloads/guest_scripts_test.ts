@@ -71,11 +71,32 @@ testNeeding(noStress, {
     try {
       const res = await run(r.path("/usr/local/bin/virtwork-memory-sample"), [], {
         ...r.env,
-        VIRTWORK_VM_BYTES: "32M",
+        VIRTWORK_SAMPLE_VM_BYTES: "32M",
       });
       assert.equal(res.code, 0, res.stderr);
       const s = await oneSample(r.console, r.results, "memory");
       assert.ok(s.metrics.bogo_ops_per_s! > 0, JSON.stringify(s));
+    } finally {
+      await r.remove();
+    }
+  },
+});
+
+testNeeding(noStress, {
+  name: "memory run: when the holder cannot run, the run emits an error line and stops",
+  async fn() {
+    const r = await guestRoot(userData("memory"), 1);
+    try {
+      // A size stress-ng refuses: the holder exits at once; the loop notices after a slice.
+      const res = await run("timeout", ["120", r.path("/usr/local/bin/virtwork-memory-run")], {
+        ...r.env,
+        VIRTWORK_VM_BYTES: "lots",
+        VIRTWORK_SAMPLE_VM_BYTES: "16M",
+      });
+      assert.equal(res.code, 1, res.stderr);
+      const samples = await samplesIn(r.console);
+      assert.equal(samples.at(-1)?.error, "the stress-ng holder exited");
+      assert.ok(samples.length <= 2, "at most one slice ran before the holder was missed");
     } finally {
       await r.remove();
     }
