@@ -304,6 +304,11 @@ export class KubeClient implements ClusterApi {
     return this.#server;
   }
 
+  /** The configuration requests use (credentials, TLS): for the console's websocket. */
+  get kubeConfig(): KubeConfig {
+    return this.#kubeConfig;
+  }
+
   /** {@inheritDoc ClusterApi.settle} */
   async settle(signal?: AbortSignal): Promise<boolean> {
     while (this.#sent.size > 0) {

@@ -40,8 +40,13 @@
  * - VirtualMachines validated against `v1.VirtualMachine` of the KubeVirt schema (422), and inline
  *   cloud-init user data limited to 2048 bytes as KubeVirt's webhook does
  * - injectable faults (`inject`) and latency, and a log of every request
+ * - the VMI console subresource
+ *   (`/apis/subresources.kubevirt.io/v1/namespaces/NS/virtualmachineinstances/NAME/console`): a
+ *   websocket with the `plain.kubevirt.io` subprotocol (as virt-api: offered, it is chosen; not
+ *   offered, the upgrade has none) whose binary frames carry the lines set with `setConsole`; 404
+ *   for an unknown VMI, 400 for one not Running or a request that is not a websocket upgrade
  *
- * Not served: server-side apply, subresources (`/status`, `/finalize`), dry runs, deletion
+ * Not served: server-side apply, other subresources (`/status`, `/finalize`), dry runs, deletion
  * preconditions, `resourceVersionMatch`.
  *
  * @module
@@ -275,6 +280,16 @@ export class K8sTestServer {
   readonly #vmiTimers = new Map<string, ReturnType<typeof setTimeout>>();
   readonly #history: HistoryEntry[] = [];
   readonly #watchers = new Set<Watcher>();
+  readonly #consoles = new Map<string, ConsoleScript>();
+  readonly #consoleSockets = new Set<WebSocket>();
+  /** Bytes each VMI's console received from clients, by `namespace/name`. */
+  readonly consoleInput = new Map<string, Uint8Array[]>();
+  /**
+   * Subprotocol the console endpoint answers: `undefined` (the default) as virt-api does, `null`
+   * none at all (a proxy that does not pass it on). Deno answers only a subprotocol the client
+   * offered.
+   */
+  consoleSubprotocol: string | null | undefined;
   /** Changes up to this resourceVersion have left the history. */
   #compactedRv = 0;
   #rv = 1000;
@@ -310,6 +325,26 @@ export class K8sTestServer {
   /** The current resourceVersion (of the latest change). */
   get resourceVersion(): number {
     return this.#rv;
+  }
+
+  /** Console websockets currently open. */
+  get openConsoles(): number {
+    return this.#consoleSockets.size;
+  }
+
+  /**
+   * Test hook: what the console of VMI `namespace/name` prints once a client connects: each of
+   * `lines` (a newline added) in its own binary frame, `intervalMs` apart. The console then stays
+   * open, or with `end` the server closes it after the last line.
+   */
+  setConsole(
+    namespace: string,
+    name: string,
+    lines: string[],
+    intervalMs = 0,
+    opts: { end?: boolean } = {},
+  ): void {
+    this.#consoles.set(`${namespace}/${name}`, { lines, intervalMs, end: opts.end ?? false });
   }
 
   /** Watches currently open. */
@@ -353,6 +388,8 @@ export class K8sTestServer {
     for (const t of this.#vmiTimers.values()) clearTimeout(t);
     this.#vmiTimers.clear();
     for (const w of [...this.#watchers]) w.close();
+    for (const ws of this.#consoleSockets) ws.close();
+    this.#consoleSockets.clear();
     await this.#server?.shutdown();
   }
 
@@ -592,6 +629,14 @@ export class K8sTestServer {
         return status(401, "Unauthorized", "Unauthorized");
       }
     }
+    const consolePath = CONSOLE_PATH.exec(url.pathname);
+    if (consolePath) {
+      return this.#console(
+        req,
+        decodeURIComponent(consolePath[1]!),
+        decodeURIComponent(consolePath[2]!),
+      );
+    }
     const route = parsePath(url.pathname);
     if (!route) return status(404, "NotFound", `the server could not find the requested resource`);
     const info: RequestInfo = { method: req.method, resource: route.resource };
@@ -636,6 +681,54 @@ export class K8sTestServer {
       default:
         return status(405, "MethodNotAllowed", `method ${req.method} is not supported`);
     }
+  }
+
+  /** The console subresource: checks as virt-api does, then streams the VMI's script. */
+  #console(req: Request, namespace: string, name: string): Response {
+    if (req.method !== "GET") return status(405, "MethodNotAllowed", `method ${req.method}`);
+    const vmi = this.#store.get(this.#key("virtualmachineinstances", namespace, name));
+    if (!vmi) return notFound("virtualmachineinstances", name);
+    if (vmi.status?.phase !== "Running") return status(400, "BadRequest", "VMI is not running");
+    if ((req.headers.get("upgrade") ?? "").toLowerCase() !== "websocket") {
+      return status(400, "BadRequest", "the console is served over a websocket upgrade only");
+    }
+    const offered = (req.headers.get("sec-websocket-protocol") ?? "").split(",").map((p) =>
+      p.trim()
+    );
+    const protocol = this.consoleSubprotocol === undefined
+      ? (offered.includes("plain.kubevirt.io") ? "plain.kubevirt.io" : undefined)
+      : this.consoleSubprotocol ?? undefined;
+    const { socket, response } = Deno.upgradeWebSocket(req, protocol ? { protocol } : {});
+    socket.binaryType = "arraybuffer";
+    const key = `${namespace}/${name}`;
+    const script = this.#consoles.get(key) ?? { lines: [], intervalMs: 0, end: false };
+    const timers: ReturnType<typeof setTimeout>[] = [];
+    socket.onopen = () => {
+      this.#consoleSockets.add(socket);
+      const enc = new TextEncoder();
+      script.lines.forEach((line, i) => {
+        const t = setTimeout(() => {
+          if (socket.readyState === WebSocket.OPEN) socket.send(enc.encode(`${line}\n`));
+          if (script.end && i === script.lines.length - 1) socket.close(1000);
+        }, script.intervalMs * i);
+        timers.push(t);
+      });
+      if (script.end && script.lines.length === 0) socket.close(1000);
+    };
+    socket.onmessage = (e) => {
+      const data = e.data instanceof ArrayBuffer
+        ? new Uint8Array(e.data)
+        : new TextEncoder().encode(String(e.data));
+      const got = this.consoleInput.get(key) ?? [];
+      got.push(data);
+      this.consoleInput.set(key, got);
+    };
+    socket.onclose = () => {
+      for (const t of timers) clearTimeout(t);
+      this.#consoleSockets.delete(socket);
+    };
+    socket.onerror = () => {};
+    return response;
   }
 
   #get(resource: string, namespace: string | undefined, name: string): Response {
@@ -1149,6 +1242,16 @@ export class K8sTestServer {
     return Response.json(stored);
   }
 }
+
+/** What a VMI's console prints (see `K8sTestServer.setConsole`). */
+interface ConsoleScript {
+  lines: string[];
+  intervalMs: number;
+  end: boolean;
+}
+
+const CONSOLE_PATH =
+  /^\/apis\/subresources\.kubevirt\.io\/v1\/namespaces\/([^/]+)\/virtualmachineinstances\/([^/]+)\/console$/;
 
 /** Parses `/api/v1/...` and `/apis/kubevirt.io/v1/...` paths. */
 function parsePath(
