@@ -567,7 +567,7 @@ export class RpcConnection {
       this.#resume();
       try {
         if (st.interrupted) {
-          await this.#abortStream(st, st.error);
+          await this.#abortAndSettle(st);
           return;
         }
         if (!st.finished && !this.#closed) {
@@ -588,7 +588,7 @@ export class RpcConnection {
       st.queued = 0;
       this.#resume();
       try {
-        await this.#abortStream(st, null);
+        await this.#abortAndSettle(st);
       } finally {
         end();
       }
@@ -637,6 +637,29 @@ export class RpcConnection {
     });
     try {
       while (!st.finished && !st.error) await Promise.race([st.changed(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Aborts a stream the daemon has not ended and waits (at most 5 s) for the daemon to confirm,
+   * interrupted or not: for a console, the next open must not race the daemon's teardown of this
+   * one (libvirt 9.0's daemon deadlocks when a forced open meets an abort in progress).
+   */
+  async #abortAndSettle(st: StreamState): Promise<void> {
+    if (this.#closed || st.finished) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await this.#send(streamFrame(st, MessageStatus.ERROR));
+      await Promise.race([
+        (async () => {
+          while (!st.finished && !this.#closed) await st.changed();
+        })(),
+        new Promise<void>((r) => (timer = setTimeout(r, 5_000))),
+      ]);
+    } catch {
+      /* the connection is going away; #fail reports it */
     } finally {
       clearTimeout(timer);
     }
@@ -903,7 +926,15 @@ export class RpcConnection {
           if (this.#timedOut.has(serial) || serial <= this.#serial) return;
           throw new ProtocolError(`Received stream data for unknown serial ${serial}`);
         }
-        if (st.interrupted) return; // the caller gave up on it; its abort is on the way
+        if (st.interrupted) {
+          // The caller gave up on it; its abort is on the way. The daemon's final message still
+          // says when the daemon let go of the stream (a console is free again only then).
+          if (type === MessageType.STREAM && status !== MessageStatus.CONTINUE) {
+            st.finished = true;
+            st.notify();
+          }
+          return;
+        }
         if (type === MessageType.STREAM_HOLE) {
           st.error = new ProtocolError("Received a sparse-stream hole that was not asked for");
         } else if (status === MessageStatus.CONTINUE) {
