@@ -30,10 +30,15 @@ export interface CollectOptions {
   maxBytes?: number;
   /** Most samples kept, the latest (default {@linkcode CONSOLE_MAX_SAMPLES}). */
   maxSamples?: number;
+  /** Stop as soon as this many samples were read (e.g. 1: the first figure is enough). */
+  stopAfterSamples?: number;
 }
 
-/** How a collection ended: time up, byte bound reached, console ended, or console failed. */
-export type CollectEnd = "duration" | "maxBytes" | "ended" | "error";
+/**
+ * How a collection ended: time up, byte bound reached, `stopAfterSamples` reached, console
+ * ended, or console failed.
+ */
+export type CollectEnd = "duration" | "maxBytes" | "samples" | "ended" | "error";
 
 /** A console to collect from: its bytes, and how to let it go. */
 export interface ConsoleSource {
@@ -75,6 +80,7 @@ export async function collectConsoleResults(
   const splitter = new ResultLineSplitter();
   const samples: ResultSample[] = [];
   let bytes = 0;
+  let count = 0;
   let error: unknown;
   try {
     while (!aborted) {
@@ -84,7 +90,12 @@ export async function collectConsoleResults(
       for (const s of splitter.push(r.value)) {
         if (samples.length >= maxSamples) samples.shift();
         samples.push(s);
+        count++;
         onSample?.(s);
+      }
+      if (opts.stopAfterSamples !== undefined && count >= opts.stopAfterSamples) {
+        end = "samples";
+        break;
       }
       if (bytes >= maxBytes) {
         end = "maxBytes";

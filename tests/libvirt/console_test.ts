@@ -2,7 +2,8 @@
  * Domain consoles against the real libvirtd. The guest is SeaBIOS with its output on the serial
  * port and nothing to boot: it prints its banner (with the domain's UUID), fails to boot and
  * reboots every second, so the console carries known bytes within a second of starting, and
- * forever, without a disk image.
+ * forever, without a disk image. For result lines, a 512-byte boot sector prints one through the
+ * BIOS every second.
  */
 import assert from "node:assert/strict";
 import {
@@ -13,6 +14,8 @@ import {
   uuidToString,
 } from "../../lib/libvirt/mod.ts";
 import type { DomainRef } from "../../lib/libvirt/mod.ts";
+import { readDomainResults } from "../../lib/virtwork/console_results.ts";
+import { RESULT_MARKER } from "../../lib/virtwork/results.ts";
 import { libvirtTest, uniqueName } from "./_env.ts";
 
 /** Most bytes a test reads looking for a text before it gives up (about 50 reboots). */
@@ -202,3 +205,111 @@ libvirtTest("console: a domain that is not running has no console to open", asyn
     await lv.close();
   }
 });
+
+/**
+ * A boot sector that prints `line` through the BIOS (which SeaBIOS's serial console carries to
+ * the serial port) once a second, forever: a guest writing result lines, without an OS. `line`
+ * stays under 80 characters, where the serial console would wrap it.
+ */
+function resultPrintingMbr(line: string): Uint8Array {
+  const text = new TextEncoder().encode(`${line}\r\n\0`);
+  // 16-bit real mode at 0x7c00: ds=0; loop { si=msg; print each byte with int 10h/0Eh;
+  // wait 1 s with int 15h/86h }; the message follows the 34 bytes of code.
+  const code = [
+    0x31,
+    0xc0,
+    0x8e,
+    0xd8,
+    0xfc,
+    0xbe,
+    0x22,
+    0x7c,
+    0xac,
+    0x84,
+    0xc0,
+    0x74,
+    0x09,
+    0xb4,
+    0x0e,
+    0xbb,
+    0x07,
+    0x00,
+    0xcd,
+    0x10,
+    0xeb,
+    0xf2,
+    0xb4,
+    0x86,
+    0xb9,
+    0x0f,
+    0x00,
+    0xba,
+    0x40,
+    0x42,
+    0xcd,
+    0x15,
+    0xeb,
+    0xe3,
+  ];
+  assert.ok(line.length < 78 && code.length + text.length <= 510);
+  const disk = new Uint8Array(1024 * 1024);
+  disk.set(code, 0);
+  disk.set(text, code.length);
+  disk[510] = 0x55;
+  disk[511] = 0xaa;
+  return disk;
+}
+
+libvirtTest(
+  "readDomainResults: a guest's result lines on its console come back parsed",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "lvcons-" });
+    const lv = await Libvirt.connect();
+    let d: DomainRef | undefined;
+    try {
+      await Deno.chmod(dir, 0o755);
+      const image = `${dir}/mbr.img`;
+      await Deno.writeFile(
+        image,
+        resultPrintingMbr(`${RESULT_MARKER}{"v":1,"workload":"cpu","t":1,"metrics":{"tps":42}}`),
+        { mode: 0o644 },
+      );
+      const name = uniqueName("lvcons");
+      d = await lv.domainDefineXml(
+        `<domain type='qemu'><name>${name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>` +
+          `<os><type arch='x86_64' machine='pc'>hvm</type><bios useserial='yes'/></os><devices>` +
+          `<disk type='file' device='disk'><driver name='qemu' type='raw'/>` +
+          `<source file='${image}'/><target dev='hda' bus='ide'/></disk>` +
+          `<serial type='pty'><target port='0'/></serial>` +
+          `<console type='pty'><target type='serial' port='0'/></console>` +
+          `<memballoon model='none'/></devices></domain>`,
+      );
+      await lv.domainCreate(d);
+      const seen: string[] = [];
+      const samples = await hangGuard(
+        readDomainResults(lv, d, 600_000, {
+          stopAfterSamples: 2,
+          onSample: (s) => seen.push(s.workload),
+        }),
+        "two result lines from the guest",
+        120_000,
+      );
+      assert.deepEqual(samples, [
+        { workload: "cpu", t: 1, metrics: { tps: 42 } },
+        { workload: "cpu", t: 1, metrics: { tps: 42 } },
+      ]);
+      assert.deepEqual(seen, ["cpu", "cpu"]);
+      // The reader closed the console: it opens again without force.
+      const again = await lv.openConsole(d);
+      await again.close();
+      assert.equal(lv.rpc.pendingCalls, 0);
+    } finally {
+      if (d) {
+        await lv.domainDestroy(d).catch(() => {});
+        await lv.domainUndefine(d, UndefineFlags.NVRAM).catch(() => {});
+      }
+      await lv.close();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+);
