@@ -20,6 +20,8 @@ import type { ResultSample } from "../virtwork/results.ts";
 import type { ClusterApi } from "./client.ts";
 import { ConnectionError, KubeApiError } from "./errors.ts";
 
+export type { ResultSample };
+
 /** The subprotocol of KubeVirt's console and VNC subresources: one raw byte channel. */
 export const CONSOLE_SUBPROTOCOL = "plain.kubevirt.io";
 

@@ -14,6 +14,8 @@
  */
 import { ResultLineSplitter, type ResultSample } from "./results.ts";
 
+export type { ResultSample };
+
 /** Most console bytes read in one collection; reading stops there. */
 export const CONSOLE_MAX_BYTES = 16 * 1024 * 1024;
 
