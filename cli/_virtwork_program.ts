@@ -39,7 +39,10 @@ export async function virtworkProgram(
   word?: string,
 ): Promise<Command> {
   const program = new Command("virtwork")
-    .description("Deploy synthetic workload VMs onto KubeVirt / OpenShift Virtualization")
+    .description(
+      "Deploy synthetic workload VMs onto KubeVirt / OpenShift Virtualization (--target kubevirt) " +
+        "or a libvirt host (--target libvirt)",
+    )
     .version(denoConfig.version, "-V, --version")
     .option("-v, --verbose", "show stack traces and debug output")
     .showHelpAfterError();

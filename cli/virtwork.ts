@@ -1,6 +1,6 @@
 #!/usr/bin/env -S deno run --no-prompt --allow-read --allow-write --allow-net --allow-env --allow-sys=hostname
 /**
- * virtwork: synthetic workload VMs on KubeVirt / OpenShift Virtualization.
+ * virtwork: synthetic workload VMs on KubeVirt / OpenShift Virtualization or a libvirt host.
  *
  * The entry imports nothing but the front door: `--version` is answered here, and a command loads
  * only its own module (`_virtwork_program.ts`), so `audit list` never loads the Kubernetes client.

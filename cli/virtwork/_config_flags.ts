@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { VirtworkSettings } from "../../lib/kubevirt/config.ts";
+import type { VirtworkSettings } from "../../lib/virtwork/config.ts";
 import { nameSettingFlag } from "../_setting_flags.ts";
 
 /** Setting key → flag, for every setting a flag sets. */
@@ -33,6 +33,16 @@ export const VIRTWORK_SETTING_FLAGS = {
   output: "--output",
   audit: "--audit",
   auditDb: "--audit-db",
+  target: "--target",
+  connect: "--connect",
+  image: "--image",
+  imagePool: "--image-pool",
+  bridge: "--bridge",
+  subnet: "--subnet",
+  gateway: "--gateway",
+  os: "--os",
+  resultsAfter: "--results-after",
+  report: "--report",
   runId: "--run-id",
   config: "--config",
 } as const satisfies Record<keyof VirtworkSettings | "runId" | "config", `--${string}`>;

@@ -6,8 +6,9 @@ import type { ClusterApi } from "../../lib/kubevirt/client.ts";
 import type { Auditor } from "../../lib/audit/types.ts";
 import type { ClientOptions, KubeClient } from "../../lib/kubevirt/client.ts";
 import { ConnectionError } from "../../lib/kubevirt/errors.ts";
-import type { VirtworkSettings } from "../../lib/kubevirt/config.ts";
+import type { VirtworkSettings } from "../../lib/virtwork/config.ts";
 import { RunFailedError } from "../../lib/kubevirt/run.ts";
+import { PlanRunError } from "../../lib/virtwork/run.ts";
 import { ExitCode, exitCodeFor } from "../_program.ts";
 import { interruptSignal as processInterrupt } from "../_signals.ts";
 import { VIRTWORK_SETTING_FLAGS as F, withVirtworkFlag } from "./_config_flags.ts";
@@ -127,7 +128,7 @@ export function interruptSignal(deps: VirtworkDeps): { signal: AbortSignal; disp
  * setting given as a flag is named by its flag (`--vm-count: must be ...`).
  */
 export function withExitCode(err: unknown): Error & { exitCode: number } {
-  const inner = err instanceof RunFailedError ? err.cause : err;
+  const inner = err instanceof RunFailedError || err instanceof PlanRunError ? err.cause : err;
   const e = withVirtworkFlag(err instanceof Error ? err : new Error(String(err))) as Error & {
     exitCode: number;
   };
@@ -140,17 +141,18 @@ const WHOLE_RUN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 
 /**
  * The run id `idOrPrefix` stands for, as `audit show` takes one: a whole id as it is, else the one
- * run of the audit trail (runs in `namespace`) or of the objects in `namespace` that it begins.
+ * run of the audit trail (runs in `namespace`, or on that libvirt URI) or of the objects in
+ * `namespace` that it begins (with `api`: on a cluster).
  * Cleanup selects objects by label, and a label selector needs the whole value.
  *
  * @throws {AmbiguousRunIdError} when the prefix fits several runs (exit 2)
  */
 export async function resolveRunId(
   idOrPrefix: string,
-  where: { auditDb: string; namespace: string; api: ClusterApi },
+  where: { auditDb: string; namespace: string; api?: ClusterApi },
 ): Promise<string> {
   if (WHOLE_RUN_ID.test(idOrPrefix)) return idOrPrefix;
-  const known = new Set(await clusterRunIds(where.api, where.namespace));
+  const known = new Set(where.api ? await clusterRunIds(where.api, where.namespace) : []);
   const db = await openAuditReader(where.auditDb);
   if (db) {
     const { runIdsWithPrefix } = await import("../../lib/audit/reader.ts");

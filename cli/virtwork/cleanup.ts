@@ -11,7 +11,9 @@ import {
   SettingValidationError,
   VIRTWORK_LIMITS,
   type VirtworkSettings,
-} from "../../lib/kubevirt/config.ts";
+} from "../../lib/virtwork/config.ts";
+import { cleanupRun, type CleanupRunResult } from "../../lib/virtwork/run.ts";
+import { DEFAULT_LIBVIRT_URI, openCleanupBackend } from "./_backends.ts";
 import { formatJson } from "../../lib/output/format.ts";
 import { auditSubscriber } from "../../lib/virtwork/audit_subscriber.ts";
 import { givenAuditFlags, openAuditor } from "../_audit.ts";
@@ -36,14 +38,19 @@ const FLAG_KEYS: (keyof VirtworkSettings)[] = [
   "burst",
   "output",
   "timeout",
+  "target",
+  "connect",
 ];
 
 /** The `cleanup` subcommand. */
 export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
   const command = new Command("cleanup")
     .description(
-      "Delete the VMs, Services and Secrets virtwork created (label managed-by=virtwork)",
+      "Delete the VMs, Services and Secrets virtwork created (label managed-by=virtwork); with " +
+        "--target libvirt, the foundry VMs of virtwork and their volumes",
     )
+    .option(`${F.target} <target>`, "kubevirt or libvirt (default kubevirt; env VIRTWORK_TARGET)")
+    .option(`${F.connect} <uri>`, "libvirt: connection URI (default qemu:///system)")
     .option(`${F.config} <file>`, "YAML configuration file (env VIRTWORK_CONFIG)")
     .option(`-n, ${F.namespace} <name>`, "namespace to clean (default virtwork)")
     .option(
@@ -94,6 +101,19 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
       const progress = (m: string) => {
         if (verbose) io.err(`${m}\n`);
       };
+      const record = auditSubscriber(auditor, { onError: (e) => progress(`audit: ${e.message}`) });
+      if (cfg.target === "libvirt") {
+        try {
+          const result = await cleanupLibvirt(cfg, opts, record, signal, progress);
+          io.out(cfg.output === "json" ? formatJson(result) : libvirtCleanupSummary(result));
+          for (const e of result.errors) io.err(`error: ${e.kind} ${e.name}: ${e.message}\n`);
+          if (result.errors.length > 0) setExitCode(cmd, ExitCode.VM_OPERATION);
+        } finally {
+          dispose();
+          if (!deps.auditor) auditor.close();
+        }
+        return;
+      }
       try {
         let client;
         try {
@@ -121,7 +141,7 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
             ? { pollIntervalSeconds: opts.pollInterval }
             : {}),
           signal,
-          record: auditSubscriber(auditor, { onError: (e) => progress(`audit: ${e.message}`) }),
+          record,
           auditTarget: client.server,
           onProgress: progress,
         });
@@ -135,6 +155,49 @@ export function cleanupCommand(io: Io, deps: VirtworkDeps = {}): Command {
         if (!deps.auditor) auditor.close();
       }
     });
+}
+
+/** Removes virtwork's foundry VMs on the libvirt host (of one run, with `--run-id`). */
+async function cleanupLibvirt(
+  cfg: VirtworkSettings,
+  opts: Record<string, unknown>,
+  record: ReturnType<typeof auditSubscriber>,
+  signal: AbortSignal,
+  progress: (m: string) => void,
+): Promise<CleanupRunResult> {
+  const uri = cfg.connect || DEFAULT_LIBVIRT_URI;
+  const runId = typeof opts.runId === "string"
+    ? await resolveRunId(opts.runId, { auditDb: cfg.auditDb, namespace: uri }).catch((e) => {
+      throw withExitCode(e);
+    })
+    : undefined;
+  if (runId !== undefined && runId !== opts.runId) progress(`run id ${runId}`);
+  const backend = await openCleanupBackend(cfg);
+  try {
+    return await cleanupRun(backend, {
+      scope: uri,
+      ...(runId !== undefined ? { runId } : {}),
+      signal,
+      onEvent: record,
+    });
+  } finally {
+    await backend.close().catch(() => {});
+  }
+}
+
+/** One line per kind removed, the runs and the error count. */
+export function libvirtCleanupSummary(r: CleanupRunResult): string {
+  const kinds = Object.keys(r.deleted).sort();
+  const lines = [
+    `Cleanup of ${r.scope}:`,
+    ...(kinds.length === 0
+      ? ["  deleted nothing"]
+      : kinds.map((k) => `  deleted ${plural(r.deleted[k]!, k)}`)),
+  ];
+  if (r.runId !== undefined && kinds.length === 0) lines.push(`  no VMs of run ${r.runId} found`);
+  if (r.runIds.length > 0) lines.push(`  runs: ${r.runIds.join(", ")}`);
+  lines.push(`  ${plural(r.errors.length, "error")}`);
+  return `${lines.join("\n")}\n`;
 }
 
 function plural(n: number, word: string): string {

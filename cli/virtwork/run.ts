@@ -8,22 +8,16 @@ import {
   loadVirtworkConfig,
   SettingValidationError,
   type VirtworkSettings,
-} from "../../lib/kubevirt/config.ts";
+} from "../../lib/virtwork/config.ts";
 import { sshKeyProblem } from "../../lib/cloudinit/ssh_key.ts";
 import { KubeApiError, ObjectCollisionError } from "../../lib/kubevirt/errors.ts";
 import type { KubeObject } from "../../lib/kubevirt/manifests.ts";
-import { buildRunPlan, planObjects, type RunPlan } from "../../lib/kubevirt/plan.ts";
-import {
-  type CreateOutcome,
-  executeRun,
-  type RunAuditContext,
-  type RunEvent,
-  RunFailedError,
-  type RunResult,
-} from "../../lib/kubevirt/run.ts";
-import type { Auditor } from "../../lib/audit/mod.ts";
 import { auditSubscriber } from "../../lib/virtwork/audit_subscriber.ts";
-import { formatJson, formatTable, paint, useColor } from "../../lib/output/format.ts";
+import type { NeutralPlan } from "../../lib/virtwork/backend.ts";
+import { type EventSink, fanOut, type VirtworkEvent } from "../../lib/virtwork/events.ts";
+import { buildNeutralPlan } from "../../lib/virtwork/plan.ts";
+import { PlanRunError, type PlanRunResult, runPlan } from "../../lib/virtwork/run.ts";
+import { formatJson, useColor } from "../../lib/output/format.ts";
 import { formatYamlDocuments } from "../../lib/output/yaml.ts";
 import { sanitizeText } from "../../lib/output/sanitize.ts";
 import {
@@ -32,12 +26,12 @@ import {
   withNamespace,
   withSshCredentials,
 } from "../../lib/workloads/registry.ts";
+import { DEFAULT_GUEST_OS, type GuestOs, type Workload } from "../../lib/workloads/workload.ts";
 import { givenAuditFlags, openAuditor } from "../_audit.ts";
 import { ExitCode, type Io, processIo, setExitCode } from "../_program.ts";
 import { openStatusLine } from "../_status.ts";
 import {
   addClusterOptions,
-  clusterClient,
   collect,
   csv,
   givenFlags,
@@ -47,6 +41,16 @@ import {
 } from "./_shared.ts";
 import { intArg, numberArg } from "../_args.ts";
 import { VIRTWORK_SETTING_FLAGS as F, withVirtworkFlag } from "./_config_flags.ts";
+import {
+  kubeExistsReport,
+  libvirtExistsReport,
+  reportDocument,
+  resultsTable,
+  summary,
+} from "./_run_report.ts";
+import { openRunBackend, type RunBackend } from "./_backends.ts";
+
+export { summary } from "./_run_report.ts";
 
 /** Exit code after Ctrl-C (128 + SIGINT), as shells report it. */
 export const EXIT_INTERRUPTED = 130;
@@ -69,6 +73,16 @@ const FLAG_KEYS: (keyof VirtworkSettings)[] = [
   "qps",
   "burst",
   "output",
+  "target",
+  "connect",
+  "image",
+  "imagePool",
+  "bridge",
+  "subnet",
+  "gateway",
+  "os",
+  "resultsAfter",
+  "report",
 ];
 
 /** Largest SSH key file read, in bytes. */
@@ -128,7 +142,14 @@ function redactSecret(o: KubeObject): KubeObject {
 /** The `run` subcommand. */
 export function runCommand(io: Io, deps: VirtworkDeps = {}): Command {
   const command = new Command("run")
-    .description("Deploy workload VMs and wait until they are ready")
+    .description(
+      "Deploy workload VMs on KubeVirt or a libvirt host, wait until they are ready, and " +
+        "optionally collect the guests' figures",
+    )
+    .option(
+      `${F.target} <target>`,
+      "where the VMs go: kubevirt or libvirt (default kubevirt; env VIRTWORK_TARGET)",
+    )
     .option(`${F.config} <file>`, "YAML configuration file (env VIRTWORK_CONFIG)")
     .option(`-n, ${F.namespace} <name>`, "namespace for the VMs (default virtwork)")
     .option(`${F.workloads} <list>`, "comma-separated workloads (default: all five)", csv)
@@ -156,7 +177,20 @@ export function runCommand(io: Io, deps: VirtworkDeps = {}): Command {
       "password for the login user (env VIRTWORK_SSH_PASSWORD)",
     )
     .option(`${F.sshAuthorizedKeys} <key>`, "authorised SSH public key (repeatable)", collect)
-    .option("--ssh-key-file <path>", "file of authorised SSH public keys (repeatable)", collect);
+    .option("--ssh-key-file <path>", "file of authorised SSH public keys (repeatable)", collect)
+    .option(
+      `${F.resultsAfter} <seconds>`,
+      "after the VMs are ready, read the guests' figures this long and print them",
+      intArg,
+    )
+    .option(`${F.report} <file.json>`, "write the run's phases and figures per VM as JSON")
+    .option(`${F.os} <name>`, "guest distribution: fedora, centos, debian or ubuntu")
+    .option(`${F.connect} <uri>`, "libvirt: connection URI (default qemu:///system)")
+    .option(`${F.image} <volume>`, "libvirt: base image, a volume in foundry's image pool")
+    .option(`${F.imagePool} <pool>`, "libvirt: pool of the base image (default foundry's)")
+    .option(`${F.bridge} <name>`, "libvirt: host bridge the VMs' NICs attach to")
+    .option(`${F.subnet} <cidr>`, "libvirt: subnet the VMs' static addresses come from")
+    .option(`${F.gateway} <ip>`, "libvirt: gateway of the subnet (default its first host)");
   return addClusterOptions(command)
     .option(`-o, ${F.output} <format>`, "summary format: table or json (default table)")
     .action(async (_o: unknown, cmd: Command) => {
@@ -195,36 +229,66 @@ export function runCommand(io: Io, deps: VirtworkDeps = {}): Command {
           withDataDiskSize(cfg.diskSize),
         )
       );
-      const plan = buildRunPlan(workloads, {
-        namespace: cfg.namespace,
-        runId: crypto.randomUUID(),
-        containerDiskImage: cfg.containerDiskImage,
-      });
-      const auditor = deps.auditor ??
-        await openAuditor({ enabled: cfg.audit, path: cfg.auditDb }, {
-          secrets: [cfg.sshPassword, ...cfg.sshAuthorizedKeys],
-        });
-      const audit = {
+      const context = {
         config: auditedSettings(cfg),
         workloads: Object.fromEntries(cfg.selected.map((w) => [w.name, { ...w.config }])),
         sshAuthConfigured: cfg.sshPassword !== "" || cfg.sshAuthorizedKeys.length > 0,
       };
+      const progress = (m: string) => {
+        if (verbose) io.err(`${m}\n`);
+      };
+      const { signal, dispose } = interruptSignal(deps);
+      let backend: RunBackend;
       try {
+        backend = await openRunBackend(cfg, deps, io, signal, progress);
+      } catch (e) {
+        dispose();
+        throw inputError(e);
+      }
+      const auditor = deps.auditor ??
+        await openAuditor({ enabled: cfg.audit, path: cfg.auditDb }, {
+          secrets: [cfg.sshPassword, ...cfg.sshAuthorizedKeys],
+        });
+      const record = auditSubscriber(auditor, { onError: (e) => io.err(`audit: ${e.message}\n`) });
+      try {
+        const runId = crypto.randomUUID();
+        const os: GuestOs = (cfg.os || backend.os || DEFAULT_GUEST_OS) as GuestOs;
+        let plan: NeutralPlan;
+        try {
+          plan = await buildNeutralPlan(workloads, { runId, os }, (s) => backend.peerAddresses(s));
+        } catch (e) {
+          throw withExitCode(e);
+        }
         if (cfg.dryRun) {
-          const objects = planObjects(plan).map((o) => opts.showSecrets ? o : redactSecret(o));
-          io.out(
-            cfg.output === "json"
-              ? formatJson({ apiVersion: "v1", kind: "List", items: objects })
-              : formatYamlDocuments(objects),
-          );
-          await recordDryRun(auditor, plan, audit, verbose ? io : undefined);
+          printDryRun(io, backend, plan, cfg, Boolean(opts.showSecrets));
+          await recordDryRun(record, backend, plan, workloads, context);
           return;
         }
-        await deployPlan(cmd, io, deps, cfg, plan, auditor, audit, verbose, env);
+        await deployPlan(cmd, io, deps, cfg, backend, plan, record, context, signal, progress, env);
       } finally {
+        dispose();
+        await backend.close().catch(() => {});
         if (!deps.auditor) auditor.close();
       }
     });
+}
+
+/** Prints the backend's objects of the plan: YAML documents, or a JSON List. */
+function printDryRun(
+  io: Io,
+  backend: RunBackend,
+  plan: NeutralPlan,
+  cfg: VirtworkSettings,
+  showSecrets: boolean,
+): void {
+  const objects = backend.render(plan).map((o) =>
+    showSecrets || backend.target !== "kubevirt" ? o : redactSecret(o as KubeObject)
+  );
+  io.out(
+    cfg.output === "json"
+      ? formatJson({ apiVersion: "v1", kind: "List", items: objects })
+      : formatYamlDocuments(objects),
+  );
 }
 
 /** The run's settings as recorded: everything but the credentials, which are only flagged. */
@@ -236,124 +300,131 @@ function auditedSettings(cfg: VirtworkSettings): Record<string, unknown> {
 
 /** A dry run is recorded too (seed: every run gets a record), as a finished run with no objects. */
 async function recordDryRun(
-  auditor: Auditor,
-  plan: RunPlan,
-  audit: {
+  record: EventSink,
+  backend: RunBackend,
+  plan: NeutralPlan,
+  workloads: readonly Workload[],
+  context: {
     config: Record<string, unknown>;
     workloads: Record<string, Record<string, unknown>>;
     sshAuthConfigured: boolean;
   },
-  io: Io | undefined,
 ): Promise<void> {
-  try {
-    await auditor.runStarted({
-      runId: plan.runId,
-      namespace: plan.namespace.metadata.name,
-      workloads: [...new Set(plan.vms.map((v) => v.workload))],
-      vmCount: plan.vms.length,
-      dryRun: true,
-      sshAuthConfigured: audit.sshAuthConfigured,
-      config: audit.config,
-    });
-    for (const [name, config] of Object.entries(audit.workloads)) {
-      await auditor.workloadRecorded({
-        runId: plan.runId,
-        name,
-        vmCount: plan.vms.filter((v) => v.workload === name).length,
-        config,
-      });
-    }
-    await auditor.runFinished({ runId: plan.runId, ok: true, interrupted: false });
-  } catch (e) {
-    io?.err(`audit: ${(e as Error).message}\n`);
-  }
+  await record({
+    type: "runStarted",
+    runId: plan.runId,
+    target: backend.target,
+    scope: backend.scope,
+    workloads: workloads.filter((w) => plan.vms.some((v) => v.workload === w.name)).map((w) => ({
+      name: w.name,
+      vmCount: plan.vms.filter((v) => v.workload === w.name).length,
+      ...(context.workloads[w.name] ? { config: context.workloads[w.name] } : {}),
+    })),
+    vmCount: plan.vms.length,
+    dryRun: true,
+    sshAuthConfigured: context.sshAuthConfigured,
+    config: context.config,
+  });
+  await record({ type: "runFinished", runId: plan.runId, ok: true, interrupted: false });
 }
 
-/** Creates the plan's objects, waits and reports. */
+/** Creates the plan's objects, waits, collects results and reports. */
 async function deployPlan(
   cmd: Command,
   io: Io,
   deps: VirtworkDeps,
   cfg: VirtworkSettings,
-  plan: RunPlan,
-  auditor: Auditor,
-  audit: RunAuditContext,
-  verbose: boolean,
+  backend: RunBackend,
+  plan: NeutralPlan,
+  record: EventSink,
+  context: NonNullable<Parameters<typeof runPlan>[2]["context"]>,
+  signal: AbortSignal,
+  progress: (m: string) => void,
   env: Record<string, string | undefined>,
 ): Promise<void> {
-  const { signal, dispose } = interruptSignal(deps);
-  const progress = (m: string) => {
-    if (verbose) io.err(`${m}\n`);
-  };
+  progress(`${backend.describe}; run id ${plan.runId}`);
+  const status = runStatus(io, deps, env, plan, cfg);
+  let result: PlanRunResult;
   try {
-    const { client, source } = await (async () => {
-      try {
-        // The API server's warnings (a manifest field the cluster does not know and dropped) are
-        // printed as kubectl prints them, without escape sequences or control characters.
-        const onWarning = (op: string, w: string) =>
-          io.err(`Warning: ${op}: ${sanitizeText(w, { singleLine: true })}\n`);
-        return await clusterClient(
-          cfg,
-          { ...deps, client: { onWarning, ...deps.client } },
-          signal,
-          (op, attempt, delay, why) =>
-            progress(`retry ${attempt} of ${op} in ${Math.round(delay)} ms: ${why}`),
-        );
-      } catch (e) {
-        throw withExitCode(e);
-      }
-    })();
-    progress(`cluster ${client.server} (${source}); run id ${plan.runId}`);
-    const status = runStatus(io, deps, env, plan, cfg);
-    let result: RunResult;
-    try {
-      result = await executeRun(client, plan, {
-        wait: !cfg.noWait,
-        timeoutSeconds: cfg.timeout,
-        pollIntervalSeconds: cfg.pollInterval,
-        signal,
-        concurrency: cfg.burst,
-        record: auditSubscriber(auditor, { onError: (e) => progress(`audit: ${e.message}`) }),
-        audit: { ...audit, target: client.server },
-        onProgress: progress,
-        onEvent: status.onEvent,
-      });
-    } catch (e) {
-      status.done();
-      if (e instanceof RunFailedError) {
-        io.err(existsReport(e.result, plan));
-        const api = e.cause;
-        if (api instanceof ObjectCollisionError && api.ownerRunId !== undefined) {
-          io.err(
-            `Hint: remove run ${api.ownerRunId} with: virtwork cleanup --namespace ${api.namespace} ` +
-              `--run-id ${api.ownerRunId}\n`,
-          );
-        }
-        if (
-          api instanceof KubeApiError && api.status === 404 &&
-          api.operation.startsWith("create VirtualMachine")
-        ) {
-          io.err("Hint: the kubevirt.io/v1 API was not found; is KubeVirt installed?\n");
-        }
-      }
-      throw withExitCode(e);
-    }
+    result = await runPlan(backend, plan, {
+      scope: backend.scope,
+      wait: !cfg.noWait,
+      timeoutSeconds: cfg.timeout,
+      ...(cfg.resultsAfter > 0 ? { resultsAfterMs: cfg.resultsAfter * 1000 } : {}),
+      signal,
+      onEvent: fanOut([record, status.onEvent]),
+      onProgress: progress,
+      context,
+    });
+  } catch (e) {
     status.done();
-    const color = useColor({ isTerminal: deps.isTerminal ?? false, env });
-    io.out(cfg.output === "json" ? formatJson(result) : summary(result, color));
-    if (result.interrupted) {
-      io.err(existsReport(result, plan));
-      setExitCode(cmd, EXIT_INTERRUPTED);
-    } else if (result.timedOut || result.failedVms > 0) {
-      // The error may quote the cluster (a VMI's reason): no control sequences reach the terminal.
-      for (const v of result.vms.filter((v) => v.error)) {
-        io.err(`${v.name}: ${sanitizeText(v.error!, { singleLine: true })}\n`);
+    if (e instanceof PlanRunError) {
+      if (backend.kubevirt?.runResult && backend.kubevirt.runPlan) {
+        io.err(kubeExistsReport(backend.kubevirt.runResult, backend.kubevirt.runPlan));
+      } else if (backend.target === "libvirt") io.err(libvirtExistsReport(e.result));
+      const api = e.cause;
+      if (api instanceof ObjectCollisionError && api.ownerRunId !== undefined) {
+        io.err(
+          `Hint: remove run ${api.ownerRunId} with: virtwork cleanup --namespace ${api.namespace} ` +
+            `--run-id ${api.ownerRunId}\n`,
+        );
       }
-      setExitCode(cmd, ExitCode.VM_OPERATION);
+      if (
+        api instanceof KubeApiError && api.status === 404 &&
+        api.operation.startsWith("create VirtualMachine")
+      ) {
+        io.err("Hint: the kubevirt.io/v1 API was not found; is KubeVirt installed?\n");
+      }
     }
-  } finally {
-    dispose();
+    throw withExitCode(e);
   }
+  status.done();
+  const color = useColor({ isTerminal: deps.isTerminal ?? false, env });
+  if (cfg.output === "json") io.out(formatJson(jsonResult(result, backend)));
+  else {
+    io.out(summary(result, color));
+    if (result.resultsCollected) io.out(`\n${resultsTable(result)}`);
+  }
+  if (cfg.report !== "") {
+    try {
+      await Deno.writeTextFile(cfg.report, formatJson(reportDocument(result)));
+    } catch (e) {
+      throw withExitCode(
+        new ConfigError(`cannot write the report ${cfg.report}: ${(e as Error).message}`),
+      );
+    }
+  }
+  if (result.interrupted) {
+    if (backend.kubevirt?.runResult && backend.kubevirt.runPlan) {
+      io.err(kubeExistsReport(backend.kubevirt.runResult, backend.kubevirt.runPlan));
+    } else io.err(libvirtExistsReport(result));
+    setExitCode(cmd, EXIT_INTERRUPTED);
+  } else if (result.timedOut || result.failedVms > 0) {
+    // The error may quote the platform (a VMI's reason): no control sequences reach the terminal.
+    for (const v of result.vms.filter((v) => v.error)) {
+      io.err(`${v.name}: ${sanitizeText(v.error!, { singleLine: true })}\n`);
+    }
+    setExitCode(cmd, ExitCode.VM_OPERATION);
+  }
+}
+
+/**
+ * The `-o json` result: the core's, and on KubeVirt what became of the Namespace, Services and
+ * Secrets as before.
+ */
+function jsonResult(r: PlanRunResult, backend: RunBackend): Record<string, unknown> {
+  const k = backend.kubevirt?.runResult;
+  return {
+    ...r,
+    ...(k
+      ? {
+        namespace: k.namespace,
+        namespaceOutcome: k.namespaceOutcome,
+        services: k.services,
+        secrets: k.secrets,
+      }
+      : {}),
+  };
 }
 
 /** Whether virtwork's stderr is a terminal: as the test says, else the process's. */
@@ -377,9 +448,9 @@ function runStatus(
   io: Io,
   deps: VirtworkDeps,
   env: Record<string, string | undefined>,
-  plan: RunPlan,
+  plan: NeutralPlan,
   cfg: VirtworkSettings,
-): { onEvent: (e: RunEvent) => void; done: () => void } {
+): { onEvent: (e: VirtworkEvent) => void; done: () => void } {
   const isTerminal = stderrIsTerminal(io, deps);
   const line = openStatusLine({
     isTerminal,
@@ -415,82 +486,11 @@ function runStatus(
           failed++;
           line.line(`VM ${name(e.name)} failed: ${sanitizeText(e.message, { singleLine: true })}`);
           break;
-        case "waiting":
-          ready = e.ready;
-          failed = e.failed;
-          break;
+        default:
+          return;
       }
       show();
     },
     done: () => line.done(),
   };
-}
-
-/** The summary table and a closing line. */
-export function summary(r: RunResult, color: boolean): string {
-  const rows = r.vms.map((v) => [
-    v.workload,
-    v.name,
-    v.role,
-    v.ready
-      ? paint(v.phase, "green", color)
-      : paint(v.phase, v.failed ? "red" : r.waited ? "yellow" : "dim", color),
-    v.secondsToReady !== undefined ? `${v.secondsToReady.toFixed(1)}s` : "-",
-  ]);
-  const table = formatTable(["WORKLOAD", "VM", "ROLE", "PHASE", "READY IN"], rows);
-  const ready = r.vms.filter((v) => v.ready).length;
-  const failed = r.failedVms > 0 ? `, ${r.failedVms} failed` : "";
-  const state = r.waited
-    ? `${ready}/${r.vms.length} VMs ready${failed}`
-    : `${r.vms.length} VMs created (not waited for)`;
-  return `${table}\n${state} in namespace ${r.namespace}, run id ${r.runId}, ${
-    r.elapsedSeconds.toFixed(1)
-  }s\n`;
-}
-
-/**
- * Tells what exists after a failed or interrupted run and how to remove it: every object of the
- * run that exists, that was rolled back after the interrupt, or that may exist.
- */
-function existsReport(r: RunResult, plan: RunPlan): string {
-  const kept = (o: { outcome: CreateOutcome }) => o.outcome === "created" || o.outcome === "exists";
-  const vms = r.vms.filter(kept);
-  const services = r.services.filter(kept);
-  const secrets = r.secrets.filter(kept);
-  const objects = [
-    ...r.services.map((o) => ({ kind: "Service", ...o })),
-    ...r.secrets.map((o) => ({ kind: "Secret", ...o })),
-    ...r.vms.map((o) => ({ kind: "VirtualMachine", ...o })),
-  ];
-  const named = (outcome: CreateOutcome) =>
-    objects.filter((o) => o.outcome === outcome).map((o) => `${o.kind} ${o.name}`).join(", ");
-  const rolledBack = named("rolled back");
-  const unknown = named("unknown");
-  const stopped = r.interrupted ? "Interrupted" : "Stopped";
-  const lines: string[] = [];
-  const nsUnknown = r.namespaceOutcome === "unknown"
-    ? `Namespace ${r.namespace} exists; its create was in flight at the interrupt, so this run ` +
-      `may have made it (virtwork cleanup --namespace ${r.namespace} --delete-namespace removes it)`
-    : undefined;
-  if (vms.length + services.length + secrets.length === 0 && unknown === "") {
-    const ns = r.namespaceOutcome === "created"
-      ? ` (it created namespace ${r.namespace}; virtwork cleanup --namespace ${r.namespace} --delete-namespace removes it)`
-      : "";
-    lines.push(
-      `${stopped}: nothing of run ${r.runId} was created in namespace ${r.namespace}${ns}`,
-    );
-    if (nsUnknown) lines.push(nsUnknown);
-    if (rolledBack) lines.push(`Rolled back (in flight at the interrupt): ${rolledBack}`);
-    return `${lines.join("\n")}\n`;
-  }
-  lines.push(
-    `${stopped}: in namespace ${r.namespace} there are now ` +
-      `${vms.length} of ${plan.vms.length} VMs, ${services.length} Services and ${secrets.length} Secrets of run ${r.runId}`,
-  );
-  if (vms.length > 0) lines.push(`VMs: ${vms.map((v) => v.name).join(", ")}`);
-  if (rolledBack) lines.push(`Rolled back (in flight at the interrupt): ${rolledBack}`);
-  if (unknown) lines.push(`May exist (in flight at the interrupt, not confirmed): ${unknown}`);
-  if (nsUnknown) lines.push(nsUnknown);
-  lines.push(`Remove them with: virtwork cleanup --namespace ${r.namespace} --run-id ${r.runId}`);
-  return `${lines.join("\n")}\n`;
 }

@@ -175,28 +175,34 @@ class ClusterBackend implements KubevirtBackend {
     const emit: (e: BackendEvent) => void = c.onEvent ?? (() => {});
     const only = new Set(vms);
     result.waited = true;
-    await waitForReady(
-      this.#api,
-      kp,
-      result,
-      this.#created,
-      {
-        timeoutSeconds: timeoutMs / 1000,
-        pollIntervalSeconds: this.#o.pollIntervalSeconds,
-        ...(c.signal ? { signal: c.signal } : {}),
-      },
-      this.#o.onProgress ?? (() => {}),
-      {
-        phase: (vm, phase) => emit({ type: "phase", vm, phase, at: performance.now() }),
-        ready: (vm) => emit({ type: "ready", vm, at: performance.now() }),
-        failed: (vm, message) => {
-          const phase = result.vms.find((v) => v.name === vm)?.phase;
-          if (phase) emit({ type: "phase", vm, phase, at: performance.now() });
-          emit({ type: "failed", vm, message, at: performance.now() });
+    try {
+      await waitForReady(
+        this.#api,
+        kp,
+        result,
+        this.#created,
+        {
+          timeoutSeconds: timeoutMs / 1000,
+          pollIntervalSeconds: this.#o.pollIntervalSeconds,
+          ...(c.signal ? { signal: c.signal } : {}),
         },
-      },
-      only,
-    );
+        this.#o.onProgress ?? (() => {}),
+        {
+          phase: (vm, phase) => emit({ type: "phase", vm, phase, at: performance.now() }),
+          ready: (vm) => emit({ type: "ready", vm, at: performance.now() }),
+          failed: (vm, message) => {
+            const phase = result.vms.find((v) => v.name === vm)?.phase;
+            if (phase) emit({ type: "phase", vm, phase, at: performance.now() });
+            emit({ type: "failed", vm, message, at: performance.now() });
+          },
+        },
+        only,
+      );
+    } catch (e) {
+      if (c.signal?.aborted) result.interrupted = true;
+      throw e;
+    }
+    if (c.signal?.aborted) result.interrupted = true;
     return result.vms.filter((v) => only.has(v.name) && !v.ready && !v.failed).map((v) => v.name);
   }
 

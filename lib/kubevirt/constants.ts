@@ -22,22 +22,7 @@ export const CDI_API = {
 export { LABELS, MANAGED_BY_VALUE } from "../virtwork/plan.ts";
 import { LABELS, MANAGED_BY_VALUE } from "../virtwork/plan.ts";
 
-/** Defaults of the configuration chain. */
-export const DEFAULTS = {
-  NAMESPACE: "virtwork",
-  CONTAINER_DISK_IMAGE: "quay.io/containerdisks/fedora:41",
-  CPU_CORES: 2,
-  MEMORY: "2Gi",
-  DATA_DISK_SIZE: "10Gi",
-  SSH_USER: "virtwork",
-  READY_TIMEOUT_SECONDS: 600,
-  POLL_INTERVAL_SECONDS: 15,
-  VM_COUNT: 1,
-  QPS: 20,
-  BURST: 20,
-  /** Audit database, relative to the working directory. */
-  AUDIT_DB: "virtwork.db",
-} as const;
+export { DEFAULTS } from "../virtwork/defaults.ts";
 
 /** The label selector of everything virtwork manages, optionally narrowed to one run. */
 export function managedSelector(runId?: string): string {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { defaultRegistry, withNamespace, withSshCredentials } from "../workloads/mod.ts";
-import type { Workload } from "../workloads/workload.ts";
+import { BaseWorkload, type Workload } from "../workloads/workload.ts";
+import type { CloudConfigOptions } from "../cloudinit/cloud_config.ts";
 import { DEFAULTS, LABELS, managedSelector } from "./constants.ts";
 import {
   buildVirtualMachine,
@@ -164,8 +165,16 @@ Deno.test("credentials go into a Secret referenced by secretRef; the VM does not
   }
 });
 
+/** A workload whose user data is small enough to travel inline. */
+class TinyWorkload extends BaseWorkload {
+  readonly name = "cpu";
+  userData(): CloudConfigOptions {
+    return this.withSsh({ runcmd: [["true"]] });
+  }
+}
+
 Deno.test("small user data without credentials stays inline; user data over 2048 bytes goes to a Secret", () => {
-  const plan = buildRunPlan(allWorkloads(false), {
+  const plan = buildRunPlan([...allWorkloads(false), new TinyWorkload({ config })].slice(1), {
     namespace: "n",
     runId: "r",
     containerDiskImage: "i",
@@ -203,11 +212,11 @@ Deno.test("default plan: 6 VMs (cpu 1, memory 1, disk 1, database 1, network 2) 
     [LABELS.COMPONENT]: "network",
     [LABELS.ROLE]: "server",
   });
-  // disk and database user data exceed the inline limit, so they travel in Secrets
+  // Every workload's user data (with its result reporting) exceeds the inline limit, so each
+  // travels in a Secret.
   assert.deepEqual(planObjects(plan).map((o) => o.kind), [
     "Namespace",
-    "Secret",
-    "Secret",
+    ...Array(6).fill("Secret"),
     "Service",
     ...Array(6).fill("VirtualMachine"),
   ]);

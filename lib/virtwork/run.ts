@@ -208,7 +208,6 @@ export async function runPlan(
         if (!vm) return;
         vm.outcome = e.outcome;
         createdAt.set(e.vm, e.at);
-        progress(`${vmKind} ${e.vm}: ${e.outcome}`);
         emit({ type: "vmCreated", runId, name: e.vm, outcome: e.outcome });
         emit({ type: "objectCreated", runId, kind: vmKind, name: e.vm, outcome: e.outcome });
         return;
@@ -229,7 +228,6 @@ export async function runPlan(
         return;
       }
       case "note":
-        progress(`${e.object ?? "run"}: ${e.message}`);
         note(e.level, e.reason, e.message, e.object);
         return;
       case "phase": {
@@ -244,7 +242,6 @@ export async function runPlan(
         if (!vm || vm.ready) return;
         vm.ready = true;
         vm.secondsToReady = (e.at - (createdAt.get(e.vm) ?? e.at)) / 1000;
-        progress(`VM ${e.vm}: ready after ${vm.secondsToReady.toFixed(1)}s`);
         emit({ type: "vmReady", runId, name: e.vm, seconds: vm.secondsToReady });
         return;
       }
@@ -253,7 +250,6 @@ export async function runPlan(
         vm.failed = true;
         vm.error = `failed: ${e.message}`;
         result.failedVms++;
-        progress(`VM ${e.vm}: ${vm.error}`);
         emit({ type: "vmFailed", runId, name: e.vm, message: e.message });
         return;
       case "result":

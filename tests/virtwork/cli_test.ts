@@ -80,8 +80,9 @@ Deno.test("BDD dry-run --workloads cpu: prints the VM and never contacts a clust
     assert.equal(r.code, 0, r.err);
     assert.equal(server.requests.length, 0, "no request reached the API server");
     const objects = docs(r.out);
-    assert.deepEqual(objects.map((o) => o.kind), ["Namespace", "VirtualMachine"]);
-    assert.equal(objects[1].metadata.name, "virtwork-cpu-1");
+    // The cpu workload's user data is larger than KubeVirt takes inline: it travels in a Secret.
+    assert.deepEqual(objects.map((o) => o.kind), ["Namespace", "Secret", "VirtualMachine"]);
+    assert.equal(objects[2].metadata.name, "virtwork-cpu-1");
   });
 });
 
@@ -435,7 +436,7 @@ Deno.test("run: Ctrl-C while a VM create is in flight: the server holds exactly 
     assert.match(r.err, /^VMs: virtwork-cpu-1$/m);
     assert.match(
       r.err,
-      /^Rolled back \(in flight at the interrupt\): VirtualMachine virtwork-cpu-2$/m,
+      /^Rolled back \(in flight at the interrupt\): (Secret virtwork-cpu-2-userdata, )?VirtualMachine virtwork-cpu-2$/m,
     );
     assert.match(r.err, /virtwork cleanup --namespace virtwork --run-id \S+/);
   });

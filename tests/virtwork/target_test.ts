@@ -1,0 +1,184 @@
+/**
+ * `virtwork run --target`: the libvirt target's required flags are checked before anything is
+ * contacted (exit 2, one line naming the flag), bad target, OS and results settings are usage
+ * errors, and the KubeVirt target stays the default. `--results-after` and `--report` on KubeVirt
+ * against the Kubernetes API test server: a results table and a JSON report of every VM.
+ */
+import assert from "node:assert/strict";
+import { main, type VirtworkDeps } from "../../cli/virtwork.ts";
+import { noopAuditor } from "../../lib/audit/mod.ts";
+import { startCluster } from "./_helpers.ts";
+
+async function virtwork(args: string[], deps: VirtworkDeps = {}) {
+  let out = "";
+  let err = "";
+  const code = await main(args, { out: (s) => (out += s), err: (s) => (err += s) }, {
+    env: { HOME: "/nonexistent" },
+    auditor: noopAuditor,
+    ...deps,
+  });
+  return { code, out, err };
+}
+
+function assertUsageError(r: { code: number; out: string; err: string }, message: RegExp): void {
+  assert.equal(r.code, 2, r.err);
+  assert.equal(r.out, "");
+  assert.match(r.err, message);
+  assert.equal(r.err.trim().split("\n").length, 1, `one line, got:\n${r.err}`);
+}
+
+const LIBVIRT = ["--image", "debian-12.qcow2", "--bridge", "br-vw", "--subnet", "10.77.0.0/24"];
+
+Deno.test("run --dry-run --target libvirt without --image, --bridge or --subnet: exit 2 naming the flag", async () => {
+  for (const [drop, flag] of [[0, "--image"], [2, "--bridge"], [4, "--subnet"]] as const) {
+    const args = LIBVIRT.filter((_, i) => i !== drop && i !== drop + 1);
+    const r = await virtwork(["run", "--dry-run", "--target", "libvirt", ...args]);
+    assertUsageError(r, new RegExp(`^Error: ${flag}: required with --target libvirt`));
+  }
+});
+
+Deno.test("VIRTWORK_TARGET=libvirt needs the libvirt settings too", async () => {
+  const r = await virtwork(["run", "--dry-run", "--bridge", "b", "--subnet", "10.1.0.0/24"], {
+    env: { HOME: "/nonexistent", VIRTWORK_TARGET: "libvirt" },
+  });
+  assertUsageError(r, /--image: required with --target libvirt/);
+});
+
+Deno.test("a bad --target, --os or --results-after is a usage error naming the flag", async () => {
+  assertUsageError(
+    await virtwork(["run", "--dry-run", "--target", "vmware"]),
+    /--target: must be one of kubevirt, libvirt, got "vmware"/,
+  );
+  assertUsageError(
+    await virtwork(["run", "--dry-run", "--os", "windows"]),
+    /--os: must be one of fedora, centos, debian, ubuntu, got "windows"/,
+  );
+  assertUsageError(
+    await virtwork(["run", "--dry-run", "--results-after", "100000"]),
+    /--results-after: must be from 0 to 86400, got 100000/,
+  );
+  assertUsageError(
+    await virtwork([
+      "run",
+      "--dry-run",
+      "--target",
+      "libvirt",
+      "--image",
+      "i",
+      "--bridge",
+      "b",
+      "--subnet",
+      "10.1.0.0/33",
+    ]),
+    /--subnet: /,
+  );
+});
+
+Deno.test("run --dry-run --target kubevirt is the default's output; --os debian is accepted", async () => {
+  const plain = await virtwork(["run", "--dry-run", "--workloads", "cpu"]);
+  const explicit = await virtwork([
+    "run",
+    "--dry-run",
+    "--workloads",
+    "cpu",
+    "--target",
+    "kubevirt",
+  ]);
+  assert.equal(plain.code, 0, plain.err);
+  assert.equal(explicit.code, 0, explicit.err);
+  // Run ids differ; everything else is the same document.
+  const strip = (s: string) => s.replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, "ID");
+  assert.equal(strip(explicit.out), strip(plain.out));
+  const debian = await virtwork(["run", "--dry-run", "--workloads", "cpu", "--os", "debian"]);
+  assert.equal(debian.code, 0, debian.err);
+  assert.match(debian.out, /^kind: VirtualMachine$/m);
+});
+
+Deno.test("run --results-after --report on KubeVirt: a results table and a report of every VM", async () => {
+  const { server, close } = await startCluster({ readyAfterMs: () => 20 });
+  const kubeconfig = await server.writeKubeconfig();
+  const dir = await Deno.makeTempDir({ prefix: "virtwork-report-" });
+  try {
+    const report = `${dir}/report.json`;
+    const r = await virtwork(
+      [
+        "run",
+        "--workloads",
+        "cpu,network",
+        "--poll-interval",
+        "0.02",
+        "--results-after",
+        "1",
+        "--report",
+        report,
+      ],
+      { env: { KUBECONFIG: kubeconfig, HOME: "/nonexistent" } },
+    );
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^VM\s+WORKLOAD\s+RESULTS$/m);
+    assert.match(r.out, /virtwork-network-client-1\s+network\s+/);
+    const doc = JSON.parse(await Deno.readTextFile(report));
+    assert.equal(doc.target, "kubevirt");
+    assert.match(doc.runId, /^[0-9a-f-]{36}$/);
+    assert.deepEqual(doc.vms.map((v: { name: string }) => v.name), [
+      "virtwork-cpu-1",
+      "virtwork-network-server-1",
+      "virtwork-network-client-1",
+    ]);
+    for (const v of doc.vms) {
+      assert.equal(v.ready, true);
+      assert.equal(typeof v.results, "object");
+      assert.ok("Running" in v.phases, JSON.stringify(v.phases));
+    }
+  } finally {
+    await close();
+    await Deno.remove(kubeconfig);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("report to a path that cannot be written: exit 1 after the run, and it says which file", async () => {
+  const { server, close } = await startCluster({ readyAfterMs: () => 5 });
+  const kubeconfig = await server.writeKubeconfig();
+  try {
+    const r = await virtwork(
+      [
+        "run",
+        "--workloads",
+        "cpu",
+        "--poll-interval",
+        "0.02",
+        "--report",
+        "/nonexistent/dir/r.json",
+      ],
+      { env: { KUBECONFIG: kubeconfig, HOME: "/nonexistent" } },
+    );
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /cannot write the report \/nonexistent\/dir\/r\.json/);
+  } finally {
+    await close();
+    await Deno.remove(kubeconfig);
+  }
+});
+
+Deno.test("examples/virtwork/*.yaml load as virtwork configurations of their target", async () => {
+  const { loadVirtworkConfig } = await import("../../lib/virtwork/config.ts");
+  const dir = new URL("../../examples/virtwork/", import.meta.url);
+  const kube = await loadVirtworkConfig({ configPath: new URL("kubevirt.yaml", dir).pathname });
+  assert.equal(kube.target, "kubevirt");
+  assert.equal(kube.resultsAfter, 120);
+  assert.deepEqual(kube.selected.map((w) => [w.name, w.config.vmCount]), [
+    ["cpu", 2],
+    ["database", 1],
+    ["disk", 1],
+    ["memory", 1],
+    ["network", 1],
+  ]);
+  const lv = await loadVirtworkConfig({ configPath: new URL("libvirt.yaml", dir).pathname });
+  assert.deepEqual([lv.target, lv.bridge, lv.subnet, lv.os], [
+    "libvirt",
+    "br-virtwork",
+    "10.77.0.0/24",
+    "debian",
+  ]);
+});
