@@ -46,7 +46,14 @@ export { formatQuantity, quantityBytes, requireQuantityBytes } from "./quantity.
 export { CPU_COMMAND, CPU_UNIT, CpuWorkload } from "./cpu.ts";
 export { MEMORY_COMMAND, MEMORY_HOLD_COMMAND, MEMORY_UNIT, MemoryWorkload } from "./memory.ts";
 export { DISK_MOUNT, DISK_SERIAL, DISK_UNIT, DiskWorkload, FIO_DIR, FIO_PROFILES } from "./disk.ts";
-export { DATABASE_MOUNT, DATABASE_SERIAL, DATABASE_UNIT, DatabaseWorkload } from "./database.ts";
+export {
+  DATABASE_MOUNT,
+  DATABASE_SERIAL,
+  DATABASE_UNIT,
+  DatabaseWorkload,
+  PGBENCH_DATABASE,
+  PGBENCH_SCALE,
+} from "./database.ts";
 export {
   IPERF3_PORT,
   IPERF3_SERVICE,

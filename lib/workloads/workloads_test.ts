@@ -250,7 +250,7 @@ Deno.test("DatabaseWorkload on Fedora/CentOS: postgresql-setup --initdb and post
       "python3=python3",
       "mkfs.ext4=e2fsprogs",
     ]);
-    assert.match(init, /pgbench -i -q -s 10 pgbench/);
+    assert.match(init, /pgbench -i -q -s 5 pgbench/);
     assert.ok(init.includes(`virtwork-mount-data ${w.dataDisks()[0]!.serial} ${DATABASE_MOUNT}`));
   }
 });
@@ -272,7 +272,7 @@ Deno.test("DatabaseWorkload on Debian/Ubuntu: pg_createcluster on the disk, post
       "mkfs.ext4=e2fsprogs",
     ]);
     const sample = file(d, "/usr/local/bin/virtwork-database-sample");
-    assert.match(sample, /pgbench -n -c 10 -j 2 -T "\$VIRTWORK_INTERVAL" "\$db"/);
+    assert.match(sample, /pgbench -n -c 5 -j 2 -T "\$VIRTWORK_INTERVAL" "\$db"/);
   }
 });
 
