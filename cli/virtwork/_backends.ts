@@ -97,7 +97,6 @@ export async function openRunBackend(
     pollIntervalSeconds: cfg.pollInterval,
     concurrency: cfg.burst,
     onProgress: progress,
-    // TODO(issue 12): readConsole: readConsoleResults from lib/kubevirt/console.ts once it exists.
   });
   return withScope(kubevirt, cfg.namespace, { kubevirt, describe });
 }

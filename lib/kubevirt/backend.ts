@@ -61,7 +61,7 @@ export interface KubevirtBackendOptions {
   rollbackTimeoutSeconds?: number;
   /** Progress messages for verbose output. */
   onProgress?: (message: string) => void;
-  /** Reads a VMI's console; without one, {@linkcode Backend.collectResults} finds nothing. */
+  /** Reads a VMI's console (default: `readConsoleResults` of `console.ts`). */
   readConsole?: ConsoleResultReader;
   /** Cleanup settings beyond the run id (delete the namespace, wait until gone). */
   cleanup?: Omit<CleanupOptions, "namespace" | "runId" | "signal" | "record">;
@@ -212,8 +212,8 @@ class ClusterBackend implements KubevirtBackend {
     c: BackendCallOptions = {},
   ): Promise<Map<string, ResultSample>> {
     const out = new Map<string, ResultSample>();
-    const read = this.#o.readConsole;
-    if (!read) return out;
+    // The console's websocket code loads only when results are read.
+    const read = this.#o.readConsole ?? (await import("./console.ts")).readConsoleResults;
     await Promise.all(vms.map(async (vm) => {
       let samples: ResultSample[];
       try {

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { main, type VirtworkDeps } from "../../cli/virtwork.ts";
-import { noopAuditor } from "../../lib/audit/mod.ts";
+import { entryDetails, noopAuditor, SqliteAuditor } from "../../lib/audit/mod.ts";
 import { startCluster } from "./_helpers.ts";
 
 async function virtwork(args: string[], deps: VirtworkDeps = {}) {
@@ -98,8 +98,19 @@ Deno.test("run --results-after --report on KubeVirt: a results table and a repor
   const { server, close } = await startCluster({ readyAfterMs: () => 20 });
   const kubeconfig = await server.writeKubeconfig();
   const dir = await Deno.makeTempDir({ prefix: "virtwork-report-" });
+  // The cpu guest prints two samples (a kernel message between); the server prints an error
+  // line; the client's console stays silent.
+  server.setConsole("virtwork", "virtwork-cpu-1", [
+    'VIRTWORK-RESULT {"v":1,"workload":"cpu","t":1,"metrics":{"bogo_ops_per_s":1000}}',
+    "[   12.3] random: crng init done",
+    'x VIRTWORK-RESULT {"v":1,"workload":"cpu","t":2,"metrics":{"bogo_ops_per_s":1234.5}}',
+  ]);
+  server.setConsole("virtwork", "virtwork-network-server-1", [
+    'VIRTWORK-RESULT {"v":1,"workload":"network","t":1,"error":"iperf3 is not installed"}',
+  ]);
   try {
     const report = `${dir}/report.json`;
+    const auditor = SqliteAuditor.open(":memory:");
     const r = await virtwork(
       [
         "run",
@@ -112,11 +123,14 @@ Deno.test("run --results-after --report on KubeVirt: a results table and a repor
         "--report",
         report,
       ],
-      { env: { KUBECONFIG: kubeconfig, HOME: "/nonexistent" } },
+      { env: { KUBECONFIG: kubeconfig, HOME: "/nonexistent" }, auditor },
     );
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /^VM\s+WORKLOAD\s+RESULTS$/m);
-    assert.match(r.out, /virtwork-network-client-1\s+network\s+/);
+    assert.match(r.out, /^virtwork-cpu-1\s+cpu\s+bogo_ops_per_s=1234\.5$/m);
+    assert.match(r.out, /^virtwork-network-server-1\s+network\s+error: iperf3 is not installed$/m);
+    assert.match(r.out, /^virtwork-network-client-1\s+network\s+no figures reported$/m);
+    assert.match(r.out, /^1\/3 VMs reported figures$/m);
     const doc = JSON.parse(await Deno.readTextFile(report));
     assert.equal(doc.target, "kubevirt");
     assert.match(doc.runId, /^[0-9a-f-]{36}$/);
@@ -124,6 +138,22 @@ Deno.test("run --results-after --report on KubeVirt: a results table and a repor
       "virtwork-cpu-1",
       "virtwork-network-server-1",
       "virtwork-network-client-1",
+    ]);
+    assert.deepEqual(doc.vms.map((v: { results: unknown }) => v.results), [
+      { bogo_ops_per_s: 1234.5 },
+      {},
+      {},
+    ]);
+    assert.equal(doc.vms[1].resultError, "iperf3 is not installed");
+    assert.equal(server.openConsoles, 0, "every console was closed");
+    // The audit trail keeps the same figures, through the one subscriber.
+    const audited = entryDetails(auditor.db, doc.runId)!;
+    auditor.close();
+    assert.equal(audited.entry.status, "succeeded");
+    assert.deepEqual(audited.vms.map((v) => [v.name, v.results, v.resultError]), [
+      ["virtwork-cpu-1", { bogo_ops_per_s: 1234.5 }, null],
+      ["virtwork-network-server-1", {}, "iperf3 is not installed"],
+      ["virtwork-network-client-1", {}, null],
     ]);
     for (const v of doc.vms) {
       assert.equal(v.ready, true);
