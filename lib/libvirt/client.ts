@@ -208,6 +208,7 @@ export class Libvirt {
   /** Per event procedure: callback ID -> decoder+listener. */
   #eventListeners = new Map<number, Map<number, (r: XdrReader) => void>>();
   readonly #signal: AbortSignal | undefined;
+  #connectArgs: [string, ConnectOptions] | undefined;
 
   private constructor(rpc: RpcConnection, uri: LibvirtUri, signal?: AbortSignal) {
     this.rpc = rpc;
@@ -244,6 +245,7 @@ export class Libvirt {
     if (opts.settleMs !== undefined) rpcOpts.settleMs = opts.settleMs;
     const rpc = new RpcConnection(transport, rpcOpts);
     const lv = new Libvirt(rpc, parsed, signal);
+    lv.#connectArgs = [text, opts];
     try {
       if (signal?.aborted) throw InterruptedError.from(signal.reason);
       await lv.#handshake(opts.readOnly ?? false);
@@ -261,6 +263,12 @@ export class Libvirt {
     return lv;
   }
 
+  /**
+   * AUTH_LIST, AUTH_POLKIT when the daemon asks for it, then CONNECT_OPEN, one after the other:
+   * AUTH_LIST itself authenticates a root client of a polkit socket, so an open sent beside it
+   * may be refused. The keepalive check is not awaited: its reply travels with the caller's first
+   * call's.
+   */
   async #handshake(readOnly: boolean): Promise<void> {
     const types = await this.#remote(
       P.AUTH_LIST,
@@ -283,7 +291,30 @@ export class Libvirt {
       writeOptStr(w, this.uri.name);
       w.writeUint(readOnly ? 1 : 0);
     });
-    if (await this.supportsFeature(DriverFeature.PROGRAM_KEEPALIVE)) this.rpc.startKeepalive();
+    this.supportsFeature(DriverFeature.PROGRAM_KEEPALIVE).then(
+      (yes) => yes && this.rpc.startKeepalive(),
+      () => {/* the connection ended first; nothing to keep alive */},
+    );
+  }
+
+  /**
+   * Opens another connection to the same daemon, with the options this one was opened with. The
+   * daemon works on at most `max_client_requests` (5 by default) calls of one connection at a
+   * time, so hundreds of small calls finish sooner spread over a few connections.
+   */
+  connectAgain(): Promise<Libvirt> {
+    if (!this.#connectArgs) {
+      return Promise.reject(
+        new ConnectionError("This client was not opened by connect", this.uri.display),
+      );
+    }
+    const [uri, opts] = this.#connectArgs;
+    if (opts.transport) {
+      return Promise.reject(
+        new ConnectionError("A client on a given transport cannot open another", this.uri.display),
+      );
+    }
+    return Libvirt.connect(uri, opts);
   }
 
   /** Sends CONNECT_CLOSE (best effort) and closes the socket; pending calls reject. */

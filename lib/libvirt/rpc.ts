@@ -16,6 +16,7 @@ import {
 } from "./errors.ts";
 import type { Transport } from "./transport.ts";
 import { decodeRemoteError } from "./wire.ts";
+import { after, type CancelTimer } from "./_timer.ts";
 
 const HEADER_END = Limits.LENGTH_SIZE + Limits.HEADER_SIZE;
 const KNOWN_PROGRAMS = new Set<number>([Program.REMOTE, Program.QEMU, Program.KEEPALIVE]);
@@ -200,8 +201,8 @@ export class RpcConnection {
   #batches = 0;
   #calls = 0;
   #lastReceived = performance.now();
-  #keepaliveTimer: ReturnType<typeof setInterval> | undefined;
-  #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  #keepaliveTimer: CancelTimer | undefined;
+  #sweepTimer: CancelTimer | undefined;
   #readPaused: Promise<void> | null = null;
   #resumeRead: (() => void) | null = null;
   readonly #readLoopDone: Promise<void>;
@@ -283,10 +284,19 @@ export class RpcConnection {
     this.#startSweep();
   }
 
+  /**
+   * Checks deadlines every SWEEP_MS while some call has one. Each tick is a cheap one-shot timer
+   * (see _timer.ts) armed only while calls are pending, so an idle connection holds no timer.
+   */
   #startSweep(): void {
-    if (this.#sweepTimer !== undefined) return;
-    this.#sweepTimer = setInterval(() => this.#sweep(), SWEEP_MS);
-    Deno.unrefTimer(this.#sweepTimer as unknown as number);
+    if (this.#sweepTimer !== undefined || this.#closed) return;
+    this.#sweepTimer = after(SWEEP_MS, () => {
+      this.#sweepTimer = undefined;
+      this.#sweep();
+      if (!this.#closed && [...this.#pending.values()].some((p) => p.deadline)) {
+        this.#startSweep();
+      }
+    });
   }
 
   /** Number of calls waiting for a reply. */
@@ -318,7 +328,9 @@ export class RpcConnection {
   startKeepalive(): void {
     if (this.#keepaliveTimer !== undefined || this.#closed) return;
     const interval = this.#opts.keepaliveIntervalMs;
-    this.#keepaliveTimer = setInterval(() => {
+    const period = Math.max(50, Math.floor(interval / 2));
+    const check = () => {
+      if (this.#closed) return;
       const idle = performance.now() - this.#lastReceived;
       if (idle >= interval * this.#opts.keepaliveCount) {
         this.#fail(
@@ -331,8 +343,9 @@ export class RpcConnection {
         this.#send(frame(Program.KEEPALIVE, KeepaliveProcedure.PING, MessageType.MESSAGE, 0, 0))
           .catch(() => {});
       }
-    }, Math.max(50, Math.floor(interval / 2)));
-    Deno.unrefTimer(this.#keepaliveTimer);
+      this.#keepaliveTimer = after(period, check, { unref: true });
+    };
+    this.#keepaliveTimer = after(period, check, { unref: true });
   }
 
   /**
@@ -967,8 +980,9 @@ export class RpcConnection {
     if (this.#closed) return;
     this.#closed = err;
     this.#detachSignal?.();
-    clearInterval(this.#keepaliveTimer);
-    clearInterval(this.#sweepTimer);
+    this.#keepaliveTimer?.();
+    this.#sweepTimer?.();
+    this.#keepaliveTimer = this.#sweepTimer = undefined;
     this.#resume();
     for (const p of this.#pending.values()) p.reject(err);
     this.#pending.clear();

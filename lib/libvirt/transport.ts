@@ -1,3 +1,4 @@
+import { after } from "./_timer.ts";
 import { ConnectionError, InterruptedError } from "./errors.ts";
 import type { LibvirtUri } from "./uri.ts";
 
@@ -30,12 +31,12 @@ export async function dial(uri: LibvirtUri, opts: DialOptions = {}): Promise<Tra
   const connecting = uri.transport === "unix"
     ? Deno.connect({ transport: "unix", path: uri.socketPath })
     : Deno.connect({ transport: "tcp", hostname: uri.host, port: uri.port });
-  let timer: ReturnType<typeof setTimeout> | undefined;
+  let cancelTimer = () => {};
   let onAbort = () => {};
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new ConnectionError(`Connecting timed out after ${timeoutMs} ms`, uri.display)),
+    cancelTimer = after(
       timeoutMs,
+      () => reject(new ConnectionError(`Connecting timed out after ${timeoutMs} ms`, uri.display)),
     );
     onAbort = () => reject(InterruptedError.from(signal?.reason));
     signal?.addEventListener("abort", onAbort, { once: true });
@@ -60,7 +61,7 @@ export async function dial(uri: LibvirtUri, opts: DialOptions = {}): Promise<Tra
       { cause: err },
     );
   } finally {
-    clearTimeout(timer);
+    cancelTimer();
     signal?.removeEventListener("abort", onAbort);
   }
 }
