@@ -81,6 +81,11 @@ export interface ListOptions {
   selector?: LabelSelector;
   /** Also read each domain's autostart flag (one more call per domain, sent in the same wave). */
   autostart?: boolean;
+  /**
+   * Domains per extra connection the metadata reads are spread over (default
+   * {@linkcode DOMAINS_PER_HELPER}; at most {@linkcode MAX_HELPERS} extra connections).
+   */
+  domainsPerHelper?: number;
 }
 
 export { parseLabelSelector };
@@ -129,9 +134,12 @@ export async function listVms(
     };
   });
   const running = (s: number) => s === DomainState.RUNNING || s === DomainState.BLOCKED;
-  const second = await Promise.all(base.map(async (b) => {
+  const helpers = await helperConnections(lv, base.length, opts.domainsPerHelper);
+  const conns = [lv, ...helpers];
+  const second = await Promise.all(base.map(async (b, i) => {
     rpcCalls++;
-    const spec = lv.domainGetMetadata(b.domain, MetadataType.ELEMENT, METADATA_NAMESPACE)
+    const spec = (conns[i % conns.length] ?? lv)
+      .domainGetMetadata(b.domain, MetadataType.ELEMENT, METADATA_NAMESPACE)
       .then((xml) => safeParse(xml, b.domain.name), () => undefined);
     if (opts.autostart) rpcCalls++;
     const autostart = opts.autostart
@@ -157,6 +165,8 @@ export async function listVms(
       autostart: await autostart,
     };
   }));
+  // Closed while the rows are built; the caller's own connection stays open.
+  const closing = Promise.all(helpers.map((h) => h.close().catch(() => {})));
   const selectors = [
     ...(opts.labels ? selectorFromLabels(opts.labels).requirements : []),
     ...(opts.selector?.requirements ?? []),
@@ -184,7 +194,32 @@ export async function listVms(
       labels: x.vm?.metadata.labels ?? {},
     };
   }).sort((a, b) => byName(a.name, b.name));
+  await closing;
   return { vms, rpcCalls, roundTrips: lv.rpc.writeBatches - batchesBefore };
+}
+
+/** Domains per extra connection when a list reads many domains' metadata. */
+export const DOMAINS_PER_HELPER = 100;
+/** Most extra connections one list opens. */
+export const MAX_HELPERS = 3;
+
+/**
+ * Extra connections for reading `domains` domains' metadata: the daemon works on at most five
+ * calls of one connection at a time (`max_client_requests`), so a few hundred calls finish sooner
+ * over a few connections. None for a short list, and none when opening one fails (the list then
+ * uses the caller's connection alone).
+ */
+async function helperConnections(
+  lv: Libvirt,
+  domains: number,
+  perHelper = DOMAINS_PER_HELPER,
+): Promise<Libvirt[]> {
+  const want = Math.min(MAX_HELPERS, Math.floor(domains / Math.max(1, perHelper)));
+  if (want < 1) return [];
+  const opened = await Promise.allSettled(
+    Array.from({ length: want }, () => lv.connectAgain()),
+  );
+  return opened.flatMap((o) => o.status === "fulfilled" ? [o.value] : []);
 }
 
 /**
