@@ -46,20 +46,35 @@ export {
   USERDATA_INLINE_MAX,
 } from "./manifests.ts";
 export type { KubeObject, ObjectMeta, VirtualMachineOptions } from "./manifests.ts";
-export { buildRunPlan, planObjects, vmName } from "./plan.ts";
+export {
+  buildRunPlan,
+  kubePeerAddresses,
+  neutralRunPlan,
+  planObjects,
+  renderRunPlan,
+  vmName,
+} from "./plan.ts";
+export { openKubevirtBackend } from "./backend.ts";
+export type { ConsoleResultReader, KubevirtBackend, KubevirtBackendOptions } from "./backend.ts";
 export type { PlannedVm, PlanOptions, RunPlan } from "./plan.ts";
 export { RateLimiter, sleep } from "./rate_limit.ts";
 export {
   apiFailure,
+  createRunObjects,
   executeRun,
   isConnectionFailure,
+  newRunResult,
   RunFailedError,
+  runProblems,
   VM_ERROR_STATUSES,
   vmFailure,
   vmiReady,
+  waitForReady,
 } from "./run.ts";
 export type {
+  CreateObjectsOptions,
   CreateOutcome,
+  ReadinessCallbacks,
   RunAuditContext,
   RunEvent,
   RunOptions,
@@ -82,14 +97,11 @@ export type {
   VirtworkSettings,
 } from "./config.ts";
 // Types of other modules that appear in this module's signatures.
-export type {
-  DataDisk,
-  ServicePort,
-  ServiceSpec,
-  VmResources,
-  Workload,
-  WorkloadConfig,
-} from "../workloads/workload.ts";
+export type * from "../virtwork/backend.ts";
+export type { ResultSample } from "../virtwork/results.ts";
+export type { PlanSkeleton, SkeletonVm } from "../virtwork/plan.ts";
+export type { CloudConfigOptions, WriteFile } from "../cloudinit/cloud_config.ts";
+export type * from "../workloads/workload.ts";
 export type {
   ConfigSchema,
   ConfigSource,
