@@ -141,6 +141,21 @@ export function detailsText(d: EntryDetails): string {
         ]),
       )
     }`;
+    const withResults = d.vms.filter((v) => v.results !== null || v.resultError !== null);
+    if (withResults.length) {
+      out += `\nResults:\n${
+        formatTable(
+          ["NAME", "WORKLOAD", "RESULTS"],
+          withResults.map((v) => [
+            v.name,
+            v.workload ?? "-",
+            v.resultError !== null
+              ? `error: ${oneLine(v.resultError)}`
+              : Object.entries(v.results ?? {}).map(([k, n]) => `${k}=${n}`).join(" ") || "-",
+          ]),
+        )
+      }`;
+    }
   }
   const objects = d.resources.filter((r) => r.kind !== "VirtualMachine" || r.action !== "created");
   if (objects.length) {

@@ -212,3 +212,40 @@ Deno.test("examples/virtwork/*.yaml load as virtwork configurations of their tar
     "debian",
   ]);
 });
+
+Deno.test("audit show lists the figures --results-after stored", async () => {
+  const { server, close } = await startCluster({ readyAfterMs: () => 5 });
+  const kubeconfig = await server.writeKubeconfig();
+  const dir = await Deno.makeTempDir({ prefix: "virtwork-audit-results-" });
+  server.setConsole("virtwork", "virtwork-disk-1", [
+    'VIRTWORK-RESULT {"v":1,"workload":"disk","t":1,"metrics":{"write_iops":850,"read_p99_ms":4.1}}',
+  ]);
+  try {
+    const env = { KUBECONFIG: kubeconfig, HOME: "/nonexistent", VIRTWORK_AUDIT_DB: `${dir}/a.db` };
+    const deps = { env, auditor: undefined } as unknown as VirtworkDeps;
+    const run = await virtwork(
+      [
+        "run",
+        "--workloads",
+        "disk",
+        "--poll-interval",
+        "0.02",
+        "--results-after",
+        "1",
+        "-o",
+        "json",
+      ],
+      deps,
+    );
+    assert.equal(run.code, 0, run.err);
+    const runId = JSON.parse(run.out).runId;
+    const show = await virtwork(["audit", "show", runId], deps);
+    assert.equal(show.code, 0, show.err);
+    assert.match(show.out, /^Results:$/m);
+    assert.match(show.out, /^virtwork-disk-1\s+disk\s+write_iops=850 read_p99_ms=4\.1$/m);
+  } finally {
+    await close();
+    await Deno.remove(kubeconfig);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
