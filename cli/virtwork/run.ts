@@ -399,12 +399,24 @@ async function deployPlan(
       io.err(kubeExistsReport(backend.kubevirt.runResult, backend.kubevirt.runPlan));
     } else io.err(libvirtExistsReport(result));
     setExitCode(cmd, EXIT_INTERRUPTED);
-  } else if (result.timedOut || result.failedVms > 0) {
+  } else {
     // The error may quote the platform (a VMI's reason): no control sequences reach the terminal.
-    for (const v of result.vms.filter((v) => v.error)) {
-      io.err(`${v.name}: ${sanitizeText(v.error!, { singleLine: true })}\n`);
+    const notOk = result.timedOut || result.failedVms > 0;
+    if (notOk) {
+      for (const v of result.vms.filter((v) => v.error)) {
+        io.err(`${v.name}: ${sanitizeText(v.error!, { singleLine: true })}\n`);
+      }
     }
-    setExitCode(cmd, ExitCode.VM_OPERATION);
+    // A workload its guest says cannot run (no packages, no network) fails the run too.
+    const broken = result.vms.filter((v) => v.result?.error !== undefined);
+    for (const v of broken) {
+      io.err(
+        `${v.name}: workload ${v.workload} cannot run: ${
+          sanitizeText(v.result!.error!, { singleLine: true })
+        }\n`,
+      );
+    }
+    if (notOk || broken.length > 0) setExitCode(cmd, ExitCode.VM_OPERATION);
   }
 }
 

@@ -121,7 +121,10 @@ export const VM_KIND: Readonly<Record<TargetKind, string>> = {
   libvirt: "domain",
 };
 
-/** Why a finished run is not a success: failed VMs, VMs not ready by the timeout. */
+/**
+ * Why a finished run is not a success: failed VMs, VMs not ready by the timeout, workloads whose
+ * guest reported that they cannot run.
+ */
 export function runProblems(r: PlanRunResult, timeoutSeconds: number): string[] {
   const notReady = r.vms.filter((v) => !v.ready && !v.failed && isKept(v.outcome)).length;
   const out: string[] = [];
@@ -133,6 +136,14 @@ export function runProblems(r: PlanRunResult, timeoutSeconds: number): string[] 
     );
   }
   if (r.timedOut) out.push(`${notReady} of ${r.vms.length} VMs not ready after ${timeoutSeconds}s`);
+  const broken = r.vms.filter((v) => v.result?.error !== undefined);
+  if (broken.length > 0) {
+    out.push(
+      `${broken.length} of ${r.vms.length} workloads cannot run: ${
+        broken.map((v) => `${v.name} (${v.result!.error})`).join(", ")
+      }`,
+    );
+  }
   return out;
 }
 

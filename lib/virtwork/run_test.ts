@@ -225,6 +225,19 @@ Deno.test("runPlan(): create, wait, results; events in order; latest sample per 
     ok: true,
     interrupted: false,
   });
+  // A guest that says its workload cannot run makes the run not ok.
+  const b2 = new ScriptedBackend();
+  b2.samples.set("virtwork-disk-1", [{ workload: "disk", t: 3, metrics: {}, error: "no fio" }]);
+  const rec2 = recorder();
+  await runPlan(b2, plan, {
+    scope: "s",
+    timeoutSeconds: 5,
+    resultsAfterMs: 1,
+    onEvent: rec2.onEvent,
+  });
+  const end2 = rec2.events.at(-1) as Extract<VirtworkEvent, { type: "runFinished" }>;
+  assert.equal(end2.ok, false);
+  assert.equal(end2.error, "1 of 2 workloads cannot run: virtwork-disk-1 (no fio)");
   assert.ok(events.some((e) => e.type === "objectCreated" && e.kind === "domain"));
 });
 

@@ -125,7 +125,13 @@ Deno.test("run --results-after --report on KubeVirt: a results table and a repor
       ],
       { env: { KUBECONFIG: kubeconfig, HOME: "/nonexistent" }, auditor },
     );
-    assert.equal(r.code, 0, r.err);
+    // The server's guest said its workload cannot run: the run fails (4) and says why.
+    assert.equal(r.code, 4, r.err);
+    assert.match(
+      r.err,
+      /^virtwork-network-server-1: workload network cannot run: iperf3 is not installed$/m,
+    );
+    assert.doesNotMatch(r.err, /virtwork-cpu-1: workload/);
     assert.match(r.out, /^VM\s+WORKLOAD\s+RESULTS$/m);
     assert.match(r.out, /^virtwork-cpu-1\s+cpu\s+bogo_ops_per_s=1234\.5$/m);
     assert.match(r.out, /^virtwork-network-server-1\s+network\s+error: iperf3 is not installed$/m);
@@ -149,7 +155,11 @@ Deno.test("run --results-after --report on KubeVirt: a results table and a repor
     // The audit trail keeps the same figures, through the one subscriber.
     const audited = entryDetails(auditor.db, doc.runId)!;
     auditor.close();
-    assert.equal(audited.entry.status, "succeeded");
+    assert.equal(audited.entry.status, "failed");
+    assert.match(
+      audited.entry.errorSummary ?? "",
+      /1 of 3 workloads cannot run: virtwork-network-server-1/,
+    );
     assert.deepEqual(audited.vms.map((v) => [v.name, v.results, v.resultError]), [
       ["virtwork-cpu-1", { bogo_ops_per_s: 1234.5 }, null],
       ["virtwork-network-server-1", {}, "iperf3 is not installed"],
