@@ -240,6 +240,16 @@ class FoundryBackend implements LibvirtBackend {
       const why = e instanceof CreateIncompleteError && e.summary.failed
         ? (e.summary.failed.error as Error).message ?? String(e.summary.failed.error)
         : (e as Error).message;
+      if (made.length) {
+        o.onEvent?.({
+          type: "note",
+          level: "warning",
+          reason: "RolledBack",
+          message: `create stopped; destroyed again: ${made.join(", ")}` +
+            (left.length ? `; left: ${left.join("; ")}` : ""),
+          at: performance.now(),
+        });
+      }
       const rolled = made.length ? `; rolled back: ${made.join(", ")}` : "";
       const failed = left.length ? `; cleanup also failed: ${left.join("; ")}` : "";
       if (e instanceof Error) {
@@ -321,7 +331,18 @@ class FoundryBackend implements LibvirtBackend {
       // No console sample: the rest of the window passes, then the agent reads the file.
       await sleep(durationMs - (performance.now() - start), o.signal);
       const s = await readAgentSample(this.#lv, d, o.signal).catch(() => undefined);
-      if (s) take(name, s, "agent");
+      if (!s) return;
+      o.onEvent?.({
+        type: "note",
+        level: "info",
+        reason: "ResultsFromAgent",
+        message: `VM ${name}: no result line on its console in ${
+          Math.round(durationMs / 1000)
+        } s; the latest line of its results file was read through the guest agent`,
+        object: `domain/${name}`,
+        at: performance.now(),
+      });
+      take(name, s, "agent");
     }));
     o.signal?.throwIfAborted();
     return out;
