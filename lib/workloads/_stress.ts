@@ -37,18 +37,30 @@ export interface StressNgOptions {
   intervalSeconds: number;
 }
 
-/** The sample script: one slice of `stressArgs`, reported as `bogo_ops_per_s`. */
+/**
+ * The sample script: one slice of `stressArgs`, reported as `bogo_ops_per_s`. With
+ * `VIRTWORK_REPORT_ASYNC=1` (the run loop sets it) the slice is parsed and reported in the
+ * background and the script returns at once, so the next slice starts without a gap in the load
+ * (parsing costs a second or more on an emulated guest).
+ */
 export function stressSampleScript(o: Pick<StressNgOptions, "workload" | "stressArgs">): string {
   return `${SCRIPT_HEAD}
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
 if ! ${o.stressArgs} --timeout "\${VIRTWORK_INTERVAL}s" --metrics-brief \\
   --yaml "$tmp/out.yaml" >"$tmp/log" 2>&1; then
   virtwork_error ${o.workload} "stress-ng failed: $(virtwork_tail "$tmp/log")"
+  rm -rf "$tmp"
   exit 1
 fi
 cat "$tmp/log" >>"$tmp/out.yaml"
-virtwork_report ${o.workload} stress-ng "$tmp/out.yaml"
+if [ "\${VIRTWORK_REPORT_ASYNC:-0}" = 1 ]; then
+  (virtwork_report ${o.workload} stress-ng "$tmp/out.yaml"; rm -rf "$tmp") &
+  exit 0
+fi
+rc=0
+virtwork_report ${o.workload} stress-ng "$tmp/out.yaml" || rc=$?
+rm -rf "$tmp"
+exit "$rc"
 `;
 }
 
@@ -60,6 +72,7 @@ export function stressNgFiles(o: StressNgOptions): CloudConfigOptions {
 "$VIRTWORK_BIN_DIR/virtwork-ensure-packages" ${o.workload} ${
     ensureArgs(o.os, ["stress-ng", "python3"])
   } || exit 1
+export VIRTWORK_REPORT_ASYNC=1
 ${
     o.holdArgs
       ? `${o.holdArgs} --timeout 0 >/dev/null 2>&1 &

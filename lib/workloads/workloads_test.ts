@@ -194,6 +194,7 @@ Deno.test("MemoryWorkload: a 70% holder beside 64 MiB sampling slices, no disks 
     /^stress-ng --vm 1 --vm-bytes \$\{VIRTWORK_VM_BYTES:-70%\} --vm-keep --vm-method all --timeout 0 .*&$/m,
   );
   assert.match(run, /virtwork_error memory "the stress-ng holder exited"/);
+  assert.match(run, /^export VIRTWORK_REPORT_ASYNC=1$/m, "slices follow each other without a gap");
   assert.doesNotMatch(
     file(data(new CpuWorkload({ config }), ROLE_WORKER), "/usr/local/bin/virtwork-cpu-run"),
     /holder/,
