@@ -48,7 +48,7 @@ import {
   resultsTable,
   summary,
 } from "./_run_report.ts";
-import { openRunBackend, type RunBackend } from "./_backends.ts";
+import { checkLibvirtSettings, openRunBackend, type RunBackend } from "./_backends.ts";
 
 export { summary } from "./_run_report.ts";
 
@@ -211,6 +211,8 @@ export function runCommand(io: Io, deps: VirtworkDeps = {}): Command {
           env,
           ...(typeof opts.config === "string" ? { configPath: opts.config } : {}),
         });
+        // Before anything is opened or contacted: a usage error leaves nothing behind.
+        checkLibvirtSettings(cfg);
       } catch (e) {
         throw inputError(e);
       }
@@ -237,19 +239,21 @@ export function runCommand(io: Io, deps: VirtworkDeps = {}): Command {
       const progress = (m: string) => {
         if (verbose) io.err(`${m}\n`);
       };
+      const auditor = deps.auditor ??
+        await openAuditor({ enabled: cfg.audit, path: cfg.auditDb }, {
+          secrets: [cfg.sshPassword, ...cfg.sshAuthorizedKeys],
+        });
+      // The audit trail is best effort: a failing write is progress, never the run's failure.
+      const record = auditSubscriber(auditor, { onError: (e) => progress(`audit: ${e.message}`) });
       const { signal, dispose } = interruptSignal(deps);
       let backend: RunBackend;
       try {
         backend = await openRunBackend(cfg, deps, io, signal, progress);
       } catch (e) {
         dispose();
+        if (!deps.auditor) auditor.close();
         throw inputError(e);
       }
-      const auditor = deps.auditor ??
-        await openAuditor({ enabled: cfg.audit, path: cfg.auditDb }, {
-          secrets: [cfg.sshPassword, ...cfg.sshAuthorizedKeys],
-        });
-      const record = auditSubscriber(auditor, { onError: (e) => io.err(`audit: ${e.message}\n`) });
       try {
         const runId = crypto.randomUUID();
         const os: GuestOs = (cfg.os || backend.os || DEFAULT_GUEST_OS) as GuestOs;

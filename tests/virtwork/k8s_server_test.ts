@@ -372,7 +372,9 @@ Deno.test("server: failVmi drives a VMI to Failed; restartVmi replaces it with a
 });
 
 Deno.test("server: deletion goes through terminating to gone; a namespace takes its objects and refuses a second delete", async () => {
-  await withCluster({ deletionDelayMs: 30 }, async ({ server, client, kc }) => {
+  // The second namespace delete must land while the first is still terminating: a delay long
+  // enough that a loaded machine (tests in parallel) does not finish the deletion first.
+  await withCluster({ deletionDelayMs: 500 }, async ({ server, client, kc }) => {
     await client.create("namespaces", "", buildNamespace("d"));
     await client.create("virtualmachines", "d", cpuVm("d"));
     const vms = await watch(kc, "/apis/kubevirt.io/v1/namespaces/d/virtualmachines", {
