@@ -387,7 +387,8 @@ export function quantile(sorted: readonly number[], p: number): number {
   const h = (sorted.length - 1) * p;
   const lo = Math.floor(h);
   const a = sorted[lo]!;
-  const b = sorted[Math.min(lo + 1, sorted.length - 1)]!;
+  if (h === lo) return a;
+  const b = sorted[lo + 1]!;
   return a + (h - lo) * (b - a);
 }
 
