@@ -88,16 +88,18 @@ export function reportDocument(r: PlanRunResult): Record<string, unknown> {
   };
 }
 
-/** After a failed or interrupted libvirt run: what was made and how to remove what is left. */
+/** After a failed or interrupted libvirt run: what happened and how to remove what is left. */
 export function libvirtExistsReport(r: PlanRunResult): string {
-  const kept = r.vms.filter((v) => v.outcome === "created" || v.outcome === "exists");
   const stopped = r.interrupted ? "Interrupted" : "Stopped";
+  const kept = r.vms.filter((v) => v.outcome === "created" || v.outcome === "exists");
   const lines = [
-    kept.length === 0
-      ? `${stopped}: no VM of run ${r.runId} was kept on ${r.scope}`
-      : `${stopped}: VMs of run ${r.runId} reported on ${r.scope}: ${
-        kept.map((v) => v.name).join(", ")
-      }`,
+    r.createError !== undefined
+      ? `${stopped} while creating VMs of run ${r.runId} on ${r.scope}: ${
+        sanitizeText(r.createError, { singleLine: true })
+      }`
+      : kept.length === 0
+      ? `${stopped}: no VM of run ${r.runId} was created on ${r.scope}`
+      : `${stopped}: VMs of run ${r.runId} on ${r.scope}: ${kept.map((v) => v.name).join(", ")}`,
     `Remove anything left with: virtwork cleanup --target libvirt --connect ${r.scope} ` +
     `--run-id ${r.runId}`,
   ];

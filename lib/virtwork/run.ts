@@ -101,6 +101,11 @@ export interface PlanRunResult {
   failedVms: number;
   /** Wall time of the run. */
   elapsedSeconds: number;
+  /**
+   * Why the backend's create ended early (an interrupt or a failure); what it reported created
+   * may since have been rolled back by it (the libvirt backend undoes its whole call).
+   */
+  createError?: string;
 }
 
 /** A run stopped by an error; `result` tells what had been reported by then. */
@@ -318,8 +323,9 @@ export async function runPlan(
       if (o.error !== undefined) vm.error = o.error;
     }
   } catch (e) {
+    result.createError = (e as Error).message ?? String(e);
     if (!opts.signal?.aborted) await fail(e);
-    progress(`create interrupted: ${(e as Error).message}`);
+    progress(`create interrupted: ${result.createError}`);
   }
   if (opts.signal?.aborted) result.interrupted = true;
 

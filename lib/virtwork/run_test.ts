@@ -312,6 +312,7 @@ Deno.test("runPlan(): an interrupt during create ends the run interrupted, witho
     onEvent,
   });
   assert.equal(r.interrupted, true);
+  assert.equal(r.createError, "aborted");
   assert.equal(r.waited, false);
   assert.deepEqual(b.calls, ["create"]);
   assert.ok(events.some((e) => e.type === "note" && e.reason === "RolledBack"));
