@@ -14,7 +14,7 @@ export const CPU_UNIT = "virtwork-cpu.service";
  * The stress-ng arguments of one slice: one worker per online CPU (`--cpu 0`, or
  * `$VIRTWORK_STRESS_WORKERS`), every method in turn.
  */
-export const CPU_COMMAND = "stress-ng --cpu ${VIRTWORK_STRESS_WORKERS:-0} --cpu-method all";
+export const CPU_COMMAND = 'stress-ng --cpu "${VIRTWORK_STRESS_WORKERS:-0}" --cpu-method all';
 
 /** Loads every vCPU with stress-ng. */
 export class CpuWorkload extends BaseWorkload {

@@ -20,11 +20,11 @@ export const MEMORY_UNIT = "virtwork-memory.service";
 
 /** The holder: 70% of memory (`$VIRTWORK_VM_BYTES` overrides it), kept mapped and rewritten. */
 export const MEMORY_HOLD_COMMAND =
-  "stress-ng --vm 1 --vm-bytes ${VIRTWORK_VM_BYTES:-70%} --vm-keep --vm-method all";
+  'stress-ng --vm 1 --vm-bytes "${VIRTWORK_VM_BYTES:-70%}" --vm-keep --vm-method all';
 
 /** The stress-ng arguments of one slice (`$VIRTWORK_SAMPLE_VM_BYTES` overrides the size). */
 export const MEMORY_COMMAND =
-  "stress-ng --vm 1 --vm-bytes ${VIRTWORK_SAMPLE_VM_BYTES:-64M} --vm-method all";
+  'stress-ng --vm 1 --vm-bytes "${VIRTWORK_SAMPLE_VM_BYTES:-64M}" --vm-method all';
 
 /** Keeps most of guest memory busy with stress-ng. */
 export class MemoryWorkload extends BaseWorkload {

@@ -168,7 +168,7 @@ Deno.test("CpuWorkload: stress-ng --cpu 0 slices of the interval, stress-ng and 
   assert.equal(w.name, "cpu");
   const d = data(w, ROLE_WORKER, "debian");
   const sample = file(d, "/usr/local/bin/virtwork-cpu-sample");
-  assert.match(sample, /stress-ng --cpu \$\{VIRTWORK_STRESS_WORKERS:-0\} --cpu-method all/);
+  assert.match(sample, /stress-ng --cpu "\$\{VIRTWORK_STRESS_WORKERS:-0\}" --cpu-method all/);
   assert.match(sample, /--timeout "\$\{VIRTWORK_INTERVAL\}s" --metrics-brief/);
   assert.match(sample, /virtwork_report cpu stress-ng /);
   assert.deepEqual(ensured(file(d, "/usr/local/bin/virtwork-cpu-run")), [
@@ -186,12 +186,12 @@ Deno.test("MemoryWorkload: a 70% holder beside 64 MiB sampling slices, no disks 
   const sample = file(d, "/usr/local/bin/virtwork-memory-sample");
   assert.match(
     sample,
-    /stress-ng --vm 1 --vm-bytes \$\{VIRTWORK_SAMPLE_VM_BYTES:-64M\} --vm-method all --timeout/,
+    /stress-ng --vm 1 --vm-bytes "\$\{VIRTWORK_SAMPLE_VM_BYTES:-64M\}" --vm-method all --timeout/,
   );
   const run = file(d, "/usr/local/bin/virtwork-memory-run");
   assert.match(
     run,
-    /^stress-ng --vm 1 --vm-bytes \$\{VIRTWORK_VM_BYTES:-70%\} --vm-keep --vm-method all --timeout 0 .*&$/m,
+    /^stress-ng --vm 1 --vm-bytes "\$\{VIRTWORK_VM_BYTES:-70%\}" --vm-keep --vm-method all --timeout 0 .*&$/m,
   );
   assert.match(run, /virtwork_error memory "the stress-ng holder exited"/);
   assert.match(run, /^export VIRTWORK_REPORT_ASYNC=1$/m, "slices follow each other without a gap");

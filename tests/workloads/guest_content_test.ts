@@ -53,6 +53,7 @@ const noCloudInit = requireTool("cloud-init");
 const noSystemd = requireTool("systemd-analyze");
 const noFio = requireTool("fio");
 const noPython = requireTool("python3");
+const noShellcheck = requireTool("shellcheck");
 
 Deno.test("no workload uses cloud-init's packages: (it refreshes the lists first, offline fails)", () => {
   const all = everyCase();
@@ -153,6 +154,35 @@ testNeeding(noPython, {
         `${dir}/result.py`,
       ]);
       assert.equal(r.code, 0, r.stderr);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+testNeeding(noShellcheck, {
+  name: "every shell script written by a workload passes shellcheck at warning level",
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "virtwork-sc-" });
+    try {
+      const seen = new Set<string>();
+      const paths: string[] = [];
+      for (const { data } of everyCase()) {
+        for (const f of data.writeFiles ?? []) {
+          if (!f.content.startsWith("#!/bin/bash") && !f.path.endsWith(".sh")) continue;
+          if (seen.has(f.content)) continue;
+          seen.add(f.content);
+          const p = `${dir}/${paths.length}-${f.path.split("/").at(-1)}`;
+          await Deno.writeTextFile(p, f.content);
+          paths.push(p);
+        }
+      }
+      assert.ok(paths.length >= 12);
+      const r = await runTool("shellcheck", ["-s", "bash", "-S", "warning", ...paths]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      await Deno.writeTextFile(`${dir}/bad.sh`, "#!/bin/bash\nx=1\n[ $y = 2 ] && cd $x\n");
+      const bad = await runTool("shellcheck", ["-s", "bash", "-S", "warning", `${dir}/bad.sh`]);
+      assert.notEqual(bad.code, 0, "shellcheck finds a warning in a bad script");
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
