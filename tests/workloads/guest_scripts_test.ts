@@ -466,3 +466,68 @@ Deno.test("the results file is rotated past its bound, keeping one old generatio
     await r.remove();
   }
 });
+
+testNeeding(requireTool("python3"), {
+  name: "result.py: fallbacks and failures of each tool's output give figures or a reason",
+  async fn() {
+    const r = await guestRoot(userData("cpu"));
+    try {
+      const parse = async (kind: string, text: string) => {
+        await Deno.writeTextFile(r.path("/out"), text);
+        const res = await run("python3", [
+          r.path("/usr/local/lib/virtwork/result.py"),
+          kind,
+          r.path("/out"),
+        ]);
+        return res.code === 0 ? JSON.parse(res.stdout) : { why: res.stderr.trim() };
+      };
+      // stress-ng without --yaml output: the --metrics-brief log line, column "bogo ops/s (real time)".
+      assert.deepEqual(
+        await parse(
+          "stress-ng",
+          "stress-ng: metrc: [3717] cpu                3619      2.00      2.00      0.00      1807.93        1808.90\n",
+        ),
+        { bogo_ops_per_s: 1807.93 },
+      );
+      assert.match((await parse("stress-ng", "nothing\n")).why, /no bogo-ops-per-second/);
+      assert.deepEqual(
+        await parse(
+          "pgbench",
+          "latency average = 2.500 ms\ntps = 400.123456 (without initial connection time)\n",
+        ),
+        { tps: 400.123, latency_avg_ms: 2.5 },
+      );
+      assert.match(
+        (await parse("pgbench", "pgbench: error: connection refused\n")).why,
+        /no tps line/,
+      );
+      assert.deepEqual(
+        await parse("iperf3", '{"start":{},"error":"the server is busy running a test"}'),
+        {
+          why: "iperf3: the server is busy running a test",
+        },
+      );
+      assert.deepEqual(
+        await parse(
+          "iperf3",
+          JSON.stringify({
+            end: { sum_sent: { bits_per_second: 2e6 }, sum_received: { bits_per_second: 1e6 } },
+          }),
+        ),
+        { sent_mbit_per_s: 2, received_mbit_per_s: 1 },
+        "without --bidir sums the received figure is the forward direction's",
+      );
+      assert.match(
+        (await parse("fio", "fio: pid=0, err=28/file:io_u.c, error=No space left on device\n")).why,
+        /not JSON/,
+      );
+      assert.match(
+        (await parse("fio", '{"jobs":[{"read":{"iops":0},"write":{"iops":0},"error":28}]}')).why,
+        /did no I\/O \(error 28\)/,
+      );
+      assert.match((await parse("nosuch", "")).why, /^usage: result\.py/);
+    } finally {
+      await r.remove();
+    }
+  },
+});
