@@ -277,7 +277,7 @@ export function runCommand(io: Io, deps: VirtworkDeps = {}): Command {
     });
 }
 
-/** Prints the backend's objects of the plan: YAML documents, or a JSON List. */
+/** Prints the backend's objects of the plan: YAML documents, or JSON. */
 function printDryRun(
   io: Io,
   backend: RunBackend,
@@ -288,11 +288,11 @@ function printDryRun(
   const objects = backend.render(plan).map((o) =>
     showSecrets || backend.target !== "kubevirt" ? o : redactSecret(o as KubeObject)
   );
-  io.out(
-    cfg.output === "json"
-      ? formatJson({ apiVersion: "v1", kind: "List", items: objects })
-      : formatYamlDocuments(objects),
-  );
+  // KubeVirt objects as a Kubernetes List, as kubectl prints them; foundry specs as an array.
+  const json = backend.target === "kubevirt"
+    ? { apiVersion: "v1", kind: "List", items: objects }
+    : objects;
+  io.out(cfg.output === "json" ? formatJson(json) : formatYamlDocuments(objects));
 }
 
 /** The run's settings as recorded: everything but the credentials, which are only flagged. */

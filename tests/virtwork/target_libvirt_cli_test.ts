@@ -70,6 +70,29 @@ testNeeding(libvirtSkipReason, {
       "the client's user data names its server's address",
     );
     assert.ok(!JSON.stringify(docs[0].spec.cloudInit).includes(serverIp));
+    // -o json: the same specs as one array.
+    const json = await virtwork([
+      "run",
+      "--dry-run",
+      "--target",
+      "libvirt",
+      "--image",
+      "debian-12.qcow2",
+      "--bridge",
+      "br-vwcli",
+      "--subnet",
+      "198.51.100.0/24",
+      "--workloads",
+      "cpu",
+      "-o",
+      "json",
+    ]);
+    assert.equal(json.code, 0, json.err);
+    const specs = JSON.parse(json.out);
+    assert.ok(Array.isArray(specs));
+    assert.deepEqual(specs.map((s: Any) => [s.kind, s.metadata.name]), [
+      ["VirtualMachine", "virtwork-cpu-1"],
+    ]);
   },
 });
 
