@@ -67,6 +67,8 @@ export interface KubevirtBackendOptions {
   cleanup?: Omit<CleanupOptions, "namespace" | "runId" | "signal" | "record">;
   /** Receives the cleanup's per-object records (the audit trail's deletions). */
   cleanupRecord?: EventSink;
+  /** A plan already rendered (`executeRun`'s): create() takes it as it is. */
+  prebuilt?: RunPlan;
 }
 
 /** The KubeVirt backend, with what it adds to the contract. */
@@ -122,7 +124,7 @@ class ClusterBackend implements KubevirtBackend {
   }
 
   async create(plan: NeutralPlan, c: BackendCallOptions = {}): Promise<CreatedObject[]> {
-    const kp = this.#render(plan);
+    const kp = this.#o.prebuilt ?? this.#render(plan);
     const result = newRunResult(kp);
     this.runPlan = kp;
     this.runResult = result;

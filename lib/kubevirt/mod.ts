@@ -65,7 +65,6 @@ export {
   isConnectionFailure,
   newRunResult,
   RunFailedError,
-  runProblems,
   VM_ERROR_STATUSES,
   vmFailure,
   vmiReady,

@@ -1,8 +1,10 @@
 /**
- * Executes a run plan against a cluster: ensures the Namespace, creates Services before any VM (the
- * client VMs need their DNS names), creates Secrets and VMs concurrently, and waits until every VM is
- * Ready or failed (a `Failed` VMI, or a VM in an error state such as `ErrorUnschedulable`), or the
- * timeout passes. Creation fails fast on a non-transient error.
+ * A run on a cluster, in two halves the KubeVirt backend uses: {@linkcode createRunObjects} ensures
+ * the Namespace, creates Services before any VM (the client VMs need their DNS names), creates
+ * Secrets and VMs concurrently; {@linkcode waitForReady} waits until every VM is Ready or failed
+ * (a `Failed` VMI, or a VM in an error state such as `ErrorUnschedulable`), or the timeout passes.
+ * Creation fails fast on a non-transient error. {@linkcode executeRun} runs a rendered plan
+ * through virtwork's neutral core (`lib/virtwork/run.ts`) with that backend.
  *
  * An interrupt (the AbortSignal) stops creating and waiting. What was in progress is rolled back:
  * each object whose create was in flight (the server may act on a request the client gave up on)
@@ -18,6 +20,7 @@
  * @module
  */
 import type { EventLevel, EventSink, VirtworkEvent } from "../virtwork/events.ts";
+import type { NeutralPlan } from "../virtwork/backend.ts";
 import type { ApiObject, ClusterApi, Resource } from "./client.ts";
 import { LABELS, MANAGED_BY_VALUE, managedSelector } from "./constants.ts";
 import { ConnectionError, KubeApiError, ObjectCollisionError } from "./errors.ts";
@@ -59,9 +62,7 @@ export type RunEvent =
   /** Its VMI became Ready. */
   | { type: "vmReady"; name: string; seconds: number }
   /** It cannot become ready (a Failed VMI, an error status). */
-  | { type: "vmFailed"; name: string; message: string }
-  /** A readiness poll ended with VMs still pending; counts over the whole run. */
-  | { type: "waiting"; ready: number; failed: number; pending: number; total: number };
+  | { type: "vmFailed"; name: string; message: string };
 
 /** Context reported with a run's start; never credentials. */
 export interface RunAuditContext {
@@ -171,131 +172,89 @@ export async function executeRun(
   plan: RunPlan,
   opts: RunOptions,
 ): Promise<RunResult> {
-  const started = performance.now();
+  // The neutral core runs it: the KubeVirt backend creates this plan's objects as they are.
+  const { openKubevirtBackend } = await import("./backend.ts");
+  const { runPlan, PlanRunError } = await import("../virtwork/run.ts");
+  const ns = plan.namespace.metadata.name;
+  const backend = openKubevirtBackend(api, {
+    namespace: ns,
+    containerDiskImage: "",
+    pollIntervalSeconds: opts.pollIntervalSeconds,
+    ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+    ...(opts.rollbackTimeoutSeconds !== undefined
+      ? { rollbackTimeoutSeconds: opts.rollbackTimeoutSeconds }
+      : {}),
+    ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
+    prebuilt: plan,
+  });
+  const onEvent = opts.onEvent;
   const progress = opts.onProgress ?? (() => {});
-  const record = recorder(opts.record, progress);
-  const result = newRunResult(plan);
-  const ns = result.namespace;
-  const note = (level: EventLevel, reason: string, message: string) =>
-    record({ type: "note", runId: plan.runId, level, reason, message });
-  const fail = async (e: unknown): Promise<never> => {
-    result.elapsedSeconds = (performance.now() - started) / 1000;
-    const err = e instanceof Error ? e : new Error(String(e));
-    await note("error", "RunFailed", err.message);
-    await record({
-      type: "runFinished",
-      runId: plan.runId,
-      ok: false,
-      interrupted: result.interrupted,
-      error: err.message,
-    });
-    throw new RunFailedError(err, result);
+  const sink: EventSink = async (e) => {
+    switch (e.type) {
+      case "vmCreated":
+        onEvent?.({ type: "vmCreated", name: e.name, outcome: e.outcome });
+        break;
+      case "vmReady":
+        onEvent?.({ type: "vmReady", name: e.name, seconds: e.seconds });
+        break;
+      case "vmFailed":
+        onEvent?.({ type: "vmFailed", name: e.name, message: e.message });
+        break;
+    }
+    await recorder(opts.record, progress)(e);
   };
-  const workloadNames = [...new Set(plan.vms.map((v) => v.workload))];
-  await record({
-    type: "runStarted",
-    runId: plan.runId,
-    target: "kubevirt",
-    scope: ns,
-    ...(opts.audit?.target ? { location: opts.audit.target } : {}),
-    workloads: workloadNames.map((name) => {
-      const config = opts.audit?.workloads?.[name];
-      return {
-        name,
-        vmCount: plan.vms.filter((v) => v.workload === name).length,
-        ...(config ? { config } : {}),
-      };
-    }),
-    vmCount: plan.vms.length,
-    dryRun: false,
-    sshAuthConfigured: opts.audit?.sshAuthConfigured ?? plan.secrets.length > 0,
-    ...(opts.audit?.config ? { config: opts.audit.config } : {}),
-  });
-  const created = new Map<string, number>();
+  const started = performance.now();
+  const result = () => {
+    const r = backend.runResult ?? newRunResult(plan);
+    r.elapsedSeconds = (performance.now() - started) / 1000;
+    return r;
+  };
   try {
-    await createRunObjects(api, plan, result, created, {
-      ...opts,
-      record,
-      onVmCreated: (name, outcome) => opts.onEvent?.({ type: "vmCreated", name, outcome }),
+    const core = await runPlan(backend, neutralOf(plan), {
+      scope: ns,
+      ...(opts.wait !== undefined ? { wait: opts.wait } : {}),
+      timeoutSeconds: opts.timeoutSeconds,
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      onEvent: sink,
+      onProgress: progress,
+      context: {
+        ...(opts.audit?.config ? { config: opts.audit.config } : {}),
+        ...(opts.audit?.workloads ? { workloads: opts.audit.workloads } : {}),
+        sshAuthConfigured: opts.audit?.sshAuthConfigured ?? plan.secrets.length > 0,
+      },
     });
+    const r = result();
+    r.interrupted = core.interrupted;
+    r.waited = core.waited;
+    return r;
   } catch (e) {
-    await fail(e);
-  }
-  if (opts.wait !== false && !result.interrupted) {
-    result.waited = true;
-    try {
-      await waitForReady(api, plan, result, created, opts, progress, {
-        ready: async (name, seconds) => {
-          opts.onEvent?.({ type: "vmReady", name, seconds });
-          await record({ type: "vmReady", runId: plan.runId, name, seconds });
-        },
-        failed: async (name, message) => {
-          opts.onEvent?.({ type: "vmFailed", name, message });
-          await record({ type: "vmFailed", runId: plan.runId, name, message });
-        },
-        waiting: (w) => opts.onEvent?.({ type: "waiting", ...w }),
-      });
-    } catch (e) {
-      if (opts.signal?.aborted) result.interrupted = true;
-      else await fail(e);
+    if (e instanceof PlanRunError) {
+      const r = result();
+      r.interrupted = e.result.interrupted;
+      throw new RunFailedError(e.cause as Error, r);
     }
-    if (result.timedOut) {
-      for (const v of result.vms.filter((v) => v.error?.startsWith("not ready after"))) {
-        await record({
-          type: "note",
-          runId: plan.runId,
-          level: "warning",
-          reason: "Timeout",
-          object: `VirtualMachine/${v.name}`,
-          message: v.error!,
-        });
-      }
-    }
+    throw e;
   }
-  if (result.interrupted) await note("warning", "Interrupted", "run interrupted");
-  for (const v of result.vms) {
-    await record({
-      type: "vmFinished",
-      runId: plan.runId,
-      name: v.name,
-      workload: v.workload,
-      role: v.role,
-      phase: v.phase,
-      ready: v.ready,
-      ...(v.secondsToReady !== undefined ? { secondsToReady: v.secondsToReady } : {}),
-      ...(v.error !== undefined ? { error: v.error } : {}),
-    });
-  }
-  result.elapsedSeconds = (performance.now() - started) / 1000;
-  const problems = runProblems(result, opts.timeoutSeconds);
-  await record({
-    type: "runFinished",
-    runId: plan.runId,
-    ok: problems.length === 0 && !result.interrupted,
-    interrupted: result.interrupted,
-    ...(problems.length > 0 ? { error: problems.join("; ") } : {}),
-  });
-  return result;
 }
 
-/** Why a finished run is not a success: failed VMs, VMs not ready by the timeout. */
-export function runProblems(
-  result: Pick<RunResult, "vms" | "failedVms" | "timedOut">,
-  timeoutSeconds: number,
-): string[] {
-  const notReady = result.vms.filter((v) => !v.ready && !v.failed).length;
-  return [
-    ...(result.failedVms > 0
-      ? [
-        `${result.failedVms} of ${result.vms.length} VMs failed: ${
-          result.vms.filter((v) => v.failed).map((v) => `${v.name} (${v.phase})`).join(", ")
-        }`,
-      ]
-      : []),
-    ...(result.timedOut
-      ? [`${notReady} of ${result.vms.length} VMs not ready after ${timeoutSeconds}s`]
-      : []),
-  ];
+/** The neutral view of a rendered plan: names, workloads and roles (the objects are built). */
+function neutralOf(plan: RunPlan): NeutralPlan {
+  return {
+    runId: plan.runId,
+    peers: [],
+    vms: plan.vms.map((v, i) => ({
+      workload: v.workload,
+      role: v.role,
+      index: i + 1,
+      name: v.name,
+      labels: { ...(v.vm.metadata.labels ?? {}) },
+      cpuCores: 0,
+      memoryBytes: 0,
+      dataDisks: [],
+      userData: {},
+      carriesCredentials: v.secret !== undefined,
+    })),
+  };
 }
 
 /** A sink that never throws: a failing subscriber is reported as progress. */
