@@ -27,9 +27,11 @@ export type {
   CleanupStartRecord,
   DeletionRecord,
   EventRecord,
+  LatencyMetaRecord,
   ObjectRecord,
   OperationEndRecord,
   OperationStartRecord,
+  PhaseSampleRecord,
   ResultsRecord,
   RunEndRecord,
   RunStartRecord,
@@ -54,13 +56,15 @@ export type { SqliteAuditorOptions } from "./sqlite.ts";
 export { recordOperation } from "./operation.ts";
 export type { OperationContext, OperationInfo, RecordOperationOptions } from "./operation.ts";
 export { REDACTED, scrubText, scrubValue } from "./scrub.ts";
-export { entryDetails, findEntry, listEntries, runIdsWithPrefix } from "./reader.ts";
+export { entryDetails, findEntry, listEntries, runIdsWithPrefix, runLatency } from "./reader.ts";
 export type {
   AuditEntry,
   EntryDetails,
   EventDetail,
   ListFilter,
   ResourceDetail,
+  RunLatency,
   VmDetail,
+  VmLatencyDetail,
   WorkloadDetail,
 } from "./reader.ts";

@@ -14,7 +14,7 @@
  * @module
  */
 import type { DatabaseSync, SQLInputValue } from "node:sqlite";
-import type { AuditStatus, AuditTool } from "./types.ts";
+import type { AuditStatus, AuditTool, LatencyMetaRecord, PhaseSampleRecord } from "./types.ts";
 
 /** One row of `audit_log`. A `running` entry with no `finishedAt` never recorded its end. */
 export interface AuditEntry {
@@ -327,4 +327,64 @@ export function entryDetails(db: DatabaseSync, idOrPrefix: string): EntryDetails
     "SELECT * FROM resource_details WHERE source_run_id = ? ORDER BY id",
   ).all(entry.runId) as Row[]).map(toResource);
   return { entry, workloads, vms, resources, events, cleanups, deletions };
+}
+
+/** A VM's stored latency samples (see {@linkcode runLatency}). */
+export interface VmLatencyDetail {
+  /** VM name. */
+  name: string;
+  /** Workload. */
+  workload: string | null;
+  /** Role. */
+  role: string | null;
+  /** Whether it became ready. */
+  ready: boolean | null;
+  /** Why it failed or is not ready. */
+  error: string | null;
+  /** Latest result figures. */
+  results: Record<string, number> | null;
+  /** Why its workload could not run. */
+  resultError: string | null;
+  /** Its phase samples by phase (null: not measured, a run of an older release). */
+  phases: Record<string, PhaseSampleRecord> | null;
+}
+
+/** What a run stored of its latencies: enough to compute its report again. */
+export interface RunLatency {
+  /** The run's entry. */
+  entry: AuditEntry;
+  /** How it measured (null: a run of a release before latencies were stored). */
+  meta: LatencyMetaRecord | null;
+  /** Its VMs in the order recorded. */
+  vms: VmLatencyDetail[];
+}
+
+/**
+ * The latency samples of the virtwork run `idOrPrefix`, or undefined when there is no such entry.
+ * @throws {RangeError} when a prefix matches several entries
+ */
+export function runLatency(db: DatabaseSync, idOrPrefix: string): RunLatency | undefined {
+  const entry = findEntry(db, idOrPrefix);
+  if (!entry) return undefined;
+  const row = db.prepare("SELECT id, latency_json FROM audit_log WHERE run_id = ?").get(
+    entry.runId,
+  ) as Row;
+  const vms = (db.prepare(
+    `SELECT name, workload, role, ready, error, results_json, result_error, phases_json
+     FROM vm_details WHERE audit_id = ? ORDER BY id`,
+  ).all(Number(row.id)) as Row[]).map((r) => ({
+    name: r.name as string,
+    workload: r.workload as string | null,
+    role: r.role as string | null,
+    ready: r.ready === null ? null : r.ready === 1,
+    error: r.error as string | null,
+    results: json<Record<string, number>>(r.results_json ?? null) ?? null,
+    resultError: (r.result_error ?? null) as string | null,
+    phases: json<Record<string, PhaseSampleRecord>>(r.phases_json ?? null) ?? null,
+  }));
+  return {
+    entry,
+    meta: json<LatencyMetaRecord>(row.latency_json ?? null) ?? null,
+    vms,
+  };
 }

@@ -133,6 +133,16 @@ ALTER TABLE vm_details ADD COLUMN results_json TEXT;
 ALTER TABLE vm_details ADD COLUMN result_error TEXT;
 `,
   },
+  {
+    // virtwork latency (issue 13): each VM's phase samples (chosen figure, its source, both raw
+    // observations) as JSON on its row, and how the run measured them on its entry, so a report
+    // can be computed again from the database. Columns only: older rows read as "not measured".
+    version: 3,
+    up: `
+ALTER TABLE vm_details ADD COLUMN phases_json TEXT;
+ALTER TABLE audit_log ADD COLUMN latency_json TEXT;
+`,
+  },
 ];
 
 /** The schema version this release writes. */

@@ -244,12 +244,13 @@ export class SqliteAuditor implements Auditor {
   vmFinished(r: VmRecord): void {
     this.#run(
       `INSERT INTO vm_details (audit_id, name, namespace, workload, role, outcome, phase, ready,
-         seconds_to_ready, error, created_at)
-       VALUES (?, ?, ?, ?, ?, 'skipped', ?, ?, ?, ?, ?)
+         seconds_to_ready, error, created_at, phases_json)
+       VALUES (?, ?, ?, ?, ?, 'skipped', ?, ?, ?, ?, ?, ?)
        ON CONFLICT (audit_id, name) DO UPDATE SET namespace = excluded.namespace,
          workload = excluded.workload, role = excluded.role, phase = excluded.phase,
          ready = excluded.ready, seconds_to_ready = excluded.seconds_to_ready,
-         error = coalesce(excluded.error, vm_details.error)`,
+         error = coalesce(excluded.error, vm_details.error),
+         phases_json = coalesce(excluded.phases_json, vm_details.phases_json)`,
       this.#auditId(r.runId),
       r.name,
       r.namespace,
@@ -260,6 +261,7 @@ export class SqliteAuditor implements Auditor {
       r.secondsToReady ?? null,
       this.#text(r.error),
       this.#at(),
+      this.#json(r.phases),
     );
   }
 
@@ -295,7 +297,10 @@ export class SqliteAuditor implements Auditor {
   /** Records the end of a run with its status and error summary. */
   runFinished(r: RunEndRecord): void {
     const status = r.interrupted ? "interrupted" : r.ok ? "succeeded" : "failed";
-    this.#finish(r.runId, status, { error_summary: this.#text(r.error) });
+    this.#finish(r.runId, status, {
+      error_summary: this.#text(r.error),
+      ...(r.latency ? { latency_json: this.#json(r.latency) } : {}),
+    });
   }
 
   /** Records the start of a cleanup (its own entry, status `running`). */

@@ -79,6 +79,32 @@ export interface VmRecord {
   secondsToReady?: number;
   /** Why it is not ready, when it is not. */
   error?: string;
+  /** Its phase latencies by phase (virtwork latency; absent when not measured). */
+  phases?: Readonly<Record<string, PhaseSampleRecord>>;
+}
+
+/** One VM's latency to one phase, as measured: what a report is computed again from. */
+export interface PhaseSampleRecord {
+  /** Milliseconds from the VM's creation request (the chosen source). */
+  ms: number;
+  /** Which source `ms` came from: `client`, `server` or `clamped`. */
+  source: string;
+  /** The client's receipt, ms from the create request. */
+  clientMs?: number;
+  /** The server's timestamp of the phase. */
+  serverTime?: string;
+  /** Ms from the VM's server creation timestamp. */
+  serverMs?: number;
+}
+
+/** How a run measured its latencies (stored on the run's entry). */
+export interface LatencyMetaRecord {
+  /** Platform kind (`kubevirt`, `libvirt`). */
+  targetKind: string;
+  /** Phases the run expected, in order. */
+  phases: readonly string[];
+  /** How late the client could learn of a phase, ms. */
+  clientResolutionMs: number;
 }
 
 /** The latest figures a VM's guest reported (virtwork `--results-after`). */
@@ -119,6 +145,8 @@ export interface RunEndRecord {
   interrupted: boolean;
   /** Why the run did not succeed. */
   error?: string;
+  /** How the run measured latencies (absent: not measured). */
+  latency?: LatencyMetaRecord;
 }
 
 /** The start of a cleanup. */
