@@ -289,3 +289,135 @@ export function latencyCsv(report: Pick<LatencyReport, "latency">): string {
   }
   return lines.join("\n") + "\n";
 }
+
+/** A run's latency as the audit database keeps it (`runLatency` of lib/audit, structurally). */
+export interface StoredRunLatency {
+  /** The run's entry. */
+  entry: {
+    runId: string;
+    namespace: string | null;
+    target: string | null;
+    startedAt: string;
+    operation: string;
+  };
+  /** How it measured; null for a run recorded before latencies were. */
+  meta: { targetKind: string; phases: readonly string[]; clientResolutionMs: number } | null;
+  /** Its VMs. */
+  vms: readonly {
+    name: string;
+    workload: string | null;
+    role: string | null;
+    ready: boolean | null;
+    error: string | null;
+    results: Record<string, number> | null;
+    resultError: string | null;
+    phases:
+      | Record<
+        string,
+        { ms: number; source: string; clientMs?: number; serverTime?: string; serverMs?: number }
+      >
+      | null;
+  }[];
+}
+
+/** A stored run that carries no latency samples (a cleanup, or a run of an older release). */
+export class NoLatencyError extends Error {
+  /** The run. */
+  readonly runId: string;
+  /** Says why `runId` has no report. */
+  constructor(runId: string, why: string) {
+    super(`run ${runId} ${why}`);
+    this.name = "NoLatencyError";
+    this.runId = runId;
+  }
+}
+
+const SOURCES: readonly string[] = ["client", "server", "clamped"];
+
+/**
+ * The report of a run computed again from what the audit database stored: the same per-VM
+ * figures, so the same statistics as `run --report` wrote.
+ *
+ * @throws {NoLatencyError} when the entry is not a run or stored no samples
+ */
+export function reportFromStored(s: StoredRunLatency): LatencyReport {
+  const id = s.entry.runId;
+  if (s.entry.operation !== "run") throw new NoLatencyError(id, `is a ${s.entry.operation}`);
+  if (!s.meta) {
+    throw new NoLatencyError(
+      id,
+      "has no latency samples (recorded by an older release or a dry run)",
+    );
+  }
+  const target: TargetKind = s.meta.targetKind === "libvirt" ? "libvirt" : "kubevirt";
+  const latency: VmLatency[] = s.vms.map((v) => {
+    const phases: Record<string, number> = {};
+    const sources: Record<string, LatencySource> = {};
+    const observed: Record<string, PhaseObservation> = {};
+    for (const [p, x] of Object.entries(v.phases ?? {})) {
+      if (typeof x?.ms !== "number" || !Number.isFinite(x.ms)) continue;
+      phases[p] = x.ms;
+      sources[p] = (SOURCES.includes(x.source) ? x.source : "client") as LatencySource;
+      observed[p] = {
+        clientMs: x.clientMs ?? x.ms,
+        ...(x.serverTime !== undefined ? { serverTime: x.serverTime } : {}),
+        ...(x.serverMs !== undefined ? { serverMs: x.serverMs } : {}),
+      };
+    }
+    return { name: v.name, phases, sources, observed };
+  });
+  return buildReport({
+    runId: id,
+    target,
+    ...(s.entry.target !== null ? { location: s.entry.target } : {}),
+    ...(s.entry.namespace !== null ? { scope: s.entry.namespace } : {}),
+    startedAt: s.entry.startedAt,
+    vms: s.vms.map((v) => ({
+      name: v.name,
+      workload: v.workload ?? "-",
+      ...(v.role !== null ? { role: v.role } : {}),
+      ...(v.ready !== null ? { ready: v.ready } : {}),
+      ...(v.error !== null ? { error: v.error } : {}),
+      ...(v.results !== null || v.resultError !== null
+        ? {
+          result: {
+            workload: v.workload ?? "-",
+            t: 0,
+            metrics: v.results ?? {},
+            ...(v.resultError !== null ? { error: v.resultError } : {}),
+          },
+        }
+        : {}),
+    })),
+    latency,
+    phases: s.meta.phases,
+    clientResolutionMs: s.meta.clientResolutionMs,
+  });
+}
+
+/**
+ * What the audit database keeps of each VM's latency (one record per phase), from a report's VM:
+ * the inverse of {@linkcode reportFromStored}.
+ */
+export function storedPhases(
+  v: Pick<ReportVm, "phases" | "sources" | "observed">,
+): Record<
+  string,
+  { ms: number; source: string; clientMs?: number; serverTime?: string; serverMs?: number }
+> {
+  const out: Record<
+    string,
+    { ms: number; source: string; clientMs?: number; serverTime?: string; serverMs?: number }
+  > = {};
+  for (const [p, ms] of Object.entries(v.phases)) {
+    const o = v.observed?.[p];
+    out[p] = {
+      ms,
+      source: v.sources[p] ?? "client",
+      ...(o ? { clientMs: o.clientMs } : {}),
+      ...(o?.serverTime !== undefined ? { serverTime: o.serverTime } : {}),
+      ...(o?.serverMs !== undefined ? { serverMs: o.serverMs } : {}),
+    };
+  }
+  return out;
+}

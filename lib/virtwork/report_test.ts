@@ -1,6 +1,18 @@
 import assert from "node:assert/strict";
 import { LatencyRecorder } from "./latency.ts";
-import { buildReport, latencyCsv, phaseSamples, reportCsv, summarizeResults } from "./report.ts";
+import {
+  buildReport,
+  latencyCsv,
+  NoLatencyError,
+  phaseSamples,
+  reportCsv,
+  reportFromStored,
+  storedPhases,
+  summarizeResults,
+} from "./report.ts";
+import { openAuditDb } from "../audit/schema.ts";
+import { SqliteAuditor } from "../audit/sqlite.ts";
+import { runLatency } from "../audit/reader.ts";
 import { reportHtml } from "./report_html.ts";
 
 function libvirtRun() {
@@ -125,4 +137,62 @@ Deno.test("reportHtml is self-contained and escapes what the run named", () => {
   assert.ok(html.includes("&#60;/script&#62;&#60;script&#62;alert(1)"));
   for (const p of r.phases) assert.ok(html.includes(`<figure data-phase="${p}">`), p);
   assert.ok(html.includes("no VM reached CloudInitDone"));
+});
+
+Deno.test("a report stored in the audit database is computed again to the same figures", () => {
+  const r = libvirtRun();
+  const a = new SqliteAuditor(openAuditDb(":memory:"));
+  try {
+    a.runStarted({
+      runId: r.runId,
+      namespace: "qemu:///system",
+      workloads: ["cpu", "disk"],
+      vmCount: 3,
+      dryRun: false,
+      sshAuthConfigured: false,
+      target: "qemu:///system",
+    });
+    for (const v of r.vms) {
+      a.vmFinished({
+        runId: r.runId,
+        namespace: "qemu:///system",
+        name: v.name,
+        workload: v.workload,
+        role: v.role ?? "worker",
+        phase: "-",
+        ready: v.ready ?? false,
+        ...(v.error !== undefined ? { error: v.error } : {}),
+        phases: storedPhases(v),
+      });
+      a.resultsRecorded({
+        runId: r.runId,
+        vm: v.name,
+        workload: v.workload,
+        metrics: v.results,
+        ...(v.resultError !== undefined ? { error: v.resultError } : {}),
+      });
+    }
+    a.runFinished({
+      runId: r.runId,
+      ok: true,
+      interrupted: false,
+      latency: { targetKind: r.target, phases: r.phases, clientResolutionMs: 0 },
+    });
+    const again = reportFromStored(runLatency(a.db, r.runId)!);
+    assert.deepEqual(again.latency, r.latency);
+    assert.deepEqual(again.phases, r.phases);
+    assert.deepEqual(again.results, r.results);
+    assert.deepEqual(
+      again.vms.map((v) => [v.name, v.phases, v.sources, v.resultError]),
+      r.vms.map((
+        v,
+      ) => [v.name, v.phases, v.sources, v.resultError]),
+    );
+    assert.equal(reportCsv(again), reportCsv(r));
+
+    a.cleanupStarted({ cleanupId: "c1", namespace: "x" });
+    assert.throws(() => reportFromStored(runLatency(a.db, "c1")!), NoLatencyError);
+  } finally {
+    a.close();
+  }
 });
