@@ -38,6 +38,11 @@ export interface RunPlanOptions {
   onEvent?: EventSink;
   /** Progress messages for verbose output. */
   onProgress?: (message: string) => void;
+  /**
+   * Every event the backend reports, as it reports it (with its `at` and `serverTime`): for a
+   * latency recorder. Synchronous; a throw is reported as progress.
+   */
+  onBackendEvent?: (e: BackendEvent) => void;
   /** Context of the run's start record; never credentials. */
   context?: {
     /** Effective settings. */
@@ -218,6 +223,11 @@ export async function runPlan(
       ...(object !== undefined ? { object } : {}),
     });
   const onEvent = (e: BackendEvent) => {
+    try {
+      opts.onBackendEvent?.(e);
+    } catch (err) {
+      progress(`backend event subscriber: ${(err as Error).message}`);
+    }
     const vm = "vm" in e ? byName.get(e.vm) : undefined;
     switch (e.type) {
       case "created":

@@ -188,11 +188,13 @@ Deno.test("runPlan(): create, wait, results; events in order; latest sample per 
   const last = { workload: "cpu", t: 2, metrics: { bogo_ops_per_s: 12.5 } };
   b.samples.set("virtwork-cpu-1", [first, last]);
   const { events, onEvent } = recorder();
+  const raw: string[] = [];
   const r = await runPlan(b, plan, {
     scope: "test:///scripted",
     timeoutSeconds: 5,
     resultsAfterMs: 1234,
     onEvent,
+    onBackendEvent: (e) => void raw.push(`${e.type} ${"vm" in e ? e.vm : ""}`),
     context: { workloads: { cpu: { vmCount: 1 } } },
   });
   assert.deepEqual(b.calls, [
@@ -202,6 +204,13 @@ Deno.test("runPlan(): create, wait, results; events in order; latest sample per 
   ]);
   assert.equal(r.interrupted, false);
   assert.equal(r.resultsCollected, true);
+  assert.deepEqual(raw.filter((x) => x.endsWith("virtwork-cpu-1")), [
+    "created virtwork-cpu-1",
+    "phase virtwork-cpu-1",
+    "ready virtwork-cpu-1",
+    "result virtwork-cpu-1",
+    "result virtwork-cpu-1",
+  ]);
   assert.ok(r.vms.every((v) => v.ready && v.outcome === "created" && v.phase === "DomainRunning"));
   assert.ok(r.vms.every((v) => v.secondsToReady !== undefined && v.secondsToReady >= 0));
   assert.ok("DomainRunning" in r.vms[0]!.phases);
