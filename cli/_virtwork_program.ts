@@ -22,6 +22,11 @@ export const VIRTWORK_COMMANDS: readonly LazyCommands<Factory>[] = [
     load: async () => [(await import("./virtwork/cleanup.ts")).cleanupCommand],
   },
   { words: ["audit"], load: async () => [(await import("./virtwork/audit.ts")).auditCommand] },
+  { words: ["report"], load: async () => [(await import("./virtwork/report.ts")).reportCommand] },
+  {
+    words: ["compare"],
+    load: async () => [(await import("./virtwork/compare.ts")).compareCommand],
+  },
   {
     words: ["completion"],
     load: async () => [(await import("./virtwork/completion.ts")).completionCommand],

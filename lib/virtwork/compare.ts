@@ -313,11 +313,13 @@ export function evaluateThresholds(
   });
 }
 
-/** Milliseconds for people: `850ms`, `12.3s`, `2m05s`, `never`. */
+/** Milliseconds for people: `850ms`, `2.98s`, `12.3s`, `2m05s`, `never`. */
 export function formatMs(ms: number): string {
   if (!Number.isFinite(ms)) return "never";
-  if (Math.abs(ms) < 1000) return `${round3(ms)}ms`;
-  if (Math.abs(ms) < 120_000) return `${(ms / 1000).toFixed(ms % 1000 === 0 ? 0 : 1)}s`;
+  if (Math.abs(ms) < 1000) return `${Math.round(ms * 10) / 10}ms`;
+  // Rounded in integers first: 6975 ms is 6.98s, not toFixed's 6.97 of a binary 6.975.
+  if (Math.abs(ms) < 10_000) return `${(Math.round(ms / 10) / 100).toFixed(2)}s`;
+  if (Math.abs(ms) < 120_000) return `${(Math.round(ms / 100) / 10).toFixed(1)}s`;
   const s = Math.round(Math.abs(ms) / 1000);
   return `${ms < 0 ? "-" : ""}${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
 }

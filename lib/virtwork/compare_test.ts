@@ -123,7 +123,7 @@ Deno.test("evaluateThresholds: holds at the bound, fails over it, and VMs that n
   assert.equal(atBound!.actual, 4000);
   assert.equal(over!.ok, false);
   assert.equal(over!.actual, 2500);
-  assert.equal(over!.reason, "VMReady.p50 is 2.5s, over 2s");
+  assert.equal(over!.reason, "VMReady.p50 is 2.50s, over 2.00s");
 
   // Two of five VMs never became ready: max and avg are never, p50 is the 3rd of five, 3000.
   const [max, p50, avg, min] = evaluateThresholds(
@@ -138,7 +138,7 @@ Deno.test("evaluateThresholds: holds at the bound, fails over it, and VMs that n
   );
   assert.equal(max!.ok, false);
   assert.equal(max!.actual, Infinity);
-  assert.match(max!.reason!, /never, over 60s \(2 of 5 VMs never reached VMReady\)/);
+  assert.match(max!.reason!, /never, over 60\.0s \(2 of 5 VMs never reached VMReady\)/);
   assert.equal(p50!.ok, true);
   assert.equal(p50!.actual, 3000);
   assert.equal(avg!.ok, false);
@@ -150,7 +150,9 @@ Deno.test("evaluateThresholds: holds at the bound, fails over it, and VMs that n
 
 Deno.test("formatMs", () => {
   assert.equal(formatMs(850), "850ms");
-  assert.equal(formatMs(2000), "2s");
+  assert.equal(formatMs(2000), "2.00s");
+  assert.equal(formatMs(2975), "2.98s");
+  assert.equal(formatMs(0.25), "0.3ms");
   assert.equal(formatMs(12_345), "12.3s");
   assert.equal(formatMs(125_000), "2m05s");
   assert.equal(formatMs(Infinity), "never");
