@@ -9,8 +9,11 @@
  * isolated bridge with no host address: the iperf3 client reaches its server guest to guest only,
  * and the test looks into guests through the agent alone.
  *
- * The run goes through `virtwork run --target libvirt` when the CLI has that target, else through
- * the library (plan, backend) the CLI uses; the test prints which.
+ * The run and the cleanup go through the CLI (`virtwork run --target libvirt ... --results-after
+ * --report`, `virtwork cleanup --target libvirt --run-id`), with foundry's configuration (TCG, the
+ * test's own pools) in a file named by FOUNDRY_CONFIG. The figures are the report's; the guest
+ * agent then reads each results file too, so both channels (console during the run, agent
+ * here) are exercised.
  */
 import assert from "node:assert/strict";
 import { buildTestImage } from "../../tasks/build_test_image.ts";
@@ -19,24 +22,22 @@ import { DEFAULT_CONFIG, type FoundryConfig } from "../../lib/foundry/config.ts"
 import { ensureDirPool } from "../../lib/foundry/pools.ts";
 import { deleteImage, importImage } from "../../lib/foundry/images.ts";
 import { guestExec } from "../../lib/foundry/agent.ts";
-import { openLibvirtBackend } from "../../lib/virtwork/libvirt/mod.ts";
 import { readAgentSample } from "../../lib/virtwork/libvirt/results.ts";
-import type { BackendEvent } from "../../lib/virtwork/backend.ts";
-import type { ResultSample } from "../../lib/virtwork/results.ts";
-import { buildNeutralPlan } from "../../lib/virtwork/plan.ts";
-import {
-  defaultRegistry,
-  withDataDiskSize,
-  withResultInterval,
-} from "../../lib/workloads/registry.ts";
+import { DISK_MOUNT, DISK_SERIAL } from "../../lib/workloads/disk.ts";
 import { libvirtSkipReason, uniqueName } from "../libvirt/_env.ts";
 import { firstMissing, requireRoot, STRICT, testNeeding } from "../_require.ts";
 import { nvramLeft, sweepDomains, volumesIn } from "../virtwork/libvirt_fixture.ts";
 
 const missing = firstMissing(libvirtSkipReason, requireRoot("building the image and a bridge"));
 
-/** Seconds between two samples in the guests. */
-const INTERVAL = 15;
+/** The command under test. */
+const CLI = new URL("../../cli/virtwork.ts", import.meta.url).pathname;
+/** The run's subnet, on a bridge of the test's own with no host address. */
+const SUBNET = "198.19.0.0/24";
+/** Data disks of the workloads that have one, as the guest checks look for them. */
+const DATA_DISKS: Record<string, { serial: string; mountPath: string }[]> = {
+  disk: [{ serial: DISK_SERIAL, mountPath: DISK_MOUNT }],
+};
 const ALL_WORKLOADS = ["cpu", "memory", "disk", "database", "network"] as const;
 /**
  * The workloads of the run: all five. Locally, `VIRTWORK_E2E_WORKLOADS=database,network` narrows
@@ -47,9 +48,12 @@ const WORKLOADS: readonly string[] = STRICT ? ALL_WORKLOADS : (() => {
   return only?.length ? ALL_WORKLOADS.filter((w) => only.includes(w)) : ALL_WORKLOADS;
 })();
 /** Longest the guests may take to boot and run cloud-init, all six at once on two cores. */
-const READY_TIMEOUT_MS = 600_000;
-/** Longest the test waits for every workload's first figure after the guests are ready. */
-const RESULTS_TIMEOUT_MS = 300_000;
+const READY_TIMEOUT_S = 600;
+/**
+ * `--results-after`: long enough for a first figure of each workload after cloud-init ends
+ * (PostgreSQL's cluster and pgbench tables are made first; samples come every 10 s).
+ */
+const RESULTS_AFTER_S = 120;
 
 async function sh(cmd: string, args: string[]): Promise<void> {
   const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
@@ -82,98 +86,127 @@ testNeeding(missing, {
     };
     const bridge = `vwe2e${tag.slice(0, 6)}`;
     const imageName = "debian-12-virtwork.qcow2";
-    const runId = `e2e-${tag}`;
     let vmNames: string[] = [];
-    const backend = await openLibvirtBackend({
-      uri: "qemu:///system",
-      image: imageName,
-      imagePool: config.imagesPool,
-      bridge,
-      subnet: "198.19.0.0/24",
-      domainType: "qemu",
-      config,
-      bootDiskGB: 4,
-    });
+    let runId = "";
     try {
       await sh("ip", ["link", "add", bridge, "type", "bridge"]);
       await sh("ip", ["link", "set", bridge, "up"]); // no address, no uplink: guest to guest only
       await ensureDirPool(lv, config.imagesPool, config.imagesPath);
       await importImage(lv, config.imagesPool, image.path, imageName);
 
-      // The run, as `virtwork run --target libvirt` does it: plan, peers, create, wait, results.
-      console.log("  run: through the library (lib/virtwork/plan.ts + the libvirt backend)");
-      const registry = defaultRegistry();
-      const workloads = WORKLOADS.map((w) =>
-        registry.get(
-          w,
-          { enabled: true, vmCount: 1, cpuCores: 1, memory: "1Gi" },
-          withDataDiskSize("1Gi"),
-          withResultInterval(INTERVAL),
-        )
+      // The run, through the CLI: foundry's configuration (TCG, the test's pools) by file.
+      const foundryConfig = `${dir}/foundry.yaml`;
+      await Deno.writeTextFile(
+        foundryConfig,
+        JSON.stringify({
+          domainType: "qemu",
+          destroyTimeoutSeconds: 1,
+          storage: {
+            imagesPool: config.imagesPool,
+            imagesPath: config.imagesPath,
+            vmsPool: config.vmsPool,
+            vmsPath: config.vmsPath,
+          },
+        }),
       );
-      const plan = await buildNeutralPlan(
-        workloads,
-        { runId, os: backend.os },
-        (skeleton) => backend.peerAddresses(skeleton),
-      );
-      vmNames = plan.vms.map((v) => v.name);
-      assert.equal(vmNames.length, WORKLOADS.length + (WORKLOADS.includes("network") ? 1 : 0));
-      const events: BackendEvent[] = [];
-      const onEvent = (e: BackendEvent) => {
-        events.push(e);
-        if ("vm" in e && e.type !== "result") {
-          console.log(`  ${elapsed()} ${e.type} ${e.vm} ${"phase" in e ? e.phase : ""}`);
-        }
+      const virtwork = async (args: string[]) => {
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", CLI, "--audit-db", `${dir}/audit.db`, ...args],
+          env: { FOUNDRY_CONFIG: foundryConfig, NO_COLOR: "1" },
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        const dec = new TextDecoder();
+        const r = {
+          code: out.code,
+          stdout: dec.decode(out.stdout),
+          stderr: dec.decode(out.stderr),
+        };
+        console.log(`  $ virtwork ${args.join(" ")}\n  exit ${r.code}`);
+        console.log(indent(r.stderr.slice(-6000)));
+        console.log(indent(r.stdout.slice(-6000)));
+        return r;
       };
-      const made = await backend.create(plan, { onEvent });
-      assert.deepEqual(made.map((o) => o.outcome), vmNames.map(() => "created"));
-      const pending = await backend.waitReady(vmNames, READY_TIMEOUT_MS, { onEvent });
-      assert.deepEqual(pending, [], `not ready in time: ${pending.join(", ")}`);
-      const failed = events.filter((e) => e.type === "failed");
-      assert.deepEqual(failed, []);
-      for (const name of vmNames) {
-        const phases = events.filter((e) => e.type === "phase" && e.vm === name)
-          .map((e) => (e as { phase: string }).phase);
-        assert.deepEqual(phases, [
+      const report = `${dir}/report.json`;
+      const run = await virtwork([
+        "run",
+        "--target",
+        "libvirt",
+        "--connect",
+        "qemu:///system",
+        "--image",
+        imageName,
+        "--image-pool",
+        config.imagesPool,
+        "--bridge",
+        bridge,
+        "--subnet",
+        SUBNET,
+        "--os",
+        "debian",
+        "--workloads",
+        WORKLOADS.join(","),
+        "--vm-count",
+        "1",
+        "--cpu-cores",
+        "1",
+        "--memory",
+        "1Gi",
+        "--disk-size",
+        "1Gi",
+        "--timeout",
+        String(READY_TIMEOUT_S),
+        "--results-after",
+        String(RESULTS_AFTER_S),
+        "--report",
+        report,
+      ]);
+      const doc = JSON.parse(await Deno.readTextFile(report)) as {
+        runId: string;
+        vms: {
+          name: string;
+          workload: string;
+          role: string;
+          ready: boolean;
+          phases: Record<string, number>;
+          results: Record<string, number>;
+          resultError?: string;
+        }[];
+      };
+      runId = doc.runId;
+      vmNames = doc.vms.map((v) => v.name);
+      console.log(`  run ${runId} took ${elapsed()}`);
+      assert.equal(run.code, 0, "virtwork run failed");
+      assert.equal(vmNames.length, WORKLOADS.length + (WORKLOADS.includes("network") ? 1 : 0));
+      for (const v of doc.vms) {
+        assert.ok(v.ready, `${v.name} not ready`);
+        assert.deepEqual(Object.keys(v.phases), [
           "DomainDefined",
           "DomainRunning",
           "AgentConnected",
           "CloudInitDone",
         ]);
+        assert.equal(v.resultError, undefined, `${v.name}: ${v.resultError}`);
       }
-
-      // Figures: collected until every workload has one, within a bound.
-      const latest = new Map<string, ResultSample>();
-      const sources = new Map<string, string>();
-      const workloadOf = new Map(plan.vms.map((v) => [v.name, v.workload]));
-      const figureOf = (w: string) =>
-        [...latest].filter(([vm]) => workloadOf.get(vm) === w).flatMap(([, s]) =>
-          Object.values(s.metrics)
-        ).some((v) => v > 0);
-      const until = performance.now() + RESULTS_TIMEOUT_MS;
-      while (!WORKLOADS.every(figureOf) && performance.now() < until) {
-        const got = await backend.collectResults(vmNames, 2 * INTERVAL * 1000);
-        for (const [vm, s] of got) {
-          latest.set(vm, s);
-          sources.set(vm, backend.resultSources.get(vm) ?? "?");
-        }
-        console.log(`  ${elapsed()} results: ${JSON.stringify(Object.fromEntries(latest))}`);
+      for (const w of WORKLOADS) {
+        const figures = doc.vms.filter((v) => v.workload === w).flatMap((v) =>
+          Object.values(v.results)
+        );
+        assert.ok(figures.some((x) => x > 0), `workload ${w} reported no figure > 0`);
       }
-      console.log(`  result sources: ${JSON.stringify(Object.fromEntries(sources))}`);
-      for (const [vm, s] of latest) assert.equal(s.error, undefined, `${vm}: ${s.error}`);
-      for (const w of WORKLOADS) assert.ok(figureOf(w), `workload ${w} reported no figure > 0`);
+      const plan = { vms: doc.vms.map((v) => ({ ...v, dataDisks: DATA_DISKS[v.workload] ?? [] })) };
 
       // The load, seen through the guest agent.
       const domains = new Map<string, Awaited<ReturnType<typeof lv.domainLookupByName>>>();
       for (const n of vmNames) domains.set(n, await lv.domainLookupByName(n));
       const vmOf = (w: string, role = "worker") =>
         plan.vms.find((v) => v.workload === w && v.role === role)!.name;
-      const run = async (vm: string, script: string) => {
+      const exec = async (vm: string, script: string) => {
         const r = await guestExec(lv, domains.get(vm)!, "/bin/sh", ["-c", script], 60_000);
         return { ...r, stdout: r.stdout.trim() };
       };
       const ok = async (vm: string, script: string) => {
-        const r = await run(vm, script);
+        const r = await exec(vm, script);
         assert.equal(r.exitCode, 0, `${vm}: ${script}: ${r.stdout} ${r.stderr}`);
         return r.stdout;
       };
@@ -214,21 +247,25 @@ testNeeding(missing, {
         assert.ok(Object.values(s.metrics).some((v) => v > 0), `${vm}: ${JSON.stringify(s)}`);
       }
 
-      // Cleanup by run id: nothing of the run is left.
-      const cleaned = await backend.cleanup(runId);
-      assert.deepEqual(cleaned.errors, []);
-      assert.deepEqual(cleaned.runIds, [runId]);
-      assert.equal(cleaned.deleted.domain, vmNames.length);
+      // Cleanup by run id, through the CLI: nothing of the run is left.
+      const cleanup = await virtwork([
+        "cleanup",
+        "--target",
+        "libvirt",
+        "--connect",
+        "qemu:///system",
+        "--run-id",
+        runId,
+      ]);
+      assert.equal(cleanup.code, 0, "virtwork cleanup failed");
       const left = (await lv.listAllDomains()).map((d) => d.name).filter((n) =>
         vmNames.includes(n)
       );
       assert.deepEqual(left, []);
       assert.deepEqual(await volumesIn(lv, config.vmsPool), []);
       assert.deepEqual(await nvramLeft(vmNames), []);
-      assert.deepEqual((await backend.cleanup(runId)).deleted, {});
       console.log(`  done in ${elapsed()}`);
     } finally {
-      await backend.close().catch(() => {});
       await sweepDomains(lv, config.vmsPool);
       for (const n of vmNames) {
         await Deno.remove(`/var/lib/libvirt/qemu/nvram/${n}_VARS.fd`).catch(() => {});
@@ -248,3 +285,7 @@ testNeeding(missing, {
     }
   },
 });
+
+function indent(text: string): string {
+  return text.trimEnd().split("\n").map((l) => `    ${l}`).join("\n");
+}
