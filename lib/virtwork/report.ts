@@ -421,3 +421,56 @@ export function storedPhases(
   }
   return out;
 }
+
+/** What {@linkcode reportFromRun} reads of a finished run (`PlanRunResult`, structurally). */
+export interface FinishedRun {
+  /** Run id. */
+  runId: string;
+  /** Platform. */
+  target: TargetKind;
+  /** API server URL or libvirt URI. */
+  location: string;
+  /** Namespace or libvirt URI. */
+  scope: string;
+  /** Whether results were collected (then `FirstResult` is expected). */
+  resultsCollected: boolean;
+  /** Its VMs in plan order. */
+  vms: readonly {
+    name: string;
+    workload: string;
+    role: string;
+    ready: boolean;
+    error?: string;
+    result?: ResultSample;
+  }[];
+}
+
+/**
+ * The report of a run that just finished, from its result and the latencies a
+ * {@linkcode LatencyRecorder} took of its backend's events.
+ */
+export function reportFromRun(
+  r: FinishedRun,
+  latency: readonly VmLatency[],
+  o: { clientResolutionMs?: number; startedAt?: string } = {},
+): LatencyReport {
+  const phases = phasesOf(r.target).filter((p) => p !== "FirstResult" || r.resultsCollected);
+  return buildReport({
+    runId: r.runId,
+    target: r.target,
+    location: r.location,
+    scope: r.scope,
+    ...(o.startedAt !== undefined ? { startedAt: o.startedAt } : {}),
+    vms: r.vms.map((v) => ({
+      name: v.name,
+      workload: v.workload,
+      role: v.role,
+      ready: v.ready,
+      ...(v.error !== undefined ? { error: v.error } : {}),
+      ...(v.result !== undefined ? { result: v.result } : {}),
+    })),
+    latency,
+    phases,
+    ...(o.clientResolutionMs !== undefined ? { clientResolutionMs: o.clientResolutionMs } : {}),
+  });
+}

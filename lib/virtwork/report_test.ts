@@ -6,6 +6,7 @@ import {
   NoLatencyError,
   phaseSamples,
   reportCsv,
+  reportFromRun,
   reportFromStored,
   storedPhases,
   summarizeResults,
@@ -13,6 +14,7 @@ import {
 import { openAuditDb } from "../audit/schema.ts";
 import { SqliteAuditor } from "../audit/sqlite.ts";
 import { runLatency } from "../audit/reader.ts";
+import type { PlanRunResult } from "./run.ts";
 import { reportHtml } from "./report_html.ts";
 
 function libvirtRun() {
@@ -195,4 +197,39 @@ Deno.test("a report stored in the audit database is computed again to the same f
   } finally {
     a.close();
   }
+});
+
+Deno.test("reportFromRun takes a finished run; FirstResult is expected only when results were read", () => {
+  const rec = new LatencyRecorder("libvirt");
+  rec.created("a", 0);
+  rec.phase("a", "DomainRunning", 500);
+  const run: PlanRunResult = {
+    runId: "r2",
+    target: "libvirt",
+    location: "qemu:///system",
+    scope: "qemu:///system",
+    objects: [],
+    vms: [{
+      name: "a",
+      workload: "cpu",
+      role: "worker",
+      outcome: "created",
+      phase: "DomainRunning",
+      phases: {},
+      ready: true,
+    }],
+    waited: true,
+    resultsCollected: false,
+    interrupted: false,
+    timedOut: false,
+    failedVms: 0,
+    elapsedSeconds: 1,
+  };
+  const r = reportFromRun(run, rec.vms(), { clientResolutionMs: 0 });
+  assert.deepEqual(r.phases, ["DomainDefined", "DomainRunning", "AgentConnected", "CloudInitDone"]);
+  assert.equal(r.latency.DomainRunning!.p50, 500);
+  assert.equal(r.latency.DomainDefined!.missing, 1);
+  assert.ok(
+    reportFromRun({ ...run, resultsCollected: true }, rec.vms()).phases.includes("FirstResult"),
+  );
 });
