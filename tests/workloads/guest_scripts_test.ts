@@ -440,7 +440,7 @@ Deno.test("an error reason with quotes, backslashes and control characters stays
     const text = await Deno.readTextFile(r.console);
     assert.equal(text.split("\n").length, 2, "one line");
     const [s] = await samplesIn(r.console);
-    assert.ok(s?.error?.startsWith('bad "thing" \\ here  and more xxx'), s?.error);
+    assert.ok(s?.error?.startsWith('bad "thing" \\ here  and more xxx'), s?.error ?? "no error");
     assert.ok(s!.error!.length <= 400);
   } finally {
     await r.remove();
