@@ -33,7 +33,10 @@ import { cleanup, type CleanupOptions, type CleanupResult } from "./cleanup.ts";
 import type { ClusterApi } from "./client.ts";
 import type { KubeObject } from "./manifests.ts";
 import { kubePeerAddresses, planObjects, renderRunPlan, type RunPlan } from "./plan.ts";
+import { managedSelector } from "./constants.ts";
+import { watchReadiness } from "./readiness.ts";
 import { createRunObjects, newRunResult, type RunResult, waitForReady } from "./run.ts";
+import type { WatchApi } from "./watch.ts";
 
 /**
  * Reads the result lines of one VMI's serial console for `durationMs` (the console subresource).
@@ -53,8 +56,14 @@ export interface KubevirtBackendOptions {
   namespace: string;
   /** OS container disk image of every VM. */
   containerDiskImage: string;
-  /** Seconds between readiness polls (fractions allowed). */
+  /** Seconds between readiness polls (fractions allowed), when not watching. */
   pollIntervalSeconds: number;
+  /**
+   * Follows readiness through watches of the run's VMIs and VMs (one list and one watch per
+   * kind, resumed and relisted as needed) instead of polling: phases arrive as they happen, with
+   * the server's timestamps, and the wait ends at the last VM. Absent: polls.
+   */
+  watch?: WatchApi;
   /** VM creations in flight at once (default 20). */
   concurrency?: number;
   /** Seconds to spend after an interrupt undoing creates in flight (default 10). */
@@ -137,7 +146,14 @@ class ClusterBackend implements KubevirtBackend {
         ? { rollbackTimeoutSeconds: this.#o.rollbackTimeoutSeconds }
         : {}),
       ...(this.#o.onProgress ? { onProgress: this.#o.onProgress } : {}),
-      onVmCreated: (vm, outcome) => emit({ type: "created", vm, outcome, at: performance.now() }),
+      onVmCreated: (vm, outcome, serverTime) =>
+        emit({
+          type: "created",
+          vm,
+          outcome,
+          at: performance.now(),
+          ...(serverTime !== undefined ? { serverTime } : {}),
+        }),
       record: (e) => {
         const at = performance.now();
         if (e.type === "objectCreated") {
@@ -177,6 +193,7 @@ class ClusterBackend implements KubevirtBackend {
     const emit: (e: BackendEvent) => void = c.onEvent ?? (() => {});
     const only = new Set(vms);
     result.waited = true;
+    if (this.#o.watch) return await this.#watchReady(this.#o.watch, result, only, timeoutMs, c);
     try {
       await waitForReady(
         this.#api,
@@ -206,6 +223,68 @@ class ClusterBackend implements KubevirtBackend {
     }
     if (c.signal?.aborted) result.interrupted = true;
     return result.vms.filter((v) => only.has(v.name) && !v.ready && !v.failed).map((v) => v.name);
+  }
+
+  /** {@linkcode waitReady} through watches: keeps `result` as the polling wait does. */
+  async #watchReady(
+    watch: WatchApi,
+    result: RunResult,
+    only: ReadonlySet<string>,
+    timeoutMs: number,
+    c: BackendCallOptions,
+  ): Promise<string[]> {
+    const emit: (e: BackendEvent) => void = c.onEvent ?? (() => {});
+    const progress = this.#o.onProgress ?? (() => {});
+    const byName = new Map(result.vms.map((v) => [v.name, v]));
+    const names = result.vms
+      .filter((v) => only.has(v.name) && (v.outcome === "created" || v.outcome === "exists"))
+      .map((v) => v.name);
+    for (const n of names) byName.get(n)!.phase = "Pending";
+    let pending: string[];
+    try {
+      pending = await watchReadiness(
+        watch,
+        result.namespace,
+        managedSelector(result.runId),
+        names,
+        timeoutMs,
+        {
+          ...(c.signal ? { signal: c.signal } : {}),
+          onRetry: (e) => progress(`watch: ${e.message}; retrying`),
+          onEvent: (e) => {
+            const v = "vm" in e ? byName.get(e.vm) : undefined;
+            if (
+              v && e.type === "phase" && e.phase !== "VMICreated" && e.phase !== "AgentConnected"
+            ) {
+              v.phase = e.phase;
+            } else if (v && e.type === "ready") {
+              v.ready = true;
+              v.secondsToReady = (e.at - (this.#created.get(v.name) ?? e.at)) / 1000;
+              progress(`VM ${v.name}: ready after ${v.secondsToReady.toFixed(1)}s`);
+            } else if (v && e.type === "failed") {
+              v.failed = true;
+              v.error = `failed: ${e.message}`;
+              result.failedVms++;
+              progress(`VM ${v.name}: ${v.error}`);
+            }
+            emit(e);
+          },
+        },
+      );
+    } catch (e) {
+      if (c.signal?.aborted) result.interrupted = true;
+      throw e;
+    }
+    if (c.signal?.aborted) {
+      result.interrupted = true;
+      return pending;
+    }
+    for (const n of pending) {
+      const v = byName.get(n)!;
+      result.timedOut = true;
+      v.error = `not ready after ${timeoutMs / 1000}s (phase ${v.phase})`;
+    }
+    return pending;
   }
 
   async collectResults(

@@ -3,12 +3,13 @@
  * VirtualMachineInstances and one of its VirtualMachines, each change turned into the backend's
  * `phase`, `ready` and `failed` events as it arrives, with the server's timestamp of the phase:
  *
- * - `VMICreated`: the VMI's `metadata.creationTimestamp`
- * - `VMIPending`, `VMIScheduling`, `VMIScheduled`, `VMIRunning`: the VMI's `status.phase`, timed
+ * - phase `VMICreated`: the VMI's `metadata.creationTimestamp`
+ * - phases `Pending`, `Scheduling`, `Scheduled`, `Running` (KubeVirt's names, which the summary
+ *   shows; the latency recorder measures them as `VMIPending`...): the VMI's `status.phase`, timed
  *   by its `status.phaseTransitionTimestamps` entry when KubeVirt wrote one
- * - `VMReady`: the VM's `Ready` condition (or, before the VM's status follows, the VMI's),
- *   timed by its `lastTransitionTime`
- * - `AgentConnected`: the VMI's `AgentConnected` condition, by its `lastTransitionTime`
+ * - `ready` (measured as `VMReady`): the VM's `Ready` condition (or, before the VM's status
+ *   follows, the VMI's), timed by its `lastTransitionTime`
+ * - phase `AgentConnected`: the VMI's `AgentConnected` condition, by its `lastTransitionTime`
  *
  * The wait ends as soon as every VM is ready or failed (or the timeout passes, or the signal
  * aborts), which ends both watches.
@@ -47,12 +48,8 @@ interface Conditioned {
   lastTransitionTime?: string;
 }
 
-const VMI_PHASES: Readonly<Record<string, string>> = {
-  Pending: "VMIPending",
-  Scheduling: "VMIScheduling",
-  Scheduled: "VMIScheduled",
-  Running: "VMIRunning",
-};
+/** VMI phases reported, by KubeVirt's names (the latency recorder measures them as `VMI...`). */
+const VMI_PHASES: ReadonlySet<string> = new Set(["Pending", "Scheduling", "Scheduled", "Running"]);
 
 function condition(o: ApiObject | undefined, type: string): Conditioned | undefined {
   const cs = (o?.status?.conditions ?? []) as Conditioned[];
@@ -107,6 +104,8 @@ export async function watchReadiness(
     const failure = vmFailure(vmi, vm);
     if (failure) {
       pending.delete(name);
+      // The phase it failed in (`Failed`, `ErrorUnschedulable`, ...) first, as the summary shows it.
+      phase(name, failure.phase, undefined);
       o.onEvent({ type: "failed", vm: name, message: failure.message, at: performance.now() });
       finishIfDone();
       return;
@@ -116,9 +115,13 @@ export async function watchReadiness(
       const t = vmReady?.status === "True"
         ? text(vmReady.lastTransitionTime)
         : text(condition(vmi, "Ready")?.lastTransitionTime);
-      phase(name, "VMReady", t);
       pending.delete(name);
-      o.onEvent({ type: "ready", vm: name, at: performance.now() });
+      o.onEvent({
+        type: "ready",
+        vm: name,
+        at: performance.now(),
+        ...(t !== undefined ? { serverTime: t } : {}),
+      });
       finishIfDone();
     }
   };
@@ -143,11 +146,12 @@ export async function watchReadiness(
     // Phases KubeVirt passed through between two events still have their timestamps.
     if (Array.isArray(stamps)) {
       for (const s of stamps) {
-        const m = s?.phase ? VMI_PHASES[s.phase] : undefined;
-        if (m) phase(name, m, text(s.phaseTransitionTimestamp));
+        if (s?.phase && VMI_PHASES.has(s.phase)) {
+          phase(name, s.phase, text(s.phaseTransitionTimestamp));
+        }
       }
     }
-    if (p && VMI_PHASES[p]) phase(name, VMI_PHASES[p]!, undefined);
+    if (p && VMI_PHASES.has(p)) phase(name, p, undefined);
     const agent = condition(vmi, "AgentConnected");
     if (agent?.status === "True") phase(name, "AgentConnected", text(agent.lastTransitionTime));
     judge(name);

@@ -301,8 +301,15 @@ export interface CreateObjectsOptions extends
   > {
   /** Receives objectCreated and note events (never throws: wrap with care). */
   record: EventSink;
-  /** Told of each VM created or found this run's. */
-  onVmCreated?: (name: string, outcome: "created" | "exists") => void | Promise<void>;
+  /**
+   * Told of each VM created or found this run's, with the server's creation timestamp of one
+   * created now (for latencies measured on the server's clock).
+   */
+  onVmCreated?: (
+    name: string,
+    outcome: "created" | "exists",
+    serverTime?: string,
+  ) => void | Promise<void>;
 }
 
 /**
@@ -332,8 +339,11 @@ export async function createRunObjects(
     });
   const create = async (resource: Resource, obj: KubeObject): Promise<CreateOutcome> => {
     let outcome: CreateOutcome = "created";
+    let serverTime: string | undefined;
     try {
-      await api.create(resource, ns, obj);
+      const made = await api.create(resource, ns, obj);
+      const ts = (made?.metadata as { creationTimestamp?: unknown } | undefined)?.creationTimestamp;
+      if (typeof ts === "string" && ts.length <= 64) serverTime = ts;
     } catch (e) {
       // Interrupted: the caller rolls back what may have landed; nothing failed.
       if (opts.signal?.aborted) throw e;
@@ -357,7 +367,9 @@ export async function createRunObjects(
       outcome = "exists";
     }
     progress(`${obj.kind} ${obj.metadata.name}: ${outcome}`);
-    if (resource === "virtualmachines") await opts.onVmCreated?.(obj.metadata.name, outcome);
+    if (resource === "virtualmachines") {
+      await opts.onVmCreated?.(obj.metadata.name, outcome, serverTime);
+    }
     await record({
       type: "objectCreated",
       runId: plan.runId,

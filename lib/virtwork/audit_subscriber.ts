@@ -103,6 +103,7 @@ export function auditSubscriber(auditor: Auditor, o: AuditSubscriberOptions = {}
           ready: e.ready,
           ...(e.secondsToReady !== undefined ? { secondsToReady: e.secondsToReady } : {}),
           ...(e.error !== undefined ? { error: e.error } : {}),
+          ...(e.phaseSamples !== undefined ? { phases: e.phaseSamples } : {}),
         });
         if (e.results !== undefined || e.resultError !== undefined) {
           await auditor.resultsRecorded?.({
@@ -121,6 +122,7 @@ export function auditSubscriber(auditor: Auditor, o: AuditSubscriberOptions = {}
           ok: e.ok,
           interrupted: e.interrupted,
           ...(e.error !== undefined ? { error: e.error } : {}),
+          ...(e.latency !== undefined ? { latency: e.latency } : {}),
         });
         return;
       case "cleanupStarted":

@@ -80,12 +80,15 @@ export interface NeutralPlan {
 
 /** What a backend reports while it creates, waits and collects. */
 export type BackendEvent =
-  /** The create request of a VM was accepted (`exists`: it was already this run's). */
-  | { type: "created"; vm: string; outcome: "created" | "exists"; at: number }
+  /**
+   * The create request of a VM was accepted (`exists`: it was already this run's); `serverTime`
+   * is the VM's creation timestamp on the server, when the platform has one.
+   */
+  | { type: "created"; vm: string; outcome: "created" | "exists"; at: number; serverTime?: string }
   /** A lifecycle phase was reached (`DomainRunning`, `VMIRunning`, `VMReady`, `AgentConnected`, ...). */
   | { type: "phase"; vm: string; phase: string; at: number; serverTime?: string }
-  /** The VM is ready for its workload. */
-  | { type: "ready"; vm: string; at: number }
+  /** The VM is ready for its workload (`serverTime`: when the platform says it became so). */
+  | { type: "ready"; vm: string; at: number; serverTime?: string }
   /** The VM cannot become ready. */
   | { type: "failed"; vm: string; message: string; at: number }
   /**

@@ -160,6 +160,22 @@ export interface VmFinishedEvent {
   results?: Readonly<Record<string, number>>;
   /** Why its workload could not run, as the guest reported it. */
   resultError?: string;
+  /** Its phase latencies (ms from its creation request, source, both observations). */
+  phaseSamples?: Readonly<Record<string, PhaseSample>>;
+}
+
+/** One VM's latency to one phase, as the audit trail keeps it. */
+export interface PhaseSample {
+  /** Milliseconds from the creation request (the chosen source). */
+  ms: number;
+  /** `client`, `server` or `clamped`. */
+  source: string;
+  /** The client's receipt, ms from the create request. */
+  clientMs?: number;
+  /** The server's timestamp of the phase. */
+  serverTime?: string;
+  /** Ms from the VM's server creation timestamp. */
+  serverMs?: number;
 }
 
 /** A run ended. */
@@ -174,6 +190,8 @@ export interface RunFinishedEvent {
   interrupted: boolean;
   /** Why it did not succeed. */
   error?: string;
+  /** How latencies were measured (platform, phases expected, client resolution in ms). */
+  latency?: { targetKind: string; phases: readonly string[]; clientResolutionMs: number };
 }
 
 /** A cleanup began. */

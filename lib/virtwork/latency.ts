@@ -253,13 +253,20 @@ export class LatencyRecorder {
     this.phase(vm, "FirstResult", at);
   }
 
-  /** Feeds one backend event (`created`, `phase`, `result`; others are ignored). */
+  /**
+   * Feeds one backend event: `created`, `phase`, `result` (the first is `FirstResult`) and, on
+   * KubeVirt, `ready` (`VMReady`, unless a `VMReady` phase came first); others are ignored.
+   */
   record(e: { type: string; vm?: string; at: number; phase?: string; serverTime?: string }): void {
     if (e.vm === undefined) return;
     if (e.type === "created") this.created(e.vm, e.at, e.serverTime);
     else if (e.type === "phase" && e.phase !== undefined) {
       this.phase(e.vm, e.phase, e.at, e.serverTime);
     } else if (e.type === "result") this.result(e.vm, e.at);
+    // On KubeVirt, ready is the VM's Ready condition; libvirt's ready follows CloudInitDone.
+    else if (e.type === "ready" && this.#target === "kubevirt") {
+      this.phase(e.vm, "VMReady", e.at, e.serverTime);
+    }
   }
 
   /** The latencies of every VM that was created, in the order they were first seen. */

@@ -224,6 +224,9 @@ Deno.test("reportFromRun takes a finished run; FirstResult is expected only when
     timedOut: false,
     failedVms: 0,
     elapsedSeconds: 1,
+    latency: [],
+    latencyPhases: [],
+    clientResolutionMs: 0,
   };
   const r = reportFromRun(run, rec.vms(), { clientResolutionMs: 0 });
   assert.deepEqual(r.phases, ["DomainDefined", "DomainRunning", "AgentConnected", "CloudInitDone"]);

@@ -21,6 +21,8 @@
 import type { Backend, BackendEvent, CreatedObject, NeutralPlan, TargetKind } from "./backend.ts";
 import type { EventLevel, EventSink, VirtworkEvent } from "./events.ts";
 import type { ResultSample } from "./results.ts";
+import { LatencyRecorder, phasesOf, type VmLatency } from "./latency.ts";
+import { storedPhases } from "./report.ts";
 
 /** How a run behaves. */
 export interface RunPlanOptions {
@@ -43,6 +45,11 @@ export interface RunPlanOptions {
    * latency recorder. Synchronous; a throw is reported as progress.
    */
   onBackendEvent?: (e: BackendEvent) => void;
+  /**
+   * How late the backend may learn of a phase, ms: 0 (default) when it watches or gets events,
+   * its poll interval when it polls. Tells the latency recorder which clock to trust.
+   */
+  clientResolutionMs?: number;
   /** Context of the run's start record; never credentials. */
   context?: {
     /** Effective settings. */
@@ -111,6 +118,12 @@ export interface PlanRunResult {
    * may since have been rolled back by it (the libvirt backend undoes its whole call).
    */
   createError?: string;
+  /** Each created VM's phase latencies (ms from its creation request, with their sources). */
+  latency: VmLatency[];
+  /** Phases the target measures in this run, in order (FirstResult when results were read). */
+  latencyPhases: string[];
+  /** How late the backend could learn of a phase, ms. */
+  clientResolutionMs: number;
 }
 
 /** A run stopped by an error; `result` tells what had been reported by then. */
@@ -197,8 +210,14 @@ export async function runPlan(
     timedOut: false,
     failedVms: 0,
     elapsedSeconds: 0,
+    latency: [],
+    latencyPhases: [],
+    clientResolutionMs: opts.clientResolutionMs ?? 0,
   };
   const byName = new Map(result.vms.map((v) => [v.name, v]));
+  const latency = new LatencyRecorder(backend.target, {
+    clientResolutionMs: result.clientResolutionMs,
+  });
   const createdAt = new Map<string, number>();
 
   // Backends report synchronously; the subscribers may be slow: one queue keeps their order.
@@ -223,6 +242,7 @@ export async function runPlan(
       ...(object !== undefined ? { object } : {}),
     });
   const onEvent = (e: BackendEvent) => {
+    latency.record(e);
     try {
       opts.onBackendEvent?.(e);
     } catch (err) {
@@ -379,6 +399,11 @@ export async function runPlan(
   }
 
   if (result.interrupted) note("warning", "Interrupted", "run interrupted");
+  result.latency = latency.vms();
+  result.latencyPhases = phasesOf(backend.target).filter((p) =>
+    p !== "FirstResult" || result.resultsCollected
+  );
+  const samples = new Map(result.latency.map((l) => [l.name, storedPhases(l)]));
   for (const v of result.vms) {
     emit({
       type: "vmFinished",
@@ -392,6 +417,7 @@ export async function runPlan(
       ...(v.error !== undefined ? { error: v.error } : {}),
       ...(result.resultsCollected && v.ready ? { results: v.result?.metrics ?? {} } : {}),
       ...(v.result?.error !== undefined ? { resultError: v.result.error } : {}),
+      ...(samples.has(v.name) ? { phaseSamples: samples.get(v.name)! } : {}),
     });
   }
   result.elapsedSeconds = (performance.now() - started) / 1000;
@@ -402,6 +428,11 @@ export async function runPlan(
     ok: problems.length === 0 && !result.interrupted,
     interrupted: result.interrupted,
     ...(problems.length > 0 ? { error: problems.join("; ") } : {}),
+    latency: {
+      targetKind: backend.target,
+      phases: result.latencyPhases,
+      clientResolutionMs: result.clientResolutionMs,
+    },
   });
   await flush();
   return result;

@@ -233,6 +233,11 @@ Deno.test("runPlan(): create, wait, results; events in order; latest sample per 
     runId: "run-ok",
     ok: true,
     interrupted: false,
+    latency: {
+      targetKind: "libvirt",
+      phases: ["DomainDefined", "DomainRunning", "AgentConnected", "CloudInitDone", "FirstResult"],
+      clientResolutionMs: 0,
+    },
   });
   // A guest that says its workload cannot run makes the run not ok.
   const b2 = new ScriptedBackend();
@@ -331,6 +336,11 @@ Deno.test("runPlan(): an interrupt during create ends the run interrupted, witho
     runId: "run-i",
     ok: false,
     interrupted: true,
+    latency: {
+      targetKind: "libvirt",
+      phases: ["DomainDefined", "DomainRunning", "AgentConnected", "CloudInitDone"],
+      clientResolutionMs: 0,
+    },
   });
 });
 
