@@ -12,6 +12,8 @@ export const ExitCode = {
   CONNECTION: 3,
   VM_OPERATION: 4,
   STORAGE: 5,
+  /** virtwork: a `--threshold` gate failed (the run itself succeeded). */
+  THRESHOLD: 6,
   /** Ended by an interrupt (SIGINT, SIGTERM, SIGHUP). */
   INTERRUPTED: EXIT_INTERRUPTED,
 } as const;

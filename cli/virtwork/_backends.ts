@@ -7,6 +7,7 @@
 import { FLAG_SOURCE } from "../../lib/config/layered.ts";
 import type { KubevirtBackend } from "../../lib/kubevirt/backend.ts";
 import type { ClusterApi } from "../../lib/kubevirt/client.ts";
+import type { KubeConfig } from "npm:@kubernetes/client-node@^2.0.1";
 import { sanitizeText } from "../../lib/output/sanitize.ts";
 import type { Backend } from "../../lib/virtwork/backend.ts";
 import { SettingValidationError, type VirtworkSettings } from "../../lib/virtwork/config.ts";
@@ -91,12 +92,17 @@ export async function openRunBackend(
       throw withExitCode(e);
     }
   }
+  const kubeConfig = (api as { kubeConfig?: KubeConfig }).kubeConfig;
   const kubevirt = openKubevirtBackend(api, {
     namespace: cfg.namespace,
     containerDiskImage: cfg.containerDiskImage,
     pollIntervalSeconds: cfg.pollInterval,
     concurrency: cfg.burst,
     onProgress: progress,
+    // Readiness by watches (one list and one watch per kind) wherever there is a real cluster.
+    ...(kubeConfig
+      ? { watch: new (await import("../../lib/kubevirt/watch.ts")).HttpWatchApi(kubeConfig) }
+      : {}),
   });
   return withScope(kubevirt, cfg.namespace, { kubevirt, describe });
 }

@@ -7,6 +7,7 @@
 import type { RunPlan } from "../../lib/kubevirt/plan.ts";
 import type { CreateOutcome, RunResult } from "../../lib/kubevirt/run.ts";
 import type { PlanRunResult } from "../../lib/virtwork/run.ts";
+import type { LatencyReport } from "../../lib/virtwork/report.ts";
 import { formatTable, paint } from "../../lib/output/format.ts";
 import { sanitizeText } from "../../lib/output/sanitize.ts";
 
@@ -61,10 +62,27 @@ export function resultsTable(r: PlanRunResult): string {
 }
 
 /**
- * The `--report` document: run id, target and per VM its phases (seconds from creation) and
- * latest figures. An object, so later work (latency, issue 13) can add keys beside these.
+ * The `--report` document: the latency report (per VM `phases` in ms from its creation request
+ * with their `sources`, per phase `latency` statistics, per workload `results`) and, beside it,
+ * what became of the run and of each VM (outcome, ready, seconds to ready, latest figures).
  */
-export function reportDocument(r: PlanRunResult): Record<string, unknown> {
+export function reportDocument(r: PlanRunResult, latency?: LatencyReport): Record<string, unknown> {
+  const base = runDocument(r);
+  if (!latency) return base;
+  const extra = new Map((base.vms as Record<string, unknown>[]).map((v) => [v.name, v]));
+  return {
+    ...base,
+    ...latency,
+    location: r.location,
+    scope: r.scope,
+    vms: latency.vms.map((v) => {
+      const { phases: _secondsByPhase, ...rest } = extra.get(v.name) ?? {};
+      return { ...rest, ...v };
+    }),
+  };
+}
+
+function runDocument(r: PlanRunResult): Record<string, unknown> {
   return {
     runId: r.runId,
     target: r.target,

@@ -17,6 +17,9 @@ import type { NeutralPlan } from "../../lib/virtwork/backend.ts";
 import { type EventSink, fanOut, type VirtworkEvent } from "../../lib/virtwork/events.ts";
 import { buildNeutralPlan } from "../../lib/virtwork/plan.ts";
 import { PlanRunError, type PlanRunResult, runPlan } from "../../lib/virtwork/run.ts";
+import { evaluateThresholds, parseThreshold, type Threshold } from "../../lib/virtwork/compare.ts";
+import { phaseSamples, reportFromRun } from "../../lib/virtwork/report.ts";
+import { latencyTable, thresholdLines } from "./_latency.ts";
 import { formatJson, useColor } from "../../lib/output/format.ts";
 import { formatYamlDocuments } from "../../lib/output/yaml.ts";
 import { sanitizeText } from "../../lib/output/sanitize.ts";
@@ -183,7 +186,16 @@ export function runCommand(io: Io, deps: VirtworkDeps = {}): Command {
       "after the VMs are ready, read the guests' figures this long and print them",
       intArg,
     )
-    .option(`${F.report} <file.json>`, "write the run's phases and figures per VM as JSON")
+    .option(
+      `${F.report} <file.json>`,
+      "write the run's latency report (per VM phases in ms, per phase statistics, figures) as JSON",
+    )
+    .option(
+      "--threshold <PHASE.STAT=VALUE>",
+      "exit 6 when a latency statistic is over VALUE (ms, s or m), e.g. VMReady.p99=60s " +
+        "(repeatable)",
+      collect,
+    )
     .option(`${F.os} <name>`, "guest distribution: fedora, centos, debian or ubuntu")
     .option(`${F.connect} <uri>`, "libvirt: connection URI (default qemu:///system)")
     .option(`${F.image} <volume>`, "libvirt: base image, a volume in foundry's image pool")
@@ -215,6 +227,12 @@ export function runCommand(io: Io, deps: VirtworkDeps = {}): Command {
         checkLibvirtSettings(cfg);
       } catch (e) {
         throw inputError(e);
+      }
+      let gates: Threshold[];
+      try {
+        gates = ((opts.threshold as string[] | undefined) ?? []).map(parseThreshold);
+      } catch (e) {
+        throw Object.assign(e as Error, { exitCode: ExitCode.VALIDATION });
       }
       const registry = defaultRegistry();
       const ssh = {
@@ -268,7 +286,22 @@ export function runCommand(io: Io, deps: VirtworkDeps = {}): Command {
           await recordDryRun(record, backend, plan, workloads, context);
           return;
         }
-        await deployPlan(cmd, io, deps, cfg, backend, plan, record, context, signal, progress, env);
+        await deployPlan(
+          cmd,
+          io,
+          deps,
+          cfg,
+          backend,
+          plan,
+          record,
+          context,
+          signal,
+          progress,
+          env,
+          {
+            gates,
+          },
+        );
       } finally {
         dispose();
         await backend.close().catch(() => {});
@@ -345,6 +378,7 @@ async function deployPlan(
   signal: AbortSignal,
   progress: (m: string) => void,
   env: Record<string, string | undefined>,
+  latency: { gates: readonly Threshold[] },
 ): Promise<void> {
   progress(`${backend.describe}; run id ${plan.runId}`);
   const status = runStatus(io, deps, env, plan, cfg);
@@ -359,6 +393,8 @@ async function deployPlan(
       onEvent: fanOut([record, status.onEvent]),
       onProgress: progress,
       context,
+      // KubeVirt follows readiness by watches and libvirt by its events: receipt is timely.
+      clientResolutionMs: 0,
     });
   } catch (e) {
     status.done();
@@ -384,14 +420,24 @@ async function deployPlan(
   }
   status.done();
   const color = useColor({ isTerminal: deps.isTerminal ?? false, env });
+  const report = reportFromRun(result, result.latency, {
+    clientResolutionMs: result.clientResolutionMs,
+  });
   if (cfg.output === "json") io.out(formatJson(jsonResult(result, backend)));
   else {
     io.out(summary(result, color));
+    if (result.waited) io.out(`\n${latencyTable(report)}`);
     if (result.resultsCollected) io.out(`\n${resultsTable(result)}`);
+  }
+  const gates = evaluateThresholds(latency.gates, phaseSamples(report), result.vms.length);
+  if (gates.length > 0) {
+    const lines = thresholdLines(gates, color && cfg.output !== "json");
+    if (cfg.output === "json") io.err(lines);
+    else io.out(`\n${lines}`);
   }
   if (cfg.report !== "") {
     try {
-      await Deno.writeTextFile(cfg.report, formatJson(reportDocument(result)));
+      await Deno.writeTextFile(cfg.report, formatJson(reportDocument(result, report)));
     } catch (e) {
       throw withExitCode(
         new ConfigError(`cannot write the report ${cfg.report}: ${(e as Error).message}`),
@@ -421,6 +467,7 @@ async function deployPlan(
       );
     }
     if (notOk || broken.length > 0) setExitCode(cmd, ExitCode.VM_OPERATION);
+    else if (gates.some((g) => !g.ok)) setExitCode(cmd, ExitCode.THRESHOLD);
   }
 }
 

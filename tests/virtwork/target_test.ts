@@ -168,7 +168,8 @@ Deno.test("run --results-after --report on KubeVirt: a results table and a repor
     for (const v of doc.vms) {
       assert.equal(v.ready, true);
       assert.equal(typeof v.results, "object");
-      assert.ok("Running" in v.phases, JSON.stringify(v.phases));
+      // Milliseconds from the creation request by measured phase name (issue 13's report).
+      assert.ok(v.phases.VMIRunning >= 0, JSON.stringify(v.phases));
     }
   } finally {
     await close();

@@ -1,0 +1,141 @@
+/**
+ * virtwork run's latencies end to end against the API test server with known per-VM ready times:
+ * `--report` holds every VM's VMReady within 1 s of the truth and quantiles matching a reference
+ * computation, the run prints its latency table, readiness came from watches (a handful of
+ * lists), the audit database keeps the samples so `virtwork report` renders the same figures,
+ * and `--threshold` gates exit 6 (a bad gate exits 2 before anything is created).
+ */
+import assert from "node:assert/strict";
+import { main } from "../../cli/virtwork.ts";
+import type { VirtworkDeps } from "../../cli/virtwork/_shared.ts";
+import { startCluster } from "./_helpers.ts";
+import type { K8sTestServerOptions } from "./k8s_server.ts";
+
+async function virtwork(args: string[], deps: VirtworkDeps) {
+  let out = "";
+  let err = "";
+  const code = await main(args, { out: (s) => (out += s), err: (s) => (err += s) }, {
+    client: { baseBackoffMs: 2, maxBackoffMs: 20 },
+    ...deps,
+  });
+  return { code, out, err };
+}
+
+async function withCluster(
+  opts: K8sTestServerOptions,
+  fn: (
+    c: Awaited<ReturnType<typeof startCluster>>,
+    env: Record<string, string>,
+    dir: string,
+  ) => Promise<void>,
+) {
+  const c = await startCluster(opts);
+  const dir = await Deno.makeTempDir({ prefix: "virtwork_latency_cli_" });
+  const kubeconfig = `${dir}/kubeconfig`;
+  await Deno.writeTextFile(kubeconfig, c.server.kubeconfig());
+  try {
+    await fn(c, {
+      KUBECONFIG: kubeconfig,
+      HOME: "/nonexistent",
+      VIRTWORK_AUDIT_DB: `${dir}/audit.db`,
+    }, dir);
+  } finally {
+    await c.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** numpy's default percentile, written apart from lib's: R type 7 on 1-based ranks. */
+function reference(xs: number[], p: number): number {
+  const x = [...xs].sort((a, b) => a - b);
+  const h = (x.length - 1) * p + 1;
+  const lo = Math.floor(h);
+  return x[lo - 1]! + (h - lo) * ((x[Math.min(lo, x.length - 1)] ?? x[lo - 1]!) - x[lo - 1]!);
+}
+
+Deno.test("run --report: VMReady within 1 s of each VM's ready time, from watches; report renders it again", async () => {
+  const truth: Record<string, number> = {
+    "virtwork-cpu-1": 400,
+    "virtwork-cpu-2": 1300,
+    "virtwork-cpu-3": 2200,
+    "virtwork-memory-1": 900,
+    "virtwork-memory-2": 3100,
+    "virtwork-memory-3": 1800,
+  };
+  await withCluster({ readyAfterMs: (n) => truth[n] }, async ({ server }, env, dir) => {
+    const file = `${dir}/report.json`;
+    const r = await virtwork(
+      [
+        "run",
+        "--workloads",
+        "cpu,memory",
+        "--vm-count",
+        "3",
+        "--report",
+        file,
+        "--threshold",
+        "VMReady.p99=60s",
+        "--threshold",
+        "VMReady.count=100",
+      ],
+      { env },
+    );
+    assert.equal(r.code, 0, r.err);
+    const doc = JSON.parse(await Deno.readTextFile(file));
+    assert.equal(doc.target, "kubevirt");
+    assert.match(doc.quantileMethod, /numpy 'linear'/);
+    const ready = doc.vms.filter((v: { ready: boolean }) => v.ready);
+    const samples: number[] = [];
+    for (const v of doc.vms) {
+      const want = truth[v.name]!;
+      const got = v.phases.VMReady;
+      // Measured from the receipt of the create's answer: the server made the VM (and started its
+      // clock) up to one round trip earlier, so a figure may be a little short of the truth.
+      assert.ok(Math.abs(got - want) < 1000, `${v.name}: VMReady ${got} ms, truth ${want} ms`);
+      assert.equal(v.sources.VMReady, "client");
+      assert.equal(v.workload, v.name.split("-")[1]);
+      samples.push(got);
+    }
+    assert.equal(ready.length, Object.keys(truth).length);
+    const s = doc.latency.VMReady;
+    assert.equal(s.count, samples.length);
+    for (const [k, p] of [["p50", 0.5], ["p95", 0.95], ["p99", 0.99]] as const) {
+      assert.ok(Math.abs(s[k] - reference(samples, p)) < 0.002, `${k} ${s[k]}`);
+    }
+    assert.equal(s.min, Math.min(...samples));
+    assert.equal(s.max, Math.max(...samples));
+    // Readiness from watches: one list and one watch of each kind, no polling.
+    const vmiGets = server.requestsMatching("GET", /virtualmachineinstances$/);
+    assert.equal(vmiGets.filter((q) => !q.query.includes("watch=1")).length, 1);
+    assert.equal(vmiGets.filter((q) => q.query.includes("watch=1")).length, 1);
+    // The table at the end, and the gates.
+    assert.match(r.out, /^PHASE\s+VMS\s+NEVER\s+MIN\s+AVG\s+P50\s+P95\s+P99\s+MAX$/m);
+    assert.match(r.out, new RegExp(`^VMReady\\s+6\\s+0\\s`, "m"));
+    assert.match(r.out, /ok\s+threshold VMReady.p99=60s/);
+
+    // The audit database renders the same figures again.
+    const again = await virtwork(["report", doc.runId, "-o", "json"], { env });
+    assert.equal(again.code, 0, again.err);
+    assert.deepEqual(JSON.parse(again.out).latency, doc.latency);
+  });
+});
+
+Deno.test("run --threshold: a gate that fails exits 6 and says why; a bad gate exits 2 before creating anything", async () => {
+  await withCluster({ readyAfterMs: () => 300 }, async ({ server }, env) => {
+    const bad = await virtwork(["run", "--workloads", "cpu", "--threshold", "VMReady.p99=60x"], {
+      env,
+    });
+    assert.equal(bad.code, 2);
+    assert.match(
+      bad.err,
+      /--threshold "VMReady.p99=60x": value must be a non-negative number with a unit/,
+    );
+    assert.equal(server.objects("virtualmachines").length, 0);
+
+    const r = await virtwork(["run", "--workloads", "cpu", "--threshold", "VMReady.max=1ms"], {
+      env,
+    });
+    assert.equal(r.code, 6, r.err);
+    assert.match(r.out, /FAILED threshold VMReady.max=1ms: VMReady.max is [\d.]+m?s, over 1ms/);
+  });
+});
