@@ -52,6 +52,8 @@ export async function loadInChromium<T>(file: string, expression: string): Promi
   ];
   const child = new Deno.Command("chromium", {
     args,
+    // Chromium's singleton socket directory goes under TMPDIR: inside the profile, removed with it.
+    env: { TMPDIR: profile },
     stdin: "null",
     stdout: "null",
     stderr: "piped",
@@ -161,6 +163,20 @@ export async function loadInChromium<T>(file: string, expression: string): Promi
       child.kill("SIGTERM");
     } catch { /* already gone */ }
     await child.status;
-    await Deno.remove(profile, { recursive: true }).catch(() => {});
+    await removeProfile(profile);
+  }
+}
+
+/** Removes the profile, again while Chromium's helper processes are still letting go of it. */
+async function removeProfile(profile: string): Promise<void> {
+  for (let i = 0;; i++) {
+    try {
+      await Deno.remove(profile, { recursive: true });
+      return;
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return;
+      if (i >= 20) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 }
