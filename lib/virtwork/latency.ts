@@ -380,7 +380,7 @@ export const STAT_NAMES = ["count", "min", "avg", "p50", "p95", "p99", "max"] as
 export type StatName = typeof STAT_NAMES[number];
 
 /** How quantiles are computed, as the report states it. */
-export const QUANTILE_METHOD =
+export const QUANTILE_METHOD: string =
   "linear interpolation between closest ranks (Hyndman-Fan 7, numpy 'linear'): h=(n-1)p, " +
   "q=x[floor(h)]+(h-floor(h))(x[floor(h)+1]-x[floor(h)])";
 

@@ -57,6 +57,7 @@ export type {
   NoteEvent,
   ObjectCreatedEvent,
   ObjectDeletedEvent,
+  PhaseSample,
   ResultEvent,
   RunFinishedEvent,
   RunStartedEvent,
@@ -95,6 +96,72 @@ export type {
   VirtworkSettings,
 } from "./config.ts";
 export { DEFAULTS } from "./defaults.ts";
+export {
+  choose,
+  KUBEVIRT_PHASES,
+  LatencyRecorder,
+  LIBVIRT_PHASES,
+  parseServerTime,
+  PHASE_ORDER,
+  phaseName,
+  phasesOf,
+  quantile,
+  QUANTILE_METHOD,
+  STAT_NAMES,
+  stats,
+  summarize,
+} from "./latency.ts";
+export type {
+  LatencyRecorderOptions,
+  LatencySource,
+  PhaseObservation,
+  PhaseStats,
+  StatName,
+  VmLatency,
+} from "./latency.ts";
+export {
+  buildReport,
+  LATENCY_ORIGIN,
+  latencyCsv,
+  NoLatencyError,
+  phaseSamples,
+  REPORT_VERSION,
+  reportCsv,
+  reportFromRun,
+  reportFromStored,
+  storedPhases,
+  summarizeResults,
+} from "./report.ts";
+export type {
+  FinishedRun,
+  LatencyReport,
+  MetricSummary,
+  ReportInput,
+  ReportVm,
+  ReportVmInput,
+  StoredRunLatency,
+} from "./report.ts";
+export { reportHtml } from "./report_html.ts";
+export {
+  BOOTSTRAP_RESAMPLES,
+  BOOTSTRAP_SEED,
+  COMPARED_STATS,
+  compareRuns,
+  evaluateThresholds,
+  formatMs,
+  mulberry32,
+  parseThreshold,
+  statOf,
+  ThresholdError,
+} from "./compare.ts";
+export type {
+  CompareOptions,
+  RunComparison,
+  StatDelta,
+  Threshold,
+  ThresholdResult,
+  UnpairedPhase,
+} from "./compare.ts";
 // Types of other modules that appear in this module's signatures.
 export type * from "../audit/types.ts";
 export type { CloudConfigOptions, WriteFile } from "../cloudinit/cloud_config.ts";

@@ -40,7 +40,7 @@ import type { ResultSample } from "./results.ts";
 export const REPORT_VERSION = 1;
 
 /** What the latencies are measured from, as the report says it. */
-export const LATENCY_ORIGIN =
+export const LATENCY_ORIGIN: string =
   "milliseconds from the VM's creation request: on the client's monotonic clock from its " +
   "create call, on the server's clock from the VM's creation timestamp; per figure the finer " +
   "consistent source (sources: client, server, or clamped to the phase before it)";
