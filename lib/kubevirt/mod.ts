@@ -109,3 +109,15 @@ export type {
   FieldSpec,
   ValueOf,
 } from "../config/layered.ts";
+export {
+  followKind,
+  HttpWatchApi,
+  lines,
+  MAX_LIST_BODY,
+  MAX_WATCH_LINE,
+  ResourceVersionGoneError,
+  WATCH_TIMEOUT_SECONDS,
+} from "./watch.ts";
+export type { FollowOptions, FollowStats, VersionedList, WatchApi, WatchEvent } from "./watch.ts";
+export { watchReadiness } from "./readiness.ts";
+export type { WatchReadinessOptions } from "./readiness.ts";
