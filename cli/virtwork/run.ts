@@ -232,7 +232,10 @@ export function runCommand(io: Io, deps: VirtworkDeps = {}): Command {
       try {
         gates = ((opts.threshold as string[] | undefined) ?? []).map(parseThreshold);
       } catch (e) {
-        throw Object.assign(e as Error, { exitCode: ExitCode.VALIDATION });
+        // lib names the gate; the user typed the flag.
+        const err = e as Error;
+        err.message = err.message.replace(/^threshold /, "--threshold ");
+        throw Object.assign(err, { exitCode: ExitCode.VALIDATION });
       }
       const registry = defaultRegistry();
       const ssh = {

@@ -200,13 +200,13 @@ export interface Threshold {
   text: string;
 }
 
-/** A `--threshold` value that cannot be read; the message names the flag. */
+/** A threshold gate that cannot be read; the CLI names its flag in front of the message. */
 export class ThresholdError extends Error {
   /** The value as given. */
   readonly value: string;
   /** Says what is wrong with `value`. */
   constructor(value: string, problem: string) {
-    super(`--threshold ${JSON.stringify(value)}: ${problem}`);
+    super(`threshold ${JSON.stringify(value)}: ${problem}`);
     this.name = "ValidationError";
     this.value = value;
   }
@@ -222,7 +222,7 @@ const MAX_THRESHOLD = 200;
  * {@linkcode STAT_NAMES}, `VALUE` a non-negative number with a unit `ms`, `s` or `m` (`count`
  * takes a bare number).
  *
- * @throws {ThresholdError} naming the flag and what is wrong (exit 2 in the CLI)
+ * @throws {ThresholdError} naming the gate and what is wrong (exit 2 in the CLI)
  */
 export function parseThreshold(text: string): Threshold {
   if (text.length > MAX_THRESHOLD) {

@@ -103,7 +103,7 @@ Deno.test("parseThreshold says in one line, naming the flag, what is wrong", () 
   for (const [text, re] of cases) {
     assert.throws(() => parseThreshold(text), (e: unknown) => {
       assert.ok(e instanceof ThresholdError);
-      assert.match(e.message, /^--threshold "/);
+      assert.match(e.message, /^threshold "/);
       assert.match(e.message, re);
       assert.ok(!e.message.includes("\n"));
       assert.equal(e.name, "ValidationError");
