@@ -90,14 +90,8 @@ export async function main(args: string[], io?: Io, deps: FoundryDeps = {}): Pro
     FOUNDRY_ROOT_LONG,
     FOUNDRY_FAST_COMMANDS,
   );
-  if (fast) {
-    // list and get go straight to their runner: the command tree's module is not needed.
-    const { runFast } = await import("./foundry/_inventory.ts");
-    const { processIo } = await import("./_program.ts");
-    return runFast(fast, args, io ?? processIo, deps.env);
-  }
   const { runFoundry } = await import("./_foundry_program.ts");
-  return runFoundry(args, io, deps, launch.word);
+  return runFoundry(args, io, deps, launch.word, fast);
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

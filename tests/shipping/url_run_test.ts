@@ -114,6 +114,13 @@ Deno.test("the bundles run from a URL: --version, list --help and run --dry-run"
     // Chunks load on demand (tasks/bundle.ts loadChunksOnDemand): --version fetched nothing but
     // the front door, where Deno's graph used to pull in all of them, the Kubernetes client too.
     assert.deepEqual(srv.served, ["/foundry.js"]);
+    // ...and the front door itself holds no command's code: a dynamic import added to
+    // cli/foundry.ts other than the command tree's is inlined into it (yaml came in that way).
+    for (const door of ["foundry.js", "virtwork.js"]) {
+      const code = await Deno.readTextFile(`${dir}/${door}`);
+      assert.ok(!code.includes("registry.npmjs.org"), `${door} bundles an npm package`);
+      assert.ok(code.length < 32 * 1024, `${door} is ${code.length} bytes`);
+    }
     const help = await runFromUrl(srv.base, "foundry.js", ["list", "--help"]);
     assert.equal(help.code, 0, help.err);
     assert.match(help.out, /Usage: foundry list/);
