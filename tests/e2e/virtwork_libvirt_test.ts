@@ -238,8 +238,12 @@ testNeeding(missing, {
         return r.stdout;
       };
       const has = (w: string) => WORKLOADS.includes(w);
-      if (has("cpu")) await ok(vmOf("cpu"), "pgrep -x stress-ng");
-      if (has("memory")) await ok(vmOf("memory"), "pgrep -x stress-ng");
+      // stress-ng runs in time slices with a short gap between them (CI caught one): the load
+      // runs when some look within 20 s finds it.
+      const running = (p: string) =>
+        `for i in $(seq 1 20); do pgrep -x ${p} >/dev/null && exit 0; sleep 1; done; exit 1`;
+      if (has("cpu")) await ok(vmOf("cpu"), running("stress-ng"));
+      if (has("memory")) await ok(vmOf("memory"), running("stress-ng"));
       if (has("network")) await ok(vmOf("network", "server"), "pgrep -x iperf3");
       if (has("disk")) {
         await ok(vmOf("disk"), "systemctl is-active virtwork-disk.service");
