@@ -291,8 +291,11 @@ export class Libvirt {
       writeOptStr(w, this.uri.name);
       w.writeUint(readOnly ? 1 : 0);
     });
+    // Not awaited (a round trip saved on every command), but watched: a daemon that stops
+    // answering before it has said whether it speaks keepalive is caught all the same.
+    this.rpc.watchKeepalive();
     this.supportsFeature(DriverFeature.PROGRAM_KEEPALIVE).then(
-      (yes) => yes && this.rpc.startKeepalive(),
+      (yes) => yes ? this.rpc.startKeepalive() : this.rpc.stopKeepalive(),
       () => {/* the connection ended first; nothing to keep alive */},
     );
   }

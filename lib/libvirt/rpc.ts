@@ -202,6 +202,7 @@ export class RpcConnection {
   #calls = 0;
   #lastReceived = performance.now();
   #keepaliveTimer: CancelTimer | undefined;
+  #keepalivePings = false;
   #sweepTimer: CancelTimer | undefined;
   #readPaused: Promise<void> | null = null;
   #resumeRead: (() => void) | null = null;
@@ -322,10 +323,13 @@ export class RpcConnection {
   }
 
   /**
-   * Starts answering and sending keepalive pings. Call it only when the daemon said it supports
-   * the keepalive program; without it, dead daemons are still caught by call timeouts.
+   * Watches the daemon for silence from now on, before it is known whether it speaks the keepalive
+   * program: a daemon that answers nothing at all (not even that question) for the keepalive
+   * interval times the count fails every pending call. {@linkcode startKeepalive} adds the pings
+   * once the daemon says it supports them; {@linkcode stopKeepalive} ends the watch when it does
+   * not (then only call timeouts catch a dead daemon).
    */
-  startKeepalive(): void {
+  watchKeepalive(): void {
     if (this.#keepaliveTimer !== undefined || this.#closed) return;
     const interval = this.#opts.keepaliveIntervalMs;
     const period = Math.max(50, Math.floor(interval / 2));
@@ -335,17 +339,39 @@ export class RpcConnection {
       if (idle >= interval * this.#opts.keepaliveCount) {
         this.#fail(
           new ConnectionError(
-            `libvirtd did not answer keepalive pings for ${Math.round(idle / 1000)} s`,
+            this.#keepalivePings
+              ? `libvirtd did not answer keepalive pings for ${Math.round(idle / 1000)} s`
+              : `libvirtd answered nothing for ${
+                Math.round(idle / 1000)
+              } s, not even whether it supports keepalive`,
             this.#opts.uri,
           ),
         );
-      } else if (idle >= interval) {
+        return;
+      } else if (idle >= interval && this.#keepalivePings) {
         this.#send(frame(Program.KEEPALIVE, KeepaliveProcedure.PING, MessageType.MESSAGE, 0, 0))
           .catch(() => {});
       }
       this.#keepaliveTimer = after(period, check, { unref: true });
     };
     this.#keepaliveTimer = after(period, check, { unref: true });
+  }
+
+  /**
+   * Starts answering and sending keepalive pings. Call it only when the daemon said it supports
+   * the keepalive program; without it, dead daemons are still caught by call timeouts.
+   */
+  startKeepalive(): void {
+    if (this.#closed) return;
+    this.#keepalivePings = true;
+    this.watchKeepalive();
+  }
+
+  /** Ends the watch {@linkcode watchKeepalive} started (the daemon has no keepalive program). */
+  stopKeepalive(): void {
+    this.#keepaliveTimer?.();
+    this.#keepaliveTimer = undefined;
+    this.#keepalivePings = false;
   }
 
   /**

@@ -13,8 +13,9 @@ import {
   UndefineFlags,
   uuidToString,
 } from "../../lib/libvirt/mod.ts";
+import { Procedure } from "../../lib/libvirt/constants.ts";
 import { libvirtTest, tempPool, tinyDomainXml, uniqueName } from "./_env.ts";
-import { startProxy } from "./proxy.ts";
+import { startHoldingProxy, startProxy } from "./proxy.ts";
 
 async function withLibvirt(fn: (lv: Libvirt) => Promise<void>, uri?: string) {
   const lv = await Libvirt.connect(uri);
@@ -389,6 +390,33 @@ libvirtTest("a hung daemon is detected by keepalive and pending calls reject", a
     await proxy.close();
   }
 });
+
+libvirtTest(
+  "a daemon silent before it says whether it speaks keepalive is caught too",
+  async () => {
+    // The keepalive question is not awaited at connect (a round trip saved on every command): a
+    // daemon that answers nothing from then on, not even that question, must still be detected.
+    const proxy = await startHoldingProxy((proc) =>
+      proc === Procedure.CONNECT_SUPPORTS_FEATURE || proc === Procedure.CONNECT_GET_HOSTNAME
+    );
+    try {
+      const lv = await Libvirt.connect(proxy.uri, {
+        callTimeoutMs: 120_000,
+        keepaliveIntervalMs: 200,
+        keepaliveCount: 3,
+      });
+      // Left to the 120 s call timeout, this would be a CallTimeoutError instead.
+      await assert.rejects(lv.getHostname(), (e: unknown) => {
+        assert.ok(e instanceof ConnectionError, String(e));
+        assert.match(e.message, /answered nothing .* keepalive/);
+        return true;
+      });
+      await lv.close();
+    } finally {
+      await proxy.close();
+    }
+  },
+);
 
 libvirtTest("qemu+tcp:// reaches the daemon over TCP (through a loopback proxy)", async () => {
   const proxy = await startProxy("tcp");
