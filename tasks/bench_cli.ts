@@ -14,6 +14,11 @@
  * | `get`              | `foundry get NAME`              | `virsh dominfo NAME`                      |
  * | `destroy`          | `foundry destroy NAME`          | `virsh undefine --nvram --remove-all-storage NAME` |
  * | `list --all`       | `foundry list --all`            | `virsh list --all`, with 300 and 1000 domains |
+ * | `deno floor`       | `deno run` of an empty script   | `virsh --version`                         |
+ *
+ * `deno floor` is the Deno runtime's own start on this machine, with the installed command's
+ * flags: no foundry code runs, so no foundry figure can go below it. It is measured in the same
+ * run so that targets in milliseconds can be read against it.
  *
  * Prints one JSON line per figure: the medians of both sides' times, and the median of the
  * per-round ratios foundry/virsh. The virsh script defines the same domain XML and volumes foundry
@@ -86,6 +91,7 @@ const TARGETS: Record<string, string> = {
   "create --no-start": "ratio <= 1.0",
   "destroy": "",
   "--version": "foundry_ms <= 50",
+  "deno floor": "",
 };
 
 /**
@@ -408,6 +414,12 @@ export async function benchCli(opts: BenchOptions): Promise<void> {
 
     await measure(w, opts, "--version", () => ({
       foundry: fcmd("--version"),
+      virsh: ["virsh", "--version"],
+    }));
+    const empty = `${w.dir}/empty.js`;
+    await Deno.writeTextFile(empty, "");
+    await measure(w, opts, "deno floor", () => ({
+      foundry: ["deno", "run", "--no-prompt", "--allow-read", "--allow-env", empty],
       virsh: ["virsh", "--version"],
     }));
 

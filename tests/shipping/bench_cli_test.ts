@@ -58,7 +58,16 @@ testNeeding(
       const figures = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
       assert.deepEqual(
         figures.map((f) => f.figure),
-        ["--version", "create --no-start", "list", "get", "destroy", "list --all", "list --all"],
+        [
+          "--version",
+          "deno floor",
+          "create --no-start",
+          "list",
+          "get",
+          "destroy",
+          "list --all",
+          "list --all",
+        ],
       );
       for (const f of figures) {
         for (const k of ["foundry_ms", "virsh_ms", "ratio"]) {
