@@ -148,66 +148,35 @@ export interface GuestReadOptions {
   signal?: AbortSignal;
 }
 
+/** An agent command bound to one file read's deadline and signal. */
+type FileCall = <T>(execute: string, args: Record<string, unknown>) => Promise<T>;
+
 /**
- * Reads a whole (small) file from the guest as text. The guest decides what the file holds, so the
- * read is bounded: at most `maxBytes` ({@linkcode GuestFileTooLargeError} beyond) and `timeoutMs`
- * in all, however the agent answers. Throws {@linkcode GuestAgentError} when it cannot read.
+ * Opens `path` in the guest with `mode`, runs `fn` with the open handle, and always closes the
+ * handle. Bounded by `opts.timeoutMs` in all (default 30000; `Infinity` for none, each agent call
+ * then has 30 s): past it the call rejects with {@linkcode GuestAgentError}.
  */
-export async function guestReadFile(
+export async function withGuestFile<T>(
   lv: Libvirt,
   domain: DomainRef,
   path: string,
-  opts: GuestReadOptions = {},
-): Promise<string> {
-  const maxBytes = opts.maxBytes ?? GUEST_READ_MAX_BYTES;
+  mode: "r" | "w" | "a" | "r+",
+  opts: { timeoutMs?: number; signal?: AbortSignal },
+  fn: (call: FileCall, handle: number) => Promise<T>,
+): Promise<T> {
   const timeoutMs = opts.timeoutMs ?? GUEST_READ_TIMEOUT_MS;
   const deadline = new AbortController();
-  const timer = setTimeout(
-    () => deadline.abort(new Error(`Reading ${path} took too long`)),
-    timeoutMs,
-  );
+  const timer = Number.isFinite(timeoutMs)
+    ? setTimeout(() => deadline.abort(new Error(`Reading ${path} took too long`)), timeoutMs)
+    : undefined;
   const signal = opts.signal ? AbortSignal.any([opts.signal, deadline.signal]) : deadline.signal;
-  const agentSec = Math.max(1, Math.ceil(timeoutMs / 1000));
+  const agentSec = Number.isFinite(timeoutMs) ? Math.max(1, Math.ceil(timeoutMs / 1000)) : 30;
+  const call: FileCall = <T>(cmd: string, args: Record<string, unknown>) =>
+    agentCall<T>(lv, domain, cmd, args, agentSec, { signal });
   try {
-    const handle = await agentCall<number>(
-      lv,
-      domain,
-      "guest-file-open",
-      { path, mode: "r" },
-      agentSec,
-      { signal },
-    );
+    const handle = await call<number>("guest-file-open", { path, mode });
     try {
-      const parts: Uint8Array[] = [];
-      let total = 0;
-      while (true) {
-        const r = await agentCall<{ count: number; "buf-b64"?: string; eof: boolean }>(
-          lv,
-          domain,
-          "guest-file-read",
-          // One byte past the cap is enough to know the file is too large.
-          { handle, count: Math.min(READ_CHUNK, maxBytes - total + 1) },
-          agentSec,
-          { signal },
-        );
-        const b64 = typeof r["buf-b64"] === "string" ? r["buf-b64"] : "";
-        // Checked before decoding: an agent may send more than was asked.
-        if (total + Math.floor(b64.length / 4) * 3 - 2 > maxBytes) {
-          throw new GuestFileTooLargeError(path, maxBytes);
-        }
-        const bytes = b64Bytes(b64);
-        total += bytes.length;
-        if (total > maxBytes) throw new GuestFileTooLargeError(path, maxBytes);
-        parts.push(bytes);
-        if (r.eof || bytes.length === 0) break;
-      }
-      const all = new Uint8Array(total);
-      let off = 0;
-      for (const p of parts) {
-        all.set(p, off);
-        off += p.length;
-      }
-      return new TextDecoder().decode(all);
+      return await fn(call, handle);
     } finally {
       // Closed with a deadline of its own: the read's may be what ended it.
       const closing = new AbortController();
@@ -229,83 +198,98 @@ export async function guestReadFile(
 }
 
 /**
+ * Reads an open guest file from its position to its end, chunk by chunk, handing each chunk to
+ * `onChunk`; returns the bytes read. At most `maxBytes`: past them it throws
+ * {@linkcode GuestFileTooLargeError}, or with `stopAtCap` stops there (a tail). Checked before
+ * decoding: an agent may send more than was asked.
+ */
+export async function readGuestHandle(
+  call: FileCall,
+  handle: number,
+  path: string,
+  maxBytes: number,
+  onChunk: (bytes: Uint8Array) => void | Promise<void>,
+  stopAtCap = false,
+): Promise<number> {
+  let total = 0;
+  while (!stopAtCap || total < maxBytes) {
+    // One byte past the cap is enough to know the file is too large.
+    const count = Math.min(READ_CHUNK, maxBytes - total + (stopAtCap ? 0 : 1));
+    const r = await call<{ count: number; "buf-b64"?: string; eof: boolean }>(
+      "guest-file-read",
+      { handle, count },
+    );
+    const b64 = typeof r["buf-b64"] === "string" ? r["buf-b64"] : "";
+    if (total + Math.floor(b64.length / 4) * 3 - 2 > maxBytes) {
+      throw new GuestFileTooLargeError(path, maxBytes);
+    }
+    const bytes = b64Bytes(b64);
+    total += bytes.length;
+    if (!stopAtCap && total > maxBytes) throw new GuestFileTooLargeError(path, maxBytes);
+    await onChunk(bytes);
+    if (r.eof || bytes.length === 0) break;
+  }
+  return total;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    all.set(p, off);
+    off += p.length;
+  }
+  return all;
+}
+
+/**
+ * Reads a whole (small) file from the guest as text. The guest decides what the file holds, so the
+ * read is bounded: at most `maxBytes` ({@linkcode GuestFileTooLargeError} beyond) and `timeoutMs`
+ * in all, however the agent answers. Throws {@linkcode GuestAgentError} when it cannot read.
+ */
+export function guestReadFile(
+  lv: Libvirt,
+  domain: DomainRef,
+  path: string,
+  opts: GuestReadOptions = {},
+): Promise<string> {
+  const maxBytes = opts.maxBytes ?? GUEST_READ_MAX_BYTES;
+  return withGuestFile(lv, domain, path, "r", opts, async (call, handle) => {
+    const parts: Uint8Array[] = [];
+    await readGuestHandle(call, handle, path, maxBytes, (b) => void parts.push(b));
+    return new TextDecoder().decode(concat(parts));
+  });
+}
+
+/**
  * The last `maxBytes` bytes (at most) of a guest file as text, for a file that only grows (a log,
  * a results file): the read starts `maxBytes` before the end, so the file's size does not matter.
  * The first line may be cut. Bounded like {@linkcode guestReadFile}: at most `maxBytes` (default
  * 64 KiB) and `timeoutMs` in all. Throws {@linkcode GuestAgentError} when it cannot read.
  */
-export async function guestReadFileTail(
+export function guestReadFileTail(
   lv: Libvirt,
   domain: DomainRef,
   path: string,
   opts: GuestReadOptions = {},
 ): Promise<string> {
   const maxBytes = opts.maxBytes ?? 65536;
-  const timeoutMs = opts.timeoutMs ?? GUEST_READ_TIMEOUT_MS;
-  const deadline = new AbortController();
-  const timer = setTimeout(
-    () => deadline.abort(new Error(`Reading ${path} took too long`)),
-    timeoutMs,
-  );
-  const signal = opts.signal ? AbortSignal.any([opts.signal, deadline.signal]) : deadline.signal;
-  const agentSec = Math.max(1, Math.ceil(timeoutMs / 1000));
-  const call = <T>(cmd: string, args: Record<string, unknown>) =>
-    agentCall<T>(lv, domain, cmd, args, agentSec, { signal });
-  try {
-    const handle = await call<number>("guest-file-open", { path, mode: "r" });
-    try {
-      const end = await call<{ position: number }>("guest-file-seek", {
-        handle,
-        offset: 0,
-        whence: "end",
-      });
-      const size = Number.isSafeInteger(end.position) && end.position > 0 ? end.position : 0;
-      await call("guest-file-seek", {
-        handle,
-        offset: Math.max(0, size - maxBytes),
-        whence: "set",
-      });
-      const parts: Uint8Array[] = [];
-      let total = 0;
-      while (total < maxBytes) {
-        const r = await call<{ count: number; "buf-b64"?: string; eof: boolean }>(
-          "guest-file-read",
-          { handle, count: Math.min(READ_CHUNK, maxBytes - total) },
-        );
-        const b64 = typeof r["buf-b64"] === "string" ? r["buf-b64"] : "";
-        // An agent may send more than was asked: never decode past the cap.
-        if (Math.floor(b64.length / 4) * 3 - 2 > maxBytes - total) {
-          throw new GuestFileTooLargeError(path, maxBytes);
-        }
-        const bytes = b64Bytes(b64);
-        total += bytes.length;
-        parts.push(bytes);
-        if (r.eof || bytes.length === 0) break;
-      }
-      const all = new Uint8Array(total);
-      let off = 0;
-      for (const p of parts) {
-        all.set(p, off);
-        off += p.length;
-      }
-      return new TextDecoder().decode(all);
-    } finally {
-      const closing = new AbortController();
-      const closeTimer = setTimeout(() => closing.abort(), 5_000);
-      await agentCall(lv, domain, "guest-file-close", { handle }, 2, { signal: closing.signal })
-        .catch(() => {});
-      clearTimeout(closeTimer);
-    }
-  } catch (e) {
-    if (e instanceof InterruptedError && deadline.signal.aborted && !opts.signal?.aborted) {
-      throw new GuestAgentError(`reading ${path} did not finish within ${timeoutMs} ms`, {
-        cause: e,
-      });
-    }
-    throw e;
-  } finally {
-    clearTimeout(timer);
-  }
+  return withGuestFile(lv, domain, path, "r", opts, async (call, handle) => {
+    const end = await call<{ position: number }>("guest-file-seek", {
+      handle,
+      offset: 0,
+      whence: "end",
+    });
+    const size = Number.isSafeInteger(end.position) && end.position > 0 ? end.position : 0;
+    await call("guest-file-seek", {
+      handle,
+      offset: Math.max(0, size - maxBytes),
+      whence: "set",
+    });
+    const parts: Uint8Array[] = [];
+    await readGuestHandle(call, handle, path, maxBytes, (b) => void parts.push(b), true);
+    return new TextDecoder().decode(concat(parts));
+  });
 }
 
 /** One interface as the agent reports it (`guest-network-get-interfaces`). */
