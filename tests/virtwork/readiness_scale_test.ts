@@ -4,11 +4,11 @@
  * keeps memory bounded (the figures are printed for the record).
  */
 import assert from "node:assert/strict";
-import { KubeConfig } from "npm:@kubernetes/client-node@^2.0.1";
 import { watchReadiness } from "../../lib/kubevirt/readiness.ts";
-import { type FollowStats, HttpWatchApi } from "../../lib/kubevirt/watch.ts";
+import { HttpWatchApi } from "../../lib/kubevirt/watch.ts";
 import { LatencyRecorder, summarize } from "../../lib/virtwork/latency.ts";
 import { K8sTestServer } from "./k8s_server.ts";
+import { freshStats, kubeConfigOf, vmManifest } from "./_watch_fixture.ts";
 
 const NS = "vw-scale";
 const N = 1000;
@@ -20,22 +20,15 @@ Deno.test("1000 VMs: one list and one watch per kind, every VM measured, memory 
   const server = K8sTestServer.start({ readyAfterMs: (n) => truth.get(n) });
   try {
     server.seed("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: NS } });
-    const kc = new KubeConfig();
-    kc.loadFromString(server.kubeconfig());
+    const kc = kubeConfigOf(server);
     const rec = new LatencyRecorder("kubevirt");
-    const labels = { "virtwork/run-id": "scale" };
     const before = Deno.memoryUsage();
     for (const [name] of truth) {
       const at = performance.now();
-      const s = server.seed("virtualmachines", {
-        apiVersion: "kubevirt.io/v1",
-        kind: "VirtualMachine",
-        metadata: { name, namespace: NS, labels },
-        spec: { runStrategy: "Always", template: { metadata: { labels }, spec: {} } },
-      });
+      const s = server.seed("virtualmachines", vmManifest(name, NS, "scale"));
       rec.created(name, at, s.metadata.creationTimestamp);
     }
-    const stats = { vmis: fresh(), vms: fresh() };
+    const stats = { vmis: freshStats(), vms: freshStats() };
     let lastReady = 0;
     let peakHeap = before.heapUsed;
     const pending = await watchReadiness(
@@ -82,7 +75,3 @@ Deno.test("1000 VMs: one list and one watch per kind, every VM measured, memory 
     await server.close();
   }
 });
-
-function fresh(): FollowStats {
-  return { lists: 0, watches: 0, resumes: 0, relists: 0 };
-}

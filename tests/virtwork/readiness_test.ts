@@ -5,43 +5,22 @@
  * once; the timeout returns what is pending.
  */
 import assert from "node:assert/strict";
-import { KubeConfig } from "npm:@kubernetes/client-node@^2.0.1";
 import { watchReadiness } from "../../lib/kubevirt/readiness.ts";
-import { HttpWatchApi } from "../../lib/kubevirt/watch.ts";
-import type { FollowStats } from "../../lib/kubevirt/watch.ts";
+import type { HttpWatchApi } from "../../lib/kubevirt/watch.ts";
 import type { BackendEvent } from "../../lib/virtwork/backend.ts";
 import { LatencyRecorder, summarize } from "../../lib/virtwork/latency.ts";
-import { K8sTestServer, type K8sTestServerOptions } from "./k8s_server.ts";
+import type { K8sTestServer, K8sTestServerOptions } from "./k8s_server.ts";
+import { freshStats, vmManifest, withWatchServer } from "./_watch_fixture.ts";
 
 const NS = "vw-ready";
 const SELECTOR = "virtwork/run-id=r1";
 
-function vm(name: string) {
-  const labels = { "app.kubernetes.io/managed-by": "virtwork", "virtwork/run-id": "r1" };
-  return {
-    apiVersion: "kubevirt.io/v1",
-    kind: "VirtualMachine",
-    metadata: { name, namespace: NS, labels },
-    spec: { runStrategy: "Always", template: { metadata: { labels }, spec: {} } },
-  };
-}
-
-async function withServer(
+const vm = (name: string) => vmManifest(name, NS, "r1");
+const withServer = (
   opts: K8sTestServerOptions,
   fn: (s: K8sTestServer, api: HttpWatchApi) => Promise<void>,
-) {
-  const server = K8sTestServer.start(opts);
-  try {
-    server.seed("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: NS } });
-    const kc = new KubeConfig();
-    kc.loadFromString(server.kubeconfig());
-    await fn(server, new HttpWatchApi(kc));
-  } finally {
-    await server.close();
-  }
-}
-
-const fresh = (): FollowStats => ({ lists: 0, watches: 0, resumes: 0, relists: 0 });
+) => withWatchServer(NS, opts, fn);
+const fresh = freshStats;
 
 Deno.test("VMReady from watches: within 1 s of each VM's known ready time, the wait ends at the last", async () => {
   const names = Array.from({ length: 8 }, (_, i) => `vw-cpu-${i}`);

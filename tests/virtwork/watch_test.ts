@@ -4,46 +4,27 @@
  * resourceVersion that left the server's history (410) makes it list again; lines are bounded.
  */
 import assert from "node:assert/strict";
-import { KubeConfig } from "npm:@kubernetes/client-node@^2.0.1";
 import type { ApiObject, Resource } from "../../lib/kubevirt/client.ts";
 import {
   followKind,
   type FollowStats,
-  HttpWatchApi,
+  type HttpWatchApi,
   lines,
   type VersionedList,
   type WatchApi,
   type WatchEvent,
 } from "../../lib/kubevirt/watch.ts";
-import { K8sTestServer, type K8sTestServerOptions } from "./k8s_server.ts";
+import type { K8sTestServer, K8sTestServerOptions } from "./k8s_server.ts";
+import { freshStats, vmManifest, withWatchServer } from "./_watch_fixture.ts";
 
 const NS = "vw-watch";
 const SELECTOR = "app.kubernetes.io/managed-by=virtwork";
 
-function vm(name: string) {
-  const labels = { "app.kubernetes.io/managed-by": "virtwork", "virtwork/run-id": "w1" };
-  return {
-    apiVersion: "kubevirt.io/v1",
-    kind: "VirtualMachine",
-    metadata: { name, namespace: NS, labels },
-    spec: { runStrategy: "Always", template: { metadata: { labels }, spec: {} } },
-  };
-}
-
-async function withServer(
+const vm = (name: string) => vmManifest(name, NS, "w1");
+const withServer = (
   opts: K8sTestServerOptions,
   fn: (s: K8sTestServer, api: HttpWatchApi) => Promise<void>,
-) {
-  const server = K8sTestServer.start(opts);
-  try {
-    server.seed("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: NS } });
-    const kc = new KubeConfig();
-    kc.loadFromString(server.kubeconfig());
-    await fn(server, new HttpWatchApi(kc));
-  } finally {
-    await server.close();
-  }
-}
+) => withWatchServer(NS, opts, fn);
 
 /** Follows VMIs until every name in `names` is Running and Ready, then stops. */
 async function followUntilReady(
@@ -76,7 +57,7 @@ async function followUntilReady(
   return phases;
 }
 
-const fresh = (): FollowStats => ({ lists: 0, watches: 0, resumes: 0, relists: 0 });
+const fresh = freshStats;
 
 Deno.test("followKind lists once and follows VMIs to Ready through one watch", async () => {
   await withServer({ readyAfterMs: (n) => (n.endsWith("1") ? 30 : 80) }, async (server, api) => {
