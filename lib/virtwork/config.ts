@@ -24,6 +24,7 @@ import {
 import { parseYamlConfig, parseYamlConfigDocument } from "../config/yaml_file.ts";
 import { sshKeyProblem } from "../cloudinit/ssh_key.ts";
 import { ALL_WORKLOAD_NAMES } from "../workloads/registry.ts";
+import { formatQuantity, isQuantity, quantityBytes } from "../workloads/quantity.ts";
 import { GUEST_OSES, type WorkloadConfig } from "../workloads/workload.ts";
 import { DEFAULTS } from "./defaults.ts";
 
@@ -158,30 +159,8 @@ export class SettingValidationError extends Error {
   }
 }
 
-const QUANTITY = /^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
-const QUANTITY_FACTOR: Record<string, number> = {
-  "": 1,
-  k: 1e3,
-  M: 1e6,
-  G: 1e9,
-  T: 1e12,
-  P: 1e15,
-  E: 1e18,
-  Ki: 2 ** 10,
-  Mi: 2 ** 20,
-  Gi: 2 ** 30,
-  Ti: 2 ** 40,
-  Pi: 2 ** 50,
-  Ei: 2 ** 60,
-};
-
-/** Bytes of a Kubernetes quantity such as `2Gi` or `1.5G`; undefined when it is not one. */
-export function quantityBytes(q: string): number | undefined {
-  const m = QUANTITY.exec(q);
-  if (!m) return undefined;
-  const unit = m[2] ?? "";
-  return Number(q.slice(0, q.length - unit.length)) * QUANTITY_FACTOR[unit]!;
-}
+/** Bytes of a Kubernetes quantity (lib/workloads' parser, the one both tools use). */
+export { quantityBytes };
 
 /** A DNS-1123 label, as the API server requires of Namespace names. */
 export const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -450,21 +429,15 @@ function numberProblem(v: unknown, b: { min: number; max: number }): string | un
 }
 
 function quantityProblem(v: unknown, b: { min: number; max: number }): string | undefined {
-  const bytes = typeof v === "string" ? quantityBytes(v) : undefined;
-  if (bytes === undefined) {
+  if (typeof v !== "string" || !isQuantity(v)) {
     return `must be a Kubernetes quantity such as 2Gi, got ${JSON.stringify(v)}`;
   }
+  // Larger than a safe integer is past every maximum.
+  const bytes = quantityBytes(v) ?? Infinity;
   if (bytes < b.min || bytes > b.max) {
-    return `must be from ${formatBytes(b.min)} to ${formatBytes(b.max)}, got ${v}`;
+    return `must be from ${formatQuantity(b.min)} to ${formatQuantity(b.max)}, got ${v}`;
   }
   return undefined;
-}
-
-function formatBytes(n: number): string {
-  for (const [unit, f] of [["Ti", 2 ** 40], ["Gi", 2 ** 30], ["Mi", 2 ** 20]] as const) {
-    if (n >= f && n % f === 0) return `${n / f}${unit}`;
-  }
-  return `${n} bytes`;
 }
 
 function imageProblem(v: string): string | undefined {

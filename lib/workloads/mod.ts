@@ -42,7 +42,7 @@ export type {
   WorkloadConfig,
   WorkloadParams,
 } from "./workload.ts";
-export { formatQuantity, quantityBytes, requireQuantityBytes } from "./quantity.ts";
+export { formatQuantity, isQuantity, quantityBytes, requireQuantityBytes } from "./quantity.ts";
 export { CPU_COMMAND, CPU_UNIT, CpuWorkload } from "./cpu.ts";
 export { MEMORY_COMMAND, MEMORY_HOLD_COMMAND, MEMORY_UNIT, MemoryWorkload } from "./memory.ts";
 export { DISK_MOUNT, DISK_SERIAL, DISK_UNIT, DiskWorkload, FIO_DIR, FIO_PROFILES } from "./disk.ts";

@@ -22,7 +22,15 @@ const FACTOR: Readonly<Record<string, number>> = {
   Ei: 2 ** 60,
 };
 
-/** Bytes of a Kubernetes quantity such as `2Gi` or `1.5G`; undefined when it is not one. */
+/** True when `q` is written as a Kubernetes quantity (`2Gi`, `1.5G`, `100`), whatever its size. */
+export function isQuantity(q: string): boolean {
+  return QUANTITY.test(q);
+}
+
+/**
+ * Bytes of a Kubernetes quantity such as `2Gi` or `1.5G`, rounded to a whole byte; undefined when
+ * it is not one, or when it is larger than a safe integer.
+ */
 export function quantityBytes(q: string): number | undefined {
   const m = QUANTITY.exec(q);
   if (!m) return undefined;

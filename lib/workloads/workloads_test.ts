@@ -14,6 +14,7 @@ import {
   type GuestOs,
   IPERF3_PORT,
   isGuestOs,
+  isQuantity,
   LABEL_ROLE,
   MemoryWorkload,
   NetworkWorkload,
@@ -69,6 +70,12 @@ Deno.test("quantityBytes() and formatQuantity() round-trip binary and decimal qu
   assert.equal(formatQuantity(1000), "1000");
   for (const n of [1, 4096, 3 * 2 ** 30, 1e9]) assert.equal(quantityBytes(formatQuantity(n)), n);
   assert.throws(() => formatQuantity(-1), RangeError);
+});
+
+Deno.test("isQuantity() is the grammar alone: a quantity past a safe integer has no bytes", () => {
+  assert.ok(isQuantity("99999Ei"));
+  assert.equal(quantityBytes("99999Ei"), undefined);
+  for (const bad of ["", "2 Gi", "2GB", "-1Gi"]) assert.ok(!isQuantity(bad), bad);
 });
 
 Deno.test("BaseWorkload defaults: one worker role, no disks, peers or service, bytes from config", () => {
