@@ -28,7 +28,7 @@ import {
   volumeNameCloudInit,
   volumeNameData,
 } from "./naming.ts";
-import { DEFAULT_VM_POOL, type DomainType, type VirtualMachine } from "./types.ts";
+import { DEFAULT_VM_POOL, type DomainType, resourceMaxima, type VirtualMachine } from "./types.ts";
 
 /** Name of the virtio-serial channel the QEMU guest agent listens on. */
 export const GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0";
@@ -43,6 +43,11 @@ export interface DomainXmlOptions {
   uuid?: string;
   /** The volumes created for the VM, recorded in the metadata so that destroy deletes only those. */
   volumes?: readonly CreatedVolume[];
+  /**
+   * The host's CPUs and memory, when known: default resize headroom is then capped by them (see
+   * `resourceMaxima` in types.ts). Without it the defaults are 2 x vcpus and 2 x memory.
+   */
+  host?: { cpus?: number; memoryMiB?: number };
 }
 
 /**
@@ -106,6 +111,9 @@ export function buildDomainXml(vm: VirtualMachine, options: DomainXmlOptions): s
   const name = vm.metadata.name;
   const pool = options.pool ?? vm.spec.storagePool ?? DEFAULT_VM_POOL;
   const memoryMiB = Math.round(vm.spec.memoryGiB * 1024);
+  // Resize headroom: `<memory>` is the balloon's ceiling and `<currentMemory>` what the guest
+  // has; `<vcpu current>` vCPUs are plugged of `<vcpu>` slots (the rest hot-pluggable).
+  const { maxVcpus, maxMemoryMiB } = resourceMaxima(vm.spec, options.host);
   const volumeDisk = (volume: string, device: string, cache?: string, serial?: string) => ({
     "@_type": "volume",
     "@_device": "disk",
@@ -124,9 +132,13 @@ export function buildDomainXml(vm: VirtualMachine, options: DomainXmlOptions): s
     name,
     ...(options.uuid === undefined ? {} : { uuid: options.uuid }),
     metadata: metadataNode(vm, options.volumes, options.uuid),
-    memory: { "@_unit": "MiB", "#text": String(memoryMiB) },
+    memory: { "@_unit": "MiB", "#text": String(maxMemoryMiB) },
     currentMemory: { "@_unit": "MiB", "#text": String(memoryMiB) },
-    vcpu: { "@_placement": "static", "#text": String(vm.spec.vcpus) },
+    vcpu: {
+      "@_placement": "static",
+      ...(maxVcpus > vm.spec.vcpus ? { "@_current": String(vm.spec.vcpus) } : {}),
+      "#text": String(maxVcpus),
+    },
     os: {
       "@_firmware": "efi",
       type: { "@_arch": "x86_64", "@_machine": "q35", "#text": "hvm" },
@@ -174,6 +186,9 @@ export function buildDomainXml(vm: VirtualMachine, options: DomainXmlOptions): s
         target: { "@_type": "virtio", "@_name": GUEST_AGENT_CHANNEL },
       },
       rng: { "@_model": "virtio", backend: { "@_model": "random", "#text": "/dev/urandom" } },
+      // The balloon `foundry resize --memory` moves between `<currentMemory>` and `<memory>`
+      // (libvirt adds one anyway; named here because resizing depends on it).
+      memballoon: { "@_model": "virtio" },
     },
   };
   const builder = new XMLBuilder({

@@ -58,6 +58,8 @@ function variants(): [string, VirtualMachine, "kvm" | "qemu"][] {
   const odd = sampleVm();
   odd.metadata.annotations = { note: `quotes " ' and <tags> & ]]> end` };
   odd.spec.memoryGiB = 0.5;
+  const fixed = sampleVm();
+  fixed.spec.resources = { maxVcpus: 2, maxMemoryGiB: 4 };
   return [
     ["full on qemu", sampleVm(), "qemu"],
     ["full on kvm", sampleVm(), "kvm"],
@@ -65,6 +67,7 @@ function variants(): [string, VirtualMachine, "kvm" | "qemu"][] {
     ["host-passthrough on kvm", passthrough, "kvm"],
     ["markup in annotations", odd, "qemu"],
     ["data disk serials and user-data extras", workloadVm(), "qemu"],
+    ["no resize headroom", fixed, "qemu"],
   ];
 }
 
@@ -72,8 +75,10 @@ Deno.test("buildDomainXml() describes a q35 UEFI machine with secure boot off", 
   const d = parsed(sampleVm());
   assert.equal(d["@_type"], "qemu");
   assert.equal(d.name, "web-01");
-  assert.deepEqual(d.memory, { "@_unit": "MiB", "#text": "4096" });
-  assert.deepEqual(d.vcpu, { "@_placement": "static", "#text": "2" });
+  // The spec's 2 vCPUs and 4 GiB are in use, with the default headroom of twice that.
+  assert.deepEqual(d.currentMemory, { "@_unit": "MiB", "#text": "4096" });
+  assert.deepEqual(d.memory, { "@_unit": "MiB", "#text": "8192" });
+  assert.deepEqual(d.vcpu, { "@_placement": "static", "@_current": "2", "#text": "4" });
   assert.equal(d.os["@_firmware"], "efi");
   assert.deepEqual(d.os.type, { "@_arch": "x86_64", "@_machine": "q35", "#text": "hvm" });
   assert.deepEqual(
@@ -201,7 +206,27 @@ Deno.test("buildDomainXml() escapes user strings and stores the spec in metadata
   const xml = buildDomainXml(odd, { domainType: "qemu" });
   assert.ok(!xml.includes("<tags>"));
   assert.deepEqual(parseDomainMetadata(xml), withoutPasswordHash(odd));
-  assert.equal(parsed(odd).memory["#text"], "512");
+  assert.equal(parsed(odd).currentMemory["#text"], "512");
+});
+
+Deno.test("buildDomainXml() reserves resize headroom: the spec's resources, else 2x capped by the host", () => {
+  const vm = sampleVm(); // 2 vCPUs, 4 GiB
+  const headroom = (v: VirtualMachine, host?: { cpus?: number; memoryMiB?: number }) => {
+    const d = parser.parse(buildDomainXml(v, { domainType: "qemu", ...(host ? { host } : {}) }))
+      .domain;
+    return [d.vcpu["@_current"], d.vcpu["#text"], d.currentMemory["#text"], d.memory["#text"]];
+  };
+  assert.deepEqual(headroom(vm), ["2", "4", "4096", "8192"]);
+  // A small host caps the defaults, never below what the spec uses.
+  assert.deepEqual(headroom(vm, { cpus: 3, memoryMiB: 6144 }), ["2", "3", "4096", "6144"]);
+  assert.deepEqual(headroom(vm, { cpus: 1, memoryMiB: 1024 }), [undefined, "2", "4096", "4096"]);
+  // Explicit resources win, even beyond the host; equal to the spec means no headroom.
+  vm.spec.resources = { maxVcpus: 16, maxMemoryGiB: 5.5 };
+  assert.deepEqual(headroom(vm, { cpus: 2 }), ["2", "16", "4096", "5632"]);
+  vm.spec.resources = { maxVcpus: 2, maxMemoryGiB: 4 };
+  assert.deepEqual(headroom(vm), [undefined, "2", "4096", "4096"]);
+  const d = parser.parse(buildDomainXml(vm, { domainType: "qemu" })).domain;
+  assert.deepEqual(d.devices.memballoon, { "@_model": "virtio" });
 });
 
 Deno.test("buildDomainXml() sets a UUID only when given", () => {

@@ -40,6 +40,7 @@ import {
   type NetworkInterface,
   type ObjectMeta,
   RESERVED_GUEST_PATHS,
+  type Resources,
   type UserDataExtras,
   type VirtualMachine,
   type VirtualMachineSpec,
@@ -731,10 +732,15 @@ class Checker {
       "autostart",
       "storagePool",
       "domainType",
+      "resources",
     ]);
     if (f === undefined) return undefined;
     const vcpus = this.positiveInteger(f.get("vcpus"), "spec.vcpus", node, true, LIMITS.vcpus);
     const memoryGiB = this.memory(f.get("memoryGiB"), node);
+    const resField = f.get("resources");
+    const resources = resField?.node === undefined
+      ? undefined
+      : this.resources(resField.node, vcpus, memoryGiB);
     const bootField = f.get("bootDisk");
     const bootDisk = bootField?.node === undefined
       ? this.missing(node, bootField, "spec.bootDisk")
@@ -763,11 +769,52 @@ class Checker {
     if (autostart !== undefined) spec.autostart = autostart;
     if (storagePool !== undefined) spec.storagePool = storagePool;
     if (domainType !== undefined) spec.domainType = domainType as DomainType;
+    if (resources !== undefined) spec.resources = resources;
     return spec;
   }
 
-  memory(f: Field | undefined, parent: Node): number | undefined {
-    const path = "spec.memoryGiB";
+  /** `spec.resources`: resize headroom, never below the `vcpus` and `memoryGiB` in use. */
+  resources(
+    node: Node,
+    vcpus: number | undefined,
+    memoryGiB: number | undefined,
+  ): Resources | undefined {
+    const f = this.fields(node, "spec.resources", ["maxVcpus", "maxMemoryGiB"]);
+    if (f === undefined) return undefined;
+    const before = this.problems.length;
+    const maxVcpus = this.positiveInteger(
+      f.get("maxVcpus"),
+      "spec.resources.maxVcpus",
+      node,
+      false,
+      LIMITS.vcpus,
+    );
+    const memField = f.get("maxMemoryGiB");
+    const maxMemoryGiB = memField?.node === undefined
+      ? undefined
+      : this.memory(memField, node, "spec.resources.maxMemoryGiB");
+    if (maxVcpus !== undefined && vcpus !== undefined && maxVcpus < vcpus) {
+      this.problem(
+        f.get("maxVcpus")?.node,
+        "spec.resources.maxVcpus",
+        `must be at least spec.vcpus (${vcpus}), got ${maxVcpus}`,
+      );
+    }
+    if (maxMemoryGiB !== undefined && memoryGiB !== undefined && maxMemoryGiB < memoryGiB) {
+      this.problem(
+        memField?.node,
+        "spec.resources.maxMemoryGiB",
+        `must be at least spec.memoryGiB (${memoryGiB}), got ${maxMemoryGiB}`,
+      );
+    }
+    if (this.problems.length > before) return undefined;
+    const out: Resources = {};
+    if (maxVcpus !== undefined) out.maxVcpus = maxVcpus;
+    if (maxMemoryGiB !== undefined) out.maxMemoryGiB = maxMemoryGiB;
+    return out;
+  }
+
+  memory(f: Field | undefined, parent: Node, path = "spec.memoryGiB"): number | undefined {
     if (f?.node === undefined) {
       this.missing(parent, f, path);
       return undefined;

@@ -902,3 +902,43 @@ Deno.test("user-data extras are bounded in entries, arguments and characters", (
     "at most 262144 characters",
   );
 });
+
+Deno.test("spec.resources: resize headroom at or above what is in use, within the limits", () => {
+  // sampleVm has 2 vCPUs and 4 GiB.
+  const vm = accepts(doc((v) => (v.spec.resources = { maxVcpus: 8, maxMemoryGiB: 6.5 })));
+  assert.deepEqual(vm.spec.resources, { maxVcpus: 8, maxMemoryGiB: 6.5 });
+  assert.deepEqual(accepts(doc((v) => (v.spec.resources = {}))).spec.resources, {});
+  rejects(
+    doc((v) => (v.spec.resources = { maxVcpus: 1 })),
+    "spec.resources.maxVcpus",
+    "must be at least spec.vcpus (2), got 1",
+  );
+  rejects(
+    doc((v) => (v.spec.resources = { maxVcpus: 4097 })),
+    "spec.resources.maxVcpus",
+    "at most 4096",
+  );
+  rejects(
+    doc((v) => (v.spec.resources = { maxMemoryGiB: 3 })),
+    "spec.resources.maxMemoryGiB",
+    "must be at least spec.memoryGiB (4), got 3",
+  );
+  rejects(
+    doc((v) => (v.spec.resources = { maxMemoryGiB: 4.0001 })),
+    "spec.resources.maxMemoryGiB",
+    "whole number of MiB",
+  );
+  rejects(
+    doc((v) => (v.spec.resources = { maxCpus: 4 })),
+    "spec.resources.maxCpus",
+    "",
+  );
+  rejects(doc((v) => (v.spec.resources = 4)), "spec.resources", "must be a mapping");
+  // The error names the file, line and field like every other.
+  const text = doc((v) => (v.spec.resources = { maxVcpus: 1 }));
+  const line = text.split("\n").findIndex((l) => l.includes("maxVcpus")) + 1;
+  assert.match(
+    problems(text).message,
+    new RegExp(`^vm\\.yaml:${line}:\\d+ spec\\.resources\\.maxVcpus: `),
+  );
+});

@@ -152,6 +152,48 @@ export const RESERVED_GUEST_PATHS: readonly string[] = [
   "/etc/systemd/network/",
 ];
 
+/**
+ * Headroom a running VM can be resized into without a reboot (`foundry resize`): the domain is
+ * defined with this many vCPU slots and this much memory, of which `vcpus` and `memoryGiB` are in
+ * use. See {@linkcode resourceMaxima} for the defaults.
+ */
+export interface Resources {
+  /** Most vCPUs the VM can have while running; at least `vcpus`. */
+  maxVcpus?: number;
+  /** Most memory in GiB the VM can have while running (balloon ceiling); at least `memoryGiB`. */
+  maxMemoryGiB?: number;
+}
+
+/**
+ * The headroom a VM gets: the spec's `resources`, else `maxVcpus` = 2 x `vcpus` and
+ * `maxMemoryGiB` = 2 x `memoryGiB`, both capped at {@linkcode LIMITS} and never below what is in use.
+ * With `host` (the host's CPUs and memory), a default is also capped by the host: `maxVcpus` =
+ * max(vcpus, min(host CPUs, 2 x vcpus)) and `maxMemoryGiB` = max(memoryGiB, min(host memory,
+ * 2 x memoryGiB)). Explicit values are kept as written (the loader checks them).
+ */
+export function resourceMaxima(
+  spec: Pick<VirtualMachineSpec, "vcpus" | "memoryGiB" | "resources">,
+  host?: { cpus?: number; memoryMiB?: number },
+): { maxVcpus: number; maxMemoryMiB: number } {
+  const memoryMiB = Math.round(spec.memoryGiB * 1024);
+  let maxVcpus = spec.resources?.maxVcpus;
+  if (maxVcpus === undefined) {
+    maxVcpus = Math.min(2 * spec.vcpus, LIMITS.vcpus);
+    if (host?.cpus !== undefined) maxVcpus = Math.min(maxVcpus, host.cpus);
+  }
+  let maxMemoryMiB = spec.resources?.maxMemoryGiB === undefined
+    ? undefined
+    : Math.round(spec.resources.maxMemoryGiB * 1024);
+  if (maxMemoryMiB === undefined) {
+    maxMemoryMiB = Math.min(2 * memoryMiB, LIMITS.memoryGiB * 1024);
+    if (host?.memoryMiB !== undefined) maxMemoryMiB = Math.min(maxMemoryMiB, host.memoryMiB);
+  }
+  return {
+    maxVcpus: Math.max(maxVcpus, spec.vcpus),
+    maxMemoryMiB: Math.max(maxMemoryMiB, memoryMiB),
+  };
+}
+
 /** The desired state of a VM. */
 export interface VirtualMachineSpec {
   /** Number of virtual CPUs. */
@@ -174,6 +216,8 @@ export interface VirtualMachineSpec {
   storagePool?: string;
   /** Libvirt domain type; by default from the configuration, else from the host's capabilities. */
   domainType?: DomainType;
+  /** Headroom for resizing while running; see {@linkcode resourceMaxima} for the defaults. */
+  resources?: Resources;
 }
 
 /** One observation of a VM's state, Kubernetes style. */

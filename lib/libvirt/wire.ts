@@ -162,3 +162,43 @@ export function decodeRemoteError(payload: Uint8Array): LibvirtError {
   // The remaining fields (dom, str1-3, int1-2, net) add nothing the message does not say.
   return new LibvirtError({ code, domain, message, level });
 }
+
+// ---- resize (issue 14): argument writers of the resize procedures (lib/libvirt/resize.ts) ----
+
+/** Writes `remote_domain_set_vcpus_flags_args`: domain, `nvcpus`, flags. */
+export function writeSetVcpusFlagsArgs(
+  w: XdrWriter,
+  d: DomainRef,
+  nvcpus: number,
+  flags: number,
+): void {
+  writeDomain(w, d);
+  w.writeUint(nvcpus);
+  w.writeUint(flags);
+}
+
+/** Writes `remote_domain_set_memory_flags_args`: domain, memory in KiB (unsigned hyper), flags. */
+export function writeSetMemoryFlagsArgs(
+  w: XdrWriter,
+  d: DomainRef,
+  kib: bigint,
+  flags: number,
+): void {
+  writeDomain(w, d);
+  w.writeUhyper(kib);
+  w.writeUint(flags);
+}
+
+/** Writes `remote_domain_block_resize_args`: domain, disk (target or path), size, flags. */
+export function writeBlockResizeArgs(
+  w: XdrWriter,
+  d: DomainRef,
+  disk: string,
+  size: bigint,
+  flags: number,
+): void {
+  writeDomain(w, d);
+  writeStr(w, disk);
+  w.writeUhyper(size);
+  w.writeUint(flags);
+}
