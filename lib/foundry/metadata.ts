@@ -115,3 +115,18 @@ export function metadataNode(
 export function buildMetadataXml(vm: VirtualMachine): string {
   return new XMLBuilder({ ignoreAttributes: false }).build(metadataNode(vm));
 }
+
+/**
+ * The foundry element as `virDomainSetMetadata` takes it (no prefix or namespace: libvirt binds
+ * them from its `key` and `uri` arguments), for rewriting a stored spec after a change (resize):
+ * `vm` as stored, with the password fingerprint the domain already had, since the hash itself is
+ * not in a stored spec.
+ */
+export function storedMetadataXml(vm: VirtualMachine, passwordHashSha256?: string): string {
+  const element: Record<string, string> = {};
+  if (passwordHashSha256 !== undefined) {
+    element[`@_${PASSWORD_HASH_SHA256_ATTRIBUTE}`] = passwordHashSha256;
+  }
+  element["#text"] = JSON.stringify(stored(vm));
+  return new XMLBuilder({ ignoreAttributes: false }).build({ [METADATA_ELEMENT]: element });
+}

@@ -11,6 +11,7 @@ import {
   passwordHashChanged,
   passwordHashSha256,
   STORED_SPEC_ERROR_ANNOTATION,
+  storedMetadataXml,
   VOLUMES_NAMESPACE,
   withoutPasswordHash,
 } from "./metadata.ts";
@@ -179,4 +180,20 @@ Deno.test("a workload's serials and user-data extras survive the domain XML roun
   const back = parseStoredDomainMetadata(buildDomainXml(vm, { domainType: "qemu" }));
   assert.deepEqual(back?.vm.spec.dataDisks, vm.spec.dataDisks);
   assert.deepEqual(back?.vm.spec.cloudInit?.userData, vm.spec.cloudInit?.userData);
+});
+
+Deno.test("storedMetadataXml() rewrites a stored spec (resize) keeping the password fingerprint", () => {
+  const vm = sampleVm();
+  const fingerprint = passwordHashSha256(vm.spec.cloudInit!.passwordHash!);
+  const stored = parseStoredMetadataXml(buildMetadataXml(vm))!;
+  stored.vm.spec.vcpus = 3;
+  stored.vm.metadata.annotations = { tricky: `<b>&amp; ]]>` };
+  const xml = storedMetadataXml(stored.vm, stored.passwordHashSha256);
+  // Bare element: virDomainSetMetadata binds the prefix and namespace itself.
+  assert.match(xml, new RegExp(`^<vm passwordHashSha256="${fingerprint}">`));
+  const back = parseStoredMetadataXml(xml)!;
+  assert.equal(back.passwordHashSha256, fingerprint);
+  assert.deepEqual(back.vm, stored.vm);
+  assert.equal(back.vm.spec.vcpus, 3);
+  assert.ok(!storedMetadataXml(stored.vm).includes("passwordHashSha256"));
 });

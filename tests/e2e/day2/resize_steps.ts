@@ -1,0 +1,125 @@
+/**
+ * `foundry resize` on the shared day-2 guest, while it runs: vCPUs 1 -> 2, memory 1 -> 1.5 GiB (both
+ * within the headroom the guest got from its spec's defaults: 2 vCPUs, 2 GiB) and data disk vdb
+ * 1 -> 2 GB with an ext4 filesystem on it grown in place, each seen from inside the guest (nproc,
+ * /proc/meminfo, df) and in the stored spec (`foundry get -o json`). A smaller disk is refused.
+ * The guest is left running with the new sizes; the filesystem is unmounted again.
+ */
+import assert from "node:assert/strict";
+import type { Day2Guest } from "./_guest.ts";
+
+const MNT = "/mnt/foundry-resize";
+const GIB = 1024 ** 3;
+
+/** Polls `probe` until `ok` holds (returns the last value), at most `ms`. */
+async function until<T>(probe: () => Promise<T>, ok: (v: T) => boolean, ms: number): Promise<T> {
+  const deadline = performance.now() + ms;
+  let v = await probe();
+  while (!ok(v) && performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 1000));
+    v = await probe();
+  }
+  return v;
+}
+
+export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> {
+  const memTotalKiB = async () =>
+    Number((await guest.sh("grep MemTotal /proc/meminfo")).replace(/[^0-9]/g, ""));
+  const nproc = async () => Number(await guest.sh("nproc"));
+  // The guest's name for the 1 GB data disk (virtio order is not promised to follow vdb).
+  let dev = "";
+  let memBefore = 0;
+  let dfBefore = 0;
+
+  await t.step("before: 1 vCPU, 1 GiB, an ext4 filesystem on the 1 GB data disk", async () => {
+    assert.equal(await nproc(), 1);
+    memBefore = await memTotalKiB();
+    assert.ok(memBefore <= 1024 * 1024, `MemTotal ${memBefore} kB`);
+    dev = await guest.sh(
+      `lsblk -dbnro NAME,SIZE | awk '$2 == ${GIB} && $1 ~ /^vd/ { print $1; exit }'`,
+    );
+    assert.match(dev, /^vd[a-z]+$/, "the 1 GiB data disk in the guest");
+    await guest.sh(
+      `umount ${MNT} 2>/dev/null; mkfs.ext4 -q -F /dev/${dev} && mkdir -p ${MNT} && ` +
+        `mount /dev/${dev} ${MNT} && echo kept > ${MNT}/marker`,
+    );
+    dfBefore = Number(await guest.sh(`df -B1 --output=size ${MNT} | tail -1`));
+    assert.ok(dfBefore > 0.8 * GIB && dfBefore < GIB, `df size ${dfBefore}`);
+  });
+
+  await t.step("resize --vcpus 2 --memory 1.5 --disk vdb=2 while running, -o json", async () => {
+    const r = await guest.foundry([
+      "resize",
+      guest.name,
+      "--vcpus",
+      "2",
+      "--memory",
+      "1.5",
+      "--disk",
+      "vdb=2",
+      "-o",
+      "json",
+    ]);
+    assert.equal(r.code, 0, r.err);
+    const out = JSON.parse(r.out);
+    assert.equal(out.running, true);
+    const by = (what: string) => out.changes.find((c: { what: string }) => c.what === what);
+    assert.deepEqual(
+      [by("vcpus").from, by("vcpus").to, by("vcpus").applied],
+      [1, 2, "live"],
+    );
+    assert.deepEqual(
+      [by("memory").from, by("memory").to, by("memory").applied],
+      [1024, 1536, "live"],
+    );
+    const disk = by("disk");
+    assert.deepEqual([disk.device, disk.from, disk.to, disk.applied], [
+      "vdb",
+      GIB,
+      2 * GIB,
+      "live",
+    ]);
+    assert.equal(disk.filesystems.length, 1, JSON.stringify(disk));
+    assert.equal(disk.filesystems[0].device, `/dev/${dev}`);
+    assert.equal(disk.filesystems[0].mountpoint, MNT);
+    assert.equal(disk.filesystems[0].grown, true, JSON.stringify(disk.filesystems[0]));
+    assert.deepEqual(out.spec.vcpus, 2);
+    assert.deepEqual(out.spec.memoryGiB, 1.5);
+  });
+
+  await t.step("the guest sees 2 vCPUs, 512 MiB more memory and a 2 GB filesystem", async () => {
+    assert.equal(await until(nproc, (n) => n === 2, 60_000), 2);
+    // The balloon deflates in steps; MemTotal grows by what it gives back.
+    const grown = await until(memTotalKiB, (m) => m - memBefore >= 500 * 1024, 120_000);
+    const delta = grown - memBefore;
+    assert.ok(delta >= 500 * 1024 && delta <= 524 * 1024, `MemTotal grew by ${delta} kB`);
+    const df = Number(await guest.sh(`df -B1 --output=size ${MNT} | tail -1`));
+    assert.ok(df > 1.8 * GIB && df < 2 * GIB, `df size ${df} (was ${dfBefore})`);
+    assert.equal(await guest.sh(`cat ${MNT}/marker`), "kept");
+  });
+
+  await t.step("the stored spec follows: foundry get -o json", async () => {
+    const r = await guest.foundry(["get", guest.name, "-o", "json"]);
+    assert.equal(r.code, 0, r.err);
+    const spec = JSON.parse(r.out).spec;
+    assert.equal(spec.vcpus, 2);
+    assert.equal(spec.memoryGiB, 1.5);
+    assert.equal(
+      spec.dataDisks.find((d: { device: string }) => d.device === "vdb").sizeGB,
+      2,
+    );
+  });
+
+  await t.step("a smaller disk is refused (exit 4) and nothing changes", async () => {
+    const r = await guest.foundry(["resize", guest.name, "--disk", "vdb=1", "--vcpus", "1"]);
+    assert.equal(r.code, 4, r.out + r.err);
+    assert.match(r.err, /shrinking a disk is refused/);
+    assert.equal(await nproc(), 2);
+    const none = await guest.foundry(["resize", guest.name]);
+    assert.equal(none.code, 2);
+  });
+
+  await t.step("leave the guest as the next steps expect it: filesystem unmounted", async () => {
+    await guest.sh(`umount ${MNT} && rmdir ${MNT}`);
+  });
+}
