@@ -24,6 +24,7 @@ import type { CreatedVolume } from "./metadata.ts";
 import { ensureDirPool, StorageError } from "./pools.ts";
 import { type CreateFacts, HostSurvey } from "./host_resources.ts";
 import { type HostFacts, type PreflightProblem, preflightProblems } from "./preflight.ts";
+import { removeSnapshotsForDestroy } from "./snapshot.ts";
 import { statusFromDomainState } from "./status.ts";
 import { buildVolumeXml, BYTES_PER_GB, volumePlan, type VolumeSpec } from "./storage_xml.ts";
 import type { DomainType, VirtualMachine, VirtualMachineStatus } from "./types.ts";
@@ -537,12 +538,31 @@ export async function destroyVm(
   name: string,
   opts: DestroyOptions,
 ): Promise<DestroyResult> {
-  const { domain, xml, stored } = await lookupVm(lv, name);
+  const found = await lookupVm(lv, name);
+  const { domain, stored } = found;
+  let xml = found.xml;
   if (!stored && !opts.force) {
     throw new VmOperationError(
       `VM ${name} was not created by foundry (no foundry metadata)`,
       { hint: { option: "force", effect: "remove the domain anyway" } },
     );
+  }
+  if (stored) {
+    // Snapshots first (issue 14): merged back and their overlays and memory files removed, so the
+    // disks are the VM's own volumes again and the rules below apply to them unchanged. Another
+    // domain's disks are never touched: only a foundry VM's snapshots are merged.
+    const removed: string[] = [];
+    try {
+      await removeSnapshotsForDestroy(lv, domain, removed);
+    } catch (e) {
+      throw new DestroyIncompleteError(
+        `Cannot remove the snapshots of VM ${name}: ${(e as Error).message}; VM ${name} is ` +
+          `still defined` + (removed.length ? `; snapshots removed: ${removed.join(", ")}` : ""),
+        { vmName: name, domainUndefined: false, volumesDeleted: [], volumesLeft: [] },
+        { cause: e },
+      );
+    }
+    if (removed.length) xml = await lv.domainGetXmlDesc(domain);
   }
   const state0 = (await lv.domainGetState(domain)).state;
   const configXml = state0 === DomainState.SHUTOFF
