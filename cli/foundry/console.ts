@@ -1,8 +1,9 @@
 import { Command } from "npm:commander@^15.1.0";
-import { LibvirtError } from "../../lib/libvirt/mod.ts";
+import { Libvirt, LibvirtError } from "../../lib/libvirt/mod.ts";
 import type { Io } from "../_program.ts";
 import { interruptSignal } from "../_signals.ts";
-import { byteSink, withVmDomain } from "./exec.ts";
+import { configFor } from "./_context.ts";
+import { byteSink } from "./exec.ts";
 
 /** Puts the process's terminal in raw mode until the returned function is called (idempotent). */
 function rawTerminal(): () => void {
@@ -56,7 +57,13 @@ Examples:
       const { runConsoleSession } = await import("../../lib/foundry/guest_console.ts");
       const signal = interruptSignal();
       const out = byteSink(io, "out");
-      await withVmDomain(cmd, name.toLowerCase(), async (lv, domain) => {
+      const config = await configFor(cmd);
+      const { lookupVm } = await import("../../lib/foundry/lookup.ts");
+      // A connection of its own, not tied to the interrupt signal: an interrupt would abort its
+      // streams, and the session must end with a finish (see below).
+      const lv = await Libvirt.connect(config.uri);
+      try {
+        const { domain } = await lookupVm(lv, name.toLowerCase());
         // No signal given to the console itself: an interrupt ends the session with a clean
         // finish, never an abort (libvirt 9.0 can deadlock on an abort racing a forced open).
         const con = await lv.openConsole(domain, {
@@ -91,6 +98,8 @@ Examples:
             ? `\nThe console of VM '${domain.name}' ended\n`
             : `\nLeft the console of VM '${domain.name}'\n`,
         );
-      });
+      } finally {
+        await lv.close();
+      }
     });
 }
