@@ -6,6 +6,7 @@ import {
   type DomainInterface,
   type DomainRef,
   DomainState,
+  DomainStatsFlags,
   DomainStatsType,
   InterfaceAddressSource,
   type Libvirt,
@@ -39,7 +40,7 @@ export interface VmListEntry {
   phase: string;
   /** Current vCPUs. */
   vcpus: number;
-  /** Memory in MiB (balloon maximum). */
+  /** Memory in MiB: a foundry VM's spec's, another domain's balloon size. */
   memoryMiB: number;
   /**
    * The live IPv4 address: the guest agent's, else the DHCP lease's; "" when neither knows one (the
@@ -112,20 +113,34 @@ export function stateName(state: number): string {
  * from one ConnectGetAllDomainStats call; the specs (and, for running VMs, the guest agent's
  * and DHCP-lease addresses) follow in a second wave of calls sent together, so the whole listing
  * costs two round trips whatever the number of domains.
+ *
+ * A spec is one call per domain, and libvirt has no bulk read of metadata. So that a host with
+ * many stopped domains of other tools does not pay one call for each, the first wave also reads
+ * the disks of every stopped domain (a second bulk stats call, sent together with the first),
+ * and a stopped domain is asked for foundry's metadata only when it may be foundry's (see
+ * {@linkcode mayBeFoundrys}): foundry attaches a VM's volumes as pool volumes, named after the VM.
+ * A stopped domain without disks, or with only files not named after it, is another tool's. A
+ * stopped foundry VM whose every disk was detached outside foundry therefore lists as not
+ * foundry's; `get NAME` still reads its spec. Running domains are always asked.
  */
 export async function listVms(
   lv: Libvirt,
   opts: ListOptions = {},
 ): Promise<{ vms: VmListEntry[]; rpcCalls: number; roundTrips: number }> {
-  let rpcCalls = 1;
+  let rpcCalls = 2;
   const batchesBefore = lv.rpc.writeBatches;
-  const records = await lv.getAllDomainStats(
-    DomainStatsType.STATE | DomainStatsType.VCPU | DomainStatsType.BALLOON,
-  );
+  const [records, stoppedDisks] = await Promise.all([
+    lv.getAllDomainStats(DomainStatsType.STATE | DomainStatsType.VCPU | DomainStatsType.BALLOON),
+    lv.getAllDomainStats(DomainStatsType.BLOCK, DomainStatsFlags.INACTIVE).then(
+      (rs) => new Map(rs.map((r) => [r.domain.name, r.params])),
+      () => undefined, // unknown: every domain is asked
+    ),
+  ]);
   const base = records.map((r) => {
     const p = new Map(r.params.map((x) => [x.field, x.value]));
     const state = Number(p.get("state.state") ?? DomainState.NOSTATE);
-    const memKiB = Number(p.get("balloon.maximum") ?? p.get("balloon.current") ?? 0);
+    // The current size: with headroom for a live resize, the maximum is more than the VM has.
+    const memKiB = Number(p.get("balloon.current") ?? p.get("balloon.maximum") ?? 0);
     return {
       domain: r.domain,
       state,
@@ -134,13 +149,17 @@ export async function listVms(
     };
   });
   const running = (s: number) => s === DomainState.RUNNING || s === DomainState.BLOCKED;
-  const helpers = await helperConnections(lv, base.length, opts.domainsPerHelper);
+  const asked = base.filter((b) => mayBeFoundrys(b.domain.name, b.state, stoppedDisks)).length;
+  const helpers = await helperConnections(lv, asked, opts.domainsPerHelper);
   const conns = [lv, ...helpers];
   const second = await Promise.all(base.map(async (b, i) => {
-    rpcCalls++;
-    const spec = (conns[i % conns.length] ?? lv)
-      .domainGetMetadata(b.domain, MetadataType.ELEMENT, METADATA_NAMESPACE)
-      .then((xml) => safeParse(xml, b.domain.name), () => undefined);
+    let spec: Promise<VirtualMachine | undefined> = Promise.resolve(undefined);
+    if (mayBeFoundrys(b.domain.name, b.state, stoppedDisks)) {
+      rpcCalls++;
+      spec = (conns[i % conns.length] ?? lv)
+        .domainGetMetadata(b.domain, MetadataType.ELEMENT, METADATA_NAMESPACE)
+        .then((xml) => safeParse(xml, b.domain.name), () => undefined);
+    }
     if (opts.autostart) rpcCalls++;
     const autostart = opts.autostart
       ? lv.domainGetAutostart(b.domain).catch(() => null)
@@ -186,7 +205,9 @@ export async function listVms(
       state: stateName(x.state),
       phase: phaseFromDomainState(x.state),
       vcpus: x.vcpus,
-      memoryMiB: x.memoryMiB,
+      // A foundry VM's memory is its spec's (resize keeps the spec current): the balloon of a
+      // guest without a balloon driver reports the whole headroom, which the VM was not given.
+      memoryMiB: x.vm ? Math.round(x.vm.spec.memoryGiB * 1024) : x.memoryMiB,
       ip: live?.ip ?? "",
       ipSource: live ? live.source as "agent" | "lease" : "",
       addresses,
@@ -196,6 +217,34 @@ export async function listVms(
   }).sort((a, b) => byName(a.name, b.name));
   await closing;
   return { vms, rpcCalls, roundTrips: lv.rpc.writeBatches - batchesBefore };
+}
+
+/**
+ * Whether domain `name` may carry foundry's metadata. Always when it is not shut off or its disks
+ * are unknown. When shut off (disks from a BLOCK stats record): when one of its disks is a file
+ * whose name starts with `NAME_`, as every volume foundry makes for a VM does, or when a disk has
+ * no path to look at (libvirt gives none for a stopped domain's `type="volume"` disks, which is
+ * how foundry attaches its volumes). A stopped domain with no disks, or only with files named
+ * otherwise, is not foundry's.
+ */
+export function mayBeFoundrys(
+  name: string,
+  state: number,
+  stoppedDisks: Map<string, { field: string; value: unknown }[]> | undefined,
+): boolean {
+  if (state !== DomainState.SHUTOFF || !stoppedDisks) return true;
+  const params = stoppedDisks.get(name);
+  if (!params) return true; // stopped after the disk read: ask
+  const prefix = `${name}_`;
+  let disks = 0;
+  let paths = 0;
+  for (const p of params) {
+    if (p.field === "block.count") disks = Number(p.value);
+    if (!/^block\.\d+\.path$/.test(p.field) || typeof p.value !== "string") continue;
+    paths++;
+    if (p.value.slice(p.value.lastIndexOf("/") + 1).startsWith(prefix)) return true;
+  }
+  return paths < disks;
 }
 
 /** Domains per extra connection when a list reads many domains' metadata. */

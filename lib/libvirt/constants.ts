@@ -255,6 +255,21 @@ export const DomainStatsType = {
   MEMORY: 256,
 } as const;
 
+/** `virConnectGetAllDomainStatsFlags`: which domains {@linkcode DomainStatsType} records cover. */
+export const DomainStatsFlags = {
+  ACTIVE: 1,
+  INACTIVE: 2,
+  PERSISTENT: 4,
+  TRANSIENT: 8,
+  RUNNING: 16,
+  PAUSED: 32,
+  SHUTOFF: 64,
+  OTHER: 128,
+  /** Skip domains whose statistics would need a job that is busy, instead of waiting. */
+  NOWAIT: 1 << 29,
+  BACKING: 1 << 30,
+} as const;
+
 /** `virDomainUndefineFlagsValues`. */
 export const UndefineFlags = {
   MANAGED_SAVE: 1,

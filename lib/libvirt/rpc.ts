@@ -113,6 +113,8 @@ const SWEEP_MS = 50;
 
 interface WriteBatch {
   frames: Uint8Array[];
+  /** Whether a frame other than a keepalive ping or pong is in it (only those count as trips). */
+  counts: boolean;
   done: Promise<void>;
   resolve: () => void;
   reject: (err: Error) => void;
@@ -252,7 +254,8 @@ export class RpcConnection {
 
   /**
    * Number of writes so far. Frames queued in the same tick leave in one write, so calls issued
-   * together count once: the difference over an operation is the round trips it needed.
+   * together count once: the difference over an operation is the round trips it needed. Writes of
+   * keepalive pings and pongs alone are not counted: they are no operation's trips.
    */
   get writeBatches(): number {
     return this.#batches;
@@ -349,7 +352,10 @@ export class RpcConnection {
         );
         return;
       } else if (idle >= interval && this.#keepalivePings) {
-        this.#send(frame(Program.KEEPALIVE, KeepaliveProcedure.PING, MessageType.MESSAGE, 0, 0))
+        this.#send(
+          frame(Program.KEEPALIVE, KeepaliveProcedure.PING, MessageType.MESSAGE, 0, 0),
+          true,
+        )
           .catch(() => {});
       }
       this.#keepaliveTimer = after(period, check, { unref: true });
@@ -752,8 +758,11 @@ export class RpcConnection {
     }
   }
 
-  /** Queues a frame; frames queued in the same tick go out in one write. */
-  #send(bytes: Uint8Array): Promise<void> {
+  /**
+   * Queues a frame; frames queued in the same tick go out in one write. Keepalive frames
+   * (`keepalive` true) do not make a write count in {@linkcode writeBatches}.
+   */
+  #send(bytes: Uint8Array, keepalive = false): Promise<void> {
     if (this.#closed) return Promise.reject(this.#closed);
     let b = this.#batch;
     if (!b) {
@@ -764,10 +773,11 @@ export class RpcConnection {
         reject = rej;
       });
       done.catch(() => {});
-      b = this.#batch = { frames: [], done, resolve, reject };
+      b = this.#batch = { frames: [], counts: false, done, resolve, reject };
       if (!this.#writing) queueMicrotask(() => this.#flush());
     }
     b.frames.push(bytes);
+    if (!keepalive) b.counts = true;
     return b.done;
   }
 
@@ -779,7 +789,7 @@ export class RpcConnection {
       while (this.#batch && !this.#closed) {
         current = this.#batch;
         this.#batch = null;
-        this.#batches++;
+        if (current.counts) this.#batches++;
         await this.#writeAll(concat(current.frames));
         current.resolve();
         current = null;
@@ -919,7 +929,10 @@ export class RpcConnection {
     }
     if (prog === Program.KEEPALIVE) {
       if (proc === KeepaliveProcedure.PING) {
-        this.#send(frame(Program.KEEPALIVE, KeepaliveProcedure.PONG, MessageType.MESSAGE, 0, 0))
+        this.#send(
+          frame(Program.KEEPALIVE, KeepaliveProcedure.PONG, MessageType.MESSAGE, 0, 0),
+          true,
+        )
           .catch(() => {});
       }
       return;
