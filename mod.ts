@@ -24,6 +24,8 @@ export * from "./lib/foundry/mod.ts";
 export * from "./lib/iso9660/mod.ts";
 /** virtwork's KubeVirt side: plans, VM specs, run and cleanup (names overlap foundry's types). */
 export * as kubevirt from "./lib/kubevirt/mod.ts";
+/** virtwork's backend-neutral core: run plans, the backend contract, run and cleanup, latency, reports. */
+export * as virtwork from "./lib/virtwork/mod.ts";
 /** virtwork's workloads (cpu, memory, disk, database, network) and their registry. */
 export * as workloads from "./lib/workloads/mod.ts";
 /** The SQLite audit trail both executables write (`node:sqlite`). */
