@@ -227,6 +227,12 @@ Deno.test("buildDomainXml() reserves resize headroom: the spec's resources, else
   assert.deepEqual(headroom(vm), [undefined, "2", "4096", "4096"]);
   const d = parser.parse(buildDomainXml(vm, { domainType: "qemu" })).domain;
   assert.deepEqual(d.devices.memballoon, { "@_model": "virtio" });
+  // The default stays within what QEMU 7.2 starts for q35 (288), never below what is in use.
+  const big = sampleVm();
+  big.spec.vcpus = 200;
+  assert.deepEqual(headroom(big).slice(0, 2), ["200", "288"]);
+  big.spec.vcpus = 300;
+  assert.deepEqual(headroom(big).slice(0, 2), [undefined, "300"]);
 });
 
 Deno.test("buildDomainXml() sets a UUID only when given", () => {

@@ -165,7 +165,15 @@ export interface Resources {
 }
 
 /**
- * The headroom a VM gets: the spec's `resources`, else `maxVcpus` = 2 x `vcpus` and
+ * The most vCPU slots a default headroom reserves: QEMU 7.2's limit for a q35 machine (288), so
+ * that the default never makes a domain the host's QEMU cannot start. An explicit `maxVcpus` may
+ * go further.
+ */
+export const DEFAULT_MAX_VCPUS_CAP = 288;
+
+/**
+ * The headroom a VM gets: the spec's `resources`, else `maxVcpus` = 2 x `vcpus` (at most
+ * {@linkcode DEFAULT_MAX_VCPUS_CAP}) and
  * `maxMemoryGiB` = 2 x `memoryGiB`, both capped at {@linkcode LIMITS} and never below what is in use.
  * With `host` (the host's CPUs and memory), a default is also capped by the host: `maxVcpus` =
  * max(vcpus, min(host CPUs, 2 x vcpus)) and `maxMemoryGiB` = max(memoryGiB, min(host memory,
@@ -178,7 +186,8 @@ export function resourceMaxima(
   const memoryMiB = Math.round(spec.memoryGiB * 1024);
   let maxVcpus = spec.resources?.maxVcpus;
   if (maxVcpus === undefined) {
-    maxVcpus = Math.min(2 * spec.vcpus, LIMITS.vcpus);
+    // Never past QEMU 7.2's q35 limit by default: a domain with more vCPU slots does not start.
+    maxVcpus = Math.min(2 * spec.vcpus, DEFAULT_MAX_VCPUS_CAP);
     if (host?.cpus !== undefined) maxVcpus = Math.min(maxVcpus, host.cpus);
   }
   let maxMemoryMiB = spec.resources?.maxMemoryGiB === undefined
