@@ -60,6 +60,7 @@ export const FOUNDRY_FAST_COMMANDS: readonly FastCommandSpec[] = [
     options: [
       { names: ["-a", "--all"], key: "all", kind: "flag" },
       { names: ["-l", "--selector"], key: "selector", kind: "list" },
+      { names: ["-w", "--watch"], key: "watch", kind: "flag" }, // issue 14: list -w
       { ...OUTPUT, choices: ["table", "wide", "name", "json", "yaml"] },
       NO_HEADERS,
     ],

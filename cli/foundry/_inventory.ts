@@ -35,6 +35,8 @@ export interface OutputFlags {
 export interface ListFlags extends OutputFlags {
   all?: boolean;
   selector: string[];
+  /** `-w`: keep printing changed rows as events arrive (see `_watch.ts`). */
+  watch?: boolean;
 }
 
 /**
@@ -85,7 +87,7 @@ export function vmColumns(color: boolean): Column<VmListEntry>[] {
 }
 
 /** Prints VM rows as `flags` ask (as cli/_listing.ts's printListing). */
-async function printVms(
+export async function printVms(
   io: Io,
   flags: OutputFlags,
   vms: readonly VmListEntry[],
@@ -112,6 +114,11 @@ export async function runList(
 ): Promise<void> {
   // A bad selector fails before any connection.
   const selector = flags.selector.length ? parseLabelSelector(flags.selector) : undefined;
+  if (flags.watch === true) {
+    // Loaded only with -w: a plain list never loads the event code.
+    const { watchList } = await import("./_watch.ts");
+    return watchList(io, flags, await config(), selector);
+  }
   const { vms } = await withLibvirt(await config(), (lv) =>
     listVms(lv, {
       all: flags.all === true,

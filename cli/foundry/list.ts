@@ -20,14 +20,18 @@ export function listCommand(io: Io): Command {
         "commas and repeated -l are AND",
       collect,
       [],
-    );
+    )
+    .option("-w, --watch", "after the listing, print each VM whose row changes, until Ctrl-C");
   return addListingOptions(cmd)
     .addHelpText(
       "after",
       "\nThe IP column shows the guest agent's address, else the DHCP lease's; a VM that reports" +
         "\nnone shows its spec's address marked (spec). -o name prints vm/NAME lines." +
         "\n\nExamples:\n  foundry list\n  foundry list -l 'role in (web,db),env!=prod' -o wide\n" +
-        "  foundry ls -o name | xargs -n1 foundry get\n",
+        "  foundry ls -o name | xargs -n1 foundry get\n  foundry list -w\n" +
+        "\n-w prints the table, then a row (without header) for each VM that changed as the daemon" +
+        "\nreports events (state, agent, reboot, ...): -o json prints one JSON object a line; a VM" +
+        "\nthat went away shows state 'deleted'. Ctrl-C ends it (exit 130).\n",
     )
     .action((opts: ListFlags, cmd: Command) => runList(io, opts, () => configFor(cmd)));
 }
