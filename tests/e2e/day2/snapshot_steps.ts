@@ -1,0 +1,78 @@
+/**
+ * Snapshots on the shared guest through the CLI: a quiesced snapshot, a file changed in the guest,
+ * revert, the file is as before; delete; no overlay left in the pool; the guest ends running with
+ * its agent answering.
+ */
+import assert from "node:assert/strict";
+import { DomainState } from "../../../lib/libvirt/mod.ts";
+import { guestExec } from "../../../lib/foundry/agent.ts";
+import type { Day2Guest } from "./_guest.ts";
+
+async function poolVolumes(guest: Day2Guest): Promise<string[]> {
+  const p = await guest.lv.storagePoolLookupByName(guest.config.vmsPool);
+  await guest.lv.storagePoolRefresh(p);
+  return (await guest.lv.storagePoolListAllVolumes(p)).map((v) => v.name).sort();
+}
+
+/** Waits until the agent runs a command again (after the revert's restart), up to `ms`. */
+async function agentBack(guest: Day2Guest, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const dom = await guest.lv.domainLookupByName(guest.name);
+    const r = await guestExec(guest.lv, dom, "/bin/true", []).catch(() => undefined);
+    if (r?.exitCode === 0) return;
+    if (Date.now() > until) throw new Error(`agent of ${guest.name} not back after ${ms} ms`);
+    await new Promise((res) => setTimeout(res, 3000));
+  }
+}
+
+/** The snapshot step. */
+export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> {
+  const snap = "e2e-before";
+  const file = "/root/snapshot-e2e.txt";
+  const before = await poolVolumes(guest);
+  // Whatever the outcome, leave no snapshot behind for the next steps.
+  try {
+    await t.step("create a quiesced snapshot", async () => {
+      await guest.sh(`echo original > ${file} && sync`);
+      const r = await guest.foundry(["snapshot", "create", guest.name, snap]);
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.out, /filesystems frozen/);
+      const vols = await poolVolumes(guest);
+      assert.ok(vols.includes(`${guest.name}_boot.${snap}`), vols.join(" "));
+      const list = await guest.foundry(["snapshot", "list", guest.name, "-o", "json"]);
+      assert.equal(list.code, 0, list.err);
+      const items = JSON.parse(list.out) as { name: string; current: boolean }[];
+      assert.deepEqual(items.map((s) => [s.name, s.current]), [[snap, true]]);
+    });
+
+    await t.step("change the file, revert, the file is back", async () => {
+      await guest.sh(`echo changed > ${file} && sync`);
+      assert.equal(await guest.sh(`cat ${file}`), "changed");
+      const r = await guest.foundry(["snapshot", "revert", guest.name, snap]);
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.out, /reverted to snapshot .* and started/);
+      await agentBack(guest, 900_000);
+      assert.equal(await guest.sh(`cat ${file}`), "original");
+    });
+
+    await t.step("delete leaves no overlay", async () => {
+      const r = await guest.foundry(["snapshot", "delete", guest.name, snap]);
+      assert.equal(r.code, 0, r.err);
+      assert.deepEqual(await poolVolumes(guest), before);
+      const list = await guest.foundry(["snapshot", "list", guest.name, "-o", "json"]);
+      assert.deepEqual(JSON.parse(list.out), []);
+      const missing = await guest.foundry(["snapshot", "delete", guest.name, snap]);
+      assert.equal(missing.code, 4);
+    });
+  } finally {
+    await guest.foundry(["snapshot", "delete", guest.name, snap]).catch(() => {});
+  }
+
+  await t.step("the guest runs with its agent up", async () => {
+    const dom = await guest.lv.domainLookupByName(guest.name);
+    assert.equal((await guest.lv.domainGetState(dom)).state, DomainState.RUNNING);
+    await agentBack(guest, 600_000);
+    await guest.sh(`rm -f ${file}`);
+  });
+}
