@@ -99,9 +99,15 @@ export async function openRunBackend(
     pollIntervalSeconds: cfg.pollInterval,
     concurrency: cfg.burst,
     onProgress: progress,
-    // Readiness by watches (one list and one watch per kind) wherever there is a real cluster.
-    ...(kubeConfig
-      ? { watch: new (await import("../../lib/kubevirt/watch.ts")).HttpWatchApi(kubeConfig) }
+    // Readiness by watches (one list and one watch per kind) wherever there is a real cluster
+    // and the run waits; they take their requests from the client's rate limit.
+    ...(kubeConfig && !cfg.noWait
+      ? {
+        watch: new (await import("../../lib/kubevirt/watch.ts")).HttpWatchApi(
+          kubeConfig,
+          () => (api as { throttle?: () => Promise<void> }).throttle?.() ?? Promise.resolve(),
+        ),
+      }
       : {}),
   });
   return withScope(kubevirt, cfg.namespace, { kubevirt, describe });

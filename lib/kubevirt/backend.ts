@@ -34,7 +34,7 @@ import type { ClusterApi } from "./client.ts";
 import type { KubeObject } from "./manifests.ts";
 import { kubePeerAddresses, planObjects, renderRunPlan, type RunPlan } from "./plan.ts";
 import { managedSelector } from "./constants.ts";
-import { watchReadiness } from "./readiness.ts";
+import { ReadinessWatch } from "./readiness.ts";
 import { createRunObjects, newRunResult, type RunResult, waitForReady } from "./run.ts";
 import type { WatchApi } from "./watch.ts";
 
@@ -61,7 +61,10 @@ export interface KubevirtBackendOptions {
   /**
    * Follows readiness through watches of the run's VMIs and VMs (one list and one watch per
    * kind, resumed and relisted as needed) instead of polling: phases arrive as they happen, with
-   * the server's timestamps, and the wait ends at the last VM. Absent: polls.
+   * the server's timestamps, and the wait ends at the last VM. Absent: polls. The watches start
+   * as soon as the Namespace exists, before the VMs are created, so a VM made early in a long
+   * (rate-limited) create is followed from its start; they end with the wait, an interrupted
+   * create, or {@linkcode Backend.close}.
    */
   watch?: WatchApi;
   /** VM creations in flight at once (default 20). */
@@ -109,6 +112,15 @@ class ClusterBackend implements KubevirtBackend {
   #api: ClusterApi;
   #o: KubevirtBackendOptions;
   #created = new Map<string, number>();
+  /** The readiness watch of the last create, while it runs. */
+  #readiness: ReadinessWatch | undefined;
+  /** Where the readiness watch's events go (the current call's subscriber). */
+  #emitReadiness: (e: BackendEvent) => void = () => {};
+  /** VMs whose `created` was reported: their readiness events pass; others' wait here. */
+  #announced = new Set<string>();
+  #held = new Map<string, BackendEvent[]>();
+  /** The last create's VMs by name. */
+  #vmByName = new Map<string, RunResult["vms"][number]>();
 
   constructor(api: ClusterApi & { readonly server?: string }, o: KubevirtBackendOptions) {
     this.#api = api;
@@ -138,7 +150,30 @@ class ClusterBackend implements KubevirtBackend {
     this.runPlan = kp;
     this.runResult = result;
     this.#created = new Map();
+    await this.#stopReadiness();
+    this.#announced = new Set();
+    this.#held = new Map();
+    this.#vmByName = new Map(result.vms.map((v) => [v.name, v]));
     const emit = c.onEvent ?? (() => {});
+    this.#emitReadiness = emit;
+    try {
+      await this.#create(kp, result, emit, c);
+    } catch (e) {
+      await this.#stopReadiness();
+      throw e;
+    }
+    // Interrupted: nothing will be waited for.
+    if (c.signal?.aborted) await this.#stopReadiness();
+    return objectsOf(result);
+  }
+
+  async #create(
+    kp: RunPlan,
+    result: RunResult,
+    emit: (e: BackendEvent) => void,
+    c: BackendCallOptions,
+  ): Promise<void> {
+    const watch = this.#o.watch;
     await createRunObjects(this.#api, kp, result, this.#created, {
       ...(c.signal ? { signal: c.signal } : {}),
       ...(this.#o.concurrency !== undefined ? { concurrency: this.#o.concurrency } : {}),
@@ -146,14 +181,27 @@ class ClusterBackend implements KubevirtBackend {
         ? { rollbackTimeoutSeconds: this.#o.rollbackTimeoutSeconds }
         : {}),
       ...(this.#o.onProgress ? { onProgress: this.#o.onProgress } : {}),
-      onVmCreated: (vm, outcome, serverTime) =>
+      ...(watch
+        ? {
+          onNamespaceReady: () => {
+            this.#readiness = this.#startReadiness(watch, result, kp.vms.map((v) => v.name));
+          },
+        }
+        : {}),
+      onVmCreated: (vm, outcome, serverTime, sentAt) => {
         emit({
           type: "created",
           vm,
           outcome,
-          at: performance.now(),
+          at: sentAt,
           ...(serverTime !== undefined ? { serverTime } : {}),
-        }),
+        });
+        // What the watch saw of it before its create was answered follows its `created`.
+        this.#announced.add(vm);
+        const held = this.#held.get(vm);
+        this.#held.delete(vm);
+        for (const e of held ?? []) this.#applyReadiness(result, e);
+      },
       record: (e) => {
         const at = performance.now();
         if (e.type === "objectCreated") {
@@ -179,7 +227,50 @@ class ClusterBackend implements KubevirtBackend {
         }
       },
     });
-    return objectsOf(result);
+  }
+
+  /** Starts following the readiness of `names` in `result`'s namespace. */
+  #startReadiness(watch: WatchApi, result: RunResult, names: string[]): ReadinessWatch {
+    const progress = this.#o.onProgress ?? (() => {});
+    return new ReadinessWatch(watch, result.namespace, managedSelector(result.runId), names, {
+      onRetry: (e) => progress(`watch: ${e.message}; retrying`),
+      onEvent: (e) => {
+        const vm = "vm" in e ? e.vm : undefined;
+        if (vm !== undefined && !this.#announced.has(vm)) {
+          // At most a VM's few phases, until its create is answered.
+          const held = this.#held.get(vm) ?? [];
+          if (held.length < 64) held.push(e);
+          this.#held.set(vm, held);
+          return;
+        }
+        this.#applyReadiness(result, e);
+      },
+    });
+  }
+
+  /** Keeps `result` as the polling wait does, and passes the event on. */
+  #applyReadiness(result: RunResult, e: BackendEvent): void {
+    const progress = this.#o.onProgress ?? (() => {});
+    const v = "vm" in e ? this.#vmByName.get(e.vm) : undefined;
+    if (v && e.type === "phase" && e.phase !== "VMICreated" && e.phase !== "AgentConnected") {
+      v.phase = e.phase;
+    } else if (v && e.type === "ready") {
+      v.ready = true;
+      v.secondsToReady = (e.at - (this.#created.get(v.name) ?? e.at)) / 1000;
+      progress(`VM ${v.name}: ready after ${v.secondsToReady.toFixed(1)}s`);
+    } else if (v && e.type === "failed") {
+      v.failed = true;
+      v.error = `failed: ${e.message}`;
+      result.failedVms++;
+      progress(`VM ${v.name}: ${v.error}`);
+    }
+    this.#emitReadiness(e);
+  }
+
+  async #stopReadiness(): Promise<void> {
+    const r = this.#readiness;
+    this.#readiness = undefined;
+    await r?.stop();
   }
 
   async waitReady(
@@ -233,54 +324,36 @@ class ClusterBackend implements KubevirtBackend {
     timeoutMs: number,
     c: BackendCallOptions,
   ): Promise<string[]> {
-    const emit: (e: BackendEvent) => void = c.onEvent ?? (() => {});
-    const progress = this.#o.onProgress ?? (() => {});
-    const byName = new Map(result.vms.map((v) => [v.name, v]));
     const names = result.vms
       .filter((v) => only.has(v.name) && (v.outcome === "created" || v.outcome === "exists"))
       .map((v) => v.name);
-    for (const n of names) byName.get(n)!.phase = "Pending";
+    for (const n of names) {
+      const v = this.#vmByName.get(n)!;
+      if (v.phase === "-") v.phase = "Pending";
+    }
+    this.#emitReadiness = c.onEvent ?? (() => {});
+    // Started with the create; a backend that did not create through it (or a create that
+    // found no namespace to watch yet) starts it now, for these VMs.
+    if (!this.#readiness) {
+      for (const n of names) this.#announced.add(n);
+      this.#readiness = this.#startReadiness(watch, result, names);
+    }
+    const readiness = this.#readiness;
     let pending: string[];
     try {
-      pending = await watchReadiness(
-        watch,
-        result.namespace,
-        managedSelector(result.runId),
-        names,
-        timeoutMs,
-        {
-          ...(c.signal ? { signal: c.signal } : {}),
-          onRetry: (e) => progress(`watch: ${e.message}; retrying`),
-          onEvent: (e) => {
-            const v = "vm" in e ? byName.get(e.vm) : undefined;
-            if (
-              v && e.type === "phase" && e.phase !== "VMICreated" && e.phase !== "AgentConnected"
-            ) {
-              v.phase = e.phase;
-            } else if (v && e.type === "ready") {
-              v.ready = true;
-              v.secondsToReady = (e.at - (this.#created.get(v.name) ?? e.at)) / 1000;
-              progress(`VM ${v.name}: ready after ${v.secondsToReady.toFixed(1)}s`);
-            } else if (v && e.type === "failed") {
-              v.failed = true;
-              v.error = `failed: ${e.message}`;
-              result.failedVms++;
-              progress(`VM ${v.name}: ${v.error}`);
-            }
-            emit(e);
-          },
-        },
-      );
+      pending = await readiness.wait(names, timeoutMs, c.signal);
     } catch (e) {
       if (c.signal?.aborted) result.interrupted = true;
       throw e;
+    } finally {
+      await this.#stopReadiness();
     }
     if (c.signal?.aborted) {
       result.interrupted = true;
       return pending;
     }
     for (const n of pending) {
-      const v = byName.get(n)!;
+      const v = this.#vmByName.get(n)!;
       result.timedOut = true;
       v.error = `not ready after ${timeoutMs / 1000}s (phase ${v.phase})`;
     }
@@ -344,8 +417,9 @@ class ClusterBackend implements KubevirtBackend {
     };
   }
 
-  close(): Promise<void> {
-    return Promise.resolve();
+  /** Ends a readiness watch still running (a create that was not waited for). */
+  async close(): Promise<void> {
+    await this.#stopReadiness();
   }
 }
 

@@ -177,8 +177,16 @@ export interface ApiObject {
 
 /** The operations orchestration and cleanup need; tests may substitute their own. */
 export interface ClusterApi {
-  /** Creates an object; `namespace` is ignored for Namespaces. */
-  create(resource: Resource, namespace: string, obj: KubeObject): Promise<ApiObject>;
+  /**
+   * Creates an object; `namespace` is ignored for Namespaces. `o.onSend` is told the
+   * `performance.now()` at which each attempt's request leaves (after the rate limiter's wait).
+   */
+  create(
+    resource: Resource,
+    namespace: string,
+    obj: KubeObject,
+    o?: { onSend?: (at: number) => void },
+  ): Promise<ApiObject>;
   /** Reads one object. */
   get(resource: Resource, namespace: string, name: string): Promise<ApiObject>;
   /** Lists objects matching a label selector. */
@@ -328,10 +336,24 @@ export class KubeClient implements ClusterApi {
     return new KubeClient(this.#kubeConfig, { ...rest, ...(signal ? { signal } : {}) });
   }
 
+  /**
+   * Waits for a permit of this client's rate limit, for a request made beside it (a watch), so
+   * every request to the cluster shares one budget as client-go's do.
+   */
+  throttle(): Promise<void> {
+    return this.#limiter.acquire(this.#opts.signal);
+  }
+
   /** {@inheritDoc ClusterApi.create}; warnings the server sends go to `onWarning`. */
-  async create(resource: Resource, namespace: string, obj: KubeObject): Promise<ApiObject> {
+  async create(
+    resource: Resource,
+    namespace: string,
+    obj: KubeObject,
+    o: { onSend?: (at: number) => void } = {},
+  ): Promise<ApiObject> {
     const op = `create ${KIND_OF[resource]} ${qualified(resource, namespace, obj.metadata.name)}`;
     const res = await this.#call(op, () => {
+      o.onSend?.(performance.now());
       switch (resource) {
         case "namespaces":
           return this.#core.createNamespaceWithHttpInfo({ body: obj });

@@ -73,41 +73,140 @@ export async function watchReadiness(
   timeoutMs: number,
   o: WatchReadinessOptions,
 ): Promise<string[]> {
-  const pending = new Set(names);
-  const reported = new Map<string, Set<string>>(names.map((n) => [n, new Set()]));
-  const vmis = new Map<string, ApiObject>();
-  const vms = new Map<string, ApiObject>();
-  const ac = new AbortController();
-  const stopOuter = () => ac.abort();
-  o.signal?.addEventListener("abort", stopOuter, { once: true });
-  if (o.signal?.aborted) ac.abort();
-  const timer = setTimeout(() => ac.abort(), timeoutMs);
-  const finishIfDone = () => {
-    if (pending.size === 0) ac.abort();
-  };
-  const phase = (vm: string, p: string, serverTime: string | undefined) => {
-    const seen = reported.get(vm);
+  const w = new ReadinessWatch(api, namespace, labelSelector, names, o);
+  try {
+    return await w.wait(names, timeoutMs, o.signal);
+  } finally {
+    await w.stop();
+  }
+}
+
+/** Options of {@linkcode ReadinessWatch}. */
+export type ReadinessWatchOptions = Omit<WatchReadinessOptions, "signal">;
+
+/**
+ * The watches of {@linkcode watchReadiness}, started at once and kept until {@linkcode stop}: a
+ * run starts them before it creates its VMs, so each phase is seen as it happens (a VM created
+ * early in a long, rate-limited run is not first seen when the creating is over), and
+ * {@linkcode wait}s for the VMs it made.
+ */
+export class ReadinessWatch {
+  readonly #pending: Set<string>;
+  readonly #reported: Map<string, Set<string>>;
+  readonly #vmis = new Map<string, ApiObject>();
+  readonly #vms = new Map<string, ApiObject>();
+  readonly #ac = new AbortController();
+  readonly #o: ReadinessWatchOptions;
+  readonly #following: Promise<void>;
+  #error: unknown;
+  #failedFollowing = false;
+  readonly #waiters = new Set<() => void>();
+
+  /** Starts following the VMIs and VMs of `labelSelector` in `namespace` for `names`. */
+  constructor(
+    api: WatchApi,
+    namespace: string,
+    labelSelector: string,
+    names: readonly string[],
+    o: ReadinessWatchOptions,
+  ) {
+    this.#o = o;
+    this.#pending = new Set(names);
+    this.#reported = new Map(names.map((n) => [n, new Set()]));
+    const follow = (resource: "virtualmachineinstances" | "virtualmachines") =>
+      followKind(api, resource, namespace, labelSelector, {
+        signal: this.#ac.signal,
+        onEvent: resource === "virtualmachines"
+          ? (t, obj) => this.#onVm(t, obj)
+          : (t, obj) => this.#onVmi(t, obj),
+        ...(o.stats ? { stats: resource === "virtualmachines" ? o.stats.vms : o.stats.vmis } : {}),
+        ...(o.onRetry ? { onRetry: o.onRetry } : {}),
+      }).catch((e) => {
+        if (!this.#failedFollowing) {
+          this.#failedFollowing = true;
+          this.#error = e;
+        }
+        this.#ac.abort();
+      });
+    this.#following = this.#pending.size === 0
+      ? Promise.resolve()
+      : Promise.all([follow("virtualmachineinstances"), follow("virtualmachines")]).then(() => {
+        this.#wake();
+      });
+  }
+
+  /** Names not yet ready or failed. */
+  get pending(): ReadonlySet<string> {
+    return this.#pending;
+  }
+
+  /**
+   * Resolves with those of `names` still pending once all of them are ready or failed,
+   * `timeoutMs` passes or `signal` aborts.
+   * @throws the watches' error when following failed for good
+   */
+  async wait(names: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<string[]> {
+    const left = () => names.filter((n) => this.#pending.has(n));
+    const settled = () => left().length === 0 || this.#ac.signal.aborted;
+    if (!settled() && !signal?.aborted) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          signal?.removeEventListener("abort", done);
+          this.#waiters.delete(check);
+          resolve();
+        };
+        const check = () => {
+          if (settled()) done();
+        };
+        const timer = setTimeout(done, timeoutMs);
+        signal?.addEventListener("abort", done, { once: true });
+        this.#waiters.add(check);
+      });
+    }
+    if (this.#failedFollowing) throw this.#error;
+    return left();
+  }
+
+  /** Ends both watches. */
+  async stop(): Promise<void> {
+    this.#ac.abort();
+    await this.#following;
+  }
+
+  #wake(): void {
+    for (const w of [...this.#waiters]) w();
+  }
+
+  #phase(vm: string, p: string, serverTime: string | undefined): void {
+    const seen = this.#reported.get(vm);
     if (!seen || seen.has(p)) return;
     seen.add(p);
-    o.onEvent({
+    this.#o.onEvent({
       type: "phase",
       vm,
       phase: p,
       at: performance.now(),
       ...(serverTime !== undefined ? { serverTime } : {}),
     });
-  };
-  const judge = (name: string) => {
-    if (!pending.has(name)) return;
-    const vmi = vmis.get(name);
-    const vm = vms.get(name);
+  }
+
+  #judge(name: string): void {
+    if (!this.#pending.has(name)) return;
+    const vmi = this.#vmis.get(name);
+    const vm = this.#vms.get(name);
     const failure = vmFailure(vmi, vm);
     if (failure) {
-      pending.delete(name);
+      this.#pending.delete(name);
       // The phase it failed in (`Failed`, `ErrorUnschedulable`, ...) first, as the summary shows it.
-      phase(name, failure.phase, undefined);
-      o.onEvent({ type: "failed", vm: name, message: failure.message, at: performance.now() });
-      finishIfDone();
+      this.#phase(name, failure.phase, undefined);
+      this.#o.onEvent({
+        type: "failed",
+        vm: name,
+        message: failure.message,
+        at: performance.now(),
+      });
+      this.#wake();
       return;
     }
     const vmReady = condition(vm, "Ready");
@@ -115,25 +214,26 @@ export async function watchReadiness(
       const t = vmReady?.status === "True"
         ? text(vmReady.lastTransitionTime)
         : text(condition(vmi, "Ready")?.lastTransitionTime);
-      pending.delete(name);
-      o.onEvent({
+      this.#pending.delete(name);
+      this.#o.onEvent({
         type: "ready",
         vm: name,
         at: performance.now(),
         ...(t !== undefined ? { serverTime: t } : {}),
       });
-      finishIfDone();
+      this.#wake();
     }
-  };
-  const onVmi = (type: string, vmi: ApiObject) => {
+  }
+
+  #onVmi(type: string, vmi: ApiObject): void {
     const name = vmi.metadata.name;
-    if (!reported.has(name)) return;
+    if (!this.#reported.has(name)) return;
     if (type === "DELETED") {
-      vmis.delete(name);
+      this.#vmis.delete(name);
       return;
     }
-    vmis.set(name, vmi);
-    phase(
+    this.#vmis.set(name, vmi);
+    this.#phase(
       name,
       "VMICreated",
       text((vmi.metadata as { creationTimestamp?: unknown }).creationTimestamp),
@@ -147,48 +247,23 @@ export async function watchReadiness(
     if (Array.isArray(stamps)) {
       for (const s of stamps) {
         if (s?.phase && VMI_PHASES.has(s.phase)) {
-          phase(name, s.phase, text(s.phaseTransitionTimestamp));
+          this.#phase(name, s.phase, text(s.phaseTransitionTimestamp));
         }
       }
     }
-    if (p && VMI_PHASES.has(p)) phase(name, p, undefined);
+    if (p && VMI_PHASES.has(p)) this.#phase(name, p, undefined);
     const agent = condition(vmi, "AgentConnected");
-    if (agent?.status === "True") phase(name, "AgentConnected", text(agent.lastTransitionTime));
-    judge(name);
-  };
-  const onVm = (type: string, vm: ApiObject) => {
-    const name = vm.metadata.name;
-    if (!reported.has(name)) return;
-    if (type === "DELETED") vms.delete(name);
-    else vms.set(name, vm);
-    judge(name);
-  };
-  try {
-    if (pending.size > 0 && !ac.signal.aborted) {
-      await Promise.all([
-        followKind(api, "virtualmachineinstances", namespace, labelSelector, {
-          signal: ac.signal,
-          onEvent: onVmi,
-          ...(o.stats ? { stats: o.stats.vmis } : {}),
-          ...(o.onRetry ? { onRetry: o.onRetry } : {}),
-        }),
-        followKind(api, "virtualmachines", namespace, labelSelector, {
-          signal: ac.signal,
-          onEvent: onVm,
-          ...(o.stats ? { stats: o.stats.vms } : {}),
-          ...(o.onRetry ? { onRetry: o.onRetry } : {}),
-        }),
-      ].map((p) =>
-        p.catch((e) => {
-          ac.abort();
-          throw e;
-        })
-      ));
+    if (agent?.status === "True") {
+      this.#phase(name, "AgentConnected", text(agent.lastTransitionTime));
     }
-  } finally {
-    clearTimeout(timer);
-    o.signal?.removeEventListener("abort", stopOuter);
-    ac.abort();
+    this.#judge(name);
   }
-  return names.filter((n) => pending.has(n));
+
+  #onVm(type: string, vm: ApiObject): void {
+    const name = vm.metadata.name;
+    if (!this.#reported.has(name)) return;
+    if (type === "DELETED") this.#vms.delete(name);
+    else this.#vms.set(name, vm);
+    this.#judge(name);
+  }
 }

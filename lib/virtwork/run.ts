@@ -363,7 +363,11 @@ export async function runPlan(
   const kept = result.vms.filter((v) => isKept(v.outcome)).map((v) => v.name);
   if (opts.wait !== false && !result.interrupted && kept.length > 0) {
     result.waited = true;
-    for (const n of kept) byName.get(n)!.phase = "Pending";
+    // A backend that follows phases from the create on may have reported some already.
+    for (const n of kept) {
+      const v = byName.get(n)!;
+      if (v.phase === "-") v.phase = "Pending";
+    }
     try {
       const pending = await backend.waitReady(kept, opts.timeoutSeconds * 1000, call);
       for (const n of pending) {

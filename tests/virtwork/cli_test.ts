@@ -22,10 +22,20 @@ interface Run {
   err: string;
 }
 
-async function virtwork(args: string[], deps: VirtworkDeps = {}): Promise<Run> {
+async function virtwork(
+  args: string[],
+  deps: VirtworkDeps = {},
+  onErr: (s: string) => void = () => {},
+): Promise<Run> {
   let out = "";
   let err = "";
-  const code = await main(args, { out: (s) => (out += s), err: (s) => (err += s) }, {
+  const code = await main(args, {
+    out: (s) => (out += s),
+    err: (s) => {
+      err += s;
+      onErr(s);
+    },
+  }, {
     env: { HOME: "/nonexistent" },
     client: { baseBackoffMs: 2, maxBackoffMs: 20 },
     auditor: noopAuditor, // tests/audit covers the database; keep the working directory clean
@@ -340,15 +350,18 @@ Deno.test("run: 401 exits 4 at once; an unreachable cluster exits 3; no config e
 
 Deno.test("run: Ctrl-C while waiting stops, exits 130 and says what exists", async () => {
   await withCluster({ readyAfterMs: () => undefined }, async ({ server, env }) => {
-    // Ctrl-C once the run polls its VMIs, i.e. every object exists and it is waiting.
+    // Ctrl-C once every VM's create was answered (its progress line), i.e. it is waiting; the
+    // readiness watch was opened before the VMs were made.
     const ctl = new AbortController();
     let settled = false;
-    const running = virtwork(["run", "--workloads", "cpu,network", "--poll-interval", "3600"], {
-      env,
-      signal: ctl.signal,
-    }).finally(() => settled = true);
+    let created = 0;
+    const running = virtwork(
+      ["run", "--workloads", "cpu,network", "--poll-interval", "3600"],
+      { env, signal: ctl.signal },
+      (s) => created += s.match(/^VM \S+ created$/gm)?.length ?? 0,
+    ).finally(() => settled = true);
     const polled = () => server.requestsMatching("GET", /virtualmachineinstances/).length > 0;
-    await until(() => settled || polled(), "the run to poll its VMIs");
+    await until(() => settled || (polled() && created === 3), "the run to wait for its VMIs");
     assert.ok(!settled, "the run ended before it waited");
     ctl.abort(new Error("SIGINT"));
     await until(() => settled, "the run to stop after Ctrl-C (its poll interval is an hour)");
@@ -398,8 +411,9 @@ Deno.test("run: a VMI that fails ends the wait at once: exit 4, its phase and re
       ["run", "--workloads", "cpu", "--timeout", "3600", "--poll-interval", "0.05"],
       { env },
     ).finally(() => settled = true);
-    const polled = () => server.requestsMatching("GET", /virtualmachineinstances/).length > 0;
-    await until(() => settled || polled(), "the run to poll its VMIs");
+    // The VMI exists once its VM was made; the run follows it from then on.
+    const made = () => server.objects("virtualmachineinstances").length > 0;
+    await until(() => settled || made(), "the run to make its VMI");
     assert.ok(!settled, "the run ended before it waited");
     server.failVmi("virtwork", "virtwork-cpu-1", "CrashedForTest");
     // The timeout is an hour: only a run that sees the failure ends within until()'s minute.
