@@ -119,5 +119,5 @@ export {
   WATCH_TIMEOUT_SECONDS,
 } from "./watch.ts";
 export type { FollowOptions, FollowStats, VersionedList, WatchApi, WatchEvent } from "./watch.ts";
-export { watchReadiness } from "./readiness.ts";
-export type { WatchReadinessOptions } from "./readiness.ts";
+export { ReadinessWatch, watchReadiness } from "./readiness.ts";
+export type { ReadinessWatchOptions, WatchReadinessOptions } from "./readiness.ts";
