@@ -15,6 +15,7 @@
  * @module
  */
 import { DomainState, DomainXmlFlags, type Libvirt, type StorageVolRef } from "../libvirt/mod.ts";
+import { storageVolCreateXmlFromLong } from "../libvirt/snapshot.ts";
 import type { FoundryConfig } from "./config.ts";
 import { domainDisks } from "./disks.ts";
 import { parseVirtualMachine } from "./loader.ts";
@@ -126,7 +127,8 @@ export async function cloneVm(
       const capacity = (await lv.storageVolGetInfo(from)).capacity;
       await lv.storageVolDelete(fresh);
       try {
-        await lv.storageVolCreateXmlFrom(
+        await storageVolCreateXmlFromLong(
+          lv,
           pool,
           `<volume><name>${d.volume}</name><capacity unit='bytes'>${capacity}</capacity>` +
             `<target><format type='qcow2'/></target></volume>`,

@@ -16,8 +16,21 @@
  */
 import type { XdrReader, XdrWriter } from "../xdr/mod.ts";
 import type { Libvirt } from "./client.ts";
+import { Procedure } from "./constants.ts";
 import type { CallOptions } from "./rpc.ts";
-import { type DomainRef, readDomain, readStr, writeDomain, writeOptStr, writeStr } from "./wire.ts";
+import {
+  type DomainRef,
+  readDomain,
+  readStr,
+  readVol,
+  type StoragePoolRef,
+  type StorageVolRef,
+  writeDomain,
+  writeOptStr,
+  writePool,
+  writeStr,
+  writeVol,
+} from "./wire.ts";
 
 /** Procedure numbers of `remote_procedure` used here. */
 export const SnapshotProcedure = {
@@ -109,6 +122,11 @@ export function writeSnapshot(w: XdrWriter, s: SnapshotRef): void {
 
 const P = SnapshotProcedure;
 const MUTATES: CallOptions = { mutates: true };
+/**
+ * A merge, a memory save or a copy takes as long as the data it moves: no call timeout (a daemon
+ * that stops answering is still caught by keepalive).
+ */
+const LONG: CallOptions = { mutates: true, timeoutMs: 0 };
 const snapFlags = (s: SnapshotRef, flags: number) => (w: XdrWriter) => {
   writeSnapshot(w, s);
   w.writeUint(flags);
@@ -191,7 +209,7 @@ export function revertToSnapshot(lv: Libvirt, snap: SnapshotRef, flags = 0): Pro
 
 /** Deletes `snap` (`SnapshotDeleteFlags`); for an external one, libvirt merges its overlays. */
 export function snapshotDelete(lv: Libvirt, snap: SnapshotRef, flags = 0): Promise<void> {
-  return lv.callRemote(P.DOMAIN_SNAPSHOT_DELETE, snapFlags(snap, flags), () => {}, MUTATES);
+  return lv.callRemote(P.DOMAIN_SNAPSHOT_DELETE, snapFlags(snap, flags), () => {}, LONG);
 }
 
 /** Starts a block commit of `disk` from `top` into `base` (null: the chain's ends). */
@@ -236,6 +254,29 @@ export function domainGetBlockJobInfo(
     cur: r.readUhyper(),
     end: r.readUhyper(),
   }));
+}
+
+/**
+ * Creates a volume in `pool` from XML with the data of `from` (qemu-img convert for file pools),
+ * without a call timeout: the copy takes as long as the data.
+ */
+export function storageVolCreateXmlFromLong(
+  lv: Libvirt,
+  pool: StoragePoolRef,
+  xml: string,
+  from: StorageVolRef,
+): Promise<StorageVolRef> {
+  return lv.callRemote(
+    Procedure.STORAGE_VOL_CREATE_XML_FROM,
+    (w) => {
+      writePool(w, pool);
+      writeStr(w, xml);
+      writeVol(w, from);
+      w.writeUint(0);
+    },
+    readVol,
+    LONG,
+  );
 }
 
 /** Ends the block job on `disk` (`BlockJobAbortFlags.PIVOT` to switch to the committed image). */
