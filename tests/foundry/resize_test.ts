@@ -11,8 +11,9 @@ import { domainSizes, resizeVm } from "../../lib/foundry/resize.ts";
 import { createVm } from "../../lib/foundry/vm.ts";
 import { VmOperationError } from "../../lib/foundry/vm_errors.ts";
 import { exitCodeFor } from "../../cli/_program.ts";
+import { main } from "../../cli/foundry.ts";
 import { libvirtTest } from "../libvirt/_env.ts";
-import { foundryFixture, testVm } from "./_fixture.ts";
+import { foundryFixture, testVm, writeConfigFile } from "./_fixture.ts";
 
 const GIB = 1024 ** 3;
 
@@ -87,6 +88,28 @@ libvirtTest(
         device: "vdc",
         sizeGB: 2,
       }]);
+
+      // The CLI: one line per change saying when it applies; a refusal is exit 4 with the reason.
+      const cfg = await writeConfigFile(fx);
+      const cli = async (...args: string[]) => {
+        const out: string[] = [];
+        const err: string[] = [];
+        const code = await main(
+          ["--config", cfg, "--audit-db", `${fx.dir}/audit.db`, "resize", name, ...args],
+          { out: (t: string) => void out.push(t), err: (t: string) => void err.push(t) },
+        );
+        return { code, out: out.join(""), err: err.join("") };
+      };
+      const text = await cli("--memory", "512M", "--disk", "vdb=3");
+      assert.equal(text.code, 0, text.err);
+      assert.match(text.out, /VM '.*': memory 0\.375 -> 0\.5 GiB: at the next boot\n/);
+      assert.match(text.out, /not running, in effect when it starts/);
+      assert.match(text.out, /disk vdb 3 -> 3 GB: unchanged\n/);
+      const shrink = await cli("--disk", "vdb=2");
+      assert.equal(shrink.code, 4);
+      assert.match(shrink.err, /shrinking a disk is refused/);
+      assert.equal((await cli()).code, 2, "nothing to resize is a usage error");
+      assert.equal((await cli("--vcpus", "0")).code, 2);
     } finally {
       await fx.cleanup();
     }
