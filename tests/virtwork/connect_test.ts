@@ -147,3 +147,67 @@ testNeeding(noCert, {
     }
   },
 });
+
+/** A TCP pass-through in front of `port` that counts the connections made through it. */
+function countingProxy(port: number): { port: number; count: () => number; close: () => void } {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  let count = 0;
+  (async () => {
+    for await (const client of listener) {
+      count++;
+      conns.add(client);
+      (async () => {
+        const target = await Deno.connect({ hostname: "127.0.0.1", port });
+        conns.add(target);
+        await Promise.all([
+          client.readable.pipeTo(target.writable).catch(() => {}),
+          target.readable.pipeTo(client.writable).catch(() => {}),
+        ]);
+      })().catch(() => {});
+    }
+  })().catch(() => {});
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    count: () => count,
+    close: () => {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* already closed */ }
+      }
+    },
+  };
+}
+
+testNeeding(noCert, {
+  name: "KubeClient over HTTPS reuses its connections: 40 requests, 4 at a time, not 40 handshakes",
+  async fn() {
+    const server = K8sTestServer.start({ tls: { ...cert!, ca: cert!.cert } });
+    server.seed("namespaces", { apiVersion: "v1", kind: "Namespace", metadata: { name: "x" } });
+    const proxy = countingProxy(Number(new URL(server.url).port));
+    try {
+      const kc = new KubeConfig();
+      kc.loadFromString(server.kubeconfig().replace(server.url, `https://127.0.0.1:${proxy.port}`));
+      const client = new KubeClient(kc, { maxAttempts: 1, qps: 1000, burst: 1000 });
+      let next = 0;
+      await Promise.all(Array.from({ length: 4 }, async () => {
+        while (next < 40) {
+          const i = next++;
+          await client.create("secrets", "x", {
+            apiVersion: "v1",
+            kind: "Secret",
+            metadata: { name: `s-${i}` },
+          });
+        }
+      }));
+      assert.equal(server.objects("secrets").length, 40);
+      // One connection per request in flight at once (a few more if one was closed meanwhile).
+      assert.ok(proxy.count() <= 8, `${proxy.count()} connections for 40 requests`);
+    } finally {
+      proxy.close();
+      await server.close();
+    }
+  },
+});
