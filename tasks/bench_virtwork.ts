@@ -13,7 +13,7 @@
  * the floor is the ratio the acceptance bounds (1.1).
  *
  * Usage: `deno task bench:virtwork [--vms 1000] [--latency-ms 20] [--ready-ms 500]
- * [--ready-spread-ms 1000] [--qps N] [--burst N] [--audit]`
+ * [--ready-spread-ms 1000] [--qps N] [--burst N] [--audit] [--cli-v8-flags FLAGS]`
  * @module
  */
 import process from "node:process";
@@ -41,6 +41,8 @@ export interface BenchOptions {
   audit?: boolean;
   /** Readiness timeout of the run, s (default 600). */
   timeoutSeconds?: number;
+  /** V8 flags of the CLI process (`--prof,--logfile=...` to profile it). */
+  cliV8Flags?: string;
   /** Memory samples this far apart, ms (default 250). */
   sampleMs?: number;
 }
@@ -169,6 +171,7 @@ export async function benchVirtwork(o: BenchOptions): Promise<BenchResult> {
       "--allow-net",
       "--allow-env",
       "--allow-sys=hostname",
+      ...(o.cliV8Flags ? [`--v8-flags=${o.cliV8Flags}`] : []),
       cli,
       "run",
       "--workloads",
@@ -398,6 +401,7 @@ if (import.meta.main) {
       qps: { type: "string" },
       burst: { type: "string" },
       audit: { type: "boolean", default: false },
+      "cli-v8-flags": { type: "string" },
     },
   });
   const r = await benchVirtwork({
@@ -408,6 +412,7 @@ if (import.meta.main) {
     ...(values.qps !== undefined ? { qps: Number(values.qps) } : {}),
     ...(values.burst !== undefined ? { burst: Number(values.burst) } : {}),
     audit: values.audit,
+    ...(values["cli-v8-flags"] ? { cliV8Flags: values["cli-v8-flags"] } : {}),
   });
   for (const l of figureLines(r)) console.log(l);
   if (r.stderrTail) console.error(r.stderrTail);
