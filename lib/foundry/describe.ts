@@ -25,6 +25,7 @@ import type { Phase, VirtualMachine, VirtualMachineStatus } from "./types.ts";
 export interface DescribedCondition {
   /** `Ready`, `AgentConnected` or `CloudInitDone`. */
   type: string;
+  /** Whether it holds. */
   status: "True" | "False" | "Unknown";
   /** RFC 3339 time of the last change of `status`; null when nothing tells it. */
   lastTransitionTime: string | null;
@@ -82,11 +83,15 @@ export interface DescribedOperation {
 
 /** What `foundry describe` shows. */
 export interface VmDescription {
+  /** The domain's name. */
   name: string;
+  /** The domain's UUID. */
   uuid: string;
   /** Whether foundry created the domain (it carries a foundry spec). */
   managed: boolean;
+  /** Labels of the stored spec. */
   labels: Record<string, string>;
+  /** Annotations of the stored spec. */
   annotations: Record<string, string>;
   /** The stored spec; null for a domain foundry did not create. */
   spec: VirtualMachine["spec"] | null;
@@ -106,7 +111,9 @@ export interface VmDescription {
   };
   /** Every address known, labelled by its source (agent, then lease, then spec). */
   addresses: DescribedAddress[];
+  /** The domain's disks in XML order. */
   disks: DescribedDisk[];
+  /** `Ready`, `AgentConnected`, `CloudInitDone`. */
   conditions: DescribedCondition[];
   /** Recent operations on the VM, newest first (empty unless the caller adds them). */
   events: DescribedOperation[];

@@ -47,11 +47,13 @@ export const DiskChangeReason = { MISSING_ON_START: 0, DROP_MISSING_ON_START: 1 
 
 /** The guest rebooted (`remote_domain_event_callback_reboot_msg`). */
 export interface DomainRebootEvent {
+  /** The domain it concerns. */
   domain: DomainRef;
 }
 
 /** A block job ended or is ready to pivot (`remote_domain_event_block_job_2_msg`). */
 export interface DomainBlockJobEvent {
+  /** The domain it concerns. */
   domain: DomainRef;
   /** The disk's target (`vda`) or, for some jobs, its path. */
   disk: string;
@@ -63,6 +65,7 @@ export interface DomainBlockJobEvent {
 
 /** A disk's source changed or was dropped (`remote_domain_event_disk_change_msg`). */
 export interface DomainDiskChangeEvent {
+  /** The domain it concerns. */
   domain: DomainRef;
   /** The old source path, when there was one. */
   oldSrcPath: string | null;
@@ -76,6 +79,7 @@ export interface DomainDiskChangeEvent {
 
 /** A device was unplugged from the guest (`remote_domain_event_device_removed_msg`). */
 export interface DomainDeviceRemovedEvent {
+  /** The domain it concerns. */
   domain: DomainRef;
   /** The device's alias (`virtio-disk1`, `net1`). */
   devAlias: string;
@@ -136,9 +140,13 @@ export type ExtraEventKind = keyof typeof KINDS;
 
 /** The record each kind's listener receives. */
 export interface ExtraEventMap {
+  /** The guest rebooted. */
   reboot: DomainRebootEvent;
+  /** A block job ended or is ready. */
   blockJob: DomainBlockJobEvent;
+  /** A disk source changed. */
   diskChange: DomainDiskChangeEvent;
+  /** A device was unplugged. */
   deviceRemoved: DomainDeviceRemovedEvent;
 }
 
