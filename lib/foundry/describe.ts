@@ -339,9 +339,16 @@ async function guestFacts(
 }
 
 /**
- * The `Ready` condition of a domain in state `state`. Its time is the one foundry recorded when
- * the status is still the recorded one; otherwise (the VM was started or stopped by another
- * client) the guest's boot time for a running VM, else unknown.
+ * How much later than foundry's record the guest's boot may be and still be that start: the
+ * kernel starts a while after the domain (firmware, boot loader; minutes on a loaded TCG host).
+ */
+const BOOT_AFTER_START_MS = 5 * 60_000;
+
+/**
+ * The `Ready` condition of a domain in state `state`. Its time is the one foundry recorded while
+ * the status is still the recorded one and the guest has not booted well after it; otherwise (the
+ * VM was started or stopped by another client, virsh) the guest's boot time for a running VM,
+ * else unknown.
  */
 export function readyCondition(
   state: number,
@@ -350,12 +357,12 @@ export function readyCondition(
 ): DescribedCondition {
   const now = statusFromDomainState(state, 1, new Date(0), {}).conditions![0]!;
   const old = stored?.conditions?.find((c) => c.type === "Ready");
-  const time = old && old.status === now.status && old.lastTransitionTime
+  const recorded = old && old.status === now.status && old.lastTransitionTime
     ? old.lastTransitionTime
-    : now.status === "True"
-    ? bootTime
     : null;
-  return { ...now, lastTransitionTime: time };
+  const bootedSince = now.status === "True" && bootTime !== null &&
+    (recorded === null || Date.parse(bootTime) > Date.parse(recorded) + BOOT_AFTER_START_MS);
+  return { ...now, lastTransitionTime: bootedSince ? bootTime : recorded };
 }
 
 async function volumeInfo(

@@ -58,7 +58,7 @@ Deno.test("agentChannelState() finds the guest agent channel's state only", () =
   assert.equal(agentChannelState("<domain/>"), null);
 });
 
-Deno.test("readyCondition() keeps the recorded time, else boot time while running, else none", () => {
+Deno.test("readyCondition(): the recorded time, unless the guest booted well after it; else boot time or none", () => {
   const stored = {
     conditions: [{
       type: "Ready",
@@ -68,8 +68,18 @@ Deno.test("readyCondition() keeps the recorded time, else boot time while runnin
       lastTransitionTime: "2025-01-01T00:00:00Z",
     }],
   };
+  // Booted a minute after foundry started it: that start.
+  assert.equal(
+    readyCondition(DomainState.RUNNING, stored, "2025-01-01T00:01:00Z").lastTransitionTime,
+    "2025-01-01T00:00:00Z",
+  );
+  // Booted long after: restarted by another client since; its boot is the change.
   assert.equal(
     readyCondition(DomainState.RUNNING, stored, "2025-06-01T00:00:00Z").lastTransitionTime,
+    "2025-06-01T00:00:00Z",
+  );
+  assert.equal(
+    readyCondition(DomainState.RUNNING, stored, null).lastTransitionTime,
     "2025-01-01T00:00:00Z",
   );
   // Stopped by another client: the record says True, so its time is not this change's.

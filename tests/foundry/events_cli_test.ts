@@ -110,36 +110,55 @@ libvirtTest(
   },
 );
 
-libvirtTest("describe works on a domain foundry did not create; unknown names exit 4", async () => {
-  const lv = await Libvirt.connect();
-  const name = uniqueName("h5-desc");
-  const d = await lv.domainDefineXml(tinyDomainXml(name));
-  const out: string[] = [];
-  const err: string[] = [];
-  const io = { out: (s: string) => void out.push(s), err: (s: string) => void err.push(s) };
-  try {
-    assert.equal(await main(["--no-audit", "describe", name, "-o", "json"], io), 0, err.join(""));
-    const desc = JSON.parse(out.join("")) as VmDescription;
-    assert.equal(desc.managed, false);
-    assert.equal(desc.spec, null);
-    assert.equal(desc.live.state, "shut off");
-    assert.deepEqual(
-      desc.conditions.map((c) => `${c.type}=${c.status}/${c.reason}`),
-      [
-        "Ready=False/VMStopped",
-        "AgentConnected=False/VMNotRunning",
-        "CloudInitDone=Unknown/VMNotRunning",
-      ],
-    );
-    assert.deepEqual(desc.disks, []);
-    out.length = 0;
-    assert.equal(await main(["--no-audit", "describe", `${name}-x`], io), 4);
-    assert.match(err.join(""), /does not exist/);
-    err.length = 0;
-    assert.equal(await main(["--no-audit", "events", `${name}-x`], io), 4);
-    assert.match(err.join(""), /does not exist/);
-  } finally {
-    await lv.domainUndefine(d).catch(() => {});
-    await lv.close();
-  }
-});
+libvirtTest(
+  "describe works on a domain foundry did not create, lists its audited operations; unknown names exit 4",
+  async () => {
+    const lv = await Libvirt.connect();
+    const name = uniqueName("h5-desc");
+    const d = await lv.domainDefineXml(tinyDomainXml(name));
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = { out: (s: string) => void out.push(s), err: (s: string) => void err.push(s) };
+    const db = await Deno.makeTempFile({ suffix: ".db" });
+    await Deno.remove(db);
+    try {
+      // Two audited operations, then describe lists them from the same database, newest first.
+      assert.equal(await main(["--audit-db", db, "start", name], io), 0, err.join(""));
+      assert.equal(await main(["--audit-db", db, "stop", name], io), 0, err.join(""));
+      out.length = 0;
+      assert.equal(
+        await main(["--audit-db", db, "describe", name, "-o", "json"], io),
+        0,
+        err.join(""),
+      );
+      const desc = JSON.parse(out.join("")) as VmDescription;
+      assert.equal(desc.managed, false);
+      assert.equal(desc.spec, null);
+      assert.equal(desc.live.state, "shut off");
+      assert.deepEqual(
+        desc.conditions.map((c) => `${c.type}=${c.status}/${c.reason}`),
+        [
+          "Ready=False/VMStopped",
+          "AgentConnected=False/VMNotRunning",
+          "CloudInitDone=Unknown/VMNotRunning",
+        ],
+      );
+      assert.deepEqual(desc.disks, []);
+      assert.deepEqual(desc.events.map((e) => `${e.operation}:${e.status}`), [
+        "stop:succeeded",
+        "start:succeeded",
+      ]);
+      out.length = 0;
+      assert.equal(await main(["--no-audit", "describe", `${name}-x`], io), 4);
+      assert.match(err.join(""), /does not exist/);
+      err.length = 0;
+      assert.equal(await main(["--no-audit", "events", `${name}-x`], io), 4);
+      assert.match(err.join(""), /does not exist/);
+    } finally {
+      await lv.domainDestroy(d).catch(() => {});
+      await lv.domainUndefine(d).catch(() => {});
+      await lv.close();
+      for (const f of [db, `${db}-wal`, `${db}-shm`]) await Deno.remove(f).catch(() => {});
+    }
+  },
+);
