@@ -140,6 +140,7 @@ export async function guestExecStream(
   const call = <T>(cmd: string, args: Record<string, unknown>) =>
     agentCall<T>(lv, domain, cmd, args, 30);
   const handles: number[] = [];
+  let running: number | undefined;
   try {
     const out = new OutputFile(
       await call<number>("guest-file-open", { path: `${dir}/out`, mode: "r" }),
@@ -156,6 +157,7 @@ export async function guestExecStream(
       arg: ["-c", WRAPPER, dir, ...argv],
       ...(opts.stdin ? { "input-data": b64(opts.stdin) } : {}),
     });
+    running = pid;
     const started = performance.now();
     let killedAt: number | undefined;
     let timedOut = false;
@@ -167,6 +169,7 @@ export async function guestExecStream(
         { pid },
       );
       if (st.exited) {
+        running = undefined;
         // Everything it wrote is in the files now: read them to the end.
         while (await out.drain(call, PER_POLL) > 0);
         while (await err.drain(call, PER_POLL) > 0);
@@ -196,11 +199,27 @@ export async function guestExecStream(
       await sleep(pause, killedAt === undefined ? signal : undefined);
     }
   } finally {
+    // Failed or interrupted while the command runs (an agent call in flight rejected): it must
+    // not outlive foundry in the guest.
+    if (running !== undefined) await endGuestProcess(lv, domain, running);
     for (const handle of handles) {
       await agentCall(lv, domain, "guest-file-close", { handle }, 5).catch(() => {});
     }
     await guestExec(lv, domain, "/bin/rm", ["-rf", "--", dir], 10_000).catch(() => {});
   }
+}
+
+/** SIGTERM to `pid`, SIGKILL when it has not ended 3 s later; reaps its status. */
+async function endGuestProcess(lv: Libvirt, domain: DomainRef, pid: number): Promise<void> {
+  await killGuestProcess(lv, domain, pid, "TERM");
+  for (const started = performance.now(); performance.now() - started < 3_000;) {
+    const st = await agentCall<{ exited: boolean }>(lv, domain, "guest-exec-status", { pid }, 5)
+      .catch(() => ({ exited: true }));
+    if (st.exited) return;
+    await sleep(200);
+  }
+  await killGuestProcess(lv, domain, pid, "KILL");
+  await agentCall(lv, domain, "guest-exec-status", { pid }, 5).catch(() => {});
 }
 
 /** Sends `SIGsig` to `pid` in the guest (the shell's own kill: no procps needed). */

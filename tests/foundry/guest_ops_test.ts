@@ -64,6 +64,9 @@ class FakeGuest {
   /** Fail guest-file-write after this many writes. */
   failWriteAfter = Infinity;
   writes = 0;
+  /** Fail guest-file-read after this many reads. */
+  failReadAfter = Infinity;
+  reads = 0;
 
   answer(cmd: Cmd): unknown {
     this.commands.push(cmd);
@@ -84,6 +87,7 @@ class FakeGuest {
         return h;
       }
       case "guest-file-read": {
+        if (++this.reads > this.failReadAfter) return { error: { desc: "read failed" } };
         const h = this.handles.get(a.handle as number)!;
         if (h.eof) return { count: 0, "buf-b64": "", eof: true }; // glibc's sticky EOF
         const data = this.files.get(h.path)!;
@@ -373,5 +377,18 @@ Deno.test("guestReadFileTail returns the last bytes of a file, whatever its size
     assert.equal(tail, "THE END\n");
     const all = await guestReadFileTail(lv, domain, "/var/log/x", { maxBytes: 1_000_000 });
     assert.equal(all.length, 100_008);
+  });
+});
+
+Deno.test("guestExecStream ends the guest process when it fails while the command runs", async () => {
+  await withFake(async (lv, g) => {
+    g.plan = { steps: [{ out: "tick\n" }], endless: true };
+    g.failReadAfter = 3;
+    await assert.rejects(
+      guestExecStream(lv, domain, ["journalctl", "-f"], { maxPollMs: 20 }),
+      /read failed/,
+    );
+    const proc = [...g.procs.values()].find((p) => p.argv[0] === "journalctl");
+    assert.equal(proc?.killed, "TERM", "the command was left running in the guest");
   });
 });

@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import { guestExecStream } from "../../../lib/foundry/guest_exec.ts";
 import type { Day2Guest } from "./_guest.ts";
 
+const FOUNDRY = new URL("../../../cli/foundry.ts", import.meta.url).pathname;
+
 function randomBytes(n: number): Uint8Array {
   const b = new Uint8Array(n);
   for (let i = 0; i < n; i += 65536) crypto.getRandomValues(b.subarray(i, i + 65536));
@@ -106,6 +108,79 @@ export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> 
       assert.equal(r.exitCode, 0);
       const out = new TextDecoder().decode(new Uint8Array(chunks.flatMap((c) => [...c])));
       assert.equal(out.split(" ")[0], await sha256(input));
+    },
+  );
+
+  await t.step("exec -i in a real process sends its stdin to the command", async () => {
+    const input = randomBytes(50_000);
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        FOUNDRY,
+        "--config",
+        guest.configFile,
+        "exec",
+        "-i",
+        guest.name,
+        "--",
+        "sha256sum",
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const w = child.stdin.getWriter();
+    await w.write(input);
+    await w.close();
+    const out = await child.output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.equal(new TextDecoder().decode(out.stdout).split(" ")[0], await sha256(input));
+  });
+
+  await t.step(
+    "logs -f follows until SIGINT (exit 130), and ends the reader in the guest",
+    async () => {
+      const marker = `h4-follow-${tag}`;
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          FOUNDRY,
+          "--config",
+          guest.configFile,
+          "logs",
+          "-f",
+          "--tail",
+          "1",
+          guest.name,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let seen = "";
+      const deadline = Date.now() + 120_000;
+      let logged = false;
+      while (!seen.includes(marker)) {
+        if (Date.now() > deadline) throw new Error(`no ${marker} in: ${seen.slice(-2000)}`);
+        if (!logged && seen.length > 0) {
+          // Written after the follow began: only a follow shows it.
+          await guest.sh(`systemd-cat -t h4 echo ${marker}`);
+          logged = true;
+        }
+        const { value, done } = await reader.read();
+        if (done) break;
+        seen += value;
+      }
+      assert.ok(seen.includes(marker), seen.slice(-2000));
+      child.kill("SIGINT");
+      reader.releaseLock();
+      await child.stdout.cancel().catch(() => {});
+      const status = await child.status;
+      await child.stderr.cancel().catch(() => {});
+      assert.equal(status.code, 130);
+      assert.equal(await guest.sh("pgrep -c -f 'journalctl --no-pager -b -n [1] -f' || true"), "0");
     },
   );
 
