@@ -4,7 +4,7 @@
  * beside the destination, renamed over it only once complete, and removed on failure.
  * @module
  */
-import type { DomainRef, Libvirt } from "../libvirt/mod.ts";
+import { type DomainRef, type Libvirt, LibvirtError } from "../libvirt/mod.ts";
 import {
   clip,
   GuestAgentError,
@@ -216,6 +216,16 @@ export async function copyFromGuest(
     return { destination, bytes };
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
-    throw e;
+    throw openError(e, `cannot read ${guestPath} in the guest`);
   }
+}
+
+/**
+ * The daemon's wrapping of an agent's refusal to open a file ("internal error: unable to execute
+ * QEMU agent command 'guest-file-open': failed to open file ...") as a short GuestAgentError.
+ */
+function openError(e: unknown, what: string): unknown {
+  if (!(e instanceof LibvirtError)) return e;
+  const m = /'guest-file-open': (.*)$/s.exec(e.message);
+  return m ? new GuestAgentError(`${what}: ${clip(m[1]!, 500)}`, { cause: e }) : e;
 }
