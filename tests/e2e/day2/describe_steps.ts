@@ -171,6 +171,7 @@ export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> 
     const cli = spawnFoundry(guest, ["events", guest.name, "-o", "json"]);
     const watch = spawnFoundry(guest, ["list", "-w", "-o", "json", "-l", "suite=day2"]);
     let restarted = false;
+    let startedAt = 0;
     try {
       await subscribed;
       await cli.until(() => cli.err.includes("Watching events"), 120_000, "ready notice");
@@ -190,6 +191,7 @@ export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> 
       };
       await virsh("shutdown", guest.name, "--mode", "agent");
       await saw((e) => e.event === "Stopped", 600_000, "Stopped event");
+      startedAt = Date.now();
       await virsh("start", guest.name);
       restarted = true;
       await saw((e) => e.event === "Started", 120_000, "Started event");
@@ -251,5 +253,16 @@ export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> 
       }
     }
     assert.equal(await guest.sh("echo up"), "up");
+
+    // describe now dates Ready and AgentConnected from this boot, not from foundry's old record.
+    const after = await guest.foundry(["describe", guest.name, "-o", "json"]);
+    assert.equal(after.code, 0, after.err);
+    const conds = (JSON.parse(after.out) as VmDescription).conditions;
+    for (const type of ["Ready", "AgentConnected"]) {
+      const c = conds.find((x) => x.type === type)!;
+      assert.equal(c.status, "True", type);
+      const at = assertRecent(c.lastTransitionTime, type);
+      assert.ok(at >= startedAt - 60_000, `${type} ${c.lastTransitionTime} after the restart`);
+    }
   });
 }
