@@ -28,7 +28,7 @@ export const FOUNDRY_COMMANDS: readonly LazyCommands<Factory>[] = [
   },
   { words: ["list", "ls"], load: async () => [(await import("./foundry/list.ts")).listCommand] },
   {
-    words: ["get", "describe", "vm"],
+    words: ["get", "vm"],
     load: async () => {
       const m = await import("./foundry/get.ts");
       return [m.getCommand, m.vmCommand];
@@ -56,6 +56,26 @@ export const FOUNDRY_COMMANDS: readonly LazyCommands<Factory>[] = [
     words: ["history"],
     load: async () => [(await import("./foundry/history.ts")).historyCommand],
   },
+  // Day-2 operations (issue 14).
+  {
+    words: ["console"],
+    load: async () => [(await import("./foundry/console.ts")).consoleCommand],
+  },
+  { words: ["exec"], load: async () => [(await import("./foundry/exec.ts")).execCommand] },
+  { words: ["cp"], load: async () => [(await import("./foundry/cp.ts")).cpCommand] },
+  { words: ["logs"], load: async () => [(await import("./foundry/logs.ts")).logsCommand] },
+  { words: ["ssh"], load: async () => [(await import("./foundry/ssh.ts")).sshCommand] },
+  {
+    words: ["describe"],
+    load: async () => [(await import("./foundry/describe.ts")).describeCommand],
+  },
+  { words: ["events"], load: async () => [(await import("./foundry/events.ts")).eventsCommand] },
+  {
+    words: ["snapshot"],
+    load: async () => [(await import("./foundry/snapshot.ts")).snapshotCommand],
+  },
+  { words: ["clone"], load: async () => [(await import("./foundry/clone.ts")).cloneCommand] },
+  { words: ["resize"], load: async () => [(await import("./foundry/resize.ts")).resizeCommand] },
   {
     words: ["completion"],
     load: async () => [(await import("./foundry/completion.ts")).completionCommand],

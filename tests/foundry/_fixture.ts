@@ -92,7 +92,8 @@ const ADDRESS_COUNTER = `${Deno.env.get("TMPDIR") ?? "/tmp"}/foundry-test-addres
 /** Host numbers the end-to-end boot test uses itself. */
 const RESERVED_HOSTS = new Set([77]);
 
-function nextHostNumber(): number {
+/** The next host number (20-250) no other test VM holds; shared across workers through a locked file. */
+export function nextHostNumber(): number {
   const f = Deno.openSync(ADDRESS_COUNTER, { read: true, write: true, create: true, mode: 0o600 });
   try {
     f.lockSync(true);

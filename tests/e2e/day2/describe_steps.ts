@@ -1,8 +1,10 @@
 /**
  * Day-2 step "describe": `foundry describe` shows the agent and cloud-init conditions with their
- * times, the agent's address and the disks with their sizes; `foundry events` (the library's
- * iterator, the CLI as a subprocess with -o json) and `foundry list -w` show a stop and start done
- * by another client (virsh). The guest is left running with its agent answering.
+ * times, the agent's address and the disks with their sizes. {@linkcode restartWatched}: `foundry
+ * events` (the library's iterator, the CLI as a subprocess with -o json) and `foundry list -w` show
+ * a stop and start done by another client (virsh); the snapshot step uses it for its own restart,
+ * so that the guest reboots once for snapshot revert, events and clone together (a TCG boot on a
+ * loaded 2-core host costs many minutes). The guest is left running with its agent answering.
  */
 import assert from "node:assert/strict";
 import { type VmEvent, watchEvents } from "../../../lib/foundry/events.ts";
@@ -153,8 +155,20 @@ export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> 
       assert.match(missing.err, /does not exist/);
     },
   );
+}
 
-  await t.step("events and list -w show a stop and start done by another client", async () => {
+/**
+ * Stops the guest with `virsh shutdown` (another client), runs `whileStopped` while it is shut off,
+ * starts it with `virsh start`, and checks that `foundry events` (library and CLI) and `list -w`
+ * saw both, and that describe dates Ready and AgentConnected from the new boot. Leaves the guest
+ * running with its agent answering.
+ */
+export async function restartWatched(
+  guest: Day2Guest,
+  t: Deno.TestContext,
+  whileStopped: (step: Deno.TestContext) => Promise<void>,
+): Promise<void> {
+  await t.step("events and list -w show a stop and start done by another client", async (s) => {
     const seen: VmEvent[] = [];
     const stop = new AbortController();
     let ready!: () => void;
@@ -191,6 +205,7 @@ export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> 
       };
       await virsh("shutdown", guest.name, "--mode", "agent");
       await saw((e) => e.event === "Stopped", 600_000, "Stopped event");
+      await whileStopped(s);
       startedAt = Date.now();
       await virsh("start", guest.name);
       restarted = true;

@@ -1,12 +1,16 @@
 /**
  * Snapshots on the shared guest through the CLI: a quiesced snapshot, a file changed in the guest,
- * revert, the file is as before; delete; no overlay left in the pool; the guest ends running with
- * its agent answering.
+ * revert, the file is as before; delete; no overlay left in the pool. The revert needs the guest
+ * stopped and started again, and so do clone (a stopped source) and events (a stop and start by
+ * another client): all three share one restart here ({@linkcode restartWatched}), and the clone
+ * boots while the source does. The guest ends running with its agent answering.
  */
 import assert from "node:assert/strict";
 import { DomainState } from "../../../lib/libvirt/mod.ts";
 import { guestExec } from "../../../lib/foundry/agent.ts";
 import type { Day2Guest } from "./_guest.ts";
+import { restartWatched } from "./describe_steps.ts";
+import { checkClone, cloneName, cloneRefused, cloneStopped, destroyClone } from "./clone_steps.ts";
 
 async function poolVolumes(guest: Day2Guest): Promise<string[]> {
   const p = await guest.lv.storagePoolLookupByName(guest.config.vmsPool);
@@ -46,12 +50,23 @@ export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> 
       assert.deepEqual(items.map((s) => [s.name, s.current]), [[snap, true]]);
     });
 
-    await t.step("change the file, revert, the file is back", async () => {
+    await t.step("change the file", async () => {
       await guest.sh(`echo changed > ${file} && sync`);
       assert.equal(await guest.sh(`cat ${file}`), "changed");
-      const r = await guest.foundry(["snapshot", "revert", guest.name, snap]);
-      assert.equal(r.code, 0, r.err);
-      assert.match(r.out, /reverted to snapshot .* and started/);
+    });
+
+    await cloneRefused(guest, t);
+    // Stopped by another client; cloned and reverted while stopped; started by another client.
+    await restartWatched(guest, t, async (s) => {
+      await cloneStopped(guest, s);
+      await s.step("revert while stopped", async () => {
+        const r = await guest.foundry(["snapshot", "revert", guest.name, snap, "--no-start"]);
+        assert.equal(r.code, 0, r.err);
+        assert.match(r.out, /reverted to snapshot/);
+      });
+    });
+
+    await t.step("after the revert the file is back", async () => {
       await agentBack(guest, 900_000);
       assert.equal(await guest.sh(`cat ${file}`), "original");
     });
@@ -59,14 +74,18 @@ export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> 
     await t.step("delete leaves no overlay", async () => {
       const r = await guest.foundry(["snapshot", "delete", guest.name, snap]);
       assert.equal(r.code, 0, r.err);
-      assert.deepEqual(await poolVolumes(guest), before);
+      // The clone's own volumes are in the same pool until it is destroyed.
+      const clones = `${cloneName(guest)}_`;
+      assert.deepEqual((await poolVolumes(guest)).filter((v) => !v.startsWith(clones)), before);
       const list = await guest.foundry(["snapshot", "list", guest.name, "-o", "json"]);
       assert.deepEqual(JSON.parse(list.out), []);
       const missing = await guest.foundry(["snapshot", "delete", guest.name, snap]);
       assert.equal(missing.code, 4);
     });
+    await checkClone(guest, t);
   } finally {
     await guest.foundry(["snapshot", "delete", guest.name, snap]).catch(() => {});
+    await destroyClone(guest, t, before);
   }
 
   await t.step("the guest runs with its agent up", async () => {
