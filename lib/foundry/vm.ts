@@ -238,7 +238,13 @@ export async function createVm(
       name: v.name,
       key: v.key,
     }));
-    const xml = buildDomainXml(vm, { domainType, pool: poolName, uuid, volumes: created });
+    // Default resize headroom stops at what the host has (when the survey learnt it).
+    const hostRes = checked.facts.host;
+    const host = {
+      ...(hostRes?.cpus ? { cpus: hostRes.cpus } : {}),
+      ...(hostRes?.memoryBytes ? { memoryMiB: Math.floor(hostRes.memoryBytes / 2 ** 20) } : {}),
+    };
+    const xml = buildDomainXml(vm, { domainType, pool: poolName, uuid, volumes: created, host });
     let domain: DomainRef;
     try {
       // A fresh UUID makes libvirt refuse (not overwrite) a domain of the same name defined by a
