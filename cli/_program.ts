@@ -43,6 +43,8 @@ const codeByErrorName = new Map<string, number>([
   ["VmNotFoundError", ExitCode.VM_OPERATION],
   ["VmNotRunningError", ExitCode.VM_OPERATION],
   ["WaitTimeoutError", ExitCode.VM_OPERATION],
+  ["GuestAgentError", ExitCode.VM_OPERATION],
+  ["GuestFileTooLargeError", ExitCode.VM_OPERATION],
   ["StorageError", ExitCode.STORAGE],
   ["PullLimitError", ExitCode.STORAGE],
   ["InterruptedError", ExitCode.INTERRUPTED],

@@ -38,6 +38,7 @@ export type {
   NetworkInterface,
   ObjectMeta,
   Phase,
+  Resources,
   UserDataExtras,
   VirtualMachine,
   VirtualMachineSpec,
@@ -267,3 +268,47 @@ export {
   guestReadFileTail,
 } from "./agent.ts";
 export type { GuestExecResult, GuestInterface, GuestReadOptions } from "./agent.ts";
+// Day 2: commands in the guest, files, console, address, describe, events, snapshots, clone, resize.
+export { GUEST_EXEC_MAX_STDIN, guestExecStream } from "./guest_exec.ts";
+export type { GuestExecStreamOptions, GuestExecStreamResult } from "./guest_exec.ts";
+export { copyFromGuest, copyToGuest, GUEST_COPY_MAX_BYTES } from "./guest_files.ts";
+export type { GuestCopyOptions, GuestCopyResult } from "./guest_files.ts";
+export { CONSOLE_ESCAPE, runConsoleSession } from "./guest_console.ts";
+export type { ConsoleEnd, ConsoleSessionIo } from "./guest_console.ts";
+export { vmAddress } from "./guest_address.ts";
+export { describeVm } from "./describe.ts";
+export type {
+  DescribedAddress,
+  DescribedCondition,
+  DescribedDisk,
+  DescribedOperation,
+  DescribeOptions,
+  VmDescription,
+} from "./describe.ts";
+export { DEFAULT_EVENT_QUEUE, VM_EVENT_TYPES, watchEvents } from "./events.ts";
+export type { VmEvent, VmEventType, WatchEventsOptions } from "./events.ts";
+export {
+  createSnapshot,
+  deleteSnapshot,
+  listSnapshots,
+  revertSnapshot,
+  SNAPSHOT_NAME,
+  SnapshotError,
+} from "./snapshot.ts";
+export type {
+  CreateSnapshotOptions,
+  RevertSnapshotOptions,
+  SnapshotDisk,
+  SnapshotInfo,
+} from "./snapshot.ts";
+export { cloneVm, SourceRunningError } from "./clone.ts";
+export type { CloneOptions } from "./clone.ts";
+export { resizeVm } from "./resize.ts";
+export type {
+  Applied,
+  FilesystemGrowth,
+  ResizeChange,
+  ResizeOptions,
+  ResizeRequest,
+  ResizeResult,
+} from "./resize.ts";
