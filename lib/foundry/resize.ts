@@ -112,10 +112,17 @@ export interface ResizeOptions {
   onStep?: (line: string) => void;
   /** How long to wait for the guest to see a hot-plugged vCPU or a grown disk (default 30 s). */
   guestWaitMs?: number;
+  /**
+   * Hot-plug vCPUs into a TCG domain anyway (default false: {@linkcode tcgHotplugDeferred}); for
+   * domains that run no guest code worth losing, such as tests on hosts without KVM.
+   */
+  hotplugOnTcg?: boolean;
 }
 
 /** The sizes a domain has, from its XML. */
 export interface DomainSizes {
+  /** The domain type (`kvm`, `qemu` for TCG), "" when absent. */
+  type: string;
   /** `<vcpu current>` (or the maximum when there is no `current`). */
   vcpus: number;
   /** `<vcpu>`: the most vCPUs without a restart. */
@@ -184,7 +191,14 @@ export function domainSizes(xml: string): DomainSizes {
     if (src.file !== undefined) entry.file = src.file;
     disks.set(dev, entry);
   }
-  return { vcpus: current, maxVcpus, memoryMiB, maxMemoryMiB, disks };
+  return {
+    type: domain.attributes.type ?? "",
+    vcpus: current,
+    maxVcpus,
+    memoryMiB,
+    maxMemoryMiB,
+    disks,
+  };
 }
 
 /** What {@linkcode planResize} decides for vCPUs or memory. */
@@ -237,6 +251,21 @@ export function planScalar(
       `(${show(max)}): applied at the next boot (foundry restart); it keeps ${
         show(current)
       } until then`,
+  };
+}
+
+/**
+ * A vCPU hot-plug on a TCG domain (type `qemu`) goes to the next boot instead: QEMU 7.2's TCG can
+ * abort the whole VM when a vCPU thread is added (`tcg_region_initial_alloc__locked: assertion
+ * failed`, seen here when the running vCPU's translation regions were all in use), and losing the
+ * VM is worse than waiting for a restart. KVM domains hot-plug live. Pure, for tests.
+ */
+export function tcgHotplugDeferred(p: ScalarPlan): ScalarPlan {
+  return {
+    ...p,
+    applied: "nextBoot",
+    message: `vCPUs ${p.from} -> ${p.to}: not hot-plugged into a TCG (domain type qemu) VM, ` +
+      `whose QEMU 7.2 can abort when a vCPU is added; applied at the next boot (foundry restart)`,
   };
 }
 
@@ -554,7 +583,10 @@ export async function resizeVm(
   };
   try {
     if (req.vcpus !== undefined) {
-      const p = planScalar("vCPUs", running, live.vcpus, live.maxVcpus, config.maxVcpus, req.vcpus);
+      let p = planScalar("vCPUs", running, live.vcpus, live.maxVcpus, config.maxVcpus, req.vcpus);
+      if (p.applied === "live" && p.to > p.from && live.type === "qemu" && !opts.hotplugOnTcg) {
+        p = tcgHotplugDeferred(p);
+      }
       const change: ResizeChange = { what: "vcpus", from: p.from, to: p.to, applied: p.applied };
       if (p.message) change.message = p.message;
       if (p.applied === "unchanged" && running && config.vcpus !== p.to) {

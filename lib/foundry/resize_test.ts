@@ -6,6 +6,7 @@ import {
   parseDiskArg,
   parseLsblkPairs,
   planScalar,
+  tcgHotplugDeferred,
 } from "./resize.ts";
 import { VmOperationError } from "./vm_errors.ts";
 import { sampleVm } from "./_testdata.ts";
@@ -13,6 +14,7 @@ import { sampleVm } from "./_testdata.ts";
 Deno.test("domainSizes() reads foundry's own domain XML: in use and maximum", () => {
   const vm = sampleVm(); // 2 vCPUs, 4 GiB, data disks
   const s = domainSizes(buildDomainXml(vm, { domainType: "qemu" }));
+  assert.equal(s.type, "qemu");
   assert.equal(s.vcpus, 2);
   assert.equal(s.maxVcpus, 4);
   assert.equal(s.memoryMiB, 4096);
@@ -93,4 +95,13 @@ Deno.test("parseLsblkPairs() reads lsblk -P lines, escapes kept", () => {
   assert.deepEqual(recs[1], { NAME: "vda1", TYPE: "part", FSTYPE: "ext4", MOUNTPOINT: "/" });
   assert.equal(recs[2]!.MOUNTPOINT, "/mnt/my\\x20data");
   assert.equal(recs[0]!.FSTYPE, "");
+});
+
+Deno.test("a vCPU hot-plug into a TCG domain goes to the next boot, with the reason", () => {
+  const live = planScalar("vCPUs", true, 1, 2, 2, 2);
+  assert.equal(live.applied, "live");
+  const p = tcgHotplugDeferred(live);
+  assert.equal(p.applied, "nextBoot");
+  assert.deepEqual([p.from, p.to, p.raiseMaximum], [1, 2, false]);
+  assert.match(p.message ?? "", /TCG .* next boot/);
 });

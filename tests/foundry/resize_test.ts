@@ -127,12 +127,20 @@ libvirtTest(
       const d = await fx.lv.domainLookupByName(name);
       assert.equal((await fx.lv.domainGetState(d)).state, DomainState.RUNNING);
 
-      // No guest OS here, so no agent: the changes are made, the guest side is reported as not done.
+      // A TCG domain gets no live vCPU hot-plug by default (QEMU 7.2 can abort): next boot.
+      const deferred = await resizeVm(fx.lv, name, { vcpus: 2 });
+      assert.deepEqual(deferred.changes.map((c) => [c.what, c.to, c.applied]), [
+        ["vcpus", 2, "nextBoot"],
+      ]);
+      assert.match(deferred.changes[0]!.message ?? "", /TCG/);
+      assert.equal(domainSizes(await fx.lv.domainGetXmlDesc(d)).vcpus, 1, "live unchanged");
+      // No guest code here to lose, so the live path is forced. No guest OS, so no agent: the
+      // changes are made, the guest side is reported as not done.
       const r = await resizeVm(fx.lv, name, {
         vcpus: 2,
         memoryGiB: 0.5,
         disks: [{ device: "vdc", sizeGB: 3 }],
-      }, { guestWaitMs: 2000 });
+      }, { guestWaitMs: 2000, hotplugOnTcg: true });
       assert.equal(r.running, true);
       assert.deepEqual(
         r.changes.map((c) => [c.what, c.to, c.applied]),

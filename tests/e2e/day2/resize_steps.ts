@@ -1,9 +1,12 @@
 /**
- * `foundry resize` on the shared day-2 guest, while it runs: vCPUs 1 -> 2, memory 1 -> 1.5 GiB (both
- * within the headroom the guest got from its spec's defaults: 2 vCPUs, 2 GiB) and data disk vdb
- * 1 -> 2 GB with an ext4 filesystem on it grown in place, each seen from inside the guest (nproc,
- * /proc/meminfo, df) and in the stored spec (`foundry get -o json`). A smaller disk is refused.
- * The guest is left running with the new sizes; the filesystem is unmounted again.
+ * `foundry resize` on the shared day-2 guest, while it runs: memory 1 -> 1.5 GiB (within the
+ * headroom the guest got from its spec's defaults: 2 GiB) and data disk vdb 1 -> 2 GB with an ext4
+ * filesystem on it grown in place, each seen from inside the guest (/proc/meminfo, df) and in the
+ * stored spec (`foundry get -o json`). vCPUs 1 -> 2 go to the next boot: the guest is TCG, and
+ * QEMU 7.2's TCG aborted this very guest on a live vCPU hot-plug (`tcg_region_initial_alloc__locked:
+ * assertion failed`), so foundry does not hot-plug vCPUs into TCG domains; the snapshot step's
+ * restart then checks the guest has 2. A smaller disk is refused. The guest is left running; the
+ * filesystem is unmounted again.
  */
 import assert from "node:assert/strict";
 import type { Day2Guest } from "./_guest.ts";
@@ -68,8 +71,9 @@ export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> 
     const by = (what: string) => out.changes.find((c: { what: string }) => c.what === what);
     assert.deepEqual(
       [by("vcpus").from, by("vcpus").to, by("vcpus").applied],
-      [1, 2, "live"],
+      [1, 2, "nextBoot"],
     );
+    assert.match(by("vcpus").message, /TCG/);
     assert.deepEqual(
       [by("memory").from, by("memory").to, by("memory").applied],
       [1024, 1536, "live"],
@@ -89,8 +93,8 @@ export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> 
     assert.deepEqual(out.spec.memoryGiB, 1.5);
   });
 
-  await t.step("the guest sees 2 vCPUs, 512 MiB more memory and a 2 GB filesystem", async () => {
-    assert.equal(await until(nproc, (n) => n === 2, 60_000), 2);
+  await t.step("the guest sees 512 MiB more memory and a 2 GB filesystem", async () => {
+    assert.equal(await nproc(), 1, "vCPUs wait for the next boot");
     // The balloon deflates in steps; MemTotal grows by what it gives back.
     const grown = await until(memTotalKiB, (m) => m - memBefore >= 500 * 1024, 120_000);
     const delta = grown - memBefore;
@@ -116,7 +120,7 @@ export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> 
     const r = await guest.foundry(["resize", guest.name, "--disk", "vdb=1", "--vcpus", "1"]);
     assert.equal(r.code, 4, r.out + r.err);
     assert.match(r.err, /shrinking a disk is refused/);
-    assert.equal(await nproc(), 2);
+    assert.equal(await nproc(), 1);
     const none = await guest.foundry(["resize", guest.name]);
     assert.equal(none.code, 2);
   });

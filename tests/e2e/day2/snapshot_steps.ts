@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { DomainState } from "../../../lib/libvirt/mod.ts";
 import { guestExec } from "../../../lib/foundry/agent.ts";
-import type { Day2Guest } from "./_guest.ts";
+import { type Day2Guest, ONLY } from "./_guest.ts";
 import { restartWatched } from "./describe_steps.ts";
 import { checkClone, cloneName, cloneRefused, cloneStopped, destroyClone } from "./clone_steps.ts";
 
@@ -70,6 +70,15 @@ export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> 
       await agentBack(guest, 900_000);
       assert.equal(await guest.sh(`cat ${file}`), "original");
     });
+
+    if (!ONLY || ONLY.has("resize")) {
+      await t.step(
+        "after the restart, the guest has the vCPUs resize left for the boot",
+        async () => {
+          assert.equal(Number(await guest.sh("nproc")), 2);
+        },
+      );
+    }
 
     await t.step("delete leaves no overlay", async () => {
       const r = await guest.foundry(["snapshot", "delete", guest.name, snap]);
