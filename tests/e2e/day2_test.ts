@@ -7,6 +7,7 @@
 import { bootDay2Guest, type Day2Guest, ONLY } from "./day2/_guest.ts";
 import { libvirtSkipReason } from "../libvirt/_env.ts";
 import { firstMissing, requireRoot, requireTool, testNeeding } from "../_require.ts";
+import { withGuestSlot } from "./_guest_slot.ts";
 
 /** One step module's contract. */
 export interface Day2Steps {
@@ -26,20 +27,23 @@ testNeeding(missing, {
   name: "day-2: console, exec/cp/logs, describe/events, snapshots, resize, clone on one guest",
   sanitizeOps: false,
   sanitizeResources: false,
-  async fn(t) {
-    const guest = await bootDay2Guest();
-    try {
-      for (const step of STEPS) {
-        if (ONLY && !ONLY.has(step)) continue;
-        const mod = await import(
-          new URL(`./day2/${step}_steps.ts`, import.meta.url).href
-        ) as Day2Steps;
-        const started = performance.now();
-        await t.step(step, (s) => mod.run(guest, s));
-        console.log(`  day2 step ${step}: ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  fn: (t) =>
+    withGuestSlot("day-2", async () => {
+      const guest = await bootDay2Guest();
+      try {
+        for (const step of STEPS) {
+          if (ONLY && !ONLY.has(step)) continue;
+          const mod = await import(
+            new URL(`./day2/${step}_steps.ts`, import.meta.url).href
+          ) as Day2Steps;
+          const started = performance.now();
+          await t.step(step, (s) => mod.run(guest, s));
+          console.log(
+            `  day2 step ${step}: ${((performance.now() - started) / 1000).toFixed(1)} s`,
+          );
+        }
+      } finally {
+        await guest.cleanup();
       }
-    } finally {
-      await guest.cleanup();
-    }
-  },
+    }),
 });

@@ -27,6 +27,7 @@ import { DISK_MOUNT, DISK_SERIAL } from "../../lib/workloads/disk.ts";
 import { libvirtSkipReason, uniqueName } from "../libvirt/_env.ts";
 import { firstMissing, requireRoot, STRICT, testNeeding } from "../_require.ts";
 import { nvramLeft, sweepDomains, volumesIn } from "../virtwork/libvirt_fixture.ts";
+import { withGuestSlot } from "./_guest_slot.ts";
 
 const missing = firstMissing(libvirtSkipReason, requireRoot("building the image and a bridge"));
 
@@ -71,283 +72,288 @@ async function sh(cmd: string, args: string[]): Promise<void> {
 
 testNeeding(missing, {
   name: "e2e: virtwork on libvirt runs all five workloads in guests and reports their figures",
-  async fn() {
-    const t0 = performance.now();
-    const elapsed = () => `${Math.round((performance.now() - t0) / 1000)} s`;
-    // Wall time per stage, with the host's load, printed at the end (the host is shared).
-    const stages: [string, number][] = [];
-    let mark = t0;
-    const stage = (what: string) => {
-      const now = performance.now();
-      stages.push([what, (now - mark) / 1000]);
-      mark = now;
-    };
-    const load0 = Deno.loadavg();
-    const image = await buildTestImage({ log: (l) => console.log(`  image: ${l}`) });
-    console.log(
-      `  image ${image.path} (${image.cached ? "cached" : `built in ${image.seconds} s`})`,
-    );
-    stage("image");
-    const lv = await Libvirt.connect();
-    const tag = uniqueName("vwe2e").slice(6);
-    const dir = await Deno.makeTempDir({ prefix: "virtwork-e2e-" });
-    await Deno.chmod(dir, 0o755);
-    const config: FoundryConfig = {
-      ...DEFAULT_CONFIG,
-      domainType: "qemu",
-      destroyTimeoutSeconds: 1,
-      imagesPool: `vwe2e-img-${tag}`,
-      imagesPath: `${dir}/images`,
-      vmsPool: `vwe2e-vms-${tag}`,
-      vmsPath: `${dir}/vms`,
-    };
-    const bridge = `vwe2e${tag.slice(0, 6)}`;
-    const imageName = "debian-12-virtwork.qcow2";
-    let vmNames: string[] = [];
-    let runId = "";
-    try {
-      await sh("ip", ["link", "add", bridge, "type", "bridge"]);
-      await sh("ip", ["link", "set", bridge, "up"]); // no address, no uplink: guest to guest only
-      await ensureDirPool(lv, config.imagesPool, config.imagesPath);
-      await importImage(lv, config.imagesPool, image.path, imageName);
-      stage("bridge, pools, image import");
-
-      // The run, through the CLI: foundry's configuration (TCG, the test's pools) by file.
-      const foundryConfig = `${dir}/foundry.yaml`;
-      await Deno.writeTextFile(
-        foundryConfig,
-        JSON.stringify({
-          domainType: "qemu",
-          destroyTimeoutSeconds: 1,
-          storage: {
-            imagesPool: config.imagesPool,
-            imagesPath: config.imagesPath,
-            vmsPool: config.vmsPool,
-            vmsPath: config.vmsPath,
-          },
-        }),
+  fn: () =>
+    withGuestSlot("virtwork on libvirt", async () => {
+      const t0 = performance.now();
+      const elapsed = () => `${Math.round((performance.now() - t0) / 1000)} s`;
+      // Wall time per stage, with the host's load, printed at the end (the host is shared).
+      const stages: [string, number][] = [];
+      let mark = t0;
+      const stage = (what: string) => {
+        const now = performance.now();
+        stages.push([what, (now - mark) / 1000]);
+        mark = now;
+      };
+      const load0 = Deno.loadavg();
+      const image = await buildTestImage({ log: (l) => console.log(`  image: ${l}`) });
+      console.log(
+        `  image ${image.path} (${image.cached ? "cached" : `built in ${image.seconds} s`})`,
       );
-      const virtwork = async (args: string[]) => {
-        const out = await new Deno.Command(Deno.execPath(), {
-          args: ["run", "-A", CLI, "--audit-db", `${dir}/audit.db`, ...args],
-          env: { FOUNDRY_CONFIG: foundryConfig, NO_COLOR: "1" },
-          stdout: "piped",
-          stderr: "piped",
-        }).output();
-        const dec = new TextDecoder();
-        const r = {
-          code: out.code,
-          stdout: dec.decode(out.stdout),
-          stderr: dec.decode(out.stderr),
-        };
-        console.log(`  $ virtwork ${args.join(" ")}\n  exit ${r.code}`);
-        console.log(indent(r.stderr.slice(-6000)));
-        console.log(indent(r.stdout.slice(-6000)));
-        return r;
+      stage("image");
+      const lv = await Libvirt.connect();
+      const tag = uniqueName("vwe2e").slice(6);
+      const dir = await Deno.makeTempDir({ prefix: "virtwork-e2e-" });
+      await Deno.chmod(dir, 0o755);
+      const config: FoundryConfig = {
+        ...DEFAULT_CONFIG,
+        domainType: "qemu",
+        destroyTimeoutSeconds: 1,
+        imagesPool: `vwe2e-img-${tag}`,
+        imagesPath: `${dir}/images`,
+        vmsPool: `vwe2e-vms-${tag}`,
+        vmsPath: `${dir}/vms`,
       };
-      const report = `${dir}/report.json`;
-      const run = await virtwork([
-        "run",
-        "--target",
-        "libvirt",
-        "--connect",
-        "qemu:///system",
-        "--image",
-        imageName,
-        "--image-pool",
-        config.imagesPool,
-        "--bridge",
-        bridge,
-        "--subnet",
-        SUBNET,
-        "--os",
-        "debian",
-        "--workloads",
-        WORKLOADS.join(","),
-        "--vm-count",
-        "1",
-        "--cpu-cores",
-        "1",
-        "--memory",
-        "1Gi",
-        "--disk-size",
-        "1Gi",
-        "--timeout",
-        String(READY_TIMEOUT_S),
-        "--results-after",
-        String(RESULTS_AFTER_S),
-        "--report",
-        report,
-      ]);
-      const doc = JSON.parse(await Deno.readTextFile(report)) as {
-        runId: string;
-        vms: {
-          name: string;
-          workload: string;
-          role: string;
-          ready: boolean;
-          phases: Record<string, number>;
-          results: Record<string, number>;
-          resultError?: string;
-        }[];
-      };
-      runId = doc.runId;
-      vmNames = doc.vms.map((v) => v.name);
-      console.log(`  run ${runId} took ${elapsed()}`);
-      stage(`virtwork run (create, ready, ${RESULTS_AFTER_S} s of results)`);
-      for (const v of doc.vms) {
-        const p = v.phases;
-        const s = (a: string, b: string) =>
-          p[a] !== undefined && p[b] !== undefined ? ((p[b]! - p[a]!) / 1000).toFixed(0) : "?";
-        console.log(
-          `  ${v.name}: defined→running ${s("DomainDefined", "DomainRunning")} s, ` +
-            `→agent ${s("DomainRunning", "AgentConnected")} s, ` +
-            `→cloud-init done ${s("AgentConnected", "CloudInitDone")} s`,
+      const bridge = `vwe2e${tag.slice(0, 6)}`;
+      const imageName = "debian-12-virtwork.qcow2";
+      let vmNames: string[] = [];
+      let runId = "";
+      try {
+        await sh("ip", ["link", "add", bridge, "type", "bridge"]);
+        await sh("ip", ["link", "set", bridge, "up"]); // no address, no uplink: guest to guest only
+        await ensureDirPool(lv, config.imagesPool, config.imagesPath);
+        await importImage(lv, config.imagesPool, image.path, imageName);
+        stage("bridge, pools, image import");
+
+        // The run, through the CLI: foundry's configuration (TCG, the test's pools) by file.
+        const foundryConfig = `${dir}/foundry.yaml`;
+        await Deno.writeTextFile(
+          foundryConfig,
+          JSON.stringify({
+            domainType: "qemu",
+            destroyTimeoutSeconds: 1,
+            storage: {
+              imagesPool: config.imagesPool,
+              imagesPath: config.imagesPath,
+              vmsPool: config.vmsPool,
+              vmsPath: config.vmsPath,
+            },
+          }),
         );
-      }
-      assert.equal(vmNames.length, WORKLOADS.length + (WORKLOADS.includes("network") ? 1 : 0));
-      for (const v of doc.vms) {
-        assert.ok(v.ready, `${v.name} not ready`);
-        for (const phase of ["DomainDefined", "DomainRunning", "AgentConnected", "CloudInitDone"]) {
-          assert.ok(
-            v.phases[phase] !== undefined,
-            `${v.name}: no ${phase} in ${Object.keys(v.phases)}`,
+        const virtwork = async (args: string[]) => {
+          const out = await new Deno.Command(Deno.execPath(), {
+            args: ["run", "-A", CLI, "--audit-db", `${dir}/audit.db`, ...args],
+            env: { FOUNDRY_CONFIG: foundryConfig, NO_COLOR: "1" },
+            stdout: "piped",
+            stderr: "piped",
+          }).output();
+          const dec = new TextDecoder();
+          const r = {
+            code: out.code,
+            stdout: dec.decode(out.stdout),
+            stderr: dec.decode(out.stderr),
+          };
+          console.log(`  $ virtwork ${args.join(" ")}\n  exit ${r.code}`);
+          console.log(indent(r.stderr.slice(-6000)));
+          console.log(indent(r.stdout.slice(-6000)));
+          return r;
+        };
+        const report = `${dir}/report.json`;
+        const run = await virtwork([
+          "run",
+          "--target",
+          "libvirt",
+          "--connect",
+          "qemu:///system",
+          "--image",
+          imageName,
+          "--image-pool",
+          config.imagesPool,
+          "--bridge",
+          bridge,
+          "--subnet",
+          SUBNET,
+          "--os",
+          "debian",
+          "--workloads",
+          WORKLOADS.join(","),
+          "--vm-count",
+          "1",
+          "--cpu-cores",
+          "1",
+          "--memory",
+          "1Gi",
+          "--disk-size",
+          "1Gi",
+          "--timeout",
+          String(READY_TIMEOUT_S),
+          "--results-after",
+          String(RESULTS_AFTER_S),
+          "--report",
+          report,
+        ]);
+        const doc = JSON.parse(await Deno.readTextFile(report)) as {
+          runId: string;
+          vms: {
+            name: string;
+            workload: string;
+            role: string;
+            ready: boolean;
+            phases: Record<string, number>;
+            results: Record<string, number>;
+            resultError?: string;
+          }[];
+        };
+        runId = doc.runId;
+        vmNames = doc.vms.map((v) => v.name);
+        console.log(`  run ${runId} took ${elapsed()}`);
+        stage(`virtwork run (create, ready, ${RESULTS_AFTER_S} s of results)`);
+        for (const v of doc.vms) {
+          const p = v.phases;
+          const s = (a: string, b: string) =>
+            p[a] !== undefined && p[b] !== undefined ? ((p[b]! - p[a]!) / 1000).toFixed(0) : "?";
+          console.log(
+            `  ${v.name}: defined→running ${s("DomainDefined", "DomainRunning")} s, ` +
+              `→agent ${s("DomainRunning", "AgentConnected")} s, ` +
+              `→cloud-init done ${s("AgentConnected", "CloudInitDone")} s`,
           );
         }
-        assert.equal(v.resultError, undefined, `${v.name}: ${v.resultError}`);
-      }
-      // A workload's first figure can come later than --results-after when CI loads the host
-      // (PostgreSQL's cluster and pgbench tables are built first): such a workload is named here
-      // and its figure must then appear in the guest's results file, read through the agent,
-      // within LATE_WAIT_S. No workload may be without a figure > 0 at the end.
-      const late = WORKLOADS.filter((w) =>
-        !doc.vms.filter((v) => v.workload === w).flatMap((v) => Object.values(v.results))
-          .some((x) => x > 0)
-      );
-      if (late.length) {
-        console.log(`  no figure in the report within ${RESULTS_AFTER_S} s: ${late.join(", ")}`);
-      }
-      assert.ok(run.code === 0 || late.length > 0, "virtwork run failed");
-      const plan = { vms: doc.vms.map((v) => ({ ...v, dataDisks: DATA_DISKS[v.workload] ?? [] })) };
-      for (const w of late) {
-        const vm = plan.vms.find((v) => v.workload === w && v.role !== "server")!.name;
-        const d = await lv.domainLookupByName(vm);
-        const until = performance.now() + LATE_WAIT_S * 1000;
-        let figure = 0;
-        while (performance.now() < until) {
-          const s = await readAgentSample(lv, d).catch(() => undefined);
-          figure = Math.max(0, ...Object.values(s?.metrics ?? {}));
-          if (figure > 0) break;
-          await new Promise((r) => setTimeout(r, 10_000));
+        assert.equal(vmNames.length, WORKLOADS.length + (WORKLOADS.includes("network") ? 1 : 0));
+        for (const v of doc.vms) {
+          assert.ok(v.ready, `${v.name} not ready`);
+          for (
+            const phase of ["DomainDefined", "DomainRunning", "AgentConnected", "CloudInitDone"]
+          ) {
+            assert.ok(
+              v.phases[phase] !== undefined,
+              `${v.name}: no ${phase} in ${Object.keys(v.phases)}`,
+            );
+          }
+          assert.equal(v.resultError, undefined, `${v.name}: ${v.resultError}`);
         }
-        assert.ok(
-          figure > 0,
-          `workload ${w} reported no figure > 0, ${LATE_WAIT_S} s after the run`,
+        // A workload's first figure can come later than --results-after when CI loads the host
+        // (PostgreSQL's cluster and pgbench tables are built first): such a workload is named here
+        // and its figure must then appear in the guest's results file, read through the agent,
+        // within LATE_WAIT_S. No workload may be without a figure > 0 at the end.
+        const late = WORKLOADS.filter((w) =>
+          !doc.vms.filter((v) => v.workload === w).flatMap((v) => Object.values(v.results))
+            .some((x) => x > 0)
         );
-        console.log(`  ${w}: first figure ${figure} through the agent at ${elapsed()}`);
-      }
+        if (late.length) {
+          console.log(`  no figure in the report within ${RESULTS_AFTER_S} s: ${late.join(", ")}`);
+        }
+        assert.ok(run.code === 0 || late.length > 0, "virtwork run failed");
+        const plan = {
+          vms: doc.vms.map((v) => ({ ...v, dataDisks: DATA_DISKS[v.workload] ?? [] })),
+        };
+        for (const w of late) {
+          const vm = plan.vms.find((v) => v.workload === w && v.role !== "server")!.name;
+          const d = await lv.domainLookupByName(vm);
+          const until = performance.now() + LATE_WAIT_S * 1000;
+          let figure = 0;
+          while (performance.now() < until) {
+            const s = await readAgentSample(lv, d).catch(() => undefined);
+            figure = Math.max(0, ...Object.values(s?.metrics ?? {}));
+            if (figure > 0) break;
+            await new Promise((r) => setTimeout(r, 10_000));
+          }
+          assert.ok(
+            figure > 0,
+            `workload ${w} reported no figure > 0, ${LATE_WAIT_S} s after the run`,
+          );
+          console.log(`  ${w}: first figure ${figure} through the agent at ${elapsed()}`);
+        }
 
-      stage("late figures through the agent");
-      // The load, seen through the guest agent.
-      const domains = new Map<string, Awaited<ReturnType<typeof lv.domainLookupByName>>>();
-      for (const n of vmNames) domains.set(n, await lv.domainLookupByName(n));
-      const vmOf = (w: string, role = "worker") =>
-        plan.vms.find((v) => v.workload === w && v.role === role)!.name;
-      const exec = async (vm: string, script: string) => {
-        const r = await guestExec(lv, domains.get(vm)!, "/bin/sh", ["-c", script], 60_000);
-        return { ...r, stdout: r.stdout.trim() };
-      };
-      const ok = async (vm: string, script: string) => {
-        const r = await exec(vm, script);
-        assert.equal(r.exitCode, 0, `${vm}: ${script}: ${r.stdout} ${r.stderr}`);
-        return r.stdout;
-      };
-      const has = (w: string) => WORKLOADS.includes(w);
-      // stress-ng runs in time slices with a short gap between them (CI caught one): the load
-      // runs when some look within 20 s finds it.
-      const running = (p: string) =>
-        `for i in $(seq 1 20); do pgrep -x ${p} >/dev/null && exit 0; sleep 1; done; exit 1`;
-      if (has("cpu")) await ok(vmOf("cpu"), running("stress-ng"));
-      if (has("memory")) await ok(vmOf("memory"), running("stress-ng"));
-      if (has("network")) await ok(vmOf("network", "server"), "pgrep -x iperf3");
-      if (has("disk")) {
-        await ok(vmOf("disk"), "systemctl is-active virtwork-disk.service");
-        // fio's files are on the data disk, which is the disk with the workload's serial.
-        const disk = vmOf("disk");
-        const mount = plan.vms.find((v) => v.name === disk)!.dataDisks[0]!;
-        const source = await ok(disk, `findmnt -n -o SOURCE ${mount.mountPath}`);
-        const byId = await ok(disk, `readlink -f /dev/disk/by-id/virtio-${mount.serial}`);
-        assert.equal(source, byId);
-        const files = await ok(
-          disk,
-          `find ${mount.mountPath} -maxdepth 2 -type f -size +0 | head -n 5`,
+        stage("late figures through the agent");
+        // The load, seen through the guest agent.
+        const domains = new Map<string, Awaited<ReturnType<typeof lv.domainLookupByName>>>();
+        for (const n of vmNames) domains.set(n, await lv.domainLookupByName(n));
+        const vmOf = (w: string, role = "worker") =>
+          plan.vms.find((v) => v.workload === w && v.role === role)!.name;
+        const exec = async (vm: string, script: string) => {
+          const r = await guestExec(lv, domains.get(vm)!, "/bin/sh", ["-c", script], 60_000);
+          return { ...r, stdout: r.stdout.trim() };
+        };
+        const ok = async (vm: string, script: string) => {
+          const r = await exec(vm, script);
+          assert.equal(r.exitCode, 0, `${vm}: ${script}: ${r.stdout} ${r.stderr}`);
+          return r.stdout;
+        };
+        const has = (w: string) => WORKLOADS.includes(w);
+        // stress-ng runs in time slices with a short gap between them (CI caught one): the load
+        // runs when some look within 20 s finds it.
+        const running = (p: string) =>
+          `for i in $(seq 1 20); do pgrep -x ${p} >/dev/null && exit 0; sleep 1; done; exit 1`;
+        if (has("cpu")) await ok(vmOf("cpu"), running("stress-ng"));
+        if (has("memory")) await ok(vmOf("memory"), running("stress-ng"));
+        if (has("network")) await ok(vmOf("network", "server"), "pgrep -x iperf3");
+        if (has("disk")) {
+          await ok(vmOf("disk"), "systemctl is-active virtwork-disk.service");
+          // fio's files are on the data disk, which is the disk with the workload's serial.
+          const disk = vmOf("disk");
+          const mount = plan.vms.find((v) => v.name === disk)!.dataDisks[0]!;
+          const source = await ok(disk, `findmnt -n -o SOURCE ${mount.mountPath}`);
+          const byId = await ok(disk, `readlink -f /dev/disk/by-id/virtio-${mount.serial}`);
+          assert.equal(source, byId);
+          const files = await ok(
+            disk,
+            `find ${mount.mountPath} -maxdepth 2 -type f -size +0 | head -n 5`,
+          );
+          assert.notEqual(files, "", "no fio file on the data disk");
+        }
+        if (has("database")) {
+          await ok(vmOf("database"), "pgrep -x postgres");
+          const accounts = await ok(
+            vmOf("database"),
+            `runuser -u postgres -- psql -Atqc "select count(*) from pgbench_accounts" pgbench`,
+          );
+          assert.ok(Number(accounts) > 0, `pgbench_accounts has ${accounts} rows`);
+        }
+
+        // The other channel too: the guest agent's read of the results file's tail gives the
+        // same kind of figures, whichever channel the collection above used.
+        for (const w of WORKLOADS) {
+          const vm = w === "network" ? vmOf(w, "client") : vmOf(w);
+          const s = await readAgentSample(lv, domains.get(vm)!);
+          assert.ok(s, `${vm}: no result line in its results file`);
+          assert.equal(s.workload, w);
+          assert.ok(Object.values(s.metrics).some((v) => v > 0), `${vm}: ${JSON.stringify(s)}`);
+        }
+
+        stage("checks through the agent");
+        // Cleanup by run id, through the CLI: nothing of the run is left.
+        const cleanup = await virtwork([
+          "cleanup",
+          "--target",
+          "libvirt",
+          "--connect",
+          "qemu:///system",
+          "--run-id",
+          runId,
+        ]);
+        assert.equal(cleanup.code, 0, "virtwork cleanup failed");
+        const left = (await lv.listAllDomains()).map((d) => d.name).filter((n) =>
+          vmNames.includes(n)
         );
-        assert.notEqual(files, "", "no fio file on the data disk");
-      }
-      if (has("database")) {
-        await ok(vmOf("database"), "pgrep -x postgres");
-        const accounts = await ok(
-          vmOf("database"),
-          `runuser -u postgres -- psql -Atqc "select count(*) from pgbench_accounts" pgbench`,
+        assert.deepEqual(left, []);
+        assert.deepEqual(await volumesIn(lv, config.vmsPool), []);
+        assert.deepEqual(await nvramLeft(vmNames), []);
+        stage("cleanup");
+        console.log(`  done in ${elapsed()}`);
+        for (const [what, sec] of stages) console.log(`  stage ${what}: ${sec.toFixed(0)} s`);
+        const load1 = Deno.loadavg();
+        console.log(
+          `  host load average ${load0.map((x) => x.toFixed(1)).join(" ")} at the start, ` +
+            `${load1.map((x) => x.toFixed(1)).join(" ")} at the end`,
         );
-        assert.ok(Number(accounts) > 0, `pgbench_accounts has ${accounts} rows`);
+      } finally {
+        await sweepDomains(lv, config.vmsPool);
+        for (const n of vmNames) {
+          await Deno.remove(`/var/lib/libvirt/qemu/nvram/${n}_VARS.fd`).catch(() => {});
+        }
+        await deleteImage(lv, config.imagesPool, imageName).catch(() => {});
+        for (const p of [config.vmsPool, config.imagesPool]) {
+          try {
+            const pool = await lv.storagePoolLookupByName(p);
+            for (const v of await lv.storagePoolListAllVolumes(pool)) await lv.storageVolDelete(v);
+            await lv.storagePoolDestroy(pool).catch(() => {});
+            await lv.storagePoolUndefine(pool);
+          } catch { /* gone */ }
+        }
+        await sh("ip", ["link", "del", bridge]).catch(() => {});
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
+        await lv.close();
       }
-
-      // The other channel too: the guest agent's read of the results file's tail gives the
-      // same kind of figures, whichever channel the collection above used.
-      for (const w of WORKLOADS) {
-        const vm = w === "network" ? vmOf(w, "client") : vmOf(w);
-        const s = await readAgentSample(lv, domains.get(vm)!);
-        assert.ok(s, `${vm}: no result line in its results file`);
-        assert.equal(s.workload, w);
-        assert.ok(Object.values(s.metrics).some((v) => v > 0), `${vm}: ${JSON.stringify(s)}`);
-      }
-
-      stage("checks through the agent");
-      // Cleanup by run id, through the CLI: nothing of the run is left.
-      const cleanup = await virtwork([
-        "cleanup",
-        "--target",
-        "libvirt",
-        "--connect",
-        "qemu:///system",
-        "--run-id",
-        runId,
-      ]);
-      assert.equal(cleanup.code, 0, "virtwork cleanup failed");
-      const left = (await lv.listAllDomains()).map((d) => d.name).filter((n) =>
-        vmNames.includes(n)
-      );
-      assert.deepEqual(left, []);
-      assert.deepEqual(await volumesIn(lv, config.vmsPool), []);
-      assert.deepEqual(await nvramLeft(vmNames), []);
-      stage("cleanup");
-      console.log(`  done in ${elapsed()}`);
-      for (const [what, sec] of stages) console.log(`  stage ${what}: ${sec.toFixed(0)} s`);
-      const load1 = Deno.loadavg();
-      console.log(
-        `  host load average ${load0.map((x) => x.toFixed(1)).join(" ")} at the start, ` +
-          `${load1.map((x) => x.toFixed(1)).join(" ")} at the end`,
-      );
-    } finally {
-      await sweepDomains(lv, config.vmsPool);
-      for (const n of vmNames) {
-        await Deno.remove(`/var/lib/libvirt/qemu/nvram/${n}_VARS.fd`).catch(() => {});
-      }
-      await deleteImage(lv, config.imagesPool, imageName).catch(() => {});
-      for (const p of [config.vmsPool, config.imagesPool]) {
-        try {
-          const pool = await lv.storagePoolLookupByName(p);
-          for (const v of await lv.storagePoolListAllVolumes(pool)) await lv.storageVolDelete(v);
-          await lv.storagePoolDestroy(pool).catch(() => {});
-          await lv.storagePoolUndefine(pool);
-        } catch { /* gone */ }
-      }
-      await sh("ip", ["link", "del", bridge]).catch(() => {});
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-      await lv.close();
-    }
-  },
+    }),
 });
 
 function indent(text: string): string {

@@ -66,7 +66,8 @@ export async function foundryFixture(): Promise<FoundryFixture> {
         const xml = await lv.domainGetXmlDesc(d).catch(() => "");
         if (!xml.includes(config.vmsPool)) continue;
         await lv.domainDestroy(d).catch(() => {});
-        await lv.domainUndefine(d, 4).catch(() => {});
+        // NVRAM (4), snapshot metadata (2): a VM a snapshot test left would refuse otherwise.
+        await lv.domainUndefine(d, 4 | 2).catch(() => {});
       }
       for (const name of [config.vmsPool, config.imagesPool]) {
         try {
