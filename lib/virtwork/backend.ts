@@ -81,8 +81,10 @@ export interface NeutralPlan {
 /** What a backend reports while it creates, waits and collects. */
 export type BackendEvent =
   /**
-   * The create request of a VM was accepted (`exists`: it was already this run's); `serverTime`
-   * is the VM's creation timestamp on the server, when the platform has one.
+   * The create request of a VM was accepted (`exists`: it was already this run's). `at` is when
+   * the request left (on KubeVirt after the client's rate limiter, so a phase seen before the
+   * answer is never earlier than it); `serverTime` is the VM's creation timestamp on the server,
+   * when the platform has one.
    */
   | { type: "created"; vm: string; outcome: "created" | "exists"; at: number; serverTime?: string }
   /** A lifecycle phase was reached (`DomainRunning`, `VMIRunning`, `VMReady`, `AgentConnected`, ...). */
