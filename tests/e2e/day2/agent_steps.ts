@@ -255,15 +255,20 @@ export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> 
       { mode: 0o755 },
     );
     await Deno.chmod(`${bin}/ssh`, 0o755);
-    const path = Deno.env.get("PATH") ?? "";
-    Deno.env.set("PATH", `${bin}:${path}`);
+    // foundry runs as its own process with that PATH: test files share this process's
+    // environment under --parallel, so it is never changed here.
     try {
-      const r = await guest.foundry(["ssh", guest.name, "--", "uptime"]);
-      assert.equal(r.code, 9, r.err);
+      const cli = new URL("../../../cli/foundry.ts", import.meta.url).pathname;
+      const r = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", cli, "--config", guest.configFile, "ssh", guest.name, "--", "uptime"],
+        env: { PATH: `${bin}:${Deno.env.get("PATH") ?? ""}`, NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(r.code, 9, new TextDecoder().decode(r.stderr));
       const argv = (await Deno.readTextFile(`${bin}/argv`)).trim().split("\n");
       assert.deepEqual(argv, ["-l", "root", "--", guest.ip, "uptime"]);
     } finally {
-      Deno.env.set("PATH", path);
       await Deno.remove(bin, { recursive: true });
     }
   });

@@ -269,15 +269,18 @@ export async function restartWatched(
     }
     assert.equal(await guest.sh("echo up"), "up");
 
-    // describe now dates Ready and AgentConnected from this boot, not from foundry's old record.
+    // describe now dates AgentConnected from this boot (the agent's own start, read in the
+    // guest). Ready keeps foundry's record unless the guest booted more than 5 minutes after it
+    // (README, describe): this restart may come sooner, so Ready is only checked to be either.
     const after = await guest.foundry(["describe", guest.name, "-o", "json"]);
     assert.equal(after.code, 0, after.err);
     const conds = (JSON.parse(after.out) as VmDescription).conditions;
-    for (const type of ["Ready", "AgentConnected"]) {
-      const c = conds.find((x) => x.type === type)!;
-      assert.equal(c.status, "True", type);
-      const at = assertRecent(c.lastTransitionTime, type);
-      assert.ok(at >= startedAt - 60_000, `${type} ${c.lastTransitionTime} after the restart`);
-    }
+    const agentNow = conds.find((x) => x.type === "AgentConnected")!;
+    assert.equal(agentNow.status, "True");
+    const agentAt = assertRecent(agentNow.lastTransitionTime, "AgentConnected");
+    assert.ok(agentAt >= startedAt - 60_000, `AgentConnected ${agentNow.lastTransitionTime}`);
+    const readyNow = conds.find((x) => x.type === "Ready")!;
+    assert.equal(readyNow.status, "True");
+    assertRecent(readyNow.lastTransitionTime, "Ready");
   });
 }
