@@ -255,16 +255,12 @@ export const DomainStatsType = {
   MEMORY: 256,
 } as const;
 
-/** `virConnectGetAllDomainStatsFlags`: which domains {@linkcode DomainStatsType} records cover. */
+/**
+ * `virConnectGetAllDomainStatsFlags`: which domains {@linkcode DomainStatsType} records cover. The
+ * domain filters are libvirt's list filters ({@linkcode ListDomainsFlags}) with the same values.
+ */
 export const DomainStatsFlags = {
-  ACTIVE: 1,
-  INACTIVE: 2,
-  PERSISTENT: 4,
-  TRANSIENT: 8,
-  RUNNING: 16,
-  PAUSED: 32,
-  SHUTOFF: 64,
-  OTHER: 128,
+  ...ListDomainsFlags,
   /** Skip domains whose statistics would need a job that is busy, instead of waiting. */
   NOWAIT: 1 << 29,
   BACKING: 1 << 30,
