@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 import { type NoCloudConfig, type NoCloudFiles, noCloudFiles } from "../cloudinit/nocloud.ts";
 import { buildIso } from "../iso9660/mod.ts";
-import { macFromIp } from "./naming.ts";
+import { macOf } from "./naming.ts";
 import type { VirtualMachine } from "./types.ts";
 
 export type { NoCloudConfig, NoCloudFiles, NoCloudInterface } from "../cloudinit/nocloud.ts";
@@ -56,12 +56,14 @@ export function noCloudConfigFromVm(
   const config: NoCloudConfig = {
     instanceId: options.instanceId ?? instanceIdOf(vm),
     hostname: hostnameOf(vm),
-    interfaces: vm.spec.networkInterfaces.map((nic, i) => {
+    // An interface without `ip` (an adopted VM's) is addressed by the guest itself.
+    interfaces: vm.spec.networkInterfaces.flatMap((nic, i) => {
+      if (nic.ip === undefined) return [];
       const out: NoCloudConfig["interfaces"][number] = {
-        macAddress: macFromIp(nic.ip),
+        macAddress: macOf(nic),
         addresses: [nic.ip],
       };
-      if (nic.defaultRoute ?? i === 0) out.gateway = nic.gateway;
+      if ((nic.defaultRoute ?? i === 0) && nic.gateway !== undefined) out.gateway = nic.gateway;
       if (nic.dnsServers !== undefined) out.nameservers = [...nic.dnsServers];
       return out;
     }),

@@ -208,8 +208,10 @@ export function addressesFrom(
 
 /** The spec's address of each interface, labelled `spec`. */
 export function specAddresses(vm: VirtualMachine | undefined): DescribedAddress[] {
-  return (vm?.spec.networkInterfaces ?? []).map((n) => {
-    const [ip = "", prefix] = n.ip.split("/");
+  return (vm?.spec.networkInterfaces ?? []).flatMap((n) => n.ip === undefined ? [] : [n.ip]).map((
+    cidr,
+  ) => {
+    const [ip = "", prefix] = cidr.split("/");
     return {
       source: "spec" as const,
       ip,

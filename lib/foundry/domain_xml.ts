@@ -21,13 +21,7 @@
 import { XMLBuilder, XMLParser } from "npm:fast-xml-parser@^5.12.1";
 import { assertSafeText } from "../cloudinit/safe_text.ts";
 import { type CreatedVolume, metadataNode } from "./metadata.ts";
-import {
-  interfaceNameFromIp,
-  macFromIp,
-  volumeNameBoot,
-  volumeNameCloudInit,
-  volumeNameData,
-} from "./naming.ts";
+import { macOf, tapNameOf, volumeNameBoot, volumeNameCloudInit, volumeNameData } from "./naming.ts";
 import { DEFAULT_VM_POOL, type DomainType, resourceMaxima, type VirtualMachine } from "./types.ts";
 
 /** Name of the virtio-serial channel the QEMU guest agent listens on. */
@@ -174,9 +168,9 @@ export function buildDomainXml(vm: VirtualMachine, options: DomainXmlOptions): s
       controller: { "@_type": "scsi", "@_index": "0", "@_model": "virtio-scsi" },
       interface: vm.spec.networkInterfaces.map((nic) => ({
         "@_type": "bridge",
-        mac: { "@_address": macFromIp(nic.ip) },
+        mac: { "@_address": macOf(nic) },
         source: { "@_bridge": nic.bridge },
-        target: { "@_dev": interfaceNameFromIp(nic.ip) },
+        ...(tapNameOf(nic) === undefined ? {} : { target: { "@_dev": tapNameOf(nic) } }),
         model: { "@_type": "virtio" },
       })),
       serial: { "@_type": "pty", target: { "@_type": "isa-serial", "@_port": "0" } },

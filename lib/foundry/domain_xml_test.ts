@@ -318,7 +318,7 @@ testNeeding(VIRSH, {
         assert.equal(d["@_type"], type);
         assert.deepEqual(
           d.devices.interface.map((i: Loose) => [i.mac["@_address"], i.target["@_dev"]]),
-          vm.spec.networkInterfaces.map((n) => [macFromIp(n.ip), interfaceNameFromIp(n.ip)]),
+          vm.spec.networkInterfaces.map((n) => [macFromIp(n.ip!), interfaceNameFromIp(n.ip!)]),
         );
       }
     } finally {

@@ -20,7 +20,9 @@ export async function vmAddress(
   domain: DomainRef,
   vm: VirtualMachine | undefined,
 ): Promise<string> {
-  const wanted = (vm?.spec.networkInterfaces ?? []).map((n) => n.ip.split("/")[0]!);
+  const wanted = (vm?.spec.networkInterfaces ?? []).flatMap((n) =>
+    n.ip === undefined ? [] : [n.ip.split("/")[0]!]
+  );
   let live: string[] = [];
   try {
     live = (await guestInterfaces(lv, domain))

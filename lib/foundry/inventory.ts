@@ -22,7 +22,7 @@ import {
   type SelectorRequirement,
 } from "../config/selector.ts";
 import { METADATA_NAMESPACE, parseMetadataXml } from "./stored_metadata.ts";
-import { macFromIp } from "./naming.ts";
+import { macOf } from "./naming.ts";
 import { phaseFromDomainState, statusFromDomainState } from "./status.ts";
 import type { VirtualMachine } from "./types.ts";
 import { lookupVm, readStoredStatus, VmOperationError } from "./lookup.ts";
@@ -305,7 +305,7 @@ function addressesOf(
     out.push({ ip, source: liveFrom });
   }
   for (const nic of vm?.spec.networkInterfaces ?? []) {
-    const ip = nic.ip.split("/")[0] ?? "";
+    const ip = nic.ip?.split("/")[0] ?? "";
     if (ip && !out.some((a) => a.ip === ip)) out.push({ ip, source: "spec" });
   }
   return out;
@@ -326,9 +326,9 @@ function firstIpv4(ifaces: DomainInterface[] | undefined, vm?: VirtualMachine): 
   if (!ifaces) return "";
   const usable = ifaces.filter((i) => i.name !== "lo");
   const ordered = [...usable].sort((a, b) => {
-    const first = vm?.spec.networkInterfaces[0]?.ip;
-    if (!first) return 0;
-    const mac = macFromIp(first);
+    const first = vm?.spec.networkInterfaces[0];
+    if (first === undefined || (first.ip === undefined && first.mac === undefined)) return 0;
+    const mac = macOf(first);
     return (b.hwaddr?.toLowerCase() === mac ? 1 : 0) - (a.hwaddr?.toLowerCase() === mac ? 1 : 0);
   });
   for (const i of ordered) {

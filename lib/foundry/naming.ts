@@ -51,6 +51,24 @@ export function interfaceNameFromIp(ip: string): string {
   return `vm${hex(octetsOf(ip)).join("")}`;
 }
 
+/**
+ * The MAC address of an interface: its own `mac` when the spec gives one, else the one derived from
+ * its `ip` ({@link macFromIp}).
+ */
+export function macOf(nic: { ip?: string; mac?: string }): string {
+  if (nic.mac !== undefined) return nic.mac.toLowerCase();
+  if (nic.ip === undefined) throw new TypeError("an interface needs ip or mac");
+  return macFromIp(nic.ip);
+}
+
+/**
+ * The host tap device name foundry gives an interface ({@link interfaceNameFromIp}), or undefined
+ * for an interface without `ip` (libvirt then names it `vnetN`).
+ */
+export function tapNameOf(nic: { ip?: string }): string | undefined {
+  return nic.ip === undefined ? undefined : interfaceNameFromIp(nic.ip);
+}
+
 /** The IPv4 address encoded in a tap device name from {@link interfaceNameFromIp}, or undefined. */
 export function ipFromInterfaceName(name: string): string | undefined {
   const m = /^vm([0-9a-f]{8})$/.exec(name);

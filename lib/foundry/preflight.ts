@@ -94,10 +94,13 @@ export function preflightProblems(vm: VirtualMachine, facts: HostFacts): Preflig
         }`,
       });
     }
+    if (nic.ip === undefined) return;
     const address = nic.ip.slice(0, nic.ip.indexOf("/"));
     for (const other of facts.foundryVms) {
       if (other.metadata.name === name) continue;
-      if (other.spec.networkInterfaces.some((o) => o.ip.slice(0, o.ip.indexOf("/")) === address)) {
+      if (
+        other.spec.networkInterfaces.some((o) => o.ip?.slice(0, o.ip.indexOf("/")) === address)
+      ) {
         problems.push({
           path: `spec.networkInterfaces[${i}].ip`,
           message: `address ${address} is already used by VM "${other.metadata.name}"`,

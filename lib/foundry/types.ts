@@ -54,7 +54,7 @@ export interface ObjectMeta {
   generation?: number;
 }
 
-/** The boot disk: a copy-on-write overlay of a base image, or an empty disk. */
+/** The boot disk: a copy-on-write overlay of a base image, an empty disk, or an existing volume. */
 export interface BootDisk {
   /** Capacity in GB. */
   sizeGB: number;
@@ -62,8 +62,13 @@ export interface BootDisk {
   image?: string;
   /** Pool of a bare volume name in `image`; `foundry-images` by default. */
   imagePool?: string;
-  /** Create an empty disk instead of an overlay of `image`. */
+  /** Create an empty disk instead of an overlay of `image` (with `installMedia`: install from an ISO). */
   empty?: boolean;
+  /**
+   * An existing disk the VM uses as it is, `pool:volume` or an absolute file path: foundry did not
+   * create it (`foundry adopt` writes this). Excludes `image` and `empty`.
+   */
+  volume?: string;
 }
 
 /** An additional disk attached to the VM. */
@@ -77,14 +82,24 @@ export interface DataDisk {
    * `/dev/disk/by-id/virtio-<serial>` whatever its device name.
    */
   serial?: string;
+  /**
+   * An existing disk used as it is, `pool:volume` or an absolute file path, instead of a new
+   * `{name}_data-{device}` volume (`foundry adopt` writes this).
+   */
+  volume?: string;
 }
 
-/** A network interface attached to a host bridge with a static IPv4 address. */
+/**
+ * A network interface attached to a host bridge, with a static IPv4 address that cloud-init sets up,
+ * or (with `mac` and no `ip`: an adopted VM's interface) addressed by the guest itself.
+ */
 export interface NetworkInterface {
-  /** IPv4 address with prefix length, `10.20.30.40/24`. */
-  ip: string;
-  /** IPv4 gateway address. */
-  gateway: string;
+  /** IPv4 address with prefix length, `10.20.30.40/24`; required unless `mac` is given. */
+  ip?: string;
+  /** IPv4 gateway address; required with `ip`. */
+  gateway?: string;
+  /** MAC address, `52:54:00:12:34:56`; derived from `ip` (`be:ef:<ip hex>`) when absent. */
+  mac?: string;
   /** DNS server addresses. */
   dnsServers?: string[];
   /** Host bridge the interface is attached to. */
@@ -203,6 +218,59 @@ export function resourceMaxima(
   };
 }
 
+/** CPU topology and mode: `sockets` x `cores` x `threads` must equal the vCPU maximum. */
+export interface CpuSpec {
+  /** Sockets; 1 by default. */
+  sockets?: number;
+  /** Cores per socket; by default what makes the product the vCPU maximum. */
+  cores?: number;
+  /** Threads per core; 1 by default. */
+  threads?: number;
+  /** CPU mode on KVM (`host-model` by default); TCG domains use `maximum`. Same as `spec.cpuMode`. */
+  mode?: CpuMode;
+}
+
+/** One NUMA cell: which vCPUs and how much memory; the cells' memory adds up to `memoryGiB`. */
+export interface NumaCell {
+  /** vCPU ids, libvirt's cpuset syntax: `0-1`, `0,2`. */
+  cpus: string;
+  /** Memory of the cell in GiB (a whole number of MiB). */
+  memoryGiB: number;
+}
+
+/** Graphics protocols a VM's console may use. */
+export const GRAPHICS_TYPES = ["vnc", "spice"] as const;
+
+/** A graphics protocol. */
+export type GraphicsType = typeof GRAPHICS_TYPES[number];
+
+/** A graphical console. */
+export interface Graphics {
+  /** `vnc` or `spice`. */
+  type: GraphicsType;
+  /** Address the host listens on; `127.0.0.1` by default. */
+  listen?: string;
+  /**
+   * File holding the console password (first line; relative to the YAML file), never the password
+   * itself: the stored spec keeps this path, the domain gets the password.
+   */
+  passwordSecret?: string;
+}
+
+/** Installation media: an ISO 9660 image the VM boots from first (with `bootDisk.empty: true`). */
+export interface InstallMedia {
+  /** The ISO: `volume`, `pool:volume` in the image pool, or an absolute file path. */
+  image: string;
+  /** Pool of a bare volume name in `image`; the image pool by default. */
+  imagePool?: string;
+}
+
+/** A reference to a `VirtualMachineTemplate` whose defaults a VM takes. */
+export interface TemplateRef {
+  /** The template's `metadata.name`. */
+  name: string;
+}
+
 /** The desired state of a VM. */
 export interface VirtualMachineSpec {
   /** Number of virtual CPUs. */
@@ -219,6 +287,19 @@ export interface VirtualMachineSpec {
   cloudInit?: CloudInit;
   /** CPU mode on KVM; `host-model` by default. */
   cpuMode?: CpuMode;
+  /** CPU topology and mode. */
+  cpu?: CpuSpec;
+  /** NUMA cells. */
+  numa?: NumaCell[];
+  /** A graphical console (none by default: serial console only). */
+  graphics?: Graphics;
+  /** Installation ISO booted before the disk. */
+  installMedia?: InstallMedia;
+  /**
+   * The template this VM was made from; the loader has already merged its defaults into this spec,
+   * so the reference is only a record.
+   */
+  templateRef?: TemplateRef;
   /** Start the VM when the host boots; true by default. */
   autostart?: boolean;
   /** Pool that holds the VM's disks; `foundry-vms` by default. */
@@ -227,6 +308,30 @@ export interface VirtualMachineSpec {
   domainType?: DomainType;
   /** Headroom for resizing while running; see {@linkcode resourceMaxima} for the defaults. */
   resources?: Resources;
+}
+
+/** The kind of a template document. */
+export const TEMPLATE_KIND = "VirtualMachineTemplate";
+
+/**
+ * A `VirtualMachineTemplate`: defaults that VMs take with `spec.templateRef: {name}`. A VM's own
+ * fields override the template's (mappings merge key by key; lists and scalars replace), labels and
+ * annotations merge, and the result is validated as a VM.
+ */
+export interface VirtualMachineTemplate {
+  /** Always {@link API_VERSION}. */
+  apiVersion: typeof API_VERSION;
+  /** Always {@link TEMPLATE_KIND}. */
+  kind: typeof TEMPLATE_KIND;
+  /** The template's name (and labels, not passed on). */
+  metadata: { name: string; labels?: Record<string, string> };
+  /** What VMs made from it get. */
+  spec: {
+    template: {
+      metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> };
+      spec: Partial<VirtualMachineSpec>;
+    };
+  };
 }
 
 /** One observation of a VM's state, Kubernetes style. */

@@ -184,7 +184,7 @@ libvirtTest(
       ]);
       assert.deepEqual(noneJson, { code: 0, out: "[]\n", err: "" });
 
-      const specIp = web.spec.networkInterfaces[0]!.ip.split("/")[0]!;
+      const specIp = web.spec.networkInterfaces[0]!.ip!.split("/")[0]!;
       const table = await run(foundry, ["list", "-l", `suite=${suite},role=web`]);
       assert.match(table.out, /^NAME\s+STATE\s+VCPUS\s+MEMORY\s+IP ADDRESS\n/);
       assert.match(
@@ -219,7 +219,7 @@ libvirtTest(
       assert.equal(json[0].ipSource, "");
       assert.deepEqual(json[0].addresses, [
         { ip: specIp, source: "spec" },
-        { ip: web.spec.networkInterfaces[1]!.ip.split("/")[0], source: "spec" },
+        { ip: web.spec.networkInterfaces[1]!.ip!.split("/")[0], source: "spec" },
       ]);
 
       const getName = await run(foundry, ["get", w, "-o", "name"]);

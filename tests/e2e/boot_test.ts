@@ -132,11 +132,11 @@ ${KEYS.map((k) => `      - ${k}`).join("\n")}
         // Each NIC: MAC, address, prefix, and the name network-config gave it.
         const ifaces = await guestInterfaces(lv, domain);
         for (const [i, nic] of vm.spec.networkInterfaces.entries()) {
-          const mac = macFromIp(nic.ip);
+          const mac = macFromIp(nic.ip!);
           const found = ifaces.find((x) => x.hardwareAddress.toLowerCase() === mac);
           assert.ok(found, `no interface with MAC ${mac}: ${JSON.stringify(ifaces)}`);
           assert.equal(found.name, `eth${i}`);
-          const [addr, prefix] = nic.ip.split("/");
+          const [addr, prefix] = nic.ip!.split("/");
           assert.ok(
             found.addresses.some((a) =>
               a.type === "ipv4" && a.address === addr && a.prefix === Number(prefix)

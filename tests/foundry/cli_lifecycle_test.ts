@@ -89,7 +89,7 @@ libvirtTest("foundry create, list, get, stop, start, destroy through the CLI", a
     assert.match(
       table.out,
       new RegExp(
-        `${name}\\s+running\\s+1\\s+256 MiB\\s+${vm.spec.networkInterfaces[0]!.ip.split("/")[0]}`,
+        `${name}\\s+running\\s+1\\s+256 MiB\\s+${vm.spec.networkInterfaces[0]!.ip!.split("/")[0]}`,
       ),
     );
     const json = JSON.parse((await run("list", "-o", "json", "-l", `tier=${tier}`)).out);

@@ -41,8 +41,8 @@ libvirtTest("create makes the VM libvirt describes; destroy leaves nothing", asy
     assert.match(live, /<loader[^>]*type='pflash'/, "UEFI firmware selected");
     // Each NIC: the MAC from its address, the tap named after it, on its bridge.
     for (const [i, nic] of vm.spec.networkInterfaces.entries()) {
-      const mac = macFromIp(nic.ip);
-      const tap = interfaceNameFromIp(nic.ip);
+      const mac = macFromIp(nic.ip!);
+      const tap = interfaceNameFromIp(nic.ip!);
       const block = new RegExp(
         `<interface type='bridge'>\\s*<mac address='${mac}'/>\\s*<source bridge='${
           fx.bridges[i]
@@ -250,8 +250,8 @@ libvirtTest("list, get, stop, start and restart read and change the daemon's sta
     assert.equal(rowA.ip, "");
     assert.equal(rowA.ipSource, "");
     assert.deepEqual(rowA.addresses, [
-      { ip: a.spec.networkInterfaces[0]!.ip.split("/")[0], source: "spec" },
-      { ip: a.spec.networkInterfaces[1]!.ip.split("/")[0], source: "spec" },
+      { ip: a.spec.networkInterfaces[0]!.ip!.split("/")[0], source: "spec" },
+      { ip: a.spec.networkInterfaces[1]!.ip!.split("/")[0], source: "spec" },
     ]);
     assert.equal(rowB.state, "shut off");
     // Spread over extra connections (as a list of hundreds of domains is), the rows are the same

@@ -11,7 +11,7 @@ libvirtTest("examples/list_vms.ts lists a VM created through mod.ts", async () =
   const fx = await foundryFixture();
   try {
     const vm = testVm(fx);
-    const specIp = vm.spec.networkInterfaces[0]!.ip.split("/")[0]!;
+    const specIp = vm.spec.networkInterfaces[0]!.ip!.split("/")[0]!;
     await createVm(fx.lv, vm, { config: fx.config, noStart: true });
     const script = new URL("../../examples/list_vms.ts", import.meta.url).pathname;
     const out = await new Deno.Command(script, { stdout: "piped", stderr: "piped" }).output();

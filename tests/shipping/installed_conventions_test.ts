@@ -189,7 +189,7 @@ testNeeding([libvirt, bash], {
       );
 
       await t.step("the IP column marks the spec's address as such", async () => {
-        const ip = web.spec.networkInterfaces[0]!.ip.split("/")[0]!;
+        const ip = web.spec.networkInterfaces[0]!.ip!.split("/")[0]!;
         const r = await foundry(["list", "-l", `suite=${suite},role=web`, "--no-headers"]);
         assert.match(
           r.out,
