@@ -76,6 +76,17 @@ export const FOUNDRY_COMMANDS: readonly LazyCommands<Factory>[] = [
   },
   { words: ["clone"], load: async () => [(await import("./foundry/clone.ts")).cloneCommand] },
   { words: ["resize"], load: async () => [(await import("./foundry/resize.ts")).resizeCommand] },
+  // Declarative foundry (issue 15).
+  {
+    words: ["apply", "diff"],
+    load: async () => {
+      const m = await import("./foundry/apply.ts");
+      return [m.applyCommand, m.diffCommand];
+    },
+  },
+  { words: ["adopt"], load: async () => [(await import("./foundry/adopt.ts")).adoptCommand] },
+  // Fleets of hosts (issue 16).
+  { words: ["host"], load: async () => [(await import("./foundry/host.ts")).hostCommand] },
   {
     words: ["completion"],
     load: async () => [(await import("./foundry/completion.ts")).completionCommand],

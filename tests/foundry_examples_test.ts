@@ -74,7 +74,11 @@ for (const file of vmFiles) {
     for (const vm of vms) {
       assert.ok(vm.spec.networkInterfaces.length >= 1, `${vm.metadata.name} has no NIC`);
       for (const net of vm.spec.networkInterfaces) {
-        assert.match(net.ip, /^(192\.0\.2|198\.51\.100)\./, "examples use documentation addresses");
+        assert.match(
+          net.ip ?? "",
+          /^(192\.0\.2|198\.51\.100)\./,
+          "examples use documentation addresses",
+        );
       }
       assert.deepEqual(parseDomainMetadata(domainXmlOf(vm)), withoutPasswordHash(vm));
     }

@@ -140,7 +140,9 @@ export async function waitForVm(
     reached("agent", "guest agent answers");
     if (until === "agent") return result;
 
-    const want = (vm?.spec.networkInterfaces ?? []).map((n) => n.ip);
+    const want = (vm?.spec.networkInterfaces ?? []).flatMap((n) =>
+      n.ip === undefined ? [] : [n.ip]
+    );
     result.addresses = await retry("ip", () => addressesOnce(lv, domain, want, signal));
     reached("ip", result.addresses.join(", "));
     if (until === "ip") return result;
