@@ -24,12 +24,17 @@
 import { createHash } from "node:crypto";
 import { XMLBuilder } from "npm:fast-xml-parser@^5.12.1";
 import type { VirtualMachine } from "./types.ts";
+import { noCloudFilesFromVm } from "./cloudinit.ts";
 import {
+  canonicalJson,
+  CLOUD_INIT_SHA256_ATTRIBUTE,
   type CreatedVolume,
   METADATA_ELEMENT,
   METADATA_NAMESPACE,
   METADATA_PREFIX,
   PASSWORD_HASH_SHA256_ATTRIBUTE,
+  SPEC_SHA256_ATTRIBUTE,
+  specDocument,
   type StoredVm,
   VOLUMES_DOMAIN_ATTRIBUTE,
   VOLUMES_ELEMENT,
@@ -38,6 +43,8 @@ import {
 } from "./stored_metadata.ts";
 
 export {
+  canonicalJson,
+  CLOUD_INIT_SHA256_ATTRIBUTE,
   METADATA_ELEMENT,
   METADATA_NAMESPACE,
   METADATA_PREFIX,
@@ -46,6 +53,8 @@ export {
   parseStoredDomainMetadata,
   parseStoredMetadataXml,
   PASSWORD_HASH_SHA256_ATTRIBUTE,
+  SPEC_SHA256_ATTRIBUTE,
+  specDocument,
   STORED_SPEC_ERROR_ANNOTATION,
   VOLUMES_DOMAIN_ATTRIBUTE,
   VOLUMES_ELEMENT,
@@ -76,9 +85,56 @@ export function withoutPasswordHash(vm: VirtualMachine): VirtualMachine {
 }
 
 /** What foundry stores: the document without status (always computed afresh) and password hash. */
-function stored(vm: VirtualMachine): Omit<VirtualMachine, "status"> {
+const stored = specDocument;
+
+const sha256Hex = (text: string) => createHash("sha256").update(text).digest("hex");
+
+/**
+ * The SHA-256 (lowercase hex) of the document foundry stores for `vm`, as canonical JSON (keys
+ * sorted, no status, no password hash): written beside the stored spec, so that a stored spec
+ * edited by hand shows (drift `where: "metadata"`).
+ */
+export function specSha256(vm: VirtualMachine): string {
+  return sha256Hex(canonicalJson(stored(vm)));
+}
+
+/**
+ * The SHA-256 (lowercase hex) of the cloud-init seed content `vm` gives: the NoCloud files
+ * (`user-data`, `meta-data`, `network-config`) as foundry writes them, except that the root
+ * password hash is replaced by its fingerprint ({@linkcode passwordHashSha256}), so that the digest
+ * changes with the password without being a digest of it, and the instance ID (derived from the
+ * whole spec, so it changes with any field) is left out: the digest changes only when what
+ * cloud-init sets up does.
+ *
+ * @param passwordFingerprint for a stored spec (which has no password hash): the fingerprint
+ *   stored with it; ignored when `vm` has a password hash
+ */
+export function cloudInitSha256(vm: VirtualMachine, passwordFingerprint?: string): string {
+  const hash = vm.spec.cloudInit?.passwordHash;
+  const fingerprint = hash === undefined ? passwordFingerprint : passwordHashSha256(hash);
   const { spec } = withoutPasswordHash(vm);
-  return { apiVersion: vm.apiVersion, kind: vm.kind, metadata: vm.metadata, spec };
+  const cloudInit = fingerprint === undefined
+    ? spec.cloudInit
+    : { ...spec.cloudInit, passwordHash: `sha256:${fingerprint}` };
+  const files = noCloudFilesFromVm(
+    { ...vm, spec: cloudInit === undefined ? spec : { ...spec, cloudInit } },
+    { instanceId: "-" },
+  );
+  return sha256Hex(
+    (["user-data", "meta-data", "network-config"] as const)
+      .map((name) => `${name}\0${files[name]}`).join("\0"),
+  );
+}
+
+/** The hash attributes of the metadata element for `vm` (cloud-init's left out when no seed can be made of a stored spec). */
+function hashAttributes(vm: VirtualMachine, passwordFingerprint?: string): Record<string, string> {
+  const attributes: Record<string, string> = { [`@_${SPEC_SHA256_ATTRIBUTE}`]: specSha256(vm) };
+  try {
+    attributes[`@_${CLOUD_INIT_SHA256_ATTRIBUTE}`] = cloudInitSha256(vm, passwordFingerprint);
+  } catch {
+    // A stored spec read leniently may lack what a seed needs; it then has no cloud-init hash.
+  }
+  return attributes;
 }
 
 /**
@@ -97,6 +153,7 @@ export function metadataNode(
   if (hash !== undefined) {
     element[`@_${PASSWORD_HASH_SHA256_ATTRIBUTE}`] = passwordHashSha256(hash);
   }
+  Object.assign(element, hashAttributes(vm));
   element["#text"] = JSON.stringify(stored(vm));
   const node: Record<string, unknown> = { [`${METADATA_PREFIX}:${METADATA_ELEMENT}`]: element };
   if (volumes !== undefined) {
@@ -127,6 +184,7 @@ export function storedMetadataXml(vm: VirtualMachine, passwordHashSha256?: strin
   if (passwordHashSha256 !== undefined) {
     element[`@_${PASSWORD_HASH_SHA256_ATTRIBUTE}`] = passwordHashSha256;
   }
+  Object.assign(element, hashAttributes(vm, passwordHashSha256));
   element["#text"] = JSON.stringify(stored(vm));
   return new XMLBuilder({ ignoreAttributes: false }).build({ [METADATA_ELEMENT]: element });
 }

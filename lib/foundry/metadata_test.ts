@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { buildDomainXml } from "./domain_xml.ts";
 import {
   buildMetadataXml,
+  canonicalJson,
+  cloudInitSha256,
   type CreatedVolume,
   METADATA_NAMESPACE,
   parseDomainMetadata,
@@ -10,6 +12,7 @@ import {
   parseStoredMetadataXml,
   passwordHashChanged,
   passwordHashSha256,
+  specSha256,
   STORED_SPEC_ERROR_ANNOTATION,
   storedMetadataXml,
   VOLUMES_NAMESPACE,
@@ -19,7 +22,7 @@ import { sampleVm, workloadVm } from "./_testdata.ts";
 
 Deno.test("buildMetadataXml() writes one element in the foundry namespace", () => {
   const xml = buildMetadataXml(withoutPasswordHash(sampleVm()));
-  assert.match(xml, /^<foundry:vm xmlns:foundry="https:\/\/foundry\.cofront\.xyz\/v1alpha1">/);
+  assert.match(xml, /^<foundry:vm xmlns:foundry="https:\/\/foundry\.cofront\.xyz\/v1alpha1"[ >]/);
   assert.match(xml, /<\/foundry:vm>$/);
   assert.equal(METADATA_NAMESPACE, "https://foundry.cofront.xyz/v1alpha1");
 });
@@ -190,10 +193,81 @@ Deno.test("storedMetadataXml() rewrites a stored spec (resize) keeping the passw
   stored.vm.metadata.annotations = { tricky: `<b>&amp; ]]>` };
   const xml = storedMetadataXml(stored.vm, stored.passwordHashSha256);
   // Bare element: virDomainSetMetadata binds the prefix and namespace itself.
-  assert.match(xml, new RegExp(`^<vm passwordHashSha256="${fingerprint}">`));
+  assert.match(xml, new RegExp(`^<vm passwordHashSha256="${fingerprint}"[ >]`));
   const back = parseStoredMetadataXml(xml)!;
   assert.equal(back.passwordHashSha256, fingerprint);
   assert.deepEqual(back.vm, stored.vm);
   assert.equal(back.vm.spec.vcpus, 3);
   assert.ok(!storedMetadataXml(stored.vm).includes("passwordHashSha256"));
+});
+
+Deno.test("canonicalJson() sorts keys at every depth and keeps array order", () => {
+  assert.equal(
+    canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: undefined } }),
+    '{"a":{"d":[3,{"y":2,"z":1}]},"b":1}',
+  );
+});
+
+Deno.test("specSha256() ignores key order, status and the password hash, and sees any field", () => {
+  const vm = sampleVm();
+  const digest = specSha256(vm);
+  assert.match(digest, /^[0-9a-f]{64}$/);
+  const reordered = JSON.parse(
+    JSON.stringify({
+      spec: vm.spec,
+      metadata: vm.metadata,
+      kind: vm.kind,
+      apiVersion: vm.apiVersion,
+    }),
+  );
+  assert.equal(specSha256(reordered), digest);
+  assert.equal(specSha256({ ...vm, status: { phase: "Running" } }), digest);
+  assert.equal(specSha256(withoutPasswordHash(vm)), digest);
+  assert.notEqual(specSha256({ ...vm, spec: { ...vm.spec, vcpus: vm.spec.vcpus + 1 } }), digest);
+});
+
+Deno.test("cloudInitSha256() changes with the password and cloud-init, not with sizes, and hides the hash", () => {
+  const vm = sampleVm();
+  const hash = vm.spec.cloudInit!.passwordHash!;
+  const digest = cloudInitSha256(vm);
+  // A stored spec (no hash) with the stored fingerprint gives the same digest.
+  assert.equal(cloudInitSha256(withoutPasswordHash(vm), passwordHashSha256(hash)), digest);
+  assert.notEqual(cloudInitSha256(withoutPasswordHash(vm)), digest);
+  const other = {
+    ...vm,
+    spec: { ...vm.spec, cloudInit: { ...vm.spec.cloudInit, passwordHash: hash + "x" } },
+  };
+  assert.notEqual(cloudInitSha256(other), digest);
+  // The instance ID (which follows every field) is left out: a size change is not a cloud-init change.
+  assert.equal(
+    cloudInitSha256({ ...vm, spec: { ...vm.spec, memoryGiB: vm.spec.memoryGiB * 2 } }),
+    digest,
+  );
+  const keys = {
+    ...vm,
+    spec: {
+      ...vm.spec,
+      cloudInit: {
+        ...vm.spec.cloudInit,
+        sshAuthorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOther other@x"],
+      },
+    },
+  };
+  assert.notEqual(cloudInitSha256(keys), digest);
+});
+
+Deno.test("the stored element carries both hashes, and rewriting keeps them consistent", () => {
+  const vm = sampleVm();
+  const stored = parseStoredMetadataXml(buildMetadataXml(vm))!;
+  assert.equal(stored.specSha256, specSha256(vm));
+  assert.equal(stored.cloudInitSha256, cloudInitSha256(vm));
+  assert.equal(specSha256(stored.vm), stored.specSha256);
+  const again = parseStoredMetadataXml(storedMetadataXml(stored.vm, stored.passwordHashSha256))!;
+  assert.equal(again.specSha256, stored.specSha256);
+  assert.equal(again.cloudInitSha256, stored.cloudInitSha256);
+  assert.ok(!buildMetadataXml(vm).includes(vm.spec.cloudInit!.passwordHash!));
+  // A VM stored before hashes: both undefined.
+  const old = parseStoredMetadataXml(`<vm>${JSON.stringify(withoutPasswordHash(vm))}</vm>`)!;
+  assert.equal(old.specSha256, undefined);
+  assert.equal(old.cloudInitSha256, undefined);
 });

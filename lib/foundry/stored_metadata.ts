@@ -30,6 +30,19 @@ export const METADATA_ELEMENT = "vm";
 export const PASSWORD_HASH_SHA256_ATTRIBUTE = "passwordHashSha256";
 
 /**
+ * Attribute of the metadata element holding the SHA-256 of the stored document's canonical JSON
+ * (see {@linkcode canonicalJson} and {@linkcode specDocument}): a stored spec edited by hand no
+ * longer matches it.
+ */
+export const SPEC_SHA256_ATTRIBUTE = "specSha256";
+
+/**
+ * Attribute of the metadata element holding the SHA-256 of the cloud-init seed content the spec
+ * gives (see `cloudInitSha256` in `metadata.ts`): a changed password hash shows only here.
+ */
+export const CLOUD_INIT_SHA256_ATTRIBUTE = "cloudInitSha256";
+
+/**
  * Namespace of foundry's record of the volumes it created for a VM, a second element beside the
  * spec in the domain's `<metadata>`, written with the domain's definition.
  */
@@ -74,6 +87,10 @@ export interface StoredVm {
   vm: VirtualMachine;
   /** {@linkcode passwordHashSha256} of the root password hash, when the spec set one. */
   passwordHashSha256?: string;
+  /** {@linkcode SPEC_SHA256_ATTRIBUTE} as written; absent for a VM stored before hashes were. */
+  specSha256?: string;
+  /** {@linkcode CLOUD_INIT_SHA256_ATTRIBUTE} as written; absent for a VM stored before hashes were. */
+  cloudInitSha256?: string;
   /**
    * The volumes foundry created for the VM, when the domain has that record (foundry before the
    * record did not write one).
@@ -122,9 +139,41 @@ function findFoundryElement(
 function storedVm(element: FoundryElement | undefined, domainName = ""): StoredVm | undefined {
   if (element === undefined) return undefined;
   const vm = lenientVirtualMachine(element.text, domainName);
-  return element.passwordHashSha256 === undefined
+  const found: StoredVm = element.passwordHashSha256 === undefined
     ? { vm }
     : { vm, passwordHashSha256: element.passwordHashSha256 };
+  const specHash = element.attributes[SPEC_SHA256_ATTRIBUTE];
+  if (specHash !== undefined) found.specSha256 = specHash;
+  const cloudInitHash = element.attributes[CLOUD_INIT_SHA256_ATTRIBUTE];
+  if (cloudInitHash !== undefined) found.cloudInitSha256 = cloudInitHash;
+  return found;
+}
+
+/**
+ * The document foundry stores for `vm` (and hashes): apiVersion, kind, metadata and spec, without
+ * status and without `spec.cloudInit.passwordHash`.
+ */
+export function specDocument(vm: VirtualMachine): Omit<VirtualMachine, "status"> {
+  let spec = vm.spec;
+  if (spec.cloudInit?.passwordHash !== undefined) {
+    const { passwordHash: _secret, ...cloudInit } = spec.cloudInit;
+    spec = { ...spec, cloudInit };
+  }
+  return { apiVersion: vm.apiVersion, kind: vm.kind, metadata: vm.metadata, spec };
+}
+
+/**
+ * `value` as JSON with every object's keys sorted (recursively), so that equal documents give equal
+ * text whatever order their keys were written in; undefined properties are left out, as
+ * `JSON.stringify` does.
+ */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (v === null || typeof v !== "object" || Array.isArray(v)) return v;
+    return Object.fromEntries(
+      Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+    );
+  });
 }
 
 type Json = Record<string, unknown>;
