@@ -160,13 +160,14 @@ export function imageCommand(io: Io): Command {
   );
 
   image.command("import")
-    .description("Import a local qcow2 or raw image file")
+    .description("Import a local qcow2 or raw image file, or an ISO 9660 installation image")
     .argument("<path>", "image file")
-    .argument("<name>", "image name, ending in .qcow2 or .raw to match the file's format")
+    .argument("<name>", "image name, ending in .qcow2, .raw or .iso to match the file's format")
     .addOption(outputOption())
     .addHelpText(
       "after",
-      "\nExamples:\n  foundry image import /path/to/fedora-43.qcow2 fedora-43.qcow2\n",
+      "\nExamples:\n  foundry image import /path/to/fedora-43.qcow2 fedora-43.qcow2\n" +
+        "  foundry image import /path/to/debian-13-netinst.iso debian-13-netinst.iso\n",
     )
     .action(async (path: string, name: string, opts: { output: string }, cmd: Command) => {
       const { uri } = await configFor(cmd);

@@ -3,6 +3,7 @@
  * them. Everything goes through the libvirt client's volume streams, so it works on a remote host too.
  *
  * - The format comes from the first bytes (see `image_format.ts`); the name's extension must match it.
+ *   Installation media are ISO 9660 images named `.iso` (`spec.installMedia`).
  *   A qcow2 image must stand alone: no backing file, no external data file, no incompatible feature
  *   foundry does not know, not encrypted (see `qcow2.ts`; its whole first cluster is checked).
  * - Only regular files are imported (a FIFO or device could block or never end); a pull takes only
@@ -45,9 +46,9 @@ import {
   baseImageProblem,
   detectImageFormat,
   IMAGE_HEADER_BYTES,
+  type ImageFormat,
 } from "./image_format.ts";
 import { lookupPool, StorageError, volumeSummary } from "./pools.ts";
-import type { VolumeFormat } from "./storage_xml.ts";
 
 export { baseImageProblem } from "./image_format.ts";
 export { parseQcow2Header } from "./qcow2.ts";
@@ -525,10 +526,11 @@ async function uploadImage(req: UploadRequest): Promise<ImageSummary> {
   const peeked: Peeked = { buffered: [], ended: false };
   let head = await peekHead(req.source, IMAGE_HEADER_BYTES, peeked);
   // A qcow2 image's header extensions may sit anywhere in its first cluster (up to 2 MiB).
-  head = await peekHead(req.source, baseImageHeaderBytes(head), peeked);
+  // An ISO 9660 image's identifier sits at 32769.
+  head = await peekHead(req.source, baseImageHeaderBytes(head, name), peeked);
   const problem = baseImageProblem(name, head);
   if (problem !== undefined) throw new StorageError(`Cannot import ${req.what}: ${problem}`);
-  const format = detectImageFormat(head) as VolumeFormat;
+  const format = detectImageFormat(head) as ImageFormat;
   for (const n of [name, name + CHECKSUM_SUFFIX]) {
     if (await volumeExists(lv, pool, n)) {
       throw new StorageError(`Image ${n} exists already in pool ${pool.name}`);
