@@ -19,6 +19,7 @@ import {
   readConfigText,
   resolveConfig,
 } from "../config/layered.ts";
+import type { HostEntry } from "./fleet_types.ts";
 import { resolveImage } from "./naming.ts";
 import {
   DEFAULT_IMAGE_POOL,
@@ -46,6 +47,8 @@ export interface FoundryConfig {
   vmsPool: string;
   /** Target directory of the VM pool when foundry creates it. */
   vmsPath: string;
+  /** The fleet's hosts (`hosts:` of the configuration file; see fleet.ts); absent without one. */
+  hosts?: HostEntry[];
 }
 
 /** Configuration given on the command line; every field optional. */
@@ -170,6 +173,7 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<FoundryCo
     domainType: values.domainType as FoundryConfig["domainType"],
     imagesPath: from.imagesPath === "default" ? `${values.storagePath}/images` : values.imagesPath,
     vmsPath: from.vmsPath === "default" ? `${values.storagePath}/vms` : values.vmsPath,
+    ...(file.hosts ? { hosts: file.hosts } : {}),
   };
 }
 
@@ -192,6 +196,9 @@ export function imageLocationFor(
 }
 
 /** A schema field of `key` with its default, its `FOUNDRY_*` variable and its file key. */
-function field<T extends FieldKind, K extends keyof FoundryConfig>(kind: T, key: K) {
+function field<T extends FieldKind, K extends Exclude<keyof FoundryConfig, "hosts">>(
+  kind: T,
+  key: K,
+) {
   return { kind, default: DEFAULT_CONFIG[key], env: CONFIG_ENV[key], fileKey: key };
 }

@@ -15,6 +15,7 @@ import { parseYamlConfigDocument } from "../config/yaml_file.ts";
 import { ConfigError, DOMAIN_TYPE_CHOICES, type FoundryConfig } from "./config.ts";
 import type { DomainType } from "./types.ts";
 import { formatProblem } from "./errors.ts";
+import { readHostsNode } from "./config_hosts.ts";
 
 type Layer = Partial<FoundryConfig>;
 
@@ -23,6 +24,7 @@ const FILE_FIELDS = [
   "domainType",
   "destroyTimeoutSeconds",
   "storage",
+  "hosts",
 ] as const;
 const STORAGE_FIELDS = ["basePath", "imagesPool", "imagesPath", "vmsPool", "vmsPath"] as const;
 
@@ -50,6 +52,10 @@ export function parseConfigFile(text: string, file: string): Partial<FoundryConf
       }
       const node = pair.value;
       const offset = isScalar(node) || isMap(node) ? node.range?.[0] : keyOffset;
+      if (key === "hosts") {
+        layer.hosts = readHostsNode(node, offset, at);
+        continue;
+      }
       if (key === "storage") {
         if (!isMap(node)) at(offset, path, "must be a mapping");
         else visit(node, path, STORAGE_FIELDS, handle);
