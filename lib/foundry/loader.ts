@@ -14,8 +14,17 @@
  * @module
  */
 
-import { isAlias, isMap, isScalar, isSeq, LineCounter, parseAllDocuments } from "npm:yaml@^2.9.1";
-import type { Alias, Document, Node, Pair, YAMLMap } from "npm:yaml@^2.9.1";
+import {
+  isAlias,
+  isMap,
+  isScalar,
+  isSeq,
+  LineCounter,
+  Pair,
+  parseAllDocuments,
+  YAMLMap,
+} from "npm:yaml@^2.9.1";
+import type { Alias, Document, Node } from "npm:yaml@^2.9.1";
 import { parseSshPublicKey, SshKeyError } from "../cloudinit/ssh_key.ts";
 import {
   codePointName,
@@ -25,25 +34,35 @@ import {
 } from "../cloudinit/safe_text.ts";
 import { type Problem, ValidationError } from "./errors.ts";
 import { ipv4ToNumber, isIPv6, parseCidr, parseIPv4 } from "./_net.ts";
+import { macFromIp } from "./naming.ts";
 import {
   API_VERSION,
   type BootDisk,
   type CloudInit,
   CPU_MODES,
   type CpuMode,
+  type CpuSpec,
   type DataDisk,
   DOMAIN_TYPES,
   type DomainType,
+  type Graphics,
+  GRAPHICS_TYPES,
+  type GraphicsType,
   type GuestFile,
+  type InstallMedia,
   KIND,
   LIMITS,
   type NetworkInterface,
+  type NumaCell,
   type ObjectMeta,
   RESERVED_GUEST_PATHS,
   type Resources,
+  TEMPLATE_KIND,
+  type TemplateRef,
   type UserDataExtras,
   type VirtualMachine,
   type VirtualMachineSpec,
+  type VirtualMachineTemplate,
 } from "./types.ts";
 
 /** Pattern of `metadata.name` after lowercasing. */
@@ -67,17 +86,245 @@ const LABEL_NAME = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$/;
 const DISK_SERIAL_PATTERN = /^[A-Za-z0-9_-]+$/;
 const PACKAGE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9+._:~-]{0,127}$/;
 const PERMISSIONS_PATTERN = /^[0-7]{3,4}$/;
+const MAC_PATTERN = /^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/;
+const CPUSET_PATTERN = /^\d+(-\d+)?(,\d+(-\d+)?)*$/;
+/** Fields of `spec`. */
+const SPEC_FIELDS = [
+  "vcpus",
+  "memoryGiB",
+  "bootDisk",
+  "dataDisks",
+  "networkInterfaces",
+  "cloudInit",
+  "cpuMode",
+  "cpu",
+  "numa",
+  "graphics",
+  "installMedia",
+  "templateRef",
+  "autostart",
+  "storagePool",
+  "domainType",
+  "resources",
+] as const;
 /** Field path of a `writeFiles` entry's content, as prepare() builds it. */
 const FILE_CONTENT_PATH = /^spec\.cloudInit\.userData\.writeFiles\[\d+\]\.content$/;
 
 /**
- * Reads a YAML file and returns its `VirtualMachine` documents, normalised and validated.
+ * Reads a YAML file and returns its `VirtualMachine` documents, normalised and validated. The file
+ * may also hold `VirtualMachineTemplate` documents, which its VMs can reference (`templateRef`).
  *
  * @param path file to read; its name appears in every problem
  * @throws {ValidationError} listing every problem of the file
  */
 export async function loadVirtualMachines(path: string): Promise<VirtualMachine[]> {
   return parseVirtualMachines(await readSpecFile(path), path);
+}
+
+/** Most files {@linkcode loadFoundryDocuments} reads in one call (directories included). */
+export const MAX_FILES = 1000;
+
+/** What {@linkcode loadFoundryDocuments} found. */
+export interface FoundryDocuments {
+  /** Every `VirtualMachine`, its template (if any) merged in, validated; in file order. */
+  vms: VirtualMachine[];
+  /** Every `VirtualMachineTemplate`; they create nothing. */
+  templates: VirtualMachineTemplate[];
+  /** Where each VM was written: VM name -> `file:line` of its document. */
+  sources: Map<string, string>;
+}
+
+/**
+ * Loads the foundry documents of files and directories, as `apply -f` takes them: a directory
+ * contributes its `*.yaml` and `*.yml` files (sorted by name, not recursive), at most
+ * {@linkcode MAX_FILES} files in all. A VM may reference a template of any of the files; names
+ * must be unique across them.
+ *
+ * @param paths files and directories
+ * @throws {ValidationError} listing every problem of every file, and when no VM is found
+ * @example
+ * ```ts
+ * import { loadFoundryDocuments } from "./loader.ts";
+ * const { vms, sources } = await loadFoundryDocuments(["examples/template.yaml"]);
+ * for (const vm of vms) console.log(vm.metadata.name, sources.get(vm.metadata.name));
+ * ```
+ */
+export async function loadFoundryDocuments(paths: readonly string[]): Promise<FoundryDocuments> {
+  const files = await specFilesOf(paths);
+  const inputs: SpecText[] = [];
+  for (const file of files) inputs.push({ text: await readSpecFile(file), file });
+  return parseFoundryDocuments(inputs);
+}
+
+/** The files `paths` name: files as given, directories' YAML files sorted; bounded. */
+async function specFilesOf(paths: readonly string[]): Promise<string[]> {
+  const out: string[] = [];
+  const refuse = (file: string, message: string): never => {
+    throw new ValidationError([{
+      file: escapeForbidden(file),
+      line: 1,
+      column: 1,
+      path: "",
+      message,
+    }]);
+  };
+  for (const path of paths) {
+    const st = await Deno.stat(path);
+    if (!st.isDirectory) {
+      out.push(path);
+    } else {
+      const names: string[] = [];
+      for await (const entry of Deno.readDir(path)) {
+        if (!/\.ya?ml$/.test(entry.name)) continue;
+        const full = path.endsWith("/") ? `${path}${entry.name}` : `${path}/${entry.name}`;
+        // A symbolic link is followed by readSpecFile, which refuses anything but a regular file.
+        if (entry.isFile || entry.isSymlink) names.push(full);
+        if (out.length + names.length > MAX_FILES) break;
+      }
+      out.push(...names.sort());
+    }
+    if (out.length > MAX_FILES) {
+      refuse(path, `more than ${MAX_FILES} files to load; split them into several runs`);
+    }
+  }
+  return out;
+}
+
+/** One file's text and the name its problems carry. */
+export interface SpecText {
+  /** The YAML. */
+  text: string;
+  /** Name used in problems, e.g. `vm.yaml`; relative `passwordSecret` paths resolve from its directory. */
+  file: string;
+}
+
+/**
+ * Parses several files' texts together (see {@linkcode loadFoundryDocuments}): templates of any
+ * file serve the VMs of every file.
+ *
+ * @throws {ValidationError} listing every problem, and when no VM is found
+ */
+export function parseFoundryDocuments(inputs: readonly SpecText[]): FoundryDocuments {
+  const shared = new SharedState();
+  const pendingVms: { checker: Checker; doc: Document.Parsed; contents: Node; line: number }[] = [];
+  const templates = new Map<string, ParsedTemplate>();
+  for (const { text, file } of inputs) {
+    const lineCounter = new LineCounter();
+    const checker = new Checker(file, lineCounter, shared);
+    if (text.length > LIMITS.fileBytes) {
+      checker.problemAt(0, "", `is more than the limit of ${LIMITS.fileBytes} bytes`);
+      continue;
+    }
+    // uniqueKeys is checked by prepare() with a set per mapping: the yaml package compares each
+    // key with every earlier one, quadratic in the size of a mapping.
+    const docs = parseAllDocuments(text, { lineCounter, uniqueKeys: false, prettyErrors: false });
+    const all = Array.isArray(docs) ? docs : [];
+    const extra = all.filter((d) => d.contents !== null)[LIMITS.vmsPerFile];
+    if (extra !== undefined) {
+      checker.problemAt(
+        extra.contents?.range?.[0] ?? 0,
+        "",
+        `a file may hold at most ${LIMITS.vmsPerFile} VirtualMachine documents; this is one more`,
+      );
+      continue;
+    }
+    for (const doc of all) {
+      if (doc.errors.length > 0) {
+        for (const err of doc.errors) {
+          const message = err.message.replace(/ at line \d+, column \d+.*$/s, "");
+          checker.problemAt(err.pos[0], "", `invalid YAML: ${lowerFirst(message)}`);
+        }
+        continue;
+      }
+      const contents = doc.contents;
+      if (contents === null || (isScalar(contents) && contents.value === null)) continue;
+      checker.doc = doc;
+      const line = lineCounter.linePos(contents.range?.[0] ?? 0).line;
+      checker.docLine = line;
+      if (!checker.prepare(contents)) continue;
+      if (kindOf(contents) !== TEMPLATE_KIND) {
+        pendingVms.push({ checker, doc, contents, line });
+        continue;
+      }
+      const t = checker.template(contents);
+      if (t === undefined) continue;
+      const earlier = templates.get(t.value.metadata.name);
+      if (earlier !== undefined) {
+        checker.problem(
+          t.nameNode,
+          "metadata.name",
+          `duplicate template name "${t.value.metadata.name}", also used by the VirtualMachineTemplate at ${earlier.checker.file}:${earlier.line}`,
+        );
+        continue;
+      }
+      templates.set(t.value.metadata.name, t);
+    }
+  }
+  const vms: VirtualMachine[] = [];
+  const sources = new Map<string, string>();
+  for (const { checker, doc, contents, line } of pendingVms) {
+    checker.doc = doc;
+    checker.docLine = line;
+    const vm = checker.virtualMachine(contents, templates);
+    if (vm === undefined) continue;
+    const earlier = sources.get(vm.metadata.name);
+    if (earlier !== undefined) {
+      // Within one file the name check reported it already.
+      if (!earlier.startsWith(`${checker.file}:`)) {
+        checker.problemAt(
+          contents.range?.[0] ?? 0,
+          "metadata.name",
+          `duplicate name "${vm.metadata.name}", also used by the VirtualMachine at ${earlier}`,
+        );
+      }
+      continue;
+    }
+    sources.set(vm.metadata.name, `${checker.file}:${line}`);
+    vms.push(vm);
+  }
+  if (shared.problems.length === 0 && vms.length === 0 && inputs.length > 0) {
+    shared.problems.push({
+      file: escapeForbidden(inputs[0]!.file),
+      line: 1,
+      column: 1,
+      path: "",
+      message: `no ${KIND} document found`,
+    });
+  }
+  if (shared.problems.length > 0) {
+    throw new ValidationError(sortedProblems(shared.problems, inputs));
+  }
+  return { vms, templates: [...templates.values()].map((t) => t.value), sources };
+}
+
+/** Problems in file order then position, duplicates dropped, at most PROBLEMS_SHOWN and a count. */
+function sortedProblems(problems: readonly Problem[], inputs: readonly SpecText[]): Problem[] {
+  const order = new Map(inputs.map((f, i) => [escapeForbidden(f.file), i]));
+  const seen = new Set<string>();
+  const unique = problems.filter((p) => {
+    const key = JSON.stringify([p.file, p.line, p.column, p.path, p.message]);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+  const sorted = unique.sort((a, b) =>
+    (order.get(a.file) ?? 0) - (order.get(b.file) ?? 0) || a.line - b.line || a.column - b.column
+  );
+  const shown = sorted.slice(0, PROBLEMS_SHOWN);
+  const last = shown[shown.length - 1]!;
+  if (sorted.length > shown.length) {
+    shown.push({ ...last, path: "", message: `and ${sorted.length - shown.length} more problems` });
+  }
+  return shown;
+}
+
+/** The `kind` a document says it is, when it says so plainly. */
+function kindOf(node: Node): unknown {
+  if (!isMap(node)) return undefined;
+  const pair = (node as YAMLMap<unknown, unknown>).items.find((p) =>
+    isScalar(p.key) && p.key.value === "kind"
+  );
+  return isScalar(pair?.value) ? pair.value.value : undefined;
 }
 
 /**
@@ -137,59 +384,7 @@ async function readSpecFile(path: string): Promise<string> {
  * @throws {ValidationError} listing every problem of the text
  */
 export function parseVirtualMachines(text: string, file: string): VirtualMachine[] {
-  const lineCounter = new LineCounter();
-  const checker = new Checker(file, lineCounter);
-  if (text.length > LIMITS.fileBytes) {
-    checker.problemAt(0, "", `is more than the limit of ${LIMITS.fileBytes} bytes`);
-    throw new ValidationError(checker.problems);
-  }
-  // uniqueKeys is checked by prepare() with a set per mapping: the yaml package compares each
-  // key with every earlier one, quadratic in the size of a mapping.
-  const docs = parseAllDocuments(text, { lineCounter, uniqueKeys: false, prettyErrors: false });
-  const all = Array.isArray(docs) ? docs : [];
-  const extra = all.filter((d) => d.contents !== null)[LIMITS.vmsPerFile];
-  if (extra !== undefined) {
-    checker.problemAt(
-      extra.contents?.range?.[0] ?? 0,
-      "",
-      `a file may hold at most ${LIMITS.vmsPerFile} VirtualMachine documents; this is one more`,
-    );
-    throw new ValidationError(checker.problems);
-  }
-  const vms: VirtualMachine[] = [];
-  for (const doc of all) {
-    if (doc.errors.length > 0) {
-      for (const err of doc.errors) {
-        const message = err.message.replace(/ at line \d+, column \d+.*$/s, "");
-        checker.problemAt(err.pos[0], "", `invalid YAML: ${lowerFirst(message)}`);
-      }
-      continue;
-    }
-    const contents = doc.contents;
-    if (contents === null || (isScalar(contents) && contents.value === null)) continue;
-    checker.doc = doc;
-    checker.docLine = lineCounter.linePos(contents.range?.[0] ?? 0).line;
-    if (!checker.prepare(contents)) continue;
-    const vm = checker.virtualMachine(contents);
-    if (vm !== undefined) vms.push(vm);
-  }
-  if (checker.problems.length === 0 && vms.length === 0) {
-    checker.problemAt(0, "", `no ${KIND} document found`);
-  }
-  if (checker.problems.length > 0) {
-    const sorted = [...checker.problems].sort((a, b) => a.line - b.line || a.column - b.column);
-    const shown = sorted.slice(0, PROBLEMS_SHOWN);
-    const last = shown[shown.length - 1]!;
-    if (sorted.length > shown.length) {
-      shown.push({
-        ...last,
-        path: "",
-        message: `and ${sorted.length - shown.length} more problems`,
-      });
-    }
-    throw new ValidationError(shown);
-  }
-  return vms;
+  return parseFoundryDocuments([{ text, file }]).vms;
 }
 
 /**
@@ -281,25 +476,60 @@ interface Field {
   keyNode: Node | undefined;
 }
 
-class Checker {
+/** What the checkers of the files of one load share. */
+class SharedState {
+  /** Problems of every file. */
   readonly problems: Problem[] = [];
+  /** Each alias's node, found in one pass over each document (yaml's own lookup walks it). */
+  readonly aliasTargets = new Map<Alias, Node>();
+  /** Scalars already reported (a forbidden character): no field check reports them again. */
+  readonly reported = new Set<Node>();
+  /** The checker of the file a template's node comes from: problems in merged fields point there. */
+  readonly origins = new WeakMap<object, Checker>();
+}
+
+/** A validated template and the nodes a VM that references it merges. */
+interface ParsedTemplate {
+  value: VirtualMachineTemplate;
+  checker: Checker;
+  line: number;
+  nameNode: Node | undefined;
+  /** `spec.template.metadata`, merged under the VM's metadata. */
+  metadata: Node | undefined;
+  /** `spec.template.spec`, merged under the VM's spec. */
+  spec: Node | undefined;
+}
+
+class Checker {
   doc: Document.Parsed | undefined;
   /** Addresses used by earlier documents of the file: tap names and MACs derive from them. */
   readonly fileIps = new Map<string, string>();
+  /** MACs (given or derived from addresses) of earlier interfaces of the file. */
+  readonly fileMacs = new Map<string, string>();
   /** Names used by earlier documents of the file, with the line of their document. */
   readonly fileNames = new Map<string, number>();
   /** Line where the current document starts. */
   docLine = 1;
   /** Field paths already suggested for a misspelt key: their absence is not reported again. */
   readonly #suggested = new Set<string>();
-  /** Each alias's node, found in one pass over the document (yaml's own lookup walks it). */
-  readonly #aliasTargets = new Map<Alias, Node>();
-  /** Scalars already reported (a forbidden character): no field check reports them again. */
-  readonly #reported = new Set<Node>();
+  readonly #aliasTargets: Map<Alias, Node>;
+  readonly #reported: Set<Node>;
   /** Aliases seen in the file so far. */
   #aliases = 0;
 
-  constructor(readonly file: string, readonly lineCounter: LineCounter) {}
+  constructor(
+    readonly file: string,
+    readonly lineCounter: LineCounter,
+    readonly shared: SharedState = new SharedState(),
+  ) {
+    this.#aliasTargets = shared.aliasTargets;
+    this.#reported = shared.reported;
+  }
+
+  /** Problems of every file of the load. */
+  get problems(): Problem[] {
+    return this.shared.problems;
+  }
 
   problemAt(offset: number, path: string, message: string): void {
     const { line, col } = this.lineCounter.linePos(offset);
@@ -414,7 +644,9 @@ class Checker {
     const keyRange = node !== undefined && "key" in node && isScalar(node.key)
       ? node.key.range
       : undefined;
-    this.problemAt(range?.[0] ?? keyRange?.[0] ?? 0, path, message);
+    // A node a template gave is reported in the template's file.
+    const owner = node === undefined ? this : this.shared.origins.get(node) ?? this;
+    owner.problemAt(range?.[0] ?? keyRange?.[0] ?? 0, path, message);
   }
 
   deref(node: unknown): Node | undefined {
@@ -593,10 +825,24 @@ class Checker {
     return out;
   }
 
-  virtualMachine(node: Node): VirtualMachine | undefined {
+  /** Templates a VM of this load may reference (set by parseFoundryDocuments). */
+  templates: ReadonlyMap<string, ParsedTemplate> = new Map();
+
+  virtualMachine(
+    node: Node,
+    templates: ReadonlyMap<string, ParsedTemplate> = new Map(),
+  ): VirtualMachine | undefined {
     const before = this.problems.length;
+    this.templates = templates;
     const f = this.fields(node, "", ["apiVersion", "kind", "metadata", "spec", "status"]);
     if (f === undefined) return undefined;
+    // The template's defaults go under the VM's own fields before anything is checked.
+    const template = this.referencedTemplate(f.get("spec")?.node);
+    for (const [key, under] of [["metadata", template?.metadata], ["spec", template?.spec]]) {
+      const field = f.get(key as string);
+      if (under === undefined || field?.node === undefined || !isMap(field.node)) continue;
+      f.set(key as string, { ...field, node: this.merge(under as Node, field.node) });
+    }
     const apiVersion = this.string(f.get("apiVersion"), "apiVersion", node, true);
     if (apiVersion !== undefined && apiVersion !== API_VERSION) {
       this.problem(
@@ -623,89 +869,186 @@ class Checker {
     return { apiVersion: API_VERSION, kind: KIND, metadata, spec };
   }
 
+  /** The template `spec.templateRef.name` names, when it names one of this load. */
+  referencedTemplate(spec: Node | undefined): ParsedTemplate | undefined {
+    const ref = this.deref(this.valueOf(spec, "templateRef"));
+    const name = this.deref(this.valueOf(ref, "name"));
+    if (!isScalar(name) || typeof name.value !== "string") return undefined;
+    return this.templates.get(name.value.toLowerCase());
+  }
+
+  /** The value node of `key` in mapping `node`, if any. */
+  valueOf(node: Node | undefined, key: string): Node | undefined {
+    if (!isMap(node)) return undefined;
+    const pair = (node as YAMLMap<unknown, unknown>).items.find((p) => {
+      const k = this.deref(p.key);
+      return isScalar(k) && k.value === key;
+    });
+    return pair === undefined ? undefined : (pair.value as Node | null) ?? undefined;
+  }
+
+  /**
+   * `over` laid on `under`: mappings merge key by key (recursively), anything else (lists,
+   * scalars, and a key given without a value, which removes the template's) is `over`'s. The nodes
+   * are not copied, so problems still point at the file and line each came from.
+   */
+  merge(under: Node, over: Node): Node {
+    const u = this.deref(under);
+    const o = this.deref(over);
+    if (!isMap(u) || !isMap(o)) return over;
+    const keyOf = (p: Pair<unknown, unknown>): unknown => {
+      const k = this.deref(p.key);
+      return isScalar(k) ? k.value : p.key;
+    };
+    const underPairs = new Map((u as YAMLMap<unknown, unknown>).items.map((p) => [keyOf(p), p]));
+    const out = new YAMLMap<unknown, unknown>();
+    if (o.range !== undefined) out.range = o.range;
+    const overKeys = new Set<unknown>();
+    for (const pair of (o as YAMLMap<unknown, unknown>).items) {
+      const key = keyOf(pair);
+      overKeys.add(key);
+      const below = underPairs.get(key);
+      const ov = this.deref(pair.value);
+      const uv = below === undefined ? undefined : this.deref(below.value);
+      out.items.push(
+        isMap(ov) && isMap(uv) ? new Pair(pair.key, this.merge(uv, ov)) : pair,
+      );
+    }
+    for (const [key, pair] of underPairs) if (!overKeys.has(key)) out.items.push(pair);
+    return out;
+  }
+
+  /** Marks every node of `root` as this file's, so problems in merged fields point here. */
+  own(root: unknown): void {
+    const stack: unknown[] = [root];
+    while (stack.length > 0) {
+      const n = stack.pop();
+      if (n === null || typeof n !== "object") continue;
+      if (this.shared.origins.has(n)) continue;
+      this.shared.origins.set(n, this);
+      if (isMap(n)) {
+        for (const pair of (n as YAMLMap<unknown, unknown>).items) {
+          this.shared.origins.set(pair, this);
+          stack.push(pair.key, pair.value);
+        }
+      } else if (isSeq(n)) stack.push(...n.items);
+    }
+  }
+
+  /** A `VirtualMachineTemplate` document; its spec is checked as a VM's when a VM uses it. */
+  template(node: Node): ParsedTemplate | undefined {
+    const before = this.problems.length;
+    const f = this.fields(node, "", ["apiVersion", "kind", "metadata", "spec"]);
+    if (f === undefined) return undefined;
+    const apiVersion = this.string(f.get("apiVersion"), "apiVersion", node, true);
+    if (apiVersion !== undefined && apiVersion !== API_VERSION) {
+      this.problem(
+        f.get("apiVersion")?.node,
+        "apiVersion",
+        `must be ${API_VERSION}, got "${apiVersion}"`,
+      );
+    }
+    const metaField = f.get("metadata");
+    const meta = metaField?.node === undefined
+      ? this.missing(node, metaField, "metadata")
+      : this.fields(metaField.node, "metadata", ["name", "labels"]);
+    const name = meta === undefined || metaField?.node === undefined
+      ? undefined
+      : this.objectName(meta.get("name"), metaField.node);
+    const labels = this.labels(meta?.get("labels"), "metadata.labels");
+    const specField = f.get("spec");
+    const spec = specField?.node === undefined
+      ? this.missing(node, specField, "spec")
+      : this.fields(specField.node, "spec", ["template"]);
+    const tplField = spec?.get("template");
+    const tpl = tplField?.node === undefined
+      ? specField?.node === undefined
+        ? undefined
+        : this.missing(specField.node, tplField, "spec.template")
+      : this.fields(tplField.node, "spec.template", ["metadata", "spec"]);
+    const tplMetaNode = tpl?.get("metadata")?.node;
+    const tplMeta = tplMetaNode === undefined
+      ? undefined
+      : this.fields(tplMetaNode, "spec.template.metadata", ["labels", "annotations"]);
+    const tplLabels = this.labels(tplMeta?.get("labels"), "spec.template.metadata.labels");
+    const tplAnnotations = this.annotations(
+      tplMeta?.get("annotations"),
+      "spec.template.metadata.annotations",
+    );
+    const tplSpecField = tpl?.get("spec");
+    const tplSpecNode = tplSpecField?.node;
+    if (tplSpecNode === undefined) {
+      if (tplField?.node !== undefined) {
+        this.missing(tplField.node, tplSpecField, "spec.template.spec");
+      }
+    } else {
+      // Field names only: the values are checked in each VM that uses the template.
+      const names = this.fields(
+        tplSpecNode,
+        "spec.template.spec",
+        SPEC_FIELDS.filter((k) => k !== "templateRef"),
+      );
+      if (names !== undefined && this.valueOf(tplSpecNode, "templateRef") !== undefined) {
+        this.problem(
+          tplSpecNode,
+          "spec.template.spec.templateRef",
+          "a template may not reference another template",
+        );
+      }
+    }
+    if (this.problems.length > before || name === undefined || tplSpecNode === undefined) {
+      return undefined;
+    }
+    this.own(node);
+    let specValue: Partial<VirtualMachineSpec>;
+    try {
+      specValue = tplSpecNode.toJS(this.doc!, { maxAliasCount: LIMITS.aliasesPerFile });
+    } catch {
+      this.problem(tplSpecNode, "spec.template.spec", "uses too many aliases");
+      return undefined;
+    }
+    const templateMeta: { labels?: Record<string, string>; annotations?: Record<string, string> } =
+      {};
+    if (tplLabels !== undefined) templateMeta.labels = tplLabels;
+    if (tplAnnotations !== undefined) templateMeta.annotations = tplAnnotations;
+    const value: VirtualMachineTemplate = {
+      apiVersion: API_VERSION,
+      kind: TEMPLATE_KIND,
+      metadata: labels === undefined ? { name } : { name, labels },
+      spec: {
+        template: tplMetaNode === undefined
+          ? { spec: specValue }
+          : { metadata: templateMeta, spec: specValue },
+      },
+    };
+    return {
+      value,
+      checker: this,
+      line: this.docLine,
+      nameNode: meta?.get("name")?.node,
+      metadata: tplMetaNode,
+      spec: tplSpecNode,
+    };
+  }
+
   metadata(node: Node): ObjectMeta | undefined {
     const f = this.fields(node, "metadata", ["name", "labels", "annotations", "generation"]);
     if (f === undefined) return undefined;
-    const raw = this.string(f.get("name"), "metadata.name", node, true);
-    let name: string | undefined;
-    if (raw !== undefined) {
-      const lower = raw.toLowerCase();
-      if (lower.length > NAME_MAX_LENGTH) {
+    const name = this.objectName(f.get("name"), node);
+    if (name !== undefined) {
+      const earlier = this.fileNames.get(name);
+      if (earlier !== undefined) {
         this.problem(
           f.get("name")?.node,
           "metadata.name",
-          `must be at most ${NAME_MAX_LENGTH} characters, got ${lower.length}`,
-        );
-      } else if (!NAME_PATTERN.test(lower)) {
-        this.problem(
-          f.get("name")?.node,
-          "metadata.name",
-          `must start and end with a letter or digit and contain only letters, digits, "-" and "_", got ${
-            shown(raw)
-          }`,
+          `duplicate name "${name}", also used by the VirtualMachine at line ${earlier}`,
         );
       } else {
-        name = lower;
-        const earlier = this.fileNames.get(lower);
-        if (earlier !== undefined) {
-          this.problem(
-            f.get("name")?.node,
-            "metadata.name",
-            `duplicate name "${lower}", also used by the VirtualMachine at line ${earlier}`,
-          );
-        } else {
-          this.fileNames.set(lower, this.docLine);
-        }
+        this.fileNames.set(name, this.docLine);
       }
     }
-    const labels = this.stringMap(
-      f.get("labels"),
-      "metadata.labels",
-      LIMITS.labels,
-      (k, v, kn, vn) => {
-        if (!isLabelKey(k)) {
-          this.problem(
-            kn,
-            join("metadata.labels", k),
-            `label keys must be [prefix/]name with a name of at most 63 letters, digits, "-", "_", "." starting and ending with a letter or digit, got ${
-              shown(k)
-            }`,
-          );
-        }
-        if (v !== "" && !LABEL_NAME.test(v)) {
-          this.problem(
-            vn,
-            join("metadata.labels", k),
-            `label values must be empty or at most 63 letters, digits, "-", "_", "." starting and ending with a letter or digit, got ${
-              shown(v)
-            }`,
-          );
-        }
-      },
-    );
-    let annotationChars = 0;
-    const annotations = this.stringMap(
-      f.get("annotations"),
-      "metadata.annotations",
-      LIMITS.annotations,
-      (k, v, kn) => {
-        annotationChars += k.length + v.length;
-        if (k.length > LIMITS.annotationKeyLength) {
-          this.problem(
-            kn,
-            "metadata.annotations",
-            `annotation keys may have at most ${LIMITS.annotationKeyLength} characters, got ${k.length}`,
-          );
-        }
-      },
-    );
-    if (annotationChars > LIMITS.annotationsTotalLength) {
-      this.problem(
-        f.get("annotations")?.node,
-        "metadata.annotations",
-        `keys and values together may have at most ${LIMITS.annotationsTotalLength} characters, got ${annotationChars}`,
-      );
-    }
+    const labels = this.labels(f.get("labels"), "metadata.labels");
+    const annotations = this.annotations(f.get("annotations"), "metadata.annotations");
     const generation = this.positiveInteger(
       f.get("generation"),
       "metadata.generation",
@@ -719,21 +1062,80 @@ class Checker {
     return meta;
   }
 
+  /** A VM's or template's `metadata.name`, lowercased, or undefined after reporting why not. */
+  objectName(f: Field | undefined, node: Node, path = "metadata.name"): string | undefined {
+    const raw = this.string(f, path, node, true);
+    if (raw === undefined) return undefined;
+    const lower = raw.toLowerCase();
+    if (lower.length > NAME_MAX_LENGTH) {
+      this.problem(
+        f?.node,
+        path,
+        `must be at most ${NAME_MAX_LENGTH} characters, got ${lower.length}`,
+      );
+      return undefined;
+    }
+    if (!NAME_PATTERN.test(lower)) {
+      this.problem(
+        f?.node,
+        path,
+        `must start and end with a letter or digit and contain only letters, digits, "-" and "_", got ${
+          shown(raw)
+        }`,
+      );
+      return undefined;
+    }
+    return lower;
+  }
+
+  labels(f: Field | undefined, path: string): Record<string, string> | undefined {
+    return this.stringMap(f, path, LIMITS.labels, (k, v, kn, vn) => {
+      if (!isLabelKey(k)) {
+        this.problem(
+          kn,
+          join(path, k),
+          `label keys must be [prefix/]name with a name of at most 63 letters, digits, "-", "_", "." starting and ending with a letter or digit, got ${
+            shown(k)
+          }`,
+        );
+      }
+      if (v !== "" && !LABEL_NAME.test(v)) {
+        this.problem(
+          vn,
+          join(path, k),
+          `label values must be empty or at most 63 letters, digits, "-", "_", "." starting and ending with a letter or digit, got ${
+            shown(v)
+          }`,
+        );
+      }
+    });
+  }
+
+  annotations(f: Field | undefined, path: string): Record<string, string> | undefined {
+    let chars = 0;
+    const annotations = this.stringMap(f, path, LIMITS.annotations, (k, v, kn) => {
+      chars += k.length + v.length;
+      if (k.length > LIMITS.annotationKeyLength) {
+        this.problem(
+          kn,
+          path,
+          `annotation keys may have at most ${LIMITS.annotationKeyLength} characters, got ${k.length}`,
+        );
+      }
+    });
+    if (chars > LIMITS.annotationsTotalLength) {
+      this.problem(
+        f?.node,
+        path,
+        `keys and values together may have at most ${LIMITS.annotationsTotalLength} characters, got ${chars}`,
+      );
+    }
+    return annotations;
+  }
+
   spec(node: Node): VirtualMachineSpec | undefined {
     const before = this.problems.length;
-    const f = this.fields(node, "spec", [
-      "vcpus",
-      "memoryGiB",
-      "bootDisk",
-      "dataDisks",
-      "networkInterfaces",
-      "cloudInit",
-      "cpuMode",
-      "autostart",
-      "storagePool",
-      "domainType",
-      "resources",
-    ]);
+    const f = this.fields(node, "spec", SPEC_FIELDS);
     if (f === undefined) return undefined;
     const vcpus = this.positiveInteger(f.get("vcpus"), "spec.vcpus", node, true, LIMITS.vcpus);
     const memoryGiB = this.memory(f.get("memoryGiB"), node);
@@ -745,7 +1147,7 @@ class Checker {
     const bootDisk = bootField?.node === undefined
       ? this.missing(node, bootField, "spec.bootDisk")
       : this.bootDisk(bootField.node);
-    const dataDisks = this.dataDisks(f.get("dataDisks"));
+    const dataDisks = this.dataDisks(f.get("dataDisks"), bootDisk?.volume);
     const nicField = f.get("networkInterfaces");
     const networkInterfaces = nicField?.node === undefined
       ? this.missing(node, nicField, "spec.networkInterfaces", "needs at least one interface")
@@ -753,6 +1155,37 @@ class Checker {
     const ciField = f.get("cloudInit");
     const cloudInit = ciField?.node === undefined ? undefined : this.cloudInit(ciField.node);
     const cpuMode = this.oneOf(f.get("cpuMode"), "spec.cpuMode", CPU_MODES);
+    const cpuNode = f.get("cpu")?.node;
+    const cpu = cpuNode === undefined ? undefined : this.cpu(cpuNode, vcpus, resources?.maxVcpus);
+    if (cpu?.value.mode !== undefined && cpuMode !== undefined) {
+      this.problem(
+        f.get("cpuMode")?.node,
+        "spec.cpuMode",
+        "must not be set together with spec.cpu.mode (they say the same; keep one)",
+      );
+    }
+    const numa = this.numa(
+      f.get("numa"),
+      vcpus,
+      memoryGiB,
+      cpu?.maxVcpus ?? resources?.maxVcpus,
+      resources?.maxMemoryGiB,
+    );
+    const graphicsNode = f.get("graphics")?.node;
+    const graphics = graphicsNode === undefined ? undefined : this.graphics(graphicsNode);
+    const mediaNode = f.get("installMedia")?.node;
+    const installMedia = mediaNode === undefined ? undefined : this.installMedia(mediaNode);
+    if (mediaNode !== undefined && bootDisk !== undefined && bootDisk.empty !== true) {
+      this.problem(
+        mediaNode,
+        "spec.installMedia",
+        `needs spec.bootDisk.empty: true: the ISO installs the system onto an empty boot disk, and ${
+          bootDisk.volume !== undefined ? "an existing volume" : "a disk made from an image"
+        } has one already`,
+      );
+    }
+    const refNode = f.get("templateRef")?.node;
+    const templateRef = refNode === undefined ? undefined : this.templateRef(refNode);
     const autostart = this.boolean(f.get("autostart"), "spec.autostart");
     const storagePool = this.pool(f.get("storagePool"), "spec.storagePool", node);
     const domainType = this.oneOf(f.get("domainType"), "spec.domainType", DOMAIN_TYPES);
@@ -766,6 +1199,11 @@ class Checker {
     if (dataDisks !== undefined) spec.dataDisks = dataDisks;
     if (cloudInit !== undefined) spec.cloudInit = cloudInit;
     if (cpuMode !== undefined) spec.cpuMode = cpuMode as CpuMode;
+    if (cpu !== undefined) spec.cpu = cpu.value;
+    if (numa !== undefined) spec.numa = numa;
+    if (graphics !== undefined) spec.graphics = graphics;
+    if (installMedia !== undefined) spec.installMedia = installMedia;
+    if (templateRef !== undefined) spec.templateRef = templateRef;
     if (autostart !== undefined) spec.autostart = autostart;
     if (storagePool !== undefined) spec.storagePool = storagePool;
     if (domainType !== undefined) spec.domainType = domainType as DomainType;
@@ -812,6 +1250,300 @@ class Checker {
     if (maxVcpus !== undefined) out.maxVcpus = maxVcpus;
     if (maxMemoryGiB !== undefined) out.maxMemoryGiB = maxMemoryGiB;
     return out;
+  }
+
+  /**
+   * `spec.cpu`: a topology whose product is the vCPU maximum (`resources.maxVcpus`; without it the
+   * product becomes the maximum, see `resourceMaxima`), and a mode. Returns the maximum it fixes.
+   */
+  cpu(
+    node: Node,
+    vcpus: number | undefined,
+    maxVcpus: number | undefined,
+  ): { value: CpuSpec; maxVcpus: number | undefined } | undefined {
+    const path = "spec.cpu";
+    const f = this.fields(node, path, ["sockets", "cores", "threads", "mode"]);
+    if (f === undefined) return undefined;
+    const before = this.problems.length;
+    const count = (key: string) =>
+      this.positiveInteger(f.get(key), `${path}.${key}`, node, false, LIMITS.vcpus);
+    const sockets = count("sockets");
+    const cores = count("cores");
+    const threads = count("threads");
+    const mode = this.oneOf(f.get("mode"), `${path}.mode`, CPU_MODES) as CpuMode | undefined;
+    if (this.problems.length > before) return undefined;
+    const given = sockets !== undefined || cores !== undefined || threads !== undefined;
+    let product: number | undefined;
+    if (given) {
+      const st = (sockets ?? 1) * (threads ?? 1);
+      const shape = `sockets x cores x threads (${sockets ?? 1} x ${cores ?? "?"} x ${
+        threads ?? 1
+      })`;
+      if (maxVcpus !== undefined && cores === undefined && maxVcpus % st !== 0) {
+        this.problem(
+          node,
+          path,
+          `sockets x threads (${st}) must divide spec.resources.maxVcpus (${maxVcpus}): cores default to the quotient`,
+        );
+      } else if (maxVcpus !== undefined && cores !== undefined && st * cores !== maxVcpus) {
+        this.problem(
+          node,
+          path,
+          `${shape.replace("?", String(cores))} = ${
+            st * cores
+          } must equal the vCPU maximum spec.resources.maxVcpus (${maxVcpus})`,
+        );
+      } else if (maxVcpus === undefined && vcpus !== undefined) {
+        product = st * (cores ?? Math.ceil(vcpus / st));
+        if (product > LIMITS.vcpus) {
+          this.problem(
+            node,
+            path,
+            `makes ${product} vCPUs, more than the limit of ${LIMITS.vcpus}`,
+          );
+        } else if (product < vcpus) {
+          this.problem(
+            node,
+            path,
+            `${
+              shape.replace("?", String(cores))
+            } = ${product} vCPUs, fewer than spec.vcpus (${vcpus})`,
+          );
+        }
+      }
+    }
+    if (this.problems.length > before) return undefined;
+    const value: CpuSpec = {};
+    if (sockets !== undefined) value.sockets = sockets;
+    if (cores !== undefined) value.cores = cores;
+    if (threads !== undefined) value.threads = threads;
+    if (mode !== undefined) value.mode = mode;
+    return { value, maxVcpus: product };
+  }
+
+  /**
+   * `spec.numa`: cells whose vCPU ids (cpuset syntax) cover the vCPU maximum exactly once and
+   * whose memory adds up to the memory maximum. libvirt makes `<memory>` the cells' sum when it
+   * defines a domain with cells, so the sum IS the maximum (`resources.maxMemoryGiB`, or the
+   * maximum when that is absent); `memoryGiB` is what the guest gets of it.
+   */
+  numa(
+    f: Field | undefined,
+    vcpus: number | undefined,
+    memoryGiB: number | undefined,
+    maxVcpus: number | undefined,
+    maxMemoryGiB: number | undefined,
+  ): NumaCell[] | undefined {
+    const path = "spec.numa";
+    const items = this.list(f, path, LIMITS.numaCells);
+    if (items === undefined) return undefined;
+    const before = this.problems.length;
+    if (items.length === 0) {
+      this.problem(f?.node, path, "needs at least one cell, got an empty list");
+      return undefined;
+    }
+    const cells: NumaCell[] = [];
+    const owner = new Map<number, number>();
+    let memoryMiB = 0;
+    let highest = -1;
+    items.forEach((item, i) => {
+      const p = `${path}[${i}]`;
+      const g = this.fields(item, p, ["cpus", "memoryGiB"]);
+      if (g === undefined) return;
+      const cpusNode = g.get("cpus")?.node;
+      let cpus: string | undefined;
+      if (isScalar(cpusNode) && Number.isSafeInteger(cpusNode.value)) {
+        cpus = String(cpusNode.value);
+      } else cpus = this.string(g.get("cpus"), `${p}.cpus`, item, true);
+      const memory = this.memory(g.get("memoryGiB"), item, `${p}.memoryGiB`);
+      if (cpus === undefined || memory === undefined) return;
+      const ids = cpusetIds(cpus);
+      if (ids === undefined) {
+        this.problem(
+          cpusNode,
+          `${p}.cpus`,
+          `must be vCPU ids like "0-3" or "0,2,4-5" (ascending ranges below ${LIMITS.vcpus}), got ${
+            shown(cpus)
+          }`,
+        );
+        return;
+      }
+      for (const id of ids) {
+        const other = owner.get(id);
+        if (other !== undefined && other !== i) {
+          this.problem(cpusNode, `${p}.cpus`, `vCPU ${id} is also in spec.numa[${other}].cpus`);
+          return;
+        }
+        owner.set(id, i);
+        highest = Math.max(highest, id);
+      }
+      memoryMiB += Math.round(memory * 1024);
+      cells.push({ cpus, memoryGiB: memory });
+    });
+    if (this.problems.length > before) return undefined;
+    const max = maxVcpus ?? highest + 1;
+    if (highest >= max) {
+      this.problem(
+        f?.node,
+        path,
+        `names vCPU ${highest}, beyond the vCPU maximum of ${max} (ids 0 to ${max - 1})`,
+      );
+    } else if (owner.size < max) {
+      const missing = Array.from({ length: max }, (_, i) => i).filter((i) => !owner.has(i));
+      this.problem(
+        f?.node,
+        path,
+        `leaves vCPU ${
+          formatCpuset(missing)
+        } in no cell; every vCPU of the maximum (${max}) must be in one`,
+      );
+    } else if (vcpus !== undefined && vcpus > max) {
+      this.problem(f?.node, path, `holds ${max} vCPUs, fewer than spec.vcpus (${vcpus})`);
+    }
+    const sumGiB = memoryMiB / 1024;
+    if (maxMemoryGiB !== undefined && Math.round(maxMemoryGiB * 1024) !== memoryMiB) {
+      this.problem(
+        f?.node,
+        path,
+        `cells' memory adds up to ${sumGiB} GiB; it must equal spec.resources.maxMemoryGiB (${maxMemoryGiB})`,
+      );
+    } else if (memoryGiB !== undefined && memoryMiB < Math.round(memoryGiB * 1024)) {
+      this.problem(
+        f?.node,
+        path,
+        `cells' memory adds up to ${sumGiB} GiB, less than spec.memoryGiB (${memoryGiB})`,
+      );
+    } else if (sumGiB > LIMITS.memoryGiB) {
+      this.problem(f?.node, path, `cells' memory adds up to more than ${LIMITS.memoryGiB} GiB`);
+    }
+    return this.problems.length > before ? undefined : cells;
+  }
+
+  /** `spec.graphics`: the protocol, a listen address and the password file's path (resolved). */
+  graphics(node: Node): Graphics | undefined {
+    const path = "spec.graphics";
+    const f = this.fields(node, path, ["type", "listen", "passwordSecret"]);
+    if (f === undefined) return undefined;
+    const before = this.problems.length;
+    if (f.get("type")?.node === undefined) this.missing(node, f.get("type"), `${path}.type`);
+    const type = this.oneOf(f.get("type"), `${path}.type`, GRAPHICS_TYPES) as
+      | GraphicsType
+      | undefined;
+    const listen = this.string(f.get("listen"), `${path}.listen`, node, false);
+    if (listen !== undefined && parseIPv4(listen) === undefined && !isIPv6(listen)) {
+      this.problem(
+        f.get("listen")?.node,
+        `${path}.listen`,
+        `must be an IPv4 or IPv6 address (127.0.0.1 for this host only), got ${shown(listen)}`,
+      );
+    }
+    const secret = this.string(f.get("passwordSecret"), `${path}.passwordSecret`, node, false);
+    let passwordSecret: string | undefined;
+    if (secret !== undefined) {
+      if (secret.length === 0 || secret.length > LIMITS.imagePathLength || secret.endsWith("/")) {
+        this.problem(
+          f.get("passwordSecret")?.node,
+          `${path}.passwordSecret`,
+          `must be the path of a file holding the password (at most ${LIMITS.imagePathLength} characters), got ${
+            shown(secret)
+          }`,
+        );
+      } else {
+        passwordSecret = resolveFrom(this.file, secret);
+      }
+    }
+    if (this.problems.length > before || type === undefined) return undefined;
+    const out: Graphics = { type };
+    if (listen !== undefined) out.listen = listen;
+    if (passwordSecret !== undefined) out.passwordSecret = passwordSecret;
+    return out;
+  }
+
+  /** `spec.installMedia`: the ISO, named as a boot image is. */
+  installMedia(node: Node): InstallMedia | undefined {
+    const path = "spec.installMedia";
+    const f = this.fields(node, path, ["image", "imagePool"]);
+    if (f === undefined) return undefined;
+    const before = this.problems.length;
+    const image = this.string(f.get("image"), `${path}.image`, node, true);
+    const imagePool = this.pool(f.get("imagePool"), `${path}.imagePool`, node);
+    if (image !== undefined) {
+      this.imageReference(f.get("image")?.node, image, imagePool, path);
+    }
+    if (this.problems.length > before || image === undefined) return undefined;
+    return imagePool === undefined ? { image } : { image, imagePool };
+  }
+
+  /** `spec.templateRef`: the name of a template of this load. */
+  templateRef(node: Node): TemplateRef | undefined {
+    const path = "spec.templateRef";
+    const f = this.fields(node, path, ["name"]);
+    if (f === undefined) return undefined;
+    const raw = this.string(f.get("name"), `${path}.name`, node, true);
+    if (raw === undefined) return undefined;
+    const name = raw.toLowerCase();
+    if (!this.templates.has(name)) {
+      const names = [...this.templates.keys()];
+      const hint = suggest(name, names);
+      this.problem(
+        f.get("name")?.node,
+        `${path}.name`,
+        `no VirtualMachineTemplate named ${shown(raw)} in the files loaded${
+          hint !== undefined
+            ? `, did you mean "${hint}"?`
+            : names.length > 0
+            ? `; templates: ${names.slice(0, 10).join(", ")}`
+            : ""
+        }`,
+      );
+      return undefined;
+    }
+    return { name };
+  }
+
+  /** An existing disk: `pool:volume` or an absolute file path. */
+  existingVolume(f: Field | undefined, path: string, parent: Node): string | undefined {
+    const v = this.string(f, path, parent, false);
+    if (v === undefined) return undefined;
+    const before = this.problems.length;
+    if (v.startsWith("/")) {
+      this.filePath(f?.node, path, v);
+    } else {
+      const colon = v.indexOf(":");
+      if (
+        colon < 0 || !POOL_PATTERN.test(v.slice(0, colon)) ||
+        !VOLUME_PATTERN.test(v.slice(colon + 1))
+      ) {
+        this.problem(
+          f?.node,
+          path,
+          `must be pool:volume or an absolute file path, got ${shown(v)}`,
+        );
+      }
+    }
+    return this.problems.length > before ? undefined : v;
+  }
+
+  /** Reports an absolute file path that is too long or not normal. */
+  filePath(node: Node | undefined, path: string, value: string): void {
+    if (value.length > LIMITS.imagePathLength) {
+      this.problem(
+        node,
+        path,
+        `must be a file path of at most ${LIMITS.imagePathLength} characters, got ${value.length}`,
+      );
+    } else if (
+      value.endsWith("/") ||
+      value.split("/").slice(1).some((s) => s === "" || s === "." || s === "..")
+    ) {
+      this.problem(
+        node,
+        path,
+        `must be an absolute file path without empty, "." or ".." parts, got ${
+          quoteForTerminal(value)
+        }`,
+      );
+    }
   }
 
   memory(f: Field | undefined, parent: Node, path = "spec.memoryGiB"): number | undefined {
@@ -864,7 +1596,13 @@ class Checker {
 
   bootDisk(node: Node): BootDisk | undefined {
     const before = this.problems.length;
-    const f = this.fields(node, "spec.bootDisk", ["sizeGB", "image", "imagePool", "empty"]);
+    const f = this.fields(node, "spec.bootDisk", [
+      "sizeGB",
+      "image",
+      "imagePool",
+      "empty",
+      "volume",
+    ]);
     if (f === undefined) return undefined;
     const sizeGB = this.positiveInteger(
       f.get("sizeGB"),
@@ -876,17 +1614,36 @@ class Checker {
     const image = this.string(f.get("image"), "spec.bootDisk.image", node, false);
     const imagePool = this.pool(f.get("imagePool"), "spec.bootDisk.imagePool", node);
     const empty = this.boolean(f.get("empty"), "spec.bootDisk.empty");
-    if (empty === true && image !== undefined) {
+    const volumeNode = f.get("volume")?.node;
+    const volume = this.existingVolume(f.get("volume"), "spec.bootDisk.volume", node);
+    if (volumeNode !== undefined && (image !== undefined || empty !== undefined)) {
+      this.problem(
+        volumeNode,
+        "spec.bootDisk.volume",
+        `must not be set together with ${
+          image !== undefined ? "image" : "empty"
+        }: the VM uses the existing disk as it is`,
+      );
+    } else if (volumeNode !== undefined && imagePool !== undefined) {
+      this.problem(
+        f.get("imagePool")?.node,
+        "spec.bootDisk.imagePool",
+        "applies to image only, not to volume",
+      );
+    } else if (empty === true && image !== undefined) {
       this.problem(
         f.get("image")?.node,
         "spec.bootDisk.image",
         "must not be set together with empty: true",
       );
-    } else if (empty !== true && image === undefined && f.get("image")?.node === undefined) {
+    } else if (
+      volumeNode === undefined && empty !== true && image === undefined &&
+      f.get("image")?.node === undefined
+    ) {
       this.problem(
         f.get("image")?.keyNode ?? node,
         "spec.bootDisk.image",
-        "is required unless empty: true",
+        "is required unless empty: true or volume is given",
       );
     }
     if (image !== undefined) this.imageReference(f.get("image")?.node, image, imagePool);
@@ -895,30 +1652,19 @@ class Checker {
     if (image !== undefined) disk.image = image;
     if (imagePool !== undefined) disk.imagePool = imagePool;
     if (empty !== undefined) disk.empty = empty;
+    if (volume !== undefined) disk.volume = volume;
     return disk;
   }
 
-  imageReference(node: Node | undefined, image: string, imagePool: string | undefined): void {
-    const path = "spec.bootDisk.image";
+  imageReference(
+    node: Node | undefined,
+    image: string,
+    imagePool: string | undefined,
+    parent = "spec.bootDisk",
+  ): void {
+    const path = `${parent}.image`;
     if (image.startsWith("/")) {
-      if (image.length > LIMITS.imagePathLength) {
-        this.problem(
-          node,
-          path,
-          `must be a file path of at most ${LIMITS.imagePathLength} characters, got ${image.length}`,
-        );
-      } else if (
-        image.endsWith("/") ||
-        image.split("/").slice(1).some((s) => s === "" || s === "." || s === "..")
-      ) {
-        this.problem(
-          node,
-          path,
-          `must be an absolute file path without empty, "." or ".." parts, got ${
-            quoteForTerminal(image)
-          }`,
-        );
-      }
+      this.filePath(node, path, image);
       return;
     }
     const colon = image.indexOf(":");
@@ -944,20 +1690,21 @@ class Checker {
       this.problem(
         node,
         path,
-        `names pool "${pool}" but spec.bootDisk.imagePool is "${imagePool}"`,
+        `names pool "${pool}" but ${parent}.imagePool is "${imagePool}"`,
       );
     }
   }
 
-  dataDisks(f: Field | undefined): DataDisk[] | undefined {
+  dataDisks(f: Field | undefined, bootVolume?: string): DataDisk[] | undefined {
     const items = this.list(f, "spec.dataDisks", LIMITS.dataDisks);
     if (items === undefined) return undefined;
     const disks: DataDisk[] = [];
     const seen = new Map<string, string>();
     const seenSerials = new Map<string, string>();
+    const seenVolumes = new Map<string, string>();
     items.forEach((item, i) => {
       const path = `spec.dataDisks[${i}]`;
-      const g = this.fields(item, path, ["device", "sizeGB", "serial"]);
+      const g = this.fields(item, path, ["device", "sizeGB", "serial", "volume"]);
       if (g === undefined) return;
       const device = this.string(g.get("device"), `${path}.device`, item, true);
       const sizeGB = this.positiveInteger(
@@ -1009,9 +1756,24 @@ class Checker {
           serialOk = true;
         }
       }
-      if (deviceOk && serialOk && device !== undefined && sizeGB !== undefined) {
+      const volume = this.existingVolume(g.get("volume"), `${path}.volume`, item);
+      let volumeOk = g.get("volume")?.node === undefined || volume !== undefined;
+      if (volume !== undefined) {
+        const other = volume === bootVolume ? "spec.bootDisk.volume" : seenVolumes.get(volume);
+        if (other !== undefined) {
+          this.problem(
+            g.get("volume")?.node,
+            `${path}.volume`,
+            `is also ${other}; a disk can be attached once`,
+          );
+          volumeOk = false;
+        }
+        seenVolumes.set(volume, `${path}.volume`);
+      }
+      if (deviceOk && serialOk && volumeOk && device !== undefined && sizeGB !== undefined) {
         const disk: DataDisk = { device, sizeGB };
         if (serial !== undefined) disk.serial = serial;
+        if (volume !== undefined) disk.volume = volume;
         disks.push(disk);
       }
     });
@@ -1032,9 +1794,21 @@ class Checker {
     let defaultRoutes = 0;
     items.forEach((item, i) => {
       const p = `${path}[${i}]`;
-      const g = this.fields(item, p, ["ip", "gateway", "dnsServers", "bridge", "defaultRoute"]);
+      const g = this.fields(item, p, [
+        "ip",
+        "gateway",
+        "mac",
+        "dnsServers",
+        "bridge",
+        "defaultRoute",
+      ]);
       if (g === undefined) return;
-      const ip = this.string(g.get("ip"), `${p}.ip`, item, true);
+      const mac = this.mac(g.get("mac"), `${p}.mac`, item);
+      const macGiven = g.get("mac")?.node !== undefined;
+      if (g.get("ip")?.node === undefined && !macGiven) {
+        this.missing(item, g.get("ip"), `${p}.ip`, "is required unless mac is given");
+      }
+      const ip = this.string(g.get("ip"), `${p}.ip`, item, false);
       if (ip !== undefined) {
         const cidr = parseCidr(ip);
         if (cidr === undefined) {
@@ -1068,7 +1842,42 @@ class Checker {
           }
         }
       }
-      const gateway = this.string(g.get("gateway"), `${p}.gateway`, item, true);
+      const gateway = this.string(g.get("gateway"), `${p}.gateway`, item, ip !== undefined);
+      for (const key of ["gateway", "dnsServers"]) {
+        if (g.get("ip")?.node !== undefined || g.get(key)?.node === undefined) continue;
+        this.problem(
+          g.get(key)?.node,
+          `${p}.${key}`,
+          "needs ip: cloud-init sets it up with the address (an interface with mac only is addressed by the guest)",
+        );
+      }
+      if (ip !== undefined || mac !== undefined) {
+        let effective: string | undefined = mac;
+        try {
+          effective ??= ip === undefined ? undefined : macFromIp(ip);
+        } catch { /* a bad address was reported above */ }
+        const other = effective === undefined ? undefined : this.fileMacs.get(effective);
+        if (effective !== undefined && other !== undefined && mac !== undefined) {
+          this.problem(
+            g.get("mac")?.node,
+            `${p}.mac`,
+            `duplicate MAC ${effective}, also used by ${other}`,
+          );
+        } else if (effective !== undefined && other !== undefined && !other.includes(".ip ")) {
+          this.problem(
+            g.get("ip")?.node,
+            `${p}.ip`,
+            `its MAC ${effective} (derived from the address) is also used by ${other}`,
+          );
+        } else if (effective !== undefined && other === undefined) {
+          this.fileMacs.set(
+            effective,
+            `${p}.${
+              mac !== undefined ? "mac" : "ip"
+            } of the VirtualMachine at line ${this.docLine}`,
+          );
+        }
+      }
       if (gateway !== undefined && parseIPv4(gateway) === undefined) {
         this.problem(
           g.get("gateway")?.node,
@@ -1102,7 +1911,14 @@ class Checker {
         );
       }
       const defaultRoute = this.boolean(g.get("defaultRoute"), `${p}.defaultRoute`);
-      if (defaultRoute ?? i === 0) {
+      if (defaultRoute === true && g.get("ip")?.node === undefined) {
+        this.problem(
+          g.get("defaultRoute")?.node,
+          `${p}.defaultRoute`,
+          "needs ip and gateway: foundry sets up routes only for interfaces it addresses",
+        );
+      }
+      if ((defaultRoute ?? i === 0) && g.get("ip")?.node !== undefined) {
         defaultRoutes++;
         if (defaultRoutes > 1) {
           this.problem(
@@ -1112,14 +1928,40 @@ class Checker {
           );
         }
       }
-      if (ip !== undefined && gateway !== undefined && bridge !== undefined) {
-        const nic: NetworkInterface = { ip, gateway, bridge };
+      if (
+        bridge !== undefined &&
+        (ip !== undefined ? gateway !== undefined : mac !== undefined)
+      ) {
+        const nic: NetworkInterface = { bridge };
+        if (ip !== undefined) nic.ip = ip;
+        if (gateway !== undefined) nic.gateway = gateway;
+        if (mac !== undefined) nic.mac = mac;
         if (dnsItems !== undefined) nic.dnsServers = dnsServers;
         if (defaultRoute !== undefined) nic.defaultRoute = defaultRoute;
         nics.push(nic);
       }
     });
     return this.problems.length > before ? undefined : nics;
+  }
+
+  /** A unicast MAC address, lowercased. */
+  mac(f: Field | undefined, path: string, parent: Node): string | undefined {
+    const v = this.string(f, path, parent, false);
+    if (v === undefined) return undefined;
+    if (!MAC_PATTERN.test(v)) {
+      this.problem(f?.node, path, `must be a MAC address like 52:54:00:12:34:56, got ${shown(v)}`);
+      return undefined;
+    }
+    const lower = v.toLowerCase();
+    if ((parseInt(lower.slice(0, 2), 16) & 1) === 1 || lower === "00:00:00:00:00:00") {
+      this.problem(
+        f?.node,
+        path,
+        `must be a unicast MAC address (the first octet even, not all zero), got ${lower}`,
+      );
+      return undefined;
+    }
+    return lower;
   }
 
   cloudInit(node: Node): CloudInit | undefined {
@@ -1323,6 +2165,54 @@ class Checker {
     }
     return this.problems.length > before ? undefined : out;
   }
+}
+
+/**
+ * The vCPU ids of a cpuset (`0-3`, `0,2,4-5`: ascending ranges, each id below `LIMITS.vcpus`), or
+ * undefined when `cpuset` is not one. libvirt's `^N` exclusions are not accepted.
+ */
+export function cpusetIds(cpuset: string): number[] | undefined {
+  if (cpuset.length > 4 * LIMITS.vcpus || !CPUSET_PATTERN.test(cpuset)) return undefined;
+  const ids: number[] = [];
+  for (const part of cpuset.split(",")) {
+    const [a, b = a] = part.split("-").map(Number) as [number, number?];
+    if (b === undefined || a > b || b >= LIMITS.vcpus) return undefined;
+    for (let id = a; id <= b; id++) ids.push(id);
+    if (ids.length > LIMITS.vcpus) return undefined;
+  }
+  return ids;
+}
+
+/** `ids` in cpuset syntax with ranges: `[0, 1, 2, 5]` is `0-2,5`. */
+export function formatCpuset(ids: readonly number[]): string {
+  const sorted = [...new Set(ids)].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < sorted.length;) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j]! + 1) j++;
+    parts.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`);
+    i = j + 1;
+  }
+  return parts.join(",");
+}
+
+/**
+ * `path` resolved against the directory of `file` (itself resolved against the working
+ * directory when relative), without `.` and `..` parts: where a `passwordSecret` points.
+ */
+export function resolveFrom(file: string, path: string): string {
+  const base = path.startsWith("/")
+    ? ""
+    : file.startsWith("/")
+    ? file.slice(0, file.lastIndexOf("/"))
+    : `${Deno.cwd()}/${file.includes("/") ? file.slice(0, file.lastIndexOf("/")) : ""}`;
+  const parts: string[] = [];
+  for (const part of `${base}/${path}`.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === "..") parts.pop();
+    else parts.push(part);
+  }
+  return `/${parts.join("/")}`;
 }
 
 /**

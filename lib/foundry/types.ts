@@ -187,7 +187,8 @@ export interface Resources {
 export const DEFAULT_MAX_VCPUS_CAP = 288;
 
 /**
- * The headroom a VM gets: the spec's `resources`, else `maxVcpus` = 2 x `vcpus` (at most
+ * The headroom a VM gets: the spec's `resources`, else what `cpu` topology or `numa` cells fix
+ * (see the code), else `maxVcpus` = 2 x `vcpus` (at most
  * {@linkcode DEFAULT_MAX_VCPUS_CAP}) and
  * `maxMemoryGiB` = 2 x `memoryGiB`, both capped at {@linkcode LIMITS} and never below what is in use.
  * With `host` (the host's CPUs and memory), a default is also capped by the host: `maxVcpus` =
@@ -195,11 +196,20 @@ export const DEFAULT_MAX_VCPUS_CAP = 288;
  * 2 x memoryGiB)). Explicit values are kept as written (the loader checks them).
  */
 export function resourceMaxima(
-  spec: Pick<VirtualMachineSpec, "vcpus" | "memoryGiB" | "resources">,
+  spec: Pick<VirtualMachineSpec, "vcpus" | "memoryGiB" | "resources" | "cpu" | "numa">,
   host?: { cpus?: number; memoryMiB?: number },
 ): { maxVcpus: number; maxMemoryMiB: number } {
   const memoryMiB = Math.round(spec.memoryGiB * 1024);
   let maxVcpus = spec.resources?.maxVcpus;
+  // A CPU topology (sockets x cores x threads; cores default to the fewest that hold `vcpus`) or
+  // NUMA cells (the highest vCPU id + 1; the cells' memory) fix a maximum the spec does not give.
+  const { sockets, cores, threads } = spec.cpu ?? {};
+  if (maxVcpus === undefined && (sockets ?? cores ?? threads) !== undefined) {
+    const st = (sockets ?? 1) * (threads ?? 1);
+    maxVcpus = st * (cores ?? Math.ceil(spec.vcpus / st));
+  } else if (maxVcpus === undefined && spec.numa !== undefined && spec.numa.length > 0) {
+    maxVcpus = 1 + Math.max(...spec.numa.flatMap((c) => c.cpus.split(/[,-]/).map(Number)));
+  }
   if (maxVcpus === undefined) {
     // Never past QEMU 7.2's q35 limit by default: a domain with more vCPU slots does not start.
     maxVcpus = Math.min(2 * spec.vcpus, DEFAULT_MAX_VCPUS_CAP);
@@ -208,6 +218,9 @@ export function resourceMaxima(
   let maxMemoryMiB = spec.resources?.maxMemoryGiB === undefined
     ? undefined
     : Math.round(spec.resources.maxMemoryGiB * 1024);
+  if (maxMemoryMiB === undefined && spec.numa !== undefined && spec.numa.length > 0) {
+    maxMemoryMiB = spec.numa.reduce((sum, c) => sum + Math.round(c.memoryGiB * 1024), 0);
+  }
   if (maxMemoryMiB === undefined) {
     maxMemoryMiB = Math.min(2 * memoryMiB, LIMITS.memoryGiB * 1024);
     if (host?.memoryMiB !== undefined) maxMemoryMiB = Math.min(maxMemoryMiB, host.memoryMiB);
@@ -395,6 +408,8 @@ export const LIMITS = {
   networkInterfaces: 16,
   /** `spec.dataDisks` entries. */
   dataDisks: 32,
+  /** `spec.numa` cells: QEMU's most NUMA nodes. */
+  numaCells: 128,
   /** `dnsServers` of one interface. */
   dnsServers: 8,
   /** `spec.cloudInit.sshAuthorizedKeys` entries. */
