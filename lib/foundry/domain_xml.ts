@@ -21,7 +21,14 @@
 import { XMLBuilder, XMLParser } from "npm:fast-xml-parser@^5.12.1";
 import { assertSafeText } from "../cloudinit/safe_text.ts";
 import { type CreatedVolume, metadataNode } from "./metadata.ts";
-import { macOf, tapNameOf, volumeNameBoot, volumeNameCloudInit, volumeNameData } from "./naming.ts";
+import {
+  macOf,
+  resolveImage,
+  tapNameOf,
+  volumeNameBoot,
+  volumeNameCloudInit,
+  volumeNameData,
+} from "./naming.ts";
 import { DEFAULT_VM_POOL, type DomainType, resourceMaxima, type VirtualMachine } from "./types.ts";
 
 /** Name of the virtio-serial channel the QEMU guest agent listens on. */
@@ -42,6 +49,43 @@ export interface DomainXmlOptions {
    * `resourceMaxima` in types.ts). Without it the defaults are 2 x vcpus and 2 x memory.
    */
   host?: { cpus?: number; memoryMiB?: number };
+  /**
+   * The VNC or SPICE password of `spec.graphics`, read by the caller from the file
+   * `graphics.passwordSecret` names (its first line). It goes into `<graphics passwd>` only, never
+   * into the stored spec; libvirt shows it only to `virsh dumpxml --security-info`. Printable text;
+   * a VNC client uses at most 8 characters of it.
+   */
+  graphicsPassword?: string;
+  /**
+   * Where `spec.installMedia`'s ISO is, as the caller resolved it (imported into the image pool, or
+   * a file on the host). Absent: taken from the spec as written (`resolveImage` in naming.ts, in the
+   * image pool `imagePool` names, else `defaultImagePool`).
+   */
+  installMedia?: { pool: string; volume: string } | { file: string };
+  /** The image pool of a bare ISO volume name when `installMedia` is absent; `foundry-images`. */
+  defaultImagePool?: string;
+  /**
+   * Formats of existing disks (`bootDisk.volume`, `dataDisks[].volume`) by device (`vda`, `vdb`),
+   * as the caller found them (a volume's or file's format: `raw`, `qcow2`); `qcow2` when absent.
+   * libvirt never probes a format, so a wrong one makes the guest see the container, not the disk.
+   */
+  existingDiskFormats?: Readonly<Record<string, string>>;
+}
+
+/**
+ * The CPU topology of a VM with `vcpuMax` vCPU slots: `spec.cpu`'s sockets and threads (1 by
+ * default) and cores (by default what makes the product `vcpuMax`). Undefined when the spec gives no
+ * topology (libvirt then makes one socket per vCPU).
+ */
+export function cpuTopology(
+  spec: Pick<VirtualMachine["spec"], "cpu">,
+  vcpuMax: number,
+): { sockets: number; cores: number; threads: number } | undefined {
+  const { sockets, cores, threads } = spec.cpu ?? {};
+  if (sockets === undefined && cores === undefined && threads === undefined) return undefined;
+  const s = sockets ?? 1;
+  const t = threads ?? 1;
+  return { sockets: s, cores: cores ?? Math.max(1, Math.floor(vcpuMax / (s * t))), threads: t };
 }
 
 /**
@@ -88,9 +132,61 @@ export function kvmOffered(capabilitiesXml: string, arch = "x86_64"): boolean {
  * The `<cpu>` element: the spec's mode (`host-model` by default) on KVM. On TCG there is no host CPU
  * to model or pass through, so the mode is `maximum`, QEMU's `-cpu max`: every feature TCG emulates.
  */
-function cpuNode(vm: VirtualMachine, domainType: DomainType): Record<string, unknown> {
-  if (domainType === "qemu") return { "@_mode": "maximum", "@_check": "none" };
-  return { "@_mode": vm.spec.cpuMode ?? "host-model" };
+function cpuNode(
+  vm: VirtualMachine,
+  domainType: DomainType,
+  maxVcpus: number,
+): Record<string, unknown> {
+  const topology = cpuTopology(vm.spec, maxVcpus);
+  const extra = {
+    ...(topology === undefined ? {} : {
+      topology: {
+        "@_sockets": String(topology.sockets),
+        "@_dies": "1",
+        "@_cores": String(topology.cores),
+        "@_threads": String(topology.threads),
+      },
+    }),
+    ...(vm.spec.numa === undefined ? {} : {
+      numa: {
+        cell: vm.spec.numa.map((c, i) => ({
+          "@_id": String(i),
+          "@_cpus": c.cpus,
+          "@_memory": String(Math.round(c.memoryGiB * 1024)),
+          "@_unit": "MiB",
+        })),
+      },
+    }),
+  };
+  if (domainType === "qemu") return { "@_mode": "maximum", "@_check": "none", ...extra };
+  return { "@_mode": vm.spec.cpu?.mode ?? vm.spec.cpuMode ?? "host-model", ...extra };
+}
+
+/** A disk element's type and source for an existing disk: `pool:volume` or a file path. */
+function existingSource(
+  ref: string,
+): { "@_type": string; source: Record<string, string> } {
+  if (ref.startsWith("/")) return { "@_type": "file", source: { "@_file": ref } };
+  const colon = ref.indexOf(":");
+  return {
+    "@_type": "volume",
+    source: { "@_pool": ref.slice(0, colon), "@_volume": ref.slice(colon + 1) },
+  };
+}
+
+/** Where a graphical console listens unless the spec says: this host only. */
+export const DEFAULT_GRAPHICS_LISTEN = "127.0.0.1";
+
+/** Where the install ISO comes from: the caller's resolution, else the spec's reference. */
+function installMediaSource(
+  vm: VirtualMachine,
+  options: DomainXmlOptions,
+): { pool: string; volume: string } | { file: string } | undefined {
+  const media = vm.spec.installMedia;
+  if (media === undefined) return undefined;
+  if (options.installMedia !== undefined) return options.installMedia;
+  const at = resolveImage(media.image, media.imagePool, options.defaultImagePool);
+  return at.kind === "path" ? { file: at.path } : { pool: at.pool, volume: at.volume };
 }
 
 /**
@@ -108,19 +204,35 @@ export function buildDomainXml(vm: VirtualMachine, options: DomainXmlOptions): s
   // Resize headroom: `<memory>` is the balloon's ceiling and `<currentMemory>` what the guest
   // has; `<vcpu current>` vCPUs are plugged of `<vcpu>` slots (the rest hot-pluggable).
   const { maxVcpus, maxMemoryMiB } = resourceMaxima(vm.spec, options.host);
-  const volumeDisk = (volume: string, device: string, cache?: string, serial?: string) => ({
+  // With install media, each bootable device says its place (libvirt refuses <os><boot> beside it).
+  const media = installMediaSource(vm, options);
+  const volumeDisk = (
+    volume: string,
+    device: string,
+    cache?: string,
+    serial?: string,
+    existing?: string,
+  ) => ({
     "@_type": "volume",
     "@_device": "disk",
+    ...(existing === undefined ? {} : existingSource(existing)),
     driver: {
       "@_name": "qemu",
-      "@_type": "qcow2",
+      "@_type": existing === undefined ? "qcow2" : options.existingDiskFormats?.[device] ?? "qcow2",
       "@_discard": "unmap",
       ...(cache === undefined ? {} : { "@_cache": cache }),
     },
-    source: { "@_pool": pool, "@_volume": volume },
+    ...(existing === undefined ? { source: { "@_pool": pool, "@_volume": volume } } : {}),
     target: { "@_dev": device, "@_bus": "virtio" },
     ...(serial === undefined ? {} : { serial }),
+    ...(media !== undefined && device === "vda" ? { boot: { "@_order": "2" } } : {}),
   });
+  const password = options.graphicsPassword;
+  if (password !== undefined && !/^[\x20-\x7e]+$/.test(password)) {
+    // Never the password itself in the message.
+    throw new TypeError("the graphics password must be printable ASCII without line breaks");
+  }
+  const graphics = vm.spec.graphics;
   const domain = {
     "@_type": options.domainType,
     name,
@@ -142,19 +254,19 @@ export function buildDomainXml(vm: VirtualMachine, options: DomainXmlOptions): s
           { "@_enabled": "no", "@_name": "secure-boot" },
         ],
       },
-      boot: { "@_dev": "hd" },
+      ...(media === undefined ? { boot: { "@_dev": "hd" } } : {}),
     },
     features: { acpi: "", apic: "" },
-    cpu: cpuNode(vm, options.domainType),
+    cpu: cpuNode(vm, options.domainType, maxVcpus),
     clock: { "@_offset": "utc" },
     on_poweroff: "destroy",
     on_reboot: "restart",
     on_crash: "destroy",
     devices: {
       disk: [
-        volumeDisk(volumeNameBoot(name), "vda", "none"),
+        volumeDisk(volumeNameBoot(name), "vda", "none", undefined, vm.spec.bootDisk.volume),
         ...(vm.spec.dataDisks ?? []).map((d) =>
-          volumeDisk(volumeNameData(name, d.device), d.device, undefined, d.serial)
+          volumeDisk(volumeNameData(name, d.device), d.device, undefined, d.serial, d.volume)
         ),
         {
           "@_type": "volume",
@@ -164,6 +276,17 @@ export function buildDomainXml(vm: VirtualMachine, options: DomainXmlOptions): s
           target: { "@_dev": "sda", "@_bus": "scsi" },
           readonly: "",
         },
+        ...(media === undefined ? [] : [{
+          "@_type": "file" in media ? "file" : "volume",
+          "@_device": "cdrom",
+          driver: { "@_name": "qemu", "@_type": "raw" },
+          source: "file" in media
+            ? { "@_file": media.file }
+            : { "@_pool": media.pool, "@_volume": media.volume },
+          target: { "@_dev": "sdb", "@_bus": "scsi" },
+          readonly: "",
+          boot: { "@_order": "1" },
+        }]),
       ],
       controller: { "@_type": "scsi", "@_index": "0", "@_model": "virtio-scsi" },
       interface: vm.spec.networkInterfaces.map((nic) => ({
@@ -179,6 +302,15 @@ export function buildDomainXml(vm: VirtualMachine, options: DomainXmlOptions): s
         "@_type": "unix",
         target: { "@_type": "virtio", "@_name": GUEST_AGENT_CHANNEL },
       },
+      ...(graphics === undefined ? {} : {
+        graphics: {
+          "@_type": graphics.type,
+          "@_autoport": "yes",
+          "@_listen": graphics.listen ?? DEFAULT_GRAPHICS_LISTEN,
+          ...(password === undefined ? {} : { "@_passwd": password }),
+          listen: { "@_type": "address", "@_address": graphics.listen ?? DEFAULT_GRAPHICS_LISTEN },
+        },
+      }),
       rng: { "@_model": "virtio", backend: { "@_model": "random", "#text": "/dev/urandom" } },
       // The balloon `foundry resize --memory` moves between `<currentMemory>` and `<memory>`
       // (libvirt adds one anyway; named here because resizing depends on it).

@@ -229,7 +229,9 @@ function lenientVirtualMachine(text: string, domainName: string): VirtualMachine
     ...spec,
     bootDisk: isObject(spec.bootDisk) ? spec.bootDisk : {},
     networkInterfaces: Array.isArray(spec.networkInterfaces)
-      ? spec.networkInterfaces.filter((n) => isObject(n) && typeof n.ip === "string")
+      ? spec.networkInterfaces.filter((n) =>
+        isObject(n) && (typeof n.ip === "string" || typeof n.mac === "string")
+      )
       : [],
   };
   if (spec.dataDisks !== undefined) {
