@@ -23,9 +23,20 @@ import {
 } from "../config/selector.ts";
 import { METADATA_NAMESPACE, parseMetadataXml } from "./stored_metadata.ts";
 import { macOf } from "./naming.ts";
-import { phaseFromDomainState, statusFromDomainState } from "./status.ts";
+import {
+  phaseFromDomainState,
+  phaseOf,
+  statusFromDomainState,
+  type StoredStatus,
+} from "./status.ts";
 import type { VirtualMachine } from "./types.ts";
-import { lookupVm, readStoredStatus, VmOperationError } from "./lookup.ts";
+import {
+  lookupVm,
+  parseStoredStatusXml,
+  readStoredStatus,
+  STATUS_NAMESPACE,
+  VmOperationError,
+} from "./lookup.ts";
 
 /** Annotation `get` adds when the VM has a root password: the SHA-256 of its hash, never the hash. */
 export const PASSWORD_FINGERPRINT_ANNOTATION = "foundry.cofront.xyz/root-password-hash-sha256";
@@ -154,11 +165,15 @@ export async function listVms(
   const conns = [lv, ...helpers];
   const second = await Promise.all(base.map(async (b, i) => {
     let spec: Promise<VirtualMachine | undefined> = Promise.resolve(undefined);
+    let status: Promise<StoredStatus | undefined> = Promise.resolve(undefined);
     if (mayBeFoundrys(b.domain.name, b.state, stoppedDisks)) {
-      rpcCalls++;
-      spec = (conns[i % conns.length] ?? lv)
-        .domainGetMetadata(b.domain, MetadataType.ELEMENT, METADATA_NAMESPACE)
+      rpcCalls += 2;
+      const conn = conns[i % conns.length] ?? lv;
+      spec = conn.domainGetMetadata(b.domain, MetadataType.ELEMENT, METADATA_NAMESPACE)
         .then((xml) => safeParse(xml, b.domain.name), () => undefined);
+      // Sent with the spec's read: a create or destroy in progress shows as its phase.
+      status = conn.domainGetMetadata(b.domain, MetadataType.ELEMENT, STATUS_NAMESPACE)
+        .then(parseStoredStatusXml, () => undefined);
     }
     if (opts.autostart) rpcCalls++;
     const autostart = opts.autostart
@@ -179,6 +194,7 @@ export async function listVms(
     return {
       ...b,
       vm: await spec,
+      status: await status,
       agent: await agent,
       lease: await lease,
       autostart: await autostart,
@@ -195,6 +211,7 @@ export async function listVms(
     if (!x.vm && opts.all !== true) return false;
     return !selector || matchesSelector(selector, x.vm?.metadata.labels ?? {});
   });
+  const now = new Date();
   const vms = wanted.map((x): VmListEntry => {
     const addresses = addressesOf(x.agent, x.lease, x.vm);
     const live = addresses.find((a) => a.source !== "spec");
@@ -203,7 +220,7 @@ export async function listVms(
       uuid: uuidToString(x.domain.uuid),
       autostart: x.autostart,
       state: stateName(x.state),
-      phase: phaseFromDomainState(x.state),
+      phase: x.vm ? phaseOf(x.state, x.status, now) : phaseFromDomainState(x.state),
       vcpus: x.vcpus,
       // A foundry VM's memory is its spec's (resize keeps the spec current): the balloon of a
       // guest without a balloon driver reports the whole headroom, which the VM was not given.

@@ -13,24 +13,44 @@ import {
 } from "../libvirt/mod.ts";
 import { parseStoredDomainMetadata, type StoredVm } from "./stored_metadata.ts";
 import { VmNotFoundError } from "./vm_errors.ts";
-import type { VirtualMachine, VirtualMachineStatus } from "./types.ts";
+import type { StoredStatus } from "./status.ts";
+import type { VirtualMachine } from "./types.ts";
 
 export { VmNotFoundError, VmOperationError } from "./vm_errors.ts";
 
 /** Namespace of the status record foundry keeps beside the spec in the domain's metadata. */
 export const STATUS_NAMESPACE = "https://foundry.cofront.xyz/v1alpha1/status";
 
-/** Reads the status record foundry last wrote, if any. */
+/** Prefix of the status record's element in the domain's metadata. */
+export const STATUS_PREFIX = "foundrystatus";
+
+/** The status record in `xml` (its metadata element), or undefined when there is none readable. */
+export function parseStoredStatusXml(xml: string): StoredStatus | undefined {
+  const m = /<(?:[\w-]+:)?status[^>]*>([\s\S]*)<\/(?:[\w-]+:)?status>/.exec(xml);
+  if (!m?.[1]) return undefined;
+  const json = m[1].replaceAll("&lt;", "<").replaceAll("&gt;", ">").replaceAll("&amp;", "&");
+  try {
+    return JSON.parse(json) as StoredStatus;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The text of the status record's element for `status` (escaped). */
+export function storedStatusText(status: StoredStatus): string {
+  const text = JSON.stringify(status).replaceAll("&", "&amp;").replaceAll("<", "&lt;");
+  return `<status>${text}</status>`;
+}
+
+/** Reads the status record foundry last wrote, if any, with an operation in progress if any. */
 export async function readStoredStatus(
   lv: Libvirt,
   domain: DomainRef,
-): Promise<VirtualMachineStatus | undefined> {
+): Promise<StoredStatus | undefined> {
   try {
-    const xml = await lv.domainGetMetadata(domain, MetadataType.ELEMENT, STATUS_NAMESPACE);
-    const m = /<status[^>]*>([\s\S]*)<\/status>/.exec(xml);
-    if (!m?.[1]) return undefined;
-    const json = m[1].replaceAll("&lt;", "<").replaceAll("&gt;", ">").replaceAll("&amp;", "&");
-    return JSON.parse(json) as VirtualMachineStatus;
+    return parseStoredStatusXml(
+      await lv.domainGetMetadata(domain, MetadataType.ELEMENT, STATUS_NAMESPACE),
+    );
   } catch {
     return undefined;
   }

@@ -75,9 +75,93 @@ const READY: Record<Phase, ConditionUpdate> = {
   },
 };
 
+/** The phases an operation in progress reports. */
+export type OperationPhase = "Creating" | "Destroying";
+
+/**
+ * A create or destroy in progress, recorded in the status record while it runs (from the domain's
+ * definition until it is started, from the start of a destroy until the domain is gone). Readers
+ * in other processes report its phase until it ends; a record its process left behind (killed,
+ * host crashed) is ignored once `expiresAt` has passed, or at once on the host it names when no
+ * process `pid` runs there.
+ */
+export interface OperationMarker {
+  /** What is going on. */
+  phase: OperationPhase;
+  /** Process id of the foundry process doing it. */
+  pid: number;
+  /** Host name of the machine that process runs on ("" when unknown). */
+  host: string;
+  /** RFC 3339 time it began. */
+  startedAt: string;
+  /** RFC 3339 time after which the marker is stale whatever the process. */
+  expiresAt: string;
+}
+
+/** The status record foundry stores: the status, and an operation in progress if any. */
+export interface StoredStatus extends VirtualMachineStatus {
+  /** A create or destroy in progress. */
+  operation?: OperationMarker;
+}
+
+function hostName(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "";
+  }
+}
+
+/** A marker of `phase` by this process, stale after `ttlMs`. */
+export function operationMarker(phase: OperationPhase, now: Date, ttlMs: number): OperationMarker {
+  return {
+    phase,
+    pid: Deno.pid,
+    host: hostName(),
+    startedAt: now.toISOString(),
+    expiresAt: new Date(now.getTime() + ttlMs).toISOString(),
+  };
+}
+
+/** Whether process `pid` runs on this host: undefined when that cannot be told. */
+function processRuns(pid: number): boolean | undefined {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch (e) {
+    return e instanceof Deno.errors.NotFound ? false : undefined;
+  }
+}
+
+/**
+ * The phase of the operation recorded in `stored` if it still runs at `now`: not past its
+ * `expiresAt`, and (when it was started on this host) its process still there.
+ */
+export function activeOperation(
+  stored: StoredStatus | undefined,
+  now: Date,
+  runs: (pid: number) => boolean | undefined = processRuns,
+): OperationPhase | undefined {
+  const op = stored?.operation;
+  if (op === undefined || (op.phase !== "Creating" && op.phase !== "Destroying")) return undefined;
+  const expires = Date.parse(op.expiresAt);
+  if (!(expires > now.getTime())) return undefined;
+  if (op.host !== "" && op.host === hostName() && runs(op.pid) === false) return undefined;
+  return op.phase;
+}
+
+/**
+ * The phase of a VM whose domain is in libvirt state `state`: that of an operation in progress
+ * (see {@linkcode activeOperation}), else {@linkcode phaseFromDomainState}.
+ */
+export function phaseOf(state: number, stored: StoredStatus | undefined, now: Date): Phase {
+  return activeOperation(stored, now) ?? phaseFromDomainState(state);
+}
+
 /**
  * The status of a VM whose domain is in libvirt state `state`, carried forward from `previous` so that
- * transition times survive.
+ * transition times survive. While `previous` records an operation in progress, the phase is that
+ * operation's (`Creating`, `Destroying`); the marker itself is not carried into the result.
  *
  * @param generation the `metadata.generation` of the stored spec
  */
@@ -85,9 +169,9 @@ export function statusFromDomainState(
   state: number,
   generation: number,
   now: Date,
-  previous: VirtualMachineStatus = {},
+  previous: StoredStatus = {},
 ): VirtualMachineStatus {
-  const phase = phaseFromDomainState(state);
+  const phase = phaseOf(state, previous, now);
   return {
     phase,
     conditions: setCondition(previous.conditions ?? [], READY[phase], now),

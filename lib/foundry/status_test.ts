@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { DomainState } from "../libvirt/constants.ts";
-import { phaseFromDomainState, setCondition, statusFromDomainState } from "./status.ts";
+import {
+  activeOperation,
+  operationMarker,
+  phaseFromDomainState,
+  phaseOf,
+  setCondition,
+  statusFromDomainState,
+} from "./status.ts";
 
 Deno.test("phaseFromDomainState() maps every libvirt state", () => {
   const phases = Object.fromEntries(
@@ -69,4 +76,41 @@ Deno.test("statusFromDomainState() sets phase, Ready and observedGeneration", ()
     statusFromDomainState(DomainState.CRASHED, 1, t1).conditions?.[0]?.reason,
     "VMCrashed",
   );
+});
+
+Deno.test("an operation marker sets the phase while it runs, and not once it is stale", () => {
+  const t0 = new Date("2026-01-01T10:00:00Z");
+  const marker = operationMarker("Creating", t0, 60_000);
+  assert.equal(marker.pid, Deno.pid);
+  const stored = { phase: "Stopped" as const, operation: marker };
+  // This process runs: the marker holds until it expires.
+  assert.equal(activeOperation(stored, new Date("2026-01-01T10:00:30Z")), "Creating");
+  assert.equal(phaseOf(DomainState.SHUTOFF, stored, new Date("2026-01-01T10:00:30Z")), "Creating");
+  assert.equal(activeOperation(stored, new Date("2026-01-01T10:01:00Z")), undefined);
+  assert.equal(phaseOf(DomainState.SHUTOFF, stored, new Date("2026-01-01T10:01:00Z")), "Stopped");
+  // Its process gone (a crashed create on this host): stale at once.
+  assert.equal(activeOperation(stored, new Date("2026-01-01T10:00:30Z"), () => false), undefined);
+  // Another host's process cannot be looked at: the expiry decides.
+  const remote = { operation: { ...marker, host: "elsewhere.invalid" } };
+  assert.equal(activeOperation(remote, new Date("2026-01-01T10:00:30Z"), () => false), "Creating");
+  // An unreadable time is stale.
+  assert.equal(activeOperation({ operation: { ...marker, expiresAt: "soon" } }, t0), undefined);
+  assert.equal(activeOperation(undefined, t0), undefined);
+});
+
+Deno.test("statusFromDomainState() reports Creating and Destroying without keeping the marker", () => {
+  const t0 = new Date("2026-01-01T10:00:00Z");
+  const previous = { operation: operationMarker("Destroying", t0, 60_000) };
+  const s = statusFromDomainState(DomainState.RUNNING, 3, t0, previous);
+  assert.equal(s.phase, "Destroying");
+  assert.equal(s.conditions?.[0]?.reason, "VMDestroying");
+  assert.equal(s.conditions?.[0]?.status, "False");
+  assert.equal("operation" in s, false);
+  const later = statusFromDomainState(
+    DomainState.RUNNING,
+    3,
+    new Date("2026-01-02T00:00:00Z"),
+    previous,
+  );
+  assert.equal(later.phase, "Running");
 });
