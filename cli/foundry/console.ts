@@ -2,7 +2,7 @@ import { Command } from "npm:commander@^15.1.0";
 import { Libvirt, LibvirtError } from "../../lib/libvirt/mod.ts";
 import type { Io } from "../_program.ts";
 import { interruptSignal } from "../_signals.ts";
-import { configFor } from "./_context.ts";
+import { checkChoice, configFor, withLibvirt } from "./_context.ts";
 import { byteSink } from "./exec.ts";
 
 /** Puts the process's terminal in raw mode until the returned function is called (idempotent). */
@@ -27,11 +27,25 @@ function rawTerminal(): () => void {
   return restore;
 }
 
+/** `foundry console NAME --graphics`: the graphical console's address. */
+async function printGraphics(io: Io, name: string, output: string, cmd: Command): Promise<void> {
+  checkChoice(output, ["text", "json"], "output format");
+  const config = await configFor(cmd);
+  const { vmGraphicsAddress } = await import("../../lib/foundry/graphics_console.ts");
+  await withLibvirt(config, async (lv) => {
+    const a = await vmGraphicsAddress(lv, name.toLowerCase());
+    const { sanitizeText } = await import("../../lib/output/sanitize.ts");
+    io.out(output === "json" ? `${JSON.stringify(a, null, 2)}\n` : `${sanitizeText(a.url)}\n`);
+  });
+}
+
 /** `foundry console NAME`. */
 export function consoleCommand(io: Io): Command {
   return new Command("console")
-    .description("Attach to a VM's serial console (Ctrl-] leaves)")
+    .description("Attach to a VM's serial console (Ctrl-] leaves), or print its graphics address")
     .argument("<name>", "VM name")
+    .option("--graphics", "print the VNC/SPICE address (vnc://HOST:PORT) and exit")
+    .option("-o, --output <format>", "with --graphics: text (default) or json", "text")
     .option("--force", "take the console over from another client that holds it")
     .option("--device <alias>", "the console or serial device (default the first console)")
     .addHelpText(
@@ -43,6 +57,10 @@ the terminal is restored, as it is on every other way out. Without --force, a co
 client holds is refused (exit 4); --force takes it over and the other client is disconnected.
 What the guest prints goes to the terminal as it is, control sequences included.
 
+With --graphics, the address of the VM's graphical console (spec.graphics) is printed from its
+live definition, for a VNC or SPICE viewer; a listen address of 0.0.0.0 is shown as the host's
+name. A VM without graphics, or not running, exits 4.
+
 Exit codes: 0 left with Ctrl-] or the console ended (the VM stopped), 3 connection,
 4 the VM is missing, not running, or its console is held by another client (or was taken over
 during the session), 130 interrupted (SIGINT, SIGTERM or SIGHUP from outside).
@@ -50,10 +68,16 @@ during the session), 130 interrupted (SIGINT, SIGTERM or SIGHUP from outside).
 Examples:
   foundry console web-01
   foundry console web-01 --force
+  foundry console web-01 --graphics
   foundry -c qemu+ssh://root@host/system console web-01
 `,
     )
-    .action(async (name: string, opts: { force?: boolean; device?: string }, cmd: Command) => {
+    .action(async (
+      name: string,
+      opts: { force?: boolean; device?: string; graphics?: boolean; output: string },
+      cmd: Command,
+    ) => {
+      if (opts.graphics) return await printGraphics(io, name, opts.output, cmd);
       const { runConsoleSession } = await import("../../lib/foundry/guest_console.ts");
       const signal = interruptSignal();
       const out = byteSink(io, "out");

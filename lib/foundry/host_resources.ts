@@ -21,6 +21,7 @@ import { type FoundryConfig, imageLocationFor, vmPoolFor } from "./config.ts";
 import { chooseDomainType, kvmOffered } from "./domain_xml.ts";
 import { METADATA_NAMESPACE, parseStoredMetadataXml, type StoredVm } from "./metadata.ts";
 import type { HostFacts, HostResources } from "./preflight.ts";
+import { specFacts } from "./spec_media.ts";
 import type { DomainType, VirtualMachine } from "./types.ts";
 
 /** Logical CPUs and memory in bytes from the host's capabilities `<topology>`. */
@@ -229,6 +230,8 @@ export class HostSurvey {
       host,
     };
     if (fileExists !== undefined) facts.imageFileExists = fileExists;
+    // Install media, existing disks, a boot image file outside the pools, the console password.
+    Object.assign(facts, await specFacts(this, vm, config));
     const out: CreateFacts = { facts, domainType };
     const volume = loc?.kind === "volume" ? images?.find((v) => v.name === loc.volume) : undefined;
     if (volume) out.imageVolume = volume;

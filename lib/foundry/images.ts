@@ -1161,3 +1161,82 @@ export async function deleteImage(
   }
   return info.usedBy;
 }
+
+// ---- a boot image file outside the pools ----
+
+/** SHA-256 of the local file `path`, lowercase hex, read in chunks (memory stays flat). */
+async function sha256OfFile(path: string): Promise<string> {
+  const file = await Deno.open(path, { read: true });
+  try {
+    const hash = createHash("sha256");
+    const buf = new Uint8Array(READ_CHUNK);
+    while (true) {
+      const n = await file.read(buf);
+      if (n === null) break;
+      hash.update(buf.subarray(0, n));
+    }
+    return hash.digest("hex");
+  } finally {
+    file.close();
+  }
+}
+
+/** The image a file outside the pools became ({@link imageFromFile}). */
+export interface ImageFromFile {
+  /** The image's volume in the image pool. */
+  volume: StorageVolRef;
+  /** Whether this call imported it (false: an earlier import with the same SHA-256 was reused). */
+  imported: boolean;
+}
+
+/**
+ * The image pool's copy of the local file `path` (a boot image outside foundry's pools), named
+ * after the file: an image of that name with the same SHA-256 is reused; otherwise the file is
+ * imported as `foundry image import` does (same checks). A VM's overlay is then backed by this
+ * copy, never by the user's file, which could change under the VM.
+ *
+ * @throws {StorageError} the file cannot be imported, or an image of its name with other content
+ *   (or no recorded checksum) is in the pool
+ */
+export async function imageFromFile(
+  lv: Libvirt,
+  poolName: string,
+  path: string,
+  opts: TransferOptions = {},
+): Promise<ImageFromFile> {
+  const name = path.slice(path.lastIndexOf("/") + 1);
+  const pool = await lookupPool(lv, poolName);
+  for (let attempt = 0;; attempt++) {
+    let vol: StorageVolRef | undefined;
+    try {
+      vol = await lv.storageVolLookupByName(pool, name);
+    } catch (e) {
+      if (!(e instanceof LibvirtError && e.isNoStorageVol())) throw e;
+    }
+    if (vol !== undefined) {
+      const [recorded, mine] = await Promise.all([
+        readSidecar(lv, pool, name),
+        sha256OfFile(path).catch((e) => {
+          throw new StorageError(`Cannot read ${path}: ${(e as Error).message}`, { cause: e });
+        }),
+      ]);
+      if (recorded === mine) return { volume: vol, imported: false };
+      throw new StorageError(
+        recorded === null
+          ? `Boot image ${path}: image ${name} in pool ${poolName} has the same name and no ` +
+            `recorded SHA-256, so it cannot be told to be the same file; import the file under ` +
+            `another name and refer to that`
+          : `Boot image ${path} (sha256 ${mine}) differs from image ${name} already in pool ` +
+            `${poolName} (sha256 ${recorded}); import the file under another name and refer to that`,
+      );
+    }
+    try {
+      await importImage(lv, poolName, path, name, opts);
+      return { volume: await lv.storageVolLookupByName(pool, name), imported: true };
+    } catch (e) {
+      // A concurrent create imported the same name first: compare with that one.
+      if (attempt === 0 && e instanceof StorageError && /exists already/.test(e.message)) continue;
+      throw e;
+    }
+  }
+}

@@ -20,6 +20,7 @@
 
 import { suggest } from "./loader.ts";
 import { resolveImage } from "./naming.ts";
+import { existingDisks } from "./spec_media.ts";
 import { DEFAULT_IMAGE_POOL, type VirtualMachine } from "./types.ts";
 
 /** Bytes in one GiB (`memoryGiB`, and `sizeGB`, which foundry reads as GiB). */
@@ -56,8 +57,20 @@ export interface HostFacts {
    * Not consulted for empty boot disks or file-path images.
    */
   imageVolumes: readonly string[] | undefined;
-  /** Whether a file-path image exists on the host; consulted for `/path` images only. */
+  /**
+   * Whether a file-path image exists (a pool volume, or a file on this host that create imports
+   * into the image pool); consulted for `/path` images only.
+   */
   imageFileExists?: boolean;
+  /**
+   * The installation ISO (`spec.installMedia`): whether it exists, and for a volume reference the
+   * volumes of its pool (undefined when that pool does not exist).
+   */
+  installMedia?: { exists: boolean; poolVolumes?: readonly string[] | undefined };
+  /** Whether each existing disk (`bootDisk.volume`, `dataDisks[].volume`) exists, by reference. */
+  existingDisks?: Readonly<Record<string, boolean>>;
+  /** What is wrong with the console password file (never the password). */
+  graphicsPasswordProblem?: string;
   /** The configured images pool, for bare volume names without `imagePool`. */
   imagesPool?: string;
   /** The host's CPUs, memory and VM pool space. */
@@ -136,7 +149,45 @@ export function preflightProblems(vm: VirtualMachine, facts: HostFacts): Preflig
       });
     }
   }
+  problems.push(...mediaProblems(vm, facts));
   problems.push(...resourceProblems(vm, facts.host ?? {}));
+  return problems;
+}
+
+/** What is missing of the installation ISO, the existing disks and the console password. */
+function mediaProblems(vm: VirtualMachine, facts: HostFacts): PreflightProblem[] {
+  const problems: PreflightProblem[] = [];
+  const media = vm.spec.installMedia;
+  if (media !== undefined && facts.installMedia !== undefined && !facts.installMedia.exists) {
+    const where = resolveImage(
+      media.image,
+      media.imagePool,
+      facts.imagesPool ?? DEFAULT_IMAGE_POOL,
+    );
+    const path = "spec.installMedia.image";
+    const vols = facts.installMedia.poolVolumes;
+    if (where.kind === "path") {
+      problems.push({ path, message: `ISO file ${where.path} does not exist` });
+    } else if (vols === undefined) {
+      problems.push({ path, message: `image pool "${where.pool}" does not exist` });
+    } else {
+      const isos = vols.filter((v) => v.endsWith(".iso"));
+      problems.push({
+        path,
+        message: `ISO "${where.volume}" is not in pool "${where.pool}"${
+          closest(where.volume, isos)
+        }`,
+      });
+    }
+  }
+  for (const d of existingDisks(vm)) {
+    if (facts.existingDisks?.[d.ref] === false) {
+      problems.push({ path: d.path, message: `existing disk ${d.ref} does not exist` });
+    }
+  }
+  if (facts.graphicsPasswordProblem !== undefined) {
+    problems.push({ path: "spec.graphics.passwordSecret", message: facts.graphicsPasswordProblem });
+  }
   return problems;
 }
 

@@ -25,13 +25,21 @@ import { ensureDirPool, StorageError } from "./pools.ts";
 import { type CreateFacts, HostSurvey } from "./host_resources.ts";
 import { type HostFacts, type PreflightProblem, preflightProblems } from "./preflight.ts";
 import { removeSnapshotsForDestroy } from "./snapshot.ts";
-import { statusFromDomainState } from "./status.ts";
+import {
+  operationMarker,
+  type OperationPhase,
+  statusFromDomainState,
+  type StoredStatus,
+} from "./status.ts";
+import { existingDiskFormats, readGraphicsPassword, resolveInstallMedia } from "./spec_media.ts";
 import { buildVolumeXml, BYTES_PER_GB, volumePlan, type VolumeSpec } from "./storage_xml.ts";
 import type { DomainType, VirtualMachine, VirtualMachineStatus } from "./types.ts";
 import {
   lookupVm,
   readStoredStatus,
   STATUS_NAMESPACE,
+  STATUS_PREFIX,
+  storedStatusText,
   VmOperationError,
   waitForState,
 } from "./lookup.ts";
@@ -107,7 +115,13 @@ export interface CreateResult {
   timings: Partial<Record<CreateStep, number>>;
 }
 
-const STATUS_PREFIX = "foundrystatus";
+/**
+ * How long a create's `Creating` marker holds at most (from the domain's definition to its start:
+ * seconds; a marker older than this was left by a create that died).
+ */
+const CREATE_MARKER_MS = 10 * 60_000;
+/** How long a destroy's `Destroying` marker holds beyond its graceful-shutdown timeout. */
+const DESTROY_MARKER_MS = 10 * 60_000;
 
 /**
  * Collects what create's runtime checks need from the daemon: domain names, host bridges (interface
@@ -164,6 +178,15 @@ export async function createVm(
     const checked = opts.facts ??
       await new HostSurvey(lv).factsFor(vm, opts.config, opts.pool);
     const problems = preflightProblems(vm, checked.facts);
+    // Read here, not kept from the checks: the password lives only as long as this create.
+    let graphicsPassword: string | undefined;
+    const graphics = vm.spec.graphics;
+    if (graphics?.passwordSecret !== undefined && problems.length === 0) {
+      const read = await readGraphicsPassword(graphics.passwordSecret, graphics.type);
+      if ("problem" in read) {
+        problems.push({ path: "spec.graphics.passwordSecret", message: read.problem });
+      } else graphicsPassword = read.password;
+    }
     if (problems.length) {
       throw new RuntimeCheckError(name, problems);
     }
@@ -171,6 +194,11 @@ export async function createVm(
     done("validate", `runtime checks passed (domain type ${domainType})`);
 
     await step("storage");
+    // The ISO is found and checked (ISO 9660) before anything is made; it is never the VM's.
+    const [installMedia, diskFormats] = await Promise.all([
+      resolveInstallMedia(lv, vm, opts.config),
+      existingDiskFormats(lv, vm),
+    ]);
     const poolName = vmPoolFor(vm, opts.config, opts.pool);
     // The pool and the base image are independent: both are looked up at once. Both are
     // awaited before a failure is thrown, so nothing is still being made during a rollback.
@@ -183,10 +211,17 @@ export async function createVm(
             { cause: e },
           );
         }),
-      backingStoreOf(lv, vm, opts.config, checked.imageVolume),
+      backingStoreOf(lv, vm, opts.config, checked.imageVolume, undo, opts.signal),
     ]);
     const iso = cidataIsoFromVm(vm);
-    const plan = volumePlan(vm, poolName, iso.length);
+    // Existing disks (`volume`) are used as they are: create neither makes nor records them.
+    const existingData = new Set(
+      (vm.spec.dataDisks ?? []).filter((d) => d.volume !== undefined).map((d) => d.device),
+    );
+    const plan = volumePlan(vm, poolName, iso.length).filter((v) =>
+      !(v.role === "boot" && vm.spec.bootDisk.volume !== undefined) &&
+      !(v.role === "data" && existingData.has(v.device))
+    );
     const isoSpec = plan.find((v) => v.role === "cloudinit")!;
     // The small cidata volume goes first, alone: it claims the name. Of two creates of one name
     // that both passed the checks, the one libvirt gives it goes on and the other stops having made
@@ -212,11 +247,12 @@ export async function createVm(
         mayBeLeft,
       ),
     );
-    const gb = (vm.spec.dataDisks ?? []).reduce((n, d) => n + d.sizeGB, 0);
-    done(
-      "storage",
-      `${vm.spec.bootDisk.sizeGB} GB boot${gb ? ` + ${gb} GB data` : ""} in pool ${poolName}`,
-    );
+    const gb = (vm.spec.dataDisks ?? []).filter((d) => d.volume === undefined)
+      .reduce((n, d) => n + d.sizeGB, 0);
+    const boot = vm.spec.bootDisk.volume !== undefined
+      ? `existing boot disk ${vm.spec.bootDisk.volume}`
+      : `${vm.spec.bootDisk.sizeGB} GB boot${vm.spec.bootDisk.empty === true ? " (empty)" : ""}`;
+    done("storage", `${boot}${gb ? ` + ${gb} GB data` : ""} in pool ${poolName}`);
 
     await step("cloudinit");
     volumes.push(isoVol);
@@ -244,7 +280,25 @@ export async function createVm(
       ...(hostRes?.cpus ? { cpus: hostRes.cpus } : {}),
       ...(hostRes?.memoryBytes ? { memoryMiB: Math.floor(hostRes.memoryBytes / 2 ** 20) } : {}),
     };
-    const xml = buildDomainXml(vm, { domainType, pool: poolName, uuid, volumes: created, host });
+    const xml = withStatusRecord(
+      buildDomainXml(vm, {
+        domainType,
+        pool: poolName,
+        uuid,
+        volumes: created,
+        host,
+        ...(graphicsPassword !== undefined ? { graphicsPassword } : {}),
+        ...(installMedia !== undefined ? { installMedia } : {}),
+        ...(Object.keys(diskFormats).length ? { existingDiskFormats: diskFormats } : {}),
+        defaultImagePool: opts.config.imagesPool,
+      }),
+      // Defined as `Creating`: another process's get/list says so until the status below.
+      {
+        phase: "Creating",
+        observedGeneration: vm.metadata.generation ?? 1,
+        operation: operationMarker("Creating", new Date(), CREATE_MARKER_MS),
+      },
+    );
     let domain: DomainRef;
     try {
       // A fresh UUID makes libvirt refuse (not overwrite) a domain of the same name defined by a
@@ -399,19 +453,31 @@ async function createVolumes(
   return made;
 }
 
+/**
+ * The base image of `vm`'s boot overlay. A volume reference is looked up in its pool. A file path
+ * that is a volume of a pool is that volume; any other file is copied into the image pool first
+ * (`imageFromFile`: reused when an image of its name has the same SHA-256, refused when it differs),
+ * so the overlay never rests on a file that could change under the VM. A copy this create made is
+ * removed again by its rollback unless another disk uses it by then.
+ */
 async function backingStoreOf(
   lv: Libvirt,
   vm: VirtualMachine,
   config: FoundryConfig,
-  known?: StorageVolRef,
+  known: StorageVolRef | undefined,
+  undo: (() => Promise<void>)[],
+  signal: AbortSignal | undefined,
 ): Promise<Backing | undefined> {
   const loc = imageLocationFor(vm, config);
-  if (!loc || vm.spec.bootDisk.empty === true) return undefined;
+  if (!loc || vm.spec.bootDisk.empty === true || vm.spec.bootDisk.volume !== undefined) {
+    return undefined;
+  }
   try {
     const vol = known ??
       (loc.kind === "volume"
         ? await lv.storageVolLookupByName(await lv.storagePoolLookupByName(loc.pool), loc.volume)
-        : await lv.storageVolLookupByPath(loc.path));
+        : await lv.storageVolLookupByPath(loc.path).catch(() => undefined) ??
+          await importedCopy(lv, loc.path, config, undo, signal));
     const [xml, info, path] = await Promise.all([
       lv.storageVolGetXmlDesc(vol),
       lv.storageVolGetInfo(vol),
@@ -435,27 +501,96 @@ async function backingStoreOf(
   }
 }
 
-/** Records the VM's status in its metadata (own namespace), so `get` keeps transition times. */
+/** The image pool's copy of the boot image file `path` (see `imageFromFile` in images.ts). */
+async function importedCopy(
+  lv: Libvirt,
+  path: string,
+  config: FoundryConfig,
+  undo: (() => Promise<void>)[],
+  signal: AbortSignal | undefined,
+): Promise<StorageVolRef> {
+  const { deleteImage, imageFromFile } = await import("./images.ts");
+  await ensureDirPool(lv, config.imagesPool, config.imagesPath);
+  const got = await imageFromFile(lv, config.imagesPool, path, signal ? { signal } : {});
+  if (got.imported) {
+    const name = got.volume.name;
+    undo.push(async () => {
+      try {
+        await deleteImage(lv, config.imagesPool, name);
+      } catch (e) {
+        // Another create's overlay rests on it by now: it stays, as theirs.
+        if (!(e instanceof StorageError && / is in use by /.test(e.message))) throw e;
+      }
+    });
+  }
+  return got.volume;
+}
+
+/** `xml` (a domain definition) with the status record `status` in its `<metadata>`. */
+function withStatusRecord(xml: string, status: StoredStatus): string {
+  const at = xml.indexOf("</metadata>");
+  if (at < 0) throw new TypeError("The domain XML has no <metadata> element");
+  const text = storedStatusText(status).replace(
+    "<status>",
+    `<${STATUS_PREFIX}:status xmlns:${STATUS_PREFIX}="${STATUS_NAMESPACE}">`,
+  ).replace(/<\/status>$/, `</${STATUS_PREFIX}:status>`);
+  return xml.slice(0, at) + text + xml.slice(at);
+}
+
+/** Writes the status record `status` into the domain's metadata (and the live domain's). */
+async function writeStatusRecord(
+  lv: Libvirt,
+  domain: DomainRef,
+  status: StoredStatus,
+  live: boolean,
+): Promise<void> {
+  await lv.domainSetMetadata(
+    domain,
+    MetadataType.ELEMENT,
+    storedStatusText(status),
+    STATUS_PREFIX,
+    STATUS_NAMESPACE,
+    ModificationImpact.CONFIG | (live ? ModificationImpact.LIVE : 0),
+  );
+}
+
+/**
+ * Records the VM's status in its metadata (own namespace), so `get` keeps transition times. An
+ * operation marker in `previous` is dropped: what is written is the domain's own phase.
+ */
 async function writeStatus(
   lv: Libvirt,
   domain: DomainRef,
   vm: VirtualMachine,
   state: number,
-  previous?: VirtualMachineStatus,
+  previous?: StoredStatus,
 ): Promise<VirtualMachineStatus> {
-  const status = statusFromDomainState(state, vm.metadata.generation ?? 1, new Date(), previous);
-  const text = JSON.stringify(status).replaceAll("&", "&amp;").replaceAll("<", "&lt;");
-  const flags = ModificationImpact.CONFIG |
-    (state === DomainState.RUNNING ? ModificationImpact.LIVE : 0);
-  await lv.domainSetMetadata(
-    domain,
-    MetadataType.ELEMENT,
-    `<status>${text}</status>`,
-    STATUS_PREFIX,
-    STATUS_NAMESPACE,
-    flags,
-  );
+  const { operation: _, ...before } = previous ?? {};
+  const status = statusFromDomainState(state, vm.metadata.generation ?? 1, new Date(), before);
+  await writeStatusRecord(lv, domain, status, state === DomainState.RUNNING);
   return status;
+}
+
+/**
+ * Marks a destroy in progress in the status record (see `OperationMarker` in status.ts); returns
+ * the record as it was, to put back if the destroy stops before the undefine.
+ */
+async function markOperation(
+  lv: Libvirt,
+  domain: DomainRef,
+  phase: OperationPhase,
+  active: boolean,
+  ttlMs: number,
+): Promise<StoredStatus | undefined> {
+  const previous = await readStoredStatus(lv, domain);
+  const { operation: _, ...before } = previous ?? {};
+  const now = new Date();
+  await writeStatusRecord(lv, domain, {
+    ...before,
+    phase,
+    operation: operationMarker(phase, now, ttlMs),
+  }, active);
+  return previous;
 }
 
 /** The steps of `destroy` before which a failure can be injected, in order. */
@@ -553,6 +688,26 @@ export async function destroyVm(
       { hint: { option: "force", effect: "remove the domain anyway" } },
     );
   }
+  // Another process's get/list reports `Destroying` from here; put back if the destroy stops with
+  // the domain still defined. Best effort: a record that cannot be written does not stop a destroy.
+  let unmark = async () => {};
+  if (stored) {
+    const active = (await lv.domainGetState(domain)).state !== DomainState.SHUTOFF;
+    const marked = await markOperation(
+      lv,
+      domain,
+      "Destroying",
+      active,
+      opts.timeoutSeconds * 1000 + DESTROY_MARKER_MS,
+    ).then((previous) => ({ previous }), () => undefined);
+    if (marked && found.vm) {
+      const vm = found.vm;
+      unmark = async () => {
+        const now = (await lv.domainGetState(domain)).state;
+        await writeStatus(lv, domain, vm, now, marked.previous);
+      };
+    }
+  }
   if (stored) {
     // Snapshots first (issue 14): merged back and their overlays and memory files removed, so the
     // disks are the VM's own volumes again and the rules below apply to them unchanged. Another
@@ -561,6 +716,7 @@ export async function destroyVm(
     try {
       await removeSnapshotsForDestroy(lv, domain, removed);
     } catch (e) {
+      await unmark().catch(() => {});
       throw new DestroyIncompleteError(
         `Cannot remove the snapshots of VM ${name}: ${(e as Error).message}; VM ${name} is ` +
           `still defined` + (removed.length ? `; snapshots removed: ${removed.join(", ")}` : ""),
@@ -611,6 +767,7 @@ export async function destroyVm(
       UndefineFlags.NVRAM | UndefineFlags.MANAGED_SAVE | UndefineFlags.SNAPSHOTS_METADATA,
     );
   } catch (e) {
+    await unmark().catch(() => {});
     const now = await lv.domainGetState(domain).then((s) => s.state, () => undefined);
     const where = now === state0 && !shutdownRequested
       ? `VM ${name} is unchanged`
