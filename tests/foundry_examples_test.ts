@@ -33,6 +33,9 @@ const known: Record<string, { name: string; disks: number; nics: number }> = {
   "multi-disk-vm.yaml": { name: "db-01", disks: 2, nics: 2 },
   "custom-pool-vm.yaml": { name: "build-runner", disks: 1, nics: 1 },
   "demo-vm.yaml": { name: "demo-vm", disks: 1, nics: 1 },
+  "cpu-numa-vm.yaml": { name: "numa-vm", disks: 0, nics: 1 },
+  "graphics-vm.yaml": { name: "graphics-vm", disks: 0, nics: 1 },
+  "install-from-iso.yaml": { name: "iso-install", disks: 0, nics: 1 },
 };
 
 Deno.test("examples/ holds config.yaml and every VM example README names", () => {
