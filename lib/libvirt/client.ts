@@ -139,6 +139,8 @@ export interface EventSubscription {
  * Procedures that change the daemon's state. An interrupt lets them settle (see
  * `CallOptions.mutates`): the daemon finishes them anyway, and a rollback must know what they made.
  */
+/** `remote_procedure` numbers of DOMAIN_ATTACH_DEVICE_FLAGS and DOMAIN_DETACH_DEVICE_FLAGS. */
+const DEVICE_PROC = { ATTACH: 160, DETACH: 161 } as const;
 const MUTATING: ReadonlySet<number> = new Set([
   P.DOMAIN_DEFINE_XML_FLAGS,
   P.DOMAIN_UNDEFINE_FLAGS,
@@ -160,6 +162,8 @@ const MUTATING: ReadonlySet<number> = new Set([
   P.STORAGE_VOL_DELETE,
   P.STORAGE_VOL_RESIZE,
   P.STORAGE_VOL_WIPE,
+  DEVICE_PROC.ATTACH,
+  DEVICE_PROC.DETACH,
 ]);
 const MUTATES: CallOptions = { mutates: true };
 
@@ -546,6 +550,28 @@ export class Libvirt {
       writeOptStr(w, uri);
       w.writeUint(flags);
     }, readStr);
+  }
+  /**
+   * `virDomainAttachDeviceFlags`: adds a device (`<disk>`, `<interface>` XML) to the running domain
+   * and/or its persistent definition (`ModificationImpact` LIVE, CONFIG).
+   */
+  domainAttachDevice(d: DomainRef, xml: string, flags: number): Promise<void> {
+    return this.#remote(DEVICE_PROC.ATTACH, (w) => {
+      writeDomain(w, d);
+      writeStr(w, xml);
+      w.writeUint(flags);
+    });
+  }
+  /**
+   * `virDomainDetachDeviceFlags`: removes the device `xml` names (an interface by its MAC, a disk
+   * by its target). Live, the guest is asked to release it and it may go later.
+   */
+  domainDetachDevice(d: DomainRef, xml: string, flags: number): Promise<void> {
+    return this.#remote(DEVICE_PROC.DETACH, (w) => {
+      writeDomain(w, d);
+      writeStr(w, xml);
+      w.writeUint(flags);
+    });
   }
   /** Whether the domain starts with the host. */
   async domainGetAutostart(d: DomainRef): Promise<boolean> {

@@ -202,6 +202,12 @@ export class RpcConnection {
   #writing = false;
   #batches = 0;
   #calls = 0;
+  /**
+   * Observation hook: told the program and procedure of every call and stream open as it is sent
+   * (keepalive pings are not calls). Tests use it to assert which procedures an operation made
+   * (`foundry apply` of an unchanged file makes none that writes); nothing else depends on it.
+   */
+  onCall: ((prog: number, proc: number) => void) | undefined = undefined;
   #lastReceived = performance.now();
   #keepaliveTimer: CancelTimer | undefined;
   #keepalivePings = false;
@@ -393,6 +399,7 @@ export class RpcConnection {
   ): Promise<Uint8Array> {
     if (this.#closed) return Promise.reject(this.#closed);
     if (opts.signal?.aborted) return Promise.reject(InterruptedError.from(opts.signal.reason));
+    this.onCall?.(prog, proc);
     const serial = this.#nextSerial();
     let bytes: Uint8Array;
     try {
@@ -657,6 +664,7 @@ export class RpcConnection {
     signal?: AbortSignal,
   ): Promise<StreamState> {
     if (this.#closed) throw this.#closed;
+    this.onCall?.(prog, proc);
     const serial = this.#nextSerial();
     const st = new StreamState(serial, prog, proc, highWater);
     // Registered before the call goes out: data may follow the reply in the same read.
