@@ -1,13 +1,379 @@
-// Placeholder registered by the integrator; the owning helper replaces this whole file.
 import { Command } from "npm:commander@^15.1.0";
-import type { Io } from "../_program.ts";
+import type { Libvirt } from "../../lib/libvirt/mod.ts";
+import type { SpecChange, VmPlan } from "../../lib/foundry/plan_types.ts";
+import type { CurrentVm } from "../../lib/foundry/apply.ts";
+import type { VirtualMachine } from "../../lib/foundry/types.ts";
+import type { FoundryConfig } from "../../lib/foundry/config.ts";
+import { formatJson, paint, sanitizeText } from "../../lib/output/mod.ts";
+import { ExitCode, exitCodeFor, type Io, setExitCode } from "../_program.ts";
+import { withFoundryAudit } from "../_audit.ts";
+import { interruptSignal } from "../_signals.ts";
+import { checkChoice, colorFor, configFor, progress, withLibvirt } from "./_context.ts";
+import { timeoutMs, waitWithProgress } from "./wait.ts";
 
-/** `foundry apply` (being built). */
-export function applyCommand(_io: Io): Command {
-  return new Command("apply").description("(being built)");
+/** Options apply and diff share. */
+interface PlanFlags {
+  filename: string[];
+  recreate?: boolean;
+  prune?: boolean;
+  selector?: string[];
+  output: string;
 }
 
-/** `foundry diff` (being built). */
-export function diffCommand(_io: Io): Command {
-  return new Command("diff").description("(being built)");
+interface Planned {
+  plan: VmPlan;
+  vm?: VirtualMachine;
+  current?: CurrentVm;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+const SIGN: Record<VmPlan["action"], string> = {
+  create: "+",
+  update: "~",
+  unchanged: "=",
+  recreate: "-/+",
+  prune: "-",
+};
+const COLOR = {
+  create: "green",
+  update: "yellow",
+  unchanged: "dim",
+  recreate: "red",
+  prune: "red",
+} as const;
+
+function usage(message: string): Error {
+  return Object.assign(new Error(message), { exitCode: ExitCode.VALIDATION });
+}
+
+function show(v: unknown): string {
+  if (v === undefined) return "(none)";
+  return typeof v === "string" ? v : JSON.stringify(v);
+}
+
+/** One line per change: `    spec.memoryGiB: 1 -> 1.5 (live)`, with the reason of non-live ones. */
+export function changeLine(c: SpecChange): string {
+  const values = c.from === undefined && c.to === undefined
+    ? ""
+    : c.from === undefined
+    ? ` + ${show(c.to)}`
+    : c.to === undefined
+    ? ` - ${show(c.from)}`
+    : ` ${show(c.from)} -> ${show(c.to)}`;
+  return sanitizeText(
+    `    ${c.path}:${values} (${c.class}${c.reason ? `: ${c.reason}` : ""})`,
+    { singleLine: true },
+  );
+}
+
+/** The plan as text: one line per VM, one indented line per change. */
+export function planText(plans: readonly VmPlan[], color = false): string {
+  return plans.map((p) => {
+    const head = `${SIGN[p.action]} ${p.action} ${p.name}${p.source ? ` (${p.source})` : ""}`;
+    return [
+      paint(sanitizeText(head, { singleLine: true }), COLOR[p.action], color),
+      ...p.changes.map(changeLine),
+    ]
+      .join("\n") + "\n";
+  }).join("");
+}
+
+/** Loads the files, reads every VM's state and plans it (only reads). */
+async function makePlans(
+  lv: Libvirt,
+  flags: PlanFlags,
+  docs: { vms: VirtualMachine[]; sources: Map<string, string> },
+): Promise<Planned[]> {
+  const { planVm, pruneCandidates, readCurrentVm } = await import("../../lib/foundry/apply.ts");
+  const out: Planned[] = [];
+  for (const vm of docs.vms) {
+    const current = await readCurrentVm(lv, vm.metadata.name);
+    const plan = planVm(vm, current, { recreate: flags.recreate === true });
+    const source = docs.sources.get(vm.metadata.name);
+    if (source !== undefined) plan.source = source;
+    out.push({ plan, vm, ...(current ? { current } : {}) });
+  }
+  if (flags.prune) {
+    const { parseLabelSelector } = await import("../../lib/config/selector.ts");
+    const selector = parseLabelSelector(flags.selector ?? []);
+    let names: string[];
+    try {
+      names = await pruneCandidates(lv, selector, new Set(docs.vms.map((v) => v.metadata.name)));
+    } catch (e) {
+      if (e instanceof TypeError) throw usage(e.message);
+      throw e;
+    }
+    for (const name of names) out.push({ plan: { name, action: "prune", changes: [] } });
+  }
+  return out;
+}
+
+function checkFlags(flags: PlanFlags): void {
+  checkChoice(flags.output, ["text", "json", "yaml"], "output format");
+  if (flags.filename.length === 0) throw usage("No files given: use -f FILE|DIR");
+  if (flags.prune && !(flags.selector?.length)) throw usage("--prune needs -l SELECTOR");
+  if (!flags.prune && flags.selector?.length) throw usage("-l SELECTOR goes with --prune");
+}
+
+async function printPlans(io: Io, flags: PlanFlags, plans: readonly VmPlan[]): Promise<void> {
+  if (flags.output === "json") io.out(formatJson(plans));
+  else if (flags.output === "yaml") {
+    const { formatYamlDocuments } = await import("../../lib/output/yaml.ts");
+    io.out(formatYamlDocuments(plans));
+  } else io.out(planText(plans, colorFor(io)));
+}
+
+/** Runs `fn` with a configuration error (exit 1 elsewhere) turned into exit 2: diff's 1 means "differs". */
+async function diffErrors<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (exitCodeFor(e) !== ExitCode.CONFIG) throw e;
+    throw Object.assign(new Error((e as Error).message, { cause: e }), {
+      exitCode: ExitCode.VALIDATION,
+    });
+  }
+}
+
+async function loadDocs(files: readonly string[]) {
+  const { loadFoundryDocuments } = await import("../../lib/foundry/loader.ts");
+  return await loadFoundryDocuments(files);
+}
+
+/** The plans for diff / --dry-run; exit 1 when something would change. */
+async function runDiff(
+  io: Io,
+  flags: PlanFlags,
+  config: FoundryConfig,
+  cmd: Command,
+): Promise<void> {
+  const docs = await loadDocs(flags.filename);
+  const plans = await withLibvirt(config, (lv) => makePlans(lv, flags, docs));
+  await printPlans(io, flags, plans.map((p) => p.plan));
+  if (plans.some((p) => p.plan.action !== "unchanged")) setExitCode(cmd, 1);
+}
+
+const HELP = `
+apply creates the VMs of the files that do not exist, and changes the others to match their
+files with the least disruption; each difference is classified:
+  live       now, on the running VM and its definition: labels, annotations, memory and vCPUs
+             within the reserved maximum (TCG domains: a vCPU increase waits for the next boot),
+             a new data disk or NIC attached, a NIC detached, a disk grown, autostart
+  reboot     written into the definition, in effect at the next boot (foundry restart): vCPUs or
+             memory above the maximum, resources, cpu, numa, graphics, installMedia, a NIC's bridge
+  recreate   only with --recreate (destroy, then create): boot image, a data disk removed or
+             renamed, a NIC's address, cloud-init, domainType, storagePool
+  forbidden  never: shrinking a disk; recreating an adopted VM
+The plan is printed first (+ create, ~ update, = unchanged, -/+ recreate, - prune); a refused
+change stops apply before anything is changed. Running the same files again changes nothing.
+
+Exit codes: 0 done, 2 a file or flag is wrong, 3 connection, 4 a change refused (recreate without
+--recreate, forbidden) or a libvirt step failed (the error lists the changes made and not made;
+the stored spec records exactly those made), 5 storage, 130 interrupted.
+`;
+
+/** `foundry apply -f FILE|DIR`. */
+export function applyCommand(io: Io): Command {
+  return new Command("apply")
+    .description("Create or change VMs to match YAML files (kubectl apply semantics)")
+    .option("-f, --filename <path>", "YAML file or directory (repeatable)", collect, [])
+    .option("--dry-run", "print the plan and change nothing (exit 1 when something would change)")
+    .option("--recreate", "carry out recreate-class changes (destroy, then create the VM)")
+    .option("--prune", "delete foundry VMs matching -l that are not in the files")
+    .option(
+      "-l, --selector <selector>",
+      "label selector for --prune (k=v, 'k in (a,b)', k)",
+      collect,
+    )
+    .option("--wait [stage]", "then wait for created VMs: agent, ip or cloud-init (default)")
+    .option("--timeout <seconds>", "with --wait: give up after this long", "600")
+    .option("-o, --output <format>", "text, json or yaml", "text")
+    .addHelpText(
+      "after",
+      `${HELP}\nExamples:\n  foundry apply -f vms/\n  foundry apply -f web.yaml --dry-run\n` +
+        "  foundry apply -f web.yaml --recreate\n  foundry apply -f vms/ --prune -l app=shop\n",
+    )
+    .action(async (
+      flags: PlanFlags & { dryRun?: boolean; wait?: string | boolean; timeout: string },
+      cmd: Command,
+    ) => {
+      checkFlags(flags);
+      const until = typeof flags.wait === "string"
+        ? flags.wait
+        : flags.wait === true
+        ? "cloud-init"
+        : undefined;
+      if (until !== undefined) checkChoice(until, ["agent", "ip", "cloud-init"], "--wait stage");
+      const waitMs = timeoutMs(flags.timeout);
+      const config = await configFor(cmd);
+      if (flags.dryRun) return await diffErrors(() => runDiff(io, flags, config, cmd));
+      const docs = await loadDocs(flags.filename);
+      const text = flags.output === "text";
+      await withLibvirt(config, async (lv) => {
+        const planned = await makePlans(lv, flags, docs);
+        await printPlans(io, flags, planned.map((p) => p.plan));
+        await carryOut(io, lv, cmd, config, planned, text);
+        if (until !== undefined) {
+          for (const p of planned) {
+            if (p.plan.action !== "create" && p.plan.action !== "recreate") continue;
+            await waitWithProgress(
+              lv,
+              io,
+              p.plan.name,
+              until as "agent" | "ip" | "cloud-init",
+              waitMs,
+              !text,
+            );
+          }
+        }
+      });
+    });
+}
+
+/** Carries the plans out in order; stops at the first failure, saying what was done. */
+async function carryOut(
+  io: Io,
+  lv: Libvirt,
+  cmd: Command,
+  config: FoundryConfig,
+  planned: readonly Planned[],
+  text: boolean,
+): Promise<void> {
+  const { applyVm, refusedChanges, ApplyRefusedError } = await import("../../lib/foundry/apply.ts");
+  const say = text ? progress(io) : () => {};
+  // Every refusal is known before anything changes: none of the VMs is touched then.
+  const refused = planned.filter((p) => refusedChanges(p.plan).length > 0);
+  if (refused.length) {
+    for (const p of refused) {
+      io.err(
+        `Error: ${
+          sanitizeText(new ApplyRefusedError(p.plan.name, refusedChanges(p.plan)).message)
+        }\n`,
+      );
+    }
+    setExitCode(cmd, ExitCode.VM_OPERATION);
+    return;
+  }
+  const signal = interruptSignal();
+  const finished: string[] = [];
+  for (const [i, p] of planned.entries()) {
+    if (p.plan.action === "unchanged") continue;
+    const vm = p.vm;
+    const secrets = [
+      ...(vm?.spec.cloudInit?.passwordHash ? [vm.spec.cloudInit.passwordHash] : []),
+      ...(vm?.spec.cloudInit?.sshAuthorizedKeys ?? []),
+    ];
+    try {
+      const r = await withFoundryAudit(cmd, {
+        resourceType: "vm",
+        name: p.plan.name,
+        uri: lv.uri.display,
+        operation: "apply",
+        details: {
+          action: p.plan.action,
+          changes: p.plan.changes.map((c) => `${c.path} (${c.class})`),
+        },
+      }, async (op) => {
+        say(`${p.plan.action} VM '${p.plan.name}'`);
+        const result = await applyVm(
+          lv,
+          vm ?? ({ metadata: { name: p.plan.name } } as VirtualMachine),
+          p.plan,
+          p.current,
+          {
+            config,
+            onStep: (line) => say(sanitizeText(line, { singleLine: true })),
+            create: {
+              ...(signal ? { signal } : {}),
+              onStep: (step, detail) => say(`${step}: ${detail}`),
+            },
+          },
+        );
+        if (p.plan.action === "create" || p.plan.action === "recreate") {
+          op.object({ kind: "domain", name: p.plan.name, outcome: "created" });
+        }
+        return result;
+      }, { secrets, ...(signal ? { signal } : {}) });
+      for (const n of r.notes) if (text) io.out(`  ${sanitizeText(n, { singleLine: true })}\n`);
+      finished.push(p.plan.name);
+    } catch (e) {
+      io.err(`Error: ${sanitizeText((e as Error).message)}\n`);
+      const rest = planned.slice(i + 1).filter((q) => q.plan.action !== "unchanged").map((q) =>
+        q.plan.name
+      );
+      io.err(
+        `Applied: ${finished.join(", ") || "none"}; failed: ${p.plan.name}; not attempted: ${
+          rest.join(", ") || "none"
+        }\n`,
+      );
+      const cause = (e as { name?: string }).name === "ApplyIncompleteError"
+        ? (e as Error).cause
+        : e;
+      setExitCode(cmd, exitCodeFor(cause, ExitCode.VM_OPERATION));
+      return;
+    }
+  }
+  if (text) {
+    const counts = new Map<string, number>();
+    for (const p of planned) counts.set(p.plan.action, (counts.get(p.plan.action) ?? 0) + 1);
+    io.out(`${[...counts].map(([a, n]) => `${n} ${a}`).join(", ") || "nothing to apply"}\n`);
+  }
+}
+
+/** `foundry diff -f FILE` (the plan, exit 1 when something would change) and `foundry diff NAME`. */
+export function diffCommand(io: Io): Command {
+  return new Command("diff")
+    .description("Show what apply would change (exit 0 none, 1 some, >1 error), or a VM's drift")
+    .argument("[name]", "VM name: report changes made behind foundry's back (drift)")
+    .option("-f, --filename <path>", "YAML file or directory (repeatable)", collect, [])
+    .option("--recreate", "plan recreate-class changes as apply --recreate would")
+    .option("--prune", "also list foundry VMs matching -l that are not in the files")
+    .option("-l, --selector <selector>", "label selector for --prune", collect)
+    .option("-o, --output <format>", "text, json or yaml", "text")
+    .addHelpText(
+      "after",
+      `
+diff -f prints apply's plan and changes nothing. Exit codes as kubectl diff: 0 nothing would
+change, 1 something would, more than 1 an error: 2 a file or flag is wrong (a configuration error,
+1 elsewhere, is 2 here), 3 connection, 4 a VM operation failed.
+diff NAME reports changes made to the VM outside foundry (virsh setmem, virsh edit): exit 0 none,
+1 drifted.
+
+Examples:
+  foundry diff -f web.yaml
+  foundry diff -f vms/ -o json
+  foundry diff web-01
+`,
+    )
+    .action(async (name: string | undefined, flags: PlanFlags, cmd: Command) => {
+      checkChoice(flags.output, ["text", "json", "yaml"], "output format");
+      await diffErrors(async () => {
+        const config = await configFor(cmd);
+        if (name !== undefined) {
+          if (flags.filename.length) throw usage("Give either NAME or -f FILE, not both");
+          return await runDrift(io, name.toLowerCase(), flags, config, cmd);
+        }
+        checkFlags(flags);
+        await runDiff(io, flags, config, cmd);
+      });
+    });
+}
+
+/** `diff NAME`: the drift report (exit 1 when drifted). */
+async function runDrift(
+  io: Io,
+  name: string,
+  flags: PlanFlags,
+  config: FoundryConfig,
+  cmd: Command,
+): Promise<void> {
+  const drift = await import("../../lib/foundry/drift.ts");
+  const report = await withLibvirt(config, (lv) => drift.driftOf(lv, name));
+  if (flags.output === "json") io.out(formatJson(report));
+  else if (flags.output === "yaml") {
+    const { formatYamlDocuments } = await import("../../lib/output/yaml.ts");
+    io.out(formatYamlDocuments([report]));
+  } else io.out(drift.formatDrift(report));
+  if (report.changes.length > 0 || report.specHashMatches === false) setExitCode(cmd, 1);
 }
