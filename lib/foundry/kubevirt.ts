@@ -32,18 +32,39 @@
 
 import type { ApiObject } from "../kubevirt/client.ts";
 import { isStatus } from "../kubevirt/errors.ts";
-import {
-  encodeBase64,
-  type KubeObject,
-  SECRET_USERDATA_KEY,
-  USERDATA_INLINE_MAX,
-} from "../kubevirt/manifests.ts";
+import { encodeBase64, SECRET_USERDATA_KEY, USERDATA_INLINE_MAX } from "../kubevirt/manifests.ts";
 import { formatQuantity } from "../workloads/quantity.ts";
 import { hostnameOf, noCloudFilesFromVm } from "./cloudinit.ts";
 import { macOf, resolveImage } from "./naming.ts";
 import { canonicalJson, specDocument } from "./stored_metadata.ts";
 import { API_VERSION, type Condition, KIND, type Phase, type VirtualMachine } from "./types.ts";
 import { VmNotFoundError, VmOperationError } from "./vm_errors.ts";
+
+export type { ApiObject };
+
+/** Metadata of an object foundry sends to the cluster. */
+export interface ClusterObjectMeta {
+  /** Object name. */
+  name: string;
+  /** Namespace. */
+  namespace?: string;
+  /** Labels. */
+  labels?: Record<string, string>;
+  /** Annotations. */
+  annotations?: Record<string, string>;
+}
+
+/** An object foundry sends to the cluster, in the API's wire shape (prints as YAML, posts as-is). */
+export interface ClusterObject {
+  /** API group/version, e.g. `kubevirt.io/v1`. */
+  apiVersion: string;
+  /** Kind, e.g. `VirtualMachine`. */
+  kind: string;
+  /** Name, namespace, labels, annotations. */
+  metadata: ClusterObjectMeta;
+  /** Kind-specific fields. */
+  [key: string]: unknown;
+}
 
 /** Label every object foundry makes on a cluster carries. */
 export const MANAGED_LABEL = "foundry.cofront.xyz/managed";
@@ -96,11 +117,11 @@ export interface KubevirtOptions {
 /** The objects one VM becomes, in the order they are created. */
 export interface KubevirtManifests {
   /** The NetworkAttachmentDefinitions the VM's NICs use, one per bridge (shared by VMs). */
-  networks: KubeObject[];
+  networks: ClusterObject[];
   /** The user-data Secret, when the user data holds a password hash or is too large inline. */
-  secret?: KubeObject;
+  secret?: ClusterObject;
   /** The VirtualMachine. */
-  vm: KubeObject;
+  vm: ClusterObject;
   /** Fields with no KubeVirt meaning that were left out, one line each (`spec.autostart: ...`). */
   notes: string[];
 }
@@ -201,7 +222,7 @@ export function nicName(index: number): string {
  * The NetworkAttachmentDefinition of host bridge `bridge`: CNI `bridge` on that bridge, no IPAM
  * (the guest's addresses come from cloud-init), named after the bridge.
  */
-export function networkAttachmentDefinition(bridge: string, namespace: string): KubeObject {
+export function networkAttachmentDefinition(bridge: string, namespace: string): ClusterObject {
   return {
     apiVersion: NAD_API_VERSION,
     kind: "NetworkAttachmentDefinition",
@@ -367,7 +388,7 @@ export function kubevirtManifests(vm: VirtualMachine, o: KubevirtOptions): Kubev
     volumes.push({ name: volume, dataVolume: { name: dv } });
   }
 
-  const networks: KubeObject[] = [];
+  const networks: ClusterObject[] = [];
   const interfaces: Record<string, unknown>[] = [];
   const multus: Record<string, unknown>[] = [];
   for (const [i, nic] of s.networkInterfaces.entries()) {
@@ -400,7 +421,7 @@ export function kubevirtManifests(vm: VirtualMachine, o: KubevirtOptions): Kubev
     secretData[SECRET_NETWORKDATA_KEY] = networkData;
     noCloud.networkDataSecretRef = { name: userDataSecretName(name) };
   } else noCloud.networkData = networkData;
-  let secret: KubeObject | undefined;
+  let secret: ClusterObject | undefined;
   if (Object.keys(secretData).length > 0) {
     const data: Record<string, string> = {};
     for (const [k, v] of Object.entries(secretData)) data[k] = encodeBase64(v);
@@ -428,10 +449,10 @@ export function kubevirtManifests(vm: VirtualMachine, o: KubevirtOptions): Kubev
       `the stored spec makes the annotations ${annotationBytes} bytes, more than Kubernetes' ${ANNOTATIONS_MAX_BYTES}`,
     );
   }
-  const vmObject: KubeObject = {
+  const vmObject: ClusterObject = {
     apiVersion: "kubevirt.io/v1",
     kind: "VirtualMachine",
-    metadata: { name, namespace: o.namespace, labels, annotations } as KubeObject["metadata"],
+    metadata: { name, namespace: o.namespace, labels, annotations },
     spec: {
       runStrategy: o.noStart === true ? "Halted" : "Always",
       dataVolumeTemplates,
@@ -458,8 +479,8 @@ export function kubevirtManifests(vm: VirtualMachine, o: KubevirtOptions): Kubev
  * `m`'s objects for printing: the Secret's data values replaced by `(redacted, N bytes)`, so a
  * password hash never reaches the output.
  */
-export function redactedObjects(m: KubevirtManifests, withNetworks: boolean): KubeObject[] {
-  const out: KubeObject[] = withNetworks ? [...m.networks] : [];
+export function redactedObjects(m: KubevirtManifests, withNetworks: boolean): ClusterObject[] {
+  const out: ClusterObject[] = withNetworks ? [...m.networks] : [];
   if (m.secret) {
     const data: Record<string, string> = {};
     for (const [k, v] of Object.entries(m.secret.data as Record<string, string>)) {
@@ -484,7 +505,7 @@ export type KubevirtResource =
 /** What the operations need of a cluster client; errors are `KubeApiError`s and `ConnectionError`s. */
 export interface KubevirtCluster {
   /** Creates an object in `namespace`. */
-  create(resource: KubevirtResource, namespace: string, obj: KubeObject): Promise<ApiObject>;
+  create(resource: KubevirtResource, namespace: string, obj: ClusterObject): Promise<ApiObject>;
   /** Reads one object. */
   get(resource: KubevirtResource, namespace: string, name: string): Promise<ApiObject>;
   /** Lists objects matching a label selector. */
@@ -585,8 +606,7 @@ export async function createOnCluster(
   const existing = await getOrUndefined(api, "virtualmachines", ns, name);
   if (existing) {
     const stored = metaOf(existing).annotations?.[SPEC_ANNOTATION];
-    const wanted = (m.vm.metadata as { annotations?: Record<string, string> }).annotations
-      ?.[SPEC_ANNOTATION];
+    const wanted = m.vm.metadata.annotations?.[SPEC_ANNOTATION];
     if (existing.metadata.labels?.[MANAGED_LABEL] === "true" && stored === wanted) {
       return { outcome: "unchanged", created: [] };
     }
@@ -601,7 +621,7 @@ export async function createOnCluster(
       `Secret ${ns}/${m.secret.metadata.name} already exists; foundry keeps VM ${name}'s user data there: remove it first`,
     );
   }
-  const missing: KubeObject[] = [];
+  const missing: ClusterObject[] = [];
   for (const nad of m.networks) {
     if (!await getOrUndefined(api, NAD_RESOURCE, ns, nad.metadata.name)) missing.push(nad);
   }
@@ -609,7 +629,11 @@ export async function createOnCluster(
     throw new MissingNetworkError(ns, missing.map((n) => n.metadata.name));
   }
   const made: { resource: KubevirtResource; name: string }[] = [];
-  const create = async (resource: KubevirtResource, obj: KubeObject, step: KubevirtCreateStep) => {
+  const create = async (
+    resource: KubevirtResource,
+    obj: ClusterObject,
+    step: KubevirtCreateStep,
+  ) => {
     try {
       await api.create(resource, ns, obj);
     } catch (e) {

@@ -78,6 +78,35 @@ export {
   noCloudFilesFromVm,
 } from "./cloudinit.ts";
 export type { NoCloudConfig, NoCloudFiles, NoCloudInterface, NoCloudOptions } from "./cloudinit.ts";
+export {
+  createOnCluster,
+  destroyOnCluster,
+  getFromCluster,
+  kubevirtManifests,
+  KubevirtMappingError,
+  listFromCluster,
+  MANAGED_LABEL,
+  MissingNetworkError,
+  NAD_RESOURCE,
+  parseImageSource,
+  phaseOf,
+  SPEC_ANNOTATION,
+} from "./kubevirt.ts";
+export type {
+  ApiObject,
+  ClusterObject,
+  ClusterObjectMeta,
+  ImageSource,
+  KubevirtCluster,
+  KubevirtCreateOptions,
+  KubevirtCreateResult,
+  KubevirtCreateStep,
+  KubevirtDestroyResult,
+  KubevirtManifests,
+  KubevirtOptions,
+  KubevirtResource,
+  KubevirtVmEntry,
+} from "./kubevirt.ts";
 export { buildDomainXml, chooseDomainType, GUEST_AGENT_CHANNEL, kvmOffered } from "./domain_xml.ts";
 export { phaseFromDomainState, setCondition, statusFromDomainState } from "./status.ts";
 export type { ConditionUpdate } from "./status.ts";
