@@ -130,8 +130,8 @@ export async function specFacts(
  * Reads a console password from the first line of file `path`: at most
  * {@linkcode GRAPHICS_PASSWORD_MAX_BYTES} bytes are read. Refused (a `problem` that never holds
  * the password): a file that is not a regular file, one group or others may access (as ssh
- * refuses such a key file), an empty first line, control characters, a line longer than 64
- * bytes, and for `vnc` one longer than {@linkcode VNC_PASSWORD_MAX_BYTES} bytes.
+ * refuses such a key file), an empty first line, anything but printable ASCII, a line longer than
+ * 64 bytes, and for `vnc` one longer than {@linkcode VNC_PASSWORD_MAX_BYTES} characters.
  */
 export async function readGraphicsPassword(
   path: string,
@@ -176,8 +176,12 @@ export async function readGraphicsPassword(
     if (end > 0 && bytes[end - 1] === 0x0d) end--;
     const line = bytes.subarray(0, end);
     if (line.length === 0) return { problem: `password file ${path}: the first line is empty` };
-    if (line.some((b) => b < 0x20 || b === 0x7f)) {
-      return { problem: `password file ${path}: the password holds a control character` };
+    // What libvirt's <graphics passwd> and every VNC client take: printable ASCII.
+    if (line.some((b) => b < 0x20 || b >= 0x7f)) {
+      return {
+        problem:
+          `password file ${path}: the password must be printable ASCII (no control or non-ASCII characters)`,
+      };
     }
     if (type === "vnc" && line.length > VNC_PASSWORD_MAX_BYTES) {
       return {
@@ -185,13 +189,7 @@ export async function readGraphicsPassword(
           `password file ${path}: a VNC password has at most ${VNC_PASSWORD_MAX_BYTES} characters, this one has ${line.length}`,
       };
     }
-    let password: string;
-    try {
-      password = new TextDecoder("utf-8", { fatal: true }).decode(line);
-    } catch {
-      return { problem: `password file ${path}: the password is not UTF-8` };
-    }
-    return { password };
+    return { password: new TextDecoder().decode(line) };
   } finally {
     file.close();
   }
