@@ -1,7 +1,8 @@
 /**
  * A Kubernetes API test server on 127.0.0.1: real HTTP, spoken to by the real
- * `@kubernetes/client-node`. It keeps Namespaces, Secrets, Services, VirtualMachines and
- * VirtualMachineInstances in memory and behaves as an API server does where a client can tell:
+ * `@kubernetes/client-node`. It keeps Namespaces, Secrets, Services, VirtualMachines,
+ * VirtualMachineInstances and Multus NetworkAttachmentDefinitions in memory and behaves as an API
+ * server does where a client can tell:
  *
  * - create (POST), get, list, update (PUT), patch (PATCH) and delete, namespaced and across
  *   namespaces; label selectors (`=`, `==`, `!=`, `in`, `notin`, exists, `!`) and field selectors
@@ -176,6 +177,15 @@ const KINDS: Record<string, ResourceKind> = {
     custom: true,
     statusSubresource: true,
   },
+  // Multus: foundry's KubeVirt target puts NICs on bridge networks.
+  "network-attachment-definitions": {
+    kind: "NetworkAttachmentDefinition",
+    apiVersion: "k8s.cni.cncf.io/v1",
+    namespaced: true,
+    qualified: "network-attachment-definitions.k8s.cni.cncf.io",
+    custom: true,
+    statusSubresource: false,
+  },
 };
 
 const OBJECT_META_FIELDS = new Set([
@@ -244,6 +254,7 @@ const NAME_RULES: Record<string, { re: RegExp; msg: string; max: number }> = {
   secrets: { re: DNS1123_SUBDOMAIN, msg: SUBDOMAIN_MSG, max: 253 },
   virtualmachines: { re: DNS1123_SUBDOMAIN, msg: SUBDOMAIN_MSG, max: 63 },
   virtualmachineinstances: { re: DNS1123_SUBDOMAIN, msg: SUBDOMAIN_MSG, max: 63 },
+  "network-attachment-definitions": { re: DNS1123_SUBDOMAIN, msg: SUBDOMAIN_MSG, max: 253 },
 };
 
 interface HistoryEntry {
@@ -1253,19 +1264,18 @@ interface ConsoleScript {
 const CONSOLE_PATH =
   /^\/apis\/subresources\.kubevirt\.io\/v1\/namespaces\/([^/]+)\/virtualmachineinstances\/([^/]+)\/console$/;
 
-/** Parses `/api/v1/...` and `/apis/kubevirt.io/v1/...` paths. */
+/** Parses `/api/v1/...` and `/apis/GROUP/VERSION/...` paths of the kinds served. */
 function parsePath(
   path: string,
 ): { resource: string; namespace?: string; name?: string } | undefined {
   const parts = path.split("/").filter((p) => p !== "").map((p) => decodeURIComponent(p));
   let rest: string[];
   if (parts[0] === "api" && parts[1] === "v1") rest = parts.slice(2);
-  else if (parts[0] === "apis" && parts[1] === "kubevirt.io" && parts[2] === "v1") {
-    rest = parts.slice(3);
-  } else return undefined;
+  else if (parts[0] === "apis" && parts.length >= 3) rest = parts.slice(3);
+  else return undefined;
   const core = parts[0] === "api";
-  const servedHere = (resource: string) =>
-    KINDS[resource] !== undefined && core === (KINDS[resource]!.apiVersion === "v1");
+  const groupVersion = core ? "v1" : `${parts[1]}/${parts[2]}`;
+  const servedHere = (resource: string) => KINDS[resource]?.apiVersion === groupVersion;
   if (rest[0] === "namespaces" && rest.length >= 3) {
     const resource = rest[2]!;
     if (!servedHere(resource) || resource === "namespaces") return undefined;
@@ -1525,7 +1535,7 @@ async function readJson(req: Request): Promise<Obj | Response> {
 }
 
 function groupOf(resource: string): { group?: string } {
-  return KINDS[resource]!.custom ? { group: "kubevirt.io" } : {};
+  return KINDS[resource]!.custom ? { group: KINDS[resource]!.apiVersion.split("/")[0]! } : {};
 }
 
 function statusBody(code: number, reason: string, message: string, details: Obj = {}): Obj {
