@@ -8,6 +8,7 @@ import {
   DomainState,
   DomainStatsFlags,
   DomainStatsType,
+  DomainXmlFlags,
   InterfaceAddressSource,
   type Libvirt,
   MetadataType,
@@ -22,10 +23,13 @@ import {
   type SelectorRequirement,
 } from "../config/selector.ts";
 import { METADATA_NAMESPACE, parseMetadataXml } from "./stored_metadata.ts";
+import { type DomainXmls, driftReport, driftSummary, isActiveDomainXml } from "./drift.ts";
+import type { DriftReport } from "./plan_types.ts";
 import { macOf } from "./naming.ts";
 import {
   phaseFromDomainState,
   phaseOf,
+  setCondition,
   statusFromDomainState,
   type StoredStatus,
 } from "./status.ts";
@@ -368,25 +372,41 @@ export async function getVm(lv: Libvirt, name: string): Promise<{
   state: string;
   /** Live addresses (agent, else lease) first, then the spec's, each with its source. */
   ips: VmAddress[];
+  /** What changed behind foundry's back (the `Drifted` condition's details). */
+  drift: DriftReport;
 }> {
   // lookupVm has read the stored spec from the domain XML already: no second parse.
-  const { domain, stored } = await lookupVm(lv, name);
-  const vm = stored?.vm;
-  if (vm && stored.passwordHashSha256) {
+  const { domain, xml, stored } = await lookupVm(lv, name);
+  let vm = stored?.vm;
+  if (vm && stored?.passwordHashSha256) {
     // The hash itself never leaves the spec file; its fingerprint tells that one is set and which.
-    vm.metadata.annotations = {
-      ...vm.metadata.annotations,
-      [PASSWORD_FINGERPRINT_ANNOTATION]: `sha256:${stored.passwordHashSha256}`,
+    // A copy: the stored document itself stays as read, for the drift check of its hash.
+    vm = {
+      ...vm,
+      metadata: {
+        ...vm.metadata,
+        annotations: {
+          ...vm.metadata.annotations,
+          [PASSWORD_FINGERPRINT_ANNOTATION]: `sha256:${stored.passwordHashSha256}`,
+        },
+      },
     };
   }
-  if (!vm) {
+  if (!vm || !stored) {
     throw new VmOperationError(`VM ${name} was not created by foundry (no foundry metadata)`);
   }
-  const [state, storedStatus, autostart] = await Promise.all([
+  const [state, storedStatus, autostart, inactive] = await Promise.all([
     lv.domainGetState(domain),
     readStoredStatus(lv, domain),
     lv.domainGetAutostart(domain),
+    // Drift of a running domain needs its definition too: in the same round trip.
+    isActiveDomainXml(xml)
+      ? lv.domainGetXmlDesc(domain, DomainXmlFlags.INACTIVE).catch(() => undefined)
+      : Promise.resolve(undefined),
   ]);
+  const xmls: DomainXmls = { current: xml, autostart };
+  if (inactive !== undefined) xmls.inactive = inactive;
+  const drift = await driftReport(name, stored, xmls);
   let agent: DomainInterface[] | undefined;
   let lease: DomainInterface[] | undefined;
   if (state.state === DomainState.RUNNING || state.state === DomainState.BLOCKED) {
@@ -397,13 +417,21 @@ export async function getVm(lv: Libvirt, name: string): Promise<{
     ]);
   }
   const addresses = agent ?? lease ?? [];
+  const now = new Date();
   const status = statusFromDomainState(
     state.state,
     vm.metadata.generation ?? 1,
-    new Date(),
+    now,
     storedStatus ?? {},
   );
+  status.conditions = setCondition(status.conditions ?? [], {
+    type: "Drifted",
+    status: drift.changes.length > 0 ? "True" : "False",
+    reason: drift.changes.length > 0 ? "ChangedOutsideFoundry" : "AsApplied",
+    message: driftSummary(drift),
+  }, now);
   return {
+    drift,
     vm: { ...vm, status },
     domain,
     autostart,
