@@ -2,14 +2,19 @@ import assert from "node:assert/strict";
 import { stringify } from "npm:yaml@^2.9.1";
 import { ValidationError } from "./errors.ts";
 import {
+  cpusetIds,
+  formatCpuset,
+  loadFoundryDocuments,
   loadVirtualMachines,
+  parseFoundryDocuments,
   parseVirtualMachine,
   parseVirtualMachines,
+  resolveFrom,
   sshKeyProblem,
   suggest,
 } from "./loader.ts";
 import { FAKE_PASSWORD_HASH, fakeSshKey, sampleVm, workloadVm } from "./_testdata.ts";
-import type { VirtualMachine } from "./types.ts";
+import { resourceMaxima, type VirtualMachine } from "./types.ts";
 
 // deno-lint-ignore no-explicit-any
 type Loose = any;
@@ -941,4 +946,495 @@ Deno.test("spec.resources: resize headroom at or above what is in use, within th
     problems(text).message,
     new RegExp(`^vm\\.yaml:${line}:\\d+ spec\\.resources\\.maxVcpus: `),
   );
+});
+
+/** A VM of the new fields' tests: sampleVm without cpuMode (it would clash with cpu.mode). */
+function plain(mutate: (vm: Loose) => void = () => {}): string {
+  return doc((v) => {
+    delete v.spec.cpuMode;
+    mutate(v);
+  });
+}
+
+Deno.test("cpu: the topology's product is the vCPU maximum", () => {
+  const vm = accepts(plain((v) => (v.spec.cpu = { sockets: 2, cores: 2, threads: 1 })));
+  assert.deepEqual(vm.spec.cpu, { sockets: 2, cores: 2, threads: 1 });
+  assert.equal(resourceMaxima(vm.spec, { cpus: 1 }).maxVcpus, 4);
+  // Cores default to the fewest that hold vcpus (2 sockets x 1 core for 2 vCPUs).
+  const two = accepts(plain((v) => (v.spec.cpu = { sockets: 2 })));
+  assert.equal(resourceMaxima(two.spec).maxVcpus, 2);
+  // With an explicit maximum, cores are the quotient.
+  accepts(plain((v) => {
+    v.spec.cpu = { sockets: 2, threads: 2 };
+    v.spec.resources = { maxVcpus: 8 };
+  }));
+  rejects(
+    plain((v) => {
+      v.spec.cpu = { sockets: 2, cores: 2 };
+      v.spec.resources = { maxVcpus: 8 };
+    }),
+    "spec.cpu",
+    "(2 x 2 x 1) = 4 must equal the vCPU maximum spec.resources.maxVcpus (8)",
+  );
+  rejects(
+    plain((v) => {
+      v.spec.cpu = { sockets: 3 };
+      v.spec.resources = { maxVcpus: 8 };
+    }),
+    "spec.cpu",
+    "sockets x threads (3) must divide spec.resources.maxVcpus (8)",
+  );
+  rejects(
+    plain((v) => (v.spec.cpu = { sockets: 1, cores: 1 })),
+    "spec.cpu",
+    "= 1 vCPUs, fewer than spec.vcpus (2)",
+  );
+  rejects(plain((v) => (v.spec.cpu = { sockets: 0 })), "spec.cpu.sockets", "positive integer");
+  rejects(plain((v) => (v.spec.cpu = { socket: 2 })), "spec.cpu.socket", 'did you mean "sockets"');
+  rejects(plain((v) => (v.spec.cpu = { mode: "host" })), "spec.cpu.mode", "must be one of");
+  accepts(plain((v) => (v.spec.cpu = { mode: "host-passthrough" })));
+  rejects(
+    doc((v) => (v.spec.cpu = { mode: "host-passthrough" })),
+    "spec.cpuMode",
+    "must not be set together with spec.cpu.mode",
+  );
+});
+
+Deno.test("numa: cells cover the vCPU maximum once and their memory is the memory maximum", () => {
+  const cells = [{ cpus: "0-1", memoryGiB: 2 }, { cpus: "2-3", memoryGiB: 2 }];
+  const vm = accepts(plain((v) => {
+    v.spec.cpu = { sockets: 2, cores: 2 };
+    v.spec.numa = cells;
+  }));
+  assert.deepEqual(vm.spec.numa, cells);
+  assert.deepEqual(resourceMaxima(vm.spec, { cpus: 1, memoryMiB: 1024 }), {
+    maxVcpus: 4,
+    maxMemoryMiB: 4096,
+  });
+  // Without a topology or maxVcpus the cells fix the vCPU maximum; a bare id is a number in YAML.
+  const one = accepts(plain((v) => {
+    v.spec.vcpus = 1;
+    v.spec.numa = [{ cpus: 0, memoryGiB: 4 }];
+  }));
+  assert.deepEqual(one.spec.numa, [{ cpus: "0", memoryGiB: 4 }]);
+  assert.equal(resourceMaxima(one.spec).maxVcpus, 1);
+  rejects(
+    plain((v) => (v.spec.numa = [{ cpus: "0-1", memoryGiB: 2 }, { cpus: "1-3", memoryGiB: 2 }])),
+    "spec.numa[1].cpus",
+    "vCPU 1 is also in spec.numa[0].cpus",
+  );
+  rejects(
+    plain((v) => {
+      v.spec.resources = { maxVcpus: 2 };
+      v.spec.numa = [{ cpus: "0-2", memoryGiB: 4 }];
+    }),
+    "spec.numa",
+    "names vCPU 2, beyond the vCPU maximum of 2",
+  );
+  rejects(
+    plain((v) => {
+      v.spec.resources = { maxVcpus: 4 };
+      v.spec.numa = [{ cpus: "0", memoryGiB: 2 }, { cpus: "2", memoryGiB: 2 }];
+    }),
+    "spec.numa",
+    "leaves vCPU 1,3 in no cell",
+  );
+  rejects(
+    plain((v) => (v.spec.numa = [{ cpus: "0", memoryGiB: 4 }])),
+    "spec.numa",
+    "holds 1 vCPUs, fewer than spec.vcpus (2)",
+  );
+  rejects(
+    plain((v) => {
+      v.spec.resources = { maxMemoryGiB: 8 };
+      v.spec.numa = [{ cpus: "0-1", memoryGiB: 4 }];
+    }),
+    "spec.numa",
+    "adds up to 4 GiB; it must equal spec.resources.maxMemoryGiB (8)",
+  );
+  rejects(
+    plain((v) => (v.spec.numa = [{ cpus: "0-1", memoryGiB: 2 }])),
+    "spec.numa",
+    "less than spec.memoryGiB (4)",
+  );
+  for (const bad of ["1-0", "0,,1", "^1", "a", "0-4096", " 0"]) {
+    rejects(
+      plain((v) => (v.spec.numa = [{ cpus: bad, memoryGiB: 4 }])),
+      "spec.numa[0].cpus",
+      "must be vCPU ids",
+    );
+  }
+  rejects(plain((v) => (v.spec.numa = [])), "spec.numa", "at least one cell");
+  rejects(
+    plain((v) => (v.spec.numa = [{ cpus: "0-1" }])),
+    "spec.numa[0].memoryGiB",
+    "is required",
+  );
+});
+
+Deno.test("cpusetIds() and formatCpuset() read and write libvirt's cpuset syntax", () => {
+  assert.deepEqual(cpusetIds("0-2,5"), [0, 1, 2, 5]);
+  assert.deepEqual(cpusetIds("7"), [7]);
+  assert.equal(cpusetIds("3-1"), undefined);
+  assert.equal(cpusetIds("0,"), undefined);
+  assert.equal(cpusetIds("4096"), undefined);
+  assert.equal(cpusetIds("0-4095")?.length, 4096);
+  assert.equal(formatCpuset([5, 0, 1, 2, 7, 8]), "0-2,5,7-8");
+  assert.equal(formatCpuset([]), "");
+});
+
+Deno.test("graphics: type, listen address and a password file resolved from the YAML's directory", () => {
+  const vm = parseVirtualMachines(
+    plain((v) => (v.spec.graphics = { type: "spice", listen: "::1", passwordSecret: "s/vnc" })),
+    "/etc/foundry/vms/web.yaml",
+  )[0]!;
+  assert.deepEqual(vm.spec.graphics, {
+    type: "spice",
+    listen: "::1",
+    passwordSecret: "/etc/foundry/vms/s/vnc",
+  });
+  assert.equal(resolveFrom("/a/b/vm.yaml", "../c/./d"), "/a/c/d");
+  assert.equal(resolveFrom("/a/b/vm.yaml", "/x/y"), "/x/y");
+  assert.equal(resolveFrom("vm.yaml", "p"), `${Deno.cwd()}/p`);
+  assert.equal(resolveFrom("sub/vm.yaml", "p"), `${Deno.cwd()}/sub/p`);
+  accepts(plain((v) => (v.spec.graphics = { type: "vnc" })));
+  rejects(plain((v) => (v.spec.graphics = { type: "rdp" })), "spec.graphics.type", "vnc, spice");
+  rejects(plain((v) => (v.spec.graphics = {})), "spec.graphics.type", "is required");
+  rejects(
+    plain((v) => (v.spec.graphics = { type: "vnc", listen: "localhost" })),
+    "spec.graphics.listen",
+    "must be an IPv4 or IPv6 address",
+  );
+  rejects(
+    plain((v) => (v.spec.graphics = { type: "vnc", passwordSecert: "x" })),
+    "spec.graphics.passwordSecert",
+    'did you mean "passwordSecret"',
+  );
+  rejects(
+    plain((v) => (v.spec.graphics = { type: "vnc", passwordSecret: "dir/" })),
+    "spec.graphics.passwordSecret",
+    "must be the path of a file",
+  );
+});
+
+Deno.test("installMedia: an ISO named like a boot image, onto an empty boot disk", () => {
+  const vm = accepts(plain((v) => {
+    v.spec.bootDisk = { sizeGB: 20, empty: true };
+    v.spec.installMedia = { image: "isos:debian.iso" };
+  }));
+  assert.deepEqual(vm.spec.installMedia, { image: "isos:debian.iso" });
+  accepts(plain((v) => {
+    v.spec.bootDisk = { sizeGB: 20, empty: true };
+    v.spec.installMedia = { image: "/srv/iso/debian.iso" };
+  }));
+  rejects(
+    plain((v) => (v.spec.installMedia = { image: "debian.iso" })),
+    "spec.installMedia",
+    "needs spec.bootDisk.empty: true: the ISO installs the system onto an empty boot disk, and a disk made from an image has one already",
+  );
+  rejects(
+    plain((v) => {
+      v.spec.bootDisk = { sizeGB: 20, empty: true };
+      v.spec.installMedia = { image: "a b.iso" };
+    }),
+    "spec.installMedia.image",
+    "must be volume, pool:volume or /path",
+  );
+  rejects(
+    plain((v) => {
+      v.spec.bootDisk = { sizeGB: 20, empty: true };
+      v.spec.installMedia = { image: "x:d.iso", imagePool: "y" };
+    }),
+    "spec.installMedia.image",
+    'names pool "x" but spec.installMedia.imagePool is "y"',
+  );
+  rejects(
+    plain((v) => {
+      v.spec.bootDisk = { sizeGB: 20, empty: true };
+      v.spec.installMedia = {};
+    }),
+    "spec.installMedia.image",
+    "is required",
+  );
+});
+
+Deno.test("bootDisk.volume and dataDisks[].volume: existing disks, each attached once", () => {
+  const vm = accepts(plain((v) => {
+    v.spec.bootDisk = { sizeGB: 20, volume: "default:old.qcow2" };
+    v.spec.dataDisks = [{ device: "vdb", sizeGB: 5, volume: "/var/lib/libvirt/images/d.img" }];
+  }));
+  assert.equal(vm.spec.bootDisk.volume, "default:old.qcow2");
+  assert.equal(vm.spec.dataDisks?.[0]?.volume, "/var/lib/libvirt/images/d.img");
+  rejects(
+    plain((v) => (v.spec.bootDisk.volume = "default:old.qcow2")),
+    "spec.bootDisk.volume",
+    "must not be set together with image",
+  );
+  rejects(
+    plain((v) => (v.spec.bootDisk = { sizeGB: 1, empty: false, volume: "p:v" })),
+    "spec.bootDisk.volume",
+    "must not be set together with empty",
+  );
+  rejects(
+    plain((v) => (v.spec.bootDisk = { sizeGB: 1, volume: "old.qcow2" })),
+    "spec.bootDisk.volume",
+    "must be pool:volume or an absolute file path",
+  );
+  rejects(
+    plain((v) => (v.spec.bootDisk = { sizeGB: 1, volume: "/a/../b" })),
+    "spec.bootDisk.volume",
+    "without empty",
+  );
+  rejects(
+    plain((v) => (v.spec.bootDisk = { sizeGB: 1 })),
+    "spec.bootDisk.image",
+    "is required unless empty: true or volume is given",
+  );
+  rejects(
+    plain((v) => {
+      v.spec.bootDisk = { sizeGB: 1, volume: "p:v" };
+      v.spec.dataDisks = [{ device: "vdb", sizeGB: 1, volume: "p:v" }];
+    }),
+    "spec.dataDisks[0].volume",
+    "is also spec.bootDisk.volume",
+  );
+  rejects(
+    plain((v) => {
+      v.spec.dataDisks = [
+        { device: "vdb", sizeGB: 1, volume: "p:v" },
+        { device: "vdc", sizeGB: 1, volume: "p:v" },
+      ];
+    }),
+    "spec.dataDisks[1].volume",
+    "is also spec.dataDisks[0].volume",
+  );
+});
+
+Deno.test("networkInterfaces: a MAC instead of an address; gateway only with ip; MACs unique", () => {
+  const vm = accepts(plain((v) => {
+    v.spec.networkInterfaces[1] = { mac: "52:54:00:AB:cd:01", bridge: "br1" };
+  }));
+  assert.deepEqual(vm.spec.networkInterfaces[1], { mac: "52:54:00:ab:cd:01", bridge: "br1" });
+  // ip and mac together: the MAC overrides the derived one.
+  accepts(plain((v) => (v.spec.networkInterfaces[0].mac = "52:54:00:00:00:01")));
+  rejects(
+    plain((v) => (v.spec.networkInterfaces[1] = { bridge: "br1" })),
+    "spec.networkInterfaces[1].ip",
+    "is required unless mac is given",
+  );
+  rejects(
+    plain((v) => (delete v.spec.networkInterfaces[1].gateway)),
+    "spec.networkInterfaces[1].gateway",
+    "is required",
+  );
+  rejects(
+    plain((
+      v,
+    ) => (v.spec.networkInterfaces[1] = {
+      mac: "52:54:00:00:00:02",
+      gateway: "198.51.100.1",
+      bridge: "br1",
+    })),
+    "spec.networkInterfaces[1].gateway",
+    "needs ip",
+  );
+  rejects(
+    plain((
+      v,
+    ) => (v.spec.networkInterfaces[1] = {
+      mac: "52:54:00:00:00:02",
+      dnsServers: ["192.0.2.53"],
+      bridge: "br1",
+    })),
+    "spec.networkInterfaces[1].dnsServers",
+    "needs ip",
+  );
+  rejects(
+    plain((
+      v,
+    ) => (v.spec.networkInterfaces[1] = {
+      mac: "52:54:00:00:00:02",
+      defaultRoute: true,
+      bridge: "br1",
+    })),
+    "spec.networkInterfaces[1].defaultRoute",
+    "needs ip and gateway",
+  );
+  for (const bad of ["52:54:00:00:00", "52-54-00-00-00-01", "zz:54:00:00:00:01"]) {
+    rejects(
+      plain((v) => (v.spec.networkInterfaces[0].mac = bad)),
+      "spec.networkInterfaces[0].mac",
+      "must be a MAC address",
+    );
+  }
+  rejects(
+    plain((v) => (v.spec.networkInterfaces[0].mac = "01:00:5e:00:00:01")),
+    "spec.networkInterfaces[0].mac",
+    "must be a unicast MAC address",
+  );
+  rejects(
+    plain((v) => {
+      v.spec.networkInterfaces[0].mac = "52:54:00:00:00:01";
+      v.spec.networkInterfaces[1].mac = "52:54:00:00:00:01";
+    }),
+    "spec.networkInterfaces[1].mac",
+    "duplicate MAC 52:54:00:00:00:01, also used by spec.networkInterfaces[0].mac",
+  );
+  // A given MAC that another interface's address derives, in another VM of the file.
+  rejects(
+    plain((v) => (v.spec.networkInterfaces[1].mac = "be:ef:c0:00:02:14")) + "---\n" +
+      other("web-02"),
+    "spec.networkInterfaces[0].ip",
+    "its MAC be:ef:c0:00:02:14 (derived from the address) is also used by spec.networkInterfaces[1].mac",
+  );
+});
+
+/** A template document of `spec` (and template labels). */
+function template(name: string, spec: Loose, labels?: Record<string, string>): string {
+  return stringify({
+    apiVersion: "foundry.cofront.xyz/v1alpha1",
+    kind: "VirtualMachineTemplate",
+    metadata: { name },
+    spec: { template: { ...(labels ? { metadata: { labels } } : {}), spec } },
+  });
+}
+
+/** A VM of sampleVm's name and addresses that takes the rest from template `ref`. */
+function fromTemplate(ref: string, mutate: (vm: Loose) => void = () => {}): string {
+  const vm: Loose = {
+    apiVersion: "foundry.cofront.xyz/v1alpha1",
+    kind: "VirtualMachine",
+    metadata: { name: "web-01", labels: { role: "db" } },
+    spec: {
+      templateRef: { name: ref },
+      networkInterfaces: [{ ip: "192.0.2.10/24", gateway: "192.0.2.1", bridge: "br0" }],
+    },
+  };
+  mutate(vm);
+  return stringify(vm);
+}
+
+const BASE = {
+  vcpus: 2,
+  memoryGiB: 4,
+  bootDisk: { sizeGB: 20, image: "debian-12.qcow2" },
+  dataDisks: [{ device: "vdb", sizeGB: 10 }],
+  graphics: { type: "vnc", listen: "127.0.0.1" },
+};
+
+Deno.test("templates: maps merge key by key, lists and scalars replace, labels merge, the VM wins", () => {
+  const text = template("base", BASE, { role: "web", tier: "1" }) + "---\n" +
+    fromTemplate("BASE", (v) => {
+      v.spec.bootDisk = { sizeGB: 40 };
+      v.spec.dataDisks = [{ device: "vdc", sizeGB: 1 }];
+      v.spec.graphics = { type: "spice" };
+    });
+  const [vm] = parseVirtualMachines(text, "vm.yaml");
+  assert.deepEqual(vm?.metadata.labels, { role: "db", tier: "1" });
+  assert.deepEqual(vm?.spec.bootDisk, { sizeGB: 40, image: "debian-12.qcow2" });
+  assert.deepEqual(vm?.spec.dataDisks, [{ device: "vdc", sizeGB: 1 }]);
+  assert.deepEqual(vm?.spec.graphics, { type: "spice", listen: "127.0.0.1" });
+  assert.equal(vm?.spec.vcpus, 2);
+  assert.deepEqual(vm?.spec.templateRef, { name: "base" });
+  // A key given without a value removes the template's.
+  const [bare] = parseVirtualMachines(
+    template("base", BASE) + "---\n" + fromTemplate("base") + "  graphics: null\n",
+    "vm.yaml",
+  );
+  assert.equal(bare?.spec.graphics, undefined);
+  // The template is returned as written and creates no VM.
+  const docs = parseFoundryDocuments([{ text, file: "vm.yaml" }]);
+  assert.equal(docs.vms.length, 1);
+  assert.equal(docs.templates[0]?.metadata.name, "base");
+  assert.deepEqual(docs.templates[0]?.spec.template.spec, BASE);
+  assert.equal(
+    docs.sources.get("web-01"),
+    `vm.yaml:${text.split("\n").indexOf("kind: VirtualMachine")}`,
+  );
+});
+
+Deno.test("templates: a problem in a merged field points at the template's file and line", () => {
+  const tpl = template("base", { ...BASE, vcpus: 0 });
+  let err: ValidationError | undefined;
+  try {
+    parseFoundryDocuments([
+      { text: tpl, file: "templates.yaml" },
+      { text: fromTemplate("base"), file: "vm.yaml" },
+    ]);
+  } catch (e) {
+    err = e as ValidationError;
+  }
+  const line = tpl.split("\n").findIndex((l) => l.includes("vcpus: 0")) + 1;
+  assert.equal(
+    err?.message,
+    `templates.yaml:${line}:14 spec.vcpus: must be a positive integer, got 0`,
+  );
+  // The VM's own value overrides the bad one, and then nothing is wrong.
+  parseFoundryDocuments([
+    { text: tpl, file: "templates.yaml" },
+    { text: fromTemplate("base", (v) => (v.spec.vcpus = 1)), file: "vm.yaml" },
+  ]);
+});
+
+Deno.test("templates: unknown names, chains and bad template documents are refused", () => {
+  rejects(
+    template("base", BASE) + "---\n" + fromTemplate("bsae"),
+    "spec.templateRef.name",
+    'no VirtualMachineTemplate named "bsae" in the files loaded, did you mean "base"?',
+  );
+  rejects(fromTemplate("base"), "spec.templateRef.name", 'no VirtualMachineTemplate named "base"');
+  rejects(
+    template("base", { ...BASE, templateRef: { name: "other" } }),
+    "spec.template.spec.templateRef",
+    "may not reference another template",
+  );
+  rejects(
+    template("base", { ...BASE, vcpu: 2 }) + "---\n" + doc(),
+    "spec.template.spec.vcpu",
+    'did you mean "vcpus"',
+  );
+  rejects(
+    template("base", BASE) + "---\n" + template("base", BASE) + "---\n" + doc(),
+    "metadata.name",
+    "duplicate template name",
+  );
+  rejects(
+    template("base", BASE).replace("  template:\n", "  templates:\n") + "---\n" + doc(),
+    "spec.templates",
+    'did you mean "template"',
+  );
+  // Only templates: no VM.
+  rejects(template("base", BASE), "", "no VirtualMachine document found");
+});
+
+Deno.test("loadFoundryDocuments() reads files and directories: YAML files, sorted, names unique", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "h1-loader-" });
+  try {
+    await Deno.mkdir(`${dir}/d`);
+    await Deno.mkdir(`${dir}/d/nested.yaml`);
+    await Deno.writeTextFile(`${dir}/d/b.yml`, fromTemplate("base"));
+    await Deno.writeTextFile(`${dir}/d/a.yaml`, template("base", BASE));
+    await Deno.writeTextFile(`${dir}/d/notes.txt`, "not yaml");
+    await Deno.writeTextFile(`${dir}/other.yaml`, other("web-02"));
+    const docs = await loadFoundryDocuments([`${dir}/d`, `${dir}/other.yaml`]);
+    assert.deepEqual(docs.vms.map((v) => v.metadata.name), ["web-01", "web-02"]);
+    assert.equal(docs.sources.get("web-01"), `${dir}/d/b.yml:1`);
+    assert.equal(docs.sources.get("web-02"), `${dir}/other.yaml:1`);
+    assert.deepEqual(docs.templates.map((t) => t.metadata.name), ["base"]);
+    await Deno.writeTextFile(`${dir}/dup.yaml`, other("web-01"));
+    await assert.rejects(
+      loadFoundryDocuments([`${dir}/d`, `${dir}/dup.yaml`]),
+      (e: ValidationError) =>
+        e.message ===
+          `${dir}/dup.yaml:1:1 metadata.name: duplicate name "web-01", also used by the VirtualMachine at ${dir}/d/b.yml:1`,
+    );
+    // loadVirtualMachines() takes a file with templates too.
+    await Deno.writeTextFile(
+      `${dir}/both.yaml`,
+      template("base", BASE) + "---\n" + fromTemplate("base"),
+    );
+    assert.equal((await loadVirtualMachines(`${dir}/both.yaml`))[0]?.spec.vcpus, 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
