@@ -353,3 +353,138 @@ Deno.test("buildDomainXml() gives a data disk its serial, and only the disks tha
   assert.equal(devices.serial["@_type"], "pty");
   assert.equal(devices.console.target["@_type"], "serial");
 });
+
+/** sampleVm() with every field of issue 15's spec additions. */
+function fullVm(): VirtualMachine {
+  const vm = sampleVm();
+  delete vm.spec.cpuMode;
+  vm.spec.cpu = { sockets: 2, cores: 2, threads: 1, mode: "host-passthrough" };
+  vm.spec.numa = [{ cpus: "0-1", memoryGiB: 4 }, { cpus: "2-3", memoryGiB: 4 }];
+  vm.spec.graphics = { type: "vnc", listen: "0.0.0.0", passwordSecret: "/etc/foundry/vnc" };
+  vm.spec.bootDisk = { sizeGB: 20, empty: true };
+  vm.spec.installMedia = { image: "debian.iso" };
+  vm.spec.dataDisks = [{ device: "vdb", sizeGB: 5, volume: "/srv/disks/data.raw" }];
+  vm.spec.networkInterfaces[1] = { mac: "52:54:00:aa:bb:cc", bridge: "br1" };
+  return vm;
+}
+
+Deno.test("buildDomainXml() writes the CPU topology and NUMA cells; the mode of cpu.mode on KVM", () => {
+  const d = parsed(fullVm(), "kvm");
+  assert.equal(d.cpu["@_mode"], "host-passthrough");
+  assert.deepEqual(d.cpu.topology, {
+    "@_sockets": "2",
+    "@_dies": "1",
+    "@_cores": "2",
+    "@_threads": "1",
+  });
+  assert.deepEqual(d.cpu.numa.cell, [
+    { "@_id": "0", "@_cpus": "0-1", "@_memory": "4096", "@_unit": "MiB" },
+    { "@_id": "1", "@_cpus": "2-3", "@_memory": "4096", "@_unit": "MiB" },
+  ]);
+  // The cells' sum is <memory>; the maximum is the topology's product.
+  assert.equal(d.memory["#text"], "8192");
+  assert.equal(d.vcpu["#text"], "4");
+  assert.equal(d.vcpu["@_current"], "2");
+  const tcg = parsed(fullVm(), "qemu");
+  assert.equal(tcg.cpu["@_mode"], "maximum");
+  assert.equal(tcg.cpu.topology["@_cores"], "2");
+  // Cores default to what makes the product the maximum.
+  const vm = sampleVm();
+  vm.spec.cpu = { sockets: 2 };
+  vm.spec.resources = { maxVcpus: 8 };
+  assert.equal(parsed(vm).cpu.topology["@_cores"], "4");
+});
+
+Deno.test("buildDomainXml() puts the graphics password in the domain only, never in the stored spec", () => {
+  const secret = "s3cret-pw";
+  const xml = buildDomainXml(fullVm(), { domainType: "qemu", graphicsPassword: secret });
+  const d = parser.parse(xml).domain;
+  assert.equal(d.devices.graphics["@_type"], "vnc");
+  assert.equal(d.devices.graphics["@_passwd"], secret);
+  assert.equal(d.devices.graphics["@_autoport"], "yes");
+  assert.deepEqual(d.devices.graphics.listen, { "@_type": "address", "@_address": "0.0.0.0" });
+  assert.equal(xml.split(secret).length, 2, "the password appears once, in passwd");
+  assert.equal(parseDomainMetadata(xml)?.spec.graphics?.passwordSecret, "/etc/foundry/vnc");
+  const plainVm = fullVm();
+  plainVm.spec.graphics = { type: "spice" };
+  const spice = parsed(plainVm).devices.graphics;
+  assert.equal(spice["@_listen"], "127.0.0.1");
+  assert.equal(spice["@_passwd"], undefined);
+  assert.throws(
+    () => buildDomainXml(fullVm(), { domainType: "qemu", graphicsPassword: "line\nbreak" }),
+    (e: Error) =>
+      e instanceof TypeError && !e.message.includes("line") && !e.message.includes("break"),
+  );
+});
+
+Deno.test("buildDomainXml() boots the install ISO first, then the disk, with no <os><boot>", () => {
+  const d = parsed(fullVm());
+  assert.equal(d.os.boot, undefined);
+  const [vda] = d.devices.disk;
+  assert.deepEqual(vda.boot, { "@_order": "2" });
+  const iso = d.devices.disk.find((x: Loose) => x.target["@_dev"] === "sdb");
+  assert.equal(iso["@_device"], "cdrom");
+  assert.equal(iso.target["@_bus"], "scsi");
+  assert.equal(iso.readonly, "");
+  assert.deepEqual(iso.boot, { "@_order": "1" });
+  // From the spec when the caller does not resolve it: the image pool.
+  assert.deepEqual(iso.source, { "@_pool": "foundry-images", "@_volume": "debian.iso" });
+  const resolved = parser.parse(
+    buildDomainXml(fullVm(), { domainType: "qemu", installMedia: { file: "/srv/iso/d.iso" } }),
+  ).domain.devices.disk.find((x: Loose) => x.target["@_dev"] === "sdb");
+  assert.equal(resolved["@_type"], "file");
+  assert.deepEqual(resolved.source, { "@_file": "/srv/iso/d.iso" });
+  // Without install media the disks carry no boot order and <os><boot dev="hd"> stays.
+  const plainVm = parsed(sampleVm());
+  assert.equal(plainVm.devices.disk[0].boot, undefined);
+  assert.deepEqual(plainVm.os.boot, { "@_dev": "hd" });
+});
+
+Deno.test("buildDomainXml() uses existing disks as they are: pool volumes or files", () => {
+  const vm = fullVm();
+  vm.spec.bootDisk = { sizeGB: 20, volume: "default:old.qcow2" };
+  delete vm.spec.installMedia;
+  const d = parser.parse(
+    buildDomainXml(vm, { domainType: "qemu", existingDiskFormats: { vdb: "raw" } }),
+  ).domain;
+  const [vda, vdb] = d.devices.disk;
+  assert.equal(vda["@_type"], "volume");
+  assert.deepEqual(vda.source, { "@_pool": "default", "@_volume": "old.qcow2" });
+  assert.equal(vda.driver["@_type"], "qcow2");
+  assert.equal(vdb["@_type"], "file");
+  assert.deepEqual(vdb.source, { "@_file": "/srv/disks/data.raw" });
+  assert.equal(vdb.driver["@_type"], "raw");
+  // An interface with a MAC and no address: that MAC, and libvirt names its tap.
+  const nic = d.devices.interface[1];
+  assert.deepEqual(nic.mac, { "@_address": "52:54:00:aa:bb:cc" });
+  assert.equal(nic.target, undefined);
+});
+
+testNeeding(VALIDATOR, {
+  name: "domain XML with every new spec field passes virt-xml-validate",
+  fn: async () => {
+    const existing = fullVm();
+    existing.spec.bootDisk = { sizeGB: 20, volume: "default:old.qcow2" };
+    delete existing.spec.installMedia;
+    const cases: [string, string][] = [
+      ["full kvm", buildDomainXml(fullVm(), { domainType: "kvm", graphicsPassword: "pw" })],
+      ["full qemu", buildDomainXml(fullVm(), { domainType: "qemu" })],
+      [
+        "iso file",
+        buildDomainXml(fullVm(), { domainType: "qemu", installMedia: { file: "/srv/d.iso" } }),
+      ],
+      ["existing disks", buildDomainXml(existing, { domainType: "qemu" })],
+    ];
+    for (const [label, xml] of cases) {
+      const r = await validate(xml);
+      assert.ok(r.ok, `${label}: ${r.out}`);
+    }
+    // Mixing <os><boot> with per-device boot order is what the schema allows but libvirt
+    // refuses; the schema does catch a boot order that is not a number.
+    const bad = buildDomainXml(fullVm(), { domainType: "qemu" }).replace(
+      'order="1"',
+      'order="first"',
+    );
+    assert.equal((await validate(bad)).ok, false);
+  },
+});
