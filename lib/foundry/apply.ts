@@ -729,6 +729,28 @@ class Updater {
     return this.result;
   }
 
+  /**
+   * Attaches a device live and to the definition. A running q35 domain hot-plugs into a free PCIe
+   * root port only, and libvirt reserves few spare ones: with none left ("No more available PCI
+   * slots") the device goes into the definition alone (libvirt adds a port there), in effect at
+   * the next boot, and a note says so.
+   */
+  async #attach(element: string, what: string): Promise<void> {
+    try {
+      await this.lv.domainAttachDevice(this.current.domain, element, this.#impact);
+    } catch (e) {
+      if (
+        !this.current.running || !(e instanceof LibvirtError) ||
+        !/no more available PCI slots/i.test(e.message)
+      ) throw e;
+      await this.lv.domainAttachDevice(this.current.domain, element, ModificationImpact.CONFIG);
+      this.result.notes.push(
+        `${what}: the running VM has no free PCIe slot to hot-plug into: attached to the ` +
+          `definition, in effect at the next boot (foundry restart ${this.desired.metadata.name})`,
+      );
+    }
+  }
+
   /** New data disks and NICs attached, removed NICs detached. */
   async #liveDevices(): Promise<void> {
     const { lv, current } = this;
@@ -775,7 +797,7 @@ class Updater {
         }
         this.#say(`attaching disk ${disk.device}${current.running ? " (live)" : ""}`);
         try {
-          await lv.domainAttachDevice(domain, element, this.#impact);
+          await this.#attach(element, `disk ${disk.device}`);
         } catch (e) {
           if (made !== undefined) await lv.storageVolDelete(made).catch(() => {});
           throw new VmOperationError(`Cannot attach disk ${disk.device}: ${(e as Error).message}`, {
@@ -801,10 +823,9 @@ class Updater {
               current.running ? " (live)" : ""
             }`,
           );
-          await lv.domainAttachDevice(
-            domain,
+          await this.#attach(
             deviceElement(xml, "interface", `address="${macOf(nic)}"`),
-            this.#impact,
+            `NIC ${macOf(nic)}`,
           )
             .catch((e) => {
               throw new VmOperationError(
@@ -819,9 +840,20 @@ class Updater {
         await this.#step(c, async () => {
           this.#say(`detaching NIC ${macOf(nic)}${current.running ? " (live)" : ""}`);
           const element = new XMLBuilder({ ignoreAttributes: false }).build({
-            interface: { "@_type": "bridge", mac: { "@_address": macOf(nic) } },
+            interface: {
+              "@_type": "bridge",
+              mac: { "@_address": macOf(nic) },
+              source: { "@_bridge": nic.bridge },
+            },
           });
-          await lv.domainDetachDevice(domain, element, this.#impact).catch((e) => {
+          await lv.domainDetachDevice(domain, element, this.#impact).catch(async (e) => {
+            // Only in the definition (attached for the next boot): detached from there.
+            if (
+              current.running && e instanceof LibvirtError &&
+              /no device (found|matching)/i.test(e.message)
+            ) return await lv.domainDetachDevice(domain, element, ModificationImpact.CONFIG);
+            throw e;
+          }).catch((e) => {
             throw new VmOperationError(`Cannot detach NIC ${macOf(nic)}: ${(e as Error).message}`, {
               cause: e,
             });
