@@ -52,8 +52,8 @@ export interface DomainXmlOptions {
   /**
    * The VNC or SPICE password of `spec.graphics`, read by the caller from the file
    * `graphics.passwordSecret` names (its first line). It goes into `<graphics passwd>` only, never
-   * into the stored spec; libvirt shows it only to `virsh dumpxml --security-info`. Printable text;
-   * a VNC client uses at most 8 characters of it.
+   * into the stored spec; libvirt shows it only to `virsh dumpxml --security-info`. Printable
+   * ASCII; for VNC at most 8 characters (libvirt refuses more). A bad one throws without quoting it.
    */
   graphicsPassword?: string;
   /**
@@ -231,6 +231,10 @@ export function buildDomainXml(vm: VirtualMachine, options: DomainXmlOptions): s
   if (password !== undefined && !/^[\x20-\x7e]+$/.test(password)) {
     // Never the password itself in the message.
     throw new TypeError("the graphics password must be printable ASCII without line breaks");
+  }
+  if (password !== undefined && vm.spec.graphics?.type === "vnc" && password.length > 8) {
+    // libvirt 9.0 refuses the definition otherwise ("only 8 permitted"); VNC uses 8 at most.
+    throw new RangeError("a VNC password may have at most 8 characters (libvirt refuses more)");
   }
   const graphics = vm.spec.graphics;
   const domain = {
