@@ -82,8 +82,10 @@ export type OperationPhase = "Creating" | "Destroying";
  * A create or destroy in progress, recorded in the status record while it runs (from the domain's
  * definition until it is started, from the start of a destroy until the domain is gone). Readers
  * in other processes report its phase until it ends; a record its process left behind (killed,
- * host crashed) is ignored once `expiresAt` has passed, or at once on the host it names when no
- * process `pid` runs there.
+ * host crashed) is ignored once `expiresAt` has passed. The expiry is short (create: the minutes
+ * from a definition to a start; destroy: its shutdown timeout and as much again), since a reader
+ * cannot look at the writer's process (Deno reads `/proc` only with every permission, and the
+ * writer may be on another machine); `pid` and `host` say who it was.
  */
 export interface OperationMarker {
   /** What is going on. */
@@ -123,31 +125,15 @@ export function operationMarker(phase: OperationPhase, now: Date, ttlMs: number)
   };
 }
 
-/** Whether process `pid` runs on this host: undefined when that cannot be told. */
-function processRuns(pid: number): boolean | undefined {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch (e) {
-    return e instanceof Deno.errors.NotFound ? false : undefined;
-  }
-}
-
-/**
- * The phase of the operation recorded in `stored` if it still runs at `now`: not past its
- * `expiresAt`, and (when it was started on this host) its process still there.
- */
+/** The phase of the operation recorded in `stored` if it is not stale at `now` (`expiresAt`). */
 export function activeOperation(
   stored: StoredStatus | undefined,
   now: Date,
-  runs: (pid: number) => boolean | undefined = processRuns,
 ): OperationPhase | undefined {
   const op = stored?.operation;
   if (op === undefined || (op.phase !== "Creating" && op.phase !== "Destroying")) return undefined;
   const expires = Date.parse(op.expiresAt);
-  if (!(expires > now.getTime())) return undefined;
-  if (op.host !== "" && op.host === hostName() && runs(op.pid) === false) return undefined;
-  return op.phase;
+  return expires > now.getTime() ? op.phase : undefined;
 }
 
 /**

@@ -116,12 +116,13 @@ export interface CreateResult {
 }
 
 /**
- * How long a create's `Creating` marker holds at most (from the domain's definition to its start:
- * seconds; a marker older than this was left by a create that died).
+ * How long a create's `Creating` marker holds at most: from the domain's definition to its start
+ * takes seconds; a marker older than this was left by a create that died (killed between define
+ * and start: a failing create removes the domain itself).
  */
-const CREATE_MARKER_MS = 10 * 60_000;
+const CREATE_MARKER_MS = 2 * 60_000;
 /** How long a destroy's `Destroying` marker holds beyond its graceful-shutdown timeout. */
-const DESTROY_MARKER_MS = 10 * 60_000;
+const DESTROY_MARKER_MS = 2 * 60_000;
 
 /**
  * Collects what create's runtime checks need from the daemon: domain names, host bridges (interface

@@ -9,7 +9,7 @@ import { DomainXmlFlags, Libvirt, MetadataType } from "../../lib/libvirt/mod.ts"
 import { main } from "../../cli/foundry.ts";
 import { parseVirtualMachine } from "../../lib/foundry/loader.ts";
 import { METADATA_NAMESPACE, VOLUMES_NAMESPACE } from "../../lib/foundry/stored_metadata.ts";
-import { createVm, destroyVm, RuntimeCheckError } from "../../lib/foundry/vm.ts";
+import { createVm, destroyVm, RuntimeCheckError, STATUS_NAMESPACE } from "../../lib/foundry/vm.ts";
 import { getVm, listVms } from "../../lib/foundry/inventory.ts";
 import { importImage, listImages } from "../../lib/foundry/images.ts";
 import { StorageError } from "../../lib/foundry/pools.ts";
@@ -420,6 +420,35 @@ libvirtTest("Creating and Destroying are what another connection sees while they
       autostart: ["Creating", "Creating"],
       start: ["Creating", "Creating"],
     });
+    assert.deepEqual(await phaseSeen(name), ["Running", "Running"]);
+
+    // A marker left by a create that died is believed only until it expires.
+    const marker = (expiresAt: Date) =>
+      `<status>${
+        JSON.stringify({
+          phase: "Creating",
+          operation: {
+            phase: "Creating",
+            pid: 1,
+            host: "h2-elsewhere",
+            startedAt: new Date(Date.now() - 3_600_000).toISOString(),
+            expiresAt: expiresAt.toISOString(),
+          },
+        })
+      }</status>`;
+    const domain = await fx.lv.domainLookupByName(name);
+    const setStatus = (xml: string) =>
+      fx.lv.domainSetMetadata(
+        domain,
+        MetadataType.ELEMENT,
+        xml,
+        "foundrystatus",
+        STATUS_NAMESPACE,
+        3,
+      );
+    await setStatus(marker(new Date(Date.now() + 3_600_000)));
+    assert.deepEqual(await phaseSeen(name), ["Creating", "Creating"]);
+    await setStatus(marker(new Date(Date.now() - 1000)));
     assert.deepEqual(await phaseSeen(name), ["Running", "Running"]);
 
     // A destroy that stops before the undefine puts the phase back.
