@@ -22,41 +22,57 @@ export {
   DEFAULT_IMAGE_POOL,
   DEFAULT_VM_POOL,
   DOMAIN_TYPES,
+  GRAPHICS_TYPES,
   KIND,
   LIMITS,
   PHASES,
   RESERVED_GUEST_PATHS,
+  TEMPLATE_KIND,
 } from "./types.ts";
 export type {
   BootDisk,
   CloudInit,
   Condition,
   CpuMode,
+  CpuSpec,
   DataDisk,
   DomainType,
+  Graphics,
+  GraphicsType,
   GuestFile,
+  InstallMedia,
   NetworkInterface,
+  NumaCell,
   ObjectMeta,
   Phase,
   Resources,
+  TemplateRef,
   UserDataExtras,
   VirtualMachine,
   VirtualMachineSpec,
   VirtualMachineStatus,
+  VirtualMachineTemplate,
 } from "./types.ts";
 export { formatProblem, ValidationError } from "./errors.ts";
 export type { Problem } from "./errors.ts";
 export {
+  cpusetIds,
+  formatCpuset,
   guestPathProblem,
+  loadFoundryDocuments,
   loadVirtualMachines,
+  MAX_FILES,
   NAME_MAX_LENGTH,
   NAME_PATTERN,
+  parseFoundryDocuments,
   parseVirtualMachine,
   parseVirtualMachines,
+  resolveFrom,
   SSH_KEY_TYPES,
   sshKeyProblem,
   suggest,
 } from "./loader.ts";
+export type { FoundryDocuments, SpecText } from "./loader.ts";
 export {
   interfaceNameFromIp,
   ipFromInterfaceName,
@@ -107,7 +123,14 @@ export type {
   KubevirtResource,
   KubevirtVmEntry,
 } from "./kubevirt.ts";
-export { buildDomainXml, chooseDomainType, GUEST_AGENT_CHANNEL, kvmOffered } from "./domain_xml.ts";
+export {
+  buildDomainXml,
+  chooseDomainType,
+  cpuTopology,
+  DEFAULT_GRAPHICS_LISTEN,
+  GUEST_AGENT_CHANNEL,
+  kvmOffered,
+} from "./domain_xml.ts";
 export { phaseFromDomainState, setCondition, statusFromDomainState } from "./status.ts";
 export type { ConditionUpdate } from "./status.ts";
 export type { DomainXmlOptions } from "./domain_xml.ts";
