@@ -69,6 +69,7 @@ import {
 } from "./metadata.ts";
 import { macOf, volumeNameData } from "./naming.ts";
 import { StorageError } from "./pools.ts";
+import { readGraphicsPassword } from "./spec_media.ts";
 import { type DomainSizes, domainSizes, resizeVm } from "./resize.ts";
 import { buildVolumeXml, BYTES_PER_GB } from "./storage_xml.ts";
 import type { DataDisk, NetworkInterface, VirtualMachine } from "./types.ts";
@@ -962,10 +963,30 @@ class Updater {
         ...this.desired.spec.resources,
       };
       const pool = sizes.disks.get("vda")?.pool ?? vmPoolFor(this.desired, this.opts.config);
+      // What create resolved and the spec does not hold: the console password (read again from
+      // its file), existing disks' formats (as the definition has them), the image pool.
+      const graphics = spec.spec.graphics;
+      let graphicsPassword: string | undefined;
+      if (graphics?.passwordSecret !== undefined) {
+        const read = await readGraphicsPassword(graphics.passwordSecret, graphics.type);
+        if ("problem" in read) {
+          throw new VmOperationError(`spec.graphics.passwordSecret: ${read.problem}`);
+        }
+        graphicsPassword = read.password;
+      }
+      const formats: Record<string, string> = {};
+      for (const m of inactive.matchAll(/<disk\b[\s\S]*?<\/disk>/g)) {
+        const dev = /<target dev='([^']+)'/.exec(m[0])?.[1];
+        const type = /<driver [^>]*type='([^']+)'/.exec(m[0])?.[1];
+        if (dev !== undefined && type !== undefined) formats[dev] = type;
+      }
       const built = buildDomainXml(spec, {
         domainType: sizes.type === "kvm" ? "kvm" : "qemu",
         pool,
         uuid: current.uuid,
+        defaultImagePool: this.opts.config.imagesPool,
+        existingDiskFormats: formats,
+        ...(graphicsPassword !== undefined ? { graphicsPassword } : {}),
       });
       // The domain's own metadata (the spec, the volume record, the status) stays as it is; the
       // stored spec is rewritten last.

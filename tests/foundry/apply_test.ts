@@ -312,3 +312,61 @@ libvirtTest(
     }
   },
 );
+
+libvirtTest(
+  "apply reboot-class changes: foundry's VM redefined (same UUID, own metadata kept), an adopted VM's definition patched",
+  async () => {
+    const fx = await foundryFixture();
+    try {
+      const vm = testVm(fx, { name: h3Name() });
+      const name = vm.metadata.name;
+      await createVm(fx.lv, vm, { config: fx.config });
+      const d = await fx.lv.domainLookupByName(name);
+      const before = await fx.lv.domainGetXmlDesc(d, DomainXmlFlags.INACTIVE);
+      const desired = structuredClone(vm);
+      desired.spec.networkInterfaces[0]!.bridge = fx.bridges[1];
+      desired.spec.cpu = { sockets: 1, cores: 2, threads: 1 };
+      const { plan, result } = await apply(fx, desired);
+      assert.deepEqual(plan.changes.map((c) => c.class), ["reboot", "reboot"]);
+      assert.match(result.notes.join("\n"), /in effect at the next boot/);
+      const after = await fx.lv.domainGetXmlDesc(d, DomainXmlFlags.INACTIVE);
+      const uuid = (xml: string) => /<uuid>(.*)<\/uuid>/.exec(xml)?.[1];
+      assert.equal(uuid(after), uuid(before));
+      assert.match(after, /<topology sockets='1' dies='1' cores='2' threads='1'\/>/);
+      const mac0 = /<mac address='([^']+)'/.exec(before)![1]!;
+      assert.match(
+        after,
+        new RegExp(`<mac address='${mac0}'/>\\s*<source bridge='${fx.bridges[1]}'/>`),
+      );
+      assert.match(after, /foundrystatus/, "the status record is kept");
+      const stored = parseStoredDomainMetadata(after)!;
+      assert.ok(stored.volumes?.length, "the volume record is kept");
+      assert.deepEqual(stored.vm.spec.cpu, desired.spec.cpu);
+      // The running domain is as it was until it restarts.
+      assert.match(
+        await fx.lv.domainGetXmlDesc(d),
+        new RegExp(`<mac address='${mac0}'/>\\s*<source bridge='${fx.bridges[0]}'/>`),
+      );
+      assert.equal((await apply(fx, desired)).plan.action, "unchanged");
+
+      // Adopted: the bridge is patched into the domain's own definition; a recreate is forbidden.
+      const adopted = structuredClone(desired);
+      adopted.metadata.annotations = { "foundry.cofront.xyz/adopted": "true" };
+      await apply(fx, adopted);
+      const back = structuredClone(adopted);
+      back.spec.networkInterfaces[0]!.bridge = fx.bridges[0];
+      assert.equal((await apply(fx, back)).result.done.length, 1);
+      assert.match(
+        await fx.lv.domainGetXmlDesc(d, DomainXmlFlags.INACTIVE),
+        new RegExp(`<mac address='${mac0}'/>\\s*<source bridge='${fx.bridges[0]}'/>`),
+      );
+      const image = structuredClone(back);
+      image.spec.bootDisk.image = "other.qcow2";
+      const refused = planVm(image, await readCurrentVm(fx.lv, name), { recreate: true });
+      assert.equal(refused.changes[0]?.class, "forbidden");
+      assert.match(refused.changes[0]!.reason!, /foundry did not create this VM's disks/);
+    } finally {
+      await fx.cleanup();
+    }
+  },
+);
