@@ -128,3 +128,52 @@ Deno.test("disks that can never fit in the VM pool, or a pool without room to st
   assert.equal(full[0]?.path, "spec.storagePool");
   assert.match(full[0]?.message ?? "", /pool "foundry-vms" has 1024 bytes free/);
 });
+
+Deno.test("a missing install ISO, existing disk or bad password file is a problem of its field", () => {
+  const vm = sampleVm();
+  vm.spec.bootDisk = { sizeGB: 10, empty: true };
+  vm.spec.installMedia = { image: "debian-13-netinst.iso" };
+  assert.deepEqual(
+    preflightProblems(
+      vm,
+      facts({
+        installMedia: { exists: false, poolVolumes: ["debian-13-netinst1.iso", "a.qcow2"] },
+      }),
+    ),
+    [{
+      path: "spec.installMedia.image",
+      message:
+        'ISO "debian-13-netinst.iso" is not in pool "foundry-images"; did you mean "debian-13-netinst1.iso"?',
+    }],
+  );
+  assert.deepEqual(
+    preflightProblems(vm, facts({ installMedia: { exists: true, poolVolumes: [] } })),
+    [],
+  );
+  const noPool = preflightProblems(vm, facts({ installMedia: { exists: false } }));
+  assert.match(noPool[0]?.message ?? "", /image pool "foundry-images" does not exist/);
+  vm.spec.installMedia = { image: "/srv/iso/x.iso" };
+  assert.deepEqual(preflightProblems(vm, facts({ installMedia: { exists: false } })), [
+    { path: "spec.installMedia.image", message: "ISO file /srv/iso/x.iso does not exist" },
+  ]);
+
+  const adopted = sampleVm();
+  adopted.spec.bootDisk = { sizeGB: 10, volume: "default:web.qcow2" };
+  adopted.spec.dataDisks = [{ device: "vdb", sizeGB: 1, volume: "/srv/disks/web-data.qcow2" }];
+  assert.deepEqual(
+    preflightProblems(
+      adopted,
+      facts({
+        existingDisks: { "default:web.qcow2": true, "/srv/disks/web-data.qcow2": false },
+      }),
+    ),
+    [{
+      path: "spec.dataDisks[0].volume",
+      message: "existing disk /srv/disks/web-data.qcow2 does not exist",
+    }],
+  );
+  assert.deepEqual(
+    preflightProblems(sampleVm(), facts({ graphicsPasswordProblem: "password file /p is bad" })),
+    [{ path: "spec.graphics.passwordSecret", message: "password file /p is bad" }],
+  );
+});
