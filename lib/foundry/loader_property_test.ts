@@ -13,7 +13,15 @@ import { propertyTests } from "../../tests/_property.ts";
 
 const FILE = "hostile.yaml";
 
-const examples = ["simple-vm.yaml", "multi-disk-vm.yaml", "custom-pool-vm.yaml", "demo-vm.yaml"]
+const examples = [
+  "simple-vm.yaml",
+  "multi-disk-vm.yaml",
+  "custom-pool-vm.yaml",
+  "demo-vm.yaml",
+  "cpu-numa-vm.yaml",
+  "install-from-iso.yaml",
+  "template.yaml",
+]
   .map((name) => Deno.readTextFileSync(new URL(`../../examples/${name}`, import.meta.url)));
 
 /** Valid documents to start from: the examples and the test fixture. */
@@ -230,6 +238,42 @@ propertyTests(import.meta.url, {
         },
       ),
       { seed: 0xc0c0, numRuns: 300 },
+    );
+  },
+
+  "loader: any part of a spec moved into a template loads to the same VM": () => {
+    const vm = sampleVm();
+    const keys = Object.keys(vm.spec) as (keyof typeof vm.spec)[];
+    fc.assert(
+      fc.property(
+        fc.subarray(keys),
+        fc.subarray(Object.keys(vm.metadata.labels ?? {})),
+        (moved, movedLabels) => {
+          const own: Record<string, unknown> = { ...vm.spec, templateRef: { name: "t" } };
+          const given: Record<string, unknown> = {};
+          for (const k of moved) {
+            given[k] = vm.spec[k];
+            delete own[k];
+          }
+          const labels = { ...vm.metadata.labels };
+          const tplLabels: Record<string, string> = {};
+          for (const k of movedLabels) {
+            tplLabels[k] = labels[k]!;
+            delete labels[k];
+          }
+          const template = stringify({
+            apiVersion: "foundry.cofront.xyz/v1alpha1",
+            kind: "VirtualMachineTemplate",
+            metadata: { name: "t" },
+            spec: { template: { metadata: { labels: tplLabels }, spec: given } },
+          });
+          const user = stringify({ ...vm, metadata: { ...vm.metadata, labels }, spec: own });
+          const r = parse(`${template}---\n${user}`);
+          assert.ok(Array.isArray(r), `refused: ${(r as Error).message}`);
+          assert.deepEqual(r[0], { ...vm, spec: { ...vm.spec, templateRef: { name: "t" } } });
+        },
+      ),
+      { seed: 0x7e3b, numRuns: 200 },
     );
   },
 
