@@ -111,6 +111,12 @@ export async function foundryProgram(
       "libvirt URI (env FOUNDRY_URI, LIBVIRT_DEFAULT_URI; default qemu:///system)",
     )
     .option(
+      "--host <names>",
+      "work on configured hosts: NAME[,NAME...] or all (hosts: in --config)",
+    )
+    .option("--host-selector <labels>", "work on the configured hosts whose labels match")
+    .option("--parallel <n>", "hosts worked on at once with --host (default 4)")
+    .option(
       `${F.config} <file>`,
       "configuration file (env FOUNDRY_CONFIG; default ~/.config/foundry/config.yaml, /etc/foundry/config.yaml)",
     )

@@ -36,6 +36,9 @@ export const FOUNDRY_ROOT_OPTIONS = {
     "--image-pool",
     "--vm-pool",
     "--audit-db",
+    "--host", // issue 16: fleets
+    "--host-selector",
+    "--parallel",
   ],
   flags: ["-v", "--verbose", "--audit", "--no-audit"],
 } as const;

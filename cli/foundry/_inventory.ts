@@ -21,6 +21,7 @@ import {
   renderListing,
 } from "../../lib/output/listing.ts";
 import type { FastLaunch } from "../_launch.ts";
+import type { FleetGlobals } from "./_fleet.ts";
 import { type Io, runAction } from "../_program.ts";
 import { colorFor, configFrom, type GlobalOptions, withLibvirt } from "./_context.ts";
 
@@ -111,9 +112,15 @@ export async function runList(
   io: Io,
   flags: ListFlags,
   config: () => Promise<FoundryConfig>,
+  fleet?: FleetGlobals,
 ): Promise<void> {
   // A bad selector fails before any connection.
   const selector = flags.selector.length ? parseLabelSelector(flags.selector) : undefined;
+  if (fleet?.host !== undefined || fleet?.hostSelector !== undefined) {
+    // Loaded only with --host/--host-selector: the single-host list loads nothing more.
+    const { runFleetList } = await import("./_fleet.ts");
+    return runFleetList(io, flags, await config(), fleet, selector);
+  }
   if (flags.watch === true) {
     // Loaded only with -w: a plain list never loads the event code.
     const { watchList } = await import("./_watch.ts");
@@ -134,7 +141,11 @@ export async function runGet(
   name: string,
   flags: OutputFlags,
   config: FoundryConfig,
+  fleet?: FleetGlobals,
 ): Promise<void> {
+  if (fleet?.host !== undefined || fleet?.hostSelector !== undefined) {
+    return (await import("./_fleet.ts")).runFleetGet(io, name, flags, config, fleet);
+  }
   const got = await withLibvirt(config, (lv) => getVm(lv, name.toLowerCase()));
   const { vm } = got;
   if (flags.output === "json") return io.out(formatJson(vm));
@@ -142,9 +153,15 @@ export async function runGet(
     const { formatYamlDocuments } = await import("../../lib/output/yaml.ts");
     return io.out(formatYamlDocuments([vm]));
   }
+  await printVms(io, flags, [getRowOf(got)]);
+}
+
+/** The list row of what `getVm` read: the spec's sizes, what the VM was defined with. */
+export function getRowOf(got: Awaited<ReturnType<typeof getVm>>): VmListEntry {
+  const { vm } = got;
   const live = got.ips.find((a) => a.source !== "spec");
   // The spec's sizes: what the VM was defined with (list shows the daemon's live figures).
-  const row: VmListEntry = {
+  return {
     name: vm.metadata.name,
     state: got.state,
     phase: vm.status?.phase ?? "",
@@ -158,7 +175,6 @@ export async function runGet(
     managed: true,
     labels: vm.metadata.labels ?? {},
   };
-  await printVms(io, flags, [row]);
 }
 
 /** Root options as the front door read them (long spellings) → commander's keys. */
@@ -184,7 +200,8 @@ export function runFast(
   const config = () => configFrom(globalsOf(fast.root), lookup);
   const o = fast.options as unknown as ListFlags;
   return runAction(args, io, async () => {
-    if (fast.command === "list") await runList(io, o, config);
-    else await runGet(io, fast.operands[0]!, o, await config());
+    const fleet = globalsOf(fast.root) as FleetGlobals;
+    if (fast.command === "list") await runList(io, o, config, fleet);
+    else await runGet(io, fast.operands[0]!, o, await config(), fleet);
   });
 }

@@ -4,14 +4,9 @@ import { type Io, isTerminalIo } from "../_program.ts";
 import { withFoundryAudit } from "../_audit.ts";
 import { signalOption } from "../_signals.ts";
 import { openStatusLine, stageLine, type StatusLine } from "../_status.ts";
-import { configFor, envOf, withLibvirt } from "./_context.ts";
-import {
-  checkTargets,
-  forEachTarget,
-  type TargetOptions,
-  targetOptions,
-  targetsOrNote,
-} from "./_targets.ts";
+import { configFor, envOf } from "./_context.ts";
+import { withTargets } from "./_fleet.ts";
+import { checkTargets, forEachTarget, type TargetOptions, targetOptions } from "./_targets.ts";
 
 /**
  * `foundry destroy NAME...`: graceful shutdown, forced after the timeout, undefine, delete
@@ -42,8 +37,7 @@ export function destroyCommand(io: Io): Command {
         const { destroyVm } = await import("../../lib/foundry/vm.ts");
         const timeoutSeconds = flagSeconds ?? config.destroyTimeoutSeconds;
         const tty = { isTerminal: isTerminalIo(io), env: envOf(cmd) };
-        await withLibvirt(config, async (lv) => {
-          const targets = await targetsOrNote(io, lv, names, opts);
+        await withTargets(cmd, io, config, names, opts, async (lv, io, targets) => {
           await forEachTarget(cmd, io, lv, targets, opts, async (name) => {
             io.out(`Destroying VM '${name}'...\n`);
             // The live line times the grace period, from the shutdown request on.

@@ -2,7 +2,8 @@ import { Command } from "npm:commander@^15.1.0";
 import type { ListFormat } from "../../lib/output/listing.ts";
 import { addListingOptions } from "../_listing.ts";
 import type { Io } from "../_program.ts";
-import { configFor } from "./_context.ts";
+import { configFor, globals } from "./_context.ts";
+import type { FleetGlobals } from "./_fleet.ts";
 import { type OutputFlags, runGet } from "./_inventory.ts";
 
 const GET_FORMATS: readonly ListFormat[] = ["yaml", "json", "name", "table", "wide"];
@@ -10,7 +11,7 @@ const GET_FORMATS: readonly ListFormat[] = ["yaml", "json", "name", "table", "wi
 /** The action of `foundry get NAME` and `foundry vm info NAME`: stored spec plus live status. */
 function getAction(io: Io) {
   return async (name: string, opts: OutputFlags, cmd: Command) =>
-    runGet(io, name, opts, await configFor(cmd));
+    runGet(io, name, opts, await configFor(cmd), globals(cmd) as FleetGlobals);
 }
 
 const OUTPUT_HELP =

@@ -1,7 +1,8 @@
 import { Command } from "npm:commander@^15.1.0";
 import { addListingOptions } from "../_listing.ts";
 import type { Io } from "../_program.ts";
-import { configFor } from "./_context.ts";
+import { configFor, globals } from "./_context.ts";
+import type { FleetGlobals } from "./_fleet.ts";
 import { type ListFlags, runList } from "./_inventory.ts";
 
 export { ipCell, vmColumns } from "./_inventory.ts";
@@ -33,5 +34,7 @@ export function listCommand(io: Io): Command {
         "\nreports events (state, agent, reboot, ...): -o json prints one JSON object a line; a VM" +
         "\nthat went away shows state 'deleted'. Ctrl-C ends it (exit 130).\n",
     )
-    .action((opts: ListFlags, cmd: Command) => runList(io, opts, () => configFor(cmd)));
+    .action((opts: ListFlags, cmd: Command) =>
+      runList(io, opts, () => configFor(cmd), globals(cmd) as FleetGlobals)
+    );
 }

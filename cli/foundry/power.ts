@@ -3,9 +3,10 @@ import { type Io, isTerminalIo } from "../_program.ts";
 import { openStatusLine, stageLine, type StatusLine } from "../_status.ts";
 import { withFoundryAudit } from "../_audit.ts";
 import { signalOption } from "../_signals.ts";
-import { configFor, envOf, withLibvirt } from "./_context.ts";
+import { configFor, envOf } from "./_context.ts";
+import { withTargets } from "./_fleet.ts";
 import { positiveSeconds } from "./destroy.ts";
-import { checkTargets, forEachTarget, targetOptions, targetsOrNote } from "./_targets.ts";
+import { checkTargets, forEachTarget, targetOptions } from "./_targets.ts";
 import type { TargetOptions } from "./_targets.ts";
 
 /** `foundry start NAME...`. */
@@ -22,8 +23,7 @@ export function startCommand(io: Io): Command {
       checkTargets(names, opts);
       const config = await configFor(cmd);
       const { startVm } = await import("../../lib/foundry/vm.ts");
-      await withLibvirt(config, async (lv) => {
-        const targets = await targetsOrNote(io, lv, names, opts);
+      await withTargets(cmd, io, config, names, opts, async (lv, io, targets) => {
         await forEachTarget(cmd, io, lv, targets, opts, async (n) => {
           const r = await withFoundryAudit(
             cmd,
@@ -66,8 +66,7 @@ function stopLike(io: Io, verb: "stop" | "restart"): Command {
         const { restartVm, stopVm } = await import("../../lib/foundry/vm.ts");
         const seconds = timeoutSeconds ?? config.destroyTimeoutSeconds;
         const tty = { isTerminal: isTerminalIo(io), env: envOf(cmd) };
-        await withLibvirt(config, async (lv) => {
-          const targets = await targetsOrNote(io, lv, names, opts);
+        await withTargets(cmd, io, config, names, opts, async (lv, io, targets) => {
           await forEachTarget(cmd, io, lv, targets, opts, async (n) => {
             // The grace period: one line when piped, a live line on a terminal.
             let status: StatusLine | undefined;

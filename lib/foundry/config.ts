@@ -167,13 +167,19 @@ export async function loadConfig(sources: ConfigSources = {}): Promise<FoundryCo
     }
   }
   const { config: _file, ...fieldFlags } = flags;
-  const { values, sources: from } = resolveConfig(CONFIG_SCHEMA, { flags: fieldFlags, env, file });
+  // hosts: is the file's alone (no flag or variable sets a fleet).
+  const { hosts, ...fileFields } = file;
+  const { values, sources: from } = resolveConfig(CONFIG_SCHEMA, {
+    flags: fieldFlags,
+    env,
+    file: fileFields,
+  });
   return {
     ...values,
     domainType: values.domainType as FoundryConfig["domainType"],
     imagesPath: from.imagesPath === "default" ? `${values.storagePath}/images` : values.imagesPath,
     vmsPath: from.vmsPath === "default" ? `${values.storagePath}/vms` : values.vmsPath,
-    ...(file.hosts ? { hosts: file.hosts } : {}),
+    ...(hosts ? { hosts } : {}),
   };
 }
 

@@ -1,0 +1,348 @@
+/**
+ * The fleet side of foundry's commands (`--host`, `--host-selector`, `--parallel`): `list` and
+ * `get` across hosts with a HOST column, and the hosts a lifecycle command (`destroy`, `start`,
+ * `stop`, `restart`) acts on. Loaded only when `--host` or `--host-selector` is given, so the
+ * single-host commands load nothing of it. The work is lib/foundry/fleet.ts's; this module turns
+ * outcomes into lines and exit codes: each failed host on its own line, and exit code 7
+ * (`EXIT_PARTIAL`) when some hosts failed and others did not.
+ * @module
+ */
+import type { Command } from "npm:commander@^15.1.0";
+import {
+  fanOut,
+  HostPool,
+  type HostSelection,
+  HostSelectionError,
+  outcomeSummary,
+  parseParallel,
+  selectHosts,
+} from "../../lib/foundry/fleet.ts";
+import { EXIT_PARTIAL, type HostEntry, type HostOutcome } from "../../lib/foundry/fleet_types.ts";
+import type { FoundryConfig } from "../../lib/foundry/config.ts";
+import type { VmListEntry } from "../../lib/foundry/inventory.ts";
+import type { LabelSelector } from "../../lib/config/selector.ts";
+import type { Libvirt } from "../../lib/libvirt/mod.ts";
+import type { Column } from "../../lib/output/listing.ts";
+import { sanitizeText } from "../../lib/output/sanitize.ts";
+import { errorText, ExitCode, exitCodeFor, type Io, setExitCode } from "../_program.ts";
+import { interruptSignal } from "../_signals.ts";
+import { colorFor, globals, withLibvirt } from "./_context.ts";
+import type { ListFlags, OutputFlags } from "./_inventory.ts";
+import { resolveTargets, type TargetOptions, targetsOrNote, vmExists } from "./_targets.ts";
+
+/** The fleet's root options, as commander (or the front door) gives them. */
+export interface FleetGlobals {
+  host?: string;
+  hostSelector?: string;
+  parallel?: string;
+}
+
+/** The fleet options of `cmd`'s program. */
+export function fleetGlobals(cmd: Command): FleetGlobals {
+  return globals(cmd) as FleetGlobals;
+}
+
+/** Whether the options ask for a fleet. */
+export function isFleet(g: FleetGlobals | undefined): g is FleetGlobals {
+  return g !== undefined && (g.host !== undefined || g.hostSelector !== undefined);
+}
+
+function usage(message: string): Error {
+  return Object.assign(new Error(message), { exitCode: ExitCode.VALIDATION });
+}
+
+/** An open fleet: the chosen hosts, their connection pool and how many at a time. */
+export interface Fleet {
+  hosts: HostEntry[];
+  pool: HostPool;
+  parallel: number;
+}
+
+/** Seconds a host may take to connect: env FOUNDRY_HOST_TIMEOUT (default 10). */
+function hostTimeoutMs(): number | undefined {
+  let text: string | undefined;
+  try {
+    text = Deno.env.get("FOUNDRY_HOST_TIMEOUT") || undefined;
+  } catch { /* no env permission */ }
+  if (text === undefined) return undefined;
+  const s = Number(text);
+  if (!Number.isFinite(s) || s <= 0 || s > 3600) {
+    throw usage(`Invalid host connect timeout '${text.slice(0, 20)}': expected seconds above 0`);
+  }
+  return s * 1000;
+}
+
+/** Chooses the hosts (a bad `--host`/`--host-selector`/`--parallel` is a usage error, exit 2). */
+export function openFleet(config: FoundryConfig, g: FleetGlobals): Fleet {
+  let hosts: HostEntry[];
+  let parallel: number;
+  try {
+    const sel: HostSelection = {};
+    if (g.host !== undefined) sel.host = g.host;
+    if (g.hostSelector !== undefined) sel.hostSelector = g.hostSelector;
+    hosts = selectHosts(config.hosts, sel);
+    parallel = parseParallel(g.parallel);
+  } catch (e) {
+    if (e instanceof HostSelectionError || e instanceof RangeError) throw usage(e.message);
+    throw e;
+  }
+  const signal = interruptSignal();
+  const timeout = hostTimeoutMs();
+  const pool = new HostPool({
+    ...(signal ? { signal } : {}),
+    ...(timeout === undefined ? {} : { connectTimeoutMs: timeout }),
+  });
+  return { hosts, pool, parallel };
+}
+
+/** Runs `fn` on every chosen host (see `fanOut`), then closes the pool. */
+export async function onHosts<T>(
+  fleet: Fleet,
+  fn: (host: HostEntry, lv: Libvirt) => Promise<T>,
+): Promise<HostOutcome<T>[]> {
+  try {
+    return await fanOut(fleet.hosts, fleet.parallel, fleet.pool, fn);
+  } finally {
+    await fleet.pool.closeAll();
+  }
+}
+
+/** One line for a failed host. */
+function hostErrorLine(host: string, err: Error): string {
+  return `Error: host ${host}: ${sanitizeText(errorText(err), { singleLine: true })}\n`;
+}
+
+/**
+ * Prints each failed host on its own line, then, when any failed, throws the summary: exit 7 when
+ * others succeeded, else the failures' own code.
+ */
+export function finishOutcomes(io: Io, outcomes: readonly HostOutcome<unknown>[]): void {
+  for (const o of outcomes) if (!o.ok) io.err(hostErrorLine(o.host, o.error));
+  const { failed, partial } = outcomeSummary(outcomes);
+  if (failed.length === 0) return;
+  const errors = outcomes.flatMap((o) => o.ok ? [] : [o.error]);
+  const code = partial ? EXIT_PARTIAL : Math.max(...errors.map((e) => exitCodeFor(e)));
+  throw Object.assign(
+    new Error(
+      partial
+        ? `${failed.length} of ${outcomes.length} hosts failed: ${failed.join(", ")}`
+        : `every host failed: ${failed.join(", ")}`,
+    ),
+    { exitCode: code },
+  );
+}
+
+/** A VM row with its host. */
+export type HostVmRow = VmListEntry & { host: string };
+
+/** The HOST column followed by list's columns. */
+async function hostColumns(io: Io): Promise<Column<HostVmRow>[]> {
+  const { vmColumns } = await import("./_inventory.ts");
+  return [
+    { header: "HOST", value: (v) => v.host },
+    ...(vmColumns(colorFor(io)) as Column<HostVmRow>[]),
+  ];
+}
+
+async function printHostRows(
+  io: Io,
+  flags: OutputFlags,
+  rows: readonly HostVmRow[],
+  empty?: string,
+): Promise<void> {
+  const { loadYamlWriter, renderListing } = await import("../../lib/output/listing.ts");
+  if (flags.output === "yaml") await loadYamlWriter();
+  const { out, err } = renderListing(rows, {
+    columns: await hostColumns(io),
+    kind: "vm",
+    name: (v) => v.name,
+    format: flags.output,
+    noHeaders: flags.headers === false,
+    ...(empty === undefined ? {} : { empty }),
+  });
+  if (out) io.out(out);
+  if (err) io.err(err);
+}
+
+/** `foundry list --host ...`: every chosen host's VMs, with a HOST column. */
+export async function runFleetList(
+  io: Io,
+  flags: ListFlags,
+  config: FoundryConfig,
+  g: FleetGlobals,
+  selector: LabelSelector | undefined,
+): Promise<void> {
+  if (flags.watch === true) throw usage("list -w works on one host: leave out --host");
+  const fleet = openFleet(config, g);
+  const { listVms } = await import("../../lib/foundry/inventory.ts");
+  const outcomes = await onHosts(fleet, async (host, lv) =>
+    (await listVms(lv, {
+      all: flags.all === true,
+      autostart: flags.output === "wide",
+      ...(selector ? { selector } : {}),
+    })).vms.map((v): HostVmRow => ({ host: host.name, ...v })));
+  const rows = outcomes.flatMap((o) => o.ok ? o.value : []);
+  await printHostRows(io, flags, rows, "No VMs found");
+  finishOutcomes(io, outcomes);
+}
+
+/** `foundry get NAME --host ...`: the VM on whichever chosen host has it. */
+export async function runFleetGet(
+  io: Io,
+  name: string,
+  flags: OutputFlags,
+  config: FoundryConfig,
+  g: FleetGlobals,
+): Promise<void> {
+  const fleet = openFleet(config, g);
+  const { getVm } = await import("../../lib/foundry/inventory.ts");
+  const { VmNotFoundError } = await import("../../lib/foundry/vm_errors.ts");
+  const outcomes = await onHosts(fleet, async (_host, lv) => {
+    try {
+      return await getVm(lv, name.toLowerCase());
+    } catch (e) {
+      if (e instanceof VmNotFoundError) return undefined;
+      throw e;
+    }
+  });
+  const found = outcomes.flatMap((o) => o.ok && o.value ? [{ host: o.host, got: o.value }] : []);
+  const failed = outcomes.some((o) => !o.ok);
+  if (found.length === 0) {
+    for (const o of outcomes) if (!o.ok) io.err(hostErrorLine(o.host, o.error));
+    const searched = outcomes.filter((o) => o.ok).map((o) => o.host);
+    throw Object.assign(
+      new Error(
+        `VM '${sanitizeText(name.slice(0, 100), { singleLine: true })}' not found on ${
+          searched.length
+            ? `host${searched.length > 1 ? "s" : ""} ${searched.join(", ")}`
+            : "any host"
+        }${failed ? " (some hosts did not answer)" : ""}`,
+      ),
+      {
+        exitCode: failed
+          ? (searched.length ? EXIT_PARTIAL : ExitCode.CONNECTION)
+          : ExitCode.VM_OPERATION,
+      },
+    );
+  }
+  if (flags.output === "json") {
+    const { formatJson } = await import("../../lib/output/format.ts");
+    const docs = found.map((f) => ({ host: f.host, ...f.got.vm }));
+    io.out(formatJson(docs.length === 1 ? docs[0] : docs));
+  } else if (flags.output === "yaml") {
+    const { formatYamlDocuments } = await import("../../lib/output/yaml.ts");
+    io.out(formatYamlDocuments(found.map((f) => ({ host: f.host, ...f.got.vm }))));
+  } else {
+    const { getRowOf } = await import("./_inventory.ts");
+    await printHostRows(io, flags, found.map((f) => ({ host: f.host, ...getRowOf(f.got) })));
+  }
+  finishOutcomes(io, outcomes);
+}
+
+/** An `Io` that starts every line with `host: ` (no live status lines: several hosts share it). */
+export function hostIo(io: Io, host: string): Io {
+  const prefix = (write: (s: string) => void) => {
+    let atStart = true;
+    return (s: string) => {
+      if (s === "") return;
+      const lines = s.split("\n");
+      const text = lines.map((l, i) => {
+        const start = i === 0 ? atStart : true;
+        if (i === lines.length - 1 && l === "") return "";
+        return start ? `${host}: ${l}` : l;
+      }).join("\n");
+      atStart = s.endsWith("\n");
+      write(text);
+    };
+  };
+  return { out: prefix(io.out), err: prefix(io.err), isTerminal: false };
+}
+
+/**
+ * The single-host or fleet run of a lifecycle command (see {@linkcode withTargetHosts}): without
+ * `--host`/`--host-selector`, one connection and the targets exactly as before.
+ */
+export function withTargets(
+  cmd: Command,
+  io: Io,
+  config: FoundryConfig,
+  names: readonly string[],
+  opts: TargetOptions,
+  fn: (lv: Libvirt, io: Io, targets: string[]) => Promise<void>,
+): Promise<void> {
+  if (isFleet(fleetGlobals(cmd))) return withTargetHosts(cmd, io, config, names, opts, fn);
+  return withLibvirt(config, async (lv) => fn(lv, io, await targetsOrNote(io, lv, names, opts)));
+}
+
+/**
+ * The fleet run of a lifecycle command: finds the targets on each
+ * chosen host (`-l`: the matching VMs of every host; names: the host that has each, refusing a
+ * name that two hosts have), then calls `fn` per host with its own targets and a host-prefixed
+ * output, at most `--parallel` hosts at once; a failed host is reported on its own line.
+ */
+export async function withTargetHosts(
+  cmd: Command,
+  io: Io,
+  config: FoundryConfig,
+  names: readonly string[],
+  opts: TargetOptions,
+  fn: (lv: Libvirt, io: Io, targets: string[]) => Promise<void>,
+): Promise<void> {
+  const fleet = openFleet(config, fleetGlobals(cmd));
+  const wanted = [...new Set(names.map((n) => n.toLowerCase()))];
+  try {
+    const found = await fanOut(fleet.hosts, fleet.parallel, fleet.pool, async (_h, lv) => {
+      if (opts.selector?.length) return await resolveTargets(lv, names, opts);
+      const here = await Promise.all(wanted.map((n) => vmExists(lv, n)));
+      return wanted.filter((_, i) => here[i]);
+    });
+    let worst = ExitCode.OK as number;
+    const perHost = new Map<string, string[]>();
+    for (const o of found) if (o.ok) perHost.set(o.host, o.value);
+    for (const n of wanted) {
+      const on = [...perHost].filter(([, t]) => t.includes(n)).map(([h]) => h);
+      if (on.length > 1) {
+        io.err(
+          `Error: VM '${n}' exists on hosts ${on.join(", ")}: choose one with --host\n`,
+        );
+        for (const h of on) perHost.set(h, perHost.get(h)!.filter((t) => t !== n));
+        worst = Math.max(worst, ExitCode.VALIDATION);
+      } else if (on.length === 0 && found.every((o) => o.ok)) {
+        if (opts.ignoreNotFound) io.out(`VM '${n}' does not exist; nothing to do\n`);
+        else {
+          io.err(
+            `Error: VM '${n}' not found on hosts ${fleet.hosts.map((h) => h.name).join(", ")}\n`,
+          );
+          worst = Math.max(worst, ExitCode.VM_OPERATION);
+        }
+      }
+    }
+    if (opts.selector?.length && [...perHost.values()].every((t) => t.length === 0)) {
+      io.err(
+        `No VMs match -l ${sanitizeText(opts.selector.join(","), { singleLine: true })}\n`,
+      );
+    }
+    const busy = fleet.hosts.filter((h) => (perHost.get(h.name) ?? []).length > 0);
+    const acted = await fanOut(
+      busy,
+      fleet.parallel,
+      fleet.pool,
+      (h, lv) => fn(lv, hostIo(io, h.name), perHost.get(h.name)!),
+    );
+    // A host that failed to list counts as failed with those that failed to act.
+    const outcomes: HostOutcome<unknown>[] = [
+      ...found.filter((o) => !o.ok),
+      ...acted,
+    ];
+    const reported = outcomes.length > 0 && outcomes.some((o) => !o.ok);
+    if (worst !== ExitCode.OK) setExitCode(cmd, worst);
+    if (reported) {
+      // Hosts with nothing to do succeeded too.
+      const okHosts = fleet.hosts.filter((h) => !outcomes.some((o) => o.host === h.name))
+        .map((h): HostOutcome<unknown> => ({ host: h.name, ok: true, value: undefined }));
+      finishOutcomes(io, [...outcomes, ...okHosts]);
+    }
+  } finally {
+    await fleet.pool.closeAll();
+  }
+}
