@@ -1,0 +1,564 @@
+/**
+ * `--target kubevirt` of `foundry create`, `get`, `list` and `destroy`: the same v1alpha1 spec on a
+ * KubeVirt cluster (lib/foundry/kubevirt.ts does the work). Loaded by those commands with a dynamic
+ * import only when `--target kubevirt` is given: the Kubernetes client costs start-up that the
+ * libvirt path never pays.
+ *
+ * The cluster is found as virtwork finds it (`--kubeconfig`, else in-cluster, `KUBECONFIG`,
+ * `~/.kube/config`; `--context`), namespace `-n` (default `default`).
+ * @module
+ */
+import { ApiException, CustomObjectsApi } from "npm:@kubernetes/client-node@^2.0.1";
+import { LineCounter, parseAllDocuments } from "npm:yaml@^2.9.1";
+import { parseLabelSelector } from "../../lib/config/selector.ts";
+import { ValidationError } from "../../lib/foundry/errors.ts";
+import {
+  type ApiObject,
+  type ClusterObject,
+  createOnCluster,
+  destroyOnCluster,
+  getFromCluster,
+  type KubevirtCluster,
+  type KubevirtManifests,
+  kubevirtManifests,
+  KubevirtMappingError,
+  type KubevirtResource,
+  type KubevirtVmEntry,
+  listFromCluster,
+  MissingNetworkError,
+  NAD_API_VERSION,
+  NAD_RESOURCE,
+  redactedObjects,
+} from "../../lib/foundry/kubevirt.ts";
+import { loadVirtualMachines } from "../../lib/foundry/loader.ts";
+import type { VirtualMachine } from "../../lib/foundry/types.ts";
+import { VmNotFoundError } from "../../lib/foundry/vm_errors.ts";
+import { connect, type KubeClient } from "../../lib/kubevirt/client.ts";
+import { ConnectionError, KubeApiError } from "../../lib/kubevirt/errors.ts";
+import type { KubeObject } from "../../lib/kubevirt/manifests.ts";
+import { formatJson, paint } from "../../lib/output/format.ts";
+import { type Column, loadYamlWriter, renderListing } from "../../lib/output/listing.ts";
+import { sanitizeText } from "../../lib/output/sanitize.ts";
+import { ExitCode, exitCodeFor, type Io, setExitCode } from "../_program.ts";
+import { interruptSignal } from "../_signals.ts";
+import type { Command } from "npm:commander@^15.1.0";
+import { colorFor, envOf, progress } from "./_context.ts";
+
+/** The cluster options every `--target kubevirt` command takes. */
+export interface ClusterFlags {
+  /** `--kubeconfig FILE`. */
+  kubeconfig?: string;
+  /** `--context NAME`. */
+  context?: string;
+  /** `-n, --namespace NAME` (default `default`). */
+  namespace?: string;
+}
+
+/** The options of `foundry create --target kubevirt`. */
+export interface KubevirtCreateFlags extends ClusterFlags {
+  dryRun?: boolean;
+  /** `progress` (default), `json`, or with `--dry-run` `yaml` (default) or `json`. */
+  output?: string;
+  imageUrl?: string;
+  /** `--image NAME=SOURCE`, repeated. */
+  image?: string[];
+  createNetworks?: boolean;
+  storageClass?: string;
+  /** False with `--no-start`. */
+  start?: boolean;
+  /** `--target`: these options need `kubevirt`. */
+  target?: string;
+  /** libvirt options refused on this target. */
+  pool?: string;
+  wait?: string | boolean;
+}
+
+/** Default namespace of the KubeVirt target. */
+export const DEFAULT_NAMESPACE = "default";
+
+function usage(message: string): Error {
+  return Object.assign(new Error(message), { exitCode: ExitCode.VALIDATION });
+}
+
+function namespaceOf(flags: ClusterFlags): string {
+  const ns = flags.namespace ?? DEFAULT_NAMESPACE;
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(ns) || ns.length > 63) {
+    throw usage(`Invalid --namespace '${ns}': expected a lowercase RFC 1123 label`);
+  }
+  return ns;
+}
+
+/** `--image NAME=SOURCE` entries as a map. */
+function imageMap(entries: readonly string[] | undefined): Record<string, string> | undefined {
+  if (!entries?.length) return undefined;
+  const out: Record<string, string> = {};
+  for (const e of entries) {
+    const eq = e.indexOf("=");
+    if (eq <= 0 || eq === e.length - 1) {
+      throw usage(`Invalid --image '${e}': expected NAME=URL or NAME=pvc:NAMESPACE/NAME`);
+    }
+    out[e.slice(0, eq)] = e.slice(eq + 1);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cluster client: lib/kubevirt's KubeClient, and NetworkAttachmentDefinitions beside it.
+
+/** lib/kubevirt's client for the kinds it knows, Multus's custom objects through the same config. */
+class FoundryCluster implements KubevirtCluster {
+  readonly #client: KubeClient;
+  readonly #custom: CustomObjectsApi;
+
+  constructor(client: KubeClient) {
+    this.#client = client;
+    this.#custom = client.kubeConfig.makeApiClient(CustomObjectsApi);
+  }
+
+  /** The same cluster without the interrupt signal, to undo what an interrupted create made. */
+  detached(): FoundryCluster {
+    return new FoundryCluster(this.#client.detached());
+  }
+
+  async #nad<T>(operation: string, fn: () => Promise<T>): Promise<T> {
+    await this.#client.throttle();
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof ApiException) {
+        let body: { reason?: string; message?: string } = {};
+        try {
+          body = typeof e.body === "string" ? JSON.parse(e.body) : (e.body ?? {});
+        } catch {
+          // not a Status: the code alone says enough
+        }
+        throw new KubeApiError(
+          operation,
+          e.code,
+          body.reason ?? "",
+          body.message ?? "no Status message",
+        );
+      }
+      const cause = (e as { cause?: { code?: string } })?.cause;
+      throw new ConnectionError(
+        `${operation}: cannot reach ${this.#client.server}: ${
+          cause?.code ?? (e as Error)?.message ?? String(e)
+        }`,
+        [],
+        { cause: e },
+      );
+    }
+  }
+
+  #coords(namespace: string) {
+    const [group, version] = NAD_API_VERSION.split("/") as [string, string];
+    return { group, version, namespace, plural: NAD_RESOURCE };
+  }
+
+  create(resource: KubevirtResource, namespace: string, obj: ClusterObject): Promise<ApiObject> {
+    if (resource !== NAD_RESOURCE) {
+      return this.#client.create(resource, namespace, obj as KubeObject);
+    }
+    return this.#nad(
+      `create NetworkAttachmentDefinition ${namespace}/${obj.metadata.name}`,
+      () => this.#custom.createNamespacedCustomObject({ ...this.#coords(namespace), body: obj }),
+    );
+  }
+
+  get(resource: KubevirtResource, namespace: string, name: string): Promise<ApiObject> {
+    if (resource !== NAD_RESOURCE) return this.#client.get(resource, namespace, name);
+    return this.#nad(
+      `get NetworkAttachmentDefinition ${namespace}/${name}`,
+      () => this.#custom.getNamespacedCustomObject({ ...this.#coords(namespace), name }),
+    );
+  }
+
+  async list(
+    resource: KubevirtResource,
+    namespace: string,
+    labelSelector?: string,
+  ): Promise<ApiObject[]> {
+    if (resource !== NAD_RESOURCE) return this.#client.list(resource, namespace, labelSelector);
+    const res = await this.#nad(
+      `list NetworkAttachmentDefinition in ${namespace}`,
+      () =>
+        this.#custom.listNamespacedCustomObject({
+          ...this.#coords(namespace),
+          ...(labelSelector ? { labelSelector } : {}),
+        }),
+    );
+    return (res.items ?? []) as ApiObject[];
+  }
+
+  async delete(resource: KubevirtResource, namespace: string, name: string): Promise<void> {
+    if (resource !== NAD_RESOURCE) return this.#client.delete(resource, namespace, name);
+    await this.#nad(
+      `delete NetworkAttachmentDefinition ${namespace}/${name}`,
+      () => this.#custom.deleteNamespacedCustomObject({ ...this.#coords(namespace), name }),
+    );
+  }
+}
+
+/** Connects as virtwork does; no configuration found is a connection error with a hint. */
+function clusterFor(cmd: Command, flags: ClusterFlags): FoundryCluster {
+  const lookup = envOf(cmd);
+  const env: Record<string, string | undefined> = {};
+  for (const k of ["KUBECONFIG", "HOME", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"]) {
+    env[k] = lookup(k);
+  }
+  const signal = interruptSignal();
+  try {
+    const { client } = connect({
+      ...(flags.kubeconfig ? { kubeconfig: flags.kubeconfig } : {}),
+      ...(flags.context ? { context: flags.context } : {}),
+      env,
+      ...(signal ? { signal } : {}),
+    });
+    return new FoundryCluster(client);
+  } catch (e) {
+    if (e instanceof ConnectionError && e.message.startsWith("no cluster configuration found")) {
+      throw new ConnectionError(
+        `${e.message}; pass --kubeconfig or set KUBECONFIG, or try --dry-run, which needs no cluster`,
+        [],
+        { cause: e },
+      );
+    }
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// create
+
+/** Where field `path` of VM `vmName` is in the YAML `text`: its line and column, else the VM's. */
+export function locateField(
+  text: string,
+  vmName: string,
+  path: string,
+): { line: number; column: number } {
+  const lc = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter: lc });
+  const keys: (string | number)[] = [];
+  for (const m of path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)) {
+    keys.push(m[2] !== undefined ? Number(m[2]) : m[1]!);
+  }
+  for (const doc of Array.isArray(docs) ? docs : [docs]) {
+    const name = doc.getIn?.(["metadata", "name"]);
+    if (typeof name !== "string" || name.toLowerCase() !== vmName) continue;
+    for (let n = keys.length; n >= 0; n--) {
+      const node = n === 0 ? doc.contents : doc.getIn(keys.slice(0, n), true);
+      const at = (node as { range?: [number, number, number] } | undefined)?.range?.[0];
+      if (at !== undefined) {
+        const pos = lc.linePos(at);
+        return { line: pos.line, column: pos.col };
+      }
+    }
+  }
+  return { line: 1, column: 1 };
+}
+
+/** A mapping error as the loader reports bad input: `file:line:column path: message`. */
+function asValidationError(file: string, text: string, e: KubevirtMappingError): ValidationError {
+  const { line, column } = locateField(text, e.vmName, e.path);
+  return new ValidationError([{
+    file,
+    line,
+    column,
+    path: e.path,
+    message: e.message.slice(e.path.length + 2),
+  }], { cause: e });
+}
+
+/** Every VM's objects, or the first mapping error as a ValidationError (exit 2). */
+async function manifestsOf(
+  file: string,
+  vms: readonly VirtualMachine[],
+  flags: KubevirtCreateFlags,
+  namespace: string,
+): Promise<KubevirtManifests[]> {
+  const images = imageMap(flags.image);
+  const out: KubevirtManifests[] = [];
+  for (const vm of vms) {
+    try {
+      out.push(kubevirtManifests(vm, {
+        namespace,
+        ...(flags.imageUrl !== undefined ? { imageUrl: flags.imageUrl } : {}),
+        ...(images ? { images } : {}),
+        ...(flags.storageClass !== undefined ? { storageClass: flags.storageClass } : {}),
+        noStart: flags.start === false,
+      }));
+    } catch (e) {
+      if (e instanceof KubevirtMappingError) {
+        throw asValidationError(file, await Deno.readTextFile(file), e);
+      }
+      throw e;
+    }
+  }
+  return out;
+}
+
+/** `foundry create FILE --target kubevirt`. */
+export async function kubevirtCreate(
+  io: Io,
+  file: string,
+  flags: KubevirtCreateFlags,
+  cmd: Command,
+): Promise<void> {
+  if (flags.target !== "kubevirt") {
+    throw usage(
+      "--dry-run, --image-url, --image, --create-networks, --storage-class, --kubeconfig, " +
+        "--context and --namespace need --target kubevirt",
+    );
+  }
+  if (flags.pool !== undefined) throw usage("--pool has no meaning with --target kubevirt");
+  if (flags.wait !== undefined) throw usage("--wait is not available with --target kubevirt");
+  const dryRun = flags.dryRun === true;
+  const output = flags.output === undefined || flags.output === "progress"
+    ? (dryRun ? "yaml" : "progress")
+    : flags.output;
+  const allowed = dryRun ? ["yaml", "json"] : ["progress", "json"];
+  if (!allowed.includes(output)) {
+    throw usage(
+      `Invalid output format '${output}': expected one of ${allowed.join(", ")}${
+        dryRun ? " with --dry-run" : ""
+      }`,
+    );
+  }
+  if (flags.imageUrl !== undefined && flags.image?.length) {
+    throw usage("Give --image-url or --image NAME=SOURCE, not both");
+  }
+  const namespace = namespaceOf(flags);
+  // The file and the mapping are checked before any connection: bad input never reaches the cluster.
+  const vms = await loadVirtualMachines(file);
+  const all = await manifestsOf(file, vms, flags, namespace);
+  for (const [i, m] of all.entries()) {
+    for (const note of m.notes) io.err(`note: VM ${vms[i]!.metadata.name}: ${note}\n`);
+  }
+  if (dryRun) return printObjects(io, all, flags.createNetworks === true, output);
+
+  const api = clusterFor(cmd, flags);
+  const say = output === "json" ? () => {} : progress(io);
+  const results: { name: string; namespace: string; outcome: string; created: string[] }[] = [];
+  for (const m of all) {
+    const name = m.vm.metadata.name;
+    if (output !== "json") io.out(`Creating VM '${name}' in namespace ${namespace}...\n`);
+    try {
+      const r = await createOnCluster(api, m, {
+        createNetworks: flags.createNetworks === true,
+        rollbackApi: api.detached(),
+        onStep: (_step, detail) => say(`${detail} created`),
+      });
+      results.push({ name, namespace, outcome: r.outcome, created: r.created });
+      if (output !== "json") {
+        io.out(
+          r.outcome === "unchanged"
+            ? `VM '${name}' unchanged (exists with the same spec)\n`
+            : `Successfully created VM '${name}'\n`,
+        );
+      }
+    } catch (e) {
+      if (e instanceof MissingNetworkError) {
+        throw Object.assign(e, { exitCode: ExitCode.VALIDATION });
+      }
+      if (results.length === 0) throw e;
+      // The VMs before this one stay, as the libvirt path keeps them; say what exists.
+      io.err(`Error: ${sanitizeText((e as Error).message, { singleLine: true })}\n`);
+      io.err(
+        `created before the failure: ${results.map((r) => r.name).join(", ")}\n`,
+      );
+      setExitCode(cmd, exitCodeFor(e));
+      break;
+    }
+  }
+  if (output === "json") io.out(formatJson(results));
+}
+
+/** Prints the objects of a dry run: NADs (with `--create-networks`), Secrets redacted, VMs. */
+async function printObjects(
+  io: Io,
+  all: readonly KubevirtManifests[],
+  withNetworks: boolean,
+  output: string,
+): Promise<void> {
+  const objects: ClusterObject[] = [];
+  const nads = new Set<string>();
+  for (const m of all) {
+    for (const o of redactedObjects(m, withNetworks)) {
+      if (o.kind === "NetworkAttachmentDefinition") {
+        if (nads.has(o.metadata.name)) continue;
+        nads.add(o.metadata.name);
+      }
+      objects.push(o);
+    }
+  }
+  if (all.some((m) => m.secret)) {
+    io.err("note: Secret data is redacted in this output; create sends the real data\n");
+  }
+  if (output === "json") {
+    return io.out(formatJson({ apiVersion: "v1", kind: "List", items: objects }));
+  }
+  const { formatYamlDocuments } = await import("../../lib/output/yaml.ts");
+  io.out(formatYamlDocuments(objects));
+}
+
+// ---------------------------------------------------------------------------------------------
+// get and list
+
+/** `-o` and `--no-headers`, as list and get receive them. */
+export interface KubevirtOutputFlags extends ClusterFlags {
+  output: "table" | "wide" | "name" | "json" | "yaml";
+  headers?: boolean;
+}
+
+/** Age of `iso` at `now`, as kubectl shows it: `45s`, `12m`, `5h`, `3d`. */
+export function ageOf(iso: string, now = Date.now()): string {
+  const t = Date.parse(iso);
+  if (!Number.isFinite(t)) return "-";
+  const s = Math.max(0, Math.floor((now - t) / 1000));
+  if (s < 120) return `${s}s`;
+  if (s < 120 * 60) return `${Math.floor(s / 60)}m`;
+  if (s < 48 * 3600) return `${Math.floor(s / 3600)}h`;
+  return `${Math.floor(s / 86400)}d`;
+}
+
+function columns(color: boolean): Column<KubevirtVmEntry>[] {
+  return [
+    { header: "NAME", value: (v) => v.name },
+    {
+      header: "PHASE",
+      value: (v) => paint(v.phase, v.phase === "Running" ? "green" : "dim", color),
+    },
+    { header: "VCPUS", value: (v) => String(v.vcpus) },
+    {
+      header: "MEMORY",
+      value: (v) => v.memoryMiB % 1024 === 0 ? `${v.memoryMiB / 1024} GiB` : `${v.memoryMiB} MiB`,
+    },
+    { header: "IP", value: (v) => v.ip },
+    { header: "AGE", value: (v) => ageOf(v.createdAt) },
+    {
+      header: "LABELS",
+      value: (v) =>
+        Object.entries(v.labels).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
+          .map(([k, x]) => `${k}=${x}`).join(",") || "<none>",
+      wide: true,
+    },
+  ];
+}
+
+async function printEntries(
+  io: Io,
+  flags: KubevirtOutputFlags,
+  entries: readonly KubevirtVmEntry[],
+  empty?: string,
+): Promise<void> {
+  if (flags.output === "yaml") await loadYamlWriter();
+  const { out, err } = renderListing(entries, {
+    columns: columns(colorFor(io)),
+    kind: "vm",
+    name: (v) => v.name,
+    format: flags.output,
+    noHeaders: flags.headers === false,
+    // json and yaml show the v1alpha1 documents, as the libvirt list's rows are its data.
+    ...(empty === undefined ? {} : { empty }),
+  });
+  if (out) io.out(out);
+  if (err) io.err(err);
+}
+
+/** `foundry get NAME --target kubevirt`: the stored v1alpha1 document with status from the VMI. */
+export async function kubevirtGet(
+  io: Io,
+  name: string,
+  flags: KubevirtOutputFlags,
+  cmd: Command,
+): Promise<void> {
+  const namespace = namespaceOf(flags);
+  const entry = await getFromCluster(clusterFor(cmd, flags), namespace, name.toLowerCase());
+  if (flags.output === "json") return io.out(formatJson(entry.vm));
+  if (flags.output === "yaml") {
+    const { formatYamlDocuments } = await import("../../lib/output/yaml.ts");
+    return io.out(formatYamlDocuments([entry.vm]));
+  }
+  await printEntries(io, flags, [entry]);
+}
+
+/** `foundry list --target kubevirt [-l SELECTOR]`: foundry's VMs in the namespace. */
+export async function kubevirtList(
+  io: Io,
+  flags: KubevirtOutputFlags & { selector?: string[]; all?: boolean; watch?: boolean },
+  cmd: Command,
+): Promise<void> {
+  if (flags.all === true || flags.watch === true) {
+    throw usage(`--${flags.all ? "all" : "watch"} is not available with --target kubevirt`);
+  }
+  const namespace = namespaceOf(flags);
+  let selector: string | undefined;
+  if (flags.selector?.length) {
+    try {
+      parseLabelSelector(flags.selector);
+    } catch (e) {
+      throw usage((e as Error).message);
+    }
+    selector = flags.selector.join(",");
+  }
+  const entries = await listFromCluster(clusterFor(cmd, flags), namespace, selector);
+  if (flags.output === "json" || flags.output === "yaml") {
+    const docs = entries.map((e) => e.vm);
+    if (flags.output === "json") return io.out(formatJson(docs));
+    const { formatYamlDocuments } = await import("../../lib/output/yaml.ts");
+    return io.out(docs.length ? formatYamlDocuments(docs) : "");
+  }
+  await printEntries(io, flags, entries, `No VMs found in namespace ${namespace}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// destroy
+
+/** `foundry destroy NAME... --target kubevirt` (or `-l SELECTOR`). */
+export async function kubevirtDestroy(
+  io: Io,
+  names: readonly string[],
+  flags: ClusterFlags & { selector?: string[]; ignoreNotFound?: boolean },
+  cmd: Command,
+): Promise<void> {
+  const namespace = namespaceOf(flags);
+  const selector = flags.selector ?? [];
+  if (names.length > 0 && selector.length > 0) {
+    throw usage("Give VM names or -l SELECTOR, not both");
+  }
+  if (names.length === 0 && selector.length === 0) {
+    throw usage("Give at least one VM name, or -l SELECTOR");
+  }
+  if (selector.length) {
+    try {
+      parseLabelSelector(selector);
+    } catch (e) {
+      throw usage((e as Error).message);
+    }
+  }
+  const api = clusterFor(cmd, flags);
+  const targets = selector.length
+    ? (await listFromCluster(api, namespace, selector.join(","))).map((e) => e.name)
+    : [...new Set(names.map((n) => n.toLowerCase()))];
+  if (selector.length && targets.length === 0) {
+    io.err(`No VMs match the selector in namespace ${namespace}\n`);
+  }
+  let worst = 0;
+  for (const name of targets) {
+    try {
+      io.out(`Destroying VM '${name}' in namespace ${namespace}...\n`);
+      const r = await destroyOnCluster(api, namespace, name);
+      for (const d of r.deleted) io.out(`deleted ${d}\n`);
+      io.out(`Successfully destroyed VM '${name}'\n`);
+    } catch (e) {
+      if (e instanceof VmNotFoundError && flags.ignoreNotFound === true) {
+        io.out(`VM '${name}' does not exist in namespace ${namespace}\n`);
+        continue;
+      }
+      if (targets.length === 1) throw e;
+      io.err(`Error: ${sanitizeText((e as Error).message, { singleLine: true })}\n`);
+      worst = Math.max(worst, exitCodeFor(e));
+    }
+  }
+  if (worst !== 0) setExitCode(cmd, worst);
+}
