@@ -366,3 +366,18 @@ export type {
   ResizeRequest,
   ResizeResult,
 } from "./resize.ts";
+// Declarative: apply's planner and executor, the plan vocabulary.
+export {
+  ADOPTED_ANNOTATION,
+  ApplyIncompleteError,
+  ApplyRefusedError,
+  applyVm,
+  planVm,
+  pruneCandidates,
+  readCurrentVm,
+  refusedChanges,
+} from "./apply.ts";
+export type { ApplyOptions, ApplyResult, CurrentVm, PlanOptions } from "./apply.ts";
+export type { DomainSizes } from "./resize.ts";
+export { CHANGE_CLASSES, PLAN_ACTIONS } from "./plan_types.ts";
+export type { ChangeClass, PlanAction, SpecChange, VmPlan } from "./plan_types.ts";
