@@ -194,8 +194,18 @@ function installMediaSource(
  *
  * Disks: `vda` is the boot volume `{name}_boot` (qcow2), data disks are `{name}_data-{device}` (qcow2)
  * on their named virtio device with their `serial` when the spec gives one, and the seed `{name}_cloudinit` (raw ISO) is `sda` on a virtio-scsi
- * controller. Every interface is a bridge interface with MAC `be:ef:<ip hex>` and tap `vm<ip hex>`.
+ * controller. Every interface is a bridge interface with MAC `be:ef:<ip hex>` and tap `vm<ip hex>`
+ * (an interface's own `mac` wins; one without `ip` gets libvirt's tap name).
  * The full spec is stored under `<metadata>` (see `metadata.ts`).
+ *
+ * `bootDisk.volume` and `dataDisks[].volume` are used as they are (a pool volume or a file, the
+ * format from `existingDiskFormats`). `installMedia` is the CD-ROM `sdb` with `<boot order="1">`,
+ * `vda` gets order 2 and `<os>` no `<boot dev>`. `cpu` gives `<topology>` (see {@link cpuTopology})
+ * and `numa` the `<numa>` cells, whose sum libvirt makes `<memory>`. `graphics` is one
+ * `<graphics autoport="yes">` listening on its address, with `graphicsPassword` as `passwd`.
+ *
+ * @throws {TypeError} when `graphicsPassword` is not printable ASCII (the message never shows it)
+ * @throws {RangeError} when a VNC `graphicsPassword` is longer than 8 characters
  */
 export function buildDomainXml(vm: VirtualMachine, options: DomainXmlOptions): string {
   const name = vm.metadata.name;

@@ -2,7 +2,10 @@
  * Loads `VirtualMachine` documents from YAML, normalises them and checks every rule of the format.
  *
  * All problems of a file are collected and thrown together as one {@link ValidationError}; each names the
- * file, line, column and field path of the offending node.
+ * file, line, column and field path of the offending node. `VirtualMachineTemplate` documents (in the
+ * same file, or any file of one {@link loadFoundryDocuments} call) are merged under the VMs that name
+ * them in `spec.templateRef` before those are checked, and a problem in a field a template gave names
+ * the template's file and line.
  *
  * @example
  * ```ts
