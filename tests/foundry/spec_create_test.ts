@@ -152,6 +152,9 @@ libvirtTest(
       assert.match(cdrom, /<readonly\/>/);
       assert.match(cdrom, /<boot order='1'\/>/, "the ISO boots first");
       assert.match(diskOf(xml, "vda"), /<boot order='2'\/>/, "then the disk");
+      await Deno.writeTextFile(`${fx.dir}/h2-iso.xml`, xml);
+      const valid = await run("virt-xml-validate", [`${fx.dir}/h2-iso.xml`, "domain"]);
+      assert.equal(valid.code, 0, valid.stderr + valid.stdout);
       // The boot disk is an empty qcow2 volume, no overlay of anything.
       const pool = await fx.lv.storagePoolLookupByName(fx.config.vmsPool);
       const boot = await fx.lv.storageVolGetXmlDesc(
@@ -340,10 +343,22 @@ libvirtTest(
       );
       assert.equal((await fx.lv.listAllDomains()).some((d) => d.name === refusedName), false);
 
+      const cfg = await writeConfigFile(fx);
+      const audit = `${fx.dir}/audit.db`;
+      const cli = async (...args: string[]) => {
+        const c = capture();
+        const code = await main(["--config", cfg, "--audit-db", audit, ...args], c.io);
+        return { code, out: c.out(), err: c.err() };
+      };
+      // Through the CLI, so that the audit trail is written too.
       await Deno.chmod(secret, 0o600);
       const name = uniqueName("h2");
       names.push(name);
-      await createVm(fx.lv, h2Vm(fx, name, spec), { config: fx.config });
+      const file = `${fx.dir}/h2-graphics.yaml`;
+      await Deno.writeTextFile(file, JSON.stringify(h2Vm(fx, name, spec)));
+      const made = await cli("create", file);
+      assert.equal(made.code, 0, made.err);
+      assert.ok(!made.out.includes(password) && !made.err.includes(password));
       const d = await fx.lv.domainLookupByName(name);
       const dump = await run("virsh", ["-c", "qemu:///system", "dumpxml", name]);
       assert.equal(dump.code, 0, dump.stderr);
@@ -361,16 +376,18 @@ libvirtTest(
       const stored = await fx.lv.domainGetMetadata(d, MetadataType.ELEMENT, METADATA_NAMESPACE);
       assert.ok(!stored.includes(password), "not in the stored spec");
       assert.ok(stored.includes(secret), "the stored spec keeps the file's path");
-
-      const cfg = await writeConfigFile(fx);
-      const cli = async (...args: string[]) => {
-        const c = capture();
-        const code = await main(
-          ["--config", cfg, "--audit-db", `${fx.dir}/audit.db`, ...args],
-          c.io,
-        );
-        return { code, out: c.out(), err: c.err() };
-      };
+      // The audit database and its journal, as bytes: the password is in neither.
+      let auditBytes = "";
+      for (const f of Deno.readDirSync(fx.dir)) {
+        if (!f.name.startsWith("audit.db")) continue;
+        auditBytes += new TextDecoder("latin1").decode(await Deno.readFile(`${fx.dir}/${f.name}`));
+      }
+      assert.ok(auditBytes.includes(name), "the audit trail has the create");
+      assert.equal(auditBytes.includes(password), false, "not in the audit trail");
+      const xmlFile = `${fx.dir}/h2-graphics.xml`;
+      await Deno.writeTextFile(xmlFile, secure.stdout);
+      const valid = await run("virt-xml-validate", [xmlFile, "domain"]);
+      assert.equal(valid.code, 0, valid.stderr + valid.stdout);
       const text = await cli("console", name, "--graphics");
       assert.equal(text.code, 0, text.err);
       assert.match(text.out, /^vnc:\/\/127\.0\.0\.1:(\d+)\n$/);
