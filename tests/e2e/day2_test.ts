@@ -15,7 +15,7 @@ export interface Day2Steps {
 }
 
 /** The steps, in the order they run on the shared guest. */
-const STEPS = ["console", "agent", "describe", "resize", "snapshot"] as const;
+const STEPS = ["console", "agent", "describe", "resize", "apply", "snapshot"] as const;
 
 const missing = firstMissing(
   libvirtSkipReason,
