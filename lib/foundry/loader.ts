@@ -265,6 +265,7 @@ export function parseFoundryDocuments(inputs: readonly SpecText[]): FoundryDocum
   }
   const vms: VirtualMachine[] = [];
   const sources = new Map<string, string>();
+  const usable = [...templates.values()].filter((t) => t.broken !== true);
   for (const { checker, doc, contents, line } of pendingVms) {
     checker.doc = doc;
     checker.docLine = line;
@@ -297,7 +298,7 @@ export function parseFoundryDocuments(inputs: readonly SpecText[]): FoundryDocum
   if (shared.problems.length > 0) {
     throw new ValidationError(sortedProblems(shared.problems, inputs));
   }
-  return { vms, templates: [...templates.values()].map((t) => t.value), sources };
+  return { vms, templates: usable.map((t) => t.value), sources };
 }
 
 /** Problems in file order then position, duplicates dropped, at most PROBLEMS_SHOWN and a count. */
@@ -501,6 +502,8 @@ interface ParsedTemplate {
   metadata: Node | undefined;
   /** `spec.template.spec`, merged under the VM's spec. */
   spec: Node | undefined;
+  /** The template has problems (reported): its VMs are not checked, which would repeat them. */
+  broken?: boolean;
 }
 
 class Checker {
@@ -683,6 +686,10 @@ class Checker {
         continue;
       }
       const fieldPath = join(path, key);
+      // A template's own check reported its unknown spec fields already.
+      if (!allowed.includes(key) && path === "spec" && this.shared.origins.has(keyNode as object)) {
+        continue;
+      }
       if (!allowed.includes(key)) {
         const hint = suggest(key, allowed);
         if (hint !== undefined) this.#suggested.add(join(path, hint));
@@ -841,6 +848,7 @@ class Checker {
     if (f === undefined) return undefined;
     // The template's defaults go under the VM's own fields before anything is checked.
     const template = this.referencedTemplate(f.get("spec")?.node);
+    if (template?.broken === true) return undefined;
     for (const [key, under] of [["metadata", template?.metadata], ["spec", template?.spec]]) {
       const field = f.get(key as string);
       if (under === undefined || field?.node === undefined || !isMap(field.node)) continue;
@@ -999,8 +1007,23 @@ class Checker {
         );
       }
     }
-    if (this.problems.length > before || name === undefined || tplSpecNode === undefined) {
-      return undefined;
+    if (name === undefined) return undefined;
+    if (this.problems.length > before || tplSpecNode === undefined) {
+      const value: VirtualMachineTemplate = {
+        apiVersion: API_VERSION,
+        kind: TEMPLATE_KIND,
+        metadata: { name },
+        spec: { template: { spec: {} } },
+      };
+      return {
+        value,
+        checker: this,
+        line: this.docLine,
+        nameNode: meta?.get("name")?.node,
+        metadata: undefined,
+        spec: undefined,
+        broken: true,
+      };
     }
     this.own(node);
     let specValue: Partial<VirtualMachineSpec>;

@@ -1393,6 +1393,9 @@ Deno.test("templates: unknown names, chains and bad template documents are refus
     "spec.template.spec.vcpu",
     'did you mean "vcpus"',
   );
+  // Said once, by the template, not again by each VM that uses it.
+  const once = problems(template("base", { ...BASE, vcpu: 2 }) + "---\n" + fromTemplate("base"));
+  assert.deepEqual(once.problems.map((p) => p.path), ["spec.template.spec.vcpu"]);
   rejects(
     template("base", BASE) + "---\n" + template("base", BASE) + "---\n" + doc(),
     "metadata.name",
