@@ -48,6 +48,13 @@ const FOUNDRY_ROOT_LONG = { "-c": "--connect", "-v": "--verbose" } as const;
 
 const OUTPUT = { names: ["-o", "--output"], key: "output", kind: "value" } as const;
 const NO_HEADERS = { names: ["--no-headers"], key: "headers", kind: "flag" } as const;
+/** Issue 16: `--target kubevirt` and its cluster options (that target goes through commander). */
+const TARGET = [
+  { names: ["--target"], key: "target", kind: "value", choices: ["libvirt", "kubevirt"] },
+  { names: ["--kubeconfig"], key: "kubeconfig", kind: "value" },
+  { names: ["--context"], key: "context", kind: "value" },
+  { names: ["-n", "--namespace"], key: "namespace", kind: "value" },
+] as const;
 
 /**
  * The commands the front door runs without loading commander (`list`, `get`: the ones run most,
@@ -64,6 +71,7 @@ export const FOUNDRY_FAST_COMMANDS: readonly FastCommandSpec[] = [
       { names: ["-a", "--all"], key: "all", kind: "flag" },
       { names: ["-l", "--selector"], key: "selector", kind: "list" },
       { names: ["-w", "--watch"], key: "watch", kind: "flag" }, // issue 14: list -w
+      ...TARGET,
       { ...OUTPUT, choices: ["table", "wide", "name", "json", "yaml"] },
       NO_HEADERS,
     ],
@@ -73,7 +81,11 @@ export const FOUNDRY_FAST_COMMANDS: readonly FastCommandSpec[] = [
     words: ["get"],
     name: "get",
     operands: 1,
-    options: [{ ...OUTPUT, choices: ["yaml", "json", "name", "table", "wide"] }, NO_HEADERS],
+    options: [
+      ...TARGET,
+      { ...OUTPUT, choices: ["yaml", "json", "name", "table", "wide"] },
+      NO_HEADERS,
+    ],
     defaults: { output: "yaml", headers: true },
   },
 ];
@@ -88,12 +100,13 @@ export async function main(args: string[], io?: Io, deps: FoundryDeps = {}): Pro
     (io?.out ?? writeStdout)(`${denoConfig.version}\n`);
     return 0;
   }
-  const fast = readFastCommand(
+  const read = readFastCommand(
     args,
     FOUNDRY_ROOT_OPTIONS,
     FOUNDRY_ROOT_LONG,
     FOUNDRY_FAST_COMMANDS,
   );
+  const fast = read?.options.target === "kubevirt" ? undefined : read;
   const { runFoundry } = await import("./_foundry_program.ts");
   return runFoundry(args, io, deps, launch.word, fast);
 }

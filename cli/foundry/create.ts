@@ -1,4 +1,4 @@
-import { Command } from "npm:commander@^15.1.0";
+import { Command, Option } from "npm:commander@^15.1.0";
 import type { CreateResult, CreateStep } from "../../lib/foundry/vm.ts";
 import type { CreateSummary } from "../../lib/foundry/create_many.ts";
 import { formatJson, sanitizeText } from "../../lib/output/mod.ts";
@@ -8,6 +8,9 @@ import { timeoutMs, waitWithProgress } from "./wait.ts";
 import { withFoundryAudit } from "../_audit.ts";
 import { interruptSignal } from "../_signals.ts";
 import { checkChoice, configFor, progress, withLibvirt } from "./_context.ts";
+
+const TARGETS = ["libvirt", "kubevirt"];
+const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
 
 const LABELS: Record<CreateStep, string> = {
   validate: "Configuration validated",
@@ -32,6 +35,15 @@ export function createCommand(io: Io): Command {
     .option("--wait [stage]", "then wait for agent, ip or cloud-init (default cloud-init)")
     .option("--timeout <seconds>", "with --wait: give up after this long", "600")
     .option("-o, --output <format>", "progress (default) or json", "progress")
+    .addOption(new Option("--target <target>", "kubevirt or libvirt (default)").choices(TARGETS))
+    .option("--kubeconfig <path>", "kubevirt: kubeconfig file (default: in-cluster, KUBECONFIG)")
+    .option("--context <name>", "kubevirt: kubeconfig context")
+    .option("-n, --namespace <name>", "kubevirt: namespace (default: default)")
+    .option("--dry-run", "kubevirt: print the objects (-o yaml|json), create nothing")
+    .option("--image-url <source>", "kubevirt: boot image of every VM, http(s) URL or pvc:NS/NAME")
+    .option("--image <name=source>", "kubevirt: boot image for a spec's image (repeat)", collect)
+    .option("--create-networks", "kubevirt: create missing NetworkAttachmentDefinitions")
+    .option("--storage-class <name>", "kubevirt: storage class of the DataVolumes")
     .addHelpText(
       "after",
       "\nExamples:\n  foundry create examples/simple-vm.yaml\n  foundry --connect qemu+ssh://root@host/system create vm.yaml -o json\n",
@@ -47,6 +59,11 @@ export function createCommand(io: Io): Command {
       },
       cmd,
     ) => {
+      // issue 16: the KubeVirt target (its module loaded only then; it refuses kubevirt: options alone)
+      const given = (o: Option) => cmd.getOptionValueSource(o.attributeName()) !== undefined;
+      if (cmd.options.some((o: Option) => o.description.startsWith("kubevirt") && given(o))) {
+        return (await import("./_kubevirt_target.ts")).kubevirtCreate(io, file, opts, cmd);
+      }
       checkChoice(opts.output, ["progress", "json"], "output format");
       const until = typeof opts.wait === "string"
         ? opts.wait

@@ -1,4 +1,4 @@
-import { Command } from "npm:commander@^15.1.0";
+import { Command, Option } from "npm:commander@^15.1.0";
 import { sanitizeText } from "../../lib/output/sanitize.ts";
 import { type Io, isTerminalIo } from "../_program.ts";
 import { withFoundryAudit } from "../_audit.ts";
@@ -7,6 +7,8 @@ import { openStatusLine, stageLine, type StatusLine } from "../_status.ts";
 import { configFor, envOf } from "./_context.ts";
 import { withTargets } from "./_fleet.ts";
 import { checkTargets, forEachTarget, type TargetOptions, targetOptions } from "./_targets.ts";
+
+const TARGETS = ["libvirt", "kubevirt"];
 
 /**
  * `foundry destroy NAME...`: graceful shutdown, forced after the timeout, undefine, delete
@@ -19,6 +21,10 @@ export function destroyCommand(io: Io): Command {
   )
     .option("--timeout <seconds>", "wait this long for a graceful shutdown before forcing off")
     .option("--force", "also remove a domain foundry did not create (its disks are kept)")
+    .addOption(new Option("--target <target>", "libvirt (default) or kubevirt").choices(TARGETS))
+    .option("--kubeconfig <path>", "kubevirt: kubeconfig file (default: in-cluster, KUBECONFIG)")
+    .option("--context <name>", "kubevirt: kubeconfig context")
+    .option("-n, --namespace <name>", "kubevirt: namespace (default: default)")
     .addHelpText(
       "after",
       "\nOnly the volumes foundry created for the VM are deleted (recorded at create time), and only\n" +
@@ -30,7 +36,14 @@ export function destroyCommand(io: Io): Command {
         "  foundry destroy -l role=web\n  foundry destroy web-01 --ignore-not-found\n",
     )
     .action(
-      async (names: string[], opts: TargetOptions & { timeout?: string; force?: boolean }, cmd) => {
+      async (
+        names: string[],
+        opts: TargetOptions & { timeout?: string; force?: boolean; target?: string },
+        cmd,
+      ) => {
+        if (opts.target === "kubevirt") { // issue 16: the KubeVirt target, loaded only when asked for
+          return (await import("./_kubevirt_target.ts")).kubevirtDestroy(io, names, opts, cmd);
+        }
         checkTargets(names, opts);
         const flagSeconds = opts.timeout === undefined ? undefined : positiveSeconds(opts.timeout);
         const config = await configFor(cmd);

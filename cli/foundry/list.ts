@@ -1,4 +1,4 @@
-import { Command } from "npm:commander@^15.1.0";
+import { Command, Option } from "npm:commander@^15.1.0";
 import { addListingOptions } from "../_listing.ts";
 import type { Io } from "../_program.ts";
 import { configFor, globals } from "./_context.ts";
@@ -8,6 +8,7 @@ import { type ListFlags, runList } from "./_inventory.ts";
 export { ipCell, vmColumns } from "./_inventory.ts";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
+const TARGETS = ["libvirt", "kubevirt"];
 
 /** `foundry list` (alias `ls`): NAME STATE VCPUS MEMORY IP of foundry's VMs (`--all`: every domain). */
 export function listCommand(io: Io): Command {
@@ -22,7 +23,11 @@ export function listCommand(io: Io): Command {
       collect,
       [],
     )
-    .option("-w, --watch", "after the listing, print each VM whose row changes, until Ctrl-C");
+    .option("-w, --watch", "after the listing, print each VM whose row changes, until Ctrl-C")
+    .addOption(new Option("--target <target>", "libvirt (default) or kubevirt").choices(TARGETS))
+    .option("--kubeconfig <path>", "kubevirt: kubeconfig file (default: in-cluster, KUBECONFIG)")
+    .option("--context <name>", "kubevirt: kubeconfig context")
+    .option("-n, --namespace <name>", "kubevirt: namespace (default: default)");
   return addListingOptions(cmd)
     .addHelpText(
       "after",
@@ -34,7 +39,9 @@ export function listCommand(io: Io): Command {
         "\nreports events (state, agent, reboot, ...): -o json prints one JSON object a line; a VM" +
         "\nthat went away shows state 'deleted'. Ctrl-C ends it (exit 130).\n",
     )
-    .action((opts: ListFlags, cmd: Command) =>
-      runList(io, opts, () => configFor(cmd), globals(cmd) as FleetGlobals)
+    .action(async (opts: ListFlags & { target?: string }, cmd: Command) =>
+      opts.target === "kubevirt" // issue 16: the KubeVirt target, loaded only when asked for
+        ? (await import("./_kubevirt_target.ts")).kubevirtList(io, opts, cmd)
+        : runList(io, opts, () => configFor(cmd), globals(cmd) as FleetGlobals)
     );
 }

@@ -1,0 +1,392 @@
+/**
+ * `foundry create|get|list|destroy --target kubevirt` through main(), against the Kubernetes API
+ * test server (real HTTP, the real `@kubernetes/client-node`, VirtualMachines validated against
+ * KubeVirt's schema on create).
+ */
+import assert from "node:assert/strict";
+import { main } from "../../cli/foundry.ts";
+import { FAKE_PASSWORD_HASH, fakeSshKey } from "../../lib/foundry/_testdata.ts";
+import { loadVirtualMachines } from "../../lib/foundry/loader.ts";
+import { K8sTestServer, type RequestInfo } from "../virtwork/k8s_server.ts";
+import { kubevirtValidator } from "../virtwork/_helpers.ts";
+import { formatProblems } from "../virtwork/openapi_validator.ts";
+
+const NS = "h5-ns";
+const IMAGE = "https://images.example.org/debian-12.qcow2";
+// deno-lint-ignore no-explicit-any
+type Any = any;
+
+function capture() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return {
+    out,
+    err,
+    io: { out: (s: string) => void out.push(s), err: (s: string) => void err.push(s) },
+    text: () => out.join(""),
+    errText: () => err.join(""),
+  };
+}
+
+/** Everything any run printed, to check no secret was among it. */
+const printed: string[] = [];
+
+async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const c = capture();
+  const code = await main(args, c.io, { env: { HOME: "/nonexistent-h5" } });
+  printed.push(c.text(), c.errText());
+  return { code, out: c.text(), err: c.errText() };
+}
+
+function vmYaml(name: string, bridges: string[], extra = ""): string {
+  const nics = bridges.map((b, i) =>
+    `    - ip: 192.0.2.${20 + i}/24\n      gateway: 192.0.2.1\n      bridge: ${b}\n` +
+    (i > 0 ? "      defaultRoute: false\n" : "")
+  ).join("");
+  return `apiVersion: foundry.cofront.xyz/v1alpha1
+kind: VirtualMachine
+metadata:
+  name: ${name}
+  labels:
+    role: web
+    owner: h5
+spec:
+  vcpus: 2
+  memoryGiB: 1
+  bootDisk:
+    sizeGB: 10
+    image: debian-12.qcow2
+  dataDisks:
+    - device: vdb
+      sizeGB: 2
+  networkInterfaces:
+${nics}  cloudInit:
+    fqdn: ${name}.example.org
+    sshAuthorizedKeys:
+      - ${fakeSshKey()}
+    passwordHash: "${FAKE_PASSWORD_HASH}"
+${extra}`;
+}
+
+interface Env {
+  server: K8sTestServer;
+  kubeconfig: string;
+  dir: string;
+  file: (name: string, text: string) => Promise<string>;
+  cluster: string[];
+  close: () => Promise<void>;
+}
+
+async function env(
+  inject?: (r: RequestInfo) => ReturnType<NonNullable<K8sTestServer["options"]["inject"]>>,
+): Promise<Env> {
+  const server = K8sTestServer.start({
+    validator: await kubevirtValidator(),
+    readyAfterMs: () => 0,
+    ...(inject ? { inject } : {}),
+  });
+  server.seed("namespaces", { metadata: { name: NS } });
+  const kubeconfig = await server.writeKubeconfig();
+  const dir = await Deno.makeTempDir({ prefix: "h5-kubevirt-" });
+  return {
+    server,
+    kubeconfig,
+    dir,
+    file: async (name, text) => {
+      const p = `${dir}/${name}`;
+      await Deno.writeTextFile(p, text);
+      return p;
+    },
+    cluster: ["--target", "kubevirt", "--kubeconfig", kubeconfig, "-n", NS],
+    close: async () => {
+      await server.close();
+      await Deno.remove(kubeconfig).catch(() => {});
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** Every object the server holds, as JSON, to look for secrets in. */
+function everything(server: K8sTestServer): string {
+  return JSON.stringify(
+    ["virtualmachines", "virtualmachineinstances", "network-attachment-definitions", "secrets"]
+      .map((r) => server.objects(r)),
+  );
+}
+
+const writes = (server: K8sTestServer) =>
+  server.requests.filter((r) => r.method !== "GET").map((r) => `${r.method} ${r.path}`);
+
+// Every example's dry run, as printed, validates strictly (examples with a field KubeVirt cannot
+// honour are refused with exit 2 and skipped here, their test name saying so).
+for await (const entry of Deno.readDir(new URL("../../examples/", import.meta.url))) {
+  if (!entry.isFile || !/\.ya?ml$/.test(entry.name)) continue;
+  const path = new URL(`../../examples/${entry.name}`, import.meta.url).pathname;
+  const isVmFile = await loadVirtualMachines(path).then(() => true, () => false);
+  if (!isVmFile) continue;
+  const first = await run([
+    "create",
+    path,
+    "--target",
+    "kubevirt",
+    "--dry-run",
+    "-o",
+    "json",
+    "--image-url",
+    IMAGE,
+    "--create-networks",
+  ]);
+  const refused = first.code === 2 ? /\s(spec\.[\w.[\]]+):/.exec(first.err)?.[1] : undefined;
+  Deno.test({
+    name: refused
+      ? `examples/${entry.name} uses ${refused}, which KubeVirt cannot honour (skipped)`
+      : `create --target kubevirt --dry-run of examples/${entry.name} validates strictly`,
+    ignore: refused !== undefined,
+    fn: async () => {
+      assert.equal(first.code, 0, first.err);
+      const list = JSON.parse(first.out);
+      assert.equal(list.kind, "List");
+      const validator = await kubevirtValidator();
+      const vms = list.items.filter((o: Any) => o.kind === "VirtualMachine");
+      assert.ok(vms.length >= 1);
+      for (const vm of vms) {
+        const problems = validator.validate("v1.VirtualMachine", vm);
+        assert.deepEqual(problems, [], formatProblems(problems));
+      }
+      for (const o of list.items) {
+        assert.ok(["VirtualMachine", "Secret", "NetworkAttachmentDefinition"].includes(o.kind));
+        assert.equal(o.metadata.labels["foundry.cofront.xyz/managed"], "true");
+      }
+      // Nothing was created: a dry run needs no cluster and has none here.
+      assert.ok(!first.out.includes("$6$"));
+    },
+  });
+}
+
+Deno.test("create, get, list, destroy --target kubevirt on the API test server", async () => {
+  const e = await env();
+  try {
+    const file = await e.file(
+      "h5-web.yaml",
+      vmYaml("h5-web", ["br0", "br1"], "  domainType: qemu\n"),
+    );
+    const made = await run([
+      "create",
+      file,
+      ...e.cluster,
+      "--image-url",
+      IMAGE,
+      "--create-networks",
+    ]);
+    assert.equal(made.code, 0, made.err);
+    assert.match(made.out, /Successfully created VM 'h5-web'/);
+    assert.match(made.err, /spec\.domainType: ignored on KubeVirt/);
+    const vms = e.server.objects("virtualmachines", NS);
+    assert.equal(vms.length, 1);
+    const vm = vms[0]!;
+    assert.deepEqual(
+      (await kubevirtValidator()).validate("v1.VirtualMachine", vm).filter((p) =>
+        p.path !== ".status"
+      ),
+      [],
+    );
+    assert.equal(
+      vm.spec.template.spec.volumes.at(-1).cloudInitNoCloud.secretRef.name,
+      "h5-web-userdata",
+    );
+    assert.deepEqual(
+      e.server.objects("network-attachment-definitions", NS).map((n) => n.metadata.name).sort(),
+      ["br0", "br1"],
+    );
+    assert.equal(e.server.objects("secrets", NS).length, 1);
+
+    const got = await run(["get", "h5-web", ...e.cluster, "-o", "json"]);
+    assert.equal(got.code, 0, got.err);
+    const doc = JSON.parse(got.out);
+    assert.equal(doc.apiVersion, "foundry.cofront.xyz/v1alpha1");
+    assert.equal(doc.metadata.name, "h5-web");
+    assert.equal(doc.spec.vcpus, 2);
+    assert.equal(doc.spec.cloudInit.passwordHash, undefined);
+    assert.equal(doc.status.phase, "Running");
+    assert.equal(doc.status.conditions[0].type, "Ready");
+    const yaml = await run(["get", "h5-web", ...e.cluster]);
+    assert.equal(yaml.code, 0, yaml.err);
+    assert.match(yaml.out, /phase: Running/);
+
+    const listed = await run(["list", ...e.cluster]);
+    assert.equal(listed.code, 0, listed.err);
+    const lines = listed.out.trim().split("\n");
+    assert.match(lines[0]!, /^NAME\s+PHASE\s+VCPUS\s+MEMORY\s+IP\s+AGE$/);
+    assert.match(lines[1]!, /^h5-web\s+Running\s+2\s+1 GiB\s+192\.0\.2\.20 \(spec\)\s+\d+s$/);
+    const none = await run(["list", ...e.cluster, "-l", "role=db"]);
+    assert.equal(none.code, 0);
+    assert.equal(none.out, "");
+    assert.match(none.err, /No VMs found/);
+    const json = await run(["list", ...e.cluster, "-l", "role in (web),owner=h5", "-o", "json"]);
+    assert.deepEqual(JSON.parse(json.out).map((v: Any) => v.metadata.name), ["h5-web"]);
+
+    // The same file again: unchanged, nothing written.
+    const before = writes(e.server).length;
+    const again = await run(["create", file, ...e.cluster, "--image-url", IMAGE]);
+    assert.equal(again.code, 0, again.err);
+    assert.match(again.out, /unchanged/);
+    assert.equal(writes(e.server).length, before);
+
+    const gone = await run(["destroy", "h5-web", ...e.cluster]);
+    assert.equal(gone.code, 0, gone.err);
+    assert.match(gone.out, /deleted VirtualMachine\/h5-web/);
+    assert.match(gone.out, /deleted Secret\/h5-web-userdata/);
+    assert.equal(e.server.objects("virtualmachines", NS).length, 0);
+    assert.equal(e.server.objects("virtualmachineinstances", NS).length, 0);
+    assert.equal(e.server.objects("secrets", NS).length, 0);
+    // NetworkAttachmentDefinitions are shared: destroy never removes one.
+    assert.equal(e.server.objects("network-attachment-definitions", NS).length, 2);
+    const missing = await run(["get", "h5-web", ...e.cluster]);
+    assert.equal(missing.code, 4);
+    assert.equal(missing.err.trim().split("\n").length, 1);
+    const ignored = await run(["destroy", "h5-web", ...e.cluster, "--ignore-not-found"]);
+    assert.equal(ignored.code, 0, ignored.err);
+    assert.ok(!everything(e.server).includes(FAKE_PASSWORD_HASH.slice(0, 20)));
+  } finally {
+    await e.close();
+  }
+});
+
+Deno.test("--create-networks creates a bridge's NetworkAttachmentDefinition once for every VM", async () => {
+  const e = await env();
+  try {
+    const file = await e.file(
+      "two.yaml",
+      `${vmYaml("h5-a", ["br0"])}---\n${
+        vmYaml("h5-b", ["br0"]).replace("192.0.2.20", "192.0.2.30")
+      }`,
+    );
+    const r = await run(["create", file, ...e.cluster, "--image-url", IMAGE, "--create-networks"]);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(e.server.objects("virtualmachines", NS).length, 2);
+    assert.equal(e.server.objects("network-attachment-definitions", NS).length, 1);
+    const nadPosts = e.server.requestsMatching("POST", /network-attachment-definitions$/);
+    assert.equal(nadPosts.length, 1);
+    const nad = e.server.objects("network-attachment-definitions", NS)[0]!;
+    assert.deepEqual(JSON.parse(nad.spec.config), {
+      cniVersion: "0.3.1",
+      name: "br0",
+      type: "bridge",
+      bridge: "br0",
+    });
+    const d = await run(["destroy", ...e.cluster, "-l", "owner=h5"]);
+    assert.equal(d.code, 0, d.err);
+    assert.equal(e.server.objects("virtualmachines", NS).length, 0);
+    assert.equal(e.server.objects("network-attachment-definitions", NS).length, 1);
+  } finally {
+    await e.close();
+  }
+});
+
+Deno.test("a missing NetworkAttachmentDefinition without --create-networks is refused before anything is created", async () => {
+  const e = await env();
+  try {
+    e.server.seed("network-attachment-definitions", networkSeed("br0"));
+    const file = await e.file("h5-m.yaml", vmYaml("h5-m", ["br0", "br9"]));
+    const r = await run(["create", file, ...e.cluster, "--image-url", IMAGE]);
+    assert.equal(r.code, 2);
+    assert.equal(r.err.trim().split("\n").length, 1);
+    assert.match(r.err, /NetworkAttachmentDefinition h5-ns\/br9 not found.*--create-networks/);
+    assert.deepEqual(writes(e.server), []);
+  } finally {
+    await e.close();
+  }
+});
+
+function networkSeed(name: string) {
+  return {
+    apiVersion: "k8s.cni.cncf.io/v1",
+    kind: "NetworkAttachmentDefinition",
+    metadata: { name, namespace: NS },
+    spec: { config: JSON.stringify({ cniVersion: "0.3.1", name, type: "bridge", bridge: name }) },
+  };
+}
+
+Deno.test("a create that fails half-way removes what it made and nothing else", async () => {
+  let failVm = true;
+  const e = await env((r) =>
+    failVm && r.method === "POST" && r.resource === "virtualmachines"
+      ? { status: 403, message: "h5: admission refused the VM" }
+      : undefined
+  );
+  try {
+    e.server.seed("network-attachment-definitions", networkSeed("br0")); // not this create's
+    const file = await e.file("h5-f.yaml", vmYaml("h5-f", ["br0", "br1"]));
+    const r = await run(["create", file, ...e.cluster, "--image-url", IMAGE, "--create-networks"]);
+    assert.equal(r.code, 4);
+    assert.match(r.err, /h5: admission refused the VM/);
+    assert.equal(r.err.trim().split("\n").length, 1);
+    // It made the br1 network and the Secret, then the VM failed: both are gone; br0 stays.
+    assert.ok(writes(e.server).some((w) => /POST .*secrets$/.test(w)));
+    assert.ok(
+      writes(e.server).some((w) => /DELETE .*network-attachment-definitions\/br1$/.test(w)),
+    );
+    assert.deepEqual(e.server.objects("secrets", NS), []);
+    assert.deepEqual(e.server.objects("virtualmachines", NS), []);
+    assert.deepEqual(
+      e.server.objects("network-attachment-definitions", NS).map((n) => n.metadata.name),
+      ["br0"],
+    );
+    failVm = false;
+    const retry = await run([
+      "create",
+      file,
+      ...e.cluster,
+      "--image-url",
+      IMAGE,
+      "--create-networks",
+    ]);
+    assert.equal(retry.code, 0, retry.err);
+  } finally {
+    await e.close();
+  }
+});
+
+Deno.test("--target kubevirt: bad input is exit 2 with file, line and field; no cluster is exit 3", async () => {
+  const e = await env();
+  try {
+    const file = await e.file("h5-bad.yaml", vmYaml("h5-bad", ["Br_0"]));
+    const bad = await run(["create", file, ...e.cluster, "--image-url", IMAGE]);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /^Error: .*h5-bad\.yaml:\d+:\d+ spec\.networkInterfaces\[0\]\.bridge: /);
+    assert.equal(bad.err.trim().split("\n").length, 1);
+    const noImage = await run([
+      "create",
+      await e.file("ok.yaml", vmYaml("h5-ok", ["br0"])),
+      ...e.cluster,
+    ]);
+    assert.equal(noImage.code, 2);
+    assert.match(noImage.err, /spec\.bootDisk\.image: no KubeVirt source/);
+    assert.deepEqual(writes(e.server), []);
+    const port = (() => {
+      const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const p = (l.addr as Deno.NetAddr).port;
+      l.close();
+      return p;
+    })();
+    const dead = await e.file(
+      "dead.kubeconfig",
+      (await Deno.readTextFile(e.kubeconfig)).replace(/127\.0\.0\.1:\d+/, `127.0.0.1:${port}`),
+    );
+    const gone = await run(["list", "--target", "kubevirt", "--kubeconfig", dead]);
+    assert.equal(gone.code, 3, gone.err);
+    assert.equal(gone.err.trim().split("\n").length, 1);
+    const none = await run(["list", "--target", "kubevirt"]);
+    assert.equal(none.code, 3);
+    assert.match(none.err, /no cluster configuration found.*--kubeconfig/);
+  } finally {
+    await e.close();
+  }
+});
+
+Deno.test("no password hash in any output of these tests", () => {
+  const all = printed.join("\n");
+  assert.ok(all.length > 0);
+  assert.ok(!all.includes(FAKE_PASSWORD_HASH));
+  assert.ok(!all.includes(btoa(FAKE_PASSWORD_HASH).slice(0, 24)));
+});
