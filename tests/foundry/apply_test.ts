@@ -12,6 +12,7 @@ import { DomainState, DomainXmlFlags, Procedure, Program } from "../../lib/libvi
 import { ApplyIncompleteError, applyVm, planVm, readCurrentVm } from "../../lib/foundry/apply.ts";
 import { parseStoredDomainMetadata } from "../../lib/foundry/metadata.ts";
 import { domainSizes } from "../../lib/foundry/resize.ts";
+import { domainSetVcpusFlags, VcpuFlags } from "../../lib/libvirt/resize.ts";
 import { createVm } from "../../lib/foundry/vm.ts";
 import type { VirtualMachine } from "../../lib/foundry/types.ts";
 import { main } from "../../cli/foundry.ts";
@@ -307,6 +308,17 @@ libvirtTest(
       assert.equal(r.code, 2, "a selector that only excludes is refused");
       assert.match(r.err, /needs a selector that requires a label/);
       assert.equal((await cli(fx, "apply", "-f", one, "--prune")).code, 2);
+
+      // diff NAME: drift behind foundry's back (a vCPU count set in the definition, as virsh
+      // setvcpus --config does): 0 before, 1 after.
+      r = await cli(fx, "diff", other.metadata.name);
+      assert.equal(r.code, 0, r.out + r.err);
+      const od = await fx.lv.domainLookupByName(other.metadata.name);
+      await domainSetVcpusFlags(fx.lv, od, 2, VcpuFlags.CONFIG);
+      r = await cli(fx, "diff", other.metadata.name, "-o", "json");
+      assert.equal(r.code, 1, r.out + r.err);
+      assert.ok(JSON.parse(r.out).changes.length > 0);
+      assert.equal((await cli(fx, "diff", other.metadata.name, "-f", one)).code, 2);
     } finally {
       await fx.cleanup();
     }
