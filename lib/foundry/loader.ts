@@ -854,14 +854,7 @@ class Checker {
       if (under === undefined || field?.node === undefined || !isMap(field.node)) continue;
       f.set(key as string, { ...field, node: this.merge(under as Node, field.node) });
     }
-    const apiVersion = this.string(f.get("apiVersion"), "apiVersion", node, true);
-    if (apiVersion !== undefined && apiVersion !== API_VERSION) {
-      this.problem(
-        f.get("apiVersion")?.node,
-        "apiVersion",
-        `must be ${API_VERSION}, got "${apiVersion}"`,
-      );
-    }
+    this.apiVersion(f, node);
     const kind = this.string(f.get("kind"), "kind", node, true);
     if (kind !== undefined && kind !== KIND) {
       this.problem(f.get("kind")?.node, "kind", `must be ${KIND}, got "${kind}"`);
@@ -946,11 +939,8 @@ class Checker {
     }
   }
 
-  /** A `VirtualMachineTemplate` document; its spec is checked as a VM's when a VM uses it. */
-  template(node: Node): ParsedTemplate | undefined {
-    const before = this.problems.length;
-    const f = this.fields(node, "", ["apiVersion", "kind", "metadata", "spec"]);
-    if (f === undefined) return undefined;
+  /** Reports an `apiVersion` that is absent or not foundry's. */
+  apiVersion(f: Map<string, Field>, node: Node): void {
     const apiVersion = this.string(f.get("apiVersion"), "apiVersion", node, true);
     if (apiVersion !== undefined && apiVersion !== API_VERSION) {
       this.problem(
@@ -959,6 +949,14 @@ class Checker {
         `must be ${API_VERSION}, got "${apiVersion}"`,
       );
     }
+  }
+
+  /** A `VirtualMachineTemplate` document; its spec is checked as a VM's when a VM uses it. */
+  template(node: Node): ParsedTemplate | undefined {
+    const before = this.problems.length;
+    const f = this.fields(node, "", ["apiVersion", "kind", "metadata", "spec"]);
+    if (f === undefined) return undefined;
+    this.apiVersion(f, node);
     const metaField = f.get("metadata");
     const meta = metaField?.node === undefined
       ? this.missing(node, metaField, "metadata")
