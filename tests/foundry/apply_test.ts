@@ -296,6 +296,12 @@ libvirtTest(
       );
       assert.equal(parseStoredDomainMetadata(recreated)!.vm.spec.bootDisk.image, "other.qcow2");
       assert.equal((await cli(fx, "diff", "-f", one)).code, 0);
+      // The audit trail has the apply with its plan, and no secret.
+      const history = await cli(fx, "history", a.metadata.name, "-o", "json");
+      assert.equal(history.code, 0, history.err);
+      assert.match(history.out, /"apply"/);
+      assert.match(history.out, /spec\.bootDisk\.image \(recreate\)/);
+      assert.ok(!history.out.includes("$6$"), "no password hash in the audit trail");
 
       // --prune -l app=...: b goes (labelled, not in the file); other (another label value) stays.
       r = await cli(fx, "apply", "-f", one, "--prune", "-l", `app=${app}`);
