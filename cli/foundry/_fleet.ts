@@ -16,6 +16,7 @@ import {
   outcomeSummary,
   parseParallel,
   selectHosts,
+  wantsFleet,
 } from "../../lib/foundry/fleet.ts";
 import { EXIT_PARTIAL, type HostEntry, type HostOutcome } from "../../lib/foundry/fleet_types.ts";
 import type { FoundryConfig } from "../../lib/foundry/config.ts";
@@ -44,7 +45,7 @@ export function fleetGlobals(cmd: Command): FleetGlobals {
 
 /** Whether the options ask for a fleet. */
 export function isFleet(g: FleetGlobals | undefined): g is FleetGlobals {
-  return g !== undefined && (g.host !== undefined || g.hostSelector !== undefined);
+  return g !== undefined && wantsFleet(g);
 }
 
 function usage(message: string): Error {

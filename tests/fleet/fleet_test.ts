@@ -68,8 +68,6 @@ async function domainNames(uri: string): Promise<string[]> {
 testNeeding(fleetSkipReason(), {
   name:
     "fleet: three daemons, list/get/destroy across hosts, host list/info/check, unreachable host",
-  sanitizeResources: false,
-  sanitizeOps: false,
   async fn(t) {
     const fleet: TestFleet = await startTestFleet({ prefix: "h6" });
     const dir = await Deno.makeTempDir({ prefix: "h6-fleet-config-" });
@@ -265,6 +263,34 @@ testNeeding(fleetSkipReason(), {
           }
         },
       );
+
+      await t.step("destroy NAME finds the VM's host; a name on two hosts is refused", async () => {
+        await defineVm(a.unixUri, "h6-dup", "dup");
+        await defineVm(c.unixUri, "h6-dup", "dup");
+        const both = await foundry("--config", config, "--host", "all", "destroy", "h6-dup");
+        assert.equal(both.code, 2, both.out + both.err);
+        assert.match(both.err, new RegExp(`VM 'h6-dup' exists on hosts ${a.name}, ${c.name}`));
+        assert.ok((await domainNames(a.unixUri)).includes("h6-dup"));
+        const one = await foundry("--config", config, "--host", a.name, "destroy", "h6-dup");
+        assert.equal(one.code, 0, one.out + one.err);
+        assert.ok(!(await domainNames(a.unixUri)).includes("h6-dup"));
+        const found = await foundry("--config", config, "--host", "all", "destroy", "h6-dup");
+        assert.equal(found.code, 0, found.out + found.err);
+        assert.match(found.out, new RegExp(`^${c.name}: Successfully destroyed VM 'h6-dup'`, "m"));
+        const none = await foundry("--config", config, "--host", "all", "destroy", "h6-dup");
+        assert.equal(none.code, 4);
+        assert.match(none.err, /VM 'h6-dup' not found on hosts/);
+        const ignored = await foundry(
+          "--config",
+          config,
+          "--host",
+          "all",
+          "destroy",
+          "h6-dup",
+          "--ignore-not-found",
+        );
+        assert.equal(ignored.code, 0, ignored.err);
+      });
 
       await t.step("a host that stops answering is reported on its own line; exit 7", async () => {
         Deno.env.set("FOUNDRY_HOST_TIMEOUT", "3");
