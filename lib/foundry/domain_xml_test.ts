@@ -396,7 +396,7 @@ Deno.test("buildDomainXml() writes the CPU topology and NUMA cells; the mode of 
 });
 
 Deno.test("buildDomainXml() puts the graphics password in the domain only, never in the stored spec", () => {
-  const secret = "s3cret-pw";
+  const secret = "s3cretpw";
   const xml = buildDomainXml(fullVm(), { domainType: "qemu", graphicsPassword: secret });
   const d = parser.parse(xml).domain;
   assert.equal(d.devices.graphics["@_type"], "vnc");
@@ -414,6 +414,12 @@ Deno.test("buildDomainXml() puts the graphics password in the domain only, never
     () => buildDomainXml(fullVm(), { domainType: "qemu", graphicsPassword: "zq\nxw" }),
     (e: Error) => e instanceof TypeError && !e.message.includes("zq") && !e.message.includes("xw"),
   );
+  // libvirt refuses a VNC password of more than 8 characters; SPICE has no such limit.
+  assert.throws(
+    () => buildDomainXml(fullVm(), { domainType: "qemu", graphicsPassword: "123456789" }),
+    (e: Error) => e instanceof RangeError && !e.message.includes("123456789"),
+  );
+  buildDomainXml(plainVm, { domainType: "qemu", graphicsPassword: "123456789" });
 });
 
 Deno.test("buildDomainXml() boots the install ISO first, then the disk, with no <os><boot>", () => {
