@@ -265,7 +265,12 @@ function asValidationError(file: string, text: string, e: KubevirtMappingError):
     line,
     column,
     path: e.path,
-    message: e.message.slice(e.path.length + 2),
+    message: e.message.slice(e.path.length + 2) +
+      (e.unsourcedImage === undefined
+        ? ""
+        : `: pass --image-url URL|pvc:NAMESPACE/NAME, or --image ${
+          e.unsourcedImage || "NAME"
+        }=URL`),
   }], { cause: e });
 }
 
@@ -358,7 +363,11 @@ export async function kubevirtCreate(
       }
     } catch (e) {
       if (e instanceof MissingNetworkError) {
-        throw Object.assign(e, { exitCode: ExitCode.VALIDATION });
+        const them = e.networks.length === 1 ? "it" : "them";
+        throw Object.assign(new Error(`${e.message}; create ${them} or pass --create-networks`), {
+          exitCode: ExitCode.VALIDATION,
+          cause: e,
+        });
       }
       if (results.length === 0) throw e;
       // The VMs before this one stay, as the libvirt path keeps them; say what exists.

@@ -100,7 +100,7 @@ export type ImageSource =
 export interface KubevirtOptions {
   /** Namespace of every object. */
   namespace: string;
-  /** Boot image of every VM: an `http(s)` URL or `pvc:NAMESPACE/NAME` (`--image-url`). */
+  /** Boot image of every VM: an `http(s)` URL or `pvc:NAMESPACE/NAME`. */
   imageUrl?: string;
   /**
    * Boot images by the spec's `bootDisk.image`, as written (`foundry-images:debian-12.qcow2`) or
@@ -110,7 +110,7 @@ export interface KubevirtOptions {
   images?: Readonly<Record<string, string>>;
   /** Storage class of every DataVolume; the cluster's default when absent. */
   storageClass?: string;
-  /** `runStrategy: Halted` instead of `Always` (`--no-start`). */
+  /** `runStrategy: Halted` instead of `Always` (the VM is defined, not started). */
   noStart?: boolean;
 }
 
@@ -135,12 +135,15 @@ export class KubevirtMappingError extends Error {
   readonly vmName: string;
   /** Field path, `spec.networkInterfaces[0].bridge`. */
   readonly path: string;
+  /** The spec's boot image, when the error is that no source was given for it (option `images`). */
+  readonly unsourcedImage: string | undefined;
   /** Creates the error; the message is `path: detail`. */
-  constructor(vmName: string, path: string, detail: string) {
+  constructor(vmName: string, path: string, detail: string, unsourcedImage?: string) {
     super(`${path}: ${detail}`);
     this.name = "KubevirtMappingError";
     this.vmName = vmName;
     this.path = path;
+    this.unsourcedImage = unsourcedImage;
   }
 }
 
@@ -309,7 +312,7 @@ export function kubevirtManifests(vm: VirtualMachine, o: KubevirtOptions): Kubev
   if (s.autostart !== undefined) ignore("spec.autostart", "runStrategy Always restarts the VM");
   if (s.resources !== undefined) ignore("spec.resources", "no live-resize headroom is reserved");
   if (s.bootDisk.imagePool !== undefined) {
-    ignore("spec.bootDisk.imagePool", "the image comes from --image-url or --image");
+    ignore("spec.bootDisk.imagePool", "the image's source is given apart from the spec");
   }
   if (s.installMedia !== undefined) {
     fail("spec.installMedia", "installation media cannot be attached on KubeVirt");
@@ -356,11 +359,12 @@ export function kubevirtManifests(vm: VirtualMachine, o: KubevirtOptions): Kubev
   } else {
     const src = bootSource(vm, o);
     if (src === undefined) {
-      return fail(
+      const image = s.bootDisk.image ?? "";
+      throw new KubevirtMappingError(
+        name,
         "spec.bootDisk.image",
-        `no KubeVirt source for image ${
-          JSON.stringify(s.bootDisk.image ?? "")
-        }: pass --image-url URL|pvc:NAMESPACE/NAME, or --image ${s.bootDisk.image ?? "NAME"}=URL`,
+        `no KubeVirt source (http(s) URL or PVC) for image ${JSON.stringify(image)}`,
+        image,
       );
     }
     bootSourceSpec = src.kind === "http"
@@ -525,9 +529,7 @@ export class MissingNetworkError extends Error {
     super(
       `NetworkAttachmentDefinition ${
         networks.map((n) => `${namespace}/${n}`).join(", ")
-      } not found (one per bridge, CNI type bridge); create ${
-        networks.length === 1 ? "it" : "them"
-      } or pass --create-networks`,
+      } not found (one per bridge, CNI type bridge)`,
     );
     this.name = "MissingNetworkError";
     this.namespace = namespace;

@@ -168,7 +168,7 @@ Deno.test("kubevirtManifests() finds the image in --image by the spec's image or
     () => src({ "other.qcow2": IMAGE }),
     (e: unknown) =>
       e instanceof KubevirtMappingError && e.path === "spec.bootDisk.image" &&
-      /--image-url/.test(e.message),
+      e.unsourcedImage === "golden:debian-12.qcow2" && /no KubeVirt source/.test(e.message),
   );
   assert.throws(() => src({ "debian-12.qcow2": "ftp://x/y" }), /http\(s\) URL/);
 });
