@@ -1431,6 +1431,13 @@ Deno.test("loadFoundryDocuments() reads files and directories: YAML files, sorte
         e.message ===
           `${dir}/dup.yaml:1:1 metadata.name: duplicate name "web-01", also used by the VirtualMachine at ${dir}/d/b.yml:1`,
     );
+    // At most MAX_FILES files, counted before any is read.
+    await Deno.mkdir(`${dir}/many`);
+    for (let i = 0; i <= 1000; i++) await Deno.writeTextFile(`${dir}/many/${i}.yaml`, "");
+    await assert.rejects(
+      loadFoundryDocuments([`${dir}/many`]),
+      (e: ValidationError) => /more than 1000 files to load/.test(e.message),
+    );
     // loadVirtualMachines() takes a file with templates too.
     await Deno.writeTextFile(
       `${dir}/both.yaml`,
