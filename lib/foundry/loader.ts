@@ -154,6 +154,15 @@ export interface FoundryDocuments {
  */
 export async function loadFoundryDocuments(paths: readonly string[]): Promise<FoundryDocuments> {
   const files = await specFilesOf(paths);
+  if (files.length === 0) {
+    throw new ValidationError([{
+      file: escapeForbidden(paths[0] ?? ""),
+      line: 1,
+      column: 1,
+      path: "",
+      message: `no ${KIND} document found: no *.yaml or *.yml files`,
+    }]);
+  }
   const inputs: SpecText[] = [];
   for (const file of files) inputs.push({ text: await readSpecFile(file), file });
   return parseFoundryDocuments(inputs);

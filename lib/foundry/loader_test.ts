@@ -1431,6 +1431,12 @@ Deno.test("loadFoundryDocuments() reads files and directories: YAML files, sorte
         e.message ===
           `${dir}/dup.yaml:1:1 metadata.name: duplicate name "web-01", also used by the VirtualMachine at ${dir}/d/b.yml:1`,
     );
+    await Deno.mkdir(`${dir}/empty`);
+    await assert.rejects(
+      loadFoundryDocuments([`${dir}/empty`]),
+      (e: ValidationError) =>
+        e.message === `${dir}/empty:1:1 no VirtualMachine document found: no *.yaml or *.yml files`,
+    );
     // At most MAX_FILES files, counted before any is read.
     await Deno.mkdir(`${dir}/many`);
     for (let i = 0; i <= 1000; i++) await Deno.writeTextFile(`${dir}/many/${i}.yaml`, "");
