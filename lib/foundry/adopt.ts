@@ -45,6 +45,7 @@ import {
   MetadataType,
   ModificationImpact,
 } from "../libvirt/mod.ts";
+import { ADOPTED_ANNOTATION } from "./apply.ts";
 import { parseVirtualMachine } from "./loader.ts";
 import { isActiveDomainXml } from "./drift.ts";
 import { type ObservedDisk, type ObservedSpec, observedSpec } from "./live_spec.ts";
@@ -61,8 +62,8 @@ import {
 } from "./metadata.ts";
 import { API_VERSION, GRAPHICS_TYPES, KIND, type VirtualMachine } from "./types.ts";
 
-/** Annotation an adopted VM's spec carries, `"true"`. */
-export const ADOPTED_ANNOTATION = "foundry.cofront.xyz/adopted";
+// apply's planner owns the annotation (it forbids recreating an adopted VM); adopt writes it.
+export { ADOPTED_ANNOTATION };
 
 const GIB = 1024 ** 3;
 const DATA_DEVICE = /^vd([b-z]|[a-z]{2})$/;

@@ -136,6 +136,9 @@ export type { ConditionUpdate } from "./status.ts";
 export type { DomainXmlOptions } from "./domain_xml.ts";
 export {
   buildMetadataXml,
+  canonicalJson,
+  CLOUD_INIT_SHA256_ATTRIBUTE,
+  cloudInitSha256,
   METADATA_ELEMENT,
   METADATA_NAMESPACE,
   METADATA_PREFIX,
@@ -147,6 +150,9 @@ export {
   PASSWORD_HASH_SHA256_ATTRIBUTE,
   passwordHashChanged,
   passwordHashSha256,
+  SPEC_SHA256_ATTRIBUTE,
+  specDocument,
+  specSha256,
   STORED_SPEC_ERROR_ANNOTATION,
   VOLUMES_DOMAIN_ATTRIBUTE,
   VOLUMES_ELEMENT,
@@ -155,6 +161,26 @@ export {
   withoutPasswordHash,
 } from "./metadata.ts";
 export type { CreatedVolume, StoredVm } from "./metadata.ts";
+export { observedSpec } from "./live_spec.ts";
+export type {
+  ObservedDisk,
+  ObservedGraphics,
+  ObservedNic,
+  ObservedNumaCell,
+  ObservedSpec,
+} from "./live_spec.ts";
+export {
+  driftChanges,
+  driftOf,
+  driftReport,
+  driftSummary,
+  formatDrift,
+  isActiveDomainXml,
+  storedSpecHashMatches,
+} from "./drift.ts";
+export type { DomainXmls } from "./drift.ts";
+export { adoptedDocument, AdoptError, adoptSpec, adoptVm } from "./adopt.ts";
+export type { AdoptOptions, AdoptResult, DiskFacts } from "./adopt.ts";
 export {
   CONFIG_ENV,
   ConfigError,
