@@ -34,8 +34,8 @@ async function printGraphics(io: Io, name: string, output: string, cmd: Command)
   const { vmGraphicsAddress } = await import("../../lib/foundry/graphics_console.ts");
   await withLibvirt(config, async (lv) => {
     const a = await vmGraphicsAddress(lv, name.toLowerCase());
-    const { sanitizeText } = await import("../../lib/output/sanitize.ts");
-    io.out(output === "json" ? `${JSON.stringify(a, null, 2)}\n` : `${sanitizeText(a.url)}\n`);
+    const { formatJson, sanitizeText } = await import("../../lib/output/mod.ts");
+    io.out(output === "json" ? formatJson(a) : `${sanitizeText(a.url)}\n`);
   });
 }
 
