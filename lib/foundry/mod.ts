@@ -406,4 +406,11 @@ export {
 export type { ApplyOptions, ApplyResult, CurrentVm, PlanOptions } from "./apply.ts";
 export type { DomainSizes } from "./resize.ts";
 export { CHANGE_CLASSES, PLAN_ACTIONS } from "./plan_types.ts";
-export type { ChangeClass, PlanAction, SpecChange, VmPlan } from "./plan_types.ts";
+export type {
+  ChangeClass,
+  DriftChange,
+  DriftReport,
+  PlanAction,
+  SpecChange,
+  VmPlan,
+} from "./plan_types.ts";
