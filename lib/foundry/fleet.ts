@@ -38,7 +38,7 @@ export const DEFAULT_PARALLEL = 4;
 /** The most hosts worked on at once. */
 export const MAX_PARALLEL = 64;
 /** How long a host may take to connect (dial and handshake) before it counts as unreachable. */
-export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+export const HOST_CONNECT_TIMEOUT_MS = 10_000;
 
 /** Which hosts to work on, as `--host` and `--host-selector` give them. */
 export interface HostSelection {
@@ -126,7 +126,7 @@ export function parseParallel(text: string | undefined): number {
 
 /** Options of {@linkcode HostPool}. */
 export interface HostPoolOptions {
-  /** Per-host limit on dial plus handshake (default {@linkcode DEFAULT_CONNECT_TIMEOUT_MS}). */
+  /** Per-host limit on dial plus handshake (default {@linkcode HOST_CONNECT_TIMEOUT_MS}). */
   connectTimeoutMs?: number;
   /** Ctrl-C: aborts connecting and, later, the calls in flight (see `Libvirt.connect`). */
   signal?: AbortSignal;
@@ -159,7 +159,7 @@ export class HostPool {
   }
 
   async #open(host: HostEntry): Promise<Libvirt> {
-    const timeoutMs = this.#opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const timeoutMs = this.#opts.connectTimeoutMs ?? HOST_CONNECT_TIMEOUT_MS;
     const timer = new AbortController();
     const id = setTimeout(() => timer.abort(), timeoutMs);
     const outer = this.#opts.signal;

@@ -31,10 +31,13 @@ const PROC_NODE_GET_FREE_MEMORY = 102;
 
 /** One storage pool of a host. */
 export interface HostPoolFacts {
+  /** Pool name. */
   name: string;
   /** `active`, `inactive`, ... */
   state: string;
+  /** Capacity in bytes (0 when not active). */
   capacityBytes: number;
+  /** Free space in bytes (0 when not active). */
   availableBytes: number;
   /** Target directory (dir pools), else "". */
   path: string;
@@ -44,20 +47,27 @@ export interface HostPoolFacts {
 
 /** A foundry VM's use of bridges and pools, read from its domain definition. */
 export interface HostVmUse {
+  /** VM name. */
   name: string;
+  /** Bridges its interfaces name. */
   bridges: string[];
+  /** Pools its disks name. */
   pools: string[];
 }
 
 /** What a host offers foundry. */
 export interface HostSurvey {
+  /** The host's own name. */
   hostname: string;
   /** libvirt version of the daemon, `9.0.0`. */
   libvirtVersion: string;
   /** Hypervisor (QEMU) version, `7.2.22`. */
   hypervisorVersion: string;
+  /** Logical CPUs (capabilities topology); null when not reported. */
   cpus: number | null;
+  /** Memory in bytes (capabilities topology); null when not reported. */
   memoryBytes: number | null;
+  /** Free memory in bytes (virNodeGetFreeMemory); null when not reported. */
   freeMemoryBytes: number | null;
   /** Whether the host offers KVM domains (else TCG only). */
   kvm: boolean;
@@ -65,7 +75,9 @@ export interface HostSurvey {
   securityModel: string;
   /** UEFI firmware files the host's domain capabilities list (empty: none). */
   uefiFirmware: string[];
+  /** Every storage pool, by name. */
   pools: HostPoolFacts[];
+  /** Bridges: interfaces of type bridge and virtual networks' bridges. */
   bridges: string[];
   /** Every domain. */
   domains: number;
@@ -164,6 +176,7 @@ export interface HostCheck {
   check: string;
   /** `ok`, `warn` (works, but see the message) or `fail`. */
   status: "ok" | "warn" | "fail";
+  /** What was found. */
   message: string;
   /** What to do about a `warn` or `fail`. */
   fix?: string;

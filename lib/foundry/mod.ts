@@ -414,3 +414,20 @@ export type {
   SpecChange,
   VmPlan,
 } from "./plan_types.ts";
+// Fleets of hosts (issue 16): host selection, pooled connections, fan-out, host checks.
+export {
+  DEFAULT_PARALLEL,
+  EXIT_PARTIAL,
+  fanOut,
+  HOST_CONNECT_TIMEOUT_MS,
+  HostPool,
+  HostSelectionError,
+  MAX_PARALLEL,
+  outcomeSummary,
+  parseParallel,
+  selectHosts,
+  wantsFleet,
+} from "./fleet.ts";
+export type { HostEntry, HostOutcome, HostPoolOptions, HostSelection } from "./fleet.ts";
+export { checkHost, domainUse, surveyHost, versionText } from "./host_check.ts";
+export type { HostCheck, HostPoolFacts, HostSurvey, HostVmUse } from "./host_check.ts";
