@@ -37,7 +37,8 @@ import { connect, type KubeClient } from "../../lib/kubevirt/client.ts";
 import { ConnectionError, KubeApiError } from "../../lib/kubevirt/errors.ts";
 import type { KubeObject } from "../../lib/kubevirt/manifests.ts";
 import { formatJson, paint } from "../../lib/output/format.ts";
-import { type Column, loadYamlWriter, renderListing } from "../../lib/output/listing.ts";
+import type { Column } from "../../lib/output/listing.ts";
+import { printListing } from "../_listing.ts";
 import { sanitizeText } from "../../lib/output/sanitize.ts";
 import { ExitCode, exitCodeFor, type Io, setExitCode } from "../_program.ts";
 import { interruptSignal } from "../_signals.ts";
@@ -454,24 +455,19 @@ function columns(color: boolean): Column<KubevirtVmEntry>[] {
   ];
 }
 
-async function printEntries(
+function printEntries(
   io: Io,
   flags: KubevirtOutputFlags,
   entries: readonly KubevirtVmEntry[],
   empty?: string,
-): Promise<void> {
-  if (flags.output === "yaml") await loadYamlWriter();
-  const { out, err } = renderListing(entries, {
+): void {
+  // -o yaml: the writer was loaded by addListingOptions' hook before the action.
+  printListing(io, { output: flags.output, headers: flags.headers !== false }, entries, {
     columns: columns(colorFor(io)),
     kind: "vm",
     name: (v) => v.name,
-    format: flags.output,
-    noHeaders: flags.headers === false,
-    // json and yaml show the v1alpha1 documents, as the libvirt list's rows are its data.
     ...(empty === undefined ? {} : { empty }),
   });
-  if (out) io.out(out);
-  if (err) io.err(err);
 }
 
 /** `foundry get NAME --target kubevirt`: the stored v1alpha1 document with status from the VMI. */
@@ -488,7 +484,7 @@ export async function kubevirtGet(
     const { formatYamlDocuments } = await import("../../lib/output/yaml.ts");
     return io.out(formatYamlDocuments([entry.vm]));
   }
-  await printEntries(io, flags, [entry]);
+  printEntries(io, flags, [entry]);
 }
 
 /** `foundry list --target kubevirt [-l SELECTOR]`: foundry's VMs in the namespace. */
@@ -517,7 +513,7 @@ export async function kubevirtList(
     const { formatYamlDocuments } = await import("../../lib/output/yaml.ts");
     return io.out(docs.length ? formatYamlDocuments(docs) : "");
   }
-  await printEntries(io, flags, entries, `No VMs found in namespace ${namespace}`);
+  printEntries(io, flags, entries, `No VMs found in namespace ${namespace}`);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -865,24 +865,23 @@ export async function destroyOnCluster(
     );
   }
   const deleted: string[] = [];
-  try {
-    await api.delete("virtualmachines", namespace, name);
-    deleted.push(`VirtualMachine/${name}`);
-  } catch (e) {
-    if (!isStatus(e, 404)) throw e;
-  }
+  // Gone meanwhile (another destroy) is no error: what was asked for holds.
+  const remove = async (resource: KubevirtResource, objName: string) => {
+    try {
+      await api.delete(resource, namespace, objName);
+      deleted.push(`${KIND_OF_RESOURCE[resource]}/${objName}`);
+    } catch (e) {
+      if (!isStatus(e, 404)) throw e;
+    }
+  };
+  await remove("virtualmachines", name);
   const secretName = userDataSecretName(name);
   const secret = await getOrUndefined(api, "secrets", namespace, secretName);
   if (
     secret && secret.metadata.labels?.[MANAGED_LABEL] === "true" &&
     secret.metadata.labels?.[VM_LABEL] === name
   ) {
-    try {
-      await api.delete("secrets", namespace, secretName);
-      deleted.push(`Secret/${secretName}`);
-    } catch (e) {
-      if (!isStatus(e, 404)) throw e;
-    }
+    await remove("secrets", secretName);
   }
   return { deleted };
 }

@@ -74,6 +74,8 @@ interface Env {
   dir: string;
   file: (name: string, text: string) => Promise<string>;
   cluster: string[];
+  /** `create FILE --target kubevirt ... --image-url IMAGE` and `more`. */
+  create: (file: string, ...more: string[]) => ReturnType<typeof run>;
   close: () => Promise<void>;
 }
 
@@ -98,6 +100,20 @@ async function env(
       return p;
     },
     cluster: ["--target", "kubevirt", "--kubeconfig", kubeconfig, "-n", NS],
+    create: (file, ...more) =>
+      run([
+        "create",
+        file,
+        "--target",
+        "kubevirt",
+        "--kubeconfig",
+        kubeconfig,
+        "-n",
+        NS,
+        "--image-url",
+        IMAGE,
+        ...more,
+      ]),
     close: async () => {
       await server.close();
       await Deno.remove(kubeconfig).catch(() => {});
@@ -170,14 +186,7 @@ Deno.test("create, get, list, destroy --target kubevirt on the API test server",
       "h5-web.yaml",
       vmYaml("h5-web", ["br0", "br1"], "  domainType: qemu\n"),
     );
-    const made = await run([
-      "create",
-      file,
-      ...e.cluster,
-      "--image-url",
-      IMAGE,
-      "--create-networks",
-    ]);
+    const made = await e.create(file, "--create-networks");
     assert.equal(made.code, 0, made.err);
     assert.match(made.out, /Successfully created VM 'h5-web'/);
     assert.match(made.err, /spec\.domainType: ignored on KubeVirt/);
@@ -227,7 +236,7 @@ Deno.test("create, get, list, destroy --target kubevirt on the API test server",
 
     // The same file again: unchanged, nothing written.
     const before = writes(e.server).length;
-    const again = await run(["create", file, ...e.cluster, "--image-url", IMAGE]);
+    const again = await e.create(file);
     assert.equal(again.code, 0, again.err);
     assert.match(again.out, /unchanged/);
     assert.equal(writes(e.server).length, before);
@@ -261,7 +270,7 @@ Deno.test("--create-networks creates a bridge's NetworkAttachmentDefinition once
         vmYaml("h5-b", ["br0"]).replace("192.0.2.20", "192.0.2.30")
       }`,
     );
-    const r = await run(["create", file, ...e.cluster, "--image-url", IMAGE, "--create-networks"]);
+    const r = await e.create(file, "--create-networks");
     assert.equal(r.code, 0, r.err);
     assert.equal(e.server.objects("virtualmachines", NS).length, 2);
     assert.equal(e.server.objects("network-attachment-definitions", NS).length, 1);
@@ -288,7 +297,7 @@ Deno.test("a missing NetworkAttachmentDefinition without --create-networks is re
   try {
     e.server.seed("network-attachment-definitions", networkSeed("br0"));
     const file = await e.file("h5-m.yaml", vmYaml("h5-m", ["br0", "br9"]));
-    const r = await run(["create", file, ...e.cluster, "--image-url", IMAGE]);
+    const r = await e.create(file);
     assert.equal(r.code, 2);
     assert.equal(r.err.trim().split("\n").length, 1);
     assert.match(r.err, /NetworkAttachmentDefinition h5-ns\/br9 not found.*--create-networks/);
@@ -317,7 +326,7 @@ Deno.test("a create that fails half-way removes what it made and nothing else", 
   try {
     e.server.seed("network-attachment-definitions", networkSeed("br0")); // not this create's
     const file = await e.file("h5-f.yaml", vmYaml("h5-f", ["br0", "br1"]));
-    const r = await run(["create", file, ...e.cluster, "--image-url", IMAGE, "--create-networks"]);
+    const r = await e.create(file, "--create-networks");
     assert.equal(r.code, 4);
     assert.match(r.err, /h5: admission refused the VM/);
     assert.equal(r.err.trim().split("\n").length, 1);
@@ -333,14 +342,7 @@ Deno.test("a create that fails half-way removes what it made and nothing else", 
       ["br0"],
     );
     failVm = false;
-    const retry = await run([
-      "create",
-      file,
-      ...e.cluster,
-      "--image-url",
-      IMAGE,
-      "--create-networks",
-    ]);
+    const retry = await e.create(file, "--create-networks");
     assert.equal(retry.code, 0, retry.err);
   } finally {
     await e.close();
@@ -351,7 +353,7 @@ Deno.test("--target kubevirt: bad input is exit 2 with file, line and field; no 
   const e = await env();
   try {
     const file = await e.file("h5-bad.yaml", vmYaml("h5-bad", ["Br_0"]));
-    const bad = await run(["create", file, ...e.cluster, "--image-url", IMAGE]);
+    const bad = await e.create(file);
     assert.equal(bad.code, 2);
     assert.match(bad.err, /^Error: .*h5-bad\.yaml:\d+:\d+ spec\.networkInterfaces\[0\]\.bridge: /);
     assert.equal(bad.err.trim().split("\n").length, 1);
