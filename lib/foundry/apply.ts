@@ -211,7 +211,8 @@ export function planVm(
       : d.vcpus > live.vcpus && config.type === "qemu"
       ? ["reboot", REASON.tcgVcpus]
       : ["live"];
-    out.push(change("spec.vcpus", config.vcpus, d.vcpus, cls[0], cls[1]));
+    const from = config.vcpus !== d.vcpus ? config.vcpus : s.vcpus;
+    out.push(change("spec.vcpus", from, d.vcpus, cls[0], cls[1]));
   }
   const toMiB = Math.round(d.memoryGiB * 1024);
   if (toMiB !== config.memoryMiB || d.memoryGiB !== s.memoryGiB) {
@@ -221,7 +222,8 @@ export function planVm(
       : running
       ? ["live"]
       : ["live", REASON.stopped];
-    out.push(change("spec.memoryGiB", config.memoryMiB / 1024, d.memoryGiB, cls[0], cls[1]));
+    const from = toMiB !== config.memoryMiB ? config.memoryMiB / 1024 : s.memoryGiB;
+    out.push(change("spec.memoryGiB", from, d.memoryGiB, cls[0], cls[1]));
   }
   const maxVcpus = d.resources?.maxVcpus;
   if (maxVcpus !== undefined && maxVcpus !== config.maxVcpus) {
@@ -758,10 +760,14 @@ class Updater {
     const domain = current.domain;
     const pool = current.config.disks.get("vda")?.pool ??
       vmPoolFor(this.desired, this.opts.config);
-    const xml = buildDomainXml(this.desired, {
-      domainType: current.config.type === "kvm" ? "kvm" : "qemu",
-      pool,
-    });
+    // The devices as create would write them, built only when a device is added.
+    let built: string | undefined;
+    const xml = () =>
+      built ??= buildDomainXml(this.desired, {
+        domainType: current.config.type === "kvm" ? "kvm" : "qemu",
+        pool,
+        defaultImagePool: this.opts.config.imagesPool,
+      });
     for (
       const c of this.#pending.filter((c) =>
         /^spec\.dataDisks\[[^\]]+\]$/.test(c.path) && c.from === undefined
@@ -769,7 +775,7 @@ class Updater {
     ) {
       const disk = c.to as DataDisk;
       await this.#step(c, async () => {
-        const element = deviceElement(xml, "disk", `dev="${disk.device}"`);
+        const element = deviceElement(xml(), "disk", `dev="${disk.device}"`);
         let made: Awaited<ReturnType<Libvirt["storageVolCreateXml"]>> | undefined;
         if (disk.volume === undefined) {
           const volName = volumeNameData(this.desired.metadata.name, disk.device);
@@ -825,7 +831,7 @@ class Updater {
             }`,
           );
           await this.#attach(
-            deviceElement(xml, "interface", `address="${macOf(nic)}"`),
+            deviceElement(xml(), "interface", `address="${macOf(nic)}"`),
             `NIC ${macOf(nic)}`,
           )
             .catch((e) => {
