@@ -23,11 +23,10 @@ import type { FoundryConfig } from "../../lib/foundry/config.ts";
 import type { VmListEntry } from "../../lib/foundry/inventory.ts";
 import type { LabelSelector } from "../../lib/config/selector.ts";
 import type { Libvirt } from "../../lib/libvirt/mod.ts";
-import type { Column } from "../../lib/output/listing.ts";
 import { sanitizeText } from "../../lib/output/sanitize.ts";
 import { errorText, ExitCode, exitCodeFor, type Io, setExitCode } from "../_program.ts";
 import { interruptSignal } from "../_signals.ts";
-import { colorFor, globals, withLibvirt } from "./_context.ts";
+import { globals, withLibvirt } from "./_context.ts";
 import type { ListFlags, OutputFlags } from "./_inventory.ts";
 import { resolveTargets, type TargetOptions, targetsOrNote, vmExists } from "./_targets.ts";
 
@@ -136,35 +135,6 @@ export function finishOutcomes(io: Io, outcomes: readonly HostOutcome<unknown>[]
 /** A VM row with its host. */
 export type HostVmRow = VmListEntry & { host: string };
 
-/** The HOST column followed by list's columns. */
-async function hostColumns(io: Io): Promise<Column<HostVmRow>[]> {
-  const { vmColumns } = await import("./_inventory.ts");
-  return [
-    { header: "HOST", value: (v) => v.host },
-    ...(vmColumns(colorFor(io)) as Column<HostVmRow>[]),
-  ];
-}
-
-async function printHostRows(
-  io: Io,
-  flags: OutputFlags,
-  rows: readonly HostVmRow[],
-  empty?: string,
-): Promise<void> {
-  const { loadYamlWriter, renderListing } = await import("../../lib/output/listing.ts");
-  if (flags.output === "yaml") await loadYamlWriter();
-  const { out, err } = renderListing(rows, {
-    columns: await hostColumns(io),
-    kind: "vm",
-    name: (v) => v.name,
-    format: flags.output,
-    noHeaders: flags.headers === false,
-    ...(empty === undefined ? {} : { empty }),
-  });
-  if (out) io.out(out);
-  if (err) io.err(err);
-}
-
 /** `foundry list --host ...`: every chosen host's VMs, with a HOST column. */
 export async function runFleetList(
   io: Io,
@@ -183,7 +153,8 @@ export async function runFleetList(
       ...(selector ? { selector } : {}),
     })).vms.map((v): HostVmRow => ({ host: host.name, ...v })));
   const rows = outcomes.flatMap((o) => o.ok ? o.value : []);
-  await printHostRows(io, flags, rows, "No VMs found");
+  const { printVms } = await import("./_inventory.ts");
+  await printVms(io, flags, rows, "No VMs found");
   finishOutcomes(io, outcomes);
 }
 
@@ -234,8 +205,8 @@ export async function runFleetGet(
     const { formatYamlDocuments } = await import("../../lib/output/yaml.ts");
     io.out(formatYamlDocuments(found.map((f) => ({ host: f.host, ...f.got.vm }))));
   } else {
-    const { getRowOf } = await import("./_inventory.ts");
-    await printHostRows(io, flags, found.map((f) => ({ host: f.host, ...getRowOf(f.got) })));
+    const { getRowOf, printVms } = await import("./_inventory.ts");
+    await printVms(io, flags, found.map((f) => ({ host: f.host, ...getRowOf(f.got) })));
   }
   finishOutcomes(io, outcomes);
 }
@@ -260,10 +231,13 @@ export function hostIo(io: Io, host: string): Io {
 }
 
 /**
- * The single-host or fleet run of a lifecycle command (see {@linkcode withTargetHosts}): without
- * `--host`/`--host-selector`, one connection and the targets exactly as before.
+ * The single-host or fleet run of a lifecycle command. Without `--host`/`--host-selector`: one
+ * connection and the targets exactly as before. With them: finds the targets on each chosen host
+ * (`-l`: the matching VMs of every host; names: the host that has each, refusing a name that two
+ * hosts have), then calls `fn` per host with its own targets and a host-prefixed output, at most
+ * `--parallel` hosts at once; a failed host is reported on its own line.
  */
-export function withTargets(
+export async function withTargets(
   cmd: Command,
   io: Io,
   config: FoundryConfig,
@@ -271,24 +245,9 @@ export function withTargets(
   opts: TargetOptions,
   fn: (lv: Libvirt, io: Io, targets: string[]) => Promise<void>,
 ): Promise<void> {
-  if (isFleet(fleetGlobals(cmd))) return withTargetHosts(cmd, io, config, names, opts, fn);
-  return withLibvirt(config, async (lv) => fn(lv, io, await targetsOrNote(io, lv, names, opts)));
-}
-
-/**
- * The fleet run of a lifecycle command: finds the targets on each
- * chosen host (`-l`: the matching VMs of every host; names: the host that has each, refusing a
- * name that two hosts have), then calls `fn` per host with its own targets and a host-prefixed
- * output, at most `--parallel` hosts at once; a failed host is reported on its own line.
- */
-export async function withTargetHosts(
-  cmd: Command,
-  io: Io,
-  config: FoundryConfig,
-  names: readonly string[],
-  opts: TargetOptions,
-  fn: (lv: Libvirt, io: Io, targets: string[]) => Promise<void>,
-): Promise<void> {
+  if (!isFleet(fleetGlobals(cmd))) {
+    return withLibvirt(config, async (lv) => fn(lv, io, await targetsOrNote(io, lv, names, opts)));
+  }
   const fleet = openFleet(config, fleetGlobals(cmd));
   const wanted = [...new Set(names.map((n) => n.toLowerCase()))];
   try {

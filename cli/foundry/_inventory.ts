@@ -87,16 +87,23 @@ export function vmColumns(color: boolean): Column<VmListEntry>[] {
   ];
 }
 
-/** Prints VM rows as `flags` ask (as cli/_listing.ts's printListing). */
+/**
+ * Prints VM rows as `flags` ask (as cli/_listing.ts's printListing); rows of several hosts (see
+ * `_fleet.ts`) carry `host`, shown in a first HOST column.
+ */
 export async function printVms(
   io: Io,
   flags: OutputFlags,
-  vms: readonly VmListEntry[],
+  vms: readonly (VmListEntry & { host?: string })[],
   empty?: string,
 ): Promise<void> {
   if (flags.output === "yaml") await loadYamlWriter();
+  const columns: Column<VmListEntry & { host?: string }>[] = vmColumns(colorFor(io));
+  if (vms.some((v) => v.host !== undefined)) {
+    columns.unshift({ header: "HOST", value: (v) => v.host ?? "-" });
+  }
   const { out, err } = renderListing(vms, {
-    columns: vmColumns(colorFor(io)),
+    columns,
     kind: "vm",
     name: (v) => v.name,
     format: flags.output,
