@@ -10,7 +10,8 @@
  * drift; and memory only where the balloon has moved: a guest without a balloon driver keeps the
  * whole maximum and ignores `virsh setmem`, which then cannot be seen), the reserved maxima (the
  * spec's `resources`, or without them anything between the size and the default headroom, which
- * create may have capped by the host), disks by guest device (added, removed, another source;
+ * create may have capped by the host; with NUMA cells, libvirt's memory maximum is their sum and
+ * the cells are compared instead), disks by guest device (added, removed, another source;
  * CD-ROMs are not compared: foundry's seed is one and is not in the spec), NICs by MAC (added,
  * removed, another bridge), CPU topology and mode, NUMA cells and graphics where the spec sets them,
  * the domain type where the spec names it, and autostart. Disk sizes are not compared.
@@ -148,10 +149,12 @@ function compare(
     }
     const maxMemoryGiB = spec.resources?.maxMemoryGiB;
     const maxMiB = maxMemoryGiB === undefined ? undefined : Math.round(maxMemoryGiB * 1024);
+    // With NUMA cells libvirt makes `<memory>` their sum: the cells are compared instead.
     if (
-      maxMiB !== undefined
+      spec.numa === undefined &&
+      (maxMiB !== undefined
         ? o.maxMemoryMiB !== maxMiB
-        : o.maxMemoryMiB < memoryMiB || o.maxMemoryMiB > defaults.maxMemoryMiB
+        : o.maxMemoryMiB < memoryMiB || o.maxMemoryMiB > defaults.maxMemoryMiB)
     ) {
       add(
         "spec.resources.maxMemoryGiB",

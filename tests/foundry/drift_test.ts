@@ -166,3 +166,46 @@ testNeeding([libvirtSkipReason, requireTool("virsh")], {
     }
   },
 });
+
+testNeeding([libvirtSkipReason, requireTool("virsh")], {
+  name: "a VM created with CPU topology, NUMA and graphics is not drifted until virsh edits them",
+  async fn() {
+    const fx = await foundryFixture();
+    const name = uniqueName("h4vm");
+    try {
+      const vm = testVm(fx, { name });
+      vm.spec.resources = { maxVcpus: 2, maxMemoryGiB: 0.5 };
+      vm.spec.cpu = { sockets: 1, cores: 2, threads: 1 };
+      vm.spec.numa = [{ cpus: "0-1", memoryGiB: 0.25 }];
+      vm.spec.graphics = { type: "vnc" };
+      await createVm(fx.lv, vm, { config: fx.config, noStart: true });
+      assert.deepEqual((await driftOf(fx.lv, name)).changes, []);
+      const xml = await virsh("dumpxml", "--inactive", name);
+      const edited = xml.replace(
+        /<topology sockets='1'([^>]*) cores='2'/,
+        "<topology sockets='2'$1 cores='1'",
+      )
+        .replace(
+          /<graphics type='vnc'[^>]*>/,
+          (g) => g.replace(/listen='[^']*'/, "listen='0.0.0.0'"),
+        )
+        .replace(
+          /<listen type='address' address='[^']*'/,
+          "<listen type='address' address='0.0.0.0'",
+        );
+      assert.notEqual(edited, xml);
+      const file = `${fx.dir}/h4-topology.xml`;
+      await Deno.writeTextFile(file, edited);
+      await virsh("define", file);
+      const report = await driftOf(fx.lv, name);
+      assert.deepEqual(report.changes.map((c) => [c.path, c.stored, c.actual, c.where]), [
+        ["spec.cpu.sockets", 1, 2, "config"],
+        ["spec.cpu.cores", 2, 1, "config"],
+        ["spec.graphics.listen", "127.0.0.1", "0.0.0.0", "config"],
+      ]);
+    } finally {
+      await removeDomain(fx, name);
+      await fx.cleanup();
+    }
+  },
+});
