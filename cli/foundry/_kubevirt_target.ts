@@ -41,7 +41,8 @@ import type { Column } from "../../lib/output/listing.ts";
 import { printListing } from "../_listing.ts";
 import { sanitizeText } from "../../lib/output/sanitize.ts";
 import { ExitCode, exitCodeFor, type Io, setExitCode } from "../_program.ts";
-import { interruptSignal } from "../_signals.ts";
+import { withFoundryAudit } from "../_audit.ts";
+import { interruptSignal, signalOption } from "../_signals.ts";
 import type { Command } from "npm:commander@^15.1.0";
 import { colorFor, envOf, progress } from "./_context.ts";
 
@@ -114,6 +115,11 @@ class FoundryCluster implements KubevirtCluster {
   constructor(client: KubeClient) {
     this.#client = client;
     this.#custom = client.kubeConfig.makeApiClient(CustomObjectsApi);
+  }
+
+  /** Where objects of `namespace` go, for audit records: `https://server (namespace ns)`. */
+  where(namespace: string): string {
+    return `${this.#client.server} (namespace ${namespace})`;
   }
 
   /** The same cluster without the interrupt signal, to undo what an interrupted create made. */
@@ -349,11 +355,36 @@ export async function kubevirtCreate(
     const name = m.vm.metadata.name;
     if (output !== "json") io.out(`Creating VM '${name}' in namespace ${namespace}...\n`);
     try {
-      const r = await createOnCluster(api, m, {
-        createNetworks: flags.createNetworks === true,
-        rollbackApi: api.detached(),
-        onStep: (_step, detail) => say(`${detail} created`),
-      });
+      const vm = vms[all.indexOf(m)]!;
+      const secrets = [
+        ...(vm.spec.cloudInit?.passwordHash ? [vm.spec.cloudInit.passwordHash] : []),
+        ...(vm.spec.cloudInit?.sshAuthorizedKeys ?? []),
+      ];
+      const r = await withFoundryAudit(cmd, {
+        resourceType: "vm",
+        name,
+        uri: api.where(namespace),
+        operation: "create",
+        details: {
+          target: "kubevirt",
+          vcpus: vm.spec.vcpus,
+          memoryGiB: vm.spec.memoryGiB,
+          interfaces: vm.spec.networkInterfaces.length,
+          dataDisks: vm.spec.dataDisks?.length ?? 0,
+          sshAuthConfigured: secrets.length > 0,
+        },
+      }, async (op) => {
+        const r = await createOnCluster(api, m, {
+          createNetworks: flags.createNetworks === true,
+          rollbackApi: api.detached(),
+          onStep: (_step, detail) => say(`${detail} created`),
+        });
+        for (const c of r.created) {
+          const [kind, objName] = c.split("/") as [string, string];
+          op.object({ kind, namespace, name: objName, outcome: "created" });
+        }
+        return r;
+      }, { secrets, ...signalOption() });
       results.push({ name, namespace, outcome: r.outcome, created: r.created });
       if (output !== "json") {
         io.out(
@@ -552,7 +583,22 @@ export async function kubevirtDestroy(
   for (const name of targets) {
     try {
       io.out(`Destroying VM '${name}' in namespace ${namespace}...\n`);
-      const r = await destroyOnCluster(api, namespace, name);
+      const r = await withFoundryAudit(cmd, {
+        resourceType: "vm",
+        name,
+        uri: api.where(namespace),
+        operation: "destroy",
+        details: { target: "kubevirt" },
+      }, async (op) => {
+        const r = await destroyOnCluster(api, namespace, name);
+        op.event({
+          level: "info",
+          reason: "Deleted",
+          object: `VirtualMachine/${name}`,
+          message: `deleted ${r.deleted.join(", ") || "nothing (already gone)"}`,
+        });
+        return r;
+      }, signalOption());
       for (const d of r.deleted) io.out(`deleted ${d}\n`);
       io.out(`Successfully destroyed VM '${name}'\n`);
     } catch (e) {

@@ -99,7 +99,16 @@ async function env(
       await Deno.writeTextFile(p, text);
       return p;
     },
-    cluster: ["--target", "kubevirt", "--kubeconfig", kubeconfig, "-n", NS],
+    cluster: [
+      "--target",
+      "kubevirt",
+      "--kubeconfig",
+      kubeconfig,
+      "-n",
+      NS,
+      "--audit-db",
+      `${dir}/audit.db`,
+    ],
     create: (file, ...more) =>
       run([
         "create",
@@ -110,6 +119,8 @@ async function env(
         kubeconfig,
         "-n",
         NS,
+        "--audit-db",
+        `${dir}/audit.db`,
         "--image-url",
         IMAGE,
         ...more,
@@ -256,6 +267,19 @@ Deno.test("create, get, list, destroy --target kubevirt on the API test server",
     const ignored = await run(["destroy", "h5-web", ...e.cluster, "--ignore-not-found"]);
     assert.equal(ignored.code, 0, ignored.err);
     assert.ok(!everything(e.server).includes(FAKE_PASSWORD_HASH.slice(0, 20)));
+    // create and destroy are in the audit trail, which holds no secret either.
+    const history = await run(["--audit-db", `${e.dir}/audit.db`, "history", "-o", "json"]);
+    assert.equal(history.code, 0, history.err);
+    const ops = JSON.parse(history.out).map((o: Any) =>
+      `${o.operation} ${o.name ?? o.resourceName}`
+    );
+    assert.ok(ops.some((o: string) => o === "create h5-web"), history.out);
+    assert.ok(ops.some((o: string) => o === "destroy h5-web"), history.out);
+    for await (const f of Deno.readDir(e.dir)) {
+      if (!f.name.startsWith("audit.db")) continue;
+      const bytes = new TextDecoder("latin1").decode(await Deno.readFile(`${e.dir}/${f.name}`));
+      assert.ok(!bytes.includes(FAKE_PASSWORD_HASH), f.name);
+    }
   } finally {
     await e.close();
   }
