@@ -31,6 +31,7 @@
  */
 
 import type { ApiObject } from "../kubevirt/client.ts";
+import { labelKeyProblem, labelValueProblem } from "../config/selector.ts";
 import { isStatus } from "../kubevirt/errors.ts";
 import { encodeBase64, SECRET_USERDATA_KEY, USERDATA_INLINE_MAX } from "../kubevirt/manifests.ts";
 import { formatQuantity } from "../workloads/quantity.ts";
@@ -339,6 +340,15 @@ export function kubevirtManifests(vm: VirtualMachine, o: KubevirtOptions): Kubev
     if (d.volume !== undefined) {
       fail(`spec.dataDisks[${i}].volume`, "an existing libvirt disk cannot be used on KubeVirt");
     }
+  }
+  for (const k of Object.keys(vm.metadata.annotations ?? {})) {
+    if (k === SPEC_ANNOTATION) fail("metadata.annotations", `${k} is foundry's own annotation`);
+    const problem = labelKeyProblem(k);
+    if (problem) fail("metadata.annotations", `Kubernetes refuses the annotation ${problem}`);
+  }
+  for (const [k, v] of Object.entries(vm.metadata.labels ?? {})) {
+    const problem = labelKeyProblem(k) ?? labelValueProblem(v);
+    if (problem) fail("metadata.labels", `Kubernetes refuses the label ${problem}`);
   }
   const labels: Record<string, string> = { ...vm.metadata.labels, [MANAGED_LABEL]: "true" };
   const podLabels = { ...labels, [VM_LABEL]: name };

@@ -302,6 +302,8 @@ Deno.test("kubevirtManifests() refuses what KubeVirt cannot honour, naming the f
     [(vm) => vm.spec.bootDisk = { sizeGB: 5, volume: "p:v" }, "spec.bootDisk.volume"],
     [(vm) => vm.spec.dataDisks![1]!.volume = "/x.img", "spec.dataDisks[1].volume"],
     [(vm) => vm.spec.graphics = { type: "spice" }, "spec.graphics.type"],
+    [(vm) => vm.metadata.annotations = { "a b": "x" }, "metadata.annotations"],
+    [(vm) => vm.metadata.annotations = { [SPEC_ANNOTATION]: "{}" }, "metadata.annotations"],
     [
       (vm) => vm.spec.graphics = { type: "vnc", passwordSecret: "pw" },
       "spec.graphics.passwordSecret",
