@@ -292,6 +292,40 @@ testNeeding(fleetSkipReason(), {
         assert.equal(ignored.code, 0, ignored.err);
       });
 
+      await t.step(
+        "stop/start fan out per host; when every host fails, their own exit code",
+        async () => {
+          const stop = await foundry("--config", config, "--host", "all", "stop", "-l", "role=db");
+          assert.equal(stop.code, 0, stop.out + stop.err);
+          for (const h of fleet.hosts) {
+            assert.match(
+              stop.out,
+              new RegExp(`^${h.name}: VM '${h.name}-db' is already shut off$`, "m"),
+            );
+          }
+          // Their disks' pool and bridge exist nowhere: each host fails on its own line.
+          const start = await foundry(
+            "--config",
+            config,
+            "--host",
+            "all",
+            "--parallel",
+            "1",
+            "start",
+            "-l",
+            "role=db",
+          );
+          assert.equal(start.code, 4, start.out + start.err);
+          for (const h of fleet.hosts) {
+            assert.match(start.err, new RegExp(`^Error: host ${h.name}: `, "m"));
+          }
+          assert.match(start.err, /every host failed/);
+          const bad = await foundry("--config", config, "--host", "all", "--parallel", "0", "list");
+          assert.equal(bad.code, 2);
+          assert.match(bad.err, /Invalid --parallel '0'/);
+        },
+      );
+
       await t.step("a host that stops answering is reported on its own line; exit 7", async () => {
         Deno.env.set("FOUNDRY_HOST_TIMEOUT", "3");
         b.pause();
@@ -331,6 +365,9 @@ testNeeding(fleetSkipReason(), {
         const none = await foundry("--config", plain, "--host", "all", "list");
         assert.equal(none.code, 2);
         assert.match(none.err, /need a hosts: list/);
+        const local = await foundry("--config", plain, "host", "list", "-o", "name");
+        assert.equal(local.code, 0, local.err);
+        assert.equal(local.out, "host/default\n");
         // Without --host, the single connection works as always.
         const single = await foundry("--config", plain, "list", "-o", "name");
         assert.equal(single.code, 0, single.err);
