@@ -132,7 +132,7 @@ export {
   kvmOffered,
 } from "./domain_xml.ts";
 export { phaseFromDomainState, setCondition, statusFromDomainState } from "./status.ts";
-export type { ConditionUpdate } from "./status.ts";
+export type { ConditionUpdate, OperationMarker, OperationPhase, StoredStatus } from "./status.ts";
 export type { DomainXmlOptions } from "./domain_xml.ts";
 export {
   buildMetadataXml,
@@ -207,6 +207,7 @@ export {
   IMAGE_HEADER_BYTES,
   imageProblem,
 } from "./image_format.ts";
+export type { ImageFormat } from "./image_format.ts";
 export {
   QCOW2_EXTENSION,
   QCOW2_INCOMPATIBLE,
