@@ -117,6 +117,11 @@ class FoundryCluster implements KubevirtCluster {
     this.#custom = client.kubeConfig.makeApiClient(CustomObjectsApi);
   }
 
+  /** Resolves once every request sent has ended, those an interrupt gave up on included. */
+  settle(): Promise<boolean> {
+    return this.#client.settle();
+  }
+
   /** Where objects of `namespace` go, for audit records: `https://server (namespace ns)`. */
   where(namespace: string): string {
     return `${this.#client.server} (namespace ${namespace})`;
@@ -394,6 +399,14 @@ export async function kubevirtCreate(
         );
       }
     } catch (e) {
+      for (const u of (e as { rollbackErrors?: unknown[] }).rollbackErrors ?? []) {
+        const text = u instanceof Error ? u.message : String(u);
+        io.err(
+          `Error: could not remove what the failed create made: ${
+            sanitizeText(text, { singleLine: true })
+          }\n`,
+        );
+      }
       if (e instanceof MissingNetworkError) {
         const them = e.networks.length === 1 ? "it" : "them";
         throw Object.assign(new Error(`${e.message}; create ${them} or pass --create-networks`), {

@@ -32,7 +32,7 @@
 
 import type { ApiObject } from "../kubevirt/client.ts";
 import { labelKeyProblem, labelValueProblem } from "../config/selector.ts";
-import { isStatus } from "../kubevirt/errors.ts";
+import { isStatus, KubeApiError } from "../kubevirt/errors.ts";
 import { encodeBase64, SECRET_USERDATA_KEY, USERDATA_INLINE_MAX } from "../kubevirt/manifests.ts";
 import { formatQuantity } from "../workloads/quantity.ts";
 import { hostnameOf, noCloudFilesFromVm } from "./cloudinit.ts";
@@ -526,6 +526,11 @@ export interface KubevirtCluster {
   list(resource: KubevirtResource, namespace: string, labelSelector?: string): Promise<ApiObject[]>;
   /** Deletes one object. */
   delete(resource: KubevirtResource, namespace: string, name: string): Promise<void>;
+  /**
+   * Resolves once every request sent so far has ended, those given up on (an interrupt) included,
+   * so that a rollback sees what the server did with them.
+   */
+  settle?(): Promise<boolean>;
 }
 
 /** NetworkAttachmentDefinitions missing in the namespace, refused before anything was created. */
@@ -651,6 +656,9 @@ export async function createOnCluster(
     } catch (e) {
       // Another create made the same network meanwhile: it is there, and not ours to remove.
       if (resource === NAD_RESOURCE && isStatus(e, 409)) return;
+      // No answer (connection lost, interrupted): the server may have made it. It did not exist
+      // when this create looked, so if it exists now it is this create's.
+      if (!(e instanceof KubeApiError)) made.push({ resource, name: obj.metadata.name });
       throw e;
     }
     made.push({ resource, name: obj.metadata.name });
@@ -662,6 +670,7 @@ export async function createOnCluster(
     await create("virtualmachines", m.vm, "vm");
   } catch (e) {
     const undo = o.rollbackApi ?? api;
+    await api.settle?.();
     for (const x of made.reverse()) {
       try {
         await undo.delete(x.resource, ns, x.name);

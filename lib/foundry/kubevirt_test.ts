@@ -8,11 +8,15 @@ import type { ApiObject } from "../kubevirt/client.ts";
 import { decodeBase64, type KubeObject } from "../kubevirt/manifests.ts";
 import { noCloudFilesFromVm } from "./cloudinit.ts";
 import { ValidationError } from "./errors.ts";
+import { KubeApiError } from "../kubevirt/errors.ts";
 import {
+  createOnCluster,
   entryOf,
+  type KubevirtCluster,
   type KubevirtManifests,
   kubevirtManifests,
   KubevirtMappingError,
+  type KubevirtResource,
   MANAGED_LABEL,
   managedSelector,
   networkAttachmentDefinition,
@@ -413,4 +417,66 @@ Deno.test("every object kubevirtManifests() returns is namespaced and labelled a
     assert.equal(o.metadata.namespace, NS);
     assert.equal(o.metadata.labels?.[MANAGED_LABEL], "true");
   }
+});
+
+/** An in-memory cluster; `failCreate` decides per object how its create fails after (or before) storing it. */
+function memoryCluster(
+  failCreate: (resource: KubevirtResource, name: string) => "stored" | "refused" | undefined,
+) {
+  const store = new Map<string, Any>();
+  const key = (r: string, n: string) => `${r}/${n}`;
+  const notFound = (op: string) => new KubeApiError(op, 404, "NotFound", "not found");
+  const api: KubevirtCluster = {
+    create: (r, _ns, obj) => {
+      const how = failCreate(r, obj.metadata.name);
+      if (how === "refused") {
+        return Promise.reject(new KubeApiError("create", 403, "Forbidden", "no"));
+      }
+      store.set(key(r, obj.metadata.name), structuredClone(obj));
+      if (how === "stored") return Promise.reject(new TypeError("fetch failed: connection reset"));
+      return Promise.resolve(obj as unknown as ApiObject);
+    },
+    get: (r, _ns, name) => {
+      const o = store.get(key(r, name));
+      return o ? Promise.resolve(o) : Promise.reject(notFound("get"));
+    },
+    list: () => Promise.resolve([]),
+    delete: (r, _ns, name) =>
+      store.delete(key(r, name)) ? Promise.resolve() : Promise.reject(notFound("delete")),
+  };
+  return { api, store };
+}
+
+Deno.test("createOnCluster() removes what it made when a step fails, an unanswered one included", async () => {
+  for (const how of ["refused", "stored"] as const) {
+    const { api, store } = memoryCluster((r) => r === "virtualmachines" ? how : undefined);
+    store.set(`${"network-attachment-definitions"}/br0`, networkAttachmentDefinition("br0", NS));
+    const m = manifests(sampleVm());
+    await assert.rejects(
+      createOnCluster(api, m, { createNetworks: true }),
+      how === "refused" ? KubeApiError : TypeError,
+    );
+    // br1 and the Secret were made and removed; the VM too when the server kept it unanswered.
+    assert.deepEqual([...store.keys()], ["network-attachment-definitions/br0"], how);
+  }
+});
+
+Deno.test("createOnCluster() refuses missing networks before creating anything, and is idempotent", async () => {
+  const { api, store } = memoryCluster(() => undefined);
+  const m = manifests(sampleVm());
+  await assert.rejects(createOnCluster(api, m), /br0, h5-lab\/br1 not found/);
+  assert.equal(store.size, 0);
+  const r = await createOnCluster(api, m, { createNetworks: true });
+  assert.deepEqual(r, {
+    outcome: "created",
+    created: [
+      "NetworkAttachmentDefinition/br0",
+      "NetworkAttachmentDefinition/br1",
+      "Secret/web-01-userdata",
+      "VirtualMachine/web-01",
+    ],
+  });
+  assert.deepEqual(await createOnCluster(api, m), { outcome: "unchanged", created: [] });
+  const other = manifests({ ...sampleVm(), spec: { ...sampleVm().spec, vcpus: 3 } });
+  await assert.rejects(createOnCluster(api, other), /already exists with another spec/);
 });
