@@ -379,7 +379,15 @@ Deno.test("--target kubevirt: bad input is exit 2 with file, line and field; no 
     const file = await e.file("h5-bad.yaml", vmYaml("h5-bad", ["Br_0"]));
     const bad = await e.create(file);
     assert.equal(bad.code, 2);
-    assert.match(bad.err, /^Error: .*h5-bad\.yaml:\d+:\d+ spec\.networkInterfaces\[0\]\.bridge: /);
+    const text = vmYaml("h5-bad", ["Br_0"]);
+    const line = text.slice(0, text.indexOf("Br_0")).split("\n").length;
+    const column = text.split("\n")[line - 1]!.indexOf("Br_0") + 1;
+    assert.match(
+      bad.err,
+      new RegExp(
+        `^Error: .*h5-bad\\.yaml:${line}:${column} spec\\.networkInterfaces\\[0\\]\\.bridge: `,
+      ),
+    );
     assert.equal(bad.err.trim().split("\n").length, 1);
     const noImage = await run([
       "create",
