@@ -90,6 +90,8 @@ async function env(
   server.seed("namespaces", { metadata: { name: NS } });
   const kubeconfig = await server.writeKubeconfig();
   const dir = await Deno.makeTempDir({ prefix: "h5-kubevirt-" });
+  const cluster = ["--target", "kubevirt", "--kubeconfig", kubeconfig, "-n", NS];
+  cluster.push("--audit-db", `${dir}/audit.db`);
   return {
     server,
     kubeconfig,
@@ -99,32 +101,8 @@ async function env(
       await Deno.writeTextFile(p, text);
       return p;
     },
-    cluster: [
-      "--target",
-      "kubevirt",
-      "--kubeconfig",
-      kubeconfig,
-      "-n",
-      NS,
-      "--audit-db",
-      `${dir}/audit.db`,
-    ],
-    create: (file, ...more) =>
-      run([
-        "create",
-        file,
-        "--target",
-        "kubevirt",
-        "--kubeconfig",
-        kubeconfig,
-        "-n",
-        NS,
-        "--audit-db",
-        `${dir}/audit.db`,
-        "--image-url",
-        IMAGE,
-        ...more,
-      ]),
+    cluster,
+    create: (file, ...more) => run(["create", file, ...cluster, "--image-url", IMAGE, ...more]),
     close: async () => {
       await server.close();
       await Deno.remove(kubeconfig).catch(() => {});
@@ -413,6 +391,28 @@ Deno.test("--target kubevirt: bad input is exit 2 with file, line and field; no 
     const none = await run(["list", "--target", "kubevirt"]);
     assert.equal(none.code, 3);
     assert.match(none.err, /no cluster configuration found.*--kubeconfig/);
+  } finally {
+    await e.close();
+  }
+});
+
+Deno.test("get and destroy --target kubevirt leave a VirtualMachine foundry did not make alone", async () => {
+  const e = await env();
+  try {
+    e.server.seed("virtualmachines", {
+      metadata: { name: "h5-foreign", namespace: NS, labels: { app: "other" } },
+      spec: { runStrategy: "Halted", template: { spec: { domain: { devices: {} } } } },
+    });
+    const got = await run(["get", "h5-foreign", ...e.cluster]);
+    assert.equal(got.code, 4);
+    assert.match(got.err, /was not created by foundry/);
+    const d = await run(["destroy", "h5-foreign", ...e.cluster]);
+    assert.equal(d.code, 4);
+    assert.match(d.err, /was not created by foundry; it is left alone/);
+    assert.equal(e.server.objects("virtualmachines", NS).length, 1);
+    assert.deepEqual(writes(e.server), []);
+    const listed = await run(["list", ...e.cluster, "-o", "json"]);
+    assert.deepEqual(JSON.parse(listed.out), []);
   } finally {
     await e.close();
   }
