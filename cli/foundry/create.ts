@@ -35,7 +35,7 @@ export function createCommand(io: Io): Command {
     .option("--wait [stage]", "then wait for agent, ip or cloud-init (default cloud-init)")
     .option("--timeout <seconds>", "with --wait: give up after this long", "600")
     .option("-o, --output <format>", "progress (default) or json", "progress")
-    .addOption(new Option("--target <target>", "kubevirt or libvirt (default)").choices(TARGETS))
+    .addOption(new Option("--target <target>", "libvirt (default) or kubevirt").choices(TARGETS))
     .option("--kubeconfig <path>", "kubevirt: kubeconfig file (default: in-cluster, KUBECONFIG)")
     .option("--context <name>", "kubevirt: kubeconfig context")
     .option("-n, --namespace <name>", "kubevirt: namespace (default: default)")
@@ -56,12 +56,14 @@ export function createCommand(io: Io): Command {
         output: string;
         wait?: string | boolean;
         timeout: string;
+        target?: string;
       },
       cmd,
     ) => {
       // issue 16: the KubeVirt target (its module loaded only then; it refuses kubevirt: options alone)
       const given = (o: Option) => cmd.getOptionValueSource(o.attributeName()) !== undefined;
-      if (cmd.options.some((o: Option) => o.description.startsWith("kubevirt") && given(o))) {
+      const kubevirtOnly = (o: Option) => o.description.startsWith("kubevirt:") && given(o);
+      if (opts.target === "kubevirt" || cmd.options.some(kubevirtOnly)) {
         return (await import("./_kubevirt_target.ts")).kubevirtCreate(io, file, opts, cmd);
       }
       checkChoice(opts.output, ["progress", "json"], "output format");

@@ -374,6 +374,12 @@ Deno.test("--target kubevirt: bad input is exit 2 with file, line and field; no 
     ]);
     assert.equal(noImage.code, 2);
     assert.match(noImage.err, /spec\.bootDisk\.image: no KubeVirt source/);
+    // KubeVirt's options without that target never fall through to libvirt (a dry run that creates).
+    for (const target of [[], ["--target", "libvirt"]]) {
+      const r = await run(["create", file, ...target, "--dry-run", "--image-url", IMAGE]);
+      assert.equal(r.code, 2);
+      assert.match(r.err, /need --target kubevirt/);
+    }
     assert.deepEqual(writes(e.server), []);
     const port = (() => {
       const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
