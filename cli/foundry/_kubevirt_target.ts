@@ -567,9 +567,13 @@ export async function kubevirtList(
 export async function kubevirtDestroy(
   io: Io,
   names: readonly string[],
-  flags: ClusterFlags & { selector?: string[]; ignoreNotFound?: boolean },
+  flags: ClusterFlags & { selector?: string[]; ignoreNotFound?: boolean; target?: string },
   cmd: Command,
 ): Promise<void> {
+  if (flags.target !== "kubevirt") {
+    // A name on the wrong target would destroy another VM than the one meant.
+    throw usage("--kubeconfig, --context and --namespace need --target kubevirt");
+  }
   const namespace = namespaceOf(flags);
   const selector = flags.selector ?? [];
   if (names.length > 0 && selector.length > 0) {

@@ -41,7 +41,10 @@ export function destroyCommand(io: Io): Command {
         opts: TargetOptions & { timeout?: string; force?: boolean; target?: string },
         cmd,
       ) => {
-        if (opts.target === "kubevirt") { // issue 16: the KubeVirt target, loaded only when asked for
+        // issue 16: the KubeVirt target, loaded only when asked for (it refuses its options alone)
+        const given = (o: Option) => cmd.getOptionValueSource(o.attributeName()) !== undefined;
+        const kubevirtOnly = (o: Option) => o.description.startsWith("kubevirt:") && given(o);
+        if (opts.target === "kubevirt" || cmd.options.some(kubevirtOnly)) {
           return (await import("./_kubevirt_target.ts")).kubevirtDestroy(io, names, opts, cmd);
         }
         checkTargets(names, opts);

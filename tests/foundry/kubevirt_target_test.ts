@@ -380,6 +380,9 @@ Deno.test("--target kubevirt: bad input is exit 2 with file, line and field; no 
       assert.equal(r.code, 2);
       assert.match(r.err, /need --target kubevirt/);
     }
+    const wrong = await run(["destroy", "h5-x", "-n", NS]);
+    assert.equal(wrong.code, 2);
+    assert.match(wrong.err, /need --target kubevirt/);
     assert.deepEqual(writes(e.server), []);
     const port = (() => {
       const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
