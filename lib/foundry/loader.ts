@@ -37,6 +37,7 @@ import {
 } from "../cloudinit/safe_text.ts";
 import { type Problem, ValidationError } from "./errors.ts";
 import { ipv4ToNumber, isIPv6, parseCidr, parseIPv4 } from "./_net.ts";
+import { HOST_NAME_PATTERN } from "./config_hosts.ts";
 import { macFromIp } from "./naming.ts";
 import {
   API_VERSION,
@@ -58,6 +59,7 @@ import {
   type NetworkInterface,
   type NumaCell,
   type ObjectMeta,
+  type Placement,
   RESERVED_GUEST_PATHS,
   type Resources,
   TEMPLATE_KIND,
@@ -109,6 +111,7 @@ const SPEC_FIELDS = [
   "storagePool",
   "domainType",
   "resources",
+  "placement",
 ] as const;
 /** Field path of a `writeFiles` entry's content, as prepare() builds it. */
 const FILE_CONTENT_PATH = /^spec\.cloudInit\.userData\.writeFiles\[\d+\]\.content$/;
@@ -1222,6 +1225,8 @@ class Checker {
     const autostart = this.boolean(f.get("autostart"), "spec.autostart");
     const storagePool = this.pool(f.get("storagePool"), "spec.storagePool", node);
     const domainType = this.oneOf(f.get("domainType"), "spec.domainType", DOMAIN_TYPES);
+    const placementNode = f.get("placement")?.node;
+    const placement = placementNode === undefined ? undefined : this.placement(placementNode);
     if (
       this.problems.length > before || vcpus === undefined || memoryGiB === undefined ||
       bootDisk === undefined || networkInterfaces === undefined
@@ -1241,7 +1246,50 @@ class Checker {
     if (storagePool !== undefined) spec.storagePool = storagePool;
     if (domainType !== undefined) spec.domainType = domainType as DomainType;
     if (resources !== undefined) spec.resources = resources;
+    if (placement !== undefined) spec.placement = placement;
     return spec;
+  }
+
+  /** `spec.placement`: `{host: NAME}` or `{selector: {key: value}}`, not both. */
+  placement(node: Node): Placement | undefined {
+    const f = this.fields(node, "spec.placement", ["host", "selector"]);
+    if (f === undefined) return undefined;
+    const hostField = f.get("host");
+    const selField = f.get("selector");
+    if (hostField !== undefined && selField !== undefined) {
+      this.problem(
+        selField.keyNode,
+        "spec.placement",
+        "give host or selector, not both (a named host needs no selector)",
+      );
+      return undefined;
+    }
+    if (hostField !== undefined) {
+      const host = this.string(hostField, "spec.placement.host", node, true);
+      if (host === undefined) return undefined;
+      if (host.length > 63 || !HOST_NAME_PATTERN.test(host)) {
+        this.problem(
+          hostField.node,
+          "spec.placement.host",
+          `must be a configured host name (lowercase letters, digits and "-", at most 63), got ${
+            shown(host)
+          }`,
+        );
+        return undefined;
+      }
+      return { host };
+    }
+    if (selField?.node === undefined) {
+      this.missing(node, selField, "spec.placement", "needs host or selector");
+      return undefined;
+    }
+    const selector = this.labels(selField, "spec.placement.selector");
+    if (selector === undefined) return undefined;
+    if (Object.keys(selector).length === 0) {
+      this.problem(selField.node, "spec.placement.selector", "needs at least one label");
+      return undefined;
+    }
+    return { selector };
   }
 
   /** `spec.resources`: resize headroom, never below the `vcpus` and `memoryGiB` in use. */

@@ -321,7 +321,15 @@ export interface VirtualMachineSpec {
   domainType?: DomainType;
   /** Headroom for resizing while running; see {@linkcode resourceMaxima} for the defaults. */
   resources?: Resources;
+  /** Which host of a fleet the VM goes to (issue 16); without it create places it. */
+  placement?: Placement;
 }
+
+/**
+ * Where a fleet puts a VM: the configured host `host`, or one of the hosts whose labels include
+ * every pair of `selector`.
+ */
+export type Placement = { host: string } | { selector: Record<string, string> };
 
 /** The kind of a template document. */
 export const TEMPLATE_KIND = "VirtualMachineTemplate";
