@@ -1,6 +1,8 @@
 import { Command, Option } from "npm:commander@^15.1.0";
 import type { CreateResult, CreateStep } from "../../lib/foundry/vm.ts";
 import type { CreateSummary } from "../../lib/foundry/create_many.ts";
+import type { VirtualMachine } from "../../lib/foundry/types.ts";
+import type { Libvirt } from "../../lib/libvirt/mod.ts";
 import { formatJson, sanitizeText } from "../../lib/output/mod.ts";
 import type { WaitResult } from "../../lib/foundry/wait.ts";
 import { exitCodeFor, type Io, setExitCode } from "../_program.ts";
@@ -44,6 +46,8 @@ export function createCommand(io: Io): Command {
     .option("--image <name=source>", "kubevirt: boot image for a spec's image (repeat)", collect)
     .option("--create-networks", "kubevirt: create missing NetworkAttachmentDefinitions")
     .option("--storage-class <name>", "kubevirt: storage class of the DataVolumes")
+    .option("--copy-image", "fleet: copy a boot image the chosen host lacks from one that has it")
+    .option("--ignore-unreachable", "fleet: create although a host could not be checked")
     .addHelpText(
       "after",
       "\nExamples:\n  foundry create examples/simple-vm.yaml\n  foundry --connect qemu+ssh://root@host/system create vm.yaml -o json\n",
@@ -52,6 +56,8 @@ export function createCommand(io: Io): Command {
       file: string,
       opts: {
         pool?: string;
+        copyImage?: boolean;
+        ignoreUnreachable?: boolean;
         start: boolean;
         output: string;
         wait?: string | boolean;
@@ -87,7 +93,7 @@ export function createCommand(io: Io): Command {
       // Ctrl-C, SIGTERM, SIGHUP (cli/_signals.ts): calls in flight reject, creates roll back.
       const signal = interruptSignal() ?? new AbortController().signal;
       let summary: CreateSummary | undefined;
-      await withLibvirt(config, async (lv) => {
+      const createOn = async (lv: Libvirt, vms: readonly VirtualMachine[]) => {
         try {
           summary = await createVms(lv, vms, {
             config,
@@ -155,7 +161,13 @@ export function createCommand(io: Io): Command {
             waited.set(name, w);
           }
         }
-      });
+        return summary;
+      };
+      // issue 16: with hosts: (or --host), each VM is placed and created on its host.
+      const fleet = await import("./_fleet_create.ts");
+      if (fleet.wantsPlacement(cmd, config)) {
+        summary = await fleet.createPlaced(io, cmd, config, file, vms, opts, createOn);
+      } else await withLibvirt(config, (lv) => createOn(lv, vms));
       if (opts.output !== "json" && summary !== undefined && summary.failed === undefined) {
         io.out(`${summaryLine(summary)}\n`);
       }

@@ -1,0 +1,216 @@
+/**
+ * `foundry create FILE` on a fleet (issue 16): with a `hosts:` list in the configuration (and no
+ * `--connect`), or with `--host`/`--host-selector`, every VM is placed (lib/foundry/placement.ts)
+ * after the fleet-wide address book found no conflict (lib/foundry/address_book.ts), a missing
+ * boot image is copied with `--copy-image`, and then each host's VMs are created there by create's
+ * own per-host run. Nothing is created anywhere until every VM has a host.
+ * @module
+ */
+import type { Command } from "npm:commander@^15.1.0";
+import type { FoundryConfig } from "../../lib/foundry/config.ts";
+import type { CreateSummary } from "../../lib/foundry/create_many.ts";
+import type { VirtualMachine } from "../../lib/foundry/types.ts";
+import type { Libvirt } from "../../lib/libvirt/mod.ts";
+import { ExitCode, type Io, processIo } from "../_program.ts";
+import { interruptSignal } from "../_signals.ts";
+import { globals } from "./_context.ts";
+import { type FleetGlobals, fleetGlobals, isFleet, openFleet } from "./_fleet.ts";
+
+/** Options of create that the fleet run reads. */
+export interface FleetCreateFlags {
+  copyImage?: boolean;
+  ignoreUnreachable?: boolean;
+  pool?: string;
+  output: string;
+}
+
+/** Whether `create` places its VMs on a fleet rather than using the one connection. */
+export function wantsPlacement(cmd: Command, config: FoundryConfig): boolean {
+  if (isFleet(fleetGlobals(cmd))) return true;
+  return (config.hosts?.length ?? 0) > 0 && globals(cmd).connect === undefined;
+}
+
+function usage(e: Error, code: number = ExitCode.VALIDATION): Error {
+  return Object.assign(e, { exitCode: code });
+}
+
+/**
+ * Places `vms` on the fleet and creates each host's share with `createOn` (create's single-host
+ * run), host after host in the configuration's order, stopping at the first host whose create
+ * failed. A boot image copied for this run to a host where no VM was then created is removed.
+ * Returns one summary of the whole file.
+ */
+export async function createPlaced(
+  io: Io,
+  cmd: Command,
+  config: FoundryConfig,
+  file: string,
+  vms: readonly VirtualMachine[],
+  flags: FleetCreateFlags,
+  createOn: (lv: Libvirt, vms: readonly VirtualMachine[]) => Promise<CreateSummary | undefined>,
+): Promise<CreateSummary> {
+  const sel: FleetGlobals = { ...fleetGlobals(cmd) };
+  if (sel.host === undefined && sel.hostSelector === undefined) sel.host = "all";
+  const fleet = openFleet(config, sel);
+  const { planFleetCreate } = await import("../../lib/foundry/fleet_create.ts");
+  const { AddressConflictError, AddressBookIncompleteError } = await import(
+    "../../lib/foundry/address_book.ts"
+  );
+  const { PlacementError } = await import("../../lib/foundry/placement.ts");
+  const say = (s: string) => {
+    if (flags.output !== "json") io.out(s);
+  };
+  try {
+    let plan;
+    try {
+      plan = await planFleetCreate(fleet.pool, fleet.hosts, config.hosts ?? [], vms, config, {
+        copyImage: flags.copyImage === true,
+        ignoreUnreachable: flags.ignoreUnreachable === true,
+        parallel: fleet.parallel,
+        ...(flags.pool !== undefined ? { pool: flags.pool } : {}),
+      });
+    } catch (e) {
+      if (e instanceof AddressConflictError) throw await located(file, e.conflicts, e);
+      if (e instanceof PlacementError) {
+        throw await located(file, [{ vm: e.vmName, path: e.path, message: e.message }], e);
+      }
+      if (e instanceof AddressBookIncompleteError) {
+        throw usage(
+          new Error(`${e.message} (--ignore-unreachable creates without those hosts)`, {
+            cause: e,
+          }),
+          ExitCode.CONNECTION,
+        );
+      }
+      throw e;
+    }
+    for (const u of plan.unreachable) {
+      io.err(
+        `Warning: host ${u.host} did not answer; its VMs were not checked for conflicts (--ignore-unreachable)\n`,
+      );
+    }
+    for (const p of plan.placed) say(`${p.vm.metadata.name} -> ${p.host}\n`);
+    const byHost = new Map<string, VirtualMachine[]>();
+    for (const p of plan.placed) byHost.set(p.host, [...(byHost.get(p.host) ?? []), p.vm]);
+    const entry = (name: string) => fleet.hosts.find((h) => h.name === name)!;
+    const total: CreateSummary = {
+      created: [],
+      unchanged: [],
+      notAttempted: [],
+      total: vms.length,
+    };
+    const order = fleet.hosts.filter((h) => byHost.has(h.name));
+    for (const [i, h] of order.entries()) {
+      const lv = await fleet.pool.get(h);
+      const copies = new Map<string, { pool: string; volume: string }>();
+      for (const p of plan.placed) {
+        if (p.host !== h.name || !p.copyImage) continue;
+        const c = p.copyImage;
+        copies.set(`${c.pool}/${c.volume}`, c);
+        await copyWithProgress(io, flags, await fleet.pool.get(entry(c.from)), lv, c, h.name);
+      }
+      let summary: CreateSummary | undefined;
+      try {
+        summary = await createOn(lv, byHost.get(h.name)!);
+      } finally {
+        const createdHere = summary?.created.length ?? 0;
+        if (createdHere === 0) {
+          for (const c of copies.values()) await removeCopy(io, lv, c, h.name);
+        }
+      }
+      if (summary === undefined) continue;
+      total.created.push(...summary.created);
+      total.unchanged.push(...summary.unchanged);
+      if (summary.failed) {
+        total.failed = summary.failed;
+        total.notAttempted = [
+          ...summary.notAttempted,
+          ...order.slice(i + 1).flatMap((o) => byHost.get(o.name)!),
+        ];
+        break;
+      }
+    }
+    return total;
+  } finally {
+    await fleet.pool.closeAll();
+  }
+}
+
+/** A conflict or placement refusal as the loader reports bad input: file:line:column path. */
+async function located(
+  file: string,
+  items: readonly { vm: string; path?: string; claim?: { path: string }; message: string }[],
+  cause: Error,
+): Promise<Error> {
+  const { locateField } = await import("./_kubevirt_target.ts");
+  const { ValidationError } = await import("../../lib/foundry/errors.ts");
+  let text = "";
+  try {
+    text = await Deno.readTextFile(file);
+  } catch { /* a directory: the VM's own line is not known */ }
+  return new ValidationError(
+    items.map((c) => {
+      const path = c.claim?.path ?? c.path ?? "metadata.name";
+      const { line, column } = locateField(text, c.vm, path);
+      const message = c.message.startsWith(`${path}: `)
+        ? c.message.slice(path.length + 2)
+        : c.message.replace(new RegExp(`^VM \\S+ ${path.replace(/[.[\]]/g, "\\$&")}: `), "");
+      return { file, line, column, path, message: `VM ${c.vm}: ${message}` };
+    }).map((p, i, all) =>
+      i === all.length - 1 ? { ...p, message: `${p.message}; nothing was created` } : p
+    ),
+    { cause },
+  );
+}
+
+async function copyWithProgress(
+  io: Io,
+  flags: FleetCreateFlags,
+  src: Libvirt,
+  dst: Libvirt,
+  c: { from: string; pool: string; volume: string },
+  host: string,
+): Promise<void> {
+  const { copyImageTo } = await import("../../lib/foundry/fleet_create.ts");
+  const { createProgress } = await import("../../lib/output/progress.ts");
+  const progress = createProgress({
+    label: `${c.volume} ${c.from} -> ${host}`,
+    isTerminal: io === processIo && Deno.stderr.isTerminal(),
+    write: io.err,
+  });
+  const signal = interruptSignal();
+  try {
+    const copied = await copyImageTo(src, dst, c.pool, c.volume, {
+      onProgress: (n) => progress.update(n),
+      ...(signal ? { signal } : {}),
+    });
+    progress.done();
+    if (flags.output !== "json") {
+      io.out(
+        `Copied image ${c.pool}/${c.volume} from ${c.from} to ${host} (SHA-256 ${copied.sha256})\n`,
+      );
+    }
+  } catch (e) {
+    progress.fail();
+    throw e;
+  }
+}
+
+async function removeCopy(
+  io: Io,
+  lv: Libvirt,
+  c: { pool: string; volume: string },
+  host: string,
+): Promise<void> {
+  try {
+    const pool = await lv.storagePoolLookupByName(c.pool);
+    await lv.storageVolDelete(await lv.storageVolLookupByName(pool, c.volume));
+    io.err(`Removed the copy of image ${c.pool}/${c.volume} from ${host}\n`);
+  } catch (e) {
+    io.err(
+      `Warning: the copy of image ${c.pool}/${c.volume} on ${host} could not be removed: ${
+        (e as Error).message
+      }\n`,
+    );
+  }
+}

@@ -1,0 +1,279 @@
+/**
+ * `foundry create` with placement (issue 16) on three real libvirt daemons (tests/fleet/_daemons.ts):
+ * `spec.placement.host` and a selector pick the right host, free memory (less each host's reserve)
+ * decides among the rest as the hosts report it, `--copy-image` brings a boot image over the RPC
+ * streams (same SHA-256), a fleet-wide address conflict and an unreachable host are refused before
+ * anything is created anywhere. VMs are defined, not started (`--no-start`); each host's pools
+ * live in its own private /var/lib/libvirt, and its bridge is that of a defined, never started
+ * network (no bridge is made).
+ */
+import assert from "node:assert/strict";
+import { main } from "../../cli/foundry.ts";
+import { testNeeding } from "../_require.ts";
+import { fleetSkipReason, startTestFleet, type TestHost, virsh } from "./_daemons.ts";
+
+const SSH_KEY =
+  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICoxOD9GTVRbYmlwd36FjJOaoaivtr3Ey9LZ4Ofu9fwD test@example.org";
+
+/** Runs foundry in-process; returns exit code, stdout and stderr. */
+export async function foundry(
+  ...args: string[]
+): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const code = await main(["--no-audit", ...args], {
+    out: (s) => void (out += s),
+    err: (s) => void (err += s),
+  });
+  return { code, out, err };
+}
+
+/** A foundry VM document on bridge h7br0 with image `image` of pool h7-images. */
+export function vmYaml(name: string, ip: string, extra = "", image = "h7-base.qcow2"): string {
+  return `apiVersion: foundry.cofront.xyz/v1alpha1
+kind: VirtualMachine
+metadata:
+  name: ${name}
+  labels:
+    suite: h7
+spec:
+  vcpus: 1
+  memoryGiB: 0.25
+  bootDisk:
+    sizeGB: 1
+    image: ${image}
+  networkInterfaces:
+    - ip: ${ip}/24
+      gateway: 192.0.2.1
+      bridge: h7br0
+  cloudInit:
+    sshAuthorizedKeys:
+      - ${SSH_KEY}
+${extra}`;
+}
+
+async function run(cmd: string, ...args: string[]): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return text;
+}
+
+/**
+ * Gives `h` the pools h7-images and h7-vms (in its private /var/lib/libvirt), the network h7-net
+ * with bridge h7br0 (defined, not started) and, when `images` names them, tiny qcow2 images.
+ */
+export async function prepareHost(h: TestHost, images: string[]): Promise<void> {
+  for (const p of ["h7-images", "h7-vms"]) {
+    await Deno.mkdir(`${h.dir}/lib/${p}`, { recursive: true });
+    await virsh(h.unixUri, "pool-create-as", p, "dir", "--target", `/var/lib/libvirt/${p}`);
+  }
+  for (const img of images) {
+    await run("qemu-img", "create", "-q", "-f", "qcow2", `${h.dir}/lib/h7-images/${img}`, "64M");
+  }
+  await virsh(h.unixUri, "pool-refresh", "h7-images");
+  const net = `${h.dir}/h7-net.xml`;
+  await Deno.writeTextFile(
+    net,
+    "<network><name>h7-net</name><bridge name='h7br0'/><forward mode='bridge'/></network>",
+  );
+  await virsh(h.unixUri, "net-define", net);
+}
+
+/** Names of every domain of `h`. */
+export async function domainsOf(h: TestHost): Promise<string[]> {
+  return (await virsh(h.unixUri, "list", "--all", "--name")).split("\n").map((s) => s.trim())
+    .filter(Boolean).sort();
+}
+
+/** Names of the volumes of pool `pool` on `h`. */
+export async function volumesOf(h: TestHost, pool: string): Promise<string[]> {
+  // virsh vol-list: a header, a rule, then "NAME PATH" rows.
+  return (await virsh(h.unixUri, "vol-list", pool)).split("\n").slice(2)
+    .map((s) => s.trim().split(/\s+/)[0] ?? "").filter(Boolean).sort();
+}
+
+/** Free memory of `h` in bytes, as it reports it (`virsh freecell`). */
+async function freeBytes(h: TestHost): Promise<number> {
+  const out = await virsh(h.unixUri, "freecell");
+  const m = /Total:\s*(\d+)\s*KiB/.exec(out) ?? /:\s*(\d+)\s*KiB/.exec(out);
+  assert.ok(m, out);
+  return Number(m[1]) * 1024;
+}
+
+testNeeding(fleetSkipReason(), {
+  name: "fleet placement: placement.host, selector, free memory, --copy-image, address book",
+  async fn(t) {
+    const fleet = await startTestFleet({ prefix: "h7", ssh: false });
+    const dir = await Deno.makeTempDir({ prefix: "h7-placement-" });
+    const oldTimeout = Deno.env.get("FOUNDRY_HOST_TIMEOUT");
+    try {
+      const [a, b, c] = fleet.hosts as [TestHost, TestHost, TestHost];
+      await Promise.all([
+        prepareHost(a, ["h7-base.qcow2", "h7-other.qcow2"]),
+        prepareHost(b, ["h7-base.qcow2"]),
+        prepareHost(c, ["h7-base.qcow2"]),
+      ]);
+      const reserve: Record<string, number> = { [a.name]: 0, [b.name]: 2, [c.name]: 1 };
+      const config = `${dir}/config.yaml`;
+      await Deno.writeTextFile(
+        config,
+        [
+          "domainType: qemu",
+          "storage: {imagesPool: h7-images, vmsPool: h7-vms}",
+          "hosts:",
+          `  - {name: ${a.name}, uri: "${a.uri}", labels: {zone: east}}`,
+          `  - {name: ${b.name}, uri: "${b.uri}", labels: {zone: west}, limits: {reserveMemoryGiB: 2}}`,
+          `  - {name: ${c.name}, uri: "${c.uri}", labels: {zone: west}, limits: {reserveMemoryGiB: 1}}`,
+          "",
+        ].join("\n"),
+      );
+      const file = async (name: string, text: string) => {
+        const p = `${dir}/${name}.yaml`;
+        await Deno.writeTextFile(p, text);
+        return p;
+      };
+
+      await t.step("placement.host puts the VM on that host", async () => {
+        const f = await file(
+          "pin",
+          vmYaml("h7-pin", "192.0.2.10", `  placement:\n    host: ${b.name}\n`),
+        );
+        const r = await foundry("--config", config, "create", f, "--no-start");
+        assert.equal(r.code, 0, r.err + r.out);
+        assert.match(r.out, new RegExp(`^h7-pin -> ${b.name}$`, "m"));
+        assert.deepEqual(await domainsOf(b), ["h7-pin"]);
+        assert.deepEqual(await domainsOf(a), []);
+        assert.deepEqual(await domainsOf(c), []);
+      });
+
+      await t.step("a selector picks among its hosts the one with most memory left", async () => {
+        const f = await file(
+          "west",
+          vmYaml("h7-west", "192.0.2.11", "  placement:\n    selector: {zone: west}\n"),
+        );
+        const r = await foundry("--config", config, "create", f, "--no-start");
+        assert.equal(r.code, 0, r.err + r.out);
+        // b and c share this machine's memory; c keeps back 1 GiB, b 2 GiB.
+        assert.match(r.out, new RegExp(`^h7-west -> ${c.name}$`, "m"));
+        assert.deepEqual(await domainsOf(c), ["h7-west"]);
+      });
+
+      await t.step(
+        "without placement: the host with the most free memory less its reserve",
+        async () => {
+          const f = await file("free", vmYaml("h7-free", "192.0.2.12"));
+          const before = await Promise.all(fleet.hosts.map(freeBytes));
+          const r = await foundry("--config", config, "create", f, "--no-start");
+          assert.equal(r.code, 0, r.err + r.out);
+          const left = fleet.hosts.map((h, i) => ({
+            h: h.name,
+            left: before[i]! - reserve[h.name]! * 2 ** 30,
+          }));
+          const best = left.reduce((x, y) => (y.left > x.left ? y : x));
+          assert.match(r.out, new RegExp(`^h7-free -> ${best.h}$`, "m"), JSON.stringify(left));
+          assert.equal(best.h, a.name);
+          assert.deepEqual(await domainsOf(a), ["h7-free"]);
+        },
+      );
+
+      await t.step(
+        "a fleet-wide address conflict is refused before anything is created",
+        async () => {
+          const before = await Promise.all(
+            fleet.hosts.map(async (h) => [await domainsOf(h), await volumesOf(h, "h7-vms")]),
+          );
+          // 192.0.2.11 is h7-west's, on host c; the first VM of the file is fine on its own.
+          const text = vmYaml("h7-ok", "192.0.2.20") + "---\n" + vmYaml("h7-dup", "192.0.2.11");
+          const f = await file("dup", text);
+          const r = await foundry("--config", config, "create", f, "--no-start");
+          assert.equal(r.code, 2, r.err + r.out);
+          const line = text.split("\n").findIndex((l, i) => i > 20 && l.includes("192.0.2.11")) + 1;
+          assert.match(
+            r.err,
+            new RegExp(
+              `dup\\.yaml:${line}:\\d+ spec\\.networkInterfaces\\[0\\]\\.ip: VM h7-dup: address 192\\.0\\.2\\.11 is used by VM h7-west on host ${c.name}`,
+            ),
+          );
+          assert.doesNotMatch(r.out, /->/);
+          const after = await Promise.all(
+            fleet.hosts.map(async (h) => [await domainsOf(h), await volumesOf(h, "h7-vms")]),
+          );
+          assert.deepEqual(after, before);
+        },
+      );
+
+      await t.step(
+        "an image the chosen host lacks: refused, or copied with --copy-image",
+        async () => {
+          const f = await file(
+            "copy",
+            vmYaml(
+              "h7-copy",
+              "192.0.2.13",
+              `  placement:\n    host: ${c.name}\n`,
+              "h7-other.qcow2",
+            ),
+          );
+          const no = await foundry("--config", config, "create", f, "--no-start");
+          assert.equal(no.code, 2, no.err + no.out);
+          assert.match(
+            no.err,
+            /copy\.yaml:\d+:\d+ spec\.placement\.host: .*image h7-images\/h7-other\.qcow2 is not there \(--copy-image copies it\)/,
+          );
+          assert.deepEqual(await volumesOf(c, "h7-images"), ["h7-base.qcow2"]);
+          const r = await foundry("--config", config, "create", f, "--no-start", "--copy-image");
+          assert.equal(r.code, 0, r.err + r.out);
+          assert.match(
+            r.out,
+            new RegExp(
+              `Copied image h7-images/h7-other\\.qcow2 from ${a.name} to ${c.name} \\(SHA-256 [0-9a-f]{64}\\)`,
+            ),
+          );
+          const sum = async (h: TestHost) =>
+            (await run("sha256sum", `${h.dir}/lib/h7-images/h7-other.qcow2`)).split(" ")[0];
+          assert.equal(await sum(c), await sum(a));
+          assert.deepEqual(await domainsOf(c), ["h7-copy", "h7-west"]);
+        },
+      );
+
+      await t.step("an unreachable host makes the address book incomplete", async () => {
+        Deno.env.set("FOUNDRY_HOST_TIMEOUT", "2");
+        const f = await file("gone", vmYaml("h7-gone", "192.0.2.14"));
+        c.pause();
+        try {
+          const r = await foundry("--config", config, "create", f, "--no-start");
+          assert.equal(r.code, 3, r.err + r.out);
+          assert.match(
+            r.err,
+            new RegExp(`address check is incomplete: host ${c.name}: .*--ignore-unreachable`),
+          );
+          assert.deepEqual([...await domainsOf(a), ...await domainsOf(b)].sort(), [
+            "h7-free",
+            "h7-pin",
+          ]);
+          const ok = await foundry(
+            "--config",
+            config,
+            "create",
+            f,
+            "--no-start",
+            "--ignore-unreachable",
+          );
+          assert.equal(ok.code, 0, ok.err + ok.out);
+          assert.match(ok.err, new RegExp(`host ${c.name} did not answer`));
+          assert.match(ok.out, new RegExp(`^h7-gone -> ${a.name}$`, "m"));
+        } finally {
+          c.resume();
+        }
+      });
+    } finally {
+      if (oldTimeout === undefined) Deno.env.delete("FOUNDRY_HOST_TIMEOUT");
+      else Deno.env.set("FOUNDRY_HOST_TIMEOUT", oldTimeout);
+      await fleet.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
