@@ -87,6 +87,7 @@ export const FOUNDRY_COMMANDS: readonly LazyCommands<Factory>[] = [
   { words: ["adopt"], load: async () => [(await import("./foundry/adopt.ts")).adoptCommand] },
   // Fleets of hosts (issue 16).
   { words: ["host"], load: async () => [(await import("./foundry/host.ts")).hostCommand] },
+  { words: ["move"], load: async () => [(await import("./foundry/move.ts")).moveCommand] },
   {
     words: ["completion"],
     load: async () => [(await import("./foundry/completion.ts")).completionCommand],

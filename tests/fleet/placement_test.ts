@@ -8,92 +8,9 @@
  * network (no bridge is made).
  */
 import assert from "node:assert/strict";
-import { main } from "../../cli/foundry.ts";
 import { testNeeding } from "../_require.ts";
 import { fleetSkipReason, startTestFleet, type TestHost, virsh } from "./_daemons.ts";
-
-const SSH_KEY =
-  "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICoxOD9GTVRbYmlwd36FjJOaoaivtr3Ey9LZ4Ofu9fwD test@example.org";
-
-/** Runs foundry in-process; returns exit code, stdout and stderr. */
-export async function foundry(
-  ...args: string[]
-): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const code = await main(["--no-audit", ...args], {
-    out: (s) => void (out += s),
-    err: (s) => void (err += s),
-  });
-  return { code, out, err };
-}
-
-/** A foundry VM document on bridge h7br0 with image `image` of pool h7-images. */
-export function vmYaml(name: string, ip: string, extra = "", image = "h7-base.qcow2"): string {
-  return `apiVersion: foundry.cofront.xyz/v1alpha1
-kind: VirtualMachine
-metadata:
-  name: ${name}
-  labels:
-    suite: h7
-spec:
-  vcpus: 1
-  memoryGiB: 0.25
-  bootDisk:
-    sizeGB: 1
-    image: ${image}
-  networkInterfaces:
-    - ip: ${ip}/24
-      gateway: 192.0.2.1
-      bridge: h7br0
-  cloudInit:
-    sshAuthorizedKeys:
-      - ${SSH_KEY}
-${extra}`;
-}
-
-async function run(cmd: string, ...args: string[]): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  if (!out.success) {
-    throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-  }
-  return text;
-}
-
-/**
- * Gives `h` the pools h7-images and h7-vms (in its private /var/lib/libvirt), the network h7-net
- * with bridge h7br0 (defined, not started) and, when `images` names them, tiny qcow2 images.
- */
-export async function prepareHost(h: TestHost, images: string[]): Promise<void> {
-  for (const p of ["h7-images", "h7-vms"]) {
-    await Deno.mkdir(`${h.dir}/lib/${p}`, { recursive: true });
-    await virsh(h.unixUri, "pool-create-as", p, "dir", "--target", `/var/lib/libvirt/${p}`);
-  }
-  for (const img of images) {
-    await run("qemu-img", "create", "-q", "-f", "qcow2", `${h.dir}/lib/h7-images/${img}`, "64M");
-  }
-  await virsh(h.unixUri, "pool-refresh", "h7-images");
-  const net = `${h.dir}/h7-net.xml`;
-  await Deno.writeTextFile(
-    net,
-    "<network><name>h7-net</name><bridge name='h7br0'/><forward mode='bridge'/></network>",
-  );
-  await virsh(h.unixUri, "net-define", net);
-}
-
-/** Names of every domain of `h`. */
-export async function domainsOf(h: TestHost): Promise<string[]> {
-  return (await virsh(h.unixUri, "list", "--all", "--name")).split("\n").map((s) => s.trim())
-    .filter(Boolean).sort();
-}
-
-/** Names of the volumes of pool `pool` on `h`. */
-export async function volumesOf(h: TestHost, pool: string): Promise<string[]> {
-  // virsh vol-list: a header, a rule, then "NAME PATH" rows.
-  return (await virsh(h.unixUri, "vol-list", pool)).split("\n").slice(2)
-    .map((s) => s.trim().split(/\s+/)[0] ?? "").filter(Boolean).sort();
-}
+import { domainsOf, foundry, prepareHost, run, vmYaml, volumesOf } from "./_h7_fleet.ts";
 
 /** Free memory of `h` in bytes, as it reports it (`virsh freecell`). */
 async function freeBytes(h: TestHost): Promise<number> {

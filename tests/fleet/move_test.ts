@@ -1,0 +1,175 @@
+/**
+ * `foundry move` (issue 16) on three real libvirt daemons (tests/fleet/_daemons.ts): a stopped
+ * (define-only) VM with a boot overlay, a data disk and its cloud-init ISO moves with every volume
+ * byte for byte (SHA-256 of the files on both hosts), the same UUID and MAC, and leaves nothing on
+ * the source; a target without the base image is refused before anything changes (and gets it
+ * with --copy-image); a failure half-way leaves the source as it was and nothing on the target;
+ * --live is refused plainly on these daemons (exit 4, nothing changed).
+ */
+import assert from "node:assert/strict";
+import { moveVm } from "../../lib/foundry/move.ts";
+import { Libvirt } from "../../lib/libvirt/mod.ts";
+import { testNeeding } from "../_require.ts";
+import { fleetSkipReason, startTestFleet, type TestHost, virsh } from "./_daemons.ts";
+import { domainsOf, foundry, prepareHost, run, vmYaml, volumesOf } from "./_h7_fleet.ts";
+
+/** SHA-256 of every volume file of pool h7-vms on `h`, by volume name. */
+async function sums(h: TestHost): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const v of await volumesOf(h, "h7-vms")) {
+    out[v] = (await run("sha256sum", `${h.dir}/lib/h7-vms/${v}`)).split(" ")[0]!;
+  }
+  return out;
+}
+
+/** The state of a host that a refused or rolled-back move must not change. */
+async function snapshot(h: TestHost): Promise<unknown> {
+  return {
+    domains: await domainsOf(h),
+    images: await volumesOf(h, "h7-images"),
+    vms: await sums(h),
+  };
+}
+
+testNeeding(fleetSkipReason(), {
+  name: "fleet move: a stopped VM's disks byte for byte, nothing left on the source",
+  async fn(t) {
+    const fleet = await startTestFleet({ prefix: "h7m", ssh: false });
+    const dir = await Deno.makeTempDir({ prefix: "h7-move-" });
+    try {
+      const [a, b, c] = fleet.hosts as [TestHost, TestHost, TestHost];
+      await Promise.all([
+        prepareHost(a, ["h7-base.qcow2"]),
+        prepareHost(b, ["h7-base.qcow2"]),
+        prepareHost(c, []),
+      ]);
+      const config = `${dir}/config.yaml`;
+      await Deno.writeTextFile(
+        config,
+        [
+          "domainType: qemu",
+          "storage: {imagesPool: h7-images, vmsPool: h7-vms}",
+          "hosts:",
+          ...fleet.hosts.map((h) => `  - {name: ${h.name}, uri: "${h.uri}"}`),
+          "",
+        ].join("\n"),
+      );
+      const f = `${dir}/mv.yaml`;
+      await Deno.writeTextFile(
+        f,
+        vmYaml(
+          "h7-mv",
+          "192.0.2.30",
+          `  placement:\n    host: ${a.name}\n  dataDisks:\n    - device: vdb\n      sizeGB: 1\n`,
+        ),
+      );
+      const made = await foundry("--config", config, "create", f, "--no-start");
+      assert.equal(made.code, 0, made.err + made.out);
+      // Something of our own in the data disk beyond its qcow2 header.
+      await run(
+        "qemu-io",
+        "-f",
+        "qcow2",
+        "-c",
+        "write -P 0x5a 0 1M",
+        `${a.dir}/lib/h7-vms/h7-mv_data-vdb`,
+      );
+      const uuid = (await virsh(a.unixUri, "domuuid", "h7-mv")).trim();
+      const mac = /be:ef:c0:00:02:1e/.exec(await virsh(a.unixUri, "dumpxml", "h7-mv"))?.[0];
+      assert.ok(mac);
+      const before = await sums(a);
+      assert.deepEqual(Object.keys(before).sort(), [
+        "h7-mv_boot",
+        "h7-mv_cloudinit",
+        "h7-mv_data-vdb",
+      ]);
+
+      await t.step("--live is refused plainly, nothing changed", async () => {
+        const was = [await snapshot(a), await snapshot(b)];
+        const r = await foundry("--config", config, "move", "h7-mv", "--to", b.name, "--live");
+        assert.equal(r.code, 4, r.err + r.out);
+        assert.match(
+          r.err,
+          /cannot be moved live .*it is shut off, and a live move needs it running;.*foundry does not yet drive libvirt's peer-to-peer migration.*; nothing was changed/,
+        );
+        assert.deepEqual([await snapshot(a), await snapshot(b)], was);
+      });
+
+      await t.step("a target without the base image is refused before anything", async () => {
+        const was = [await snapshot(a), await snapshot(c)];
+        const r = await foundry("--config", config, "move", "h7-mv", "--to", c.name);
+        assert.equal(r.code, 4, r.err + r.out);
+        assert.match(
+          r.err,
+          /lacks the base image \/var\/lib\/libvirt\/h7-images\/h7-base\.qcow2 of the boot disk \(--copy-image copies it\); nothing was changed/,
+        );
+        assert.deepEqual([await snapshot(a), await snapshot(c)], was);
+      });
+
+      await t.step("a failure half-way: the source as it was, nothing on the target", async () => {
+        const was = [await snapshot(a), await snapshot(b)];
+        const src = await Libvirt.connect(a.unixUri);
+        const dst = await Libvirt.connect(b.unixUri);
+        try {
+          await assert.rejects(
+            moveVm(src, dst, "h7-mv", {
+              timeoutSeconds: 5,
+              beforeStep: (s) => {
+                if (s === "define") throw new Error("injected failure before define");
+              },
+            }),
+            /VM h7-mv not moved: injected failure before define; the source is as it was, nothing is left on the target/,
+          );
+        } finally {
+          await src.close();
+          await dst.close();
+        }
+        assert.deepEqual([await snapshot(a), await snapshot(b)], was);
+      });
+
+      await t.step(
+        "move: every volume byte for byte, same UUID and MAC, source empty",
+        async () => {
+          const r = await foundry("--config", config, "move", "h7-mv", "--to", b.name);
+          assert.equal(r.code, 0, r.err + r.out);
+          assert.match(r.out, new RegExp(`Moved VM 'h7-mv' from ${a.name} to ${b.name}`));
+          assert.deepEqual(await sums(b), before);
+          assert.deepEqual(await domainsOf(b), ["h7-mv"]);
+          assert.equal((await virsh(b.unixUri, "domuuid", "h7-mv")).trim(), uuid);
+          assert.match(await virsh(b.unixUri, "dumpxml", "h7-mv"), new RegExp(mac!));
+          assert.deepEqual(await domainsOf(a), []);
+          assert.deepEqual(await volumesOf(a, "h7-vms"), []);
+          // The base image stays: other VMs may use it.
+          assert.deepEqual(await volumesOf(a, "h7-images"), ["h7-base.qcow2"]);
+          // foundry sees it there.
+          const got = await foundry("--config", config, "get", "h7-mv", "--host", "all");
+          assert.equal(got.code, 0, got.err);
+          assert.match(got.out, new RegExp(`^host: ${b.name}$`, "m"));
+        },
+      );
+
+      await t.step("--copy-image brings the base image along", async () => {
+        const r = await foundry(
+          "--config",
+          config,
+          "move",
+          "h7-mv",
+          "--to",
+          c.name,
+          "--copy-image",
+        );
+        assert.equal(r.code, 0, r.err + r.out);
+        assert.deepEqual(await sums(c), before);
+        assert.deepEqual(await volumesOf(c, "h7-images"), ["h7-base.qcow2"]);
+        const sha = async (h: TestHost) =>
+          (await run("sha256sum", `${h.dir}/lib/h7-images/h7-base.qcow2`)).split(" ")[0];
+        assert.equal(await sha(c), await sha(b));
+        assert.deepEqual(await domainsOf(b), []);
+        assert.deepEqual(await volumesOf(b, "h7-vms"), []);
+      });
+    } finally {
+      await fleet.stop();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
