@@ -45,6 +45,7 @@ export type {
   NumaCell,
   ObjectMeta,
   Phase,
+  Placement,
   Resources,
   TemplateRef,
   UserDataExtras,
@@ -432,3 +433,27 @@ export {
 export type { HostEntry, HostOutcome, HostPoolOptions, HostSelection } from "./fleet.ts";
 export { checkHost, domainUse, surveyHost, versionText } from "./host_check.ts";
 export type { HostCheck, HostPoolFacts, HostSurvey, HostVmUse } from "./host_check.ts";
+// Placement, the fleet-wide address book and moving VMs between hosts (issue 16).
+export { PlacementError, placeVms, unreachableHost } from "./placement.ts";
+export type { HostVerdict, Placed, PlacementHost, PlaceOptions } from "./placement.ts";
+export {
+  AddressBookIncompleteError,
+  AddressConflictError,
+  addressConflicts,
+  claimsOf,
+  homesOf,
+} from "./address_book.ts";
+export type { AddressClaim, AddressConflict, HostBook } from "./address_book.ts";
+export { copyImageTo, planFleetCreate } from "./fleet_create.ts";
+export type { FleetCreateOptions, FleetCreatePlan } from "./fleet_create.ts";
+export { copyVolume, volumeFormatOf, volumeSha256 } from "./volume_copy.ts";
+export type { CopiedVolume, CopyVolumeOptions } from "./volume_copy.ts";
+export {
+  backingPathOf,
+  diskSources,
+  liveMoveProblems,
+  MOVE_STEPS,
+  MoveCheckError,
+  moveVm,
+} from "./move.ts";
+export type { DiskSource, MoveOptions, MoveResult, MoveStep } from "./move.ts";
