@@ -89,3 +89,22 @@ export async function volumesOf(h: TestHost, pool: string): Promise<string[]> {
   return (await virsh(h.unixUri, "vol-list", pool)).split("\n").slice(2)
     .map((s) => s.trim().split(/\s+/)[0] ?? "").filter(Boolean).sort();
 }
+
+/**
+ * Writes `dir/config.yaml`: domain type qemu, the pools h7-images and h7-vms, and `hosts` (one
+ * flow mapping per line, `{name: a, uri: "..."}`); returns its path.
+ */
+export async function writeFleetConfig(dir: string, hosts: string[]): Promise<string> {
+  const config = `${dir}/config.yaml`;
+  await Deno.writeTextFile(
+    config,
+    [
+      "domainType: qemu",
+      "storage: {imagesPool: h7-images, vmsPool: h7-vms}",
+      "hosts:",
+      ...hosts.map((h) => `  - ${h}`),
+      "",
+    ].join("\n"),
+  );
+  return config;
+}

@@ -11,7 +11,15 @@ import { moveVm } from "../../lib/foundry/move.ts";
 import { Libvirt } from "../../lib/libvirt/mod.ts";
 import { testNeeding } from "../_require.ts";
 import { fleetSkipReason, startTestFleet, type TestHost, virsh } from "./_daemons.ts";
-import { domainsOf, foundry, prepareHost, run, vmYaml, volumesOf } from "./_h7_fleet.ts";
+import {
+  domainsOf,
+  foundry,
+  prepareHost,
+  run,
+  vmYaml,
+  volumesOf,
+  writeFleetConfig,
+} from "./_h7_fleet.ts";
 
 /** SHA-256 of every volume file of pool h7-vms on `h`, by volume name. */
 async function sums(h: TestHost): Promise<Record<string, string>> {
@@ -43,16 +51,9 @@ testNeeding(fleetSkipReason(), {
         prepareHost(b, ["h7-base.qcow2"]),
         prepareHost(c, []),
       ]);
-      const config = `${dir}/config.yaml`;
-      await Deno.writeTextFile(
-        config,
-        [
-          "domainType: qemu",
-          "storage: {imagesPool: h7-images, vmsPool: h7-vms}",
-          "hosts:",
-          ...fleet.hosts.map((h) => `  - {name: ${h.name}, uri: "${h.uri}"}`),
-          "",
-        ].join("\n"),
+      const config = await writeFleetConfig(
+        dir,
+        fleet.hosts.map((h) => `{name: ${h.name}, uri: "${h.uri}"}`),
       );
       const f = `${dir}/mv.yaml`;
       await Deno.writeTextFile(

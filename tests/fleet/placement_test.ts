@@ -10,7 +10,15 @@
 import assert from "node:assert/strict";
 import { testNeeding } from "../_require.ts";
 import { fleetSkipReason, startTestFleet, type TestHost, virsh } from "./_daemons.ts";
-import { domainsOf, foundry, prepareHost, run, vmYaml, volumesOf } from "./_h7_fleet.ts";
+import {
+  domainsOf,
+  foundry,
+  prepareHost,
+  run,
+  vmYaml,
+  volumesOf,
+  writeFleetConfig,
+} from "./_h7_fleet.ts";
 
 /** Free memory of `h` in bytes, as it reports it (`virsh freecell`). */
 async function freeBytes(h: TestHost): Promise<number> {
@@ -34,19 +42,11 @@ testNeeding(fleetSkipReason(), {
         prepareHost(c, ["h7-base.qcow2"]),
       ]);
       const reserve: Record<string, number> = { [a.name]: 0, [b.name]: 2, [c.name]: 1 };
-      const config = `${dir}/config.yaml`;
-      await Deno.writeTextFile(
-        config,
-        [
-          "domainType: qemu",
-          "storage: {imagesPool: h7-images, vmsPool: h7-vms}",
-          "hosts:",
-          `  - {name: ${a.name}, uri: "${a.uri}", labels: {zone: east}}`,
-          `  - {name: ${b.name}, uri: "${b.uri}", labels: {zone: west}, limits: {reserveMemoryGiB: 2}}`,
-          `  - {name: ${c.name}, uri: "${c.uri}", labels: {zone: west}, limits: {reserveMemoryGiB: 1}}`,
-          "",
-        ].join("\n"),
-      );
+      const config = await writeFleetConfig(dir, [
+        `{name: ${a.name}, uri: "${a.uri}", labels: {zone: east}}`,
+        `{name: ${b.name}, uri: "${b.uri}", labels: {zone: west}, limits: {reserveMemoryGiB: 2}}`,
+        `{name: ${c.name}, uri: "${c.uri}", labels: {zone: west}, limits: {reserveMemoryGiB: 1}}`,
+      ]);
       const file = async (name: string, text: string) => {
         const p = `${dir}/${name}.yaml`;
         await Deno.writeTextFile(p, text);
