@@ -6,12 +6,23 @@
  */
 import { Command } from "npm:commander@^15.1.0";
 import type { HostEntry } from "../../lib/foundry/fleet_types.ts";
+import type { MoveStep } from "../../lib/foundry/move.ts";
 import { sanitizeText } from "../../lib/output/sanitize.ts";
 import { ExitCode, type Io, processIo } from "../_program.ts";
 import { withFoundryAudit } from "../_audit.ts";
 import { interruptSignal } from "../_signals.ts";
 import { configFor, progress } from "./_context.ts";
 import { fleetGlobals, openFleet } from "./_fleet.ts";
+
+const STEP_LABELS: Record<MoveStep, string> = {
+  check: "Checked",
+  shutdown: "VM stopped",
+  image: "Base image copied",
+  volumes: "Volume copied",
+  define: "Domain defined",
+  start: "VM started",
+  source: "Source removed",
+};
 
 function fail(message: string, code: number): Error {
   return Object.assign(new Error(message), { exitCode: code });
@@ -129,7 +140,7 @@ export function moveCommand(io: Io): Command {
               onStep: (step, detail) => {
                 if (bar) bar.done();
                 bar = undefined;
-                say(`${step === "volumes" ? "Volume copied" : step}: ${detail}`);
+                say(`${STEP_LABELS[step]} (${detail})`);
               },
               onProgress: (volume, bytes) => {
                 if (barFor !== volume || !bar) {

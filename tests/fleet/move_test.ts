@@ -4,7 +4,9 @@
  * byte for byte (SHA-256 of the files on both hosts), the same UUID and MAC, and leaves nothing on
  * the source; a target without the base image is refused before anything changes (and gets it
  * with --copy-image); a failure half-way leaves the source as it was and nothing on the target;
- * --live is refused plainly on these daemons (exit 4, nothing changed).
+ * --live is refused plainly on these daemons (exit 4, nothing changed). A running VM (no OS, on a
+ * bridge made for the test with no address and no uplink) is forced off after the timeout and runs
+ * on the target afterwards; a failure before its start there leaves it running on the source.
  */
 import assert from "node:assert/strict";
 import { moveVm } from "../../lib/foundry/move.ts";
@@ -40,10 +42,11 @@ async function snapshot(h: TestHost): Promise<unknown> {
 }
 
 testNeeding(fleetSkipReason(), {
-  name: "fleet move: a stopped VM's disks byte for byte, nothing left on the source",
+  name: "fleet move: a VM's disks byte for byte, nothing left on the source, rollback, --live",
   async fn(t) {
     const fleet = await startTestFleet({ prefix: "h7m", ssh: false });
     const dir = await Deno.makeTempDir({ prefix: "h7-move-" });
+    let bridge = false;
     try {
       const [a, b, c] = fleet.hosts as [TestHost, TestHost, TestHost];
       await Promise.all([
@@ -168,7 +171,60 @@ testNeeding(fleetSkipReason(), {
         assert.deepEqual(await domainsOf(b), []);
         assert.deepEqual(await volumesOf(b, "h7-vms"), []);
       });
+
+      await t.step(
+        "a running VM: rolled back running on failure, else running on the target",
+        async () => {
+          // A bridge for the taps (no address, no uplink); the guest has no OS and runs seconds.
+          await run("ip", "link", "add", "h7br0", "type", "bridge");
+          bridge = true;
+          const rf = `${dir}/run.yaml`;
+          await Deno.writeTextFile(
+            rf,
+            vmYaml("h7-run", "192.0.2.40", `  placement:\n    host: ${a.name}\n`),
+          );
+          const made = await foundry("--config", config, "create", rf);
+          assert.equal(made.code, 0, made.err + made.out);
+          assert.match(await virsh(a.unixUri, "domstate", "h7-run"), /running/);
+          const src = await Libvirt.connect(a.unixUri);
+          const dst = await Libvirt.connect(b.unixUri);
+          try {
+            await assert.rejects(
+              moveVm(src, dst, "h7-run", {
+                timeoutSeconds: 1,
+                beforeStep: (s) => {
+                  if (s === "start") throw new Error("injected failure before start");
+                },
+              }),
+              /not moved: injected failure before start; the source is as it was and running again/,
+            );
+          } finally {
+            await src.close();
+            await dst.close();
+          }
+          assert.match(await virsh(a.unixUri, "domstate", "h7-run"), /running/);
+          assert.deepEqual(await domainsOf(b), []);
+          assert.deepEqual(await volumesOf(b, "h7-vms"), []);
+          const r = await foundry(
+            "--config",
+            config,
+            "move",
+            "h7-run",
+            "--to",
+            b.name,
+            "--timeout",
+            "1",
+          );
+          assert.equal(r.code, 0, r.err + r.out);
+          assert.match(r.out, /forced off after the timeout/);
+          assert.match(await virsh(b.unixUri, "domstate", "h7-run"), /running/);
+          assert.deepEqual(await domainsOf(a), []);
+          assert.deepEqual(await volumesOf(a, "h7-vms"), []);
+          await virsh(b.unixUri, "destroy", "h7-run");
+        },
+      );
     } finally {
+      if (bridge) await run("ip", "link", "del", "h7br0");
       await fleet.stop();
       await Deno.remove(dir, { recursive: true });
     }
