@@ -156,6 +156,27 @@ testNeeding(fleetSkipReason(), {
         },
       );
 
+      await t.step("--connect (or no hosts:) creates on the one connection as before", async () => {
+        const f = await file("one", vmYaml("h7-one", "192.0.2.15"));
+        const r = await foundry(
+          "--config",
+          config,
+          "--connect",
+          b.unixUri,
+          "create",
+          f,
+          "--no-start",
+        );
+        assert.equal(r.code, 0, r.err + r.out);
+        assert.doesNotMatch(r.out, /->/);
+        assert.match(r.out, /1 of 1 created: h7-one/);
+        assert.ok((await domainsOf(b)).includes("h7-one"));
+        await virsh(b.unixUri, "undefine", "h7-one");
+        for (const v of ["h7-one_boot", "h7-one_cloudinit"]) {
+          await virsh(b.unixUri, "vol-delete", v, "--pool", "h7-vms");
+        }
+      });
+
       await t.step("an unreachable host makes the address book incomplete", async () => {
         Deno.env.set("FOUNDRY_HOST_TIMEOUT", "2");
         const f = await file("gone", vmYaml("h7-gone", "192.0.2.14"));
