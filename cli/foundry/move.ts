@@ -1,7 +1,8 @@
 /**
  * `foundry move NAME --to HOST [--from HOST] [--copy-image] [--live]` (issue 16): moves a VM
- * between configured hosts (lib/foundry/move.ts). Offline only: `--live` checks what libvirt's
- * peer-to-peer migration would need and says why it cannot be done (exit 4, nothing changed).
+ * between configured hosts (lib/foundry/move.ts): offline, or with `--live` by libvirt's
+ * peer-to-peer migration with storage copy when both daemons allow it (else it says why not, exit
+ * 4, nothing changed).
  * @module
  */
 import { Command } from "npm:commander@^15.1.0";
@@ -24,6 +25,13 @@ const STEP_LABELS: Record<MoveStep, string> = {
   source: "Source removed",
 };
 
+const LIVE_LABELS = {
+  check: "Checked",
+  image: "Cloud-init ISO copied",
+  migrate: "Migrated",
+  source: "Source removed",
+} as const;
+
 function fail(message: string, code: number): Error {
   return Object.assign(new Error(message), { exitCode: code });
 }
@@ -37,6 +45,7 @@ export function moveCommand(io: Io): Command {
     .option("--from <host>", "the host it is on (default: the configured host that has it)")
     .option("--copy-image", "copy the base image of its boot disk when the target lacks it")
     .option("--live", "migrate it running (libvirt peer-to-peer with storage copy)")
+    .option("--target-uri <uri>", "--live: the target as the source host reaches it")
     .option("--timeout <seconds>", "graceful shutdown before forcing it off (default: destroy's)")
     .addHelpText(
       "after",
@@ -44,7 +53,14 @@ export function moveCommand(io: Io): Command {
     )
     .action(async (
       rawName: string,
-      opts: { to: string; from?: string; copyImage?: boolean; live?: boolean; timeout?: string },
+      opts: {
+        to: string;
+        from?: string;
+        copyImage?: boolean;
+        live?: boolean;
+        targetUri?: string;
+        timeout?: string;
+      },
       cmd: Command,
     ) => {
       const name = rawName.toLowerCase();
@@ -106,22 +122,43 @@ export function moveCommand(io: Io): Command {
           throw fail(`VM '${name}' is on ${to.name} already`, ExitCode.VALIDATION);
         }
         const [src, dst] = await Promise.all([fleet.pool.get(from), fleet.pool.get(to)]);
+        const signal = interruptSignal();
         if (opts.live) {
-          const { liveMoveProblems } = await import("../../lib/foundry/move.ts");
-          const why = await liveMoveProblems(src, dst, name);
-          throw fail(
-            `VM '${name}' cannot be moved live from ${from.name} to ${to.name}: ${
-              why.join("; ")
-            }; nothing was changed (without --live it is moved offline)`,
-            ExitCode.VM_OPERATION,
-          );
+          const { liveMoveVm, MoveCheckError } = await import("../../lib/foundry/move.ts");
+          const say = progress(io);
+          io.out(`Moving VM '${name}' live from ${from.name} to ${to.name}...\n`);
+          try {
+            await withFoundryAudit(cmd, {
+              resourceType: "vm",
+              name,
+              uri: `${src.uri.display} -> ${dst.uri.display}`,
+              operation: "move",
+              details: { from: from.name, to: to.name, live: true },
+            }, () =>
+              liveMoveVm(src, dst, name, {
+                targetUri: opts.targetUri ?? to.uri,
+                onStep: (step, detail) => say(`${LIVE_LABELS[step]} (${detail})`),
+                ...(signal ? { signal } : {}),
+              }));
+          } catch (e) {
+            if (e instanceof MoveCheckError) {
+              throw fail(
+                `VM '${name}' cannot be moved live from ${from.name} to ${to.name}: ${
+                  e.reasons.join("; ")
+                }; nothing was changed (without --live it is moved offline)`,
+                ExitCode.VM_OPERATION,
+              );
+            }
+            throw e;
+          }
+          io.out(`Moved VM '${name}' live from ${from.name} to ${to.name}\n`);
+          return;
         }
         const { moveVm, MoveCheckError } = await import("../../lib/foundry/move.ts");
         const { createProgress } = await import("../../lib/output/progress.ts");
         const say = progress(io);
         let bar: ReturnType<typeof createProgress> | undefined;
         let barFor = "";
-        const signal = interruptSignal();
         io.out(`Moving VM '${name}' from ${from.name} to ${to.name}...\n`);
         try {
           await withFoundryAudit(cmd, {

@@ -384,11 +384,25 @@ async function rollBack(
   return left;
 }
 
+/** `remote_protocol.x`: REMOTE_PROC_DOMAIN_MIGRATE_PERFORM3_PARAMS = 305. */
+const PROC_DOMAIN_MIGRATE_PERFORM3_PARAMS = 305;
+/** `remote_protocol.x`: REMOTE_DOMAIN_MIGRATE_PARAM_LIST_MAX. */
+const MIGRATE_PARAM_LIST_MAX = 64;
+/** `virDomainMigrateFlags` of a live move with storage copy, driven by the source daemon. */
+const MigrateFlags = {
+  LIVE: 1,
+  PEER2PEER: 2,
+  PERSIST_DEST: 8,
+  UNDEFINE_SOURCE: 16,
+  NON_SHARED_DISK: 64,
+} as const;
+
 /**
- * Why `--live` cannot move VM `name` from `src` to `dst`: libvirt's peer-to-peer migration with
- * storage copy needs a running VM and two different machines (libvirt refuses to migrate a guest
- * to the host it runs on, which it knows by the host UUID of the capabilities); and this foundry
- * does not send the migration calls (virDomainMigratePerform3Params) itself. Never empty.
+ * Why `--live` cannot move VM `name` from `src` to `dst` (empty: it may be tried): a live move
+ * needs a running foundry VM with its volume record, a target without a domain or volumes of its
+ * names that has their pools, its bridges and the boot overlay's base image, and two daemons that
+ * are not one (libvirt refuses a migration to the host it runs on, which it knows by the host UUID
+ * of the capabilities).
  */
 export async function liveMoveProblems(
   src: Libvirt,
@@ -396,7 +410,7 @@ export async function liveMoveProblems(
   name: string,
 ): Promise<string[]> {
   const out: string[] = [];
-  const { domain } = await lookupVm(src, name);
+  const { domain, stored, xml } = await lookupVm(src, name);
   const state = (await src.domainGetState(domain)).state;
   if (state !== DomainState.RUNNING) {
     out.push(
@@ -406,24 +420,127 @@ export async function liveMoveProblems(
     );
   }
   const uuidOf = (caps: string) => /<host>\s*<uuid>([^<]+)<\/uuid>/.exec(caps)?.[1];
-  const [a, b, ha, hb] = await Promise.all([
-    src.getCapabilities(),
-    dst.getCapabilities(),
-    src.getHostname(),
-    dst.getHostname(),
-  ]);
-  const [ua, ub] = [uuidOf(a), uuidOf(b)];
-  if (ua !== undefined && ua === ub) {
+  const [a, b] = await Promise.all([src.getCapabilities(), dst.getCapabilities()]);
+  const ua = uuidOf(a);
+  if (ua !== undefined && ua === uuidOf(b)) {
     out.push(
-      `both daemons run on the same machine (host UUID ${ua}), and libvirt refuses to migrate a guest to the host it runs on`,
-    );
-  } else if (ha === hb) {
-    out.push(
-      `both daemons report the host name ${ha}: they are one machine, whose migration ports and disk paths the two would share`,
+      `both daemons have the host UUID ${ua} (one machine), and libvirt refuses to migrate a guest to the host it runs on`,
     );
   }
-  out.push(
-    "foundry does not yet drive libvirt's peer-to-peer migration (virDomainMigratePerform3Params with storage copy)",
-  );
+  if (!stored?.volumes) out.push("it is not a foundry VM with a record of its volumes");
+  else {
+    const bridges = [...new Set(stored.vm.spec.networkInterfaces.map((n) => n.bridge))];
+    try {
+      await checkMove(src, dst, name, xml, stored.volumes, bridges, { timeoutSeconds: 0 });
+    } catch (e) {
+      if (!(e instanceof MoveCheckError)) throw e;
+      out.push(...e.reasons);
+    }
+  }
   return out;
+}
+
+/** Options of {@linkcode liveMoveVm}. */
+export interface LiveMoveOptions {
+  /** The target's URI as the source daemon reaches it (it connects there itself). */
+  targetUri: string;
+  /** Told when a step is done. */
+  onStep?: (step: "check" | "image" | "migrate" | "source", detail: string) => void;
+  /** Ctrl-C: stops waiting; libvirt goes on with or cancels the migration on its own. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Moves running VM `name` from `src` to `dst` live: libvirt's peer-to-peer migration with storage
+ * copy (`virDomainMigratePerform3Params` with LIVE, PEER2PEER, NON_SHARED_DISK, PERSIST_DEST and
+ * UNDEFINE_SOURCE), the source daemon connecting to `targetUri` itself. The read-only cloud-init
+ * ISO, which libvirt does not copy, is copied first (SHA-256 verified); libvirt creates the other
+ * volumes on the target and mirrors them while the guest runs. On success the source's volumes
+ * are deleted; on failure libvirt keeps the VM running on the source and what this made on the
+ * target is removed.
+ *
+ * @throws {MoveCheckError} {@linkcode liveMoveProblems} found a reason; nothing was changed
+ * @throws {VmOperationError} libvirt's migration failed; the source runs as before
+ */
+export async function liveMoveVm(
+  src: Libvirt,
+  dst: Libvirt,
+  name: string,
+  opts: LiveMoveOptions,
+): Promise<MoveResult> {
+  const why = await liveMoveProblems(src, dst, name);
+  if (why.length) throw new MoveCheckError(name, why);
+  const { domain, stored } = await lookupVm(src, name);
+  const record = stored!.volumes!;
+  opts.onStep?.("check", `${record.length} volumes`);
+  const result: MoveResult = { name, wasRunning: true, volumes: [] };
+  const copied: StorageVolRef[] = [];
+  const refs = await Promise.all(
+    record.map(async (v) =>
+      await src.storageVolLookupByName(await lookupPool(src, v.pool), v.name)
+    ),
+  );
+  try {
+    for (const [i, v] of record.entries()) {
+      if (v.role !== "cloudinit") continue;
+      const c = await copy(src, refs[i]!, dst, await lookupPool(dst, v.pool), {
+        timeoutSeconds: 0,
+        ...(opts.signal ? { signal: opts.signal } : {}),
+      });
+      copied.push(c.volume);
+      result.volumes.push({ pool: v.pool, name: v.name, sha256: c.sha256, bytes: c.bytes });
+      opts.onStep?.("image", `${v.pool}/${v.name} (SHA-256 ${c.sha256})`);
+    }
+    const flags = MigrateFlags.LIVE | MigrateFlags.PEER2PEER | MigrateFlags.PERSIST_DEST |
+      MigrateFlags.UNDEFINE_SOURCE | MigrateFlags.NON_SHARED_DISK;
+    await src.callRemote(
+      PROC_DOMAIN_MIGRATE_PERFORM3_PARAMS,
+      (w) => {
+        w.writeString(domain.name);
+        w.writeFixedOpaque(domain.uuid, 16);
+        w.writeInt(domain.id);
+        w.writeOptional(opts.targetUri, (x, s) => x.writeString(s));
+        w.writeArray([], MIGRATE_PARAM_LIST_MAX, () => {});
+        w.writeOpaque(new Uint8Array(0));
+        w.writeUint(flags);
+      },
+      (r) => r.readOpaque(),
+      { timeoutMs: 0, ...(opts.signal ? { signal: opts.signal } : {}) },
+    );
+  } catch (e) {
+    const left: string[] = [];
+    // libvirt may leave the disks it made for the mirror; none of these names existed before.
+    for (const v of record) {
+      const vol = await dst.storagePoolLookupByName(v.pool)
+        .then((p) => dst.storageVolLookupByName(p, v.name))
+        .catch(() => undefined);
+      if (vol) {
+        await dst.storageVolDelete(vol).catch((err) =>
+          left.push(`volume ${v.pool}/${v.name} left on the target: ${(err as Error).message}`)
+        );
+      }
+    }
+    throw new VmOperationError(
+      `VM ${name} not moved live: ${(e as Error).message}; ${
+        left.length ? left.join("; ") : "nothing is left on the target"
+      }`,
+      { cause: e },
+    );
+  }
+  opts.onStep?.("migrate", "running on the target");
+  const problems: string[] = [];
+  for (const ref of refs) {
+    await src.storageVolDelete(ref).catch((e) => {
+      if (!(e instanceof LibvirtError && e.isNoStorageVol())) {
+        problems.push(`volume ${ref.pool}/${ref.name} not deleted: ${(e as Error).message}`);
+      }
+    });
+  }
+  if (problems.length) {
+    throw new VmOperationError(
+      `VM ${name} moved live, but the source kept part of it: ${problems.join("; ")}`,
+    );
+  }
+  opts.onStep?.("source", "volumes removed from the source");
+  return result;
 }
