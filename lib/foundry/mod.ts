@@ -452,8 +452,9 @@ export {
   backingPathOf,
   diskSources,
   liveMoveProblems,
+  liveMoveVm,
   MOVE_STEPS,
   MoveCheckError,
   moveVm,
 } from "./move.ts";
-export type { DiskSource, MoveOptions, MoveResult, MoveStep } from "./move.ts";
+export type { DiskSource, LiveMoveOptions, MoveOptions, MoveResult, MoveStep } from "./move.ts";
