@@ -128,6 +128,20 @@ export function kvmOffered(capabilitiesXml: string, arch = "x86_64"): boolean {
   );
 }
 
+/** Empty PCIe root ports a domain gets for devices attached while it runs. */
+export const HOTPLUG_SLOTS = 4;
+
+/**
+ * The PCIe devices libvirt puts on root ports for `vm`'s domain: its virtio disks and interfaces,
+ * the virtio-scsi, virtio-serial and USB controllers, the RNG, the balloon and, with graphics, the
+ * video device.
+ */
+function pcieDeviceCount(vm: VirtualMachine): number {
+  const disks = 1 + (vm.spec.dataDisks?.length ?? 0);
+  const graphics = vm.spec.graphics === undefined ? 0 : 1;
+  return disks + vm.spec.networkInterfaces.length + 5 + graphics;
+}
+
 /**
  * The `<cpu>` element: the spec's mode (`host-model` by default) on KVM. On TCG there is no host CPU
  * to model or pass through, so the mode is `maximum`, QEMU's `-cpu max`: every feature TCG emulates.
@@ -302,7 +316,17 @@ export function buildDomainXml(vm: VirtualMachine, options: DomainXmlOptions): s
           boot: { "@_order": "1" },
         }]),
       ],
-      controller: { "@_type": "scsi", "@_index": "0", "@_model": "virtio-scsi" },
+      controller: [
+        { "@_type": "scsi", "@_index": "0", "@_model": "virtio-scsi" },
+        // Root ports for every PCIe device and HOTPLUG_SLOTS more: libvirt alone leaves one spare on
+        // q35, so a second live attach (apply's new disk or NIC) failed with "No more available PCI
+        // slots". Ports the count misses libvirt still adds.
+        { "@_type": "pci", "@_index": "0", "@_model": "pcie-root" },
+        ...Array.from(
+          { length: pcieDeviceCount(vm) + HOTPLUG_SLOTS },
+          () => ({ "@_type": "pci", "@_model": "pcie-root-port" }),
+        ),
+      ],
       interface: vm.spec.networkInterfaces.map((nic) => ({
         "@_type": "bridge",
         mac: { "@_address": macOf(nic) },

@@ -144,9 +144,14 @@ Deno.test("buildDomainXml() attaches boot and data volumes on virtio and the see
     },
   ]);
   assert.ok("readonly" in d.devices.disk[3]);
-  assert.equal(d.devices.controller["@_type"], "scsi");
-  assert.equal(d.devices.controller["@_model"], "virtio-scsi");
+  const controllers: Loose[] = d.devices.controller;
+  assert.deepEqual(
+    controllers.filter((c) => c["@_type"] === "scsi").map((c) => c["@_model"]),
+    ["virtio-scsi"],
+  );
   assert.ok(!JSON.stringify(d.devices).includes("sata"));
+  // A root port per PCIe device (3 disks, 2 NICs, 5 controllers and devices) and 4 spare.
+  assert.equal(controllers.filter((c) => c["@_model"] === "pcie-root-port").length, 3 + 2 + 5 + 4);
 });
 
 Deno.test("buildDomainXml() takes the pool from options, else the spec, else foundry-vms", () => {
