@@ -446,7 +446,7 @@ export {
 export type { AddressClaim, AddressConflict, HostBook } from "./address_book.ts";
 export { copyImageTo, planFleetCreate } from "./fleet_create.ts";
 export type { FleetCreateOptions, FleetCreatePlan } from "./fleet_create.ts";
-export { copyVolume, volumeFormatOf, volumeSha256 } from "./volume_copy.ts";
+export { copyVolume, volumeSha256 } from "./volume_copy.ts";
 export type { CopiedVolume, CopyVolumeOptions } from "./volume_copy.ts";
 export {
   backingPathOf,

@@ -57,12 +57,6 @@ export async function volumeSha256(
   return { sha256: hash.digest("hex"), bytes: count.bytes };
 }
 
-/** The `<format type>` of a volume's XML, `raw` when it has none. */
-export function volumeFormatOf(xml: string): string {
-  const target = /<target>([\s\S]*?)<\/target>/.exec(xml)?.[1] ?? "";
-  return /<format\s+type=['"]([a-z0-9]+)['"]/.exec(target)?.[1] ?? "raw";
-}
-
 /** Escapes text for an XML attribute or element. */
 function xmlText(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
