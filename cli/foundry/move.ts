@@ -123,18 +123,19 @@ export function moveCommand(io: Io): Command {
         }
         const [src, dst] = await Promise.all([fleet.pool.get(from), fleet.pool.get(to)]);
         const signal = interruptSignal();
+        const audit = (details: Record<string, boolean>) => ({
+          resourceType: "vm" as const,
+          name,
+          uri: `${src.uri.display} -> ${dst.uri.display}`,
+          operation: "move",
+          details: { from: from.name, to: to.name, ...details },
+        });
         if (opts.live) {
           const { liveMoveVm, MoveCheckError } = await import("../../lib/foundry/move.ts");
           const say = progress(io);
           io.out(`Moving VM '${name}' live from ${from.name} to ${to.name}...\n`);
           try {
-            await withFoundryAudit(cmd, {
-              resourceType: "vm",
-              name,
-              uri: `${src.uri.display} -> ${dst.uri.display}`,
-              operation: "move",
-              details: { from: from.name, to: to.name, live: true },
-            }, () =>
+            await withFoundryAudit(cmd, audit({ live: true }), () =>
               liveMoveVm(src, dst, name, {
                 targetUri: opts.targetUri ?? to.uri,
                 onStep: (step, detail) => say(`${LIVE_LABELS[step]} (${detail})`),
@@ -161,13 +162,7 @@ export function moveCommand(io: Io): Command {
         let barFor = "";
         io.out(`Moving VM '${name}' from ${from.name} to ${to.name}...\n`);
         try {
-          await withFoundryAudit(cmd, {
-            resourceType: "vm",
-            name,
-            uri: `${src.uri.display} -> ${dst.uri.display}`,
-            operation: "move",
-            details: { from: from.name, to: to.name, copyImage: opts.copyImage === true },
-          }, async (op) => {
+          await withFoundryAudit(cmd, audit({ copyImage: opts.copyImage === true }), async (op) => {
             const r = await moveVm(src, dst, name, {
               timeoutSeconds,
               copyImage: opts.copyImage === true,
