@@ -1,4 +1,4 @@
-#!/usr/bin/env -S deno run --allow-read --allow-write --allow-net --allow-env --allow-run
+#!/usr/bin/env -S deno run --allow-read --allow-write --allow-net --allow-env --allow-run=unshare,cp,virsh,deno,foundry
 /**
  * `deno task bench:fleet`: one `foundry list --all --host all` across three hosts against three
  * sequential `virsh -c URI list --all`, whole-process times, median of `--rounds` rounds (the side
@@ -10,14 +10,20 @@
  * `foundry create --no-start` defines them). Everything is removed at the end, daemons and their
  * directories included, and on Ctrl-C.
  *
- * The foundry side is the installed command `~/.deno/bin/foundry` when present, else `deno run` of
- * cli/foundry.ts; the run says which.
+ * The foundry side is the installed command `foundry` found on PATH (`deno install` puts it in
+ * `~/.deno/bin`), else `deno run` of cli/foundry.ts with the `foundry` task's permissions; the run
+ * says which.
+ *
+ * Programs run (the only ones `--allow-run` grants): `unshare` and `cp` (the daemons,
+ * tests/fleet/_daemons.ts, which signals them through their child handles), `virsh`, and `foundry`
+ * or `deno`.
  *
  * Flags: `--domains N` (default 300), `--rounds N` (default 7).
  *
  * @module
  */
 import { buildDomainXml } from "../lib/foundry/domain_xml.ts";
+import { foundryCommandLine } from "./bench_cli.ts";
 import { parseVirtualMachines } from "../lib/foundry/loader.ts";
 import { Libvirt } from "../lib/libvirt/mod.ts";
 import { startTestFleet, type TestFleet } from "../tests/fleet/_daemons.ts";
@@ -86,27 +92,18 @@ async function timed(cmd: string, args: string[]): Promise<{ ms: number; out: st
   return { ms, out: decoder.decode(r.stdout) };
 }
 
-/** The foundry command line: the installed command, else `deno run` of cli/foundry.ts. */
-async function foundryCommand(): Promise<{ cmd: string; args: string[]; what: string }> {
-  const installed = `${Deno.env.get("HOME") ?? "/root"}/.deno/bin/foundry`;
-  if (await Deno.stat(installed).then((s) => s.isFile, () => false)) {
-    return { cmd: installed, args: [], what: `installed command ${installed}` };
-  }
-  const entry = new URL("../cli/foundry.ts", import.meta.url).pathname;
+/**
+ * The foundry command line: the `foundry` on PATH, else `deno run` of cli/foundry.ts (bench:cli's
+ * choice, without its FOUNDRY_BENCH_CMD: `--allow-run` grants only `foundry` and `deno`).
+ */
+function foundryCommand(): { cmd: string; args: string[]; what: string } {
+  const [cmd, ...args] = foundryCommandLine({ PATH: Deno.env.get("PATH") });
   return {
-    cmd: "deno",
-    args: [
-      "run",
-      "--no-prompt",
-      "--allow-read",
-      "--allow-write",
-      "--allow-net",
-      "--allow-env",
-      "--allow-run=ssh",
-      "--allow-sys=hostname",
-      entry,
-    ],
-    what: `deno run ${entry} (no installed command at ${installed})`,
+    cmd: cmd!,
+    args,
+    what: cmd === "deno"
+      ? `deno ${args.join(" ")} (no foundry on PATH)`
+      : `installed command ${cmd}`,
   };
 }
 
@@ -114,7 +111,7 @@ async function foundryCommand(): Promise<{ cmd: string; args: string[]; what: st
 export async function main(args: string[]): Promise<void> {
   const domains = flag(args, "--domains", 300);
   const rounds = flag(args, "--rounds", 7);
-  const foundry = await foundryCommand();
+  const foundry = foundryCommand();
   console.log(`foundry: ${foundry.what}`);
   console.log(`starting 3 libvirt daemons with ${domains} defined domains each...`);
   let fleet: TestFleet | undefined;

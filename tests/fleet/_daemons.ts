@@ -148,7 +148,8 @@ async function startDaemon(
     return s;
   });
   const stop = async () => {
-    // QEMU processes outlive libvirtd: end the ones this daemon started first.
+    // QEMU processes outlive libvirtd: end the ones this daemon started first (Deno.kill: any
+    // process needs an unscoped --allow-run; the daemon itself is signalled through its handle).
     try {
       for await (const e of Deno.readDir(`${dir}/run/qemu`)) {
         if (!e.name.endsWith(".pid")) continue;
@@ -162,12 +163,12 @@ async function startDaemon(
     } catch { /* none */ }
     if (!exited) {
       try {
-        Deno.kill(child.pid, "SIGCONT");
-        Deno.kill(child.pid, "SIGTERM");
+        child.kill("SIGCONT");
+        child.kill("SIGTERM");
       } catch { /* gone */ }
       const timer = setTimeout(() => {
         try {
-          Deno.kill(child.pid, "SIGKILL");
+          child.kill("SIGKILL");
         } catch { /* gone */ }
       }, 10_000);
       await status;
@@ -195,13 +196,13 @@ async function startDaemon(
     unixUri,
     uri: unixUri,
     pid: child.pid,
-    pause: () => Deno.kill(child.pid, "SIGSTOP"),
+    pause: () => child.kill("SIGSTOP"),
     resume: () => {
-      if (!exited) Deno.kill(child.pid, "SIGCONT");
+      if (!exited) child.kill("SIGCONT");
     },
     kill: async () => {
       if (exited) return;
-      Deno.kill(child.pid, "SIGKILL");
+      child.kill("SIGKILL");
       await status;
     },
     stop,
