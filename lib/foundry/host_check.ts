@@ -226,7 +226,7 @@ export function checkHost(survey: HostSurvey, config: FoundryConfig): HostCheck[
         message: `does not exist (${why})`,
         fix: by.length
           ? `define and start pool ${name} again (virsh pool-define-as ${name} dir --target DIR; virsh pool-start ${name})`
-          : `foundry pool add ${name} --path DIR, or let the first foundry create make it`,
+          : `foundry pool add ${name} dir DIR, or let the first foundry create make it`,
       });
     } else if (pool.state !== "active") {
       out.push({

@@ -82,6 +82,14 @@ Deno.test("checkHost(): missing bridge, missing or stopped pools, no UEFI, TCG o
   assert.match(c.get("bridge br9")!.message, /used by web/);
   assert.match(c.get("bridge br9")!.fix!, /ip link add br9 type bridge/);
   assert.equal(c.get(`pool ${CONFIG.imagesPool}`)?.status, "warn"); // only configured: create makes it
+  assert.equal(
+    c.get(`pool ${CONFIG.imagesPool}`)!.fix,
+    `foundry pool add ${CONFIG.imagesPool} dir DIR, or let the first foundry create make it`,
+  );
+  assert.match(
+    c.get("pool gone")!.fix!,
+    /^define and start pool gone again \(virsh pool-define-as gone dir --target DIR;/,
+  );
   assert.equal(c.get(`pool ${CONFIG.vmsPool}`)?.status, "fail");
   assert.match(c.get(`pool ${CONFIG.vmsPool}`)!.fix!, /virsh pool-start/);
   assert.equal(c.get("pool gone")?.status, "fail");
