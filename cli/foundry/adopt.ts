@@ -96,8 +96,15 @@ Examples:
               )
               : adoptVm(lv, name, adoptOpts));
         } catch (e) {
-          if (e instanceof AdoptError) throw usage(e.message);
-          throw e;
+          if (!(e instanceof AdoptError)) throw e;
+          // lib lists what a spec cannot say; the flag that leaves it out is the CLI's.
+          throw usage(
+            e.reason === "unsupported"
+              ? `${e.message} (--skip-unsupported leaves ${
+                e.items.length === 1 ? "it" : "them"
+              } out of the spec)`
+              : e.message,
+          );
         }
         for (const note of r.notes) {
           io.err(`note: ${sanitizeText(note, { singleLine: true })}\n`);

@@ -366,9 +366,7 @@ export async function adoptSpec(
     throw new AdoptError(
       name,
       "unsupported",
-      `cannot adopt ${name}: ${made.unsupported.join("; ")} (--skip-unsupported leaves ${
-        made.unsupported.length === 1 ? "it" : "them"
-      } out of the spec)`,
+      `cannot adopt ${name}: ${made.unsupported.join("; ")}`,
       made.unsupported,
     );
   }
