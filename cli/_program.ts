@@ -41,6 +41,7 @@ const codeByErrorName = new Map<string, number>([
   ["LibvirtError", ExitCode.VM_OPERATION],
   ["VmOperationError", ExitCode.VM_OPERATION],
   ["VmNotFoundError", ExitCode.VM_OPERATION],
+  ["VmNotManagedError", ExitCode.VM_OPERATION],
   ["VmNotRunningError", ExitCode.VM_OPERATION],
   ["WaitTimeoutError", ExitCode.VM_OPERATION],
   ["GuestAgentError", ExitCode.VM_OPERATION],

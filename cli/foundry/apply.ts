@@ -85,10 +85,16 @@ async function makePlans(
   flags: PlanFlags,
   docs: { vms: VirtualMachine[]; sources: Map<string, string> },
 ): Promise<Planned[]> {
-  const { planVm, pruneCandidates, readCurrentVm } = await import("../../lib/foundry/apply.ts");
+  const { planVm, pruneCandidates, readCurrentVm, VmNotManagedError } = await import(
+    "../../lib/foundry/apply.ts"
+  );
   const out: Planned[] = [];
   for (const vm of docs.vms) {
-    const current = await readCurrentVm(lv, vm.metadata.name);
+    const current = await readCurrentVm(lv, vm.metadata.name).catch((e) => {
+      // lib says to adopt it; the user reads the command that does.
+      if (e instanceof VmNotManagedError) e.message += ` (foundry adopt ${e.vmName} --apply)`;
+      throw e;
+    });
     const plan = planVm(vm, current, { recreate: flags.recreate === true });
     const source = docs.sources.get(vm.metadata.name);
     if (source !== undefined) plan.source = source;
@@ -101,7 +107,8 @@ async function makePlans(
     try {
       names = await pruneCandidates(lv, selector, new Set(docs.vms.map((v) => v.metadata.name)));
     } catch (e) {
-      if (e instanceof TypeError) throw usage(e.message);
+      // lib names the prune; the user typed the flag.
+      if (e instanceof TypeError) throw usage(e.message.replace(/^Pruning /, "--prune "));
       throw e;
     }
     for (const name of names) out.push({ plan: { name, action: "prune", changes: [] } });
@@ -240,7 +247,7 @@ async function carryOut(
   planned: readonly Planned[],
   text: boolean,
 ): Promise<void> {
-  const { applyVm, refusedChanges, ApplyRefusedError } = await import("../../lib/foundry/apply.ts");
+  const { applyVm, applyRefusalText, refusedChanges } = await import("../../lib/foundry/apply.ts");
   const say = text ? progress(io) : () => {};
   // Every refusal is known before anything changes: none of the VMs is touched then.
   const refused = planned.filter((p) => refusedChanges(p.plan).length > 0);
@@ -248,7 +255,7 @@ async function carryOut(
     for (const p of refused) {
       io.err(
         `Error: ${
-          sanitizeText(new ApplyRefusedError(p.plan.name, refusedChanges(p.plan)).message)
+          sanitizeText(applyRefusalText(p.plan.name, refusedChanges(p.plan), "pass --recreate"))
         }\n`,
       );
     }

@@ -488,11 +488,25 @@ function cloudInitChanges(stored: StoredVm, desired: VirtualMachine, out: SpecCh
   }
 }
 
+/** A domain of the VM's name exists and foundry did not create or adopt it (see `adoptVm`). */
+export class VmNotManagedError extends VmOperationError {
+  /** The VM. */
+  readonly vmName: string;
+  /** Creates the error. */
+  constructor(vmName: string) {
+    super(
+      `VM ${vmName} exists and foundry did not create it (no foundry metadata): adopt it first`,
+    );
+    this.name = "VmNotManagedError";
+    this.vmName = vmName;
+  }
+}
+
 /**
  * Reads what {@linkcode planVm} compares for VM `name`: only reads (lookup, XML live and
  * inactive, state, autostart). `undefined` when there is no such domain.
  *
- * @throws {VmOperationError} the domain exists but foundry did not create or adopt it
+ * @throws {VmNotManagedError} the domain exists but foundry did not create or adopt it
  */
 export async function readCurrentVm(lv: Libvirt, name: string): Promise<CurrentVm | undefined> {
   let found: Awaited<ReturnType<typeof lookupVm>>;
@@ -502,11 +516,7 @@ export async function readCurrentVm(lv: Libvirt, name: string): Promise<CurrentV
     if (e instanceof VmNotFoundError) return undefined;
     throw e;
   }
-  if (found.stored === undefined) {
-    throw new VmOperationError(
-      `VM ${name} exists and foundry did not create it (no foundry metadata): adopt it first (foundry adopt ${name} --apply)`,
-    );
-  }
+  if (found.stored === undefined) throw new VmNotManagedError(name);
   const state = (await lv.domainGetState(found.domain)).state;
   const running = state === DomainState.RUNNING || state === DomainState.PAUSED;
   const live = domainSizes(found.xml);
@@ -518,11 +528,29 @@ export async function readCurrentVm(lv: Libvirt, name: string): Promise<CurrentV
   return { domain: found.domain, stored: found.stored, live, config, running, autostart, uuid };
 }
 
-/** Changes of a plan apply refuses: forbidden ones, and recreate ones without `--recreate`. */
+/** Changes of a plan apply refuses: forbidden ones, and recreate ones without option `recreate`. */
 export function refusedChanges(plan: VmPlan): SpecChange[] {
   return plan.changes.filter((c) =>
     c.class === "forbidden" || (c.class === "recreate" && plan.action !== "recreate")
   );
+}
+
+/**
+ * What apply refused of VM `vmName`'s plan: each refused change and why, saying `recreate` (how
+ * the caller asks for a recreate: option `recreate` by default) after each recreate change.
+ */
+export function applyRefusalText(
+  vmName: string,
+  refused: readonly SpecChange[],
+  recreate = "needs option recreate",
+): string {
+  return `VM ${vmName}: ${
+    refused.map((c) =>
+      `${c.path} is ${
+        c.class === "forbidden" ? "forbidden" : `a recreate change (${recreate})`
+      }: ${c.reason}`
+    ).join("; ")
+  }; nothing was changed`;
 }
 
 /** apply refused a VM's plan before changing anything. */
@@ -533,15 +561,7 @@ export class ApplyRefusedError extends Error {
   readonly refused: readonly SpecChange[];
   /** Creates the error; the message names each refused change and why. */
   constructor(vmName: string, refused: readonly SpecChange[]) {
-    super(
-      `VM ${vmName}: ${
-        refused.map((c) =>
-          `${c.path} is ${
-            c.class === "forbidden" ? "forbidden" : "a recreate change (pass --recreate)"
-          }: ${c.reason}`
-        ).join("; ")
-      }; nothing was changed`,
-    );
+    super(applyRefusalText(vmName, refused));
     this.name = "ApplyRefusedError";
     this.vmName = vmName;
     this.refused = refused;
@@ -614,7 +634,7 @@ const isPath = (prefix: string) => (c: SpecChange) => c.path.startsWith(prefix);
  * Carries out `plan` for `desired` (see the module's description). `current` is what the plan was
  * made from ({@linkcode readCurrentVm}); `undefined` for `create`.
  *
- * @throws {ApplyRefusedError} forbidden changes, or recreate ones without `--recreate`: nothing made
+ * @throws {ApplyRefusedError} forbidden changes, or recreate ones without option `recreate`: nothing made
  * @throws {ApplyIncompleteError} a step failed; its `cause` is the step's error
  */
 export async function applyVm(
@@ -1132,7 +1152,7 @@ export function setPath(target: VirtualMachine, source: VirtualMachine, path: st
 }
 
 /**
- * The foundry VMs `--prune -l SELECTOR` removes: those whose stored labels match `selector` and
+ * The foundry VMs a prune by `selector` removes: those whose stored labels match `selector` and
  * whose names are not in `keep`. Never a domain without foundry's metadata, and never a VM that
  * lacks a label the selector names positively (`k=v`, `k in (...)`, `k`); a selector without
  * such a requirement (`!k`, `k!=v` alone) is refused, since it would match VMs without the label.
@@ -1150,7 +1170,7 @@ export async function pruneCandidates(
   );
   if (positive.length === 0) {
     throw new TypeError(
-      "--prune needs a selector that requires a label (k=v, 'k in (a,b)' or k): one that only " +
+      "Pruning needs a selector that requires a label (k=v, 'k in (a,b)' or k): one that only " +
         "excludes would match VMs without the label",
     );
   }

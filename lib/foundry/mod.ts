@@ -398,12 +398,14 @@ export type {
 export {
   ADOPTED_ANNOTATION,
   ApplyIncompleteError,
+  applyRefusalText,
   ApplyRefusedError,
   applyVm,
   planVm,
   pruneCandidates,
   readCurrentVm,
   refusedChanges,
+  VmNotManagedError,
 } from "./apply.ts";
 export type { ApplyOptions, ApplyResult, CurrentVm, PlanOptions } from "./apply.ts";
 export type { DomainSizes } from "./resize.ts";

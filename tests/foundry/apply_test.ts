@@ -16,7 +16,7 @@ import { domainSetVcpusFlags, VcpuFlags } from "../../lib/libvirt/resize.ts";
 import { createVm } from "../../lib/foundry/vm.ts";
 import type { VirtualMachine } from "../../lib/foundry/types.ts";
 import { main } from "../../cli/foundry.ts";
-import { libvirtTest, uniqueName } from "../libvirt/_env.ts";
+import { libvirtTest, tinyDomainXml, uniqueName } from "../libvirt/_env.ts";
 import {
   type FoundryFixture,
   foundryFixture,
@@ -312,8 +312,28 @@ libvirtTest(
       assert.ok(names.includes(a.metadata.name) && names.includes(other.metadata.name));
       r = await cli(fx, "apply", "-f", one, "--prune", "-l", `!app`);
       assert.equal(r.code, 2, "a selector that only excludes is refused");
-      assert.match(r.err, /needs a selector that requires a label/);
+      assert.match(r.err, /^Error: --prune needs a selector that requires a label/m);
       assert.equal((await cli(fx, "apply", "-f", one, "--prune")).code, 2);
+
+      // A domain of the spec's name that foundry did not make: apply names the command that
+      // adopts it (exit 4) and leaves it as it was.
+      const stranger = testVm(fx, { name: uniqueName("ftvm-h8") });
+      const sn = stranger.metadata.name;
+      const sd = await fx.lv.domainDefineXml(tinyDomainXml(sn));
+      try {
+        const file = `${fx.dir}/stranger.yaml`;
+        await writeSpec(file, [stranger]);
+        const xml = await fx.lv.domainGetXmlDesc(sd);
+        r = await cli(fx, "apply", "-f", file);
+        assert.equal(r.code, 4, r.err);
+        assert.equal(
+          r.err,
+          `Error: VM ${sn} exists and foundry did not create it (no foundry metadata): adopt it first (foundry adopt ${sn} --apply)\n`,
+        );
+        assert.equal(await fx.lv.domainGetXmlDesc(sd), xml, "left as it was");
+      } finally {
+        await fx.lv.domainUndefine(sd).catch(() => {});
+      }
 
       // diff NAME: drift behind foundry's back (a vCPU count set in the definition, as virsh
       // setvcpus --config does): 0 before, 1 after.
