@@ -13,6 +13,7 @@ import {
   HostPool,
   type HostSelection,
   HostSelectionError,
+  MAX_PARALLEL,
   outcomeSummary,
   parseParallel,
   selectHosts,
@@ -72,6 +73,20 @@ function hostTimeoutMs(): number | undefined {
   return s * 1000;
 }
 
+/** A host selection's error as the user gave the selection: with its flags. */
+function selectionText(e: HostSelectionError): string {
+  switch (e.problem) {
+    case "noHostsList":
+      return "--host and --host-selector need a hosts: list in the configuration file (see 'Fleets of hosts' in the README)";
+    case "noNames":
+      return "--host needs NAME[,NAME...] or all";
+    case "noMatch":
+      return `No configured host matches --host-selector ${e.hostSelector}`;
+    default:
+      return e.message;
+  }
+}
+
 /** Chooses the hosts (a bad `--host`/`--host-selector`/`--parallel` is a usage error, exit 2). */
 export function openFleet(config: FoundryConfig, g: FleetGlobals): Fleet {
   let hosts: HostEntry[];
@@ -81,10 +96,19 @@ export function openFleet(config: FoundryConfig, g: FleetGlobals): Fleet {
     if (g.host !== undefined) sel.host = g.host;
     if (g.hostSelector !== undefined) sel.hostSelector = g.hostSelector;
     hosts = selectHosts(config.hosts, sel);
+  } catch (e) {
+    if (e instanceof HostSelectionError) throw usage(selectionText(e));
+    throw e;
+  }
+  try {
     parallel = parseParallel(g.parallel);
   } catch (e) {
-    if (e instanceof HostSelectionError || e instanceof RangeError) throw usage(e.message);
-    throw e;
+    if (!(e instanceof RangeError)) throw e;
+    throw usage(
+      `Invalid --parallel '${
+        g.parallel?.slice(0, 20)
+      }': expected a whole number from 1 to ${MAX_PARALLEL}`,
+    );
   }
   const signal = interruptSignal();
   const timeout = hostTimeoutMs();

@@ -33,14 +33,14 @@ import { EXIT_PARTIAL, type HostEntry, type HostOutcome } from "./fleet_types.ts
 export { EXIT_PARTIAL };
 export type { HostEntry, HostOutcome };
 
-/** Hosts worked on at once unless `--parallel` says otherwise. */
+/** Hosts worked on at once unless the caller says otherwise. */
 export const DEFAULT_PARALLEL = 4;
 /** The most hosts worked on at once. */
 export const MAX_PARALLEL = 64;
 /** How long a host may take to connect (dial and handshake) before it counts as unreachable. */
 export const HOST_CONNECT_TIMEOUT_MS = 10_000;
 
-/** Which hosts to work on, as `--host` and `--host-selector` give them. */
+/** Which hosts to work on: by name, by label selector, or both. */
 export interface HostSelection {
   /** `NAME[,NAME...]` or `all`. */
   host?: string;
@@ -48,12 +48,24 @@ export interface HostSelection {
   hostSelector?: string;
 }
 
-/** A `--host`/`--host-selector` that names no configured host, or hosts without a `hosts:` list. */
+/**
+ * What is wrong with a host selection: no `hosts:` list to choose from, a host list that names no
+ * host, names that are not configured, or a selector that matches no host.
+ */
+export type HostSelectionProblem = "noHostsList" | "noNames" | "unknownHosts" | "noMatch";
+
+/** A host selection that names no configured host, or hosts without a `hosts:` list. */
 export class HostSelectionError extends Error {
+  /** What is wrong (the CLI words it with its flags). */
+  readonly problem: HostSelectionProblem;
+  /** The selection's `hostSelector` (at most 200 characters), when nothing matched it. */
+  readonly hostSelector: string | undefined;
   /** Creates the error. */
-  constructor(message: string) {
+  constructor(problem: HostSelectionProblem, message: string, hostSelector?: string) {
     super(message);
     this.name = "HostSelectionError";
+    this.problem = problem;
+    this.hostSelector = hostSelector;
   }
 }
 
@@ -76,7 +88,8 @@ export function selectHosts(
 ): HostEntry[] {
   if (!hosts || hosts.length === 0) {
     throw new HostSelectionError(
-      "--host and --host-selector need a hosts: list in the configuration file (see 'Fleets of hosts' in the README)",
+      "noHostsList",
+      "Choosing hosts needs a hosts: list in the configuration file (see 'Fleets of hosts' in the README)",
     );
   }
   let chosen: HostEntry[];
@@ -84,10 +97,13 @@ export function selectHosts(
   if (spec === undefined || spec === "all") chosen = [...hosts];
   else {
     const names = [...new Set(spec.split(",").map((n) => n.trim()).filter((n) => n !== ""))];
-    if (names.length === 0) throw new HostSelectionError("--host needs NAME[,NAME...] or all");
+    if (names.length === 0) {
+      throw new HostSelectionError("noNames", "The host list needs NAME[,NAME...] or all");
+    }
     const unknown = names.filter((n) => !hosts.some((h) => h.name === n));
     if (unknown.length > 0) {
       throw new HostSelectionError(
+        "unknownHosts",
         `Unknown host${unknown.length > 1 ? "s" : ""} ${
           unknown.map((n) => `'${n.slice(0, 64)}'`).join(", ")
         }: configured hosts are ${hosts.map((h) => h.name).join(", ")}`,
@@ -99,8 +115,11 @@ export function selectHosts(
     const selector = parseLabelSelector(sel.hostSelector);
     chosen = chosen.filter((h) => matchesSelector(selector, h.labels ?? {}));
     if (chosen.length === 0) {
+      const shown = sel.hostSelector.slice(0, 200);
       throw new HostSelectionError(
-        `No configured host matches --host-selector ${sel.hostSelector.slice(0, 200)}`,
+        "noMatch",
+        `No configured host matches the host selector ${shown}`,
+        shown,
       );
     }
   }
@@ -108,7 +127,8 @@ export function selectHosts(
 }
 
 /**
- * Parses `--parallel N` (1 to {@linkcode MAX_PARALLEL}); undefined gives the default.
+ * Parses how many hosts to work on at once, `N` from 1 to {@linkcode MAX_PARALLEL}; undefined
+ * gives the default.
  * @throws {RangeError} for anything else
  */
 export function parseParallel(text: string | undefined): number {
@@ -116,7 +136,7 @@ export function parseParallel(text: string | undefined): number {
   const n = Number(text);
   if (!/^\d+$/.test(text.trim()) || !Number.isSafeInteger(n) || n < 1 || n > MAX_PARALLEL) {
     throw new RangeError(
-      `Invalid --parallel '${
+      `Invalid number of hosts at once '${
         text.slice(0, 20)
       }': expected a whole number from 1 to ${MAX_PARALLEL}`,
     );

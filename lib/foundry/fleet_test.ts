@@ -42,14 +42,18 @@ Deno.test("selectHosts() takes all, names in config order, and label selectors",
 Deno.test("selectHosts() refuses unknown names, empty matches and a missing hosts: list", () => {
   assert.throws(
     () => selectHosts(HOSTS, { host: "a,x,y" }),
-    /Unknown hosts 'x', 'y': configured hosts are a, b, c/,
+    { problem: "unknownHosts", message: "Unknown hosts 'x', 'y': configured hosts are a, b, c" },
   );
+  assert.throws(() => selectHosts(HOSTS, { host: " , " }), { problem: "noNames" });
   assert.throws(() => selectHosts(HOSTS, { host: " , " }), HostSelectionError);
   assert.throws(
     () => selectHosts(HOSTS, { hostSelector: "zone=north" }),
-    /No configured host matches/,
+    { problem: "noMatch", hostSelector: "zone=north", message: /No configured host matches/ },
   );
-  assert.throws(() => selectHosts(undefined, { host: "all" }), /need a hosts: list/);
+  assert.throws(() => selectHosts(undefined, { host: "all" }), {
+    problem: "noHostsList",
+    message: /needs a hosts: list/,
+  });
   assert.throws(() => selectHosts(HOSTS, { hostSelector: "zone=(" }), {
     name: "LabelSelectorError",
   });

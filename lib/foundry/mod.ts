@@ -432,7 +432,13 @@ export {
   selectHosts,
   wantsFleet,
 } from "./fleet.ts";
-export type { HostEntry, HostOutcome, HostPoolOptions, HostSelection } from "./fleet.ts";
+export type {
+  HostEntry,
+  HostOutcome,
+  HostPoolOptions,
+  HostSelection,
+  HostSelectionProblem,
+} from "./fleet.ts";
 export { checkHost, domainUse, surveyHost, versionText } from "./host_check.ts";
 export type { HostCheck, HostPoolFacts, HostSurvey, HostVmUse } from "./host_check.ts";
 // Placement, the fleet-wide address book and moving VMs between hosts (issue 16).
