@@ -6,7 +6,8 @@ import { type Io, processIo } from "../_program.ts";
 import { interruptSignal } from "../_signals.ts";
 import { FOUNDRY_SETTING_FLAGS, withFoundryFlag } from "./_config_flags.ts";
 
-function envGet(name: string): string | undefined {
+/** A variable of the process's environment (undefined when empty or without env permission). */
+export function processEnv(name: string): string | undefined {
   try {
     return Deno.env.get(name) || undefined;
   } catch {
@@ -27,7 +28,7 @@ export function envOf(cmd: Command): (name: string) => string | undefined {
   let root: Command = cmd;
   while (root.parent) root = root.parent;
   const env = programEnv.get(root);
-  return env ? (name) => env[name] || undefined : envGet;
+  return env ? (name) => env[name] || undefined : processEnv;
 }
 
 /** foundry's global options, as commander parses them. */
@@ -60,7 +61,7 @@ export function configFor(cmd: Command): Promise<FoundryConfig> {
  */
 export function configFrom(
   g: GlobalOptions,
-  env: (name: string) => string | undefined = envGet,
+  env: (name: string) => string | undefined = processEnv,
 ): Promise<FoundryConfig> {
   const flags: ConfigFlags = {};
   if (g.config !== undefined) flags.config = g.config;

@@ -27,7 +27,7 @@ import type { Libvirt } from "../../lib/libvirt/mod.ts";
 import { sanitizeText } from "../../lib/output/sanitize.ts";
 import { errorText, ExitCode, exitCodeFor, type Io, setExitCode } from "../_program.ts";
 import { interruptSignal } from "../_signals.ts";
-import { globals, withLibvirt } from "./_context.ts";
+import { envOf, globals, processEnv, withLibvirt } from "./_context.ts";
 import type { ListFlags, OutputFlags } from "./_inventory.ts";
 import { resolveTargets, type TargetOptions, targetsOrNote, vmExists } from "./_targets.ts";
 
@@ -36,11 +36,25 @@ export interface FleetGlobals {
   host?: string;
   hostSelector?: string;
   parallel?: string;
+  /**
+   * Seconds a host may take to connect: FOUNDRY_HOST_TIMEOUT of the program's environment (an env
+   * record given to `main`, else the process's), undefined when unset. Options built without it
+   * (no key at all) read the process's environment.
+   */
+  hostTimeout?: string | undefined;
 }
 
-/** The fleet options of `cmd`'s program. */
+/** The fleet options of `cmd`'s program, with FOUNDRY_HOST_TIMEOUT from its environment. */
 export function fleetGlobals(cmd: Command): FleetGlobals {
-  return globals(cmd) as FleetGlobals;
+  return withHostTimeout(globals(cmd) as FleetGlobals, envOf(cmd));
+}
+
+/** `g` with FOUNDRY_HOST_TIMEOUT of the environment lookup `env`. */
+export function withHostTimeout(
+  g: FleetGlobals,
+  env: (name: string) => string | undefined,
+): FleetGlobals {
+  return { ...g, hostTimeout: env("FOUNDRY_HOST_TIMEOUT") };
 }
 
 /** Whether the options ask for a fleet. */
@@ -59,13 +73,9 @@ export interface Fleet {
   parallel: number;
 }
 
-/** Seconds a host may take to connect: env FOUNDRY_HOST_TIMEOUT (default 10). */
-function hostTimeoutMs(): number | undefined {
-  let text: string | undefined;
-  try {
-    text = Deno.env.get("FOUNDRY_HOST_TIMEOUT") || undefined;
-  } catch { /* no env permission */ }
-  if (text === undefined) return undefined;
+/** How long a host may take to connect, from `text` in seconds (FOUNDRY_HOST_TIMEOUT; default 10). */
+function hostTimeoutMs(text: string | undefined): number | undefined {
+  if (text === undefined || text === "") return undefined;
   const s = Number(text);
   if (!Number.isFinite(s) || s <= 0 || s > 3600) {
     throw usage(`Invalid host connect timeout '${text.slice(0, 20)}': expected seconds above 0`);
@@ -111,7 +121,9 @@ export function openFleet(config: FoundryConfig, g: FleetGlobals): Fleet {
     );
   }
   const signal = interruptSignal();
-  const timeout = hostTimeoutMs();
+  const timeout = hostTimeoutMs(
+    "hostTimeout" in g ? g.hostTimeout : processEnv("FOUNDRY_HOST_TIMEOUT"),
+  );
   const pool = new HostPool({
     ...(signal ? { signal } : {}),
     ...(timeout === undefined ? {} : { connectTimeoutMs: timeout }),

@@ -23,7 +23,7 @@ import {
 import type { FastLaunch } from "../_launch.ts";
 import type { FleetGlobals } from "./_fleet.ts";
 import { type Io, runAction } from "../_program.ts";
-import { colorFor, configFrom, type GlobalOptions, withLibvirt } from "./_context.ts";
+import { colorFor, configFrom, type GlobalOptions, processEnv, withLibvirt } from "./_context.ts";
 
 /** `-o` and `--no-headers`, as list and get receive them. */
 export interface OutputFlags {
@@ -207,7 +207,11 @@ export function runFast(
   const config = () => configFrom(globalsOf(fast.root), lookup);
   const o = fast.options as unknown as ListFlags;
   return runAction(args, io, async () => {
-    const fleet = globalsOf(fast.root) as FleetGlobals;
+    // FOUNDRY_HOST_TIMEOUT as fleetGlobals() reads it (_fleet.ts loads only with --host).
+    const fleet: FleetGlobals = {
+      ...globalsOf(fast.root) as FleetGlobals,
+      hostTimeout: (lookup ?? processEnv)("FOUNDRY_HOST_TIMEOUT"),
+    };
     if (fast.command === "list") await runList(io, o, config, fleet);
     else await runGet(io, fast.operands[0]!, o, await config(), fleet);
   });

@@ -13,15 +13,22 @@ import { testNeeding } from "../_require.ts";
 import { tinyDomainXml } from "../libvirt/_env.ts";
 import { fleetSkipReason, startTestFleet, type TestFleet, virsh } from "./_daemons.ts";
 
-/** Runs foundry in-process; returns exit code, stdout and stderr. */
-async function foundry(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+type Run = { code: number; out: string; err: string };
+
+/** Runs foundry in-process with `env` instead of the process's environment, if given. */
+async function foundryWith(env: Record<string, string> | undefined, args: string[]): Promise<Run> {
   let out = "";
   let err = "";
   const code = await main(["--no-audit", ...args], {
     out: (s) => void (out += s),
     err: (s) => void (err += s),
-  });
+  }, env ? { env } : {});
   return { code, out, err };
+}
+
+/** Runs foundry in-process; returns exit code, stdout and stderr. */
+function foundry(...args: string[]): Promise<Run> {
+  return foundryWith(undefined, args);
 }
 
 function vmYaml(name: string, role: string): string {
@@ -71,7 +78,6 @@ testNeeding(fleetSkipReason(), {
   async fn(t) {
     const fleet: TestFleet = await startTestFleet({ prefix: "h6" });
     const dir = await Deno.makeTempDir({ prefix: "h6-fleet-config-" });
-    const oldTimeout = Deno.env.get("FOUNDRY_HOST_TIMEOUT");
     try {
       const [a, b, c] = fleet.hosts as [
         typeof fleet.hosts[0],
@@ -327,10 +333,15 @@ testNeeding(fleetSkipReason(), {
       );
 
       await t.step("a host that stops answering is reported on its own line; exit 7", async () => {
-        Deno.env.set("FOUNDRY_HOST_TIMEOUT", "3");
         b.pause();
         try {
-          const r = await foundry("--config", config, "list", "--host", "all");
+          const r = await foundryWith({ FOUNDRY_HOST_TIMEOUT: "3" }, [
+            "--config",
+            config,
+            "list",
+            "--host",
+            "all",
+          ]);
           assert.equal(r.code, 7, r.out + r.err);
           assert.match(r.err, new RegExp(`^Error: host ${b.name}: .*no answer .* within 3 s`, "m"));
           assert.match(r.out, new RegExp(`^${a.name}\\s+${a.name}-db`, "m"));
@@ -374,8 +385,6 @@ testNeeding(fleetSkipReason(), {
         assert.deepEqual(single.out.trim().split("\n"), [`vm/${a.name}-db`]);
       });
     } finally {
-      if (oldTimeout === undefined) Deno.env.delete("FOUNDRY_HOST_TIMEOUT");
-      else Deno.env.set("FOUNDRY_HOST_TIMEOUT", oldTimeout);
       await fleet.stop();
       await Deno.remove(dir, { recursive: true });
     }
