@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { main } from "../../cli/foundry.ts";
 import { FAKE_PASSWORD_HASH, fakeSshKey } from "../../lib/foundry/_testdata.ts";
-import { loadVirtualMachines } from "../../lib/foundry/loader.ts";
+import { KUBEVIRT_REFUSED_EXAMPLES, valuePosition, vmExamples } from "./_kubevirt_examples.ts";
 import { K8sTestServer, type RequestInfo } from "../virtwork/k8s_server.ts";
 import { kubevirtValidator } from "../virtwork/_helpers.ts";
 import { formatProblems } from "../virtwork/openapi_validator.ts";
@@ -122,14 +122,9 @@ function everything(server: K8sTestServer): string {
 const writes = (server: K8sTestServer) =>
   server.requests.filter((r) => r.method !== "GET").map((r) => `${r.method} ${r.path}`);
 
-// Every example's dry run, as printed, validates strictly (examples with a field KubeVirt cannot
-// honour are refused with exit 2 and skipped here, their test name saying so).
-for await (const entry of Deno.readDir(new URL("../../examples/", import.meta.url))) {
-  if (!entry.isFile || !/\.ya?ml$/.test(entry.name)) continue;
-  const path = new URL(`../../examples/${entry.name}`, import.meta.url).pathname;
-  const isVmFile = await loadVirtualMachines(path).then(() => true, () => false);
-  if (!isVmFile) continue;
-  const first = await run([
+/** `create FILE --target kubevirt --dry-run -o json` with an image and the networks. */
+const dryRun = (path: string) =>
+  run([
     "create",
     path,
     "--target",
@@ -141,30 +136,52 @@ for await (const entry of Deno.readDir(new URL("../../examples/", import.meta.ur
     IMAGE,
     "--create-networks",
   ]);
-  const refused = first.code === 2 ? /\s(spec\.[\w.[\]]+):/.exec(first.err)?.[1] : undefined;
-  Deno.test({
-    name: refused
-      ? `examples/${entry.name} uses ${refused}, which KubeVirt cannot honour (skipped)`
-      : `create --target kubevirt --dry-run of examples/${entry.name} validates strictly`,
-    ignore: refused !== undefined,
-    fn: async () => {
-      assert.equal(first.code, 0, first.err);
-      const list = JSON.parse(first.out);
-      assert.equal(list.kind, "List");
-      const validator = await kubevirtValidator();
-      const vms = list.items.filter((o: Any) => o.kind === "VirtualMachine");
-      assert.ok(vms.length >= 1);
-      for (const vm of vms) {
-        const problems = validator.validate("v1.VirtualMachine", vm);
-        assert.deepEqual(problems, [], formatProblems(problems));
+
+// Every VirtualMachine example's dry run, as printed, validates strictly (vmExamples() leaves out
+// examples/config.yaml, the configuration file); an example with a field KubeVirt cannot honour
+// is refused by that field instead.
+for (const { name, path } of await vmExamples()) {
+  const refused = KUBEVIRT_REFUSED_EXAMPLES[name];
+  if (refused !== undefined) {
+    Deno.test(`create --target kubevirt of examples/${name} is refused at ${refused}: exit 2, one line with file, line and field, nothing created`, async () => {
+      const { line, column } = valuePosition(await Deno.readTextFile(path), refused);
+      const where = `${path}:${line}:${column} ${refused}: `;
+      const dry = await dryRun(path);
+      assert.equal(dry.code, 2, dry.err);
+      assert.equal(dry.out, "");
+      assert.equal(dry.err.split("\n").length, 2, dry.err);
+      assert.ok(dry.err.startsWith(`Error: ${where}`), dry.err);
+      // The same file against a cluster: the same line, and not one request that writes.
+      const e = await env();
+      try {
+        const made = await e.create(path, "--create-networks");
+        assert.equal(made.code, 2, made.err);
+        assert.equal(made.err, dry.err);
+        assert.deepEqual(writes(e.server), []);
+      } finally {
+        await e.close();
       }
-      for (const o of list.items) {
-        assert.ok(["VirtualMachine", "Secret", "NetworkAttachmentDefinition"].includes(o.kind));
-        assert.equal(o.metadata.labels["foundry.cofront.xyz/managed"], "true");
-      }
-      // Nothing was created: a dry run needs no cluster and has none here.
-      assert.ok(!first.out.includes("$6$"));
-    },
+    });
+    continue;
+  }
+  Deno.test(`create --target kubevirt --dry-run of examples/${name} validates strictly`, async () => {
+    const first = await dryRun(path);
+    assert.equal(first.code, 0, first.err);
+    const list = JSON.parse(first.out);
+    assert.equal(list.kind, "List");
+    const validator = await kubevirtValidator();
+    const vms = list.items.filter((o: Any) => o.kind === "VirtualMachine");
+    assert.ok(vms.length >= 1);
+    for (const vm of vms) {
+      const problems = validator.validate("v1.VirtualMachine", vm);
+      assert.deepEqual(problems, [], formatProblems(problems));
+    }
+    for (const o of list.items) {
+      assert.ok(["VirtualMachine", "Secret", "NetworkAttachmentDefinition"].includes(o.kind));
+      assert.equal(o.metadata.labels["foundry.cofront.xyz/managed"], "true");
+    }
+    // Nothing was created: a dry run needs no cluster and has none here.
+    assert.ok(!first.out.includes("$6$"));
   });
 }
 
