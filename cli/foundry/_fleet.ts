@@ -20,6 +20,7 @@ import {
   wantsFleet,
 } from "../../lib/foundry/fleet.ts";
 import { EXIT_PARTIAL, type HostEntry, type HostOutcome } from "../../lib/foundry/fleet_types.ts";
+import { IMAGE_ELSEWHERE } from "../../lib/foundry/placement.ts";
 import type { FoundryConfig } from "../../lib/foundry/config.ts";
 import type { VmListEntry } from "../../lib/foundry/inventory.ts";
 import type { LabelSelector } from "../../lib/config/selector.ts";
@@ -341,4 +342,12 @@ export async function withTargets(
   } finally {
     await fleet.pool.closeAll();
   }
+}
+
+/**
+ * `message` with the flag that copies a boot image between hosts after lib's words saying another
+ * host has it (placement's and move's refusals).
+ */
+export function withCopyImageFlag(message: string): string {
+  return message.replaceAll(`(${IMAGE_ELSEWHERE})`, `(${IMAGE_ELSEWHERE}: --copy-image copies it)`);
 }

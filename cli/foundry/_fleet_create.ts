@@ -14,7 +14,13 @@ import type { Libvirt } from "../../lib/libvirt/mod.ts";
 import { ExitCode, type Io, processIo } from "../_program.ts";
 import { interruptSignal } from "../_signals.ts";
 import { globals } from "./_context.ts";
-import { type FleetGlobals, fleetGlobals, isFleet, openFleet } from "./_fleet.ts";
+import {
+  type FleetGlobals,
+  fleetGlobals,
+  isFleet,
+  openFleet,
+  withCopyImageFlag,
+} from "./_fleet.ts";
 
 /** Options of create that the fleet run reads. */
 export interface FleetCreateFlags {
@@ -72,7 +78,8 @@ export async function createPlaced(
     } catch (e) {
       if (e instanceof AddressConflictError) throw await located(file, e.conflicts, e);
       if (e instanceof PlacementError) {
-        throw await located(file, [{ vm: e.vmName, path: e.path, message: e.message }], e);
+        const message = withCopyImageFlag(e.message);
+        throw await located(file, [{ vm: e.vmName, path: e.path, message }], e);
       }
       if (e instanceof AddressBookIncompleteError) {
         throw usage(

@@ -13,7 +13,7 @@ import { ExitCode, type Io, processIo } from "../_program.ts";
 import { withFoundryAudit } from "../_audit.ts";
 import { interruptSignal } from "../_signals.ts";
 import { configFor, progress } from "./_context.ts";
-import { fleetGlobals, openFleet } from "./_fleet.ts";
+import { fleetGlobals, openFleet, withCopyImageFlag } from "./_fleet.ts";
 
 const STEP_LABELS: Record<MoveStep, string> = {
   check: "Checked",
@@ -89,6 +89,7 @@ export function moveCommand(io: Io): Command {
       const g = fleetGlobals(cmd);
       const fleet = openFleet(config, {
         host: "all",
+        hostTimeout: g.hostTimeout,
         ...(g.parallel !== undefined ? { parallel: g.parallel } : {}),
       });
       try {
@@ -197,6 +198,7 @@ export function moveCommand(io: Io): Command {
           });
         } catch (e) {
           if (e instanceof MoveCheckError) {
+            e.message = withCopyImageFlag(e.message);
             throw Object.assign(e, { exitCode: ExitCode.VM_OPERATION });
           }
           throw e;

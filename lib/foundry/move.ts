@@ -23,6 +23,7 @@ import {
 } from "../libvirt/mod.ts";
 import { hostBridges } from "./host_resources.ts";
 import { lookupVm } from "./lookup.ts";
+import { IMAGE_ELSEWHERE } from "./placement.ts";
 import { lookupPool, parsePoolXml } from "./pools.ts";
 import type { CreatedVolume } from "./stored_metadata.ts";
 import { startVm, stopVm } from "./vm.ts";
@@ -175,7 +176,7 @@ async function checkMove(
     if (!opts.copyImage || image === undefined) {
       reasons.push(
         `${to} lacks the base image ${backing} of the boot disk${
-          image && !opts.copyImage ? " (--copy-image copies it)" : ""
+          image && !opts.copyImage ? ` (${IMAGE_ELSEWHERE})` : ""
         }`,
       );
       continue;

@@ -98,6 +98,12 @@ export class PlacementError extends Error {
   }
 }
 
+/**
+ * The words a host's reason ends with when the boot image it lacks is on another host, so that
+ * copying it (`PlaceOptions.copyImage`) would help; the CLI adds its flag after them.
+ */
+export const IMAGE_ELSEWHERE = "another host has it";
+
 /** Options of {@linkcode placeVms}. */
 export interface PlaceOptions {
   /** `--copy-image`: a host without the boot image may get it from a host that has it. */
@@ -167,7 +173,7 @@ function reasonAgainst(
   if (needs.image !== undefined) {
     if (!hasImage(h, needs.image, used.images)) {
       const where = `image ${needs.image.pool}/${needs.image.volume} is not there`;
-      if (!opts.copyImage) return imageElsewhere ? `${where} (--copy-image copies it)` : where;
+      if (!opts.copyImage) return imageElsewhere ? `${where} (${IMAGE_ELSEWHERE})` : where;
       if (!imageElsewhere) return `${where} nor on any other reachable host`;
     }
   }
@@ -225,7 +231,7 @@ export function placeVms(
           path,
           `host ${placement.host} is not ${
             config.hosts?.some((h) => h.name === placement.host)
-              ? "among the hosts chosen with --host/--host-selector"
+              ? "among the hosts chosen for this command"
               : "a configured host"
           }`,
           [],

@@ -124,7 +124,7 @@ Deno.test("placeVms: reserve, maxVms, bridges, pool space and image rule hosts o
     assert.match(why.d!, /pool foundry-vms has 5 GiB free, the disks need 10 GiB/);
     assert.match(
       why.e!,
-      /image foundry-images\/base.qcow2 is not there \(--copy-image copies it\)/,
+      /image foundry-images\/base.qcow2 is not there \(another host has it\)/,
     );
     assert.match(why.f!, /^1 GiB free, the VM needs 2 GiB$/);
     assert.match(why.g!, /unreachable: no answer/);

@@ -10,17 +10,29 @@ import { type TestHost, virsh } from "./_daemons.ts";
 const SSH_KEY =
   "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAICoxOD9GTVRbYmlwd36FjJOaoaivtr3Ey9LZ4Ofu9fwD test@example.org";
 
-/** Runs foundry in-process; returns exit code, stdout and stderr. */
-export async function foundry(
-  ...args: string[]
-): Promise<{ code: number; out: string; err: string }> {
+/** What an in-process foundry run printed and returned. */
+export type Run = { code: number; out: string; err: string };
+
+/**
+ * Runs foundry in-process with `env` as its environment (the test files share one process, whose
+ * environment no test may change); returns exit code, stdout and stderr.
+ */
+export async function foundryWith(
+  env: Record<string, string> | undefined,
+  args: string[],
+): Promise<Run> {
   let out = "";
   let err = "";
   const code = await main(["--no-audit", ...args], {
     out: (s) => void (out += s),
     err: (s) => void (err += s),
-  });
+  }, env ? { env } : {});
   return { code, out, err };
+}
+
+/** Runs foundry in-process; returns exit code, stdout and stderr. */
+export function foundry(...args: string[]): Promise<Run> {
+  return foundryWith(undefined, args);
 }
 
 /** A foundry VM document on bridge h7br0 with image `image` of pool h7-images. */

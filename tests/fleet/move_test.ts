@@ -107,7 +107,7 @@ testNeeding(fleetSkipReason(), {
         assert.equal(r.code, 4, r.err + r.out);
         assert.match(
           r.err,
-          /lacks the base image \/var\/lib\/libvirt\/h7-images\/h7-base\.qcow2 of the boot disk \(--copy-image copies it\); nothing was changed/,
+          /lacks the base image \/var\/lib\/libvirt\/h7-images\/h7-base\.qcow2 of the boot disk \(another host has it: --copy-image copies it\); nothing was changed/,
         );
         assert.deepEqual([await snapshot(a), await snapshot(c)], was);
       });

@@ -13,6 +13,7 @@ import { fleetSkipReason, startTestFleet, type TestHost, virsh } from "./_daemon
 import {
   domainsOf,
   foundry,
+  foundryWith,
   prepareHost,
   run,
   vmYaml,
@@ -33,7 +34,6 @@ testNeeding(fleetSkipReason(), {
   async fn(t) {
     const fleet = await startTestFleet({ prefix: "h7", ssh: false });
     const dir = await Deno.makeTempDir({ prefix: "h7-placement-" });
-    const oldTimeout = Deno.env.get("FOUNDRY_HOST_TIMEOUT");
     try {
       const [a, b, c] = fleet.hosts as [TestHost, TestHost, TestHost];
       await Promise.all([
@@ -138,7 +138,7 @@ testNeeding(fleetSkipReason(), {
           assert.equal(no.code, 2, no.err + no.out);
           assert.match(
             no.err,
-            /copy\.yaml:\d+:\d+ spec\.placement\.host: .*image h7-images\/h7-other\.qcow2 is not there \(--copy-image copies it\)/,
+            /copy\.yaml:\d+:\d+ spec\.placement\.host: .*image h7-images\/h7-other\.qcow2 is not there \(another host has it: --copy-image copies it\)/,
           );
           assert.deepEqual(await volumesOf(c, "h7-images"), ["h7-base.qcow2"]);
           const r = await foundry("--config", config, "create", f, "--no-start", "--copy-image");
@@ -178,11 +178,11 @@ testNeeding(fleetSkipReason(), {
       });
 
       await t.step("an unreachable host makes the address book incomplete", async () => {
-        Deno.env.set("FOUNDRY_HOST_TIMEOUT", "2");
+        const quick = { FOUNDRY_HOST_TIMEOUT: "2" };
         const f = await file("gone", vmYaml("h7-gone", "192.0.2.14"));
         c.pause();
         try {
-          const r = await foundry("--config", config, "create", f, "--no-start");
+          const r = await foundryWith(quick, ["--config", config, "create", f, "--no-start"]);
           assert.equal(r.code, 3, r.err + r.out);
           assert.match(
             r.err,
@@ -192,14 +192,14 @@ testNeeding(fleetSkipReason(), {
             "h7-free",
             "h7-pin",
           ]);
-          const ok = await foundry(
+          const ok = await foundryWith(quick, [
             "--config",
             config,
             "create",
             f,
             "--no-start",
             "--ignore-unreachable",
-          );
+          ]);
           assert.equal(ok.code, 0, ok.err + ok.out);
           assert.match(ok.err, new RegExp(`host ${c.name} did not answer`));
           assert.match(ok.out, new RegExp(`^h7-gone -> ${a.name}$`, "m"));
@@ -208,8 +208,6 @@ testNeeding(fleetSkipReason(), {
         }
       });
     } finally {
-      if (oldTimeout === undefined) Deno.env.delete("FOUNDRY_HOST_TIMEOUT");
-      else Deno.env.set("FOUNDRY_HOST_TIMEOUT", oldTimeout);
       await fleet.stop();
       await Deno.remove(dir, { recursive: true });
     }
