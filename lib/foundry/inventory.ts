@@ -23,7 +23,7 @@ import {
   type SelectorRequirement,
 } from "../config/selector.ts";
 import { METADATA_NAMESPACE, parseMetadataXml } from "./stored_metadata.ts";
-import { type DomainXmls, driftReport, driftSummary, isActiveDomainXml } from "./drift.ts";
+import type { DomainXmls } from "./drift.ts";
 import type { DriftReport } from "./plan_types.ts";
 import { macOf } from "./naming.ts";
 import {
@@ -375,8 +375,11 @@ export async function getVm(lv: Libvirt, name: string): Promise<{
   /** What changed behind foundry's back (the `Drifted` condition's details). */
   drift: DriftReport;
 }> {
+  // Drift is get's alone: loaded while the first call is out, so that list never loads it.
+  const driftModule = import("./drift.ts");
   // lookupVm has read the stored spec from the domain XML already: no second parse.
   const { domain, xml, stored } = await lookupVm(lv, name);
+  const { driftReport, driftSummary, isActiveDomainXml } = await driftModule;
   let vm = stored?.vm;
   if (vm && stored?.passwordHashSha256) {
     // The hash itself never leaves the spec file; its fingerprint tells that one is set and which.
@@ -395,27 +398,30 @@ export async function getVm(lv: Libvirt, name: string): Promise<{
   if (!vm || !stored) {
     throw new VmOperationError(`VM ${name} was not created by foundry (no foundry metadata)`);
   }
-  const [state, storedStatus, autostart, inactive] = await Promise.all([
+  // A running domain's XML has an id: its definition (for drift) and its addresses (agent and
+  // lease at once: a missing agent must not cost another round trip) go in the same round trip.
+  const active = isActiveDomainXml(xml);
+  const [state, storedStatus, autostart, inactive, agentNow, leaseNow] = await Promise.all([
     lv.domainGetState(domain),
     readStoredStatus(lv, domain),
     lv.domainGetAutostart(domain),
-    // Drift of a running domain needs its definition too: in the same round trip.
-    isActiveDomainXml(xml)
+    active
       ? lv.domainGetXmlDesc(domain, DomainXmlFlags.INACTIVE).catch(() => undefined)
+      : Promise.resolve(undefined),
+    active
+      ? lv.domainInterfaceAddresses(domain, InterfaceAddressSource.AGENT).catch(() => undefined)
+      : Promise.resolve(undefined),
+    active
+      ? lv.domainInterfaceAddresses(domain, InterfaceAddressSource.LEASE).catch(() => undefined)
       : Promise.resolve(undefined),
   ]);
   const xmls: DomainXmls = { current: xml, autostart };
   if (inactive !== undefined) xmls.inactive = inactive;
   const drift = await driftReport(name, stored, xmls);
-  let agent: DomainInterface[] | undefined;
-  let lease: DomainInterface[] | undefined;
-  if (state.state === DomainState.RUNNING || state.state === DomainState.BLOCKED) {
-    // Both at once, as list does: a missing agent must not cost another round trip.
-    [agent, lease] = await Promise.all([
-      lv.domainInterfaceAddresses(domain, InterfaceAddressSource.AGENT).catch(() => undefined),
-      lv.domainInterfaceAddresses(domain, InterfaceAddressSource.LEASE).catch(() => undefined),
-    ]);
-  }
+  // Addresses count while it runs, as list has them.
+  const live = state.state === DomainState.RUNNING || state.state === DomainState.BLOCKED;
+  const agent = live ? agentNow : undefined;
+  const lease = live ? leaseNow : undefined;
   const addresses = agent ?? lease ?? [];
   const now = new Date();
   const status = statusFromDomainState(
