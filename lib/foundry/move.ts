@@ -18,12 +18,15 @@ import {
   DomainXmlFlags,
   type Libvirt,
   LibvirtError,
+  MetadataType,
+  ModificationImpact,
   type StorageVolRef,
   UndefineFlags,
 } from "../libvirt/mod.ts";
 import { hostBridges } from "./host_resources.ts";
 import { lookupVm } from "./lookup.ts";
 import { IMAGE_ELSEWHERE } from "./placement.ts";
+import { METADATA_NAMESPACE, METADATA_PREFIX, storedMetadataXml } from "./metadata.ts";
 import { lookupPool, parsePoolXml } from "./pools.ts";
 import type { CreatedVolume } from "./stored_metadata.ts";
 import { startVm, stopVm } from "./vm.ts";
@@ -288,6 +291,23 @@ export async function moveVm(
     await step("define");
     const defined = await dst.domainDefineXml(xml);
     made.defined = true;
+    const pinned = stored.vm.spec.placement;
+    if (opts.to !== undefined && pinned && "host" in pinned && pinned.host !== opts.to) {
+      // A VM pinned to a host now lives on another: its stored spec says so, or the next apply
+      // of it would place it back where it was.
+      const vm = {
+        ...stored.vm,
+        spec: { ...stored.vm.spec, placement: { host: opts.to } },
+      };
+      await dst.domainSetMetadata(
+        defined,
+        MetadataType.ELEMENT,
+        storedMetadataXml(vm, stored.passwordHashSha256),
+        METADATA_PREFIX,
+        METADATA_NAMESPACE,
+        ModificationImpact.CONFIG,
+      );
+    }
     opts.onStep?.("define", `defined on ${opts.to ?? "the target"}`);
     if (wasRunning) {
       await step("start");

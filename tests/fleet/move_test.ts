@@ -151,6 +151,8 @@ testNeeding(fleetSkipReason(), {
           const got = await foundry("--config", config, "get", "h7-mv", "--host", "all");
           assert.equal(got.code, 0, got.err);
           assert.match(got.out, new RegExp(`^host: ${b.name}$`, "m"));
+          // It was pinned to the source: its stored spec now pins it where it is.
+          assert.match(got.out, new RegExp(`placement:\\n\\s+host: ${b.name}\\n`));
         },
       );
 
