@@ -21,6 +21,7 @@
 import { XMLBuilder, XMLParser } from "npm:fast-xml-parser@^5.12.1";
 import { assertSafeText } from "../cloudinit/safe_text.ts";
 import { type CreatedVolume, metadataNode } from "./metadata.ts";
+import type { OperationMarker } from "./status.ts";
 import {
   macOf,
   resolveImage,
@@ -38,6 +39,8 @@ export const GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0";
 export interface DomainXmlOptions {
   /** `kvm` or `qemu` (TCG); see {@link chooseDomainType}. */
   domainType: DomainType;
+  /** A create in progress, marked on the metadata element (see `OPERATION_ATTRIBUTE`). */
+  operation?: OperationMarker;
   /** Pool of the VM's volumes; `spec.storagePool`, else `foundry-vms`, when absent. */
   pool?: string;
   /** Domain UUID; libvirt generates one when absent. */
@@ -265,7 +268,7 @@ export function buildDomainXml(vm: VirtualMachine, options: DomainXmlOptions): s
     "@_type": options.domainType,
     name,
     ...(options.uuid === undefined ? {} : { uuid: options.uuid }),
-    metadata: metadataNode(vm, options.volumes, options.uuid),
+    metadata: metadataNode(vm, options.volumes, options.uuid, options.operation),
     memory: { "@_unit": "MiB", "#text": String(maxMemoryMiB) },
     currentMemory: { "@_unit": "MiB", "#text": String(memoryMiB) },
     vcpu: {

@@ -22,25 +22,13 @@ import {
   type SelectorOperator,
   type SelectorRequirement,
 } from "../config/selector.ts";
-import { METADATA_NAMESPACE, parseMetadataXml } from "./stored_metadata.ts";
+import { METADATA_NAMESPACE, parseStoredMetadataXml, type StoredVm } from "./stored_metadata.ts";
 import type { DomainXmls } from "./drift.ts";
 import type { DriftReport } from "./plan_types.ts";
 import { macOf } from "./naming.ts";
-import {
-  phaseFromDomainState,
-  phaseOf,
-  setCondition,
-  statusFromDomainState,
-  type StoredStatus,
-} from "./status.ts";
+import { phaseFromDomainState, phaseOf, setCondition, statusFromDomainState } from "./status.ts";
 import type { VirtualMachine } from "./types.ts";
-import {
-  lookupVm,
-  parseStoredStatusXml,
-  readStoredStatus,
-  STATUS_NAMESPACE,
-  VmOperationError,
-} from "./lookup.ts";
+import { lookupVm, readStoredStatus, VmOperationError } from "./lookup.ts";
 
 /** Annotation `get` adds when the VM has a root password: the SHA-256 of its hash, never the hash. */
 export const PASSWORD_FINGERPRINT_ANNOTATION = "foundry.cofront.xyz/root-password-hash-sha256";
@@ -168,16 +156,13 @@ export async function listVms(
   const helpers = await helperConnections(lv, asked, opts.domainsPerHelper);
   const conns = [lv, ...helpers];
   const second = await Promise.all(base.map(async (b, i) => {
-    let spec: Promise<VirtualMachine | undefined> = Promise.resolve(undefined);
-    let status: Promise<StoredStatus | undefined> = Promise.resolve(undefined);
+    let spec: Promise<StoredVm | undefined> = Promise.resolve(undefined);
     if (mayBeFoundrys(b.domain.name, b.state, stoppedDisks)) {
-      rpcCalls += 2;
+      rpcCalls++;
       const conn = conns[i % conns.length] ?? lv;
+      // One call: the element also marks a create or destroy in progress, shown as its phase.
       spec = conn.domainGetMetadata(b.domain, MetadataType.ELEMENT, METADATA_NAMESPACE)
         .then((xml) => safeParse(xml, b.domain.name), () => undefined);
-      // Sent with the spec's read: a create or destroy in progress shows as its phase.
-      status = conn.domainGetMetadata(b.domain, MetadataType.ELEMENT, STATUS_NAMESPACE)
-        .then(parseStoredStatusXml, () => undefined);
     }
     if (opts.autostart) rpcCalls++;
     const autostart = opts.autostart
@@ -195,10 +180,11 @@ export async function listVms(
         undefined
       );
     }
+    const stored = await spec;
     return {
       ...b,
-      vm: await spec,
-      status: await status,
+      vm: stored?.vm,
+      status: stored?.operation ? { operation: stored.operation } : undefined,
       agent: await agent,
       lease: await lease,
       autostart: await autostart,
@@ -303,9 +289,9 @@ function byName(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function safeParse(xml: string, name: string): VirtualMachine | undefined {
+function safeParse(xml: string, name: string): StoredVm | undefined {
   try {
-    return parseMetadataXml(xml, `domain ${name} metadata`);
+    return parseStoredMetadataXml(xml, name);
   } catch {
     return undefined;
   }

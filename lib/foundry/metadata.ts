@@ -23,6 +23,7 @@
 
 import { createHash } from "node:crypto";
 import { XMLBuilder } from "npm:fast-xml-parser@^5.12.1";
+import type { OperationMarker } from "./status.ts";
 import type { VirtualMachine } from "./types.ts";
 import { noCloudFilesFromVm } from "./cloudinit.ts";
 import {
@@ -32,6 +33,7 @@ import {
   METADATA_ELEMENT,
   METADATA_NAMESPACE,
   METADATA_PREFIX,
+  OPERATION_ATTRIBUTE,
   PASSWORD_HASH_SHA256_ATTRIBUTE,
   SPEC_SHA256_ATTRIBUTE,
   specDocument,
@@ -48,6 +50,7 @@ export {
   METADATA_ELEMENT,
   METADATA_NAMESPACE,
   METADATA_PREFIX,
+  OPERATION_ATTRIBUTE,
   parseDomainMetadata,
   parseMetadataXml,
   parseStoredDomainMetadata,
@@ -147,6 +150,7 @@ export function metadataNode(
   vm: VirtualMachine,
   volumes?: readonly CreatedVolume[],
   domainUuid?: string,
+  operation?: OperationMarker,
 ): Record<string, unknown> {
   const element: Record<string, string> = { [`@_xmlns:${METADATA_PREFIX}`]: METADATA_NAMESPACE };
   const hash = vm.spec.cloudInit?.passwordHash;
@@ -154,6 +158,7 @@ export function metadataNode(
     element[`@_${PASSWORD_HASH_SHA256_ATTRIBUTE}`] = passwordHashSha256(hash);
   }
   Object.assign(element, hashAttributes(vm));
+  if (operation !== undefined) element[`@_${OPERATION_ATTRIBUTE}`] = JSON.stringify(operation);
   element["#text"] = JSON.stringify(stored(vm));
   const node: Record<string, unknown> = { [`${METADATA_PREFIX}:${METADATA_ELEMENT}`]: element };
   if (volumes !== undefined) {
@@ -177,14 +182,31 @@ export function buildMetadataXml(vm: VirtualMachine): string {
  * The foundry element as `virDomainSetMetadata` takes it (no prefix or namespace: libvirt binds
  * them from its `key` and `uri` arguments), for rewriting a stored spec after a change (resize):
  * `vm` as stored, with the password fingerprint the domain already had, since the hash itself is
- * not in a stored spec.
+ * not in a stored spec. With `operation`, the element marks a create or destroy in progress
+ * ({@linkcode OPERATION_ATTRIBUTE}); without, a marker the element had is gone. With `recorded`,
+ * the hashes recorded when the spec was applied are kept as they were instead of computed afresh
+ * (marking an operation must not make a hand-edited stored spec look as applied).
  */
-export function storedMetadataXml(vm: VirtualMachine, passwordHashSha256?: string): string {
+export function storedMetadataXml(
+  vm: VirtualMachine,
+  passwordHashSha256?: string,
+  operation?: OperationMarker,
+  recorded?: Pick<StoredVm, "specSha256" | "cloudInitSha256">,
+): string {
   const element: Record<string, string> = {};
   if (passwordHashSha256 !== undefined) {
     element[`@_${PASSWORD_HASH_SHA256_ATTRIBUTE}`] = passwordHashSha256;
   }
-  Object.assign(element, hashAttributes(vm, passwordHashSha256));
+  if (recorded === undefined) Object.assign(element, hashAttributes(vm, passwordHashSha256));
+  else {
+    if (recorded.specSha256 !== undefined) {
+      element[`@_${SPEC_SHA256_ATTRIBUTE}`] = recorded.specSha256;
+    }
+    if (recorded.cloudInitSha256 !== undefined) {
+      element[`@_${CLOUD_INIT_SHA256_ATTRIBUTE}`] = recorded.cloudInitSha256;
+    }
+  }
+  if (operation !== undefined) element[`@_${OPERATION_ATTRIBUTE}`] = JSON.stringify(operation);
   element["#text"] = JSON.stringify(stored(vm));
   return new XMLBuilder({ ignoreAttributes: false }).build({ [METADATA_ELEMENT]: element });
 }

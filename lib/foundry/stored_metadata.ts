@@ -14,6 +14,7 @@
  * @module
  */
 
+import type { OperationMarker } from "./status.ts";
 import { API_VERSION, KIND, type VirtualMachine } from "./types.ts";
 import { childElements, ownText, readXml, type XmlElement } from "./xml_reader.ts";
 
@@ -61,6 +62,12 @@ export const VOLUMES_ELEMENT = "volumes";
 export const VOLUMES_DOMAIN_ATTRIBUTE = "domainUuid";
 
 /**
+ * Attribute of the metadata element holding a create or destroy in progress (JSON of an
+ * `OperationMarker`, status.ts): `list` reads it with the spec, in the one call per domain it makes.
+ */
+export const OPERATION_ATTRIBUTE = "operation";
+
+/**
  * Annotation a stored spec gets when its JSON could not be read at all: the domain is still
  * foundry's (destroy, start and stop work), but its spec is unknown.
  */
@@ -98,6 +105,8 @@ export interface StoredVm {
   volumes?: CreatedVolume[];
   /** UUID of the domain the volume record was written for, when it names one. */
   volumesDomainUuid?: string;
+  /** A create or destroy in progress ({@linkcode OPERATION_ATTRIBUTE}), when one is marked. */
+  operation?: OperationMarker;
 }
 
 /** The text and the attributes of a foundry element. */
@@ -146,7 +155,30 @@ function storedVm(element: FoundryElement | undefined, domainName = ""): StoredV
   if (specHash !== undefined) found.specSha256 = specHash;
   const cloudInitHash = element.attributes[CLOUD_INIT_SHA256_ATTRIBUTE];
   if (cloudInitHash !== undefined) found.cloudInitSha256 = cloudInitHash;
+  const operation = operationMarkerFrom(element.attributes[OPERATION_ATTRIBUTE]);
+  if (operation !== undefined) found.operation = operation;
   return found;
+}
+
+/** The operation marker in `text` (the attribute's JSON), or undefined when there is none to read. */
+function operationMarkerFrom(text: string | undefined): OperationMarker | undefined {
+  if (text === undefined || text.length > 4096) return undefined;
+  try {
+    const m = JSON.parse(text);
+    if (
+      isObject(m) && (m.phase === "Creating" || m.phase === "Destroying") &&
+      typeof m.expiresAt === "string" && typeof m.startedAt === "string"
+    ) {
+      return {
+        phase: m.phase,
+        pid: typeof m.pid === "number" ? m.pid : 0,
+        host: typeof m.host === "string" ? m.host : "",
+        startedAt: m.startedAt,
+        expiresAt: m.expiresAt,
+      };
+    }
+  } catch { /* not a marker */ }
+  return undefined;
 }
 
 /**

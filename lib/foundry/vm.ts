@@ -20,12 +20,20 @@ import { cidataIsoFromVm } from "./cloudinit.ts";
 import { type FoundryConfig, imageLocationFor, vmPoolFor } from "./config.ts";
 import { buildDomainXml } from "./domain_xml.ts";
 import { domainDisks, type KeptDisk, planVolumeDeletion } from "./disks.ts";
-import type { CreatedVolume } from "./metadata.ts";
+import {
+  type CreatedVolume,
+  METADATA_NAMESPACE,
+  METADATA_PREFIX,
+  passwordHashSha256,
+  storedMetadataXml,
+  type StoredVm,
+} from "./metadata.ts";
 import { ensureDirPool, StorageError } from "./pools.ts";
 import { type CreateFacts, HostSurvey } from "./host_resources.ts";
 import { type HostFacts, type PreflightProblem, preflightProblems } from "./preflight.ts";
 import { removeSnapshotsForDestroy } from "./snapshot.ts";
 import {
+  type OperationMarker,
   operationMarker,
   type OperationPhase,
   statusFromDomainState,
@@ -281,6 +289,9 @@ export async function createVm(
       ...(hostRes?.cpus ? { cpus: hostRes.cpus } : {}),
       ...(hostRes?.memoryBytes ? { memoryMiB: Math.floor(hostRes.memoryBytes / 2 ** 20) } : {}),
     };
+    // Defined as `Creating`: another process's get/list says so until the status below. The
+    // metadata element carries the marker for list (one call per domain), the status record for get.
+    const creating = operationMarker("Creating", new Date(), CREATE_MARKER_MS);
     const xml = withStatusRecord(
       buildDomainXml(vm, {
         domainType,
@@ -288,16 +299,16 @@ export async function createVm(
         uuid,
         volumes: created,
         host,
+        operation: creating,
         ...(graphicsPassword !== undefined ? { graphicsPassword } : {}),
         ...(installMedia !== undefined ? { installMedia } : {}),
         ...(Object.keys(diskFormats).length ? { existingDiskFormats: diskFormats } : {}),
         defaultImagePool: opts.config.imagesPool,
       }),
-      // Defined as `Creating`: another process's get/list says so until the status below.
       {
         phase: "Creating",
         observedGeneration: vm.metadata.generation ?? 1,
-        operation: operationMarker("Creating", new Date(), CREATE_MARKER_MS),
+        operation: creating,
       },
     );
     let domain: DomainRef;
@@ -361,7 +372,12 @@ export async function createVm(
         await lv.domainDestroy(domain).catch(() => {});
       });
     }
-    await writeStatus(lv, domain, vm, opts.noStart ? DomainState.SHUTOFF : DomainState.RUNNING);
+    const state = opts.noStart ? DomainState.SHUTOFF : DomainState.RUNNING;
+    // Both records lose the create's marker in one round trip.
+    await Promise.all([
+      writeStatus(lv, domain, vm, state),
+      writeSpecRecord(lv, domain, vm, undefined, state === DomainState.RUNNING),
+    ]);
     done("start", opts.noStart ? "not started, as asked" : "VM started");
     return { vm, domain, domainType, volumes, timings };
   } catch (err) {
@@ -538,6 +554,31 @@ function withStatusRecord(xml: string, status: StoredStatus): string {
   return xml.slice(0, at) + text + xml.slice(at);
 }
 
+/**
+ * Rewrites the VM's metadata element (its stored spec) with `operation` marked, or without a
+ * marker; `vm` is the whole spec (its password hash only gives the fingerprint) or a stored one
+ * with `passwordFingerprint`.
+ */
+async function writeSpecRecord(
+  lv: Libvirt,
+  domain: DomainRef,
+  vm: VirtualMachine,
+  operation: OperationMarker | undefined,
+  live: boolean,
+  passwordFingerprint?: string,
+): Promise<void> {
+  const hash = vm.spec.cloudInit?.passwordHash;
+  const fingerprint = hash === undefined ? passwordFingerprint : passwordHashSha256(hash);
+  await lv.domainSetMetadata(
+    domain,
+    MetadataType.ELEMENT,
+    storedMetadataXml(vm, fingerprint, operation),
+    METADATA_PREFIX,
+    METADATA_NAMESPACE,
+    ModificationImpact.CONFIG | (live ? ModificationImpact.LIVE : 0),
+  );
+}
+
 /** Writes the status record `status` into the domain's metadata (and the live domain's). */
 async function writeStatusRecord(
   lv: Libvirt,
@@ -573,25 +614,47 @@ async function writeStatus(
 }
 
 /**
- * Marks a destroy in progress in the status record (see `OperationMarker` in status.ts); returns
- * the record as it was, to put back if the destroy stops before the undefine.
+ * Marks a destroy in progress in the status record and on the metadata element (see
+ * `OperationMarker` in status.ts); returns the status record as it was, to put back if the destroy
+ * stops before the undefine.
  */
 async function markOperation(
   lv: Libvirt,
   domain: DomainRef,
+  stored: StoredVm,
   phase: OperationPhase,
   active: boolean,
   ttlMs: number,
 ): Promise<StoredStatus | undefined> {
   const previous = await readStoredStatus(lv, domain);
   const { operation: _, ...before } = previous ?? {};
-  const now = new Date();
-  await writeStatusRecord(lv, domain, {
-    ...before,
-    phase,
-    operation: operationMarker(phase, now, ttlMs),
-  }, active);
+  const marker = operationMarker(phase, new Date(), ttlMs);
+  await Promise.all([
+    writeStatusRecord(lv, domain, { ...before, phase, operation: marker }, active),
+    writeSpecMarker(lv, domain, stored, marker, active),
+  ]);
   return previous;
+}
+
+/**
+ * Rewrites a stored spec's metadata element with `operation` marked (or no marker), keeping its
+ * document, password fingerprint and recorded hashes as they are.
+ */
+async function writeSpecMarker(
+  lv: Libvirt,
+  domain: DomainRef,
+  stored: StoredVm,
+  operation: OperationMarker | undefined,
+  live: boolean,
+): Promise<void> {
+  await lv.domainSetMetadata(
+    domain,
+    MetadataType.ELEMENT,
+    storedMetadataXml(stored.vm, stored.passwordHashSha256, operation, stored),
+    METADATA_PREFIX,
+    METADATA_NAMESPACE,
+    ModificationImpact.CONFIG | (live ? ModificationImpact.LIVE : 0),
+  );
 }
 
 /** The steps of `destroy` before which a failure can be injected, in order. */
@@ -697,6 +760,7 @@ export async function destroyVm(
     const marked = await markOperation(
       lv,
       domain,
+      stored,
       "Destroying",
       active,
       opts.timeoutSeconds * 1000 + DESTROY_MARKER_MS,
@@ -705,7 +769,10 @@ export async function destroyVm(
       const vm = found.vm;
       unmark = async () => {
         const now = (await lv.domainGetState(domain)).state;
-        await writeStatus(lv, domain, vm, now, marked.previous);
+        await Promise.all([
+          writeStatus(lv, domain, vm, now, marked.previous),
+          writeSpecMarker(lv, domain, stored, undefined, now === DomainState.RUNNING),
+        ]);
       };
     }
   }

@@ -11,6 +11,8 @@ import { parseVirtualMachine } from "../../lib/foundry/loader.ts";
 import { METADATA_NAMESPACE, VOLUMES_NAMESPACE } from "../../lib/foundry/stored_metadata.ts";
 import { createVm, destroyVm, RuntimeCheckError, STATUS_NAMESPACE } from "../../lib/foundry/vm.ts";
 import { getVm, listVms } from "../../lib/foundry/inventory.ts";
+import { lookupVm } from "../../lib/foundry/lookup.ts";
+import { storedMetadataXml } from "../../lib/foundry/metadata.ts";
 import { importImage, listImages } from "../../lib/foundry/images.ts";
 import { StorageError } from "../../lib/foundry/pools.ts";
 import type { VirtualMachine } from "../../lib/foundry/types.ts";
@@ -431,33 +433,40 @@ h2Test(
       });
       assert.deepEqual(await phaseSeen(name), ["Running", "Running"]);
 
-      // A marker left by a create that died is believed only until it expires.
-      const marker = (expiresAt: Date) =>
-        `<status>${
-          JSON.stringify({
-            phase: "Creating",
-            operation: {
-              phase: "Creating",
-              pid: 1,
-              host: "h2-elsewhere",
-              startedAt: new Date(Date.now() - 3_600_000).toISOString(),
-              expiresAt: expiresAt.toISOString(),
-            },
-          })
-        }</status>`;
+      // A marker left by a create that died (in the status record, which get reads, and on the
+      // spec's element, which list reads) is believed only until it expires.
+      const operation = (expiresAt: Date) => ({
+        phase: "Creating" as const,
+        pid: 1,
+        host: "h2-elsewhere",
+        startedAt: new Date(Date.now() - 3_600_000).toISOString(),
+        expiresAt: expiresAt.toISOString(),
+      });
       const domain = await fx.lv.domainLookupByName(name);
-      const setStatus = (xml: string) =>
-        fx.lv.domainSetMetadata(
+      const { stored } = await lookupVm(fx.lv, name);
+      assert.ok(stored);
+      const setMarker = async (expiresAt: Date) => {
+        const op = operation(expiresAt);
+        await fx.lv.domainSetMetadata(
           domain,
           MetadataType.ELEMENT,
-          xml,
+          `<status>${JSON.stringify({ phase: "Creating", operation: op })}</status>`,
           "foundrystatus",
           STATUS_NAMESPACE,
           3,
         );
-      await setStatus(marker(new Date(Date.now() + 3_600_000)));
+        await fx.lv.domainSetMetadata(
+          domain,
+          MetadataType.ELEMENT,
+          storedMetadataXml(stored.vm, stored.passwordHashSha256, op, stored),
+          "foundry",
+          METADATA_NAMESPACE,
+          3,
+        );
+      };
+      await setMarker(new Date(Date.now() + 3_600_000));
       assert.deepEqual(await phaseSeen(name), ["Creating", "Creating"]);
-      await setStatus(marker(new Date(Date.now() - 1000)));
+      await setMarker(new Date(Date.now() - 1000));
       assert.deepEqual(await phaseSeen(name), ["Running", "Running"]);
 
       // A destroy that stops before the undefine puts the phase back.
