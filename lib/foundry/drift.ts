@@ -242,8 +242,15 @@ export function driftChanges(stored: StoredVm, xmls: DomainXmls): DriftChange[] 
   const current = observedSpec(xmls.current);
   const out: DriftChange[] = [];
   if (current.active && xmls.inactive !== undefined) {
-    out.push(...compare(vm, observedSpec(xmls.inactive), "config"));
-    out.push(...compare(vm, current, "live"));
+    const config = observedSpec(xmls.inactive);
+    out.push(...compare(vm, config, "config"));
+    // foundry writes a vCPU increase of a TCG domain for its next boot (resize and apply never
+    // hot-plug vCPUs there): fewer vCPUs live than stored, with the definition as stored, is
+    // that change waiting, not drift.
+    const waiting = (c: DriftChange) =>
+      c.path === "spec.vcpus" && current.domainType === "qemu" &&
+      config.vcpus === vm.spec.vcpus && current.vcpus < vm.spec.vcpus;
+    out.push(...compare(vm, current, "live").filter((c) => !waiting(c)));
   } else {
     out.push(...compare(vm, current, current.active ? "live" : "config"));
   }

@@ -103,6 +103,24 @@ Deno.test("driftChanges() ignores an untouched balloon and a live value waiting 
   assert.deepEqual(driftChanges(stored, { current: running(xml), inactive: config }), []);
 });
 
+Deno.test("driftChanges(): a TCG domain's vCPU increase for the next boot is not drift; one fewer live on KVM is", () => {
+  // resize 2 -> 3 vCPUs within the maximum of 4: on TCG foundry writes it for the next boot only.
+  const { xml, stored } = defined();
+  stored.vm.spec.vcpus = 3;
+  const config = xml.replace(
+    /<vcpu placement="static" current="2">4<\/vcpu>/,
+    '<vcpu placement="static" current="3">4</vcpu>',
+  );
+  assert.deepEqual(driftChanges(stored, { current: running(xml), inactive: config }), []);
+  // The same on a KVM domain, where foundry hot-plugs: the running domain has drifted.
+  const kvm = (x: string) => x.replace('<domain type="qemu"', '<domain type="kvm"');
+  assert.deepEqual(
+    driftChanges(stored, { current: kvm(running(xml)), inactive: kvm(config) })
+      .filter((c) => c.path === "spec.vcpus"),
+    [{ path: "spec.vcpus", stored: 3, actual: 2, where: "live" }],
+  );
+});
+
 Deno.test("driftChanges() sees disks and NICs attached and detached behind foundry's back", () => {
   const { xml, stored } = defined();
   const attached = xml.replace(

@@ -3,7 +3,9 @@
  * the sizes foundry stored (whatever resize left) plans unchanged; then a changed file (memory
  * +256 MiB within the 2 GiB maximum, a new 1 GB data disk with a serial, a new label) is diffed
  * (exit 1), applied while the guest runs, and seen from inside the guest (/proc/meminfo, the disk
- * by its serial) and in the stored spec; the same file again plans unchanged (diff exit 0). The
+ * by its serial) and in the stored spec; the same file again plans unchanged (diff exit 0); a
+ * `virsh setmem --live` behind foundry's back is drift (`diff NAME` exits 1, `get` says Drifted)
+ * until it is set back. The
  * guest is left running with the new disk attached (unformatted, unmounted); the snapshot step
  * after it counts the pool's volumes from its own start, so the new volume is part of its baseline.
  */
@@ -107,5 +109,31 @@ export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> 
     assert.equal(again.code, 0, again.err);
     assert.match(again.out, new RegExp(`^= unchanged ${guest.name}`, "m"));
     assert.equal((await guest.foundry(["diff", "-f", file])).code, 0);
+  });
+
+  await t.step("virsh setmem behind foundry's back is drift, until it is set back", async () => {
+    const virsh = async (...args: string[]) => {
+      const out = await new Deno.Command("virsh", { args, stdout: "piped", stderr: "piped" })
+        .output();
+      assert.ok(out.success, new TextDecoder().decode(out.stderr));
+    };
+    const diff = () => guest.foundry(["diff", guest.name]);
+    const drifted = async () => {
+      const got = await guest.foundry(["get", guest.name, "-o", "json"]);
+      const c = JSON.parse(got.out).status.conditions.find((x: { type: string }) =>
+        x.type === "Drifted"
+      );
+      return c?.status as string;
+    };
+    const storedKiB = Math.round(doc.spec.memoryGiB * 1024 * 1024);
+    await virsh("setmem", guest.name, `${storedKiB - 256 * 1024}`, "--live");
+    const seen = await until(diff, (r) => r.code === 1, 60_000);
+    assert.equal(seen.code, 1, seen.out + seen.err);
+    assert.match(seen.out, /spec\.memoryGiB/);
+    assert.equal(await drifted(), "True");
+    await virsh("setmem", guest.name, `${storedKiB}`, "--live");
+    const back = await until(diff, (r) => r.code === 0, 120_000);
+    assert.equal(back.code, 0, back.out + back.err);
+    assert.equal(await drifted(), "False");
   });
 }
