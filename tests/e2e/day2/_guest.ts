@@ -73,6 +73,21 @@ export interface Day2Guest {
   cleanup(): Promise<void>;
 }
 
+/** Polls `probe` until `ok` holds (returns the last value), at most `ms`, once a second. */
+export async function until<T>(
+  probe: () => Promise<T>,
+  ok: (v: T) => boolean,
+  ms: number,
+): Promise<T> {
+  const deadline = performance.now() + ms;
+  let v = await probe();
+  while (!ok(v) && performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 1000));
+    v = await probe();
+  }
+  return v;
+}
+
 async function host(cmd: string, args: string[]): Promise<void> {
   const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
   if (!out.success) {

@@ -11,20 +11,9 @@
  */
 import assert from "node:assert/strict";
 import { parse, stringify } from "npm:yaml@^2.9.1";
-import type { Day2Guest } from "./_guest.ts";
+import { type Day2Guest, until } from "./_guest.ts";
 
 const SERIAL = "h3-apply-vdc";
-
-/** Polls `probe` until `ok` holds (returns the last value), at most `ms`. */
-async function until<T>(probe: () => Promise<T>, ok: (v: T) => boolean, ms: number): Promise<T> {
-  const deadline = performance.now() + ms;
-  let v = await probe();
-  while (!ok(v) && performance.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 1000));
-    v = await probe();
-  }
-  return v;
-}
 
 type Spec = {
   metadata: { labels?: Record<string, string> };

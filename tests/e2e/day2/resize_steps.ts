@@ -9,21 +9,10 @@
  * filesystem is unmounted again.
  */
 import assert from "node:assert/strict";
-import type { Day2Guest } from "./_guest.ts";
+import { type Day2Guest, until } from "./_guest.ts";
 
 const MNT = "/mnt/foundry-resize";
 const GIB = 1024 ** 3;
-
-/** Polls `probe` until `ok` holds (returns the last value), at most `ms`. */
-async function until<T>(probe: () => Promise<T>, ok: (v: T) => boolean, ms: number): Promise<T> {
-  const deadline = performance.now() + ms;
-  let v = await probe();
-  while (!ok(v) && performance.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 1000));
-    v = await probe();
-  }
-  return v;
-}
 
 export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> {
   const memTotalKiB = async () =>
