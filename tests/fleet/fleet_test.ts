@@ -5,31 +5,13 @@
  * The VMs are defined, not started (define-only foundry domains with their stored spec).
  */
 import assert from "node:assert/strict";
-import { main } from "../../cli/foundry.ts";
 import { buildDomainXml } from "../../lib/foundry/domain_xml.ts";
 import { parseVirtualMachines } from "../../lib/foundry/loader.ts";
 import { Libvirt } from "../../lib/libvirt/mod.ts";
 import { testNeeding } from "../_require.ts";
 import { tinyDomainXml } from "../libvirt/_env.ts";
 import { fleetSkipReason, startTestFleet, type TestFleet, virsh } from "./_daemons.ts";
-
-type Run = { code: number; out: string; err: string };
-
-/** Runs foundry in-process with `env` instead of the process's environment, if given. */
-async function foundryWith(env: Record<string, string> | undefined, args: string[]): Promise<Run> {
-  let out = "";
-  let err = "";
-  const code = await main(["--no-audit", ...args], {
-    out: (s) => void (out += s),
-    err: (s) => void (err += s),
-  }, env ? { env } : {});
-  return { code, out, err };
-}
-
-/** Runs foundry in-process; returns exit code, stdout and stderr. */
-function foundry(...args: string[]): Promise<Run> {
-  return foundryWith(undefined, args);
-}
+import { foundry, foundryWith } from "./_h7_fleet.ts";
 
 function vmYaml(name: string, role: string): string {
   return `apiVersion: foundry.cofront.xyz/v1alpha1
