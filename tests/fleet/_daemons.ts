@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { SSHD, startTestSshd } from "../libvirt/_sshd.ts";
 
 const decoder = new TextDecoder();
 
@@ -28,8 +29,6 @@ const PRIVATE_DIRS = {
   log: "/var/log/libvirt",
   cache: "/var/cache/libvirt",
 } as const;
-
-const SSHD = "/usr/sbin/sshd";
 
 /** One daemon standing in for a host. */
 export interface TestHost {
@@ -209,53 +208,6 @@ async function startDaemon(
   };
 }
 
-async function startSshd(
-  prefix: string,
-): Promise<{ port: number; key: string; stop(): Promise<void> }> {
-  const dir = await Deno.makeTempDir({ prefix: `${prefix}-sshd-` });
-  await Deno.mkdir("/run/sshd", { recursive: true });
-  await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", `${dir}/host_key`]);
-  await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", `${dir}/client_key`]);
-  await Deno.copyFile(`${dir}/client_key.pub`, `${dir}/authorized_keys`);
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  await Deno.writeTextFile(
-    `${dir}/sshd_config`,
-    [
-      `Port ${port}`,
-      "ListenAddress 127.0.0.1",
-      `HostKey ${dir}/host_key`,
-      `AuthorizedKeysFile ${dir}/authorized_keys`,
-      `PidFile ${dir}/sshd.pid`,
-      "PermitRootLogin prohibit-password",
-      "PasswordAuthentication no",
-      "StrictModes no",
-      "UsePAM no",
-    ].join("\n") + "\n",
-  );
-  const sshd = new Deno.Command(SSHD, {
-    args: ["-D", "-e", "-f", `${dir}/sshd_config`],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  const stop = async () => {
-    try {
-      sshd.kill("SIGTERM");
-    } catch { /* gone */ }
-    await sshd.status;
-    await Deno.remove(dir, { recursive: true });
-  };
-  try {
-    await waitFor("sshd", () => accepts({ hostname: "127.0.0.1", port }));
-  } catch (e) {
-    await stop();
-    throw e;
-  }
-  return { port, key: `${dir}/client_key`, stop };
-}
-
 /**
  * Starts `count` daemons (named `${prefix}a`, `${prefix}b`, ...) at once; with `ssh` (default
  * true) the last is reached over `qemu+ssh://root@127.0.0.1` when sshd is installed.
@@ -285,7 +237,7 @@ export async function startTestFleet(
     sshSkipped = `${SSHD} is not installed (Debian package openssh-server)`;
   } else {
     try {
-      const sshd = await startSshd(prefix);
+      const sshd = await startTestSshd(prefix);
       stops.push(sshd.stop);
       const last = daemons[daemons.length - 1]!;
       // nc -U on the daemon's own socket: virt-ssh-helper would open the machine's daemon.

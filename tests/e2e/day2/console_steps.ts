@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import type { Day2Guest } from "./_guest.ts";
+import { startTestSshd, type TestSshd } from "../../libvirt/_sshd.ts";
 
 const ROOT = new URL("../../../", import.meta.url).pathname;
 const FOUNDRY = `${ROOT}cli/foundry.ts`;
@@ -91,55 +92,6 @@ function assertCooked(stty: string): void {
   assert.match(stty, /(^|\s)isig(\s|$)/m, `terminal left without isig:\n${stty}`);
 }
 
-async function startSshd(dir: string): Promise<{ uri: string; stop: () => Promise<void> }> {
-  const d = `${dir}/h4-sshd`;
-  await Deno.remove(d, { recursive: true }).catch(() => {});
-  await Deno.mkdir(d, { recursive: true });
-  await Deno.mkdir("/run/sshd", { recursive: true });
-  await host("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", `${d}/host_key`]);
-  await host("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", `${d}/client_key`]);
-  await Deno.copyFile(`${d}/client_key.pub`, `${d}/authorized_keys`);
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  await Deno.writeTextFile(
-    `${d}/sshd_config`,
-    [
-      `Port ${port}`,
-      "ListenAddress 127.0.0.1",
-      `HostKey ${d}/host_key`,
-      `AuthorizedKeysFile ${d}/authorized_keys`,
-      `PidFile ${d}/sshd.pid`,
-      "PermitRootLogin prohibit-password",
-      "PasswordAuthentication no",
-      "StrictModes no",
-      "UsePAM no",
-    ].join("\n") + "\n",
-  );
-  const sshd = new Deno.Command("/usr/sbin/sshd", {
-    args: ["-D", "-e", "-f", `${d}/sshd_config`],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  for (const deadline = Date.now() + 60_000;;) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      break;
-    } catch (e) {
-      if (Date.now() > deadline) throw new Error(`sshd never listened on ${port}: ${e}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  return {
-    uri: `qemu+ssh://root@127.0.0.1:${port}/system?keyfile=${d}/client_key&no_verify=1`,
-    async stop() {
-      sshd.kill("SIGTERM");
-      await sshd.status;
-      await Deno.remove(d, { recursive: true }).catch(() => {});
-    },
-  };
-}
-
 /** The console step of the day-2 run. */
 export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> {
   const base = ["--config", guest.configFile];
@@ -197,16 +149,16 @@ export async function run(guest: Day2Guest, t: Deno.TestContext): Promise<void> 
   );
 
   await t.step("console over qemu+ssh:// shows the login prompt too", async () => {
-    let sshd: Awaited<ReturnType<typeof startSshd>>;
+    let sshd: TestSshd;
     try {
-      sshd = await startSshd(guest.dir);
+      sshd = await startTestSshd("day2");
     } catch (e) {
       await t.step({ name: `qemu+ssh skipped: ${(e as Error).message}`, ignore: true, fn() {} });
       return;
     }
     const con = new TmuxConsole(guest.dir, "s");
     try {
-      await con.start([...base, "-c", sshd.uri, "console", guest.name]);
+      await con.start([...base, "-c", sshd.uri(), "console", guest.name]);
       await con.waitFor(/login:/, 180_000);
       await con.keys("C-]");
       assert.equal(await con.exitCode(), 0, await con.pane());
