@@ -630,3 +630,11 @@ export async function kubevirtDestroy(
   }
   if (worst !== 0) setExitCode(cmd, worst);
 }
+
+// ---------------------------------------------------------------------------------------------
+// apply and diff
+
+/** `foundry apply -f FILE --target kubevirt` and `foundry diff -f FILE --target kubevirt`. */
+export function kubevirtApply(_io: Io, _cmd: Command, _name?: string): Promise<void> {
+  return Promise.reject(usage("apply and diff --target kubevirt: not yet available"));
+}

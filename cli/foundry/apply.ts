@@ -10,6 +10,7 @@ import { withFoundryAudit } from "../_audit.ts";
 import { interruptSignal } from "../_signals.ts";
 import { checkChoice, colorFor, configFor, progress, withLibvirt } from "./_context.ts";
 import { timeoutMs, waitWithProgress } from "./wait.ts";
+import { wantsKubevirt, withKubevirtOptions } from "./_kubevirt_flags.ts";
 
 /** Options apply and diff share. */
 interface PlanFlags {
@@ -182,7 +183,7 @@ the stored spec records exactly those made), 5 storage, 130 interrupted.
 
 /** `foundry apply -f FILE|DIR`. */
 export function applyCommand(io: Io): Command {
-  return new Command("apply")
+  return withKubevirtOptions(new Command("apply"))
     .description("Create or change VMs to match YAML files (kubectl apply semantics)")
     .option("-f, --filename <path>", "YAML file or directory (repeatable)", collect, [])
     .option("--dry-run", "print the plan and change nothing (exit 1 when something would change)")
@@ -205,6 +206,8 @@ export function applyCommand(io: Io): Command {
       flags: PlanFlags & { dryRun?: boolean; wait?: string | boolean; timeout: string },
       cmd: Command,
     ) => {
+      // issue 16: the KubeVirt target, its module loaded only then
+      if (wantsKubevirt(cmd)) return (await import("./_kubevirt_target.ts")).kubevirtApply(io, cmd);
       checkFlags(flags);
       const until = typeof flags.wait === "string"
         ? flags.wait
@@ -330,7 +333,7 @@ async function carryOut(
 
 /** `foundry diff -f FILE` (the plan, exit 1 when something would change) and `foundry diff NAME`. */
 export function diffCommand(io: Io): Command {
-  return new Command("diff")
+  return withKubevirtOptions(new Command("diff"))
     .description("Show what apply would change (exit 0 none, 1 some, >1 error), or a VM's drift")
     .argument("[name]", "VM name: report changes made behind foundry's back (drift)")
     .option("-f, --filename <path>", "YAML file or directory (repeatable)", collect, [])
@@ -354,6 +357,9 @@ Examples:
 `,
     )
     .action(async (name: string | undefined, flags: PlanFlags, cmd: Command) => {
+      if (wantsKubevirt(cmd)) {
+        return (await import("./_kubevirt_target.ts")).kubevirtApply(io, cmd, name);
+      }
       checkChoice(flags.output, ["text", "json", "yaml"], "output format");
       await diffErrors(async () => {
         const config = await configFor(cmd);
