@@ -59,10 +59,6 @@ export async function createPlaced(
   if (sel.host === undefined && sel.hostSelector === undefined) sel.host = "all";
   const fleet = openFleet(config, sel);
   const { planFleetCreate } = await import("../../lib/foundry/fleet_create.ts");
-  const { AddressConflictError, AddressBookIncompleteError } = await import(
-    "../../lib/foundry/address_book.ts"
-  );
-  const { PlacementError } = await import("../../lib/foundry/placement.ts");
   const say = (s: string) => {
     if (flags.output !== "json") io.out(s);
   };
@@ -76,20 +72,7 @@ export async function createPlaced(
         ...(flags.pool !== undefined ? { pool: flags.pool } : {}),
       });
     } catch (e) {
-      if (e instanceof AddressConflictError) throw await located(file, e.conflicts, e);
-      if (e instanceof PlacementError) {
-        const message = withCopyImageFlag(e.message);
-        throw await located(file, [{ vm: e.vmName, path: e.path, message }], e);
-      }
-      if (e instanceof AddressBookIncompleteError) {
-        throw usage(
-          new Error(`${e.message} (--ignore-unreachable creates without those hosts)`, {
-            cause: e,
-          }),
-          ExitCode.CONNECTION,
-        );
-      }
-      throw e;
+      throw await placementRefusal(() => file, e, { copyImage: true, ignoreUnreachable: true });
     }
     for (const u of plan.unreachable) {
       io.err(
@@ -143,22 +126,51 @@ export async function createPlaced(
   }
 }
 
+/**
+ * The error the user reads for a refusal of the fleet create path (placement, address book):
+ * conflicts and placement refusals located in the VM's file (`fileOf`), an incomplete address
+ * book as exit 3; with the flags the command has that would help. Anything else is `e`.
+ */
+export async function placementRefusal(
+  fileOf: (vm: string) => string,
+  e: unknown,
+  has: { copyImage: boolean; ignoreUnreachable: boolean },
+): Promise<unknown> {
+  const { AddressConflictError, AddressBookIncompleteError } = await import(
+    "../../lib/foundry/address_book.ts"
+  );
+  const { PlacementError } = await import("../../lib/foundry/placement.ts");
+  if (e instanceof AddressConflictError) return await located(fileOf, e.conflicts, e);
+  if (e instanceof PlacementError) {
+    const message = has.copyImage ? withCopyImageFlag(e.message) : e.message;
+    return await located(fileOf, [{ vm: e.vmName, path: e.path, message }], e);
+  }
+  if (e instanceof AddressBookIncompleteError) {
+    const hint = has.ignoreUnreachable ? " (--ignore-unreachable creates without those hosts)" : "";
+    return usage(new Error(`${e.message}${hint}`, { cause: e }), ExitCode.CONNECTION);
+  }
+  return e;
+}
+
 /** A conflict or placement refusal as the loader reports bad input: file:line:column path. */
 async function located(
-  file: string,
+  fileOf: (vm: string) => string,
   items: readonly { vm: string; path?: string; claim?: { path: string }; message: string }[],
   cause: Error,
 ): Promise<Error> {
   const { locateField } = await import("./_kubevirt_target.ts");
   const { ValidationError } = await import("../../lib/foundry/errors.ts");
-  let text = "";
-  try {
-    text = await Deno.readTextFile(file);
-  } catch { /* a directory: the VM's own line is not known */ }
+  const texts = new Map<string, string>();
+  for (const file of new Set(items.map((c) => fileOf(c.vm)))) {
+    try {
+      texts.set(file, await Deno.readTextFile(file));
+    } catch { /* a directory: the VM's own line is not known */ }
+  }
   return new ValidationError(
     items.map((c) => {
+      const file = fileOf(c.vm);
       const path = c.claim?.path ?? c.path ?? "metadata.name";
-      const { line, column } = locateField(text, c.vm, path);
+      const { line, column } = locateField(texts.get(file) ?? "", c.vm, path);
       const message = c.message.startsWith(`${path}: `)
         ? c.message.slice(path.length + 2)
         : c.message.replace(new RegExp(`^VM \\S+ ${path.replace(/[.[\]]/g, "\\$&")}: `), "");

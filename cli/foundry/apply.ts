@@ -8,7 +8,7 @@ import { formatJson, paint, sanitizeText } from "../../lib/output/mod.ts";
 import { ExitCode, exitCodeFor, type Io, setExitCode } from "../_program.ts";
 import { withFoundryAudit } from "../_audit.ts";
 import { interruptSignal } from "../_signals.ts";
-import { checkChoice, colorFor, configFor, progress, withLibvirt } from "./_context.ts";
+import { checkChoice, colorFor, configFor, globals, progress, withLibvirt } from "./_context.ts";
 import { timeoutMs, waitWithProgress } from "./wait.ts";
 import { wantsKubevirt, withKubevirtOptions } from "./_kubevirt_flags.ts";
 
@@ -19,6 +19,8 @@ interface PlanFlags {
   prune?: boolean;
   selector?: string[];
   output: string;
+  /** `--no-start` (apply): created VMs are defined, not started. */
+  start?: boolean;
 }
 
 interface Planned {
@@ -80,6 +82,22 @@ export function planText(plans: readonly VmPlan[], color = false): string {
   }).join("");
 }
 
+/** The fleet's plan as text: a HOST column, then each VM's plan line and its change lines. */
+export function fleetPlanText(
+  plans: readonly (VmPlan & { host: string })[],
+  color = false,
+): string {
+  const width = Math.max(4, ...plans.map((p) => p.host.length)) + 2;
+  return `${"HOST".padEnd(width)}PLAN\n` +
+    plans.map((p) =>
+      planText([p], color).split("\n").map((l, i) =>
+        l === ""
+          ? l
+          : `${(i === 0 ? sanitizeText(p.host, { singleLine: true }) : "").padEnd(width)}${l}`
+      ).join("\n")
+    ).join("");
+}
+
 /** Loads the files, reads every VM's state and plans it (only reads). */
 async function makePlans(
   lv: Libvirt,
@@ -102,19 +120,31 @@ async function makePlans(
     out.push({ plan, vm, ...(current ? { current } : {}) });
   }
   if (flags.prune) {
-    const { parseLabelSelector } = await import("../../lib/config/selector.ts");
-    const selector = parseLabelSelector(flags.selector ?? []);
-    let names: string[];
-    try {
-      names = await pruneCandidates(lv, selector, new Set(docs.vms.map((v) => v.metadata.name)));
-    } catch (e) {
-      // lib names the prune; the user typed the flag.
-      if (e instanceof TypeError) throw usage(e.message.replace(/^Pruning /, "--prune "));
-      throw e;
-    }
+    const names = await pruneErrors(async () =>
+      pruneCandidates(
+        lv,
+        await pruneSelector(flags),
+        new Set(docs.vms.map((v) => v.metadata.name)),
+      )
+    );
     for (const name of names) out.push({ plan: { name, action: "prune", changes: [] } });
   }
   return out;
+}
+
+async function pruneSelector(flags: PlanFlags) {
+  const { parseLabelSelector } = await import("../../lib/config/selector.ts");
+  return parseLabelSelector(flags.selector ?? []);
+}
+
+/** Runs `fn` with lib's refusal of a prune selector worded with the flag the user typed. */
+async function pruneErrors<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof TypeError) throw usage(e.message.replace(/^Pruning /, "--prune "));
+    throw e;
+  }
 }
 
 function checkFlags(flags: PlanFlags): void {
@@ -129,6 +159,8 @@ async function printPlans(io: Io, flags: PlanFlags, plans: readonly VmPlan[]): P
   else if (flags.output === "yaml") {
     const { formatYamlDocuments } = await import("../../lib/output/yaml.ts");
     io.out(formatYamlDocuments(plans));
+  } else if (plans.every((p): p is VmPlan & { host: string } => "host" in p)) {
+    io.out(plans.length ? fleetPlanText(plans, colorFor(io)) : "");
   } else io.out(planText(plans, colorFor(io)));
 }
 
@@ -194,6 +226,7 @@ export function applyCommand(io: Io): Command {
       "label selector for --prune (k=v, 'k in (a,b)', k)",
       collect,
     )
+    .option("--no-start", "define created VMs without starting them")
     .option("--wait [stage]", "then wait for created VMs: agent, ip or cloud-init (default)")
     .option("--timeout <seconds>", "with --wait: give up after this long", "600")
     .option("-o, --output <format>", "text, json or yaml", "text")
@@ -217,54 +250,175 @@ export function applyCommand(io: Io): Command {
       if (until !== undefined) checkChoice(until, ["agent", "ip", "cloud-init"], "--wait stage");
       const waitMs = timeoutMs(flags.timeout);
       const config = await configFor(cmd);
+      if (isFleet(cmd)) {
+        const run = () =>
+          runFleet(io, flags, config, cmd, flags.dryRun ? undefined : { until, waitMs });
+        return flags.dryRun ? await diffErrors(run) : await run();
+      }
       if (flags.dryRun) return await diffErrors(() => runDiff(io, flags, config, cmd));
       const docs = await loadDocs(flags.filename);
       const text = flags.output === "text";
       await withLibvirt(config, async (lv) => {
         const planned = await makePlans(lv, flags, docs);
         await printPlans(io, flags, planned.map((p) => p.plan));
-        await carryOut(io, lv, cmd, config, planned, text);
-        if (until !== undefined) {
-          for (const p of planned) {
-            if (p.plan.action !== "create" && p.plan.action !== "recreate") continue;
-            await waitWithProgress(
-              lv,
-              io,
-              p.plan.name,
-              until as "agent" | "ip" | "cloud-init",
-              waitMs,
-              !text,
-            );
-          }
-        }
+        const failed = await carryOut(io, lv, cmd, config, planned, flags);
+        if (failed !== undefined) setExitCode(cmd, failed);
+        await waitCreated(io, lv, planned, until, waitMs, !text);
       });
     });
 }
 
-/** Carries the plans out in order; stops at the first failure, saying what was done. */
+/** `--wait`: waits for each created VM of `planned` to reach `until`. */
+async function waitCreated(
+  io: Io,
+  lv: Libvirt,
+  planned: readonly Planned[],
+  until: string | undefined,
+  waitMs: number,
+  quiet: boolean,
+): Promise<void> {
+  if (until === undefined) return;
+  for (const p of planned) {
+    if (p.plan.action !== "create" && p.plan.action !== "recreate") continue;
+    await waitWithProgress(
+      lv,
+      io,
+      p.plan.name,
+      until as "agent" | "ip" | "cloud-init",
+      waitMs,
+      quiet,
+    );
+  }
+}
+
+/** Whether the command works on a fleet (`--host`/`--host-selector`): then fleet code loads. */
+function isFleet(cmd: Command): boolean {
+  const g = globals(cmd) as { host?: string; hostSelector?: string };
+  return g.host !== undefined || g.hostSelector !== undefined;
+}
+
+/**
+ * apply or diff -f on the chosen hosts: each VM planned on the host that has it, a new one placed
+ * by the fleet create path, then (`apply` given) each host's plans carried out there, at most
+ * `--parallel` hosts at once. A VM that cannot be planned and a host that failed get their own
+ * line; exit 7 when some hosts failed and others did not.
+ */
+async function runFleet(
+  io: Io,
+  flags: PlanFlags,
+  config: FoundryConfig,
+  cmd: Command,
+  apply: { until: string | undefined; waitMs: number } | undefined,
+): Promise<void> {
+  const { fanOut } = await import("../../lib/foundry/fleet.ts");
+  const { planFleetApply, MOVE_NEEDED } = await import("../../lib/foundry/fleet_apply.ts");
+  const { fleetGlobals, finishOutcomes, hostIo, openFleet } = await import("./_fleet.ts");
+  const { placementRefusal } = await import("./_fleet_create.ts");
+  const docs = await loadDocs(flags.filename);
+  const prune = flags.prune ? await pruneSelector(flags) : undefined;
+  const fleet = openFleet(config, fleetGlobals(cmd));
+  try {
+    const plan = await pruneErrors(() =>
+      planFleetApply(fleet.pool, fleet.hosts, config.hosts ?? [], docs.vms, config, {
+        recreate: flags.recreate === true,
+        parallel: fleet.parallel,
+        sources: docs.sources,
+        ...(prune ? { prune } : {}),
+      })
+    ).catch(async (e) => {
+      const fileOf = (vm: string) => (docs.sources.get(vm) ?? "").replace(/:\d+$/, "");
+      throw await placementRefusal(fileOf, e, { copyImage: false, ignoreUnreachable: false });
+    });
+    for (const i of plan.items) {
+      for (const c of i.plan.changes) {
+        if (c.reason?.endsWith(MOVE_NEEDED)) {
+          c.reason += ` (foundry move ${i.plan.name} --to ${c.to})`;
+        }
+      }
+    }
+    await printPlans(io, flags, plan.items.map((i) => ({ host: i.host, ...i.plan })));
+    let worst = ExitCode.OK as number;
+    for (const p of plan.problems) {
+      const uri = config.hosts?.find((h) => h.name === p.hosts[0])?.uri;
+      const hint = p.kind === "notManaged"
+        ? ` (foundry --connect ${uri} adopt ${p.vm} --apply)`
+        : "";
+      io.err(`Error: ${sanitizeText(p.message + hint, { singleLine: true })}\n`);
+      worst = Math.max(
+        worst,
+        p.kind === "severalHosts"
+          ? ExitCode.VALIDATION
+          : p.kind === "notManaged"
+          ? ExitCode.VM_OPERATION
+          : ExitCode.OK,
+      );
+    }
+    const lookups = fleet.hosts.map((h) => {
+      const f = plan.failedHosts.find((x) => x.host === h.name);
+      return f
+        ? { host: h.name, ok: false as const, error: f.error }
+        : { host: h.name, ok: true as const, value: undefined };
+    });
+    if (apply === undefined) {
+      if (plan.items.some((i) => i.plan.action !== "unchanged")) worst = Math.max(worst, 1);
+      if (worst !== ExitCode.OK) setExitCode(cmd, worst);
+      return finishOutcomes(io, lookups);
+    }
+    if (await reportRefusals(io, plan.items)) return setExitCode(cmd, ExitCode.VM_OPERATION);
+    const busy = fleet.hosts.filter((h) =>
+      plan.items.some((i) => i.host === h.name && i.plan.action !== "unchanged")
+    );
+    const acted = await fanOut(busy, fleet.parallel, fleet.pool, async (h, lv) => {
+      const hio = hostIo(io, h.name);
+      const mine = plan.items.filter((i) => i.host === h.name);
+      const failed = await carryOut(hio, lv, cmd, config, mine, flags);
+      if (failed !== undefined) {
+        throw Object.assign(new Error("apply stopped (see above)"), { exitCode: failed });
+      }
+      await waitCreated(hio, lv, mine, apply.until, apply.waitMs, flags.output !== "text");
+    });
+    if (flags.output === "text" && busy.length === 0) io.out("nothing to apply\n");
+    if (worst !== ExitCode.OK) setExitCode(cmd, worst);
+    finishOutcomes(io, [
+      ...lookups.filter((o) => !o.ok || !acted.some((a) => a.host === o.host)),
+      ...acted,
+    ]);
+  } finally {
+    await fleet.pool.closeAll();
+  }
+}
+
+/** Prints every refused plan of `planned`; whether there was one. */
+async function reportRefusals(io: Io, planned: readonly Planned[]): Promise<boolean> {
+  const { applyRefusalText, refusedChanges } = await import("../../lib/foundry/apply.ts");
+  const refused = planned.filter((p) => refusedChanges(p.plan).length > 0);
+  for (const p of refused) {
+    io.err(
+      `Error: ${
+        sanitizeText(applyRefusalText(p.plan.name, refusedChanges(p.plan), "pass --recreate"))
+      }\n`,
+    );
+  }
+  return refused.length > 0;
+}
+
+/**
+ * Carries the plans out in order; stops at the first failure, saying what was done. Returns the
+ * exit code of a refusal or failure, undefined when all went well.
+ */
 async function carryOut(
   io: Io,
   lv: Libvirt,
   cmd: Command,
   config: FoundryConfig,
   planned: readonly Planned[],
-  text: boolean,
-): Promise<void> {
-  const { applyVm, applyRefusalText, refusedChanges } = await import("../../lib/foundry/apply.ts");
+  flags: PlanFlags,
+): Promise<number | undefined> {
+  const { applyVm } = await import("../../lib/foundry/apply.ts");
+  const text = flags.output === "text";
   const say = text ? progress(io) : () => {};
   // Every refusal is known before anything changes: none of the VMs is touched then.
-  const refused = planned.filter((p) => refusedChanges(p.plan).length > 0);
-  if (refused.length) {
-    for (const p of refused) {
-      io.err(
-        `Error: ${
-          sanitizeText(applyRefusalText(p.plan.name, refusedChanges(p.plan), "pass --recreate"))
-        }\n`,
-      );
-    }
-    setExitCode(cmd, ExitCode.VM_OPERATION);
-    return;
-  }
+  if (await reportRefusals(io, planned)) return ExitCode.VM_OPERATION;
   const signal = interruptSignal();
   const finished: string[] = [];
   for (const [i, p] of planned.entries()) {
@@ -296,6 +450,7 @@ async function carryOut(
             onStep: (line) => say(sanitizeText(line, { singleLine: true })),
             create: {
               ...(signal ? { signal } : {}),
+              ...(flags.start === false ? { noStart: true } : {}),
               onStep: (step, detail) => say(`${step}: ${detail}`),
             },
           },
@@ -320,8 +475,7 @@ async function carryOut(
       const cause = (e as { name?: string }).name === "ApplyIncompleteError"
         ? (e as Error).cause
         : e;
-      setExitCode(cmd, exitCodeFor(cause, ExitCode.VM_OPERATION));
-      return;
+      return exitCodeFor(cause, ExitCode.VM_OPERATION);
     }
   }
   if (text) {
@@ -329,6 +483,7 @@ async function carryOut(
     for (const p of planned) counts.set(p.plan.action, (counts.get(p.plan.action) ?? 0) + 1);
     io.out(`${[...counts].map(([a, n]) => `${n} ${a}`).join(", ") || "nothing to apply"}\n`);
   }
+  return undefined;
 }
 
 /** `foundry diff -f FILE` (the plan, exit 1 when something would change) and `foundry diff NAME`. */
@@ -368,7 +523,8 @@ Examples:
           return await runDrift(io, name.toLowerCase(), flags, config, cmd);
         }
         checkFlags(flags);
-        await runDiff(io, flags, config, cmd);
+        if (isFleet(cmd)) await runFleet(io, flags, config, cmd, undefined);
+        else await runDiff(io, flags, config, cmd);
       });
     });
 }

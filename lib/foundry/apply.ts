@@ -1165,15 +1165,7 @@ export async function pruneCandidates(
   selector: LabelSelector,
   keep: ReadonlySet<string>,
 ): Promise<string[]> {
-  const positive = selector.requirements.filter((r) =>
-    r.operator === "=" || r.operator === "in" || r.operator === "exists"
-  );
-  if (positive.length === 0) {
-    throw new TypeError(
-      "Pruning needs a selector that requires a label (k=v, 'k in (a,b)' or k): one that only " +
-        "excludes would match VMs without the label",
-    );
-  }
+  const positive = pruneRequirements(selector);
   const out: string[] = [];
   for (const d of await lv.listAllDomains()) {
     if (keep.has(d.name)) continue;
@@ -1185,4 +1177,22 @@ export async function pruneCandidates(
     if (matchesSelector(selector, labels)) out.push(d.name);
   }
   return out.sort();
+}
+
+/**
+ * The requirements of a prune selector that need a label (`k=v`, `k in (...)`, `k`).
+ *
+ * @throws {TypeError} there is none: the selector would match VMs without the label
+ */
+export function pruneRequirements(selector: LabelSelector): LabelSelector["requirements"] {
+  const positive = selector.requirements.filter((r) =>
+    r.operator === "=" || r.operator === "in" || r.operator === "exists"
+  );
+  if (positive.length === 0) {
+    throw new TypeError(
+      "Pruning needs a selector that requires a label (k=v, 'k in (a,b)' or k): one that only " +
+        "excludes would match VMs without the label",
+    );
+  }
+  return positive;
 }
