@@ -62,6 +62,10 @@ export interface KubevirtCreateFlags extends ClusterFlags {
   /** `progress` (default), `json`, or with `--dry-run` `yaml` (default) or `json`. */
   output?: string;
   imageUrl?: string;
+  /** `--install-media-url SOURCE`. */
+  installMediaUrl?: string;
+  /** `--allow-lossy`: a real create may drop what KubeVirt cannot carry over (warned of). */
+  allowLossy?: boolean;
   /** `--image NAME=SOURCE`, repeated. */
   image?: string[];
   createNetworks?: boolean;
@@ -272,6 +276,7 @@ export function locateField(
 /** A mapping error as the loader reports bad input: `file:line:column path: message`. */
 function asValidationError(file: string, text: string, e: KubevirtMappingError): ValidationError {
   const { line, column } = locateField(text, e.vmName, e.path);
+  const flag = e.path === "spec.installMedia.image" ? "--install-media-url" : "--image-url";
   return new ValidationError([{
     file,
     line,
@@ -280,10 +285,43 @@ function asValidationError(file: string, text: string, e: KubevirtMappingError):
     message: e.message.slice(e.path.length + 2) +
       (e.unsourcedImage === undefined
         ? ""
-        : `: pass --image-url URL|pvc:NAMESPACE/NAME, or --image ${
-          e.unsourcedImage || "NAME"
-        }=URL`),
+        : `: pass ${flag} URL|pvc:NAMESPACE/NAME, or --image ${e.unsourcedImage || "NAME"}=URL`),
   }], { cause: e });
+}
+
+/**
+ * Warns of every field the objects carry over only in part (`warning: VM NAME: path: detail`);
+ * without `allow` (a write to a cluster without --allow-lossy), refuses the first of them as a
+ * ValidationError at its file and line, before anything is sent.
+ */
+async function checkLossy(
+  io: Io,
+  file: string,
+  all: readonly KubevirtManifests[],
+  allow: boolean,
+): Promise<void> {
+  for (const m of all) {
+    for (const l of m.lossy) {
+      io.err(`warning: VM ${m.vm.metadata.name}: ${l.path}: ${l.detail}\n`);
+    }
+  }
+  if (allow) return;
+  const first = all.find((m) => m.lossy.length > 0);
+  if (!first) return;
+  const l = first.lossy[0]!;
+  const { line, column } = locateField(
+    await Deno.readTextFile(file),
+    first.vm.metadata.name,
+    l.path,
+  );
+  throw new ValidationError([{
+    file,
+    line,
+    column,
+    path: l.path,
+    message:
+      "KubeVirt carries this field over only in part (see the warnings); pass --allow-lossy to create the VM without it",
+  }]);
 }
 
 /** Every VM's objects, or the first mapping error as a ValidationError (exit 2). */
@@ -300,6 +338,7 @@ async function manifestsOf(
       out.push(kubevirtManifests(vm, {
         namespace,
         ...(flags.imageUrl !== undefined ? { imageUrl: flags.imageUrl } : {}),
+        ...(flags.installMediaUrl !== undefined ? { installMediaUrl: flags.installMediaUrl } : {}),
         ...(images ? { images } : {}),
         ...(flags.storageClass !== undefined ? { storageClass: flags.storageClass } : {}),
         noStart: flags.start === false,
@@ -323,8 +362,8 @@ export async function kubevirtCreate(
 ): Promise<void> {
   if (flags.target !== "kubevirt") {
     throw usage(
-      "--dry-run, --image-url, --image, --create-networks, --storage-class, --kubeconfig, " +
-        "--context and --namespace need --target kubevirt",
+      "--dry-run, --image-url, --image, --install-media-url, --create-networks, --storage-class, " +
+        "--allow-lossy, --kubeconfig, --context and --namespace need --target kubevirt",
     );
   }
   if (flags.pool !== undefined) throw usage("--pool has no meaning with --target kubevirt");
@@ -351,6 +390,7 @@ export async function kubevirtCreate(
   for (const [i, m] of all.entries()) {
     for (const note of m.notes) io.err(`note: VM ${vms[i]!.metadata.name}: ${note}\n`);
   }
+  await checkLossy(io, file, all, dryRun || flags.allowLossy === true);
   if (dryRun) return printObjects(io, all, flags.createNetworks === true, output);
 
   const api = clusterFor(cmd, flags);

@@ -46,6 +46,8 @@ export function createCommand(io: Io): Command {
     .option("--image <name=source>", "kubevirt: boot image for a spec's image (repeat)", collect)
     .option("--create-networks", "kubevirt: create missing NetworkAttachmentDefinitions")
     .option("--storage-class <name>", "kubevirt: storage class of the DataVolumes")
+    .option("--install-media-url <source>", "kubevirt: installation ISO, URL or pvc:NS/NAME")
+    .option("--allow-lossy", "kubevirt: accept fields KubeVirt carries over only in part")
     .option("--copy-image", "fleet: copy a boot image the chosen host lacks from one that has it")
     .option("--ignore-unreachable", "fleet: create although a host could not be checked")
     .addHelpText(

@@ -86,6 +86,10 @@ export const ANNOTATIONS_MAX_BYTES = 256 * 1024;
 
 /** Name of the disk and volume of the boot disk. */
 export const BOOT_VOLUME = "boot";
+/** Name of the CD-ROM and volume of the installation media. */
+export const INSTALL_VOLUME = "install";
+/** Size of the DataVolume an installation ISO is imported into from a URL, GiB (a DVD fits). */
+export const INSTALL_MEDIA_SIZE_GB = 8;
 /** Name of the disk and volume of the cloud-init data. */
 export const CLOUDINIT_VOLUME = "cloudinit";
 
@@ -109,6 +113,11 @@ export interface KubevirtOptions {
    * (`--image NAME=SOURCE`). `imageUrl` wins over this.
    */
   images?: Readonly<Record<string, string>>;
+  /**
+   * Installation media (`spec.installMedia`) of every VM: an `http(s)` URL or `pvc:NAMESPACE/NAME`
+   * (`--install-media-url`); else `images` by the ISO's name, as for the boot image.
+   */
+  installMediaUrl?: string;
   /** Storage class of every DataVolume; the cluster's default when absent. */
   storageClass?: string;
   /** `runStrategy: Halted` instead of `Always` (the VM is defined, not started). */
@@ -125,6 +134,19 @@ export interface KubevirtManifests {
   vm: ClusterObject;
   /** Fields with no KubeVirt meaning that were left out, one line each (`spec.autostart: ...`). */
   notes: string[];
+  /**
+   * Fields KubeVirt carries over only in part or not at all (a VNC password, SPICE, NUMA cells):
+   * never silent, the CLI warns of each and a real create needs the user's consent.
+   */
+  lossy: LossyField[];
+}
+
+/** A field of the spec that the KubeVirt objects carry over only in part. */
+export interface LossyField {
+  /** Field path, `spec.numa`. */
+  path: string;
+  /** What is lost and why, without the field's value (it may be a secret's path). */
+  detail: string;
 }
 
 /**
@@ -183,14 +205,23 @@ export function parseImageSource(text: string): ImageSource {
   return { kind: "http", url: text };
 }
 
-/** The source of `vm`'s boot disk under `o`, or undefined when none is configured. */
-function bootSource(vm: VirtualMachine, o: KubevirtOptions): ImageSource | undefined {
-  const image = vm.spec.bootDisk.image;
-  let text = o.imageUrl;
+/**
+ * The source of an image of `vm` (its boot disk's, or with `media` its installation ISO's) under
+ * `o`, or undefined when none is configured.
+ */
+function imageSource(
+  vm: VirtualMachine,
+  o: KubevirtOptions,
+  media = false,
+): ImageSource | undefined {
+  const { image, imagePool } = media
+    ? (vm.spec.installMedia ?? { image: undefined, imagePool: undefined })
+    : vm.spec.bootDisk;
+  let text = media ? o.installMediaUrl : o.imageUrl;
   if (text === undefined && image !== undefined && o.images) {
     text = o.images[image];
     if (text === undefined) {
-      const loc = resolveImage(image, vm.spec.bootDisk.imagePool);
+      const loc = resolveImage(image, imagePool);
       if (loc.kind === "volume") text = o.images[loc.volume];
     }
   }
@@ -198,8 +229,16 @@ function bootSource(vm: VirtualMachine, o: KubevirtOptions): ImageSource | undef
   try {
     return parseImageSource(text);
   } catch (e) {
-    throw new KubevirtMappingError(vm.metadata.name, "spec.bootDisk.image", (e as Error).message);
+    const path = media ? "spec.installMedia.image" : "spec.bootDisk.image";
+    throw new KubevirtMappingError(vm.metadata.name, path, (e as Error).message);
   }
+}
+
+/** A DataVolume source from an image source. */
+function dataVolumeSource(src: ImageSource): Record<string, unknown> {
+  return src.kind === "http"
+    ? { http: { url: src.url } }
+    : { pvc: { namespace: src.namespace, name: src.name } };
 }
 
 /** Name of the DataVolume of `vmName`'s boot disk. */
@@ -210,6 +249,11 @@ export function bootDataVolumeName(vmName: string): string {
 /** Name of the DataVolume of `vmName`'s data disk `device`. */
 export function dataDataVolumeName(vmName: string, device: string): string {
   return `${vmName}-data-${device}`;
+}
+
+/** Name of the DataVolume of `vmName`'s installation media. */
+export function installDataVolumeName(vmName: string): string {
+  return `${vmName}-install`;
 }
 
 /** Name of `vmName`'s user-data Secret. */
@@ -284,11 +328,23 @@ function cpuOf(vm: VirtualMachine): Record<string, unknown> {
 /**
  * The KubeVirt objects of `vm`: see the module's description. Fields without a KubeVirt meaning
  * (`domainType`, `storagePool`, `autostart`, `resources`, `graphics.listen`) are left out and named
- * in `notes`.
+ * in `notes`. Fields carried over in part are named in `lossy`:
+ * - `graphics`: the VM keeps KubeVirt's graphics device (`autoattachGraphicsDevice: true`; false
+ *   without `graphics`, serial console only as on libvirt), reached with `virtctl vnc` through the
+ *   API server and the cluster's authentication; a `passwordSecret` has no KubeVirt field and is
+ *   dropped (the file is never read), and `spice` becomes VNC, KubeVirt's only protocol;
+ * - `numa`: KubeVirt takes no explicit guest NUMA cells (only `guestMappingPassthrough`, which needs
+ *   dedicated CPUs and hugepages, which a spec cannot ask for), so the cells are dropped and the CPU
+ *   topology kept.
+ *
+ * `installMedia` becomes a SATA CD-ROM backed by a DataVolume (`{name}-install`, imported from
+ * `installMediaUrl` or `images`, {@linkcode INSTALL_MEDIA_SIZE_GB} GiB; a PVC clone takes its
+ * source's size) with boot order 2 after the blank boot disk: the firmware passes over the empty
+ * disk to the installer on the first boot, and boots the installed system from then on.
  *
  * @throws {KubevirtMappingError} for a field that cannot be honoured: a name KubeVirt refuses,
- *   no source for the boot image, an existing libvirt disk, installation media, NUMA cells, SPICE or
- *   a console password, a bridge that cannot name a NetworkAttachmentDefinition
+ *   no source for the boot image or the installation media, an existing libvirt disk, a bridge
+ *   that cannot name a NetworkAttachmentDefinition
  */
 export function kubevirtManifests(vm: VirtualMachine, o: KubevirtOptions): KubevirtManifests {
   const name = vm.metadata.name;
@@ -315,19 +371,29 @@ export function kubevirtManifests(vm: VirtualMachine, o: KubevirtOptions): Kubev
   if (s.bootDisk.imagePool !== undefined) {
     ignore("spec.bootDisk.imagePool", "the image's source is given apart from the spec");
   }
-  if (s.installMedia !== undefined) {
-    fail("spec.installMedia", "installation media cannot be attached on KubeVirt");
+  const lossy: LossyField[] = [];
+  if (s.numa !== undefined && s.numa.length > 0) {
+    lossy.push({
+      path: "spec.numa",
+      detail: `the ${s.numa.length} NUMA cells are not carried over: KubeVirt takes no explicit ` +
+        "guest NUMA cells (only guestMappingPassthrough, which needs dedicated CPUs and " +
+        "hugepages); the CPU topology is kept",
+    });
   }
-  if (s.numa !== undefined) fail("spec.numa", "KubeVirt does not take explicit NUMA cells");
   if (s.graphics !== undefined) {
     if (s.graphics.type !== "vnc") {
-      fail("spec.graphics.type", `KubeVirt offers VNC only, got ${s.graphics.type}`);
+      lossy.push({
+        path: "spec.graphics.type",
+        detail: `${s.graphics.type} becomes VNC, the only console protocol KubeVirt offers ` +
+          "(virtctl vnc)",
+      });
     }
     if (s.graphics.passwordSecret !== undefined) {
-      fail(
-        "spec.graphics.passwordSecret",
-        "KubeVirt's VNC is reached through the API server (virtctl vnc), without a password",
-      );
+      lossy.push({
+        path: "spec.graphics.passwordSecret",
+        detail: "the console password is not carried over: KubeVirt's VNC has no password, it " +
+          "is reached through the API server (virtctl vnc) with the cluster's authentication",
+      });
     }
     if (s.graphics.listen !== undefined) {
       ignore("spec.graphics.listen", "the console is reached through the API server");
@@ -367,7 +433,7 @@ export function kubevirtManifests(vm: VirtualMachine, o: KubevirtOptions): Kubev
   if (s.bootDisk.empty === true) {
     bootSourceSpec = { blank: {} };
   } else {
-    const src = bootSource(vm, o);
+    const src = imageSource(vm, o);
     if (src === undefined) {
       const image = s.bootDisk.image ?? "";
       throw new KubevirtMappingError(
@@ -377,11 +443,9 @@ export function kubevirtManifests(vm: VirtualMachine, o: KubevirtOptions): Kubev
         image,
       );
     }
-    bootSourceSpec = src.kind === "http"
-      ? { http: { url: src.url } }
-      : { pvc: { namespace: src.namespace, name: src.name } };
+    bootSourceSpec = dataVolumeSource(src);
   }
-  const dataVolumeTemplates = [
+  const dataVolumeTemplates: Record<string, unknown>[] = [
     dvTemplate(bootDataVolumeName(name), bootSourceSpec, s.bootDisk.sizeGB),
   ];
   const disks: Record<string, unknown>[] = [
@@ -390,6 +454,34 @@ export function kubevirtManifests(vm: VirtualMachine, o: KubevirtOptions): Kubev
   const volumes: Record<string, unknown>[] = [
     { name: BOOT_VOLUME, dataVolume: { name: bootDataVolumeName(name) } },
   ];
+  if (s.installMedia !== undefined) {
+    const src = imageSource(vm, o, true);
+    if (src === undefined) {
+      throw new KubevirtMappingError(
+        name,
+        "spec.installMedia.image",
+        `no KubeVirt source (http(s) URL or PVC) for installation media ${
+          JSON.stringify(s.installMedia.image)
+        }`,
+        s.installMedia.image,
+      );
+    }
+    const dv = installDataVolumeName(name);
+    dataVolumeTemplates.push({
+      ...dvTemplate(dv, dataVolumeSource(src), INSTALL_MEDIA_SIZE_GB),
+      // A clone takes its source's size; an import needs one.
+      ...(src.kind === "pvc"
+        ? {
+          spec: {
+            source: dataVolumeSource(src),
+            storage: o.storageClass !== undefined ? { storageClassName: o.storageClass } : {},
+          },
+        }
+        : {}),
+    });
+    disks.push({ name: INSTALL_VOLUME, cdrom: { bus: "sata", readonly: true }, bootOrder: 2 });
+    volumes.push({ name: INSTALL_VOLUME, dataVolume: { name: dv } });
+  }
   for (const d of s.dataDisks ?? []) {
     const dv = dataDataVolumeName(name, d.device);
     dataVolumeTemplates.push(dvTemplate(dv, { blank: {} }, d.sizeGB));
@@ -478,7 +570,12 @@ export function kubevirtManifests(vm: VirtualMachine, o: KubevirtOptions): Kubev
             cpu: cpuOf(vm),
             memory: { guest: memory },
             resources: { requests: { memory } },
-            devices: { disks, interfaces, rng: {} },
+            devices: {
+              disks,
+              interfaces,
+              rng: {},
+              autoattachGraphicsDevice: s.graphics !== undefined,
+            },
           },
           networks: multus,
           volumes,
@@ -486,7 +583,7 @@ export function kubevirtManifests(vm: VirtualMachine, o: KubevirtOptions): Kubev
       },
     },
   };
-  return { networks, ...(secret ? { secret } : {}), vm: vmObject, notes };
+  return { networks, ...(secret ? { secret } : {}), vm: vmObject, notes, lossy };
 }
 
 /**

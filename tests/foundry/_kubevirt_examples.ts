@@ -1,18 +1,23 @@
 /**
  * The examples/ files as the KubeVirt target's tests see them: which hold VirtualMachines, and
- * which of those KubeVirt cannot honour (create --target kubevirt refuses them by the field).
+ * which of those KubeVirt carries over only in part (warned of, --allow-lossy to create them).
  * @module
  */
 
 /** Example files that hold no VirtualMachine: foundry's configuration file (hosts:, pools). */
 const NOT_VM_EXAMPLES = new Set(["config.yaml"]);
 
-/** Examples whose VM has a field KubeVirt cannot honour, with that field. */
-export const KUBEVIRT_REFUSED_EXAMPLES: Readonly<Record<string, string>> = {
-  "graphics-vm.yaml": "spec.graphics.passwordSecret",
-  "install-from-iso.yaml": "spec.installMedia",
-  "cpu-numa-vm.yaml": "spec.numa",
+/**
+ * Examples whose VM has fields KubeVirt carries over only in part (warned of; a real create needs
+ * --allow-lossy), with those fields in the order they are warned of. Every example maps.
+ */
+export const KUBEVIRT_LOSSY_EXAMPLES: Readonly<Record<string, readonly string[]>> = {
+  "graphics-vm.yaml": ["spec.graphics.passwordSecret"],
+  "cpu-numa-vm.yaml": ["spec.numa"],
 };
+
+/** The installation ISO source the tests give (`--install-media-url`). */
+export const INSTALL_MEDIA_URL = "https://images.example.org/debian-12.7.0-amd64-netinst.iso";
 
 /** The VirtualMachine files of examples/ (`*.yaml`), by name and absolute path, sorted. */
 export async function vmExamples(): Promise<{ name: string; path: string }[]> {
