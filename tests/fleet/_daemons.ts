@@ -105,9 +105,21 @@ function alive(pid: number): boolean {
   }
 }
 
-async function startDaemon(
+/** A daemon's own network namespace and config lines (tests/fleet/_netns_daemons.ts). */
+export interface DaemonNetns {
+  /** The network namespace (`ip netns add`) it runs in; it then listens too (`libvirtd -l`). */
+  netns: string;
+  /** Lines added to its libvirtd.conf (`listen_addr`, `host_uuid`, ...). */
+  libvirtdConf: string[];
+  /** Lines added to its qemu.conf (`migration_address`, ...). */
+  qemuConf: string[];
+}
+
+/** Starts one daemon `name` (see the module documentation); `net` puts it in a network namespace. */
+export async function startDaemon(
   name: string,
   prefix: string,
+  net?: DaemonNetns,
 ): Promise<TestHost & { stop(): Promise<void> }> {
   const dir = await Deno.makeTempDir({ prefix: `${prefix}-${name}-` });
   for (const d of [...Object.keys(PRIVATE_DIRS), "sock"]) await Deno.mkdir(`${dir}/${d}`);
@@ -122,20 +134,28 @@ async function startDaemon(
       `auth_unix_rw = "none"`,
       `auth_unix_ro = "none"`,
       `log_outputs = "3:file:${dir}/libvirtd.log"`,
+      ...net?.libvirtdConf ?? [],
     ].join("\n") + "\n",
   );
-  await Deno.writeTextFile(`${dir}/etc/qemu.conf`, `stdio_handler = "file"\n`);
+  await Deno.writeTextFile(
+    `${dir}/etc/qemu.conf`,
+    [`stdio_handler = "file"`, ...net?.qemuConf ?? []].join("\n") + "\n",
+  );
   const mounts = Object.entries(PRIVATE_DIRS)
     .map(([d, target]) => `mount --bind '${dir}/${d}' '${target}'`).join(" && ");
-  const child = new Deno.Command("unshare", {
-    args: [
-      "-m",
-      "--propagation",
-      "private",
-      "sh",
-      "-c",
-      `${mounts} && exec libvirtd -f '${dir}/libvirtd.conf' -p '${dir}/libvirtd.pid'`,
-    ],
+  const unshare = [
+    "unshare",
+    "-m",
+    "--propagation",
+    "private",
+    "sh",
+    "-c",
+    `${mounts} && exec libvirtd ${
+      net ? "-l " : ""
+    }-f '${dir}/libvirtd.conf' -p '${dir}/libvirtd.pid'`,
+  ];
+  const child = new Deno.Command(net ? "ip" : "unshare", {
+    args: net ? ["netns", "exec", net.netns, ...unshare] : unshare.slice(1),
     stdin: "null",
     stdout: "null",
     stderr: "null",
