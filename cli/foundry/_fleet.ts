@@ -145,16 +145,20 @@ export async function onHosts<T>(
 }
 
 /** One line for a failed host. */
-function hostErrorLine(host: string, err: Error): string {
+export function hostErrorLine(host: string, err: Error): string {
   return `Error: host ${host}: ${sanitizeText(errorText(err), { singleLine: true })}\n`;
 }
 
 /**
- * Prints each failed host on its own line, then, when any failed, throws the summary: exit 7 when
- * others succeeded, else the failures' own code.
+ * Prints each failed host on its own line (unless `printed`: the caller did as they failed), then,
+ * when any failed, throws the summary: exit 7 when others succeeded, else the failures' own code.
  */
-export function finishOutcomes(io: Io, outcomes: readonly HostOutcome<unknown>[]): void {
-  for (const o of outcomes) if (!o.ok) io.err(hostErrorLine(o.host, o.error));
+export function finishOutcomes(
+  io: Io,
+  outcomes: readonly HostOutcome<unknown>[],
+  printed = false,
+): void {
+  if (!printed) { for (const o of outcomes) if (!o.ok) io.err(hostErrorLine(o.host, o.error)); }
   const { failed, partial } = outcomeSummary(outcomes);
   if (failed.length === 0) return;
   const errors = outcomes.flatMap((o) => o.ok ? [] : [o.error]);
