@@ -139,6 +139,7 @@ export function moveCommand(io: Io): Command {
             await withFoundryAudit(cmd, audit({ live: true }), () =>
               liveMoveVm(src, dst, name, {
                 targetUri: opts.targetUri ?? to.uri,
+                to: to.name,
                 onStep: (step, detail) => say(`${LIVE_LABELS[step]} (${detail})`),
                 ...(signal ? { signal } : {}),
               }));

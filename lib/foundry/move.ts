@@ -7,13 +7,14 @@
  * Then the VM is shut down (gracefully, forced off after the timeout), every volume of its record
  * (boot overlay, data disks, cloud-init ISO) is streamed to the same pool on the target under the
  * same name and verified by SHA-256, the domain is defined there with the same XML (UUID, MACs,
- * stored spec and record), started when it was running, and only then undefined on the source
- * with its volumes deleted. A failure on the way removes what was made on the target and leaves
- * the source as it was, running again if it was running.
+ * stored spec and record) and autostart, started when it was running, and only then undefined on
+ * the source with its volumes deleted. A failure on the way removes what was made on the target
+ * and leaves the source as it was, running again if it was running.
  *
  * @module
  */
 import {
+  type DomainRef,
   DomainState,
   DomainXmlFlags,
   type Libvirt,
@@ -28,7 +29,7 @@ import { lookupVm } from "./lookup.ts";
 import { IMAGE_ELSEWHERE } from "./placement.ts";
 import { METADATA_NAMESPACE, METADATA_PREFIX, storedMetadataXml } from "./metadata.ts";
 import { lookupPool, parsePoolXml } from "./pools.ts";
-import type { CreatedVolume } from "./stored_metadata.ts";
+import type { CreatedVolume, StoredVm } from "./stored_metadata.ts";
 import { startVm, stopVm } from "./vm.ts";
 import { VmOperationError } from "./vm_errors.ts";
 import { type CopiedVolume, copyVolume } from "./volume_copy.ts";
@@ -251,6 +252,7 @@ export async function moveVm(
   // The inactive definition with its secrets (a VNC password): what the target defines.
   const xml = await src.domainGetXmlDesc(domain, DomainXmlFlags.INACTIVE | DomainXmlFlags.SECURE);
   const plan = await checkMove(src, dst, name, xml, stored.volumes, bridges, opts);
+  const autostart = await src.domainGetAutostart(domain);
   opts.onStep?.("check", `${plan.volumes.length} volumes to copy`);
 
   const made: { volumes: StorageVolRef[]; defined: boolean; started: boolean } = {
@@ -291,23 +293,7 @@ export async function moveVm(
     await step("define");
     const defined = await dst.domainDefineXml(xml);
     made.defined = true;
-    const pinned = stored.vm.spec.placement;
-    if (opts.to !== undefined && pinned && "host" in pinned && pinned.host !== opts.to) {
-      // A VM pinned to a host now lives on another: its stored spec says so, or the next apply
-      // of it would place it back where it was.
-      const vm = {
-        ...stored.vm,
-        spec: { ...stored.vm.spec, placement: { host: opts.to } },
-      };
-      await dst.domainSetMetadata(
-        defined,
-        MetadataType.ELEMENT,
-        storedMetadataXml(vm, stored.passwordHashSha256),
-        METADATA_PREFIX,
-        METADATA_NAMESPACE,
-        ModificationImpact.CONFIG,
-      );
-    }
+    await settleOnTarget(dst, defined, stored, { to: opts.to, autostart, live: false });
     opts.onStep?.("define", `defined on ${opts.to ?? "the target"}`);
     if (wasRunning) {
       await step("start");
@@ -351,6 +337,32 @@ export async function moveVm(
   }
   opts.onStep?.("source", `removed from ${opts.from ?? "the source"}`);
   return result;
+}
+
+/**
+ * What a definition alone does not carry to the target: autostart, and for a VM pinned with
+ * `placement.host` a stored spec that pins it where it now lives (or the next apply of it would
+ * place it back where it was). `live`: the domain runs, its live definition gets the spec too.
+ */
+async function settleOnTarget(
+  dst: Libvirt,
+  domain: DomainRef,
+  stored: StoredVm,
+  opts: { to: string | undefined; autostart: boolean; live: boolean },
+): Promise<void> {
+  const pinned = stored.vm.spec.placement;
+  if (opts.to !== undefined && pinned && "host" in pinned && pinned.host !== opts.to) {
+    const vm = { ...stored.vm, spec: { ...stored.vm.spec, placement: { host: opts.to } } };
+    await dst.domainSetMetadata(
+      domain,
+      MetadataType.ELEMENT,
+      storedMetadataXml(vm, stored.passwordHashSha256),
+      METADATA_PREFIX,
+      METADATA_NAMESPACE,
+      opts.live ? ModificationImpact.LIVE | ModificationImpact.CONFIG : ModificationImpact.CONFIG,
+    );
+  }
+  if (opts.autostart) await dst.domainSetAutostart(domain, true);
 }
 
 function stateWord(state: number): string {
@@ -429,6 +441,7 @@ export async function liveMoveProblems(
   src: Libvirt,
   dst: Libvirt,
   name: string,
+  to?: string,
 ): Promise<string[]> {
   const out: string[] = [];
   const { domain, stored, xml } = await lookupVm(src, name);
@@ -452,7 +465,10 @@ export async function liveMoveProblems(
   else {
     const bridges = [...new Set(stored.vm.spec.networkInterfaces.map((n) => n.bridge))];
     try {
-      await checkMove(src, dst, name, xml, stored.volumes, bridges, { timeoutSeconds: 0 });
+      await checkMove(src, dst, name, xml, stored.volumes, bridges, {
+        timeoutSeconds: 0,
+        ...(to !== undefined ? { to } : {}),
+      });
     } catch (e) {
       if (!(e instanceof MoveCheckError)) throw e;
       out.push(...e.reasons);
@@ -465,6 +481,8 @@ export async function liveMoveProblems(
 export interface LiveMoveOptions {
   /** The target's URI as the source daemon reaches it (it connects there itself). */
   targetUri: string;
+  /** The target's name, for messages and a pinned VM's stored spec. */
+  to?: string;
   /** Told when a step is done. */
   onStep?: (step: "check" | "image" | "migrate" | "source", detail: string) => void;
   /** Ctrl-C: stops waiting; libvirt goes on with or cancels the migration on its own. */
@@ -476,9 +494,10 @@ export interface LiveMoveOptions {
  * copy (`virDomainMigratePerform3Params` with LIVE, PEER2PEER, NON_SHARED_DISK, PERSIST_DEST and
  * UNDEFINE_SOURCE), the source daemon connecting to `targetUri` itself. The read-only cloud-init
  * ISO, which libvirt does not copy, is copied first (SHA-256 verified); libvirt creates the other
- * volumes on the target and mirrors them while the guest runs. On success the source's volumes
- * are deleted; on failure libvirt keeps the VM running on the source and what this made on the
- * target is removed.
+ * volumes on the target and mirrors them while the guest runs. On success the target gets the
+ * source's autostart (and a VM pinned with `placement.host` a stored spec pinning it there,
+ * `opts.to`) and the source's volumes are deleted; on failure libvirt keeps the VM running on the
+ * source and what this made on the target is removed.
  *
  * @throws {MoveCheckError} {@linkcode liveMoveProblems} found a reason; nothing was changed
  * @throws {VmOperationError} libvirt's migration failed; the source runs as before
@@ -489,9 +508,10 @@ export async function liveMoveVm(
   name: string,
   opts: LiveMoveOptions,
 ): Promise<MoveResult> {
-  const why = await liveMoveProblems(src, dst, name);
+  const why = await liveMoveProblems(src, dst, name, opts.to);
   if (why.length) throw new MoveCheckError(name, why);
   const { domain, stored } = await lookupVm(src, name);
+  const autostart = await src.domainGetAutostart(domain);
   const record = stored!.volumes!;
   opts.onStep?.("check", `${record.length} volumes`);
   const result: MoveResult = { name, wasRunning: true, volumes: [] };
@@ -550,6 +570,10 @@ export async function liveMoveVm(
   }
   opts.onStep?.("migrate", "running on the target");
   const problems: string[] = [];
+  // libvirt carries the definition over, not autostart, and the stored spec as it was.
+  await dst.domainLookupByName(name)
+    .then((d) => settleOnTarget(dst, d, stored!, { to: opts.to, autostart, live: true }))
+    .catch((e) => problems.push(`autostart or stored spec not set there: ${(e as Error).message}`));
   for (const ref of refs) {
     await src.storageVolDelete(ref).catch((e) => {
       if (!(e instanceof LibvirtError && e.isNoStorageVol())) {

@@ -115,7 +115,7 @@ export interface DaemonNetns {
   qemuConf: string[];
 }
 
-/** Starts one daemon `name` (see the module documentation); `net` puts it in a network namespace. */
+/** Starts daemon `name` (see the module documentation); `net` puts it in a network namespace. */
 export async function startDaemon(
   name: string,
   prefix: string,

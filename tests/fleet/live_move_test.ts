@@ -172,6 +172,7 @@ testNeeding(netnsSkipReason(), {
       assert.ok(mac);
       await virsh(a.unixUri, "start", VM);
       assert.match(await virsh(a.unixUri, "domstate", VM), /running/);
+      assert.match(await virsh(a.unixUri, "dominfo", VM), /^Autostart:\s+enable$/m);
       const move = (...extra: string[]) =>
         foundry("--config", config, "move", VM, "--to", b.name, "--live", ...extra);
 
@@ -184,7 +185,8 @@ testNeeding(netnsSkipReason(), {
           assert.match(
             r.err,
             new RegExp(
-              `cannot be moved live from ${a.name} to ${b.name}: .*has no bridge s6h4br0; .*has no pool s6h4-vms; nothing was changed`,
+              `cannot be moved live from ${a.name} to ${b.name}: .*${b.name} has no bridge ` +
+                `s6h4br0; .*${b.name} has no pool s6h4-vms; nothing was changed`,
             ),
           );
           assert.deepEqual([await snapshot(a), await snapshot(b)], was);
@@ -264,6 +266,11 @@ testNeeding(netnsSkipReason(), {
         const got = await foundry("--config", config, "get", VM, "--host", "all");
         assert.equal(got.code, 0, got.err);
         assert.match(got.out, new RegExp(`^host: ${b.name}$`, "m"));
+        // Pinned to the source, its stored spec now pins it where it is; autostart came along,
+        // so foundry sees no drift.
+        assert.match(got.out, new RegExp(`placement:\\n\\s+host: ${b.name}\\n`));
+        assert.match(await virsh(b.unixUri, "dominfo", VM), /^Autostart:\s+enable$/m);
+        assert.match(got.out, /type: Drifted\n\s+status: "False"/);
       });
     } finally {
       for (const lv of conns) await lv.close().catch(() => {});
