@@ -3,6 +3,7 @@ import {
   ConfigError,
   type ConfigSchema,
   FLAG_SOURCE,
+  MAX_CONFIG_BYTES,
   parseYamlConfig,
   readConfigText,
   readYamlConfig,
@@ -148,6 +149,17 @@ Deno.test("readConfigText(): undefined for a missing file, the text otherwise", 
     await Deno.writeTextFile(`${dir}/c.yaml`, "uri: x\n");
     assert.equal(await readConfigText(`${dir}/c.yaml`), "uri: x\n");
     await assert.rejects(() => readConfigText(dir), ConfigError);
+    // Multi-byte characters split across read chunks decode whole.
+    const text = "name: " + "é".repeat(70_000) + "\n";
+    await Deno.writeTextFile(`${dir}/long.yaml`, text);
+    assert.equal(await readConfigText(`${dir}/long.yaml`), text);
+    // Above the bound: refused with the path, never read whole.
+    await Deno.writeFile(`${dir}/huge.yaml`, new Uint8Array(MAX_CONFIG_BYTES + 1).fill(0x61));
+    await assert.rejects(() => readConfigText(`${dir}/huge.yaml`), (e: unknown) => {
+      assert.ok(e instanceof ConfigError);
+      assert.match(e.message, /huge\.yaml is larger than 1 MiB/);
+      return true;
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

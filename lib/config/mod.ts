@@ -14,6 +14,7 @@ export {
   ConfigError,
   envName,
   FLAG_SOURCE,
+  MAX_CONFIG_BYTES,
   readConfigText,
   resolveConfig,
   snakeCase,
