@@ -109,7 +109,8 @@ export async function withLibvirt<T>(
   try {
     return await fn(lv);
   } finally {
-    await lv.close();
+    // The command is done with the daemon: no CONNECT_CLOSE round trip before its output.
+    await lv.close({ wait: false });
   }
 }
 

@@ -324,10 +324,14 @@ export class Libvirt {
     return Libvirt.connect(uri, opts);
   }
 
-  /** Sends CONNECT_CLOSE (best effort) and closes the socket; pending calls reject. */
-  async close(): Promise<void> {
+  /**
+   * Sends CONNECT_CLOSE (best effort) and closes the socket; pending calls reject. With `wait`
+   * false the socket closes at once, without the CONNECT_CLOSE round trip: the daemon treats the
+   * end of the socket as the client's goodbye (what a command about to exit wants).
+   */
+  async close(opts: { wait?: boolean } = {}): Promise<void> {
     // After an interrupt the daemon may be the reason: do not wait on it to say goodbye.
-    if (!this.rpc.closed && !this.#signal?.aborted) {
+    if (opts.wait !== false && !this.rpc.closed && !this.#signal?.aborted) {
       try {
         await this.#remote(P.CONNECT_CLOSE, encodeNone, undefined, { timeoutMs: 2_000 });
       } catch { /* closing anyway */ }
