@@ -8,7 +8,7 @@
  * `~/.kube/config`; `--context`), namespace `-n` (default `default`).
  * @module
  */
-import { ApiException, CustomObjectsApi } from "npm:@kubernetes/client-node@^2.0.1";
+import { ApiException, CoreV1Api, CustomObjectsApi } from "npm:@kubernetes/client-node@^2.0.1";
 import { LineCounter, parseAllDocuments } from "npm:yaml@^2.9.1";
 import { parseLabelSelector } from "../../lib/config/selector.ts";
 import { ValidationError } from "../../lib/foundry/errors.ts";
@@ -30,6 +30,7 @@ import {
   NAD_RESOURCE,
   redactedObjects,
 } from "../../lib/foundry/kubevirt.ts";
+import type { KubevirtApplyCluster, VmPlan } from "../../lib/foundry/kubevirt_apply.ts";
 import { loadVirtualMachines } from "../../lib/foundry/loader.ts";
 import type { VirtualMachine } from "../../lib/foundry/types.ts";
 import { VmNotFoundError } from "../../lib/foundry/vm_errors.ts";
@@ -111,14 +112,46 @@ function imageMap(entries: readonly string[] | undefined): Record<string, string
 // ---------------------------------------------------------------------------------------------
 // The cluster client: lib/kubevirt's KubeClient, and NetworkAttachmentDefinitions beside it.
 
-/** lib/kubevirt's client for the kinds it knows, Multus's custom objects through the same config. */
-class FoundryCluster implements KubevirtCluster {
+/**
+ * lib/kubevirt's client for the kinds it knows, Multus's custom objects and whole-object updates
+ * (apply) through the same config.
+ */
+class FoundryCluster implements KubevirtApplyCluster {
   readonly #client: KubeClient;
   readonly #custom: CustomObjectsApi;
+  readonly #core: CoreV1Api;
 
   constructor(client: KubeClient) {
     this.#client = client;
     this.#custom = client.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#core = client.kubeConfig.makeApiClient(CoreV1Api);
+  }
+
+  /** Replaces a Secret or a VirtualMachine (PUT), once: a conflict or an error is the caller's. */
+  replace(
+    resource: "secrets" | "virtualmachines",
+    namespace: string,
+    obj: ClusterObject,
+  ): Promise<ApiObject> {
+    const name = obj.metadata.name;
+    if (resource === "secrets") {
+      return this.#nad(
+        `update Secret ${namespace}/${name}`,
+        () => this.#core.replaceNamespacedSecret({ name, namespace, body: obj as never }),
+      ) as Promise<ApiObject>;
+    }
+    return this.#nad(
+      `update VirtualMachine ${namespace}/${name}`,
+      () =>
+        this.#custom.replaceNamespacedCustomObject({
+          group: "kubevirt.io",
+          version: "v1",
+          namespace,
+          plural: "virtualmachines",
+          name,
+          body: obj,
+        }),
+    );
   }
 
   /** Resolves once every request sent has ended, those an interrupt gave up on included. */
@@ -296,9 +329,10 @@ function asValidationError(file: string, text: string, e: KubevirtMappingError):
  */
 async function checkLossy(
   io: Io,
-  file: string,
+  fileOf: string | ((vmName: string) => string),
   all: readonly KubevirtManifests[],
   allow: boolean,
+  action = "create",
 ): Promise<void> {
   for (const m of all) {
     for (const l of m.lossy) {
@@ -309,26 +343,27 @@ async function checkLossy(
   const first = all.find((m) => m.lossy.length > 0);
   if (!first) return;
   const l = first.lossy[0]!;
-  const { line, column } = locateField(
-    await Deno.readTextFile(file),
-    first.vm.metadata.name,
-    l.path,
-  );
+  const name = first.vm.metadata.name;
+  const file = typeof fileOf === "string" ? fileOf : fileOf(name);
+  const { line, column } = locateField(await Deno.readTextFile(file), name, l.path);
   throw new ValidationError([{
     file,
     line,
     column,
     path: l.path,
     message:
-      "KubeVirt carries this field over only in part (see the warnings); pass --allow-lossy to create the VM without it",
+      `KubeVirt carries this field over only in part (see the warnings); pass --allow-lossy to ${action} the VM without it`,
   }]);
 }
 
 /** Every VM's objects, or the first mapping error as a ValidationError (exit 2). */
 async function manifestsOf(
-  file: string,
+  fileOf: string | ((vmName: string) => string),
   vms: readonly VirtualMachine[],
-  flags: KubevirtCreateFlags,
+  flags: Pick<
+    KubevirtCreateFlags,
+    "image" | "imageUrl" | "installMediaUrl" | "storageClass" | "start"
+  >,
   namespace: string,
 ): Promise<KubevirtManifests[]> {
   const images = imageMap(flags.image);
@@ -345,6 +380,7 @@ async function manifestsOf(
       }));
     } catch (e) {
       if (e instanceof KubevirtMappingError) {
+        const file = typeof fileOf === "string" ? fileOf : fileOf(vm.metadata.name);
         throw asValidationError(file, await Deno.readTextFile(file), e);
       }
       throw e;
@@ -674,7 +710,218 @@ export async function kubevirtDestroy(
 // ---------------------------------------------------------------------------------------------
 // apply and diff
 
-/** `foundry apply -f FILE --target kubevirt` and `foundry diff -f FILE --target kubevirt`. */
-export function kubevirtApply(_io: Io, _cmd: Command, _name?: string): Promise<void> {
-  return Promise.reject(usage("apply and diff --target kubevirt: not yet available"));
+/** The options apply and diff receive (commander's values) that the KubeVirt target reads. */
+interface KubevirtApplyFlags extends ClusterFlags {
+  target?: string;
+  filename: string[];
+  dryRun?: boolean;
+  recreate?: boolean;
+  prune?: boolean;
+  selector?: string[];
+  wait?: string | boolean;
+  output: string;
+  imageUrl?: string;
+  image?: string[];
+  installMediaUrl?: string;
+  storageClass?: string;
+  createNetworks?: boolean;
+  allowLossy?: boolean;
+}
+
+/**
+ * `foundry apply -f FILE --target kubevirt` and `foundry diff -f FILE --target kubevirt` (`cmd` is
+ * the command, `name` diff's VM argument): the plan per VM from the stored spec on the cluster,
+ * printed as the libvirt target prints it; diff and `apply --dry-run` change nothing and exit 1
+ * when something would change; apply carries the plans out in order, refusing every plan with a
+ * recreate change (without --recreate) or a forbidden one before anything is changed.
+ */
+export async function kubevirtApply(io: Io, cmd: Command, name?: string): Promise<void> {
+  const flags = cmd.opts() as KubevirtApplyFlags;
+  const isDiff = cmd.name() === "diff";
+  const verb = isDiff ? "diff" : "apply";
+  if (flags.target !== "kubevirt") {
+    throw usage(
+      "--kubeconfig, --context, --namespace, --image-url, --image, --install-media-url, " +
+        "--create-networks, --storage-class and --allow-lossy need --target kubevirt",
+    );
+  }
+  if (name !== undefined) {
+    throw usage("diff NAME (drift) is not available with --target kubevirt; use diff -f FILE");
+  }
+  if (flags.prune === true || flags.selector?.length) {
+    throw usage(`--prune and -l are not available with ${verb} --target kubevirt`);
+  }
+  if (flags.wait !== undefined) throw usage("--wait is not available with --target kubevirt");
+  if (!["text", "json", "yaml"].includes(flags.output)) {
+    throw usage(`Invalid output format '${flags.output}': expected one of text, json, yaml`);
+  }
+  if (flags.filename.length === 0) throw usage("No files given: use -f FILE|DIR");
+  if (flags.imageUrl !== undefined && flags.image?.length) {
+    throw usage("Give --image-url or --image NAME=SOURCE, not both");
+  }
+  const dryRun = isDiff || flags.dryRun === true;
+  const namespace = namespaceOf(flags);
+  const { loadFoundryDocuments } = await import("../../lib/foundry/loader.ts");
+  const lib = await import("../../lib/foundry/kubevirt_apply.ts");
+  let docs;
+  try {
+    docs = await loadFoundryDocuments(flags.filename);
+  } catch (e) {
+    // diff's exit 1 means "differs": a configuration error is 2 there, as on libvirt.
+    if (isDiff && exitCodeFor(e) === ExitCode.CONFIG) {
+      throw Object.assign(new Error((e as Error).message, { cause: e }), {
+        exitCode: ExitCode.VALIDATION,
+      });
+    }
+    throw e;
+  }
+  const fileOf = (vmName: string) =>
+    (docs.sources.get(vmName) ?? flags.filename[0]!).replace(/:\d+$/, "");
+  const all = await manifestsOf(fileOf, docs.vms, flags, namespace);
+  for (const [i, m] of all.entries()) {
+    for (const note of m.notes) io.err(`note: VM ${docs.vms[i]!.metadata.name}: ${note}\n`);
+  }
+  await checkLossy(io, fileOf, all, dryRun || flags.allowLossy === true, "apply");
+
+  const api = clusterFor(cmd, flags);
+  const planned: { plan: VmPlan; m: KubevirtManifests; current?: ApiObject }[] = [];
+  for (const [i, m] of all.entries()) {
+    const vm = docs.vms[i]!;
+    const current = await api.get("virtualmachines", namespace, m.vm.metadata.name).catch(
+      (e) => {
+        if (e instanceof KubeApiError && e.status === 404) return undefined;
+        throw e;
+      },
+    );
+    const currentSecret = current && m.secret
+      ? await api.get("secrets", namespace, m.secret.metadata.name).catch((e) => {
+        if (e instanceof KubeApiError && e.status === 404) return undefined;
+        throw e;
+      })
+      : undefined;
+    const plan = lib.planKubevirtVm(vm, m, current, {
+      recreate: flags.recreate === true,
+      ...(currentSecret ? { currentSecret } : {}),
+    });
+    const source = docs.sources.get(vm.metadata.name);
+    if (source !== undefined) plan.source = source;
+    planned.push({ plan, m, ...(current ? { current } : {}) });
+  }
+  const plans = planned.map((p) => p.plan);
+  const { planText } = await import("./apply.ts");
+  if (flags.output === "json") io.out(formatJson(plans));
+  else if (flags.output === "yaml") {
+    const { formatYamlDocuments } = await import("../../lib/output/yaml.ts");
+    io.out(formatYamlDocuments(plans));
+  } else io.out(planText(plans, colorFor(io)));
+  if (dryRun) {
+    if (plans.some((p) => p.action !== "unchanged")) setExitCode(cmd, 1);
+    return;
+  }
+  // Every refusal is known before anything changes: none of the VMs is touched then.
+  const refused = plans.filter((p) => lib.kubevirtRefusedChanges(p).length > 0);
+  if (refused.length > 0) {
+    for (const p of refused) {
+      const { applyRefusalText } = await import("../../lib/foundry/apply.ts");
+      io.err(
+        `Error: ${
+          sanitizeText(
+            applyRefusalText(p.name, lib.kubevirtRefusedChanges(p), "pass --recreate"),
+            { singleLine: true },
+          )
+        }\n`,
+      );
+    }
+    setExitCode(cmd, ExitCode.VM_OPERATION);
+    return;
+  }
+  const text = flags.output === "text";
+  const say = text ? progress(io) : () => {};
+  const finished: string[] = [];
+  for (const [i, p] of planned.entries()) {
+    if (p.plan.action === "unchanged") continue;
+    const vm = docs.vms[i]!;
+    const secrets = [
+      ...(vm.spec.cloudInit?.passwordHash ? [vm.spec.cloudInit.passwordHash] : []),
+      ...(vm.spec.cloudInit?.sshAuthorizedKeys ?? []),
+    ];
+    try {
+      const r = await withFoundryAudit(cmd, {
+        resourceType: "vm",
+        name: p.plan.name,
+        uri: api.where(namespace),
+        operation: "apply",
+        details: {
+          target: "kubevirt",
+          action: p.plan.action,
+          changes: p.plan.changes.map((c) => `${c.path} (${c.class})`),
+        },
+      }, async (op) => {
+        const r = await lib.applyOnCluster(api, p.m, p.plan, p.current, {
+          createNetworks: flags.createNetworks === true,
+          rollbackApi: api.detached(),
+          onStep: (detail) => say(detail),
+        });
+        // "created Kind ns/name" or "created Kind/name", "updated ...", "deleted ...".
+        for (const d of r.done) {
+          const [what, kind, ref] = d.replace(/^(\w+) (\w+)\//, "$1 $2 ").split(" ") as [
+            string,
+            string,
+            string,
+          ];
+          const objName = ref.split("/").at(-1)!;
+          if (what === "created") op.object({ kind, namespace, name: objName, outcome: "created" });
+          else {
+            op.event({
+              level: "info",
+              reason: what === "updated" ? "Updated" : "Deleted",
+              object: `${kind}/${objName}`,
+              message: d,
+            });
+          }
+        }
+        return r;
+      }, { secrets, ...signalOption() });
+      if (text && lib.needsRestart(p.plan)) {
+        io.out(
+          r.restartPending
+            ? `  VM '${p.plan.name}' is running: this takes effect at the next restart (virtctl restart ${p.plan.name})\n`
+            : `  VM '${p.plan.name}' is not running: this takes effect when it starts\n`,
+        );
+      }
+      finished.push(p.plan.name);
+    } catch (e) {
+      for (const u of (e as { rollbackErrors?: unknown[] }).rollbackErrors ?? []) {
+        const t = u instanceof Error ? u.message : String(u);
+        io.err(
+          `Error: could not undo what the failed apply did: ${
+            sanitizeText(t, { singleLine: true })
+          }\n`,
+        );
+      }
+      const rest = planned.slice(i + 1).filter((q) => q.plan.action !== "unchanged")
+        .map((q) => q.plan.name);
+      let err = e;
+      if (e instanceof MissingNetworkError) {
+        const them = e.networks.length === 1 ? "it" : "them";
+        err = Object.assign(new Error(`${e.message}; create ${them} or pass --create-networks`), {
+          exitCode: ExitCode.VALIDATION,
+          cause: e,
+        });
+      }
+      io.err(`Error: ${sanitizeText((err as Error).message, { singleLine: true })}\n`);
+      io.err(
+        `Applied: ${finished.join(", ") || "none"}; failed: ${p.plan.name}; not attempted: ${
+          rest.join(", ") || "none"
+        }\n`,
+      );
+      setExitCode(cmd, exitCodeFor(err, ExitCode.VM_OPERATION));
+      return;
+    }
+  }
+  if (text) {
+    const counts = new Map<string, number>();
+    for (const p of plans) counts.set(p.action, (counts.get(p.action) ?? 0) + 1);
+    io.out(`${[...counts].map(([a, n]) => `${n} ${a}`).join(", ") || "nothing to apply"}\n`);
+  }
 }
