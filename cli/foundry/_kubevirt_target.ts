@@ -18,7 +18,6 @@ import {
   createOnCluster,
   destroyOnCluster,
   getFromCluster,
-  type KubevirtCluster,
   type KubevirtManifests,
   kubevirtManifests,
   KubevirtMappingError,
