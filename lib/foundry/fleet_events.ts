@@ -66,7 +66,8 @@ type Step =
  * Streams the events of every host of `hosts` (connected through `pool`) as they arrive, until
  * `opts.signal` aborts, the loop breaks, or no host is left (each failed, or lacks `domain`).
  * Every host is watched at once; the reader pulls one event at a time from each host, so each
- * host's queue keeps its bound.
+ * host's queue keeps its bound. The `watching` record comes first of all events: one that arrives
+ * while another host still connects is held until then.
  */
 export async function* watchFleetEvents(
   pool: HostPool,

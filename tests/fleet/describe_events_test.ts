@@ -14,7 +14,10 @@ import type { VmDescription } from "../../lib/foundry/describe.ts";
 import type { VmEvent } from "../../lib/foundry/events.ts";
 import { gatherDescriptions, type HostVmDescription } from "../../lib/foundry/fleet_describe.ts";
 import { parseVirtualMachines } from "../../lib/foundry/loader.ts";
-import { Libvirt } from "../../lib/libvirt/mod.ts";
+import { HostPool } from "../../lib/foundry/fleet.ts";
+import { watchFleetEvents } from "../../lib/foundry/fleet_events.ts";
+import { ConnectionError, type DomainRef, Libvirt } from "../../lib/libvirt/mod.ts";
+import { XdrReader, XdrWriter } from "../../lib/xdr/mod.ts";
 import { testNeeding } from "../_require.ts";
 import { tinyDomainXml } from "../libvirt/_env.ts";
 import { fleetSkipReason, startTestFleet, type TestHost, virsh } from "./_daemons.ts";
@@ -55,6 +58,96 @@ Deno.test("eventLine() with a host puts HOST first, under FLEET_EVENTS_HEADER's 
   assert.match(FLEET_EVENTS_HEADER, /^HOST\s+TIME\s+VM\s+EVENT\s+DETAIL\n$/);
   assert.equal(line.indexOf("2026"), FLEET_EVENTS_HEADER.indexOf("TIME"));
   assert.equal(eventLine(e), line.slice(line.indexOf("2026")));
+});
+
+/** A connection stand-in for a watch: lifecycle events on demand, a close that ends the watch. */
+function fakeHost(name: string) {
+  const lifecycle: ((e: { domain: DomainRef; event: number; detail: number }) => void)[] = [];
+  const closing: ((e: Error) => void)[] = [];
+  let subscriptions = 0;
+  const sub = () => {
+    subscriptions++;
+    return { close: () => Promise.resolve(void subscriptions--) };
+  };
+  const lv = {
+    rpc: {
+      onMessage: () => () => {},
+      onClose: (fn: (e: Error) => void) => {
+        closing.push(fn);
+        return () => {};
+      },
+    },
+    // subscribeDomainEvent's REGISTER_ANY answer: a callback ID; its DEREGISTER: nothing.
+    callRemote: <T>(_p: number, _e: unknown, dec: (r: XdrReader) => T) =>
+      Promise.resolve(dec(new XdrReader(new XdrWriter().writeInt(1).bytes()))),
+    onDomainLifecycle: (_d: unknown, l: (typeof lifecycle)[number]) => {
+      lifecycle.push(l);
+      return Promise.resolve(sub());
+    },
+    onAgentLifecycle: () => Promise.resolve(sub()),
+    close: () => Promise.resolve(),
+  };
+  return {
+    lv: lv as unknown as Libvirt,
+    get subscriptions() {
+      return subscriptions;
+    },
+    /** A Defined event of domain `vm`, as the daemon sends it. */
+    define: (vm: string) =>
+      lifecycle[0]!({
+        domain: { name: vm, uuid: new Uint8Array(16), id: -1 },
+        event: 0,
+        detail: 0,
+      }),
+    /** The connection ends. */
+    drop: () => closing.forEach((fn) => fn(new ConnectionError(`${name} went away`, name))),
+  };
+}
+
+Deno.test("watchFleetEvents() holds events until every host is settled, reports lost hosts, goes on", async () => {
+  const a = fakeHost("a");
+  const b = fakeHost("b");
+  let connectB!: () => void;
+  const pool = new HostPool({
+    connect: (uri) => {
+      if (uri === "fake:a") return Promise.resolve(a.lv);
+      if (uri === "fake:b") return new Promise((r) => connectB = () => r(b.lv));
+      return Promise.reject(new ConnectionError("connection refused", uri));
+    },
+  });
+  const hosts = ["a", "b", "c"].map((n) => ({ name: n, uri: `fake:${n}` }));
+  const stream = watchFleetEvents(pool, hosts);
+  const seen: string[] = [];
+  const next = async () => {
+    const x = (await stream.next()).value!;
+    const line = x.type === "event"
+      ? `${x.host} ${x.event.vm} ${x.event.event}`
+      : x.type === "watching"
+      ? `watching ${x.hosts.join(",")}`
+      : `failed ${x.host}: ${x.error.message}`;
+    seen.push(line);
+    return line;
+  };
+  assert.equal(await next(), "failed c: connection refused");
+  const third = next();
+  // a is watched and has an event while b still connects: it waits for the notice.
+  while (a.subscriptions < 2) await new Promise((r) => setTimeout(r, 1));
+  a.define("web");
+  connectB();
+  await third;
+  assert.equal(await next(), "a web Defined");
+  b.define("db");
+  a.drop();
+  assert.equal(await next(), "b db Defined");
+  assert.equal(await next(), "failed a: a went away");
+  b.define("db2");
+  assert.equal(await next(), "b db2 Defined");
+  assert.deepEqual(seen.slice(1, 2), ["watching a,b"]);
+  // Leaving early ends every host's watch and deregisters it.
+  await stream.return();
+  assert.equal(b.subscriptions, 0);
+  assert.equal(a.subscriptions, 0);
+  await pool.closeAll();
 });
 
 /** Defines foundry VM `name` (not started) on `h`. */
