@@ -127,6 +127,11 @@ testNeeding(fleetSkipReason(), {
         vmYaml("s6h2-two", "192.0.2.11", `  placement:\n${placement}`);
       const fleetRun = (...args: string[]) => foundry("--config", config, "--host", "all", ...args);
       const all = () => Promise.all(fleet.hosts.map(domainsOf));
+      /** Every host's domains and VM volumes. */
+      const inventory = () =>
+        Promise.all(
+          fleet.hosts.map(async (h) => [await domainsOf(h), await volumesOf(h, "h7-vms")]),
+        );
       const both = await file("both", one() + "---\n" + two());
       if (fleet.sshSkipped) console.log(`ssh host: skipped (${fleet.sshSkipped})`);
 
@@ -204,9 +209,7 @@ testNeeding(fleetSkipReason(), {
       await t.step(
         "an address held on another host is refused before anything is made",
         async () => {
-          const before = await Promise.all(
-            fleet.hosts.map(async (h) => [await domainsOf(h), await volumesOf(h, "h7-vms")]),
-          );
+          const before = await inventory();
           // 192.0.2.10 is s6h2-one's, on host b; s6h2-new alone would be fine.
           const text = vmYaml("s6h2-new", "192.0.2.20") + "---\n" +
             vmYaml("s6h2-dup", "192.0.2.10");
@@ -225,10 +228,7 @@ testNeeding(fleetSkipReason(), {
             assert.match(r.err, /; nothing was created$/m);
             assert.doesNotMatch(r.out, /create/);
           }
-          const after = await Promise.all(
-            fleet.hosts.map(async (h) => [await domainsOf(h), await volumesOf(h, "h7-vms")]),
-          );
-          assert.deepEqual(after, before);
+          assert.deepEqual(await inventory(), before);
         },
       );
 
@@ -361,6 +361,23 @@ testNeeding(fleetSkipReason(), {
           const bad = await fleetRun("apply", "-f", f, "--prune", "-l", "suite!=h7");
           assert.equal(bad.code, 2, bad.err + bad.out);
           assert.match(bad.err, /--prune needs a selector that requires a label/);
+        },
+      );
+
+      await t.step(
+        "a killed host: its own line and exit 7, the VM on another host is applied",
+        async () => {
+          await a.kill();
+          const f = await file("killed", one("0.25"));
+          const r = await fleetRun("apply", "-f", f);
+          assert.equal(r.code, 7, r.err + r.out);
+          assert.match(r.err, new RegExp(`^Error: host ${a.name}: `, "m"));
+          assert.match(r.err, new RegExp(`^Error: 1 of 3 hosts failed: ${a.name}$`, "m"));
+          assert.match(r.out, new RegExp(`^${b.name}: 1 update$`, "m"));
+          assert.match(
+            await virsh(b.unixUri, "dumpxml", "--inactive", "s6h2-one"),
+            /<currentMemory unit='KiB'>262144<\/currentMemory>/,
+          );
         },
       );
     } finally {
