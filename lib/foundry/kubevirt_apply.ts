@@ -530,6 +530,21 @@ async function recreate(
   const secretName = userDataSecretName(name);
   const oldSecret = await getOrUndefined(api, "secrets", ns, secretName);
   const ours = oldSecret?.metadata.labels?.[MANAGED_LABEL] === "true";
+  if (oldSecret && !ours) {
+    throw new VmOperationError(
+      `Secret ${ns}/${secretName} was not created by foundry; foundry keeps VM ${name}'s user data there: remove it first`,
+    );
+  }
+  // What the create would refuse is refused before the old VM is deleted.
+  if (o.createNetworks !== true) {
+    const missing: string[] = [];
+    for (const nad of m.networks) {
+      if (!await getOrUndefined(api, NAD_RESOURCE, ns, nad.metadata.name)) {
+        missing.push(nad.metadata.name);
+      }
+    }
+    if (missing.length > 0) throw new MissingNetworkError(ns, missing);
+  }
   const done: string[] = [];
   await api.delete("virtualmachines", ns, name);
   done.push(`deleted VirtualMachine ${ns}/${name}`);

@@ -226,6 +226,16 @@ Deno.test("apply --target kubevirt refuses a boot image change without --recreat
     const d = await e.diff(file);
     assert.equal(d.code, 1);
     assert.match(d.out, /spec\.bootDisk\.image: debian-12\.qcow2 -> debian-13\.qcow2 \(recreate/);
+    // A recreate that the create would refuse (a network missing) is refused before the delete.
+    await e.file(
+      "s6h3-c.yaml",
+      vmYaml("s6h3-c", { image: "debian-13.qcow2", bridges: ["br0", "br8"] }),
+    );
+    const noNet = await e.apply(file, "--recreate");
+    assert.equal(noNet.code, 2, noNet.err);
+    assert.match(noNet.err, /s6h3-ns\/br8 not found/);
+    assert.equal(writes(e.server).length, writesBefore);
+    await e.file("s6h3-c.yaml", vmYaml("s6h3-c", { image: "debian-13.qcow2" }));
     const again = await e.apply(file, "--recreate");
     assert.equal(again.code, 0, again.err);
     assert.match(again.out, /^-\/\+ recreate s6h3-c/m);
