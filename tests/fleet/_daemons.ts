@@ -10,7 +10,8 @@
  * rule or dnsmasq. Domains can be defined, and an OS-less TCG domain (type `qemu`) starts
  * (`stdio_handler = "file"`, since the machine's virtlogd socket is hidden from it); tests keep
  * to define-only domains. Bridges are not made: a network would make a real bridge in the
- * machine's one network namespace.
+ * machine's one network namespace. `startDaemon` with a {@linkcode DaemonNetns} runs one in a
+ * network namespace of its own as well (tests/fleet/_netns_daemons.ts).
  *
  * One host can be reached over `qemu+ssh://` through an sshd the harness starts on 127.0.0.1
  * (its own keys and port), with `nc -U` on the daemon's socket as the remote side.

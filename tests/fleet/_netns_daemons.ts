@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { firstMissing, requireTool } from "../_require.ts";
 import { fleetSkipReason, startDaemon, type TestHost } from "./_daemons.ts";
 
 /** A daemon in its own network namespace. */
@@ -38,16 +39,7 @@ export interface NetnsFleet {
 
 /** Why the harness cannot run here, or null. */
 export function netnsSkipReason(): string | null {
-  const fleet = fleetSkipReason();
-  if (fleet !== null) return fleet;
-  for (const tool of ["/usr/bin/ip", "/usr/bin/nsenter"]) {
-    try {
-      Deno.statSync(tool);
-    } catch {
-      return `${tool} is not installed`;
-    }
-  }
-  return null;
+  return firstMissing(fleetSkipReason(), requireTool("ip", "nsenter", "qemu-img", "qemu-io"));
 }
 
 async function ip(...args: string[]): Promise<void> {

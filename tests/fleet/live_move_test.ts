@@ -8,7 +8,8 @@
  * source (SHA-256 of the guest-visible bytes: libvirt's copy flattens the overlay, so its file
  * differs), and the guest never stopped: the source saw it stopped only as "migrated", the target
  * started it as an incoming migration (QEMU's `-incoming`, state reason "migrated"), never booted.
- * Before that a target without the bridge and the pool is refused plainly, nothing changed.
+ * Before that a target without the bridge and the pool is refused plainly, and a migration libvirt
+ * fails (the target unreachable) leaves the VM running on the source; both change nothing.
  */
 import assert from "node:assert/strict";
 import { DomainEventType, Libvirt } from "../../lib/libvirt/mod.ts";
@@ -18,8 +19,8 @@ import { virsh } from "./_daemons.ts";
 import { domainsOf, foundry, run, volumesOf } from "./_h7_fleet.ts";
 import { addBridge, type NetnsHost, netnsSkipReason, startNetnsFleet } from "./_netns_daemons.ts";
 
-/** libvirt's `virDomainEvent{Started,Resumed,Stopped}DetailType` "migrated". */
-const STARTED_MIGRATED = 1, RESUMED_MIGRATED = 1, STOPPED_MIGRATED = 3;
+/** libvirt's `virDomainEvent{Started,Suspended,Resumed,Stopped}DetailType` "migrated". */
+const STARTED_MIGRATED = 1, SUSPENDED_MIGRATED = 1, RESUMED_MIGRATED = 1, STOPPED_MIGRATED = 3;
 
 const VM = "s6h4-live";
 const POOLS = ["s6h4-images", "s6h4-vms"] as const;
@@ -194,9 +195,26 @@ testNeeding(netnsSkipReason(), {
         },
       );
 
+      await t.step(
+        "libvirt failing: still running on the source, nothing on the target",
+        async () => {
+          await addPool(b, "s6h4-vms");
+          await addBridge(b, "s6h4br0");
+          const was = [await snapshot(a), await snapshot(b)];
+          // Nothing listens on that port: the source daemon cannot reach the target.
+          const r = await move("--target-uri", `qemu+tcp://${b.address}:16510/system`);
+          assert.equal(r.code, 4, r.err + r.out);
+          assert.match(
+            r.err,
+            new RegExp(`VM ${VM} not moved live: .*; nothing is left on the target`),
+          );
+          // The cloud-init ISO copied ahead was removed again.
+          assert.deepEqual([await snapshot(a), await snapshot(b)], was);
+          assert.match(await virsh(a.unixUri, "domstate", VM), /running/);
+        },
+      );
+
       await t.step("the move: running on the target, disks the same, never stopped", async () => {
-        await addPool(b, "s6h4-vms");
-        await addBridge(b, "s6h4br0");
         const events: Record<string, DomainLifecycleEvent[]> = { a: [], b: [] };
         for (const [k, h] of [["a", a], ["b", b]] as const) {
           const lv = await Libvirt.connect(h.unixUri);
@@ -219,6 +237,11 @@ testNeeding(netnsSkipReason(), {
         assert.deepEqual(await volumesOf(a, "s6h4-vms"), []);
         assert.deepEqual(await volumesOf(a, "s6h4-images"), ["s6h4-base.qcow2"]);
         assert.deepEqual(await volumesOf(b, "s6h4-vms"), [...disks, iso].sort());
+        // libvirt's copy is the whole chain: the boot disk has no backing file there.
+        assert.doesNotMatch(
+          await virsh(b.unixUri, "vol-dumpxml", "--pool", "s6h4-vms", `${VM}_boot`),
+          /<backingStore>/,
+        );
 
         // The target's QEMU was started to receive the guest, not to boot one.
         const pid = (await Deno.readTextFile(`${b.dir}/run/qemu/${VM}.pid`)).trim();
@@ -246,6 +269,8 @@ testNeeding(netnsSkipReason(), {
           events[k]!.filter((e) => e.event === type).map((e) => e.detail);
         assert.deepEqual(kinds("a", DomainEventType.STOPPED), [STOPPED_MIGRATED]);
         assert.deepEqual(kinds("a", DomainEventType.STARTED), []);
+        // Paused only for the switch-over, never by anyone.
+        for (const d of kinds("a", DomainEventType.SUSPENDED)) assert.equal(d, SUSPENDED_MIGRATED);
         assert.deepEqual(kinds("b", DomainEventType.STARTED), [STARTED_MIGRATED]);
         assert.deepEqual(kinds("b", DomainEventType.STOPPED), []);
         for (const k of ["a", "b"]) {
