@@ -15,6 +15,7 @@ import {
   planKubevirtVm,
   updatedVmObject,
 } from "./kubevirt_apply.ts";
+import { macOf } from "./naming.ts";
 import { FAKE_PASSWORD_HASH, sampleVm } from "./_testdata.ts";
 import type { VirtualMachine } from "./types.ts";
 
@@ -67,11 +68,7 @@ Deno.test("planKubevirtVm() classifies each difference as KubeVirt carries it ou
     "spec.vcpus": "reboot",
     "spec.memoryGiB": "reboot",
     "spec.dataDisks[vdd]": "reboot",
-    [
-      `spec.networkInterfaces[${
-        p.changes.find((c) => c.path.endsWith(".bridge"))!.path.slice(23, 40)
-      }].bridge`
-    ]: "reboot",
+    [`spec.networkInterfaces[${macOf(sampleVm().spec.networkInterfaces[1]!)}].bridge`]: "reboot",
     "spec.domainType": "live",
     "spec.graphics": "reboot",
   });

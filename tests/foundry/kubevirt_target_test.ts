@@ -224,6 +224,20 @@ function validatorProblems(
   });
 }
 
+Deno.test("create --target kubevirt of installation media without a source names --install-media-url at the field", async () => {
+  const path = new URL("../../examples/install-from-iso.yaml", import.meta.url).pathname;
+  const r = await run(["create", path, "--target", "kubevirt", "--dry-run"]);
+  assert.equal(r.code, 2, r.err);
+  const { line, column } = valuePosition(await Deno.readTextFile(path), "spec.installMedia.image");
+  assert.equal(r.err.trim().split("\n").length, 1, r.err);
+  assert.ok(r.err.startsWith(`Error: ${path}:${line}:${column} spec.installMedia.image: `), r.err);
+  assert.match(
+    r.err,
+    /pass --install-media-url URL\|pvc:NAMESPACE\/NAME, or --image debian-12\.7\.0-amd64-netinst\.iso=URL/,
+  );
+  assert.equal(r.out, "");
+});
+
 Deno.test("create, get, list, destroy --target kubevirt on the API test server", async () => {
   const e = await env();
   try {
