@@ -388,6 +388,15 @@ async function manifestsOf(
   return out;
 }
 
+/** A missing network as the user reads it: the flag that creates it, exit 2. */
+function withNetworkHint(e: MissingNetworkError): Error {
+  const them = e.networks.length === 1 ? "it" : "them";
+  return Object.assign(new Error(`${e.message}; create ${them} or pass --create-networks`), {
+    exitCode: ExitCode.VALIDATION,
+    cause: e,
+  });
+}
+
 /** `foundry create FILE --target kubevirt`. */
 export async function kubevirtCreate(
   io: Io,
@@ -482,13 +491,7 @@ export async function kubevirtCreate(
           }\n`,
         );
       }
-      if (e instanceof MissingNetworkError) {
-        const them = e.networks.length === 1 ? "it" : "them";
-        throw Object.assign(new Error(`${e.message}; create ${them} or pass --create-networks`), {
-          exitCode: ExitCode.VALIDATION,
-          cause: e,
-        });
-      }
+      if (e instanceof MissingNetworkError) throw withNetworkHint(e);
       if (results.length === 0) throw e;
       // The VMs before this one stay, as the libvirt path keeps them; say what exists.
       io.err(`Error: ${sanitizeText((e as Error).message, { singleLine: true })}\n`);
@@ -900,14 +903,7 @@ export async function kubevirtApply(io: Io, cmd: Command, name?: string): Promis
       }
       const rest = planned.slice(i + 1).filter((q) => q.plan.action !== "unchanged")
         .map((q) => q.plan.name);
-      let err = e;
-      if (e instanceof MissingNetworkError) {
-        const them = e.networks.length === 1 ? "it" : "them";
-        err = Object.assign(new Error(`${e.message}; create ${them} or pass --create-networks`), {
-          exitCode: ExitCode.VALIDATION,
-          cause: e,
-        });
-      }
+      const err = e instanceof MissingNetworkError ? withNetworkHint(e) : e;
       io.err(`Error: ${sanitizeText((err as Error).message, { singleLine: true })}\n`);
       io.err(
         `Applied: ${finished.join(", ") || "none"}; failed: ${p.plan.name}; not attempted: ${

@@ -687,7 +687,8 @@ function metaOf(o: ApiObject): Meta {
   return o.metadata as Meta;
 }
 
-async function getOrUndefined(
+/** Object `name`, or undefined when the cluster says it does not exist (404). */
+export async function getOrUndefined(
   api: KubevirtCluster,
   resource: KubevirtResource,
   namespace: string,

@@ -37,6 +37,7 @@ import {
   type ApiObject,
   type ClusterObject,
   createOnCluster,
+  getOrUndefined,
   type KubevirtCluster,
   type KubevirtManifests,
   MANAGED_LABEL,
@@ -362,20 +363,6 @@ function recreatable(o: ApiObject): ClusterObject {
       ...(meta.annotations ? { annotations: meta.annotations } : {}),
     },
   } as ClusterObject;
-}
-
-async function getOrUndefined(
-  api: KubevirtCluster,
-  resource: Parameters<KubevirtCluster["get"]>[0],
-  namespace: string,
-  name: string,
-): Promise<ApiObject | undefined> {
-  try {
-    return await api.get(resource, namespace, name);
-  } catch (e) {
-    if (isStatus(e, 404)) return undefined;
-    throw e;
-  }
 }
 
 /** Adds an undo failure to `e.rollbackErrors`, as createOnCluster does. */

@@ -123,6 +123,7 @@ export type {
   KubevirtOptions,
   KubevirtResource,
   KubevirtVmEntry,
+  LossyField,
 } from "./kubevirt.ts";
 export {
   buildDomainXml,
