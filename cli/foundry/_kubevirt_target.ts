@@ -18,9 +18,11 @@ import {
   createOnCluster,
   destroyOnCluster,
   getFromCluster,
+  getOrUndefined,
   type KubevirtManifests,
   kubevirtManifests,
   KubevirtMappingError,
+  type KubevirtOptions,
   type KubevirtResource,
   type KubevirtVmEntry,
   listFromCluster,
@@ -364,19 +366,43 @@ async function manifestsOf(
     "image" | "imageUrl" | "installMediaUrl" | "storageClass" | "start"
   >,
   namespace: string,
+  fallback?: (vm: VirtualMachine) => Pick<
+    KubevirtOptions,
+    "imageUrl" | "installMediaUrl" | "storageClass"
+  >,
 ): Promise<KubevirtManifests[]> {
   const images = imageMap(flags.image);
   const out: KubevirtManifests[] = [];
   for (const vm of vms) {
+    const from = fallback?.(vm) ?? {};
+    const o: KubevirtOptions = {
+      namespace,
+      ...(flags.imageUrl !== undefined ? { imageUrl: flags.imageUrl } : {}),
+      ...(flags.installMediaUrl !== undefined ? { installMediaUrl: flags.installMediaUrl } : {}),
+      ...(images ? { images } : {}),
+      ...(flags.storageClass !== undefined
+        ? { storageClass: flags.storageClass }
+        : from.storageClass !== undefined
+        ? { storageClass: from.storageClass }
+        : {}),
+      noStart: flags.start === false,
+    };
     try {
-      out.push(kubevirtManifests(vm, {
-        namespace,
-        ...(flags.imageUrl !== undefined ? { imageUrl: flags.imageUrl } : {}),
-        ...(flags.installMediaUrl !== undefined ? { installMediaUrl: flags.installMediaUrl } : {}),
-        ...(images ? { images } : {}),
-        ...(flags.storageClass !== undefined ? { storageClass: flags.storageClass } : {}),
-        noStart: flags.start === false,
-      }));
+      // A source the flags do not give is the one the cluster's VM was made from (apply).
+      for (let attempt = 0;; attempt++) {
+        try {
+          out.push(kubevirtManifests(vm, o));
+          break;
+        } catch (e) {
+          if (!(e instanceof KubevirtMappingError) || e.unsourcedImage === undefined) throw e;
+          if (e.path === "spec.bootDisk.image" && from.imageUrl && !o.imageUrl) {
+            o.imageUrl = from.imageUrl;
+          } else if (
+            e.path === "spec.installMedia.image" && from.installMediaUrl && !o.installMediaUrl
+          ) o.installMediaUrl = from.installMediaUrl;
+          else throw e;
+        }
+      }
     } catch (e) {
       if (e instanceof KubevirtMappingError) {
         const file = typeof fileOf === "string" ? fileOf : fileOf(vm.metadata.name);
@@ -779,27 +805,27 @@ export async function kubevirtApply(io: Io, cmd: Command, name?: string): Promis
   }
   const fileOf = (vmName: string) =>
     (docs.sources.get(vmName) ?? flags.filename[0]!).replace(/:\d+$/, "");
-  const all = await manifestsOf(fileOf, docs.vms, flags, namespace);
+  const api = clusterFor(cmd, flags);
+  const currents = new Map<string, ApiObject>();
+  for (const vm of docs.vms) {
+    const current = await getOrUndefined(api, "virtualmachines", namespace, vm.metadata.name);
+    if (current) currents.set(vm.metadata.name, current);
+  }
+  const all = await manifestsOf(fileOf, docs.vms, flags, namespace, (vm) => {
+    const current = currents.get(vm.metadata.name);
+    return current ? lib.sourcesOf(current, vm) : {};
+  });
   for (const [i, m] of all.entries()) {
     for (const note of m.notes) io.err(`note: VM ${docs.vms[i]!.metadata.name}: ${note}\n`);
   }
   await checkLossy(io, fileOf, all, dryRun || flags.allowLossy === true, "apply");
 
-  const api = clusterFor(cmd, flags);
   const planned: { plan: VmPlan; m: KubevirtManifests; current?: ApiObject }[] = [];
   for (const [i, m] of all.entries()) {
     const vm = docs.vms[i]!;
-    const current = await api.get("virtualmachines", namespace, m.vm.metadata.name).catch(
-      (e) => {
-        if (e instanceof KubeApiError && e.status === 404) return undefined;
-        throw e;
-      },
-    );
+    const current = currents.get(vm.metadata.name);
     const currentSecret = current && m.secret
-      ? await api.get("secrets", namespace, m.secret.metadata.name).catch((e) => {
-        if (e instanceof KubeApiError && e.status === 404) return undefined;
-        throw e;
-      })
+      ? await getOrUndefined(api, "secrets", namespace, m.secret.metadata.name)
       : undefined;
     const plan = lib.planKubevirtVm(vm, m, current, {
       recreate: flags.recreate === true,

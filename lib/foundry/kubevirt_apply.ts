@@ -35,11 +35,14 @@
 import { isStatus, KubeApiError } from "../kubevirt/errors.ts";
 import {
   type ApiObject,
+  bootDataVolumeName,
   type ClusterObject,
   createOnCluster,
   getOrUndefined,
+  installDataVolumeName,
   type KubevirtCluster,
   type KubevirtManifests,
+  type KubevirtOptions,
   MANAGED_LABEL,
   MissingNetworkError,
   NAD_RESOURCE,
@@ -320,6 +323,50 @@ export function updatedVmObject(
     metadata: { ...meta, labels, annotations } as ClusterObject["metadata"],
     spec,
   };
+}
+
+/**
+ * What the cluster's VirtualMachine `current` was made from, for an apply whose flags name no
+ * source: the boot image's source when the stored spec names the same image as `desired` (a new
+ * image needs its own), likewise the installation media's, and the storage class of its boot
+ * DataVolume (so an update does not drop it from the templates).
+ */
+export function sourcesOf(
+  current: ApiObject,
+  desired: VirtualMachine,
+): Pick<KubevirtOptions, "imageUrl" | "installMediaUrl" | "storageClass"> {
+  const stored = storedVmOf(current);
+  const name = desired.metadata.name;
+  const templates = (current.spec?.dataVolumeTemplates ?? []) as {
+    metadata?: { name?: string };
+    spec?: {
+      source?: { http?: { url?: string }; pvc?: { namespace?: string; name?: string } };
+      storage?: { storageClassName?: string };
+    };
+  }[];
+  const sourceOf = (dv: string): string | undefined => {
+    const src = templates.find((t) => t.metadata?.name === dv)?.spec?.source;
+    if (typeof src?.http?.url === "string") return src.http.url;
+    if (typeof src?.pvc?.namespace === "string" && typeof src.pvc.name === "string") {
+      return `pvc:${src.pvc.namespace}/${src.pvc.name}`;
+    }
+    return undefined;
+  };
+  const out: Pick<KubevirtOptions, "imageUrl" | "installMediaUrl" | "storageClass"> = {};
+  if (stored === undefined) return out;
+  const boot = sourceOf(bootDataVolumeName(name));
+  if (boot !== undefined && stored.spec.bootDisk.image === desired.spec.bootDisk.image) {
+    out.imageUrl = boot;
+  }
+  const media = sourceOf(installDataVolumeName(name));
+  if (
+    media !== undefined && stored.spec.installMedia?.image !== undefined &&
+    stored.spec.installMedia.image === desired.spec.installMedia?.image
+  ) out.installMediaUrl = media;
+  const sc = templates.find((t) => t.metadata?.name === bootDataVolumeName(name))?.spec?.storage
+    ?.storageClassName;
+  if (typeof sc === "string") out.storageClass = sc;
+  return out;
 }
 
 /** What the cluster operations of apply need beyond create's: a whole-object update. */

@@ -13,6 +13,7 @@ import {
   type KubevirtApplyCluster,
   kubevirtRefusedChanges,
   planKubevirtVm,
+  sourcesOf,
   updatedVmObject,
 } from "./kubevirt_apply.ts";
 import { macOf } from "./naming.ts";
@@ -143,6 +144,25 @@ Deno.test("updatedVmObject() keeps the cluster's run strategy, metadata and othe
     next.metadata.annotations![SPEC_ANNOTATION],
     manifests(after).vm.metadata.annotations![SPEC_ANNOTATION],
   );
+});
+
+Deno.test("sourcesOf() gives the VM's own image sources for the same images only, and its storage class", () => {
+  const vm = sampleVm();
+  vm.spec.installMedia = { image: "netinst.iso" };
+  const m = kubevirtManifests(vm, {
+    namespace: NS,
+    images: { "debian-12.qcow2": "pvc:golden/debian-12", "netinst.iso": IMAGE },
+    storageClass: "s6h3-fast",
+  });
+  const current = onCluster(m);
+  assert.deepEqual(sourcesOf(current, vm), {
+    imageUrl: "pvc:golden/debian-12",
+    installMediaUrl: IMAGE,
+    storageClass: "s6h3-fast",
+  });
+  const other = sampleVm();
+  other.spec.bootDisk.image = "debian-13.qcow2";
+  assert.deepEqual(sourcesOf(current, other), { storageClass: "s6h3-fast" });
 });
 
 /** A cluster in memory whose VirtualMachine update is stored and then not answered. */

@@ -208,6 +208,33 @@ Deno.test("diff and apply --target kubevirt update vCPUs, memory, labels, a NIC 
   }
 });
 
+Deno.test("apply --target kubevirt without --image-url keeps the sources and storage class the VM was made from", async () => {
+  const e = await env();
+  try {
+    const file = await e.file("s6h3-g.yaml", vmYaml("s6h3-g"));
+    const made = await e.apply(file, "--create-networks", "--storage-class", "s6h3-fast");
+    assert.equal(made.code, 0, made.err);
+    const old = theVm(e.server, "s6h3-g");
+    await e.file("s6h3-g.yaml", vmYaml("s6h3-g", { vcpus: 4 }));
+    const bare = (...more: string[]) =>
+      run(["apply", "-f", file, ...e.cluster, "--audit-db", `${file}.audit.db`, ...more]);
+    const r = await bare();
+    assert.equal(r.code, 0, r.err);
+    const vm = theVm(e.server, "s6h3-g");
+    assert.equal(vm.spec.template.spec.domain.cpu.cores, 4);
+    assert.deepEqual(vm.spec.dataVolumeTemplates, old.spec.dataVolumeTemplates);
+    assert.equal(vm.spec.dataVolumeTemplates[0].spec.storage.storageClassName, "s6h3-fast");
+    // Another image needs its own source: the cluster's is the old image's.
+    await e.file("s6h3-g.yaml", vmYaml("s6h3-g", { vcpus: 4, image: "debian-13.qcow2" }));
+    const other = await bare("--recreate");
+    assert.equal(other.code, 2, other.err);
+    assert.match(other.err, /spec\.bootDisk\.image: no KubeVirt source .*--image-url/);
+    assert.equal(theVm(e.server, "s6h3-g").metadata.uid, old.metadata.uid);
+  } finally {
+    await e.close();
+  }
+});
+
 Deno.test("apply --target kubevirt refuses a boot image change without --recreate, and recreates with it", async () => {
   const e = await env();
   try {
