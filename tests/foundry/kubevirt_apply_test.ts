@@ -294,7 +294,7 @@ Deno.test("an apply --target kubevirt that fails half-way leaves the cluster as 
     assert.notEqual(r.code, 0);
     assert.match(r.err, /s6h3 injected refusal/);
     assert.match(r.err, /Applied: none; failed: s6h3-d; not attempted: none/);
-    e.server.options.inject = undefined;
+    delete e.server.options.inject;
     // The NetworkAttachmentDefinition this run made is gone again; the VM is untouched.
     assert.deepEqual(
       e.server.objects("network-attachment-definitions", NS).map((n: Any) => n.metadata.name),
