@@ -157,7 +157,8 @@ function secretData(o: ApiObject | ClusterObject | undefined): Record<string, st
  * (`currentSecret`) and shown only as changed. Recreate-class changes make the action `recreate`
  * with option `recreate`, else they stay in an `update` plan and apply refuses it. Pure.
  *
- * @throws {VmOperationError} when `current` was not made by foundry (no stored spec)
+ * @throws {VmOperationError} when `current` was not made by foundry (no stored spec) or is being
+ *   deleted
  */
 export function planKubevirtVm(
   desired: VirtualMachine,
@@ -171,6 +172,11 @@ export function planKubevirtVm(
   if (stored === undefined) {
     throw new VmOperationError(
       `VirtualMachine ${current.metadata.namespace}/${name} was not created by foundry (no ${SPEC_ANNOTATION} annotation); apply leaves it alone`,
+    );
+  }
+  if (current.metadata.deletionTimestamp) {
+    throw new VmOperationError(
+      `VirtualMachine ${current.metadata.namespace}/${name} is being deleted; apply again once it is gone`,
     );
   }
   const want = JSON.parse(m.vm.metadata.annotations![SPEC_ANNOTATION]!) as VirtualMachine;

@@ -119,11 +119,14 @@ Deno.test("planKubevirtVm() sees a new password hash through the Secret and neve
   assert.ok(!JSON.stringify(p).includes("$6$"));
 });
 
-Deno.test("planKubevirtVm() leaves a VirtualMachine foundry did not make alone", () => {
+Deno.test("planKubevirtVm() leaves a VirtualMachine foundry did not make, or one being deleted, alone", () => {
   const vm = sampleVm();
   const foreign = onCluster(manifests(vm));
   foreign.metadata.labels = {};
   assert.throws(() => planKubevirtVm(vm, manifests(vm), foreign), /was not created by foundry/);
+  const going = onCluster(manifests(vm));
+  (going.metadata as Any).deletionTimestamp = "2026-01-01T00:00:00Z";
+  assert.throws(() => planKubevirtVm(vm, manifests(vm), going), /is being deleted/);
 });
 
 Deno.test("updatedVmObject() keeps the cluster's run strategy, metadata and others' labels", () => {
