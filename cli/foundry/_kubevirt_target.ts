@@ -414,6 +414,14 @@ async function manifestsOf(
   return out;
 }
 
+/** One `Error: WHAT: ...` line per failure of undoing what a failed operation did. */
+function printRollbackErrors(io: Io, e: unknown, what: string): void {
+  for (const u of (e as { rollbackErrors?: unknown[] }).rollbackErrors ?? []) {
+    const text = u instanceof Error ? u.message : String(u);
+    io.err(`Error: ${what}: ${sanitizeText(text, { singleLine: true })}\n`);
+  }
+}
+
 /** A missing network as the user reads it: the flag that creates it, exit 2. */
 function withNetworkHint(e: MissingNetworkError): Error {
   const them = e.networks.length === 1 ? "it" : "them";
@@ -509,14 +517,7 @@ export async function kubevirtCreate(
         );
       }
     } catch (e) {
-      for (const u of (e as { rollbackErrors?: unknown[] }).rollbackErrors ?? []) {
-        const text = u instanceof Error ? u.message : String(u);
-        io.err(
-          `Error: could not remove what the failed create made: ${
-            sanitizeText(text, { singleLine: true })
-          }\n`,
-        );
-      }
+      printRollbackErrors(io, e, "could not remove what the failed create made");
       if (e instanceof MissingNetworkError) throw withNetworkHint(e);
       if (results.length === 0) throw e;
       // The VMs before this one stay, as the libvirt path keeps them; say what exists.
@@ -919,14 +920,7 @@ export async function kubevirtApply(io: Io, cmd: Command, name?: string): Promis
       }
       finished.push(p.plan.name);
     } catch (e) {
-      for (const u of (e as { rollbackErrors?: unknown[] }).rollbackErrors ?? []) {
-        const t = u instanceof Error ? u.message : String(u);
-        io.err(
-          `Error: could not undo what the failed apply did: ${
-            sanitizeText(t, { singleLine: true })
-          }\n`,
-        );
-      }
+      printRollbackErrors(io, e, "could not undo what the failed apply did");
       const rest = planned.slice(i + 1).filter((q) => q.plan.action !== "unchanged")
         .map((q) => q.plan.name);
       const err = e instanceof MissingNetworkError ? withNetworkHint(e) : e;
