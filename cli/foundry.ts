@@ -107,6 +107,10 @@ export async function main(args: string[], io?: Io, deps: FoundryDeps = {}): Pro
     FOUNDRY_FAST_COMMANDS,
   );
   const fast = read?.options.target === "kubevirt" ? undefined : read;
+  if (fast && !deps.env) {
+    // list and get go straight to their module: the command tree is not loaded at all.
+    return (await import("./_foundry_fast.ts")).runFast(fast, args, io);
+  }
   const { runFoundry } = await import("./_foundry_program.ts");
   return runFoundry(args, io, deps, launch.word, fast);
 }

@@ -22,7 +22,7 @@ import {
 } from "../../lib/output/listing.ts";
 import type { FastLaunch } from "../_launch.ts";
 import type { FleetGlobals } from "./_fleet.ts";
-import { type Io, runAction } from "../_program.ts";
+import { type Io, processIo, runAction } from "../_program.ts";
 import { colorFor, configFrom, type GlobalOptions, processEnv, withLibvirt } from "./_context.ts";
 
 /** `-o` and `--no-headers`, as list and get receive them. */
@@ -200,7 +200,7 @@ function globalsOf(root: FastLaunch["root"]): GlobalOptions {
 export function runFast(
   fast: FastLaunch,
   args: string[],
-  io: Io,
+  io: Io = processIo,
   env?: Record<string, string | undefined>,
 ): Promise<number> {
   const lookup = env ? (name: string) => env[name] || undefined : undefined;
