@@ -23,10 +23,18 @@ export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 /** Where the bundles go, relative to the repository root. */
 export const BUNDLE_DIR = "dist/bundle";
 
-/** The entries bundled (`dist/bundle/NAME.js`) and the command tree each loads. */
+/**
+ * The entries bundled (`dist/bundle/NAME.js`), the command tree each loads, and modules the entry
+ * loads without the tree (`foundry list` and `get` go straight to `_foundry_fast.ts`).
+ */
 export const BUNDLE_ENTRIES = [
-  { name: "foundry", entry: "cli/foundry.ts", program: "_foundry_program" },
-  { name: "virtwork", entry: "cli/virtwork.ts", program: "_virtwork_program" },
+  {
+    name: "foundry",
+    entry: "cli/foundry.ts",
+    program: "_foundry_program",
+    direct: ["_foundry_fast"],
+  },
+  { name: "virtwork", entry: "cli/virtwork.ts", program: "_virtwork_program", direct: [] },
 ] as const;
 
 /**
@@ -112,24 +120,30 @@ export async function bundleAll(dir = join(ROOT, BUNDLE_DIR)): Promise<BundleOut
 /** Builds the bundles into the empty folder `outDir`. */
 async function buildInto(outDir: string): Promise<BundleOutcome> {
   await Deno.mkdir(outDir, { recursive: true });
+  const direct: string[] = BUNDLE_ENTRIES.flatMap((e) => e.direct);
   const trees = await denoBundle([
     "--code-splitting",
     ...BUNDLE_ENTRIES.map((e) => `cli/${e.program}.ts`),
+    ...direct.map((d) => `cli/${d}.ts`),
   ], outDir);
   if (!trees.ok) return trees;
   const doors = await denoBundle([
     ...BUNDLE_ENTRIES.map((e) => `--external=./${e.program}.ts`),
+    ...direct.map((d) => `--external=./${d}.ts`),
     ...BUNDLE_ENTRIES.map((e) => e.entry),
   ], outDir);
   if (!doors.ok) return doors;
   for (const e of BUNDLE_ENTRIES) {
     const path = join(outDir, `${e.name}.js`);
-    const code = await Deno.readTextFile(path);
-    const from = `import("./${e.program}.ts")`;
-    if (!code.includes(from)) {
-      return { ok: false, outDir, message: `${path} does not load ${e.program}.ts as expected` };
+    let code = await Deno.readTextFile(path);
+    for (const m of [e.program, ...e.direct]) {
+      const from = `import("./${m}.ts")`;
+      if (!code.includes(from)) {
+        return { ok: false, outDir, message: `${path} does not load ${m}.ts as expected` };
+      }
+      code = code.replaceAll(from, `import("./${m}.js")`);
     }
-    await Deno.writeTextFile(path, code.replaceAll(from, `import("./${e.program}.js")`));
+    await Deno.writeTextFile(path, code);
   }
   await requireFromAnyUrl(outDir);
   await dropHelperSideEffectImports(outDir);
@@ -137,7 +151,29 @@ async function buildInto(outDir: string): Promise<BundleOutcome> {
   for (const f of BESIDE_CHUNKS) {
     await Deno.copyFile(join(ROOT, f), join(outDir, f.split("/").pop()!));
   }
+  await linkEagerCopy(outDir);
   return { ok: true, outDir, message: "" };
+}
+
+/** Folder (inside the bundle folder) of the copy that the installed `foundry list` runs. */
+export const EAGER_DIR = "eager";
+
+/**
+ * The whole bundle again under {@linkcode EAGER_DIR}, as hard links. The installed `foundry list`
+ * runs this copy with V8's `--no-lazy` (see tasks/install.ts): every function of a module is then
+ * compiled when it loads and kept in Deno's code cache, where by default only top-level code is
+ * cached and each function a run calls is compiled again in that run (about 5 ms of a `list` of
+ * two dozen VMs, measured). Commands that load large npm packages (commander, yaml, the Kubernetes
+ * client) are faster lazy, so they keep the lazy copy. Deno keys its cache by module URL and V8
+ * rejects a cache made under other flags, so each mode needs files of its own or every switch
+ * between them would throw the other's cache away.
+ */
+async function linkEagerCopy(outDir: string): Promise<void> {
+  const eager = join(outDir, EAGER_DIR);
+  await Deno.mkdir(eager);
+  for await (const e of Deno.readDir(outDir)) {
+    if (e.isFile) await Deno.link(join(outDir, e.name), join(eager, e.name));
+  }
 }
 
 /**
