@@ -56,7 +56,6 @@ import type { ChangeClass, SpecChange } from "./plan_types.ts";
 import { type FoundryConfig, vmPoolFor } from "./config.ts";
 import { buildDomainXml } from "./domain_xml.ts";
 import {
-  canonicalJson,
   cloudInitSha256,
   METADATA_NAMESPACE,
   METADATA_PREFIX,
@@ -68,6 +67,7 @@ import {
   VOLUMES_PREFIX,
 } from "./metadata.ts";
 import { macOf, volumeNameData } from "./naming.ts";
+import { mapChanges, nicChanges, sameValue, specChange } from "./plan_changes.ts";
 import { StorageError } from "./pools.ts";
 import { readGraphicsPassword } from "./spec_media.ts";
 import { type DomainSizes, domainSizes, resizeVm } from "./resize.ts";
@@ -127,40 +127,9 @@ const REASON = {
     "vCPUs, memory and their maxima",
 } as const;
 
-const same = (a: unknown, b: unknown): boolean => canonicalJson(a) === canonicalJson(b);
-
 /** Whether the stored spec says `foundry adopt` took the VM over. */
 export function isAdopted(vm: VirtualMachine): boolean {
   return vm.metadata.annotations?.[ADOPTED_ANNOTATION] === "true";
-}
-
-function mapChanges(
-  prefix: string,
-  from: Record<string, string> | undefined,
-  to: Record<string, string> | undefined,
-  out: SpecChange[],
-): void {
-  const keys = new Set([...Object.keys(from ?? {}), ...Object.keys(to ?? {})]);
-  for (const k of [...keys].sort()) {
-    const a = from?.[k];
-    const b = to?.[k];
-    if (a === b) continue;
-    out.push(change(`${prefix}.${k}`, a, b, "live"));
-  }
-}
-
-function change(
-  path: string,
-  from: unknown,
-  to: unknown,
-  cls: ChangeClass,
-  reason?: string,
-): SpecChange {
-  const c: SpecChange = { path, class: cls };
-  if (from !== undefined) c.from = from;
-  if (to !== undefined) c.to = to;
-  if (reason !== undefined) c.reason = reason;
-  return c;
 }
 
 /**
@@ -191,7 +160,7 @@ export function planVm(
   );
   if ((desired.metadata.generation ?? 1) !== (stored.metadata.generation ?? 1)) {
     out.push(
-      change(
+      specChange(
         "metadata.generation",
         stored.metadata.generation,
         desired.metadata.generation,
@@ -212,7 +181,7 @@ export function planVm(
       ? ["reboot", REASON.tcgVcpus]
       : ["live"];
     const from = config.vcpus !== d.vcpus ? config.vcpus : s.vcpus;
-    out.push(change("spec.vcpus", from, d.vcpus, cls[0], cls[1]));
+    out.push(specChange("spec.vcpus", from, d.vcpus, cls[0], cls[1]));
   }
   const toMiB = Math.round(d.memoryGiB * 1024);
   if (toMiB !== config.memoryMiB || d.memoryGiB !== s.memoryGiB) {
@@ -223,18 +192,18 @@ export function planVm(
       ? ["live"]
       : ["live", REASON.stopped];
     const from = toMiB !== config.memoryMiB ? config.memoryMiB / 1024 : s.memoryGiB;
-    out.push(change("spec.memoryGiB", from, d.memoryGiB, cls[0], cls[1]));
+    out.push(specChange("spec.memoryGiB", from, d.memoryGiB, cls[0], cls[1]));
   }
   const maxVcpus = d.resources?.maxVcpus;
   if (maxVcpus !== undefined && maxVcpus !== config.maxVcpus) {
     out.push(
-      change("spec.resources.maxVcpus", config.maxVcpus, maxVcpus, "reboot", REASON.definition),
+      specChange("spec.resources.maxVcpus", config.maxVcpus, maxVcpus, "reboot", REASON.definition),
     );
   }
   const maxMemoryGiB = d.resources?.maxMemoryGiB;
   if (maxMemoryGiB !== undefined && Math.round(maxMemoryGiB * 1024) !== config.maxMemoryMiB) {
     out.push(
-      change(
+      specChange(
         "spec.resources.maxMemoryGiB",
         config.maxMemoryMiB / 1024,
         maxMemoryGiB,
@@ -246,9 +215,9 @@ export function planVm(
 
   // The boot disk.
   for (const key of ["image", "imagePool", "empty", "volume"] as const) {
-    if (!same(s.bootDisk?.[key], d.bootDisk[key])) {
+    if (!sameValue(s.bootDisk?.[key], d.bootDisk[key])) {
       out.push(
-        change(
+        specChange(
           `spec.bootDisk.${key}`,
           s.bootDisk?.[key],
           d.bootDisk[key],
@@ -268,7 +237,7 @@ export function planVm(
     const path = `spec.dataDisks[${dev}]`;
     if (had === undefined) {
       out.push(
-        change(
+        specChange(
           path,
           undefined,
           want,
@@ -281,9 +250,9 @@ export function planVm(
       continue;
     }
     sizeChange(`${path}.sizeGB`, had.sizeGB, want.sizeGB, out);
-    if (!same(had.volume, want.volume)) {
+    if (!sameValue(had.volume, want.volume)) {
       out.push(
-        change(
+        specChange(
           `${path}.volume`,
           had.volume,
           want.volume,
@@ -292,14 +261,14 @@ export function planVm(
         ),
       );
     }
-    if (!same(had.serial, want.serial)) {
-      out.push(change(`${path}.serial`, had.serial, want.serial, "reboot", REASON.definition));
+    if (!sameValue(had.serial, want.serial)) {
+      out.push(specChange(`${path}.serial`, had.serial, want.serial, "reboot", REASON.definition));
     }
   }
   for (const [dev, had] of storedDisks) {
     if (!desiredDisks.has(dev)) {
       out.push(
-        change(
+        specChange(
           `spec.dataDisks[${dev}]`,
           had,
           undefined,
@@ -311,27 +280,35 @@ export function planVm(
   }
 
   // Network interfaces, by MAC (derived from the address unless given).
-  nicChanges(s.networkInterfaces ?? [], d.networkInterfaces, out);
+  nicChanges(s.networkInterfaces ?? [], d.networkInterfaces, out, {
+    bridge: ["reboot", REASON.definition],
+    added: ["live", REASON.newNic],
+    removed: ["live", "detached now"],
+    cloudInit: REASON.cloudInit,
+    identity: REASON.nicIdentity,
+  });
 
   // Cloud-init: only at first boot.
   cloudInitChanges(current.stored, desired, out);
 
   for (const key of ["cpuMode", "cpu", "numa", "graphics", "installMedia"] as const) {
-    if (!same(s[key], d[key])) {
-      out.push(change(`spec.${key}`, s[key], d[key], "reboot", REASON.definition));
+    if (!sameValue(s[key], d[key])) {
+      out.push(specChange(`spec.${key}`, s[key], d[key], "reboot", REASON.definition));
     }
   }
-  if (!same(s.templateRef, d.templateRef)) {
-    out.push(change("spec.templateRef", s.templateRef, d.templateRef, "live", REASON.recordOnly));
+  if (!sameValue(s.templateRef, d.templateRef)) {
+    out.push(
+      specChange("spec.templateRef", s.templateRef, d.templateRef, "live", REASON.recordOnly),
+    );
   }
   const autostart = d.autostart ?? true;
   if (autostart !== current.autostart) {
-    out.push(change("spec.autostart", current.autostart, autostart, "live"));
+    out.push(specChange("spec.autostart", current.autostart, autostart, "live"));
   }
   const pool = config.disks.get("vda")?.pool ?? s.storagePool;
   if (d.storagePool !== undefined && d.storagePool !== pool) {
     out.push(
-      change(
+      specChange(
         "spec.storagePool",
         pool,
         d.storagePool,
@@ -342,7 +319,7 @@ export function planVm(
   }
   if (d.domainType !== undefined && d.domainType !== config.type) {
     out.push(
-      change(
+      specChange(
         "spec.domainType",
         config.type,
         d.domainType,
@@ -381,57 +358,9 @@ function sizeChange(path: string, from: number | undefined, to: number, out: Spe
   if (from === undefined || from === to) return;
   out.push(
     to > from
-      ? change(path, from, to, "live", "grown now (as foundry resize)")
-      : change(path, from, to, "forbidden", REASON.shrink),
+      ? specChange(path, from, to, "live", "grown now (as foundry resize)")
+      : specChange(path, from, to, "forbidden", REASON.shrink),
   );
-}
-
-function nicChanges(
-  had: readonly NetworkInterface[],
-  want: readonly NetworkInterface[],
-  out: SpecChange[],
-): void {
-  const key = (n: NetworkInterface) => macOf(n);
-  const hadBy = new Map(had.map((n) => [key(n), n]));
-  const wantBy = new Map(want.map((n) => [key(n), n]));
-  const gone = had.filter((n) => !wantBy.has(key(n)));
-  const added = want.filter((n) => !hadBy.has(key(n)));
-  for (const n of want) {
-    const old = hadBy.get(key(n));
-    if (old === undefined) continue;
-    const path = `spec.networkInterfaces[${key(n)}]`;
-    if (old.bridge !== n.bridge) {
-      out.push(change(`${path}.bridge`, old.bridge, n.bridge, "reboot", REASON.definition));
-    }
-    for (const f of ["ip", "gateway", "dnsServers", "defaultRoute"] as const) {
-      if (!same(old[f], n[f])) {
-        out.push(change(`${path}.${f}`, old[f], n[f], "recreate", REASON.cloudInit));
-      }
-    }
-  }
-  // A NIC replaced by one of another identity (its address changed): paired by position.
-  const pairs = Math.min(gone.length, added.length);
-  for (let i = 0; i < pairs; i++) {
-    out.push(
-      change(
-        `spec.networkInterfaces[${key(gone[i]!)}]`,
-        nicIdentity(gone[i]!),
-        nicIdentity(added[i]!),
-        "recreate",
-        REASON.nicIdentity,
-      ),
-    );
-  }
-  for (const n of added.slice(pairs)) {
-    out.push(change(`spec.networkInterfaces[${key(n)}]`, undefined, n, "live", REASON.newNic));
-  }
-  for (const n of gone.slice(pairs)) {
-    out.push(change(`spec.networkInterfaces[${key(n)}]`, n, undefined, "live", "detached now"));
-  }
-}
-
-function nicIdentity(n: NetworkInterface): Record<string, string> {
-  return { mac: macOf(n), ...(n.ip === undefined ? {} : { ip: n.ip }), bridge: n.bridge };
 }
 
 /**
@@ -460,13 +389,13 @@ function cloudInitChanges(stored: StoredVm, desired: VirtualMachine, out: SpecCh
   }
   const before = out.length;
   for (const f of ["fqdn", "sshAuthorizedKeys", "sshPwauth", "userData"] as const) {
-    if (!same(had[f], want[f])) {
-      out.push(change(`spec.cloudInit.${f}`, had[f], want[f], "recreate", REASON.cloudInit));
+    if (!sameValue(had[f], want[f])) {
+      out.push(specChange(`spec.cloudInit.${f}`, had[f], want[f], "recreate", REASON.cloudInit));
     }
   }
   if (passwordChanged) {
     out.push(
-      change(
+      specChange(
         "spec.cloudInit.passwordHash",
         "(set before)",
         hash === undefined ? undefined : "(changed)",
@@ -477,7 +406,7 @@ function cloudInitChanges(stored: StoredVm, desired: VirtualMachine, out: SpecCh
   }
   if (out.length === before && stored.cloudInitSha256 !== undefined) {
     out.push(
-      change(
+      specChange(
         "spec.cloudInit",
         undefined,
         undefined,

@@ -50,10 +50,9 @@ import {
   storedVmOf,
   userDataSecretName,
 } from "./kubevirt.ts";
-import { macOf } from "./naming.ts";
-import type { ChangeClass, SpecChange, VmPlan } from "./plan_types.ts";
-import { canonicalJson } from "./stored_metadata.ts";
-import type { NetworkInterface, VirtualMachine } from "./types.ts";
+import { mapChanges, nicChanges, sameValue, specChange } from "./plan_changes.ts";
+import type { SpecChange, VmPlan } from "./plan_types.ts";
+import type { VirtualMachine } from "./types.ts";
 import { VmOperationError } from "./vm_errors.ts";
 
 export type { SpecChange, VmPlan };
@@ -72,78 +71,6 @@ const REASON = {
 
 /** Spec fields with no KubeVirt meaning: a change is recorded in the stored spec only. */
 const RECORD_ONLY = ["domainType", "storagePool", "autostart", "resources", "templateRef"];
-
-const same = (a: unknown, b: unknown): boolean => canonicalJson(a) === canonicalJson(b);
-
-function change(
-  path: string,
-  from: unknown,
-  to: unknown,
-  cls: ChangeClass,
-  reason?: string,
-): SpecChange {
-  const c: SpecChange = { path, class: cls };
-  if (from !== undefined) c.from = from;
-  if (to !== undefined) c.to = to;
-  if (reason !== undefined) c.reason = reason;
-  return c;
-}
-
-function mapChanges(
-  prefix: string,
-  from: Record<string, string> | undefined,
-  to: Record<string, string> | undefined,
-  out: SpecChange[],
-): void {
-  const keys = new Set([...Object.keys(from ?? {}), ...Object.keys(to ?? {})]);
-  for (const k of [...keys].sort()) {
-    if (from?.[k] !== to?.[k]) out.push(change(`${prefix}.${k}`, from?.[k], to?.[k], "live"));
-  }
-}
-
-function nicChanges(
-  had: readonly NetworkInterface[],
-  want: readonly NetworkInterface[],
-  out: SpecChange[],
-): void {
-  const hadBy = new Map(had.map((n) => [macOf(n), n]));
-  const wantBy = new Map(want.map((n) => [macOf(n), n]));
-  const gone = had.filter((n) => !wantBy.has(macOf(n)));
-  const added = want.filter((n) => !hadBy.has(macOf(n)));
-  for (const n of want) {
-    const old = hadBy.get(macOf(n));
-    if (old === undefined) continue;
-    const path = `spec.networkInterfaces[${macOf(n)}]`;
-    if (old.bridge !== n.bridge) {
-      out.push(change(`${path}.bridge`, old.bridge, n.bridge, "reboot", REASON.restart));
-    }
-    for (const f of ["ip", "gateway", "dnsServers", "defaultRoute"] as const) {
-      if (!same(old[f], n[f])) {
-        out.push(change(`${path}.${f}`, old[f], n[f], "recreate", REASON.cloudInit));
-      }
-    }
-  }
-  // A NIC replaced by one of another identity (its address changed): paired by position.
-  const pairs = Math.min(gone.length, added.length);
-  for (let i = 0; i < pairs; i++) {
-    const id = (n: NetworkInterface) => ({ mac: macOf(n), ip: n.ip, bridge: n.bridge });
-    out.push(
-      change(
-        `spec.networkInterfaces[${macOf(gone[i]!)}]`,
-        id(gone[i]!),
-        id(added[i]!),
-        "recreate",
-        REASON.nicIdentity,
-      ),
-    );
-  }
-  for (const n of added.slice(pairs)) {
-    out.push(change(`spec.networkInterfaces[${macOf(n)}]`, undefined, n, "reboot", REASON.restart));
-  }
-  for (const n of gone.slice(pairs)) {
-    out.push(change(`spec.networkInterfaces[${macOf(n)}]`, n, undefined, "reboot", REASON.restart));
-  }
-}
 
 /** The data of a Secret as given (base64), or undefined. */
 function secretData(o: ApiObject | ClusterObject | undefined): Record<string, string> | undefined {
@@ -187,17 +114,17 @@ export function planKubevirtVm(
   const d = want.spec;
   for (const key of ["vcpus", "memoryGiB"] as const) {
     if (s[key] !== d[key]) {
-      out.push(change(`spec.${key}`, s[key], d[key], "reboot", REASON.restart));
+      out.push(specChange(`spec.${key}`, s[key], d[key], "reboot", REASON.restart));
     }
   }
   // The boot disk: made from its image once.
   for (const key of new Set([...Object.keys(s.bootDisk), ...Object.keys(d.bootDisk)])) {
     const a = (s.bootDisk as unknown as Record<string, unknown>)[key];
     const b = (d.bootDisk as unknown as Record<string, unknown>)[key];
-    if (same(a, b)) continue;
+    if (sameValue(a, b)) continue;
     const shrink = key === "sizeGB" && typeof a === "number" && typeof b === "number" && b < a;
     out.push(
-      change(
+      specChange(
         `spec.bootDisk.${key}`,
         a,
         b,
@@ -212,13 +139,13 @@ export function planKubevirtVm(
     const h = hadDisks.get(dev);
     const path = `spec.dataDisks[${dev}]`;
     if (h === undefined) {
-      out.push(change(path, undefined, w, "reboot", REASON.newDisk));
+      out.push(specChange(path, undefined, w, "reboot", REASON.newDisk));
       continue;
     }
     if (h.sizeGB !== w.sizeGB) {
       const shrink = w.sizeGB < h.sizeGB;
       out.push(
-        change(
+        specChange(
           `${path}.sizeGB`,
           h.sizeGB,
           w.sizeGB,
@@ -227,28 +154,34 @@ export function planKubevirtVm(
         ),
       );
     }
-    if (!same(h.volume, w.volume)) {
-      out.push(change(`${path}.volume`, h.volume, w.volume, "recreate", REASON.diskRemoved));
+    if (!sameValue(h.volume, w.volume)) {
+      out.push(specChange(`${path}.volume`, h.volume, w.volume, "recreate", REASON.diskRemoved));
     }
-    if (!same(h.serial, w.serial)) {
-      out.push(change(`${path}.serial`, h.serial, w.serial, "reboot", REASON.restart));
+    if (!sameValue(h.serial, w.serial)) {
+      out.push(specChange(`${path}.serial`, h.serial, w.serial, "reboot", REASON.restart));
     }
   }
   for (const [dev, h] of hadDisks) {
     if (!wantDisks.has(dev)) {
-      out.push(change(`spec.dataDisks[${dev}]`, h, undefined, "recreate", REASON.diskRemoved));
+      out.push(specChange(`spec.dataDisks[${dev}]`, h, undefined, "recreate", REASON.diskRemoved));
     }
   }
-  nicChanges(s.networkInterfaces ?? [], d.networkInterfaces, out);
-  if (!same(s.cloudInit, d.cloudInit)) {
-    out.push(change("spec.cloudInit", s.cloudInit, d.cloudInit, "recreate", REASON.cloudInit));
+  nicChanges(s.networkInterfaces ?? [], d.networkInterfaces, out, {
+    bridge: ["reboot", REASON.restart],
+    added: ["reboot", REASON.restart],
+    removed: ["reboot", REASON.restart],
+    cloudInit: REASON.cloudInit,
+    identity: REASON.nicIdentity,
+  });
+  if (!sameValue(s.cloudInit, d.cloudInit)) {
+    out.push(specChange("spec.cloudInit", s.cloudInit, d.cloudInit, "recreate", REASON.cloudInit));
   } else if (
     o.currentSecret !== undefined && m.secret !== undefined &&
     secretData(o.currentSecret)?.userdata !== secretData(m.secret)?.userdata
   ) {
     // The stored spec has no password hash; the Secret's user data does. Never show it.
     out.push(
-      change("spec.cloudInit.passwordHash", "(set)", "(changed)", "recreate", REASON.cloudInit),
+      specChange("spec.cloudInit.passwordHash", "(set)", "(changed)", "recreate", REASON.cloudInit),
     );
   }
   const handled = new Set([
@@ -263,11 +196,11 @@ export function planKubevirtVm(
   for (const key of [...rest].sort()) {
     const a = (s as unknown as Record<string, unknown>)[key];
     const b = (d as unknown as Record<string, unknown>)[key];
-    if (same(a, b)) continue;
+    if (sameValue(a, b)) continue;
     out.push(
       RECORD_ONLY.includes(key)
-        ? change(`spec.${key}`, a, b, "live", REASON.recordOnly)
-        : change(`spec.${key}`, a, b, "reboot", REASON.restart),
+        ? specChange(`spec.${key}`, a, b, "live", REASON.recordOnly)
+        : specChange(`spec.${key}`, a, b, "reboot", REASON.restart),
     );
   }
   if (out.length === 0) {
@@ -278,7 +211,7 @@ export function planKubevirtVm(
     if (text === m.vm.metadata.annotations![SPEC_ANNOTATION]) {
       return { name, action: "unchanged", changes: [] };
     }
-    out.push(change(`metadata.annotations.${SPEC_ANNOTATION}`, undefined, undefined, "live"));
+    out.push(specChange(`metadata.annotations.${SPEC_ANNOTATION}`, undefined, undefined, "live"));
   }
   const recreate = o.recreate === true &&
     out.some((c) => c.class === "recreate") && !out.some((c) => c.class === "forbidden");
@@ -503,7 +436,7 @@ export async function applyOnCluster(
       undoSteps.push(() => undo.delete("secrets", ns, secretName));
       await api.create("secrets", ns, m.secret);
       step(`created Secret ${ns}/${secretName}`);
-    } else if (m.secret && oldSecret && !same(secretData(oldSecret), secretData(m.secret))) {
+    } else if (m.secret && oldSecret && !sameValue(secretData(oldSecret), secretData(m.secret))) {
       const before = recreatable(oldSecret);
       undoSteps.push(async () => {
         const now = await undo.get("secrets", ns, secretName);
