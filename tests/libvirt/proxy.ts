@@ -11,6 +11,11 @@ export interface Proxy {
   port: number;
   /** Bytes seen from the daemon so far. */
   bytesFromDaemon: number;
+  /**
+   * Sockets open now, both sides counted (a client and its daemon connection: 2). A side that ends
+   * closes the other, so 0 means the daemon's end of every connection is closed too.
+   */
+  openSockets: number;
   /** Stop forwarding in both directions without closing (a hung daemon). */
   blackHole(): void;
   /** Close every proxied connection at once (a crashed daemon). */
@@ -75,6 +80,9 @@ export async function startProxy(kind: "unix" | "tcp" = "unix"): Promise<Proxy> 
     port: kind === "tcp" ? (listener.addr as Deno.NetAddr).port : 0,
     get bytesFromDaemon() {
       return state.bytesFromDaemon;
+    },
+    get openSockets() {
+      return conns.size;
     },
     blackHole() {
       holes = true;
