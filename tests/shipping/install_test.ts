@@ -12,6 +12,8 @@ import { EAGER_DIR } from "../../tasks/bundle.ts";
 import { EAGER_V8_FLAGS, routeListToEagerCopy } from "../../tasks/install.ts";
 import { LIBVIRT_SOCKET, requireLibvirt, requireTool, testNeeding } from "../_require.ts";
 import { installInto } from "./_install.ts";
+import { Libvirt, MetadataType, ModificationImpact } from "../../lib/libvirt/mod.ts";
+import { METADATA_NAMESPACE } from "../../lib/foundry/metadata.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -135,8 +137,45 @@ testNeeding([libvirt], {
   name: "install: foundry list (the eager copy) prints what the lazy copy prints",
   fn: async () => {
     const i = await install();
+    // Domains of this test only (other tests change the daemon's domains meanwhile): two foundry
+    // VMs with a label of this run, and one domain that is not foundry's.
+    const run = crypto.randomUUID().slice(0, 8);
+    const prefix = `inst-eager-${run}-`;
+    const lv = await Libvirt.connect(`qemu:///system?socket=${LIBVIRT_SOCKET}`);
+    const names: string[] = [];
     try {
-      const run = async (args: string[]) => {
+      for (const [n, managed] of [["a", true], ["b", true], ["c", false]] as const) {
+        const name = `${prefix}${n}`;
+        const dom = await lv.domainDefineXml(
+          `<domain type='qemu'><name>${name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>` +
+            `<os><type arch='x86_64' machine='pc'>hvm</type></os><devices>` +
+            // list asks a stopped domain for foundry's metadata only when a disk is named NAME_*.
+            `<disk type='file' device='disk'><source file='/nonexistent/${name}_boot.qcow2'/>` +
+            `<target dev='vda' bus='virtio'/></disk></devices></domain>`,
+        );
+        names.push(name);
+        if (!managed) continue;
+        const vm = {
+          apiVersion: "foundry.cofront.xyz/v1alpha1",
+          kind: "VirtualMachine",
+          metadata: { name, labels: { "install-eager": run, n } },
+          spec: {
+            vcpus: 1,
+            memoryGiB: 0.25,
+            bootDisk: { sizeGB: 1, image: "base.qcow2" },
+            networkInterfaces: [{ bridge: "br0", ip: `192.0.2.${n === "a" ? 10 : 11}/24` }],
+          },
+        };
+        await lv.domainSetMetadata(
+          dom,
+          MetadataType.ELEMENT,
+          `<vm>${JSON.stringify(vm).replaceAll("&", "&amp;").replaceAll("<", "&lt;")}</vm>`,
+          "foundry",
+          METADATA_NAMESPACE,
+          ModificationImpact.CONFIG,
+        );
+      }
+      const foundry = async (args: string[]) => {
         const out = await new Deno.Command(join(i.bin, "foundry"), {
           args,
           cwd: i.cwd,
@@ -146,12 +185,25 @@ testNeeding([libvirt], {
         assert.equal(out.code, 0, text(out.stderr));
         return text(out.stdout);
       };
+      const mine = (out: string) => out.split("\n").filter((l) => l.startsWith(prefix)).join("\n");
       // `--no-audit list` is not routed (the shim looks at the first word only).
-      for (const args of [["-o", "json"], ["--all", "-o", "wide"], ["--no-headers"]]) {
-        assert.equal(await run(["list", ...args]), await run(["--no-audit", "list", ...args]));
-        assert.equal(await run(["ls", ...args]), await run(["--no-audit", "ls", ...args]));
+      for (const word of ["list", "ls"]) {
+        const selected = ["-l", `install-eager=${run}`];
+        for (const args of [[...selected, "-o", "json"], [...selected, "-o", "wide"]]) {
+          const eager = await foundry([word, ...args]);
+          assert.match(eager, new RegExp(`${prefix}a[\\s\\S]*${prefix}b`));
+          assert.equal(eager, await foundry(["--no-audit", word, ...args]));
+        }
+        const all = ["--all", "--no-headers"];
+        const eager = mine(await foundry([word, ...all]));
+        assert.equal(eager.split("\n").length, 3, eager);
+        assert.equal(eager, mine(await foundry(["--no-audit", word, ...all])));
       }
     } finally {
+      for (const name of names) {
+        await lv.domainUndefine(await lv.domainLookupByName(name)).catch(() => {});
+      }
+      await lv.close();
       await i.cleanup();
     }
   },
