@@ -155,12 +155,12 @@ async function buildInto(outDir: string): Promise<BundleOutcome> {
   return { ok: true, outDir, message: "" };
 }
 
-/** Folder (inside the bundle folder) of the copy that the installed `foundry list` runs. */
+/** Folder (inside the bundle folder) of the copy the installed `foundry list` and `get` run. */
 export const EAGER_DIR = "eager";
 
 /**
  * The whole bundle again under {@linkcode EAGER_DIR}, as hard links. The installed `foundry list`
- * runs this copy with V8's `--no-lazy` (see tasks/install.ts): every function of a module is then
+ * and `get` run this copy with V8's `--no-lazy` (see tasks/install.ts): every function of a module is then
  * compiled when it loads and kept in Deno's code cache, where by default only top-level code is
  * cached and each function a run calls is compiled again in that run (about 5 ms of a `list` of
  * two dozen VMs, measured). Commands that load large npm packages (commander, yaml, the Kubernetes

@@ -45,10 +45,10 @@ export async function installAll(): Promise<InstallOutcome[]> {
     let message = text.split("\n").slice(-2).join(" ");
     if (ok && t.name === "foundry") {
       const script = join(installRoot(), "bin", t.name);
-      const routed = routeListToEagerCopy(await Deno.readTextFile(script));
+      const routed = routeToEagerCopy(await Deno.readTextFile(script));
       if (routed === undefined) {
         ok = false;
-        message = `${script} does not look like a deno install script; list is not routed`;
+        message = `${script} does not look like a deno install script; list and get are not routed`;
       } else {
         await Deno.writeTextFile(script, routed);
       }
@@ -64,22 +64,27 @@ function installRoot(): string {
 }
 
 /**
- * V8 flags of the installed `foundry list`: compile every function when its module loads (kept in
- * the code cache, see tasks/bundle.ts), and a young generation large enough that a list never
- * stops for a scavenge (one of about 1 ms in every run otherwise). Measured on 24 stopped VMs:
- * 41.5 -> 36.4 ms for the first, 36.7 -> 34.6 ms for the second (medians of 61 and 81 runs).
+ * V8 flags of the installed `foundry list` and `get`: compile every function when its module loads
+ * (kept in the code cache, see tasks/bundle.ts), and a young generation large enough that they
+ * never stop for a scavenge (one of about 1 ms in every run otherwise). Measured on 24 stopped VMs:
+ * list 41.5 -> 36.4 ms for the first, 36.7 -> 34.6 ms for the second (medians of 61 and 81 runs);
+ * get 42.8 -> 35.7 ms with both.
  */
 export const EAGER_V8_FLAGS = "--no-lazy,--min-semi-space-size=16";
 
+/** The first words the installed foundry runs from the eager copy. */
+export const EAGER_COMMANDS = ["list", "ls", "get"] as const;
+
 /**
- * The `deno install` shell script `script` with `foundry list` (and `ls`) sent to the bundle's
- * eager copy under {@linkcode EAGER_V8_FLAGS} (see `EAGER_DIR` in tasks/bundle.ts): list is what
- * people run dozens of times a day, and eager compilation with the code cache makes it about 5 ms
- * faster, while commands that load npm packages are faster as they are (`--help` 139 -> 186 ms,
- * `get -o yaml` 82 -> 91 ms, `virtwork run --dry-run` 267 -> 302 ms under `--no-lazy`). Undefined when the script is not
- * the one-line `exec deno run ... 'file:///.../foundry.js' "$@"` that deno install writes.
+ * The `deno install` shell script `script` with `foundry list`, `ls` and `get` (the first word)
+ * sent to the bundle's eager copy under {@linkcode EAGER_V8_FLAGS} (see `EAGER_DIR` in
+ * tasks/bundle.ts): these are what people run dozens of times a day, and eager compilation with
+ * the code cache makes them 5-7 ms faster, while commands that load npm packages are faster as
+ * they are (`--help` 139 -> 186 ms, `virtwork run --dry-run` 267 -> 302 ms under `--no-lazy`).
+ * Undefined when the script is not the one-line `exec deno run ... 'file:///.../foundry.js' "$@"`
+ * that deno install writes.
  */
-export function routeListToEagerCopy(script: string): string | undefined {
+export function routeToEagerCopy(script: string): string | undefined {
   const lines = script.split("\n");
   const at = lines.findIndex((l) =>
     /^exec .*\brun .*'file:\/\/\/[^']*\/foundry\.js' "\$@"$/.test(l)
@@ -89,9 +94,9 @@ export function routeListToEagerCopy(script: string): string | undefined {
   const m = /^(exec .*?\brun )(.*)'(file:\/\/\/[^']*\/)(foundry\.js)' "\$@"$/.exec(line)!;
   const eager = `${m[1]}--v8-flags=${EAGER_V8_FLAGS} ${m[2]}'${m[3]}${EAGER_DIR}/${m[4]}' "$@"`;
   const route = [
-    "# foundry list runs the bundle's eager copy: see tasks/install.ts",
+    `# foundry ${EAGER_COMMANDS.join(", ")} run the bundle's eager copy: see tasks/install.ts`,
     'case "$1" in',
-    `list | ls) ${eager} ;;`,
+    `${EAGER_COMMANDS.join(" | ")}) ${eager} ;;`,
     "esac",
   ];
   return [...lines.slice(0, at), ...route, ...lines.slice(at)].join("\n");
