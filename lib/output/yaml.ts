@@ -106,6 +106,7 @@ function scalar(v: unknown): string[] {
  * and surrogates that are not part of a pair.
  */
 const ESCAPED =
+  // deno-lint-ignore no-control-regex -- matching control characters is the point
   /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufffe\uffff\ud800-\udfff]/u;
 const ESCAPED_ALL = new RegExp(ESCAPED.source, "gu");
 

@@ -114,10 +114,12 @@ Deno.test("formatYaml(): every tricky string reads back the same in YAML 1.2 and
 Deno.test("formatYaml(): invisible and control characters are escaped, never printed", () => {
   for (
     const s of TRICKY.filter((t) =>
+      // deno-lint-ignore no-control-regex -- the characters under test
       /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b\u202e\ufeff]/.test(t)
     )
   ) {
     const text = formatYaml({ s });
+    // deno-lint-ignore no-control-regex -- the characters under test
     assert.doesNotMatch(text, /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b\u202e\ufeff]/, text);
   }
   assert.equal(formatYaml("a\u001b[2Jb"), '"a\\u001b[2Jb"\n');
