@@ -376,6 +376,10 @@ propertyTests(import.meta.url, {
         assert.deepEqual(readNetwork(r), { name: key, uuid: u });
         r.assertDone();
         assert.deepEqual(uuidFromString(uuidToString(u)), u);
+        assert.match(
+          uuidToString(u),
+          /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
+        );
       }),
       { seed: 0x1157, numRuns: 300 },
     );

@@ -45,9 +45,14 @@ export function paint(text: string, color: keyof typeof COLORS, enabled: boolean
 // deno-lint-ignore no-control-regex
 const ANSI = /\x1b\[[0-9;]*m/g;
 
-/** Length of `s` as shown, ignoring ANSI escapes. */
+/** Length of `s` as shown, ignoring ANSI escapes; counts code points, not UTF-16 units. */
 export function visibleLength(s: string): number {
-  return [...s.replace(ANSI, "")].length;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    // Only an escape or a surrogate pair makes the shown length differ from `length`.
+    if (c === 0x1b || (c >= 0xd800 && c <= 0xdfff)) return [...s.replace(ANSI, "")].length;
+  }
+  return s.length;
 }
 
 /**
@@ -63,14 +68,24 @@ export function formatTable(
   const rows = dirtyRows.map((r) =>
     r.map((c) => sanitizeText(c, { singleLine: true, keepColors: true }))
   );
-  const widths = headers.map((h, i) =>
-    Math.max(visibleLength(h), ...rows.map((r) => visibleLength(r[i] ?? "")))
-  );
-  const line = (cells: readonly string[]) =>
-    cells.map((c, i) => i === cells.length - 1 ? c : c + " ".repeat(widths[i]! - visibleLength(c)))
-      .join("  ").trimEnd();
-  return [line(headers), ...rows.map((r) => line(headers.map((_, i) => r[i] ?? "")))].join("\n") +
-    "\n";
+  // Each cell's shown length once: a list of a thousand domains has several thousand cells.
+  const lengths = rows.map((r) => headers.map((_, i) => visibleLength(r[i] ?? "")));
+  const widths = headers.map((h, i) => {
+    let w = visibleLength(h);
+    for (const l of lengths) w = Math.max(w, l[i]!);
+    return w;
+  });
+  const line = (cells: readonly string[], shown: readonly number[]) => {
+    let out = "";
+    const last = headers.length - 1;
+    for (let i = 0; i < last; i++) {
+      out += (cells[i] ?? "") + " ".repeat(widths[i]! - shown[i]!) + "  ";
+    }
+    return (out + (cells[last] ?? "")).trimEnd();
+  };
+  const out = [line(headers, headers.map(visibleLength))];
+  for (let r = 0; r < rows.length; r++) out.push(line(rows[r]!, lengths[r]!));
+  return out.join("\n") + "\n";
 }
 
 /** Pretty JSON with a final newline. */

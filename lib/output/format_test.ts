@@ -39,6 +39,16 @@ Deno.test("formatTable(): columns aligned to the widest cell, colours ignored fo
   assert.ok(out.endsWith("\n"));
 });
 
+Deno.test("visibleLength(): code points shown, not UTF-16 units or colour codes", () => {
+  assert.equal(visibleLength("plain"), 5);
+  assert.equal(visibleLength("naïve"), 5);
+  assert.equal(visibleLength("vm-\u{1F600}-x"), 6);
+  assert.equal(visibleLength(paint("\u{1F600}", "red", true) + "ab"), 3);
+  const table = formatTable(["NAME", "X"], [["\u{1F600}", "1"], ["abc", "2"]]).split("\n");
+  assert.equal(table[1], "\u{1F600}     1");
+  assert.equal(table[2], "abc   2");
+});
+
 Deno.test("formatJson() and formatYamlDocuments() round-trip", () => {
   const docs = [{ kind: "Namespace", metadata: { name: "a" } }, {
     kind: "Secret",

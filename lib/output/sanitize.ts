@@ -79,9 +79,17 @@ function skipEscape(s: string, i: number): number {
  * become spaces with `singleLine`) and bidirectional controls. Runs in linear time.
  */
 export function sanitizeText(text: string, opts: SanitizeOptions = {}): string {
+  // Most text is printable ASCII throughout: returned as it is, without the general pass.
+  let plain = 0;
+  while (plain < text.length) {
+    const c = text.charCodeAt(plain);
+    if (c < 0x20 || c > 0x7e) break;
+    plain++;
+  }
+  if (plain === text.length) return text;
   const parts: string[] = [];
   let clean = 0; // start of the run of characters kept as they are
-  let i = 0;
+  let i = plain;
   const n = text.length;
   const cut = (next: number, replacement = "") => {
     if (i > clean) parts.push(text.slice(clean, i));
