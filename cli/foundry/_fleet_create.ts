@@ -97,7 +97,14 @@ export async function createPlaced(
         if (p.host !== h.name || !p.copyImage) continue;
         const c = p.copyImage;
         copies.set(`${c.pool}/${c.volume}`, c);
-        await copyWithProgress(io, flags, await fleet.pool.get(entry(c.from)), lv, c, h.name);
+        await copyWithProgress(
+          io,
+          flags.output !== "json",
+          await fleet.pool.get(entry(c.from)),
+          lv,
+          c,
+          h.name,
+        );
       }
       let summary: CreateSummary | undefined;
       try {
@@ -182,9 +189,13 @@ async function located(
   );
 }
 
-async function copyWithProgress(
+/**
+ * Copies boot image `c` from host `c.from` (`src`) to `host` (`dst`) with a progress line; says
+ * so on stdout when `announce` (text output).
+ */
+export async function copyWithProgress(
   io: Io,
-  flags: FleetCreateFlags,
+  announce: boolean,
   src: Libvirt,
   dst: Libvirt,
   c: { from: string; pool: string; volume: string },
@@ -204,7 +215,7 @@ async function copyWithProgress(
       ...(signal ? { signal } : {}),
     });
     progress.done();
-    if (flags.output !== "json") {
+    if (announce) {
       io.out(
         `Copied image ${c.pool}/${c.volume} from ${c.from} to ${host} (SHA-256 ${copied.sha256})\n`,
       );
@@ -215,7 +226,8 @@ async function copyWithProgress(
   }
 }
 
-async function removeCopy(
+/** Removes the copy of boot image `c` made on `host`, warning (not failing) when it cannot. */
+export async function removeCopy(
   io: Io,
   lv: Libvirt,
   c: { pool: string; volume: string },

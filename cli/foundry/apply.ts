@@ -2,6 +2,7 @@ import { Command } from "npm:commander@^15.1.0";
 import type { Libvirt } from "../../lib/libvirt/mod.ts";
 import type { SpecChange, VmPlan } from "../../lib/foundry/plan_types.ts";
 import type { CurrentVm } from "../../lib/foundry/apply.ts";
+import type { FleetPlanned } from "../../lib/foundry/fleet_apply.ts";
 import type { VirtualMachine } from "../../lib/foundry/types.ts";
 import type { FoundryConfig } from "../../lib/foundry/config.ts";
 import { formatJson, paint, sanitizeText } from "../../lib/output/mod.ts";
@@ -21,6 +22,8 @@ interface PlanFlags {
   output: string;
   /** `--no-start` (apply): created VMs are defined, not started. */
   start?: boolean;
+  /** `--copy-image` (fleet): a new VM's boot image may be copied to its host first. */
+  copyImage?: boolean;
 }
 
 interface Planned {
@@ -82,15 +85,25 @@ export function planText(plans: readonly VmPlan[], color = false): string {
   }).join("");
 }
 
-/** The fleet's plan as text: a HOST column, then each VM's plan line and its change lines. */
+/**
+ * The fleet's plan as text: a HOST column, then each VM's plan line and its change lines, and for
+ * a create whose boot image is copied first (`--copy-image`), the line that says from where.
+ */
 export function fleetPlanText(
-  plans: readonly (VmPlan & { host: string })[],
+  plans: readonly (VmPlan & { host: string; copyImage?: FleetPlanned["copyImage"] })[],
   color = false,
 ): string {
   const width = Math.max(4, ...plans.map((p) => p.host.length)) + 2;
+  const copyLine = (c: NonNullable<FleetPlanned["copyImage"]>) =>
+    sanitizeText(`    image ${c.pool}/${c.volume}: copied from host ${c.from} first`, {
+      singleLine: true,
+    }) + "\n";
   return `${"HOST".padEnd(width)}PLAN\n` +
     plans.map((p) =>
-      planText([p], color).split("\n").map((l, i) =>
+      (planText([p], color) + (p.copyImage ? copyLine(p.copyImage) : "")).split("\n").map((
+        l,
+        i,
+      ) =>
         l === ""
           ? l
           : `${(i === 0 ? sanitizeText(p.host, { singleLine: true }) : "").padEnd(width)}${l}`
@@ -227,6 +240,7 @@ export function applyCommand(io: Io): Command {
       collect,
     )
     .option("--no-start", "define created VMs without starting them")
+    .option("--copy-image", "fleet: copy a new VM's boot image to its host from one that has it")
     .option("--wait [stage]", "then wait for created VMs: agent, ip or cloud-init (default)")
     .option("--timeout <seconds>", "with --wait: give up after this long", "600")
     .option("-o, --output <format>", "text, json or yaml", "text")
@@ -313,7 +327,7 @@ async function runFleet(
   const { fanOut } = await import("../../lib/foundry/fleet.ts");
   const { planFleetApply, MOVE_NEEDED } = await import("../../lib/foundry/fleet_apply.ts");
   const { fleetGlobals, finishOutcomes, hostIo, openFleet } = await import("./_fleet.ts");
-  const { placementRefusal } = await import("./_fleet_create.ts");
+  const { copyWithProgress, placementRefusal, removeCopy } = await import("./_fleet_create.ts");
   const docs = await loadDocs(flags.filename);
   const prune = flags.prune ? await pruneSelector(flags) : undefined;
   const fleet = openFleet(config, fleetGlobals(cmd));
@@ -323,11 +337,12 @@ async function runFleet(
         recreate: flags.recreate === true,
         parallel: fleet.parallel,
         sources: docs.sources,
+        copyImage: flags.copyImage === true,
         ...(prune ? { prune } : {}),
       })
     ).catch(async (e) => {
       const fileOf = (vm: string) => (docs.sources.get(vm) ?? "").replace(/:\d+$/, "");
-      throw await placementRefusal(fileOf, e, { copyImage: false, ignoreUnreachable: false });
+      throw await placementRefusal(fileOf, e, { copyImage: true, ignoreUnreachable: false });
     });
     for (const i of plan.items) {
       for (const c of i.plan.changes) {
@@ -336,7 +351,15 @@ async function runFleet(
         }
       }
     }
-    await printPlans(io, flags, plan.items.map((i) => ({ host: i.host, ...i.plan })));
+    await printPlans(
+      io,
+      flags,
+      plan.items.map((i) => ({
+        host: i.host,
+        ...i.plan,
+        ...(i.copyImage ? { copyImage: i.copyImage } : {}),
+      })),
+    );
     let worst = ExitCode.OK as number;
     for (const p of plan.problems) {
       const uri = config.hosts?.find((h) => h.name === p.hosts[0])?.uri;
@@ -371,7 +394,45 @@ async function runFleet(
     const acted = await fanOut(busy, fleet.parallel, fleet.pool, async (h, lv) => {
       const hio = hostIo(io, h.name);
       const mine = plan.items.filter((i) => i.host === h.name);
-      const failed = await carryOut(hio, lv, cmd, config, mine, flags);
+      // --copy-image: each boot image this host lacks comes first, once; a copy stays only when
+      // a VM that uses it was created here.
+      const copies = new Map<
+        string,
+        { image: NonNullable<FleetPlanned["copyImage"]>; vms: string[] }
+      >();
+      for (const i of mine) {
+        if (i.copyImage === undefined || i.plan.action !== "create") continue;
+        const key = `${i.copyImage.pool}/${i.copyImage.volume}`;
+        const c = copies.get(key) ?? { image: i.copyImage, vms: [] };
+        c.vms.push(i.plan.name);
+        copies.set(key, c);
+      }
+      const copied: typeof copies = new Map();
+      let failed: number | undefined;
+      try {
+        for (const [key, c] of copies) {
+          const from = fleet.hosts.find((x) => x.name === c.image.from) ??
+            config.hosts?.find((x) => x.name === c.image.from);
+          if (from === undefined) throw new Error(`host ${c.image.from} is not configured`);
+          await copyWithProgress(
+            hio,
+            flags.output === "text",
+            await fleet.pool.get(from),
+            lv,
+            c.image,
+            h.name,
+          );
+          copied.set(key, c);
+        }
+        failed = await carryOut(hio, lv, cmd, config, mine, flags);
+      } finally {
+        for (const c of copied.values()) {
+          const made = await Promise.all(
+            c.vms.map((n) => lv.domainLookupByName(n).then(() => true, () => false)),
+          );
+          if (!made.includes(true)) await removeCopy(hio, lv, c.image, h.name);
+        }
+      }
       if (failed !== undefined) {
         throw Object.assign(new Error("apply stopped (see above)"), { exitCode: failed });
       }
@@ -494,6 +555,7 @@ export function diffCommand(io: Io): Command {
     .option("-f, --filename <path>", "YAML file or directory (repeatable)", collect, [])
     .option("--recreate", "plan recreate-class changes as apply --recreate would")
     .option("--prune", "also list foundry VMs matching -l that are not in the files")
+    .option("--copy-image", "fleet: plan as apply --copy-image would")
     .option("-l, --selector <selector>", "label selector for --prune", collect)
     .option("-o, --output <format>", "text, json or yaml", "text")
     .addHelpText(

@@ -54,6 +54,8 @@ export interface FleetPlanned {
   vm?: VirtualMachine;
   /** What the VM is now (for an update or recreate). */
   current?: CurrentVm;
+  /** A create whose boot image the host lacks: copied there first, from this host (`copyImage`). */
+  copyImage?: { from: string; pool: string; volume: string };
 }
 
 /**
@@ -92,6 +94,11 @@ export interface FleetApplyOptions {
   parallel: number;
   /** Each VM's file and line (`VmPlan.source`), by name. */
   sources?: ReadonlyMap<string, string>;
+  /**
+   * `--copy-image`: a new VM may be placed on a host that lacks its boot image when another host
+   * has it (the plan's `copyImage` says from where); without it, such a host is not a candidate.
+   */
+  copyImage?: boolean;
 }
 
 /** The words of a placement change's reason that say the VM has to be moved to another host. */
@@ -205,13 +212,18 @@ export async function planFleetApply(
   }
   if (fresh.length > 0) {
     const placed = await planFleetCreate(pool, chosen, all, fresh, config, {
-      copyImage: false,
+      copyImage: opts.copyImage === true,
       ignoreUnreachable: false,
       parallel: opts.parallel,
     });
     for (const p of placed.placed) {
       const name = p.vm.metadata.name;
-      planned.set(name, { host: p.host, plan: { name, action: "create", changes: [] }, vm: p.vm });
+      planned.set(name, {
+        host: p.host,
+        plan: { name, action: "create", changes: [] },
+        vm: p.vm,
+        ...(p.copyImage ? { copyImage: p.copyImage } : {}),
+      });
     }
   }
   const items: FleetPlanned[] = [];

@@ -5,7 +5,8 @@
  * connection per host), a change is applied to the VM on its own host, an address held on another
  * host is refused before anything is made, a VM on two hosts and a placement.host naming another
  * host are refused for that VM, a paused host is reported with exit 7 while the other VM is
- * applied, and --prune -l removes matching foundry VMs across the hosts. VMs are defined, not
+ * applied, --prune -l removes matching foundry VMs across the hosts, and --copy-image brings a new
+ * VM's boot image to its host (and takes it away again when the create fails). VMs are defined, not
  * started (`--no-start`): these daemons cannot boot a guest image.
  */
 import assert from "node:assert/strict";
@@ -20,6 +21,7 @@ import {
   foundry,
   foundryWith,
   prepareHost,
+  run,
   vmYaml,
   volumesOf,
   writeFleetConfig,
@@ -54,6 +56,20 @@ Deno.test("fleetPlanText() puts each VM's host in a HOST column, change lines un
     text,
     "HOST    PLAN\neast-1  + create web\nw       ~ update db\n" +
       "            spec.memoryGiB: 1 -> 2 (live)\n",
+  );
+});
+
+Deno.test("fleetPlanText() says under a create when its boot image is copied first", () => {
+  const text = fleetPlanText([{
+    host: "b",
+    name: "web",
+    action: "create",
+    changes: [],
+    copyImage: { from: "a", pool: "images", volume: "debian.qcow2" },
+  }]);
+  assert.equal(
+    text,
+    "HOST  PLAN\nb     + create web\n          image images/debian.qcow2: copied from host a first\n",
   );
 });
 
@@ -361,6 +377,77 @@ testNeeding(fleetSkipReason(), {
           const bad = await fleetRun("apply", "-f", f, "--prune", "-l", "suite!=h7");
           assert.equal(bad.code, 2, bad.err + bad.out);
           assert.match(bad.err, /--prune needs a selector that requires a label/);
+        },
+      );
+
+      await t.step(
+        "--copy-image: a new VM's boot image is copied to its host first, and removed again when the create fails",
+        async () => {
+          const image = `${a.dir}/lib/h7-images/s6h2.qcow2`;
+          await run("qemu-img", "create", "-q", "-f", "qcow2", image, "64M");
+          await virsh(a.unixUri, "pool-refresh", "h7-images");
+          const f = await file(
+            "copy",
+            vmYaml("s6h2-copy", "192.0.2.50", `  placement:\n    host: ${c.name}\n`, "s6h2.qcow2"),
+          );
+          const before = await inventory();
+          for (const cmd of [["apply", "-f", f, "--no-start"], ["diff", "-f", f]]) {
+            const r = await fleetRun(...cmd);
+            assert.equal(r.code, 2, r.err + r.out);
+            assert.match(
+              r.err,
+              /copy\.yaml:\d+:\d+ spec\.placement\.host: .*image h7-images\/s6h2\.qcow2 is not there \(another host has it: --copy-image copies it\)/,
+            );
+          }
+          const diff = await fleetRun("diff", "-f", f, "--copy-image");
+          assert.equal(diff.code, 1, diff.err + diff.out);
+          assert.match(diff.out, new RegExp(`^${c.name}\\s+\\+ create s6h2-copy `, "m"));
+          assert.match(
+            diff.out,
+            new RegExp(`^\\s+image h7-images/s6h2\\.qcow2: copied from host ${a.name} first$`, "m"),
+          );
+          const json = await fleetRun("diff", "-f", f, "--copy-image", "-o", "json");
+          assert.deepEqual(
+            JSON.parse(json.out).find((p: { name: string }) => p.name === "s6h2-copy").copyImage,
+            { from: a.name, pool: "h7-images", volume: "s6h2.qcow2" },
+          );
+          assert.deepEqual(await inventory(), before);
+
+          // A volume of the VM's name that foundry did not make: the create fails after the copy.
+          await virsh(c.unixUri, "vol-create-as", "h7-vms", "s6h2-copy_boot", "1M");
+          const failed = await fleetRun("apply", "-f", f, "--no-start", "--copy-image");
+          assert.equal(failed.code, 7, failed.err + failed.out);
+          assert.match(failed.err, /Volume s6h2-copy_boot already exists in pool h7-vms/);
+          assert.match(
+            failed.out,
+            new RegExp(`Copied image h7-images/s6h2\\.qcow2 from ${a.name} to ${c.name} `),
+          );
+          assert.match(
+            failed.err,
+            new RegExp(`Removed the copy of image h7-images/s6h2\\.qcow2 from ${c.name}$`, "m"),
+          );
+          assert.deepEqual(await volumesOf(c, "h7-images"), ["h7-base.qcow2"]);
+          assert.deepEqual(await volumesOf(c, "h7-vms"), ["s6h2-copy_boot"]);
+          assert.deepEqual(await domainsOf(c), []);
+          await virsh(c.unixUri, "vol-delete", "--pool", "h7-vms", "s6h2-copy_boot");
+
+          const r = await fleetRun("apply", "-f", f, "--no-start", "--copy-image");
+          assert.equal(r.code, 0, r.err + r.out);
+          assert.match(
+            r.out,
+            new RegExp(
+              `Copied image h7-images/s6h2\\.qcow2 from ${a.name} to ${c.name} \\(SHA-256 [0-9a-f]{64}\\)`,
+            ),
+          );
+          assert.match(r.out, new RegExp(`^${c.name}: 1 create$`, "m"));
+          const sum = async (h: TestHost) =>
+            (await run("sha256sum", `${h.dir}/lib/h7-images/s6h2.qcow2`)).split(" ")[0];
+          assert.equal(await sum(c), await sum(a));
+          assert.deepEqual(await domainsOf(c), ["s6h2-copy"]);
+          const again = await fleetRun("apply", "-f", f, "--no-start", "--copy-image");
+          assert.equal(again.code, 0, again.err + again.out);
+          assert.match(again.out, new RegExp(`^${c.name}\\s+= unchanged s6h2-copy `, "m"));
+          assert.doesNotMatch(again.out, /Copied image/);
         },
       );
 
