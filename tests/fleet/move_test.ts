@@ -8,7 +8,10 @@
  * bridge made for the test with no address and no uplink) is forced off after the timeout and runs
  * on the target afterwards; a failure before its start there leaves it running on the source; and
  * --live back runs libvirt's peer-to-peer migration: it runs on exactly one host afterwards, with
- * nothing left on the other (on this machine libvirt refuses it, the source's tap name being taken).
+ * nothing left on the other. These daemons share one network stack, so libvirt may refuse that
+ * live move (the source's tap name is taken); either way the VM runs on exactly one host after it.
+ * tests/fleet/live_move_test.ts puts two daemons in network namespaces of their own, where the
+ * live move succeeds.
  */
 import assert from "node:assert/strict";
 import { moveVm } from "../../lib/foundry/move.ts";
