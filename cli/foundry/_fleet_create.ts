@@ -43,7 +43,8 @@ function usage(e: Error, code: number = ExitCode.VALIDATION): Error {
 /**
  * Places `vms` on the fleet and creates each host's share with `createOn` (create's single-host
  * run), host after host in the configuration's order, stopping at the first host whose create
- * failed. A boot image copied for this run to a host where no VM was then created is removed.
+ * failed. A boot image copied for this run to a host where no VM that uses it was then created is
+ * removed.
  * Returns one summary of the whole file.
  */
 export async function createPlaced(
@@ -92,29 +93,18 @@ export async function createPlaced(
     const order = fleet.hosts.filter((h) => byHost.has(h.name));
     for (const [i, h] of order.entries()) {
       const lv = await fleet.pool.get(h);
-      const copies = new Map<string, { pool: string; volume: string }>();
-      for (const p of plan.placed) {
-        if (p.host !== h.name || !p.copyImage) continue;
-        const c = p.copyImage;
-        copies.set(`${c.pool}/${c.volume}`, c);
-        await copyWithProgress(
-          io,
-          flags.output !== "json",
-          await fleet.pool.get(entry(c.from)),
-          lv,
-          c,
-          h.name,
-        );
-      }
-      let summary: CreateSummary | undefined;
-      try {
-        summary = await createOn(lv, byHost.get(h.name)!);
-      } finally {
-        const createdHere = summary?.created.length ?? 0;
-        if (createdHere === 0) {
-          for (const c of copies.values()) await removeCopy(io, lv, c, h.name);
-        }
-      }
+      const wanted = plan.placed.flatMap((p) =>
+        p.host === h.name && p.copyImage ? [{ vm: p.vm.metadata.name, image: p.copyImage }] : []
+      );
+      const summary = await withImageCopies(
+        io,
+        flags.output !== "json",
+        (from) => fleet.pool.get(entry(from)),
+        lv,
+        h.name,
+        wanted,
+        () => createOn(lv, byHost.get(h.name)!),
+      );
       if (summary === undefined) continue;
       total.created.push(...summary.created);
       total.unchanged.push(...summary.unchanged);
@@ -189,11 +179,57 @@ async function located(
   );
 }
 
+/** A boot image a VM placed on a host needs there first (`PlacedVm.copyImage`). */
+export interface ImageCopy {
+  /** The VM that uses it. */
+  vm: string;
+  /** Where the image is, and which it is. */
+  image: { from: string; pool: string; volume: string };
+}
+
+/**
+ * Copies each image of `wanted` (each once) to `host` (`dst`) from the host that has it
+ * (`source`), then runs `fn`. Afterwards, also when a copy or `fn` failed, a copy stays only if a
+ * VM that uses it exists on `dst`: the others are removed (fleet create and apply `--copy-image`).
+ */
+export async function withImageCopies<T>(
+  io: Io,
+  announce: boolean,
+  source: (host: string) => Promise<Libvirt>,
+  dst: Libvirt,
+  host: string,
+  wanted: readonly ImageCopy[],
+  fn: () => Promise<T>,
+): Promise<T> {
+  const copies = new Map<string, { image: ImageCopy["image"]; vms: string[] }>();
+  for (const w of wanted) {
+    const key = `${w.image.pool}/${w.image.volume}`;
+    const c = copies.get(key) ?? { image: w.image, vms: [] };
+    c.vms.push(w.vm);
+    copies.set(key, c);
+  }
+  const copied: { image: ImageCopy["image"]; vms: string[] }[] = [];
+  try {
+    for (const c of copies.values()) {
+      await copyWithProgress(io, announce, await source(c.image.from), dst, c.image, host);
+      copied.push(c);
+    }
+    return await fn();
+  } finally {
+    for (const c of copied) {
+      const made = await Promise.all(
+        c.vms.map((n) => dst.domainLookupByName(n).then(() => true, () => false)),
+      );
+      if (!made.includes(true)) await removeCopy(io, dst, c.image, host);
+    }
+  }
+}
+
 /**
  * Copies boot image `c` from host `c.from` (`src`) to `host` (`dst`) with a progress line; says
  * so on stdout when `announce` (text output).
  */
-export async function copyWithProgress(
+async function copyWithProgress(
   io: Io,
   announce: boolean,
   src: Libvirt,
@@ -227,7 +263,7 @@ export async function copyWithProgress(
 }
 
 /** Removes the copy of boot image `c` made on `host`, warning (not failing) when it cannot. */
-export async function removeCopy(
+async function removeCopy(
   io: Io,
   lv: Libvirt,
   c: { pool: string; volume: string },

@@ -327,7 +327,7 @@ async function runFleet(
   const { fanOut } = await import("../../lib/foundry/fleet.ts");
   const { planFleetApply, MOVE_NEEDED } = await import("../../lib/foundry/fleet_apply.ts");
   const { fleetGlobals, finishOutcomes, hostIo, openFleet } = await import("./_fleet.ts");
-  const { copyWithProgress, placementRefusal, removeCopy } = await import("./_fleet_create.ts");
+  const { placementRefusal, withImageCopies } = await import("./_fleet_create.ts");
   const docs = await loadDocs(flags.filename);
   const prune = flags.prune ? await pruneSelector(flags) : undefined;
   const fleet = openFleet(config, fleetGlobals(cmd));
@@ -394,45 +394,25 @@ async function runFleet(
     const acted = await fanOut(busy, fleet.parallel, fleet.pool, async (h, lv) => {
       const hio = hostIo(io, h.name);
       const mine = plan.items.filter((i) => i.host === h.name);
-      // --copy-image: each boot image this host lacks comes first, once; a copy stays only when
-      // a VM that uses it was created here.
-      const copies = new Map<
-        string,
-        { image: NonNullable<FleetPlanned["copyImage"]>; vms: string[] }
-      >();
-      for (const i of mine) {
-        if (i.copyImage === undefined || i.plan.action !== "create") continue;
-        const key = `${i.copyImage.pool}/${i.copyImage.volume}`;
-        const c = copies.get(key) ?? { image: i.copyImage, vms: [] };
-        c.vms.push(i.plan.name);
-        copies.set(key, c);
-      }
-      const copied: typeof copies = new Map();
-      let failed: number | undefined;
-      try {
-        for (const [key, c] of copies) {
-          const from = fleet.hosts.find((x) => x.name === c.image.from) ??
-            config.hosts?.find((x) => x.name === c.image.from);
-          if (from === undefined) throw new Error(`host ${c.image.from} is not configured`);
-          await copyWithProgress(
-            hio,
-            flags.output === "text",
-            await fleet.pool.get(from),
-            lv,
-            c.image,
-            h.name,
-          );
-          copied.set(key, c);
-        }
-        failed = await carryOut(hio, lv, cmd, config, mine, flags);
-      } finally {
-        for (const c of copied.values()) {
-          const made = await Promise.all(
-            c.vms.map((n) => lv.domainLookupByName(n).then(() => true, () => false)),
-          );
-          if (!made.includes(true)) await removeCopy(hio, lv, c.image, h.name);
-        }
-      }
+      // --copy-image: each boot image this host lacks comes first, once.
+      const wanted = mine.flatMap((i) =>
+        i.copyImage && i.plan.action === "create" ? [{ vm: i.plan.name, image: i.copyImage }] : []
+      );
+      const source = (name: string) => {
+        const from = fleet.hosts.find((x) => x.name === name) ??
+          config.hosts?.find((x) => x.name === name);
+        if (from === undefined) throw new Error(`host ${name} is not configured`);
+        return fleet.pool.get(from);
+      };
+      const failed = await withImageCopies(
+        hio,
+        flags.output === "text",
+        source,
+        lv,
+        h.name,
+        wanted,
+        () => carryOut(hio, lv, cmd, config, mine, flags),
+      );
       if (failed !== undefined) {
         throw Object.assign(new Error("apply stopped (see above)"), { exitCode: failed });
       }
