@@ -18,8 +18,11 @@ export interface ConsoleOptions {
   device?: string;
   /**
    * Take the console over when another client holds it (VIR_DOMAIN_CONSOLE_FORCE): that
-   * client's stream ends. Without it, opening a held console fails with a LibvirtError whose
-   * `isConsoleBusy()` is true.
+   * client's stream errors with the daemon's error, or, in libvirt 9.0's race (the daemon's
+   * abort skips the stream's error callback when the stream is not being watched at that moment,
+   * as while a chunk for that client is in flight), only goes quiet; its `close()` still returns.
+   * Without it, opening a held console fails with a LibvirtError whose `isConsoleBusy()` is
+   * true.
    */
   force?: boolean;
   /**
@@ -49,7 +52,9 @@ export interface DomainConsole {
   write(bytes: Uint8Array): Promise<void>;
   /**
    * Releases the console (virStreamFinish, or an abort when the stream is already broken) and
-   * waits for the daemon to confirm, so the next open finds it free. Idempotent.
+   * waits for the daemon to confirm, so the next open finds it free; at most 5 s, as a console
+   * the daemon dropped in a takeover is never confirmed. A read still pending resolves as done.
+   * Idempotent.
    */
   close(): Promise<void>;
 }

@@ -28,6 +28,12 @@ const KNOWN_PROGRAMS = new Set<number>([Program.REMOTE, Program.QEMU, Program.KE
 export const STREAM_CHUNK: number = Limits.LEGACY_PAYLOAD_MAX;
 /** A download pauses reading the socket while this much data waits for its consumer. */
 const STREAM_HIGH_WATER = 8 * 1024 * 1024;
+/**
+ * Longest wait for the daemon to confirm that a two-way stream (a console) ended. libvirt 9.0's
+ * daemon never confirms one it tore down itself in a forced takeover (see
+ * {@linkcode DuplexStream.finish}), so the wait must end on its own.
+ */
+const DUPLEX_SETTLE_MS = 5_000;
 const STREAM_LOW_WATER = 2 * 1024 * 1024;
 /** How many timed-out serials to remember, so their late replies are dropped, not fatal. */
 const TIMED_OUT_MEMORY = 4096;
@@ -85,7 +91,13 @@ export interface DuplexStream {
   read(): Promise<Uint8Array | null>;
   /** Sends bytes to the daemon; resolves once they left. */
   write(data: Uint8Array): Promise<void>;
-  /** Ends the stream cleanly (virStreamFinish) and waits for the daemon to confirm; idempotent. */
+  /**
+   * Ends the stream cleanly (virStreamFinish) and waits for the daemon to confirm, at most 5 s;
+   * idempotent. Past that it lets go unconfirmed: libvirt 9.0's daemon never answers on a
+   * console another client took over with force while a chunk for this client was in flight (its
+   * abort then skips the stream's error callback), and such a stream must still close. The
+   * daemon frees it with the connection.
+   */
   finish(): Promise<void>;
   /** Aborts the stream (virStreamAbort); idempotent. */
   abort(): Promise<void>;
@@ -129,7 +141,7 @@ class StreamState {
   error: Error | null = null;
   /** Set when the caller's signal aborted the stream. */
   interrupted = false;
-  #wake: (() => void) | null = null;
+  #wake: (() => void)[] = [];
   #onInterrupt: ((err: Error) => void)[] = [];
 
   /** Data dropped on arrival: the caller is closing the stream and reads no more. */
@@ -171,15 +183,16 @@ class StreamState {
     });
   }
 
-  /** Resolves when something happens on the stream. */
+  /**
+   * Resolves when something happens on the stream. Every waiter is woken: a reader and a closer
+   * may wait at the same time.
+   */
   changed(): Promise<void> {
-    return new Promise((resolve) => (this.#wake = resolve));
+    return new Promise((resolve) => this.#wake.push(resolve));
   }
 
   notify(): void {
-    const w = this.#wake;
-    this.#wake = null;
-    w?.();
+    for (const w of this.#wake.splice(0)) w();
   }
 }
 
@@ -624,7 +637,10 @@ export class RpcConnection {
         }
         if (!st.finished && !this.#closed) {
           await this.#send(streamFrame(st, MessageStatus.OK));
-          await this.#streamSettled(st);
+          // Unanswered after the wait, the daemon dropped this stream without telling us (see
+          // finish's doc): let go without an abort, which the daemon would not read either and
+          // which libvirt 9.0 can deadlock on when it meets a forced open.
+          await this.#settledWithin(st, DUPLEX_SETTLE_MS);
         }
         // A daemon-side error that ended the stream is the caller's news, not a failed close.
       } catch (err) {
@@ -702,20 +718,29 @@ export class RpcConnection {
    */
   async #abortAndSettle(st: StreamState): Promise<void> {
     if (this.#closed || st.finished) return;
-    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       await this.#send(streamFrame(st, MessageStatus.ERROR));
-      await Promise.race([
-        (async () => {
-          while (!st.finished && !this.#closed) await st.changed();
-        })(),
-        new Promise<void>((r) => (timer = setTimeout(r, 5_000))),
-      ]);
+      await this.#settledWithin(st, DUPLEX_SETTLE_MS);
     } catch {
       /* the connection is going away; #fail reports it */
+    }
+  }
+
+  /**
+   * Waits until the daemon ended `st` (or the connection did), at most `ms`; true when it did.
+   * The stream's own error does not end the wait: only the daemon's final message does.
+   */
+  async #settledWithin(st: StreamState, ms: number): Promise<boolean> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<void>((r) => (timer = setTimeout(r, ms)));
+    try {
+      while (!st.finished && !this.#closed) {
+        if (await Promise.race([st.changed().then(() => false), expired.then(() => true)])) break;
+      }
     } finally {
       clearTimeout(timer);
     }
+    return st.finished || this.#closed !== null;
   }
 
   /** Aborts a stream (status ERROR, as virStreamAbort) and returns the error worth reporting. */
