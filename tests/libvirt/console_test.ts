@@ -149,9 +149,10 @@ libvirtTest(
         if (ended === "quiet") {
           console.log("libvirt's takeover race: the first console went quiet without an error");
           await hangGuard(first.close(), "closing a console dropped in a takeover");
-          assert.equal(
+          // Released as done; or with the daemon's error, had it come after all (late, under load).
+          assert.match(
             await hangGuard(firstEnd, "the read pending on the dropped console"),
-            "closed",
+            new RegExp(`^(closed|errored: .*${d.name}.*)$`, "s"),
           );
         } else {
           assert.match(ended, new RegExp(`^errored: .*${d.name}`));
@@ -207,9 +208,10 @@ libvirtTest(
         }
         // close() lets go of it without the daemon's answer, and releases the pending read.
         await hangGuard(first.close(), "closing a console dropped in a takeover");
-        assert.equal(
+        // Released as done; or with the daemon's error, had it come after all (late, under load).
+        assert.match(
           await hangGuard(firstEnd, "the read pending on the dropped console"),
-          "closed",
+          new RegExp(`^(closed|errored: .*${d.name}.*)$`, "s"),
         );
         assert.equal(lv.rpc.pendingCalls, 0);
         assert.ok((await lv.getLibVersion()) > 0);
