@@ -35,6 +35,7 @@
  *
  * @module
  */
+import { writeDomainRecord } from "./domain_records.ts";
 import { XMLBuilder } from "npm:fast-xml-parser@^5.12.1";
 import {
   type DomainRef,
@@ -42,8 +43,6 @@ import {
   DomainXmlFlags,
   type Libvirt,
   LibvirtError,
-  MetadataType,
-  ModificationImpact,
 } from "../libvirt/mod.ts";
 import { ADOPTED_ANNOTATION } from "./apply.ts";
 import { parseVirtualMachine } from "./loader.ts";
@@ -52,12 +51,9 @@ import { type ObservedDisk, type ObservedSpec, observedSpec } from "./live_spec.
 import { lookupVm } from "./lookup.ts";
 import {
   type CreatedVolume,
-  METADATA_NAMESPACE,
-  METADATA_PREFIX,
   metadataNode,
   storedMetadataXml,
   VOLUMES_ELEMENT,
-  VOLUMES_NAMESPACE,
   VOLUMES_PREFIX,
 } from "./metadata.ts";
 import { API_VERSION, GRAPHICS_TYPES, KIND, type VirtualMachine } from "./types.ts";
@@ -414,35 +410,14 @@ export async function adoptVm(
   const result = { vm: made.vm, volumes: made.volumes, notes: made.notes };
   if (opts.dryRun === true) return { ...result, stored: false };
   const running = isActiveDomainXml(await lv.domainGetXmlDesc(made.domain));
-  const impact = ModificationImpact.CONFIG | (running ? ModificationImpact.LIVE : 0);
   // The volume record first: a spec without it would leave destroy the naming convention only.
-  await lv.domainSetMetadata(
-    made.domain,
-    MetadataType.ELEMENT,
-    volumesRecordXml(made.vm, made.volumes, made.uuid),
-    VOLUMES_PREFIX,
-    VOLUMES_NAMESPACE,
-    impact,
-  );
+  const volumes = volumesRecordXml(made.vm, made.volumes, made.uuid);
+  await writeDomainRecord(lv, made.domain, "volumes", volumes, running);
   try {
-    await lv.domainSetMetadata(
-      made.domain,
-      MetadataType.ELEMENT,
-      storedMetadataXml(made.vm),
-      METADATA_PREFIX,
-      METADATA_NAMESPACE,
-      impact,
-    );
+    await writeDomainRecord(lv, made.domain, "spec", storedMetadataXml(made.vm), running);
   } catch (e) {
     // Undo the record: the domain stays as adopt found it.
-    await lv.domainSetMetadata(
-      made.domain,
-      MetadataType.ELEMENT,
-      null,
-      VOLUMES_PREFIX,
-      VOLUMES_NAMESPACE,
-      impact,
-    ).catch(() => {});
+    await writeDomainRecord(lv, made.domain, "volumes", null, running).catch(() => {});
     throw e;
   }
   return { ...result, stored: true };

@@ -34,6 +34,7 @@
  *
  * @module
  */
+import { writeDomainRecord } from "./domain_records.ts";
 import { XMLBuilder } from "npm:fast-xml-parser@^5.12.1";
 import { type LabelSelector, matchesSelector } from "../config/selector.ts";
 import {
@@ -42,7 +43,6 @@ import {
   DomainXmlFlags,
   type Libvirt,
   LibvirtError,
-  MetadataType,
   ModificationImpact,
 } from "../libvirt/mod.ts";
 import {
@@ -57,14 +57,10 @@ import { type FoundryConfig, vmPoolFor } from "./config.ts";
 import { buildDomainXml } from "./domain_xml.ts";
 import {
   cloudInitSha256,
-  METADATA_NAMESPACE,
-  METADATA_PREFIX,
   parseStoredDomainMetadata,
   passwordHashSha256,
   storedMetadataXml,
   type StoredVm,
-  VOLUMES_NAMESPACE,
-  VOLUMES_PREFIX,
 } from "./metadata.ts";
 import { macOf, volumeNameData } from "./naming.ts";
 import { mapChanges, nicChanges, sameValue, specChange } from "./plan_changes.ts";
@@ -981,22 +977,14 @@ class Updater {
           "#text": JSON.stringify(this.#volumes),
         },
       });
-      await lv.domainSetMetadata(
-        current.domain,
-        MetadataType.ELEMENT,
-        text,
-        VOLUMES_PREFIX,
-        VOLUMES_NAMESPACE,
-        this.#impact,
-      );
+      await writeDomainRecord(lv, current.domain, "volumes", text, current.running);
     }
-    await lv.domainSetMetadata(
+    await writeDomainRecord(
+      lv,
       current.domain,
-      MetadataType.ELEMENT,
+      "spec",
       storedMetadataXml(this.#working, current.stored.passwordHashSha256),
-      METADATA_PREFIX,
-      METADATA_NAMESPACE,
-      this.#impact,
+      current.running,
     );
   }
 }

@@ -13,21 +13,20 @@
  *
  * @module
  */
+import { writeDomainRecord } from "./domain_records.ts";
 import {
   type DomainRef,
   DomainState,
   DomainXmlFlags,
   type Libvirt,
   LibvirtError,
-  MetadataType,
-  ModificationImpact,
   type StorageVolRef,
   UndefineFlags,
 } from "../libvirt/mod.ts";
 import { hostBridges } from "./host_resources.ts";
 import { lookupVm } from "./lookup.ts";
 import { IMAGE_ELSEWHERE } from "./placement.ts";
-import { METADATA_NAMESPACE, METADATA_PREFIX, storedMetadataXml } from "./metadata.ts";
+import { storedMetadataXml } from "./metadata.ts";
 import { lookupPool, parsePoolXml } from "./pools.ts";
 import type { CreatedVolume, StoredVm } from "./stored_metadata.ts";
 import { startVm, stopVm } from "./vm.ts";
@@ -353,13 +352,12 @@ async function settleOnTarget(
   const pinned = stored.vm.spec.placement;
   if (opts.to !== undefined && pinned && "host" in pinned && pinned.host !== opts.to) {
     const vm = { ...stored.vm, spec: { ...stored.vm.spec, placement: { host: opts.to } } };
-    await dst.domainSetMetadata(
+    await writeDomainRecord(
+      dst,
       domain,
-      MetadataType.ELEMENT,
+      "spec",
       storedMetadataXml(vm, stored.passwordHashSha256),
-      METADATA_PREFIX,
-      METADATA_NAMESPACE,
-      opts.live ? ModificationImpact.LIVE | ModificationImpact.CONFIG : ModificationImpact.CONFIG,
+      opts.live,
     );
   }
   if (opts.autostart) await dst.domainSetAutostart(domain, true);

@@ -26,8 +26,9 @@
  *
  * @module
  */
+import { writeDomainRecord } from "./domain_records.ts";
 import type { DomainRef, Libvirt } from "../libvirt/mod.ts";
-import { DomainState, MetadataType, ModificationImpact } from "../libvirt/constants.ts";
+import { DomainState } from "../libvirt/constants.ts";
 import {
   domainBlockResize,
   domainSetMemoryFlags,
@@ -37,7 +38,7 @@ import {
 } from "../libvirt/resize.ts";
 import { agentCall, guestExec } from "./agent.ts";
 import { lookupVm } from "./lookup.ts";
-import { METADATA_NAMESPACE, METADATA_PREFIX, storedMetadataXml } from "./metadata.ts";
+import { storedMetadataXml } from "./metadata.ts";
 import { LIMITS, type VirtualMachine } from "./types.ts";
 import { VmOperationError } from "./vm_errors.ts";
 import { childElements, ownText, readXml, type XmlElement } from "./xml_reader.ts";
@@ -570,15 +571,13 @@ export async function resizeVm(
   }
 
   const changes: ResizeChange[] = [];
-  const impact = ModificationImpact.CONFIG | (running ? ModificationImpact.LIVE : 0);
   const record = async () => {
-    await lv.domainSetMetadata(
+    await writeDomainRecord(
+      lv,
       domain,
-      MetadataType.ELEMENT,
+      "spec",
       storedMetadataXml(vm, stored.passwordHashSha256),
-      METADATA_PREFIX,
-      METADATA_NAMESPACE,
-      impact,
+      running,
     );
   };
   try {

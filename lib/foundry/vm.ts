@@ -3,6 +3,7 @@
  * Every step goes through the libvirt RPC client; nothing shells out.
  * @module
  */
+import { writeDomainRecord } from "./domain_records.ts";
 import {
   type DomainRef,
   DomainState,
@@ -10,8 +11,6 @@ import {
   InterruptedError,
   type Libvirt,
   LibvirtError,
-  MetadataType,
-  ModificationImpact,
   type StoragePoolRef,
   type StorageVolRef,
   UndefineFlags,
@@ -22,8 +21,6 @@ import { buildDomainXml } from "./domain_xml.ts";
 import { domainDisks, type KeptDisk, planVolumeDeletion } from "./disks.ts";
 import {
   type CreatedVolume,
-  METADATA_NAMESPACE,
-  METADATA_PREFIX,
   passwordHashSha256,
   storedMetadataXml,
   type StoredVm,
@@ -569,14 +566,7 @@ async function writeSpecRecord(
 ): Promise<void> {
   const hash = vm.spec.cloudInit?.passwordHash;
   const fingerprint = hash === undefined ? passwordFingerprint : passwordHashSha256(hash);
-  await lv.domainSetMetadata(
-    domain,
-    MetadataType.ELEMENT,
-    storedMetadataXml(vm, fingerprint, operation),
-    METADATA_PREFIX,
-    METADATA_NAMESPACE,
-    ModificationImpact.CONFIG | (live ? ModificationImpact.LIVE : 0),
-  );
+  await writeDomainRecord(lv, domain, "spec", storedMetadataXml(vm, fingerprint, operation), live);
 }
 
 /** Writes the status record `status` into the domain's metadata (and the live domain's). */
@@ -586,14 +576,7 @@ async function writeStatusRecord(
   status: StoredStatus,
   live: boolean,
 ): Promise<void> {
-  await lv.domainSetMetadata(
-    domain,
-    MetadataType.ELEMENT,
-    storedStatusText(status),
-    STATUS_PREFIX,
-    STATUS_NAMESPACE,
-    ModificationImpact.CONFIG | (live ? ModificationImpact.LIVE : 0),
-  );
+  await writeDomainRecord(lv, domain, "status", storedStatusText(status), live);
 }
 
 /**
@@ -647,13 +630,12 @@ async function writeSpecMarker(
   operation: OperationMarker | undefined,
   live: boolean,
 ): Promise<void> {
-  await lv.domainSetMetadata(
+  await writeDomainRecord(
+    lv,
     domain,
-    MetadataType.ELEMENT,
+    "spec",
     storedMetadataXml(stored.vm, stored.passwordHashSha256, operation, stored),
-    METADATA_PREFIX,
-    METADATA_NAMESPACE,
-    ModificationImpact.CONFIG | (live ? ModificationImpact.LIVE : 0),
+    live,
   );
 }
 
