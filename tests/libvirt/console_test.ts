@@ -79,6 +79,22 @@ function hangGuard<T>(p: Promise<T>, what: string, ms = 60_000): Promise<T> {
   return Promise.race([p, guard]).finally(() => clearTimeout(timer));
 }
 
+/** Reads `reader` to its end: "closed", or "errored: MESSAGE" when the read rejected. */
+async function endOf(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<string> {
+  try {
+    for (;;) if ((await reader.read()).done) return "closed";
+  } catch (e) {
+    return `errored: ${(e as Error).message}`;
+  }
+}
+
+/** What `p` settles to, or "quiet" when it has not settled after `ms` (it goes on). */
+async function orQuiet(p: Promise<string>, ms: number): Promise<string> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const quiet = new Promise<string>((r) => (timer = setTimeout(() => r("quiet"), ms)));
+  return await Promise.race([p, quiet]).finally(() => clearTimeout(timer));
+}
+
 libvirtTest(
   "console: the guest's serial output arrives, input goes out, close releases it",
   async () => {
@@ -130,18 +146,8 @@ libvirtTest(
         // client in flight, the daemon's abort skips the stream's error callback and the first
         // client never hears of it (libvirt 9.0, virFDStreamCloseInt). Its stream then only
         // goes quiet, and close() must still let go of it, releasing the pending read.
-        const firstEnd = (async () => {
-          try {
-            for (;;) if ((await r1.read()).done) return "closed";
-          } catch (e) {
-            return `errored: ${(e as Error).message}`;
-          }
-        })();
-        let quiet: ReturnType<typeof setTimeout> | undefined;
-        const ended = await Promise.race([
-          firstEnd,
-          new Promise<string>((r) => (quiet = setTimeout(() => r("quiet"), 20_000))),
-        ]).finally(() => clearTimeout(quiet));
+        const firstEnd = endOf(r1);
+        const ended = await orQuiet(firstEnd, 20_000);
         const r2 = second.readable.getReader();
         await hangGuard(readUntil(r2, "SeaBIOS"), "banner after takeover");
         r2.releaseLock();
@@ -189,18 +195,8 @@ libvirtTest(
         r2.releaseLock();
         await second.close();
         // The first console drains what was in flight, then hears nothing more.
-        const firstEnd = (async () => {
-          try {
-            for (;;) if ((await r1.read()).done) return "closed";
-          } catch (e) {
-            return `errored: ${(e as Error).message}`;
-          }
-        })();
-        let quiet: ReturnType<typeof setTimeout> | undefined;
-        const ended = await Promise.race([
-          firstEnd,
-          new Promise<string>((r) => (quiet = setTimeout(() => r("quiet"), 5_000))),
-        ]).finally(() => clearTimeout(quiet));
+        const firstEnd = endOf(r1);
+        const ended = await orQuiet(firstEnd, 5_000);
         console.log(`the first console after a stalled takeover: ${ended}`);
         if (ended !== "quiet") {
           // A daemon that reports the takeover here too has fixed the race: still a clean end.
@@ -256,16 +252,7 @@ libvirtTest("console: the stream ends when the domain stops", async () => {
     const reader = con.readable.getReader();
     await hangGuard(readUntil(reader, "SeaBIOS"), "banner");
     await lv.domainDestroy(d);
-    const ended = await hangGuard(
-      (async () => {
-        try {
-          for (;;) if ((await reader.read()).done) return "closed";
-        } catch (e) {
-          return `errored: ${(e as Error).message}`;
-        }
-      })(),
-      "the console of a stopped domain",
-    );
+    const ended = await hangGuard(endOf(reader), "the console of a stopped domain");
     assert.equal(ended, "closed");
     await con.close();
   });
