@@ -35,7 +35,6 @@
  *
  * @module
  */
-import { writeDomainRecord } from "./domain_records.ts";
 import { XMLBuilder } from "npm:fast-xml-parser@^5.12.1";
 import {
   type DomainRef,
@@ -44,6 +43,7 @@ import {
   type Libvirt,
   LibvirtError,
 } from "../libvirt/mod.ts";
+import { writeDomainRecord } from "./domain_records.ts";
 import { ADOPTED_ANNOTATION } from "./apply.ts";
 import { parseVirtualMachine } from "./loader.ts";
 import { isActiveDomainXml } from "./drift.ts";

@@ -34,7 +34,6 @@
  *
  * @module
  */
-import { writeDomainRecord } from "./domain_records.ts";
 import { XMLBuilder } from "npm:fast-xml-parser@^5.12.1";
 import { type LabelSelector, matchesSelector } from "../config/selector.ts";
 import {
@@ -51,6 +50,7 @@ import {
   MemoryFlags,
   VcpuFlags,
 } from "../libvirt/resize.ts";
+import { writeDomainRecord } from "./domain_records.ts";
 import type { VmPlan } from "./plan_types.ts";
 import type { ChangeClass, SpecChange } from "./plan_types.ts";
 import { type FoundryConfig, vmPoolFor } from "./config.ts";

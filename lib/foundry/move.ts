@@ -13,7 +13,6 @@
  *
  * @module
  */
-import { writeDomainRecord } from "./domain_records.ts";
 import {
   type DomainRef,
   DomainState,
@@ -23,6 +22,7 @@ import {
   type StorageVolRef,
   UndefineFlags,
 } from "../libvirt/mod.ts";
+import { writeDomainRecord } from "./domain_records.ts";
 import { hostBridges } from "./host_resources.ts";
 import { lookupVm } from "./lookup.ts";
 import { IMAGE_ELSEWHERE } from "./placement.ts";

@@ -26,7 +26,6 @@
  *
  * @module
  */
-import { writeDomainRecord } from "./domain_records.ts";
 import type { DomainRef, Libvirt } from "../libvirt/mod.ts";
 import { DomainState } from "../libvirt/constants.ts";
 import {
@@ -36,6 +35,7 @@ import {
   MemoryFlags,
   VcpuFlags,
 } from "../libvirt/resize.ts";
+import { writeDomainRecord } from "./domain_records.ts";
 import { agentCall, guestExec } from "./agent.ts";
 import { lookupVm } from "./lookup.ts";
 import { storedMetadataXml } from "./metadata.ts";

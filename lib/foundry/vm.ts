@@ -3,7 +3,6 @@
  * Every step goes through the libvirt RPC client; nothing shells out.
  * @module
  */
-import { writeDomainRecord } from "./domain_records.ts";
 import {
   type DomainRef,
   DomainState,
@@ -15,6 +14,7 @@ import {
   type StorageVolRef,
   UndefineFlags,
 } from "../libvirt/mod.ts";
+import { writeDomainRecord } from "./domain_records.ts";
 import { cidataIsoFromVm } from "./cloudinit.ts";
 import { type FoundryConfig, imageLocationFor, vmPoolFor } from "./config.ts";
 import { buildDomainXml } from "./domain_xml.ts";

@@ -727,10 +727,10 @@ export class RpcConnection {
   }
 
   /**
-   * Waits until the daemon ended `st` (or the connection did), at most `ms`; true when it did.
-   * The stream's own error does not end the wait: only the daemon's final message does.
+   * Waits until the daemon ended `st` (or the connection did), at most `ms`. The stream's own
+   * error does not end the wait: only the daemon's final message does.
    */
-  async #settledWithin(st: StreamState, ms: number): Promise<boolean> {
+  async #settledWithin(st: StreamState, ms: number): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     const expired = new Promise<void>((r) => (timer = setTimeout(r, ms)));
     try {
@@ -740,7 +740,6 @@ export class RpcConnection {
     } finally {
       clearTimeout(timer);
     }
-    return st.finished || this.#closed !== null;
   }
 
   /** Aborts a stream (status ERROR, as virStreamAbort) and returns the error worth reporting. */
